@@ -1,0 +1,817 @@
+//! The page config: a TOML file operators write, validated in two phases.
+//!
+//! 1. [`parse_toml`] reads the text into raw serde structs that deny unknown
+//!    fields, so a typo is an error with a line and column.
+//! 2. [`validate`] is pure: it checks every rule, collects *every* error with
+//!    its location (`components[1].checks[0].url`), and only then builds the
+//!    typed [`PageConfig`] the daemons use. Durations, URLs and addresses are
+//!    parsed here once, never again at check time.
+//!
+//! The validated config is what the decider stores in KV `config` and what
+//! probes and the publisher read back.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::event::Message;
+use crate::names::check_token;
+
+// ---------------------------------------------------------------------------
+// Phase 1: raw structs, exactly what the file says.
+// ---------------------------------------------------------------------------
+
+/// The page config file as written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPageConfig {
+    /// The page itself.
+    pub page: RawPage,
+    /// Defaults for every check.
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    /// Component groups, shown as sections on the page.
+    #[serde(default)]
+    pub groups: Vec<RawGroup>,
+    /// Components whose status the page shows.
+    #[serde(default)]
+    pub components: Vec<RawComponent>,
+    /// Notification channels offered to subscribers.
+    #[serde(default)]
+    pub channels: Vec<RawChannel>,
+}
+
+/// `[page]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPage {
+    /// Page id: lowercase letters, digits, `-`, `_`.
+    pub id: String,
+    /// Page title.
+    pub name: String,
+    /// Short description under the title.
+    #[serde(default)]
+    pub description: String,
+    /// Public URL of the page.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// `[defaults]`: values a check gets when it does not say.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// Probe regions that run each check.
+    pub regions: Option<Vec<String>>,
+    /// Time between runs, e.g. `30s`.
+    pub interval: Option<String>,
+    /// Time a run may take, e.g. `5s`.
+    pub timeout: Option<String>,
+    /// Consecutive failures before a region calls the component down.
+    pub failure_threshold: Option<u32>,
+    /// Consecutive successes before a region calls the component up again.
+    pub recovery_threshold: Option<u32>,
+}
+
+/// `[[groups]]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    /// Group id.
+    pub id: String,
+    /// Group title.
+    pub name: String,
+}
+
+/// `[[components]]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawComponent {
+    /// Component id.
+    pub id: String,
+    /// Component title.
+    pub name: String,
+    /// Short description.
+    #[serde(default)]
+    pub description: String,
+    /// Id of the group it belongs to.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Checks whose results decide its status. None means status is set by hand.
+    #[serde(default)]
+    pub checks: Vec<RawCheck>,
+}
+
+/// `[[components.checks]]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    /// Check id within the component; defaults to the check type.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `http` or `tcp`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// HTTP: the URL to request.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// HTTP: `GET` (default), `HEAD` or `POST`.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// HTTP: acceptable status codes; default any 2xx.
+    #[serde(default)]
+    pub expect_status: Option<Vec<u16>>,
+    /// HTTP: text the body must contain.
+    #[serde(default)]
+    pub body_contains: Option<String>,
+    /// TCP: `host:port` to connect to.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Regions; default `defaults.regions`.
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
+    /// Interval; default `defaults.interval`, then 30s.
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// Timeout; default `defaults.timeout`, then 5s.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Failure threshold; default `defaults.failure_threshold`, then 2.
+    #[serde(default)]
+    pub failure_threshold: Option<u32>,
+    /// Recovery threshold; default `defaults.recovery_threshold`, then 2.
+    #[serde(default)]
+    pub recovery_threshold: Option<u32>,
+}
+
+/// `[[channels]]`: a notification channel and its provider account.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannel {
+    /// Channel id.
+    pub id: String,
+    /// `email`, `sms`, `webhook`, `slack` or `teams`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Email: sender address.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Email: SMTP relay `host:port`; SMS: Twilio API base URL.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Name of the environment variable holding the provider secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// Most messages per second the provider account accepts.
+    #[serde(default)]
+    pub rate_per_second: Option<u32>,
+}
+
+// ---------------------------------------------------------------------------
+// Phase 2: validated, typed config.
+// ---------------------------------------------------------------------------
+
+/// A validated page config. Only [`validate`] builds one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PageConfig {
+    /// Page id.
+    pub id: String,
+    /// Page title.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Public URL.
+    pub url: Option<String>,
+    /// Groups in file order.
+    pub groups: Vec<Group>,
+    /// Components in file order.
+    pub components: Vec<Component>,
+    /// Notification channels.
+    pub channels: Vec<Channel>,
+}
+
+impl Message for PageConfig {
+    const KIND: &'static str = "page_config";
+    const VERSION: u32 = 1;
+}
+
+impl PageConfig {
+    /// The component with this id.
+    pub fn component(&self, id: &str) -> Option<&Component> {
+        self.components.iter().find(|c| c.id == id)
+    }
+}
+
+/// A validated group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// Group id.
+    pub id: String,
+    /// Title.
+    pub name: String,
+}
+
+/// A validated component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    /// Component id.
+    pub id: String,
+    /// Title.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Group id.
+    pub group: Option<String>,
+    /// Checks.
+    pub checks: Vec<Check>,
+}
+
+impl Component {
+    /// Every region that runs at least one of the component's checks, sorted.
+    pub fn regions(&self) -> Vec<String> {
+        let mut regions: Vec<String> = self.checks.iter().flat_map(|c| c.regions.iter().cloned()).collect();
+        regions.sort();
+        regions.dedup();
+        regions
+    }
+}
+
+/// A validated check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// Check id within the component.
+    pub id: String,
+    /// What to check.
+    pub target: CheckTarget,
+    /// Regions that run it.
+    pub regions: Vec<String>,
+    /// Time between runs.
+    pub interval_ms: u64,
+    /// Time a run may take.
+    pub timeout_ms: u64,
+    /// Consecutive failures before a region calls it down.
+    pub failure_threshold: u32,
+    /// Consecutive successes before a region calls it up.
+    pub recovery_threshold: u32,
+}
+
+impl Check {
+    /// Interval as a duration.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+
+    /// Timeout as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// What a check does; one variant per check kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CheckTarget {
+    /// An HTTP(S) request.
+    Http {
+        /// URL.
+        url: String,
+        /// Method.
+        method: HttpMethod,
+        /// Acceptable status codes; empty means any 2xx.
+        expect_status: Vec<u16>,
+        /// Text the body must contain.
+        body_contains: Option<String>,
+    },
+    /// A TCP connect.
+    Tcp {
+        /// `host:port`.
+        address: String,
+    },
+}
+
+/// HTTP methods a check may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    /// GET.
+    Get,
+    /// HEAD.
+    Head,
+    /// POST with an empty body.
+    Post,
+}
+
+/// A validated notification channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Channel {
+    /// Channel id.
+    pub id: String,
+    /// Kind and provider settings.
+    pub provider: ChannelProvider,
+    /// Most messages per second for the provider account.
+    pub rate_per_second: u32,
+}
+
+/// A channel kind with its provider settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ChannelProvider {
+    /// SMTP relay.
+    Email {
+        /// Sender address.
+        from: String,
+        /// Relay `host:port`.
+        relay: String,
+        /// Env var with the relay password, if any.
+        secret_env: Option<String>,
+    },
+    /// Twilio API.
+    Sms {
+        /// Sender number, E.164.
+        from: String,
+        /// API base URL.
+        api_base: String,
+        /// Env var with `ACCOUNT_SID:AUTH_TOKEN`.
+        secret_env: String,
+    },
+    /// Signed webhooks; subscribers give their URLs.
+    Webhook {
+        /// Env var with the signing secret.
+        secret_env: String,
+    },
+    /// Slack incoming webhooks.
+    Slack,
+    /// Teams incoming webhooks.
+    Teams,
+}
+
+// ---------------------------------------------------------------------------
+// Errors.
+// ---------------------------------------------------------------------------
+
+/// One problem in a config, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigError {
+    /// Where: a field path like `components[1].checks[0].url`, or `line 3, column 7`.
+    pub location: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// Every problem found in a config.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} error(s) in page config:", self.0.len())?;
+        for error in &self.0 {
+            writeln!(f, "  - {error}")?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Entry points.
+// ---------------------------------------------------------------------------
+
+/// Parses and validates config text in one go.
+pub fn load(text: &str) -> Result<PageConfig, ConfigErrors> {
+    validate(&parse_toml(text)?)
+}
+
+/// Phase 1: TOML text to raw structs. Syntax errors and unknown fields carry a line and column.
+pub fn parse_toml(text: &str) -> Result<RawPageConfig, ConfigErrors> {
+    toml::from_str(text).map_err(|e| {
+        let location = match e.span() {
+            Some(span) => line_column(text, span.start),
+            None => "file".to_owned(),
+        };
+        ConfigErrors(vec![ConfigError {
+            location,
+            message: e.message().to_owned(),
+        }])
+    })
+}
+
+fn line_column(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}")
+}
+
+/// Defaults used when neither the check nor `[defaults]` says.
+pub mod fallback {
+    /// Interval.
+    pub const INTERVAL: &str = "30s";
+    /// Timeout.
+    pub const TIMEOUT: &str = "5s";
+    /// Failure threshold.
+    pub const FAILURE_THRESHOLD: u32 = 2;
+    /// Recovery threshold.
+    pub const RECOVERY_THRESHOLD: u32 = 2;
+    /// Channel rate.
+    pub const RATE_PER_SECOND: u32 = 10;
+}
+
+/// Shortest check interval accepted.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest check interval accepted.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// Longest name accepted.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Collects errors while walking the raw config.
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn add(&mut self, location: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            location: location.into(),
+            message: message.into(),
+        });
+    }
+
+    fn token(&mut self, location: &str, value: &str) {
+        if let Err(e) = check_token(value) {
+            self.add(location, format!("invalid id {value:?}: {e}"));
+        }
+    }
+
+    fn name(&mut self, location: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.add(location, "must not be empty");
+        } else if value.chars().count() > MAX_NAME_LEN {
+            self.add(location, format!("must be at most {MAX_NAME_LEN} characters"));
+        }
+    }
+
+    fn duration(&mut self, location: &str, value: &str) -> Option<Duration> {
+        match humantime::parse_duration(value) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.add(location, format!("invalid duration {value:?} ({e}); write e.g. \"30s\" or \"2m\""));
+                None
+            }
+        }
+    }
+
+    fn threshold(&mut self, location: &str, value: u32) {
+        if !(1..=100).contains(&value) {
+            self.add(location, format!("must be between 1 and 100, got {value}"));
+        }
+    }
+}
+
+/// Phase 2: checks every rule and builds the typed config, or returns every error.
+pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
+    let mut errors = Errors::default();
+
+    errors.token("page.id", &raw.page.id);
+    errors.name("page.name", &raw.page.name);
+    if let Some(url) = &raw.page.url {
+        check_http_url(&mut errors, "page.url", url);
+    }
+
+    let defaults = &raw.defaults;
+    if let Some(regions) = &defaults.regions {
+        check_regions(&mut errors, "defaults.regions", regions);
+    }
+    for (field, value) in [("interval", &defaults.interval), ("timeout", &defaults.timeout)] {
+        if let Some(value) = value {
+            errors.duration(&format!("defaults.{field}"), value);
+        }
+    }
+    if let Some(t) = defaults.failure_threshold {
+        errors.threshold("defaults.failure_threshold", t);
+    }
+    if let Some(t) = defaults.recovery_threshold {
+        errors.threshold("defaults.recovery_threshold", t);
+    }
+
+    let mut group_ids = HashSet::new();
+    let mut groups = Vec::new();
+    for (i, group) in raw.groups.iter().enumerate() {
+        let at = format!("groups[{i}]");
+        errors.token(&format!("{at}.id"), &group.id);
+        errors.name(&format!("{at}.name"), &group.name);
+        if !group_ids.insert(group.id.as_str()) {
+            errors.add(format!("{at}.id"), format!("duplicate group id {:?}", group.id));
+        }
+        groups.push(Group {
+            id: group.id.clone(),
+            name: group.name.clone(),
+        });
+    }
+
+    if raw.components.is_empty() {
+        errors.add("components", "a page needs at least one component");
+    }
+    let mut component_ids = HashSet::new();
+    let mut components = Vec::new();
+    for (i, component) in raw.components.iter().enumerate() {
+        let at = format!("components[{i}]");
+        errors.token(&format!("{at}.id"), &component.id);
+        errors.name(&format!("{at}.name"), &component.name);
+        if !component_ids.insert(component.id.as_str()) {
+            errors.add(format!("{at}.id"), format!("duplicate component id {:?}", component.id));
+        }
+        if let Some(group) = &component.group {
+            if !group_ids.contains(group.as_str()) {
+                errors.add(format!("{at}.group"), format!("no group with id {group:?}"));
+            }
+        }
+        let mut check_ids = HashSet::new();
+        let mut checks = Vec::new();
+        for (j, check) in component.checks.iter().enumerate() {
+            let at = format!("{at}.checks[{j}]");
+            if let Some(check) = validate_check(&mut errors, &at, check, defaults) {
+                if !check_ids.insert(check.id.clone()) {
+                    errors.add(format!("{at}.id"), format!("duplicate check id {:?} in this component", check.id));
+                }
+                checks.push(check);
+            }
+        }
+        components.push(Component {
+            id: component.id.clone(),
+            name: component.name.clone(),
+            description: component.description.clone(),
+            group: component.group.clone(),
+            checks,
+        });
+    }
+
+    let mut channel_ids = HashSet::new();
+    let mut channels = Vec::new();
+    for (i, channel) in raw.channels.iter().enumerate() {
+        let at = format!("channels[{i}]");
+        errors.token(&format!("{at}.id"), &channel.id);
+        if !channel_ids.insert(channel.id.as_str()) {
+            errors.add(format!("{at}.id"), format!("duplicate channel id {:?}", channel.id));
+        }
+        if let Some(channel) = validate_channel(&mut errors, &at, channel) {
+            channels.push(channel);
+        }
+    }
+
+    if !errors.0.is_empty() {
+        return Err(ConfigErrors(errors.0));
+    }
+    Ok(PageConfig {
+        id: raw.page.id.clone(),
+        name: raw.page.name.clone(),
+        description: raw.page.description.clone(),
+        url: raw.page.url.clone(),
+        groups,
+        components,
+        channels,
+    })
+}
+
+fn check_regions(errors: &mut Errors, at: &str, regions: &[String]) {
+    if regions.is_empty() {
+        errors.add(at, "must name at least one region");
+    }
+    let mut seen = HashSet::new();
+    for (k, region) in regions.iter().enumerate() {
+        errors.token(&format!("{at}[{k}]"), region);
+        if !seen.insert(region) {
+            errors.add(format!("{at}[{k}]"), format!("duplicate region {region:?}"));
+        }
+    }
+}
+
+fn check_http_url(errors: &mut Errors, at: &str, text: &str) -> bool {
+    match url::Url::parse(text) {
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+            errors.add(at, format!("URL {text:?} must use http or https"));
+            false
+        }
+        Ok(url) if url.host_str().is_none() => {
+            errors.add(at, format!("URL {text:?} has no host"));
+            false
+        }
+        Ok(_) => true,
+        Err(e) => {
+            errors.add(at, format!("invalid URL {text:?}: {e}"));
+            false
+        }
+    }
+}
+
+fn check_host_port(errors: &mut Errors, at: &str, text: &str) {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        errors.add(at, format!("address {text:?} must be host:port"));
+        return;
+    };
+    if host.trim_matches(['[', ']']).is_empty() {
+        errors.add(at, format!("address {text:?} has no host"));
+    }
+    if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+        errors.add(at, format!("address {text:?} has an invalid port"));
+    }
+}
+
+fn validate_check(errors: &mut Errors, at: &str, raw: &RawCheck, defaults: &RawDefaults) -> Option<Check> {
+    let before = errors.0.len();
+    let id = raw.id.clone().unwrap_or_else(|| raw.kind.clone());
+    errors.token(&format!("{at}.id"), &id);
+
+    let target = match raw.kind.as_str() {
+        "http" => {
+            for (field, present) in [("address", raw.address.is_some())] {
+                if present {
+                    errors.add(format!("{at}.{field}"), "not valid for an http check");
+                }
+            }
+            let url = match &raw.url {
+                Some(url) => {
+                    check_http_url(errors, &format!("{at}.url"), url);
+                    url.clone()
+                }
+                None => {
+                    errors.add(format!("{at}.url"), "an http check needs a url");
+                    String::new()
+                }
+            };
+            let method = match raw.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
+                None | Some("GET") => HttpMethod::Get,
+                Some("HEAD") => HttpMethod::Head,
+                Some("POST") => HttpMethod::Post,
+                Some(other) => {
+                    errors.add(format!("{at}.method"), format!("unsupported method {other:?}; use GET, HEAD or POST"));
+                    HttpMethod::Get
+                }
+            };
+            let expect_status = raw.expect_status.clone().unwrap_or_default();
+            for (k, code) in expect_status.iter().enumerate() {
+                if !(100..=599).contains(code) {
+                    errors.add(format!("{at}.expect_status[{k}]"), format!("{code} is not an HTTP status code"));
+                }
+            }
+            Some(CheckTarget::Http {
+                url,
+                method,
+                expect_status,
+                body_contains: raw.body_contains.clone(),
+            })
+        }
+        "tcp" => {
+            for (field, present) in [
+                ("url", raw.url.is_some()),
+                ("method", raw.method.is_some()),
+                ("expect_status", raw.expect_status.is_some()),
+                ("body_contains", raw.body_contains.is_some()),
+            ] {
+                if present {
+                    errors.add(format!("{at}.{field}"), "not valid for a tcp check");
+                }
+            }
+            match &raw.address {
+                Some(address) => {
+                    check_host_port(errors, &format!("{at}.address"), address);
+                    Some(CheckTarget::Tcp {
+                        address: address.clone(),
+                    })
+                }
+                None => {
+                    errors.add(format!("{at}.address"), "a tcp check needs an address (host:port)");
+                    None
+                }
+            }
+        }
+        other => {
+            errors.add(format!("{at}.type"), format!("unknown check type {other:?}; expected \"http\" or \"tcp\""));
+            None
+        }
+    };
+
+    let regions = match raw.regions.as_ref().or(defaults.regions.as_ref()) {
+        Some(regions) => {
+            check_regions(errors, &format!("{at}.regions"), regions);
+            regions.clone()
+        }
+        None => {
+            errors.add(format!("{at}.regions"), "no regions: set them here or in [defaults]");
+            Vec::new()
+        }
+    };
+
+    let interval_text = raw.interval.as_deref().or(defaults.interval.as_deref()).unwrap_or(fallback::INTERVAL);
+    let timeout_text = raw.timeout.as_deref().or(defaults.timeout.as_deref()).unwrap_or(fallback::TIMEOUT);
+    let interval = errors.duration(&format!("{at}.interval"), interval_text);
+    let timeout = errors.duration(&format!("{at}.timeout"), timeout_text);
+    if let Some(interval) = interval {
+        if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) {
+            errors.add(format!("{at}.interval"), format!("must be between {MIN_INTERVAL:?} and {MAX_INTERVAL:?}, got {interval_text}"));
+        }
+    }
+    if let (Some(interval), Some(timeout)) = (interval, timeout) {
+        if timeout.is_zero() || timeout > interval {
+            errors.add(format!("{at}.timeout"), format!("must be above zero and at most the interval ({interval_text}), got {timeout_text}"));
+        }
+    }
+    let failure_threshold = raw.failure_threshold.or(defaults.failure_threshold).unwrap_or(fallback::FAILURE_THRESHOLD);
+    let recovery_threshold = raw.recovery_threshold.or(defaults.recovery_threshold).unwrap_or(fallback::RECOVERY_THRESHOLD);
+    errors.threshold(&format!("{at}.failure_threshold"), failure_threshold);
+    errors.threshold(&format!("{at}.recovery_threshold"), recovery_threshold);
+
+    if errors.0.len() > before {
+        return None;
+    }
+    Some(Check {
+        id,
+        target: target?,
+        regions,
+        interval_ms: interval?.as_millis() as u64,
+        timeout_ms: timeout?.as_millis() as u64,
+        failure_threshold,
+        recovery_threshold,
+    })
+}
+
+fn validate_channel(errors: &mut Errors, at: &str, raw: &RawChannel) -> Option<Channel> {
+    let before = errors.0.len();
+    let rate_per_second = raw.rate_per_second.unwrap_or(fallback::RATE_PER_SECOND);
+    if rate_per_second == 0 {
+        errors.add(format!("{at}.rate_per_second"), "must be at least 1");
+    }
+    let mut required = |field: &str, value: &Option<String>| -> String {
+        match value {
+            Some(v) if !v.trim().is_empty() => v.clone(),
+            _ => {
+                errors.add(format!("{at}.{field}"), format!("a {} channel needs {field}", raw.kind));
+                String::new()
+            }
+        }
+    };
+    let provider = match raw.kind.as_str() {
+        "email" => {
+            let from = required("from", &raw.from);
+            let relay = required("endpoint", &raw.endpoint);
+            if !from.is_empty() && (!from.contains('@') || from.contains(['\r', '\n', '<', '>'])) {
+                errors.add(format!("{at}.from"), format!("{from:?} is not an email address"));
+            }
+            if !relay.is_empty() {
+                check_host_port(errors, &format!("{at}.endpoint"), &relay);
+            }
+            Some(ChannelProvider::Email {
+                from,
+                relay,
+                secret_env: raw.secret_env.clone(),
+            })
+        }
+        "sms" => {
+            let from = required("from", &raw.from);
+            let api_base = required("endpoint", &raw.endpoint);
+            let secret_env = required("secret_env", &raw.secret_env);
+            if !from.is_empty() && !is_e164(&from) {
+                errors.add(format!("{at}.from"), format!("{from:?} is not an E.164 phone number like +15551234567"));
+            }
+            if !api_base.is_empty() {
+                check_http_url(errors, &format!("{at}.endpoint"), &api_base);
+            }
+            Some(ChannelProvider::Sms { from, api_base, secret_env })
+        }
+        "webhook" => {
+            let secret_env = required("secret_env", &raw.secret_env);
+            Some(ChannelProvider::Webhook { secret_env })
+        }
+        "slack" => Some(ChannelProvider::Slack),
+        "teams" => Some(ChannelProvider::Teams),
+        other => {
+            errors.add(format!("{at}.type"), format!("unknown channel type {other:?}; expected email, sms, webhook, slack or teams"));
+            None
+        }
+    };
+    if errors.0.len() > before {
+        return None;
+    }
+    Some(Channel {
+        id: raw.id.clone(),
+        provider: provider?,
+        rate_per_second,
+    })
+}
+
+fn is_e164(text: &str) -> bool {
+    let digits = text.strip_prefix('+').unwrap_or("");
+    (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+}

@@ -1,0 +1,34 @@
+//! Beacon's shared contract and plumbing. Every daemon depends on this crate
+//! and nothing else of Beacon's.
+//!
+//! # Layout
+//!
+//! - [`names`]: every stream, subject, KV bucket and API subject, and the id rules.
+//! - [`topology`]: stream/bucket settings and the idempotent [`topology::ensure`].
+//! - [`hlc`]: hybrid logical clock timestamps.
+//! - [`event`]: the versioned envelope, event ids and decoding.
+//! - [`messages`]: the body of every message and KV value.
+//! - [`config`]: the page config, parsed and validated in two phases.
+//! - [`api`]: request/reply types of the owners' endpoints.
+//! - [`publish`]: publishing with `Nats-Msg-Id` and an awaited stream ack.
+//! - [`consume`]: the consumer loop with ack, nak-with-delay and dead letters.
+//! - [`connect`]: NATS connection with credentials and start-up retries.
+//! - [`shutdown`]: cancellation, task tracking, grace period, backoff.
+//! - [`telemetry`]: tracing, the metrics registry and the admin port.
+//! - [`daemon`]: shared flags and the start/finish path of every daemon.
+//! - [`schema`]: JSON Schemas generated from the types above.
+
+pub mod api;
+pub mod config;
+pub mod connect;
+pub mod consume;
+pub mod daemon;
+pub mod event;
+pub mod hlc;
+pub mod messages;
+pub mod names;
+pub mod publish;
+pub mod schema;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topology;

@@ -1,0 +1,77 @@
+//! JSON Schemas generated from the Rust types.
+//!
+//! `schemas/bus/*.schema.json` and `schemas/config/*.schema.json` are checked
+//! in; a test fails when they drift from what [`bus_schemas`] and
+//! [`config_schemas`] generate. Regenerate with
+//! `BEACON_UPDATE_SCHEMAS=1 cargo test -p beacon-core --test schemas`.
+
+use schemars::{schema_for, Schema};
+
+use crate::api::{ApiReply, ApplyConfigRequest, ApplyConfigResult, GetConfigRequest};
+use crate::config::{PageConfig, RawPageConfig};
+use crate::event::{Envelope, Message};
+use crate::messages::*;
+
+/// One generated schema and the file it belongs in.
+#[derive(Debug, Clone)]
+pub struct NamedSchema {
+    /// File name, e.g. `health_result.v1.schema.json`.
+    pub file: String,
+    /// The schema.
+    pub schema: Schema,
+}
+
+fn envelope<T: Message>() -> NamedSchema {
+    NamedSchema {
+        file: format!("{}.v{}.schema.json", T::KIND, T::VERSION),
+        schema: schema_for!(Envelope<T>),
+    }
+}
+
+/// Every bus message and KV value, in its envelope.
+pub fn bus_schemas() -> Vec<NamedSchema> {
+    vec![
+        envelope::<HealthResult>(),
+        envelope::<StatusChange>(),
+        envelope::<StatusRecord>(),
+        envelope::<IncidentEvent>(),
+        envelope::<MaintenanceEvent>(),
+        envelope::<ChangelogEntry>(),
+        envelope::<Subscriber>(),
+        envelope::<NotifyBatch>(),
+        envelope::<DeliveryReceipt>(),
+        envelope::<UptimeRollup>(),
+        envelope::<PageConfig>(),
+        NamedSchema {
+            file: "api.config.apply.request.schema.json".into(),
+            schema: schema_for!(ApplyConfigRequest),
+        },
+        NamedSchema {
+            file: "api.config.apply.reply.schema.json".into(),
+            schema: schema_for!(ApiReply<ApplyConfigResult>),
+        },
+        NamedSchema {
+            file: "api.config.get.request.schema.json".into(),
+            schema: schema_for!(GetConfigRequest),
+        },
+        NamedSchema {
+            file: "api.config.get.reply.schema.json".into(),
+            schema: schema_for!(ApiReply<PageConfig>),
+        },
+    ]
+}
+
+/// The page config file.
+pub fn config_schemas() -> Vec<NamedSchema> {
+    vec![NamedSchema {
+        file: "page.schema.json".into(),
+        schema: schema_for!(RawPageConfig),
+    }]
+}
+
+/// Pretty JSON with a trailing newline, as checked in.
+pub fn to_file_text(schema: &Schema) -> String {
+    let mut text = serde_json::to_string_pretty(schema).unwrap_or_default();
+    text.push('\n');
+    text
+}

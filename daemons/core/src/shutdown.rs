@@ -1,0 +1,157 @@
+//! One shutdown path for every daemon.
+//!
+//! A signal (SIGINT, SIGTERM) or a caller cancels the token; loops stop
+//! pulling new work, finish what they hold, ack it, and return; the daemon
+//! then waits for its tracked tasks, bounded by a grace period.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Cancellation plus task bookkeeping, cloned into every task of a daemon.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    token: CancellationToken,
+    tracker: TaskTracker,
+    grace: Duration,
+}
+
+impl Shutdown {
+    /// A shutdown that waits at most `grace` for tasks to finish.
+    pub fn new(grace: Duration) -> Self {
+        Self {
+            token: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            grace,
+        }
+    }
+
+    /// The token tasks watch to know when to stop.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Resolves when shutdown begins.
+    pub async fn cancelled(&self) {
+        self.token.cancelled().await
+    }
+
+    /// Begins shutdown.
+    pub fn cancel(&self) {
+        self.token.cancel()
+    }
+
+    /// Spawns a task that shutdown waits for.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tracker.spawn(task)
+    }
+
+    /// Cancels on SIGINT or SIGTERM.
+    pub fn cancel_on_signals(&self) {
+        let token = self.token.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("Shutdown signal received, stopping.");
+            token.cancel();
+        });
+    }
+
+    /// Waits for tracked tasks after cancellation; false if the grace period ran out.
+    pub async fn wait_for_tasks(&self) -> bool {
+        self.tracker.close();
+        tokio::time::timeout(self.grace, self.tracker.wait()).await.is_ok()
+    }
+
+    /// Sleeps for `duration` unless shutdown begins first; true if it slept the whole time.
+    pub async fn sleep(&self, duration: Duration) -> bool {
+        tokio::select! {
+            _ = self.token.cancelled() => false,
+            _ = tokio::time::sleep(duration) => true,
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut interrupt), Ok(mut terminate)) => {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        _ => {
+            // Without signal handlers only Ctrl-C can stop us; that still beats not starting.
+            tracing::warn!("Cannot install SIGTERM handler, only SIGINT will stop the daemon.");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Exponential backoff with full jitter, for reconnects and retries.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// Starts at `initial` and doubles up to `max`.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self { next: initial, max }
+    }
+
+    /// The next delay: random in `[delay/2, delay]`, then doubles the delay.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let half = delay / 2;
+        half + half.mul_f64(rand::random::<f64>())
+    }
+
+    /// Starts over after a success.
+    pub fn reset(&mut self, initial: Duration) {
+        self.next = initial;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_and_stays_jittered() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let delays: Vec<Duration> = (0..8).map(|_| backoff.next_delay()).collect();
+        assert!(delays[0] >= Duration::from_millis(50) && delays[0] <= Duration::from_millis(100));
+        assert!(delays[7] >= Duration::from_millis(500) && delays[7] <= Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn tasks_finish_within_grace() {
+        let shutdown = Shutdown::new(Duration::from_secs(5));
+        let inner = shutdown.clone();
+        shutdown.spawn(async move { inner.cancelled().await });
+        shutdown.cancel();
+        assert!(shutdown.wait_for_tasks().await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stuck_task_runs_out_the_grace_period() {
+        let shutdown = Shutdown::new(Duration::from_secs(5));
+        shutdown.spawn(std::future::pending::<()>());
+        shutdown.cancel();
+        assert!(!shutdown.wait_for_tasks().await);
+    }
+}
