@@ -1,0 +1,34 @@
+//! Test support for Beacon: real servers and real daemon processes.
+//!
+//! Everything here starts genuine external processes (`nats-server`,
+//! `clickhouse-server`, the project's own binaries) on free loopback ports,
+//! each with its own temporary directory, so tests can run in parallel.
+//! Failures panic with a message that says what was waited for and include
+//! the relevant log, because that is what a failing test needs to show.
+//!
+//! # Layout
+//!
+//! - [`ports`]: hands out free loopback TCP ports.
+//! - [`wait`]: bounded async polling with a clear timeout message.
+//! - [`nats`]: a real `nats-server` with JetStream in a temp dir.
+//! - [`clickhouse`]: a real `clickhouse-server` with a minimal generated config.
+//! - [`daemon`]: runs one of the project's binaries as a child process with its log captured.
+//! - `bin` (private): finds external programs on `PATH`.
+//! - `http` (private): a tiny blocking HTTP/1.0 client over `std::net`.
+//! - `logs` (private): reads log files for panic messages and opens them for children.
+
+pub mod clickhouse;
+pub mod daemon;
+pub mod nats;
+pub mod ports;
+pub mod wait;
+
+mod bin;
+mod http;
+mod logs;
+
+pub use clickhouse::ClickHouseServer;
+pub use daemon::DaemonProcess;
+pub use nats::NatsServer;
+pub use ports::free_port;
+pub use wait::wait_until;
