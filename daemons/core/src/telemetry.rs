@@ -13,7 +13,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::shutdown::Shutdown;
 
@@ -94,6 +94,24 @@ impl Metrics {
     /// Registers a gauge family.
     pub fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, MetricError> {
         let metric = IntGaugeVec::new(Opts::new(self.full_name(name), help), labels).map_err(|e| MetricError {
+            name: self.full_name(name),
+            reason: e.to_string(),
+        })?;
+        self.register(name, metric)
+    }
+
+    /// Registers a counter without labels.
+    pub fn single_counter(&self, name: &str, help: &str) -> Result<IntCounter, MetricError> {
+        let metric = IntCounter::new(self.full_name(name), help).map_err(|e| MetricError {
+            name: self.full_name(name),
+            reason: e.to_string(),
+        })?;
+        self.register(name, metric)
+    }
+
+    /// Registers a gauge without labels.
+    pub fn single_gauge(&self, name: &str, help: &str) -> Result<IntGauge, MetricError> {
+        let metric = IntGauge::new(self.full_name(name), help).map_err(|e| MetricError {
             name: self.full_name(name),
             reason: e.to_string(),
         })?;

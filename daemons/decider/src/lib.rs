@@ -1,1 +1,81 @@
-//! placeholder
+//! The decider: turns probe evidence into component status, and owns page
+//! configs (and, later, incidents and maintenance).
+//!
+//! # Layout
+//!
+//! - [`rules`]: pure per-region hysteresis and quorum across regions.
+//! - [`step`]: pure application of one probe result to a component.
+//! - [`health`]: the HEALTH consumer handler: KV `status` CAS, then a STATUS event.
+//! - [`configs`]: KV `config` watch and the `beacon.api.config.*` endpoints.
+
+pub mod configs;
+pub mod health;
+pub mod rules;
+pub mod step;
+
+use beacon_core::consume::{run_consumer, ConsumerMetrics, ConsumerSpec};
+use beacon_core::daemon::Daemon;
+use beacon_core::names::{KV_CONFIG, KV_STATUS, STREAM_HEALTH};
+
+use crate::configs::Configs;
+use crate::health::HealthHandler;
+
+/// Why the decider stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A metric could not be registered (a bug).
+    #[error(transparent)]
+    Metric(#[from] beacon_core::telemetry::MetricError),
+}
+
+/// Durable consumer name of the decider on HEALTH.
+pub const CONSUMER: &str = "decider";
+
+/// Runs the decider until shutdown.
+pub async fn run(daemon: Daemon) -> Result<(), RunError> {
+    let Some(config_store) = configs::open_bucket(&daemon, KV_CONFIG).await else {
+        return Ok(());
+    };
+    let Some(status_store) = configs::open_bucket(&daemon, KV_STATUS).await else {
+        return Ok(());
+    };
+
+    let configs = Configs::default();
+    let (loaded_tx, mut loaded_rx) = tokio::sync::watch::channel(false);
+    daemon
+        .shutdown
+        .spawn(configs::watch(daemon.clone(), config_store.clone(), configs.clone(), loaded_tx));
+    {
+        let daemon = daemon.clone();
+        let store = config_store.clone();
+        daemon.clone().shutdown.spawn(async move {
+            if let Err(e) = configs::serve(daemon.clone(), store).await {
+                tracing::error!(error = %e, "Config API stopped; operators cannot apply configs.");
+            }
+        });
+    }
+
+    // Results are only meaningful against the stored configs: wait for them
+    // so a restart does not ignore a burst of results.
+    tokio::select! {
+        _ = daemon.shutdown.cancelled() => return Ok(()),
+        _ = loaded_rx.wait_for(|loaded| *loaded) => {}
+    }
+
+    let handler = HealthHandler::new(daemon.clone(), configs, status_store)?;
+    let metrics = ConsumerMetrics::register(&daemon.metrics)?;
+    let spec = ConsumerSpec::new(STREAM_HEALTH, CONSUMER);
+    let js = daemon.js.clone();
+    let shutdown = daemon.shutdown.clone();
+    daemon.shutdown.spawn(async move {
+        run_consumer(js, spec, metrics, shutdown, move |delivery| {
+            let handler = handler.clone();
+            async move { handler.handle(delivery).await }
+        })
+        .await;
+    });
+    daemon.readiness.set(true);
+    tracing::info!("Decider ready.");
+    daemon.shutdown.cancelled().await;
+    Ok(())
+}
