@@ -34,6 +34,20 @@ impl HttpTarget {
         }
     }
 
+    /// Starts the target, up, on a given port (the demo's fixed ports).
+    pub async fn start_on(port: u16) -> std::io::Result<HttpTarget> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        Ok(HttpTarget {
+            port,
+            server: Some(tokio::spawn(serve(Arc::new(listener)))),
+        })
+    }
+
+    /// Whether the target is up.
+    pub fn is_up(&self) -> bool {
+        self.server.is_some()
+    }
+
     /// The URL to check.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/health", self.port)

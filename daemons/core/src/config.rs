@@ -757,7 +757,7 @@ fn validate_channel(errors: &mut Errors, at: &str, raw: &RawChannel) -> Option<C
         match value {
             Some(v) if !v.trim().is_empty() => v.clone(),
             _ => {
-                errors.add(format!("{at}.{field}"), format!("a {} channel needs {field}", raw.kind));
+                errors.add(format!("{at}.{field}"), format!("{} channels need {field}", raw.kind));
                 String::new()
             }
         }

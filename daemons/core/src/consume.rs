@@ -133,9 +133,10 @@ impl ConsumerSpec {
             durable_name: Some(self.durable.clone()),
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: self.ack_wait,
-            // One more than our own limit, so the server never silently
-            // drops a message before we dead-letter it.
-            max_deliver: self.max_deliver + 1,
+            // Unlimited on the server: our own limit dead-letters, and a
+            // message whose dead-letter copy failed must keep coming back
+            // rather than be dropped silently by the server.
+            max_deliver: -1,
             deliver_policy: self.deliver_policy,
             ..Default::default()
         };

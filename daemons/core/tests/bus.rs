@@ -1,0 +1,630 @@
+//! The bus helpers against a real `nats-server`: topology, publishing with
+//! deduplication, and the consumer loop's ack, retry, dead-letter and
+//! reconnect behaviour. Each test starts its own server.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use beacon_core::connect::{connect, NatsArgs};
+use beacon_core::consume::{
+    deadletter_headers, run_consumer, ConsumerMetrics, ConsumerSpec, Delivery, HandlerError,
+};
+use beacon_core::event::Envelope;
+use beacon_core::hlc::HlcClock;
+use beacon_core::messages::{CheckKind, HealthResult, Outcome};
+use beacon_core::names::{deadletter_subject, health_subject, STREAM_DEADLETTER, STREAM_HEALTH};
+use beacon_core::publish::{publish, publish_bytes, PublishError};
+use beacon_core::shutdown::Shutdown;
+use beacon_core::telemetry::Metrics;
+use beacon_core::topology::{ensure, Topology};
+use beacon_testkit::nats::NatsServer;
+use beacon_testkit::wait::wait_until;
+use tokio::sync::Semaphore;
+
+/// Bound for anything that should happen promptly on a healthy local server.
+const PROMPT: Duration = Duration::from_secs(15);
+/// Bound for recovering after a server restart: reconnect backoff plus a new pull.
+const RECOVERY: Duration = Duration::from_secs(30);
+
+async fn connect_to(server: &NatsServer) -> jetstream::Context {
+    let args = NatsArgs {
+        url: server.url(),
+        creds: None,
+        user: None,
+        password: None,
+    };
+    let client = connect(
+        &args,
+        "beacon-core-test",
+        &Shutdown::new(Duration::from_secs(1)),
+    )
+    .await
+    .expect("connect to the test nats-server");
+    jetstream::new(client)
+}
+
+/// A server with the whole topology in place, and a JetStream context on it.
+async fn bus() -> (NatsServer, jetstream::Context) {
+    let server = NatsServer::start();
+    let js = connect_to(&server).await;
+    ensure(&js, &Topology::default())
+        .await
+        .expect("ensure topology");
+    (server, js)
+}
+
+fn health(component: &str) -> Envelope<HealthResult> {
+    Envelope::new(
+        &HlcClock::new(),
+        "eu",
+        HealthResult {
+            page: "demo".into(),
+            component: component.into(),
+            check: "http".into(),
+            region: "eu".into(),
+            kind: CheckKind::Http,
+            outcome: Outcome::Up,
+            started_at_ms: 1_732_233_000_000,
+            latency_ms: 5,
+            http_status: Some(200),
+            error: None,
+        },
+    )
+}
+
+async fn publish_health(js: &jetstream::Context, component: &str) -> u64 {
+    publish(
+        js,
+        &health_subject("demo", component, "eu"),
+        &health(component),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("publish health result for {component}: {e}"))
+    .sequence
+}
+
+async fn stream_messages(js: &jetstream::Context, name: &str) -> u64 {
+    let mut stream = js.get_stream(name).await.expect("get stream");
+    stream.info().await.expect("stream info").state.messages
+}
+
+/// The consumer's state on the server; `None` until the loop has created it.
+async fn consumer_info(js: &jetstream::Context, durable: &str) -> Option<consumer::Info> {
+    let stream = js
+        .get_stream(STREAM_HEALTH)
+        .await
+        .expect("get stream HEALTH");
+    stream.consumer_info(durable).await.ok()
+}
+
+/// Waits until the server holds no unacknowledged message for the consumer
+/// and its ack floor has reached `sequence`: everything up to it was acked or
+/// terminated, so nothing will be redelivered.
+async fn wait_settled(js: &jetstream::Context, durable: &str, sequence: u64) {
+    wait_until(
+        &format!("consumer {durable} to settle through sequence {sequence}"),
+        PROMPT,
+        || async {
+            let info = consumer_info(js, durable).await?;
+            (info.num_ack_pending == 0 && info.ack_floor.stream_sequence >= sequence).then_some(())
+        },
+    )
+    .await;
+}
+
+async fn wait_count(metrics: &ConsumerMetrics, durable: &str, outcome: &str, want: u64) {
+    wait_until(
+        &format!("{want} {outcome} message(s) on consumer {durable}"),
+        PROMPT,
+        || async { (metrics.count(durable, outcome) >= want).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        metrics.count(durable, outcome),
+        want,
+        "{outcome} on {durable}"
+    );
+}
+
+/// A consumer loop running in a task, stopped through its [`Shutdown`].
+struct Running {
+    durable: String,
+    metrics: ConsumerMetrics,
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start<H, Fut>(js: &jetstream::Context, durable: &str, handler: H) -> Running
+    where
+        H: Fn(Delivery) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        let spec = ConsumerSpec {
+            // Short, so a lost ack shows up as a redelivery within the test.
+            ack_wait: Duration::from_secs(2),
+            max_deliver: 3,
+            ..ConsumerSpec::new(STREAM_HEALTH, durable)
+        };
+        let metrics =
+            ConsumerMetrics::register(&Metrics::new("test")).expect("register consumer metrics");
+        let shutdown = Shutdown::new(Duration::from_secs(5));
+        let task = tokio::spawn(run_consumer(
+            js.clone(),
+            spec,
+            metrics.clone(),
+            shutdown.clone(),
+            handler,
+        ));
+        Running {
+            durable: durable.to_owned(),
+            metrics,
+            shutdown,
+            task,
+        }
+    }
+
+    fn count(&self, outcome: &str) -> u64 {
+        self.metrics.count(&self.durable, outcome)
+    }
+
+    /// Cancels the loop and checks it returns: shutdown is its only exit.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "consumer {} did not stop within 5s of shutdown",
+                    self.durable
+                )
+            })
+            .expect("consumer task panicked");
+    }
+}
+
+/// Components of the health results a handler has successfully decoded,
+/// with the delivery attempt, in arrival order.
+type Seen = Arc<Mutex<Vec<(String, i64)>>>;
+
+fn seen_components(seen: &Seen) -> Vec<String> {
+    seen.lock()
+        .expect("lock records")
+        .iter()
+        .map(|(c, _)| c.clone())
+        .collect()
+}
+
+/// A handler that decodes, records, and succeeds.
+fn recording(
+    seen: &Seen,
+) -> impl Fn(Delivery) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static {
+    let seen = seen.clone();
+    move |delivery: Delivery| {
+        let result = delivery.decode::<HealthResult>().map(|envelope| {
+            seen.lock()
+                .expect("lock records")
+                .push((envelope.data.component, delivery.attempt));
+        });
+        std::future::ready(result)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Topology.
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensure_is_idempotent_and_creates_everything() {
+    let server = NatsServer::start();
+    let topology = Topology::default();
+    // Two daemons starting at once on a fresh server race to create the
+    // same streams; both must succeed.
+    let (first, second) = (connect_to(&server).await, connect_to(&server).await);
+    let (a, b) = tokio::join!(ensure(&first, &topology), ensure(&second, &topology));
+    a.expect("first concurrent ensure");
+    b.expect("second concurrent ensure");
+    // And again on a server that already has everything.
+    ensure(&first, &topology)
+        .await
+        .expect("ensure on an existing topology");
+    ensure(&first, &topology)
+        .await
+        .expect("ensure a third time");
+
+    for want in topology.streams() {
+        let mut stream = first
+            .get_stream(&want.name)
+            .await
+            .unwrap_or_else(|e| panic!("stream {}: {e}", want.name));
+        let got = &stream.info().await.expect("stream info").config;
+        assert_eq!(got.subjects, want.subjects, "{} subjects", want.name);
+        assert_eq!(got.retention, want.retention, "{} retention", want.name);
+        assert_eq!(got.max_age, want.max_age, "{} max_age", want.name);
+        assert_eq!(
+            got.duplicate_window, want.duplicate_window,
+            "{} duplicate_window",
+            want.name
+        );
+        assert_eq!(
+            got.storage,
+            stream::StorageType::File,
+            "{} storage",
+            want.name
+        );
+    }
+    for want in topology.buckets() {
+        let kv = first
+            .get_key_value(&want.bucket)
+            .await
+            .unwrap_or_else(|e| panic!("KV bucket {}: {e}", want.bucket));
+        let status = kv.status().await.expect("KV status");
+        assert_eq!(status.history(), want.history, "{} history", want.bucket);
+    }
+    for want in topology.object_stores() {
+        first
+            .get_object_store(&want.bucket)
+            .await
+            .unwrap_or_else(|e| panic!("object store {}: {e}", want.bucket));
+    }
+    // Nothing extra: KV buckets and object stores are streams underneath.
+    let expected =
+        topology.streams().len() + topology.buckets().len() + topology.object_stores().len();
+    let mut names = Vec::new();
+    let mut listing = first.stream_names();
+    while let Some(name) = futures::StreamExt::next(&mut listing).await {
+        names.push(name.expect("stream name"));
+    }
+    assert_eq!(names.len(), expected, "streams on the server: {names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensure_updates_an_existing_stream() {
+    let (_server, js) = bus().await;
+    // An upgrade that changes retention must reach a server that already
+    // has the stream, not only fresh ones.
+    let changed = Topology {
+        health_max_age: Duration::from_secs(3600),
+        ..Topology::default()
+    };
+    ensure(&js, &changed)
+        .await
+        .expect("ensure with new retention");
+    let mut stream = js.get_stream(STREAM_HEALTH).await.expect("HEALTH");
+    assert_eq!(
+        stream.info().await.expect("info").config.max_age,
+        Duration::from_secs(3600)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Publishing.
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_the_same_event_twice_stores_it_once() {
+    let (_server, js) = bus().await;
+    let envelope = health("api");
+    let subject = health_subject("demo", "api", "eu");
+
+    let first = publish(&js, &subject, &envelope)
+        .await
+        .expect("first publish");
+    assert_eq!(
+        (first.stream.as_str(), first.duplicate),
+        (STREAM_HEALTH, false)
+    );
+    // A retry after a lost ack re-sends the same envelope; the event id is
+    // the Nats-Msg-Id, so the server drops it.
+    let second = publish(&js, &subject, &envelope)
+        .await
+        .expect("second publish");
+    assert!(
+        second.duplicate,
+        "second publish was stored again: {second:?}"
+    );
+    assert_eq!(second.sequence, first.sequence);
+    assert_eq!(stream_messages(&js, STREAM_HEALTH).await, 1);
+
+    let stored = js
+        .get_stream(STREAM_HEALTH)
+        .await
+        .expect("HEALTH")
+        .get_raw_message(first.sequence)
+        .await
+        .expect("stored message");
+    let msg_id = stored
+        .headers
+        .get("Nats-Msg-Id")
+        .map(|v| v.as_str().to_owned());
+    assert_eq!(msg_id, Some(envelope.id.to_string()));
+    assert_eq!(
+        Envelope::<HealthResult>::decode(&stored.payload),
+        Ok(envelope)
+    );
+
+    // A different event with the same body is a different event.
+    let other = publish(&js, &subject, &health("api"))
+        .await
+        .expect("third publish");
+    assert!(!other.duplicate);
+    assert_eq!(stream_messages(&js, STREAM_HEALTH).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_where_no_stream_listens_is_refused() {
+    let (_server, js) = bus().await;
+    match publish(&js, "beacon.nowhere.demo", &health("api")).await {
+        Err(PublishError::NotStored {
+            no_stream: true,
+            subject,
+            ..
+        }) => assert_eq!(subject, "beacon.nowhere.demo"),
+        other => panic!("expected NotStored with no_stream, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The consumer loop.
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_acked_only_after_the_handler_succeeds() {
+    let (_server, js) = bus().await;
+    let seen = Seen::default();
+    // The handler holds each message until the test lets it go, so the
+    // test can look at the server while the handler is still busy.
+    let gate = Arc::new(Semaphore::new(0));
+    let entered = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let (seen, gate, entered) = (seen.clone(), gate.clone(), entered.clone());
+        move |delivery: Delivery| {
+            let (seen, gate, entered) = (seen.clone(), gate.clone(), entered.clone());
+            async move {
+                let envelope = delivery.decode::<HealthResult>()?;
+                entered.fetch_add(1, Ordering::SeqCst);
+                gate.acquire().await.expect("gate open").forget();
+                seen.lock()
+                    .expect("lock records")
+                    .push((envelope.data.component, delivery.attempt));
+                Ok(())
+            }
+        }
+    };
+    let running = Running::start(&js, "test-acks", handler);
+
+    for component in ["a", "b", "c"] {
+        publish_health(&js, component).await;
+    }
+    wait_until("the first message to reach the handler", PROMPT, || async {
+        (entered.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    // Delivered (the pull fetches a batch), but nothing acked while the
+    // handler is still working.
+    let info = consumer_info(&js, "test-acks")
+        .await
+        .expect("consumer exists once it delivered");
+    assert!(info.num_ack_pending >= 1, "{info:?}");
+    assert_eq!(
+        info.ack_floor.stream_sequence, 0,
+        "acked before the handler finished: {info:?}"
+    );
+    assert_eq!(running.count("acked"), 0);
+
+    gate.add_permits(3);
+    wait_settled(&js, "test-acks", 3).await;
+    wait_count(&running.metrics, "test-acks", "acked", 3).await;
+    // In stream order, each on its first delivery.
+    let expected: Vec<(String, i64)> = vec![("a".into(), 1), ("b".into(), 1), ("c".into(), 1)];
+    assert_eq!(*seen.lock().expect("lock records"), expected);
+    assert_eq!(running.count("retried") + running.count("dead_lettered"), 0);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_message_is_dead_lettered_and_the_loop_goes_on() {
+    let (_server, js) = bus().await;
+    let seen = Seen::default();
+    let running = Running::start(&js, "test-poison", recording(&seen));
+
+    let subject = health_subject("demo", "api", "eu");
+    let garbage = bytes::Bytes::from_static(b"\x00not json at all");
+    let poison_seq = publish_bytes(&js, &subject, "garbage-1", garbage.clone(), None)
+        .await
+        .expect("publish garbage")
+        .sequence;
+    let good_seq = publish_health(&js, "after-poison").await;
+
+    wait_count(&running.metrics, "test-poison", "dead_lettered", 1).await;
+    wait_until("the good message after the poison one", PROMPT, || async {
+        (seen_components(&seen) == ["after-poison"]).then_some(())
+    })
+    .await;
+    // Terminated, not left to be redelivered.
+    wait_settled(&js, "test-poison", good_seq).await;
+
+    assert_eq!(stream_messages(&js, STREAM_DEADLETTER).await, 1);
+    let letter = js
+        .get_stream(STREAM_DEADLETTER)
+        .await
+        .expect("DEADLETTER")
+        .get_last_raw_message_by_subject(&deadletter_subject(STREAM_HEALTH, "test-poison"))
+        .await
+        .expect("dead letter under beacon.deadletter.health.test-poison");
+    assert_eq!(
+        letter.payload, garbage,
+        "the dead letter keeps the original bytes"
+    );
+    let header = |name: &str| letter.headers.get(name).map(|v| v.as_str().to_owned());
+    assert_eq!(header(deadletter_headers::SUBJECT), Some(subject));
+    assert_eq!(
+        header(deadletter_headers::STREAM),
+        Some(STREAM_HEALTH.to_owned())
+    );
+    assert_eq!(
+        header(deadletter_headers::SEQUENCE),
+        Some(poison_seq.to_string())
+    );
+    assert_eq!(
+        header(deadletter_headers::CONSUMER),
+        Some("test-poison".to_owned())
+    );
+    let reason = header(deadletter_headers::REASON).unwrap_or_default();
+    assert!(
+        reason.contains("not a Beacon envelope"),
+        "Beacon-Reason: {reason:?}"
+    );
+    // Redelivering a dead-lettered message must not make a second copy.
+    assert!(
+        header("Nats-Msg-Id").is_some_and(|id| id.contains("test-poison")),
+        "{:?}",
+        letter.headers
+    );
+
+    assert_eq!(running.count("acked"), 1);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_message_is_redelivered_until_it_succeeds() {
+    let (_server, js) = bus().await;
+    let seen = Seen::default();
+    let handler = {
+        let seen = seen.clone();
+        move |delivery: Delivery| {
+            let seen = seen.clone();
+            async move {
+                let envelope = delivery.decode::<HealthResult>()?;
+                seen.lock()
+                    .expect("lock records")
+                    .push((envelope.data.component, delivery.attempt));
+                if delivery.attempt < 3 {
+                    return Err(HandlerError::Retry {
+                        reason: "database unavailable".into(),
+                        delay: Duration::from_millis(100),
+                    });
+                }
+                Ok(())
+            }
+        }
+    };
+    let running = Running::start(&js, "test-retry", handler);
+
+    let sequence = publish_health(&js, "flaky").await;
+    wait_count(&running.metrics, "test-retry", "acked", 1).await;
+    wait_settled(&js, "test-retry", sequence).await;
+
+    let attempts: Vec<i64> = seen
+        .lock()
+        .expect("lock records")
+        .iter()
+        .map(|(_, attempt)| *attempt)
+        .collect();
+    assert_eq!(attempts, [1, 2, 3]);
+    assert_eq!(running.count("retried"), 2);
+    assert_eq!(running.count("dead_lettered"), 0);
+    assert_eq!(stream_messages(&js, STREAM_DEADLETTER).await, 0);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_always_fails_is_dead_lettered_after_max_deliver() {
+    let (_server, js) = bus().await;
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let handler = {
+        let attempts = attempts.clone();
+        move |delivery: Delivery| {
+            attempts
+                .lock()
+                .expect("lock records")
+                .push(delivery.attempt);
+            std::future::ready(Err(HandlerError::Retry {
+                reason: "still down".into(),
+                delay: Duration::from_millis(100),
+            }))
+        }
+    };
+    let running = Running::start(&js, "test-give-up", handler);
+
+    let sequence = publish_health(&js, "doomed").await;
+    wait_count(&running.metrics, "test-give-up", "dead_lettered", 1).await;
+    // Terminated after the dead letter: the server will not redeliver it.
+    wait_settled(&js, "test-give-up", sequence).await;
+
+    // max_deliver is 3: two naks, then the third failure dead-letters.
+    assert_eq!(*attempts.lock().expect("lock records"), [1, 2, 3]);
+    assert_eq!(running.count("retried"), 2);
+    let letter = js
+        .get_stream(STREAM_DEADLETTER)
+        .await
+        .expect("DEADLETTER")
+        .get_last_raw_message_by_subject(&deadletter_subject(STREAM_HEALTH, "test-give-up"))
+        .await
+        .expect("dead letter");
+    let reason = letter
+        .headers
+        .get(deadletter_headers::REASON)
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    assert!(
+        reason.contains("gave up after 3 attempts") && reason.contains("still down"),
+        "Beacon-Reason: {reason:?}"
+    );
+    assert_eq!(
+        Envelope::<HealthResult>::decode(&letter.payload).map(|e| e.data.component),
+        Ok("doomed".into())
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_survives_a_server_restart() {
+    let (mut server, js) = bus().await;
+    let seen = Seen::default();
+    let running = Running::start(&js, "test-restart", recording(&seen));
+
+    let before = publish_health(&js, "before").await;
+    wait_settled(&js, "test-restart", before).await;
+
+    // The harness blocks while the server comes back.
+    tokio::task::block_in_place(|| server.restart());
+
+    // The client reconnects in the background; until it has, a publish may
+    // fail. Re-sending the same envelope is safe: it is deduplicated.
+    let after = health("after");
+    let subject = health_subject("demo", "after", "eu");
+    wait_until(
+        "a publish to succeed after the restart",
+        RECOVERY,
+        || async { publish(&js, &subject, &after).await.ok() },
+    )
+    .await;
+    wait_until(
+        "the consumer loop to receive the message published after the restart",
+        RECOVERY,
+        || async {
+            seen_components(&seen)
+                .contains(&"after".to_owned())
+                .then_some(())
+        },
+    )
+    .await;
+    // A SIGKILLed server may lose the last ack and redeliver "before": that
+    // is at-least-once delivery working, not a failure. Anything else is.
+    let seen = seen_components(&seen);
+    assert!(
+        seen.iter().all(|c| c == "before" || c == "after"),
+        "{seen:?}"
+    );
+    wait_until(
+        "the message published after the restart to be acked",
+        PROMPT,
+        || async { (running.count("acked") as usize >= seen.len()).then_some(()) },
+    )
+    .await;
+    running.stop().await;
+}

@@ -1,0 +1,386 @@
+//! Page config fixtures: every `testdata/config/valid.*.toml` loads, every
+//! `invalid.*.toml` fails with exactly the expected error locations, the demo
+//! config in `examples/` is valid, and `validate` never panics.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use beacon_core::config::{
+    self, CheckTarget, ConfigErrors, HttpMethod, RawChannel, RawCheck, RawComponent, RawDefaults,
+    RawGroup, RawPage, RawPageConfig,
+};
+use proptest::prelude::*;
+
+/// Every invalid fixture and the exact locations its errors must name, one
+/// entry per error (a location that has two problems appears twice).
+/// Locations are what an operator reads to find the mistake, so they are part
+/// of the contract, not an implementation detail.
+const INVALID: &[(&str, &[&str])] = &[
+    (
+        "many-errors",
+        &[
+            "components[0].checks[0].failure_threshold",
+            // The check inherits the bad default, and says so at its own
+            // location too, so the operator sees which checks it breaks.
+            "components[0].checks[0].interval",
+            "components[0].checks[0].url",
+            "components[0].group",
+            "components[1].checks[0].address",
+            "components[1].checks[0].failure_threshold",
+            "defaults.failure_threshold",
+            "defaults.interval",
+            "page.id",
+            "page.name",
+        ],
+    ),
+    // The key `intervall` starts on line 15, column 3.
+    ("unknown-field", &["line 15, column 3"]),
+    ("bad-duration", &["components[0].checks[0].interval"]),
+    (
+        "timeout-over-interval",
+        &["components[0].checks[0].timeout"],
+    ),
+    ("unknown-group", &["components[0].group"]),
+    // The second occurrence is the one reported: the first is fine on its own.
+    ("duplicate-component", &["components[1].id"]),
+    ("duplicate-check", &["components[0].checks[1].id"]),
+    (
+        "bad-url-scheme",
+        &["components[0].checks[0].url", "page.url"],
+    ),
+    (
+        "bad-region",
+        &[
+            "components[0].checks[0].regions[0]",
+            "defaults.regions[1]",
+            "defaults.regions[2]",
+        ],
+    ),
+    (
+        "missing-regions",
+        &[
+            "components[0].checks[0].regions",
+            "components[1].checks[0].regions",
+        ],
+    ),
+    ("unknown-check-type", &["components[0].checks[0].type"]),
+    ("http-with-address", &["components[0].checks[0].address"]),
+    (
+        "bad-channel",
+        &[
+            "channels[0].endpoint",
+            "channels[0].from",
+            "channels[1].rate_per_second",
+            "channels[1].secret_env",
+            "channels[2].type",
+        ],
+    ),
+    ("empty-components", &["components"]),
+];
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/config")
+}
+
+fn demo_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml")
+}
+
+/// Case names of the fixtures `{prefix}.{case}.toml`, sorted.
+fn cases(prefix: &str) -> Vec<String> {
+    let mut cases: Vec<String> = std::fs::read_dir(fixture_dir())
+        .expect("read testdata/config")
+        .map(|entry| {
+            entry
+                .expect("read a directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter_map(|name| {
+            name.strip_prefix(&format!("{prefix}."))
+                .and_then(|rest| rest.strip_suffix(".toml"))
+                .map(str::to_owned)
+        })
+        .collect();
+    cases.sort();
+    cases
+}
+
+fn read(prefix: &str, case: &str) -> String {
+    let path = fixture_dir().join(format!("{prefix}.{case}.toml"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+#[test]
+fn every_valid_fixture_loads() {
+    let cases = cases("valid");
+    // Guards against the directory moving and the loop below passing on nothing.
+    assert!(cases.len() >= 3, "expected valid fixtures, found {cases:?}");
+    for case in cases {
+        if let Err(errors) = config::load(&read("valid", &case)) {
+            panic!("valid.{case}.toml should load, got:\n{errors}");
+        }
+    }
+}
+
+#[test]
+fn every_invalid_fixture_fails_with_the_expected_locations() {
+    let files: BTreeSet<String> = cases("invalid").into_iter().collect();
+    let table: BTreeSet<String> = INVALID.iter().map(|(case, _)| (*case).to_owned()).collect();
+    // A fixture without a table entry would be checked for nothing but
+    // failure; a table entry without a fixture would be silently skipped.
+    assert_eq!(
+        files, table,
+        "invalid.*.toml files and the INVALID table disagree"
+    );
+
+    for (case, expected) in INVALID {
+        let errors = match config::load(&read("invalid", case)) {
+            Ok(config) => panic!("invalid.{case}.toml should fail, but loaded as {config:#?}"),
+            Err(ConfigErrors(errors)) => errors,
+        };
+        let mut locations: Vec<&str> = errors.iter().map(|e| e.location.as_str()).collect();
+        locations.sort_unstable();
+        let mut expected = expected.to_vec();
+        expected.sort_unstable();
+        assert_eq!(
+            locations,
+            expected,
+            "locations of invalid.{case}.toml; errors were:\n{}",
+            ConfigErrors(errors.clone())
+        );
+        for error in &errors {
+            assert!(
+                !error.message.trim().is_empty(),
+                "invalid.{case}.toml: empty message at {}",
+                error.location
+            );
+        }
+    }
+}
+
+#[test]
+fn unknown_field_error_names_the_field() {
+    // The location alone says where; the message must say what, or a typo
+    // like `intervall` is hard to spot.
+    let errors =
+        config::load(&read("invalid", "unknown-field")).expect_err("unknown field must fail");
+    assert!(errors.0[0].message.contains("intervall"), "{errors}");
+}
+
+#[test]
+fn defaults_fill_in_what_a_check_does_not_say() {
+    let page = config::load(&read("valid", "defaults")).expect("valid.defaults.toml loads");
+    let api = page.component("api").expect("component api");
+    let [first, second] = api.checks.as_slice() else {
+        panic!("expected two checks, got {:#?}", api.checks);
+    };
+
+    // Unset fields come from [defaults]; the id defaults to the type.
+    assert_eq!(first.id, "http");
+    assert_eq!(first.regions, ["eu", "us", "ap"]);
+    assert_eq!((first.interval_ms, first.timeout_ms), (60_000, 10_000));
+    assert_eq!((first.failure_threshold, first.recovery_threshold), (3, 1));
+    assert!(
+        matches!(&first.target, CheckTarget::Http { method: HttpMethod::Get, expect_status, .. } if expect_status.is_empty())
+    );
+
+    // Set fields win over [defaults]; the method is case-insensitive.
+    assert_eq!(second.id, "login");
+    assert_eq!((second.interval_ms, second.timeout_ms), (1_000, 1_000));
+    assert!(
+        matches!(&second.target, CheckTarget::Http { method: HttpMethod::Head, expect_status, .. } if expect_status == &[200, 204])
+    );
+}
+
+#[test]
+fn fallbacks_apply_without_defaults() {
+    let page = config::load(&read("valid", "tcp-only")).expect("valid.tcp-only.toml loads");
+    let db = &page.component("db").expect("component db").checks[0];
+    assert_eq!(
+        db.interval(),
+        humantime::parse_duration(config::fallback::INTERVAL).expect("fallback interval")
+    );
+    assert_eq!(
+        db.timeout(),
+        humantime::parse_duration(config::fallback::TIMEOUT).expect("fallback timeout")
+    );
+    assert_eq!(db.failure_threshold, config::fallback::FAILURE_THRESHOLD);
+    assert_eq!(
+        db.target,
+        CheckTarget::Tcp {
+            address: "db.internal:5432".into()
+        }
+    );
+}
+
+#[test]
+fn demo_config_is_valid() {
+    let text = std::fs::read_to_string(demo_path()).expect("read examples/demo.toml");
+    let page = config::load(&text).unwrap_or_else(|errors| panic!("examples/demo.toml:\n{errors}"));
+    assert_eq!(
+        (page.id.as_str(), page.name.as_str()),
+        ("demo", "Beacon Demo")
+    );
+    let ids: Vec<&str> = page.components.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["api", "web", "db"]);
+    for component in &page.components {
+        assert!(component.group.is_some(), "{} has no group", component.id);
+        for check in &component.checks {
+            // The demo runs fast so a local stack shows changes within seconds.
+            assert_eq!(check.regions, ["eu", "us"], "{}", component.id);
+            assert_eq!(
+                (check.interval_ms, check.timeout_ms),
+                (2_000, 1_000),
+                "{}",
+                component.id
+            );
+        }
+    }
+    assert_eq!(page.channels.len(), 2);
+}
+
+// ---------------------------------------------------------------------------
+// Property: validation is total.
+// ---------------------------------------------------------------------------
+
+/// Mostly plausible text with some arbitrary Unicode mixed in, so both the
+/// rules and the odd corners (empty, huge, non-ASCII) get exercised.
+fn text(plausible: &'static str) -> BoxedStrategy<String> {
+    prop_oneof![
+        3 => proptest::string::string_regex(plausible).expect("valid regex"),
+        1 => any::<String>(),
+    ]
+    .boxed()
+}
+
+fn id() -> BoxedStrategy<String> {
+    text("[a-z0-9_.A-Z -]{0,10}")
+}
+
+fn duration() -> BoxedStrategy<String> {
+    text("[0-9]{0,25}(ns|ms|s|m|h|d|y)?")
+}
+
+fn url() -> BoxedStrategy<String> {
+    text("(https?|ftp|file)://[a-z.]{0,10}(:[0-9]{1,6})?/[a-z]{0,5}")
+}
+
+fn address() -> BoxedStrategy<String> {
+    text("(\\[::1\\]|[a-z.]{0,10}):?[0-9]{0,6}")
+}
+
+fn kind() -> BoxedStrategy<String> {
+    text("http|tcp|icmp|email|sms|webhook|slack|teams|")
+}
+
+fn regions() -> impl Strategy<Value = Option<Vec<String>>> {
+    proptest::option::of(proptest::collection::vec(id(), 0..4))
+}
+
+prop_compose! {
+    fn raw_check()(
+        id in proptest::option::of(id()),
+        kind in kind(),
+        url in proptest::option::of(url()),
+        method in proptest::option::of(text("get|HEAD|post|PUT")),
+        expect_status in proptest::option::of(proptest::collection::vec(any::<u16>(), 0..3)),
+        body_contains in proptest::option::of(any::<String>()),
+        address in proptest::option::of(address()),
+        regions in regions(),
+        interval in proptest::option::of(duration()),
+        timeout in proptest::option::of(duration()),
+        failure_threshold in proptest::option::of(any::<u32>()),
+        recovery_threshold in proptest::option::of(any::<u32>()),
+    ) -> RawCheck {
+        RawCheck {
+            id, kind, url, method, expect_status, body_contains, address, regions,
+            interval, timeout, failure_threshold, recovery_threshold,
+        }
+    }
+}
+
+prop_compose! {
+    fn raw_component()(
+        id in id(),
+        name in any::<String>(),
+        group in proptest::option::of(id()),
+        checks in proptest::collection::vec(raw_check(), 0..3),
+    ) -> RawComponent {
+        RawComponent { id, name, description: String::new(), group, checks }
+    }
+}
+
+prop_compose! {
+    fn raw_channel()(
+        id in id(),
+        kind in kind(),
+        from in proptest::option::of(text("\\+?[0-9]{0,16}|[a-z]{0,5}@?[a-z.<>]{0,8}")),
+        endpoint in proptest::option::of(prop_oneof![url(), address()]),
+        secret_env in proptest::option::of(text("[A-Z_]{0,12}")),
+        rate_per_second in proptest::option::of(any::<u32>()),
+    ) -> RawChannel {
+        RawChannel { id, kind, from, endpoint, secret_env, rate_per_second }
+    }
+}
+
+prop_compose! {
+    fn raw_page_config()(
+        page_id in id(),
+        page_name in any::<String>(),
+        page_url in proptest::option::of(url()),
+        regions in regions(),
+        interval in proptest::option::of(duration()),
+        timeout in proptest::option::of(duration()),
+        failure_threshold in proptest::option::of(any::<u32>()),
+        recovery_threshold in proptest::option::of(any::<u32>()),
+        groups in proptest::collection::vec((id(), any::<String>()), 0..3),
+        components in proptest::collection::vec(raw_component(), 0..4),
+        channels in proptest::collection::vec(raw_channel(), 0..3),
+    ) -> RawPageConfig {
+        RawPageConfig {
+            page: RawPage { id: page_id, name: page_name, description: String::new(), url: page_url },
+            defaults: RawDefaults { regions, interval, timeout, failure_threshold, recovery_threshold },
+            groups: groups.into_iter().map(|(id, name)| RawGroup { id, name }).collect(),
+            components,
+            channels,
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn validate_never_panics_and_errors_say_where_and_what(raw in raw_page_config()) {
+        match config::validate(&raw) {
+            Ok(page) => {
+                // Whatever passes must be internally consistent.
+                prop_assert_eq!(page.components.len(), raw.components.len());
+                for check in page.components.iter().flat_map(|c| &c.checks) {
+                    prop_assert!(!check.regions.is_empty());
+                    prop_assert!(check.timeout_ms > 0 && check.timeout_ms <= check.interval_ms);
+                }
+            }
+            Err(ConfigErrors(errors)) => {
+                prop_assert!(!errors.is_empty());
+                for error in errors {
+                    prop_assert!(!error.location.trim().is_empty(), "empty location: {:?}", error);
+                    prop_assert!(!error.message.trim().is_empty(), "empty message: {:?}", error);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parse_toml_never_panics_on_arbitrary_text(text in any::<String>()) {
+        // Errors from phase 1 carry a location computed from a byte offset;
+        // it must never slice inside a multi-byte character.
+        if let Err(ConfigErrors(errors)) = config::parse_toml(&text) {
+            for error in errors {
+                prop_assert!(!error.location.is_empty() && !error.message.is_empty(), "{:?}", error);
+            }
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! The checked-in JSON Schemas under `schemas/` match the Rust types, and
+//! realistic messages validate against them.
+//!
+//! Regenerate the files with
+//! `BEACON_UPDATE_SCHEMAS=1 cargo test -p beacon-core --test schemas`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use beacon_core::api::{ApiReply, ApplyConfigRequest, ApplyConfigResult, GetConfigRequest};
+use beacon_core::config::{self, ConfigError, PageConfig, RawPageConfig};
+use beacon_core::event::{Envelope, EventId, Message};
+use beacon_core::hlc::HlcClock;
+use beacon_core::messages::*;
+use beacon_core::schema::{bus_schemas, config_schemas, to_file_text, NamedSchema};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+const REGENERATE: &str = "BEACON_UPDATE_SCHEMAS=1 cargo test -p beacon-core --test schemas";
+
+fn schemas_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas")
+}
+
+/// Each schema directory and the schemas generated into it.
+fn generated() -> [(&'static str, Vec<NamedSchema>); 2] {
+    [("bus", bus_schemas()), ("config", config_schemas())]
+}
+
+fn updating() -> bool {
+    std::env::var("BEACON_UPDATE_SCHEMAS").is_ok_and(|v| v == "1")
+}
+
+#[test]
+fn checked_in_schemas_match_the_types() {
+    let update = updating();
+    let mut problems = Vec::new();
+    for (dir, schemas) in generated() {
+        let dir_path = schemas_root().join(dir);
+        if update {
+            std::fs::create_dir_all(&dir_path).expect("create schema directory");
+        }
+        let mut expected_files = BTreeSet::new();
+        for NamedSchema { file, schema } in &schemas {
+            assert!(
+                expected_files.insert(file.clone()),
+                "two generators write schemas/{dir}/{file}"
+            );
+            let path = dir_path.join(file);
+            let text = to_file_text(schema);
+            if update {
+                std::fs::write(&path, &text)
+                    .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+                continue;
+            }
+            match std::fs::read_to_string(&path) {
+                Ok(on_disk) if on_disk == text => {}
+                Ok(_) => problems.push(format!(
+                    "schemas/{dir}/{file} differs from what the types generate"
+                )),
+                Err(e) => problems.push(format!("schemas/{dir}/{file} cannot be read ({e})")),
+            }
+        }
+
+        // A schema file nothing generates any more describes a message that
+        // no longer exists; readers would trust it anyway.
+        let entries = std::fs::read_dir(&dir_path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", dir_path.display()));
+        for entry in entries {
+            let name = entry
+                .expect("read a directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            if name.ends_with(".schema.json") && !expected_files.contains(&name) {
+                if update {
+                    std::fs::remove_file(dir_path.join(&name)).expect("remove stale schema");
+                } else {
+                    problems.push(format!(
+                        "schemas/{dir}/{name} is stale: no type generates it; delete it"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "schema files are out of date:\n  - {}\nRegenerate with: {REGENERATE}",
+        problems.join("\n  - ")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Samples validate against the generated schemas.
+// ---------------------------------------------------------------------------
+
+/// The checked-in schema for `file` in `dir`, compiled as draft 2020-12 (what
+/// schemars 1 emits). Reads the file rather than regenerating, so a sample
+/// is checked against what consumers in other languages actually see.
+fn validator(dir: &str, file: &str) -> jsonschema::Validator {
+    let path = schemas_root().join(dir).join(file);
+    let text = if updating() {
+        // The files are being rewritten by another test right now; use the
+        // text that test writes.
+        generated()
+            .into_iter()
+            .filter(|(d, _)| *d == dir)
+            .flat_map(|(_, schemas)| schemas)
+            .find(|s| s.file == file)
+            .map(|s| to_file_text(&s.schema))
+            .unwrap_or_else(|| panic!("no generator for schemas/{dir}/{file}"))
+    } else {
+        std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "read {}: {e} (regenerate with: {REGENERATE})",
+                path.display()
+            )
+        })
+    };
+    let schema: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+    assert_eq!(
+        schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
+        "{file}: unexpected dialect"
+    );
+    jsonschema::draft202012::new(&schema)
+        .unwrap_or_else(|e| panic!("{file} is not a valid schema: {e}"))
+}
+
+fn errors_of(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
+    validator
+        .iter_errors(instance)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+fn to_value(value: &impl Serialize) -> Value {
+    serde_json::to_value(value).expect("serialize sample")
+}
+
+fn envelope<T: Message>(body: T) -> (String, Value) {
+    let file = format!("{}.v{}.schema.json", T::KIND, T::VERSION);
+    (file, to_value(&Envelope::new(&HlcClock::new(), "eu", body)))
+}
+
+fn demo_raw() -> RawPageConfig {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml");
+    let text = std::fs::read_to_string(&path).expect("read examples/demo.toml");
+    config::parse_toml(&text).unwrap_or_else(|e| panic!("examples/demo.toml:\n{e}"))
+}
+
+fn demo_config() -> PageConfig {
+    config::validate(&demo_raw()).unwrap_or_else(|e| panic!("examples/demo.toml:\n{e}"))
+}
+
+fn evidence(trigger: EventId) -> Evidence {
+    Evidence {
+        rule: "quorum: 2 of 2 regions down".into(),
+        trigger,
+        regions: vec![
+            RegionEvidence {
+                region: "eu".into(),
+                state: RegionState::Down,
+                consecutive_failures: 2,
+                consecutive_successes: 0,
+                last_result: Some(trigger),
+                last_error: Some("connection refused".into()),
+            },
+            // Optional fields left out, as a region with no results yet sends them.
+            RegionEvidence {
+                region: "us".into(),
+                state: RegionState::Unknown,
+                consecutive_failures: 0,
+                consecutive_successes: 0,
+                last_result: None,
+                last_error: None,
+            },
+        ],
+    }
+}
+
+/// One realistic sample of every bus message kind and API payload, keyed by
+/// the schema file it must satisfy.
+fn samples() -> Vec<(String, Value)> {
+    let trigger = EventId::new();
+    let now_ms = 1_732_233_000_000;
+    vec![
+        envelope(HealthResult {
+            page: "demo".into(),
+            component: "api".into(),
+            check: "http".into(),
+            region: "eu".into(),
+            kind: CheckKind::Http,
+            outcome: Outcome::Down,
+            started_at_ms: now_ms,
+            latency_ms: 1_000,
+            http_status: Some(503),
+            error: Some("status 503, expected 2xx".into()),
+        }),
+        envelope(StatusChange {
+            page: "demo".into(),
+            component: "api".into(),
+            from: Some(ComponentStatus::Operational),
+            to: ComponentStatus::MajorOutage,
+            evidence: evidence(trigger),
+        }),
+        envelope(StatusRecord {
+            page: "demo".into(),
+            component: "api".into(),
+            status: ComponentStatus::MajorOutage,
+            since_ms: now_ms,
+            change: EventId::new(),
+            evidence: evidence(trigger),
+        }),
+        envelope(IncidentEvent {
+            page: "demo".into(),
+            incident: "inc-1".into(),
+            action: IncidentAction::Proposed,
+            title: "API unavailable <script>".into(),
+            state: IncidentState::Investigating,
+            impact: Impact::Major,
+            body: "We are **looking** into it.".into(),
+            components: vec![AffectedComponent {
+                component: "api".into(),
+                status: ComponentStatus::MajorOutage,
+            }],
+        }),
+        envelope(MaintenanceEvent {
+            page: "demo".into(),
+            maintenance: "mnt-1".into(),
+            phase: MaintenancePhase::InProgress,
+            title: "Database upgrade".into(),
+            body: String::new(),
+            starts_at_ms: now_ms,
+            ends_at_ms: now_ms + 3_600_000,
+            components: vec!["db".into()],
+        }),
+        envelope(ChangelogEntry {
+            page: "demo".into(),
+            entry: "chg-1".into(),
+            title: "Faster pages".into(),
+            body_markdown: "Pages render in *half* the time.".into(),
+            category: "feature".into(),
+            components: vec![],
+            withdrawn: false,
+        }),
+        envelope(Subscriber {
+            page: "demo".into(),
+            subscriber: "sub-1".into(),
+            channel: SubscriberChannel::Webhook {
+                url: "https://hooks.example.com/beacon".into(),
+            },
+            components: vec!["api".into()],
+            confirmed: true,
+            token: "t0k3n".into(),
+        }),
+        envelope(NotifyBatch {
+            channel: ChannelKind::Email,
+            page: "demo".into(),
+            source_event: trigger,
+            subscribers: vec!["sub-1".into(), "sub-2".into()],
+            subject: "[Beacon Demo] API: major outage".into(),
+            text: "API is down.".into(),
+        }),
+        envelope(DeliveryReceipt {
+            channel: ChannelKind::Email,
+            page: "demo".into(),
+            subscriber: "sub-1".into(),
+            idempotency_key: format!("{trigger}:sub-1"),
+            outcome: DeliveryOutcome::Retrying,
+            attempts: 2,
+            detail: "421 try again later".into(),
+        }),
+        envelope(UptimeRollup {
+            page: "demo".into(),
+            component: "api".into(),
+            days: vec![DayRollup {
+                date: "2024-11-22".into(),
+                up_ms: 86_000_000,
+                degraded_ms: 300_000,
+                down_ms: 100_000,
+            }],
+        }),
+        envelope(demo_config()),
+        (
+            "api.config.apply.request.schema.json".into(),
+            to_value(&ApplyConfigRequest { config: demo_raw() }),
+        ),
+        (
+            "api.config.apply.reply.schema.json".into(),
+            to_value(&ApiReply::Ok {
+                result: ApplyConfigResult {
+                    page: "demo".into(),
+                    revision: 3,
+                    changed: true,
+                },
+            }),
+        ),
+        (
+            "api.config.apply.reply.schema.json".into(),
+            to_value(&ApiReply::<ApplyConfigResult>::Invalid {
+                errors: vec![ConfigError {
+                    location: "components[0].checks[0].url".into(),
+                    message: "URL \"ftp://x/\" must use http or https".into(),
+                }],
+            }),
+        ),
+        (
+            "api.config.get.request.schema.json".into(),
+            to_value(&GetConfigRequest {
+                page: "demo".into(),
+            }),
+        ),
+        (
+            "api.config.get.reply.schema.json".into(),
+            to_value(&ApiReply::Ok {
+                result: demo_config(),
+            }),
+        ),
+        (
+            "api.config.get.reply.schema.json".into(),
+            to_value(&ApiReply::<PageConfig>::Failed {
+                message: "KV config unavailable".into(),
+            }),
+        ),
+    ]
+}
+
+#[test]
+fn every_bus_schema_has_a_sample() {
+    // A new message kind without a sample would never be validated below.
+    let sampled: BTreeSet<String> = samples().into_iter().map(|(file, _)| file).collect();
+    let generated: BTreeSet<String> = bus_schemas().into_iter().map(|s| s.file).collect();
+    assert_eq!(sampled, generated, "samples() and bus_schemas() disagree");
+}
+
+#[test]
+fn samples_validate_against_the_schemas() {
+    for (file, instance) in samples() {
+        let errors = errors_of(&validator("bus", &file), &instance);
+        assert!(
+            errors.is_empty(),
+            "sample for {file} does not validate:\n{errors:#?}\n{instance:#}"
+        );
+    }
+}
+
+#[test]
+fn demo_config_validates_against_the_page_schema() {
+    // Editors use page.schema.json to check TOML files as the operator types;
+    // it must accept what the loader accepts.
+    let instance = to_value(&demo_raw());
+    let errors = errors_of(&validator("config", "page.schema.json"), &instance);
+    assert!(
+        errors.is_empty(),
+        "examples/demo.toml does not validate:\n{errors:#?}"
+    );
+}
+
+/// A broken copy of a valid sample, and why the schema must refuse it.
+type Breakage = (&'static str, &'static str, fn(&mut Value));
+
+#[test]
+fn broken_samples_fail_validation() {
+    let breakages: &[Breakage] = &[
+        ("health_result.v1.schema.json", "unknown status word", |v| {
+            v["data"]["outcome"] = json!("sideways")
+        }),
+        (
+            "health_result.v1.schema.json",
+            "required field missing",
+            |v| {
+                v["data"]
+                    .as_object_mut()
+                    .expect("object")
+                    .remove("component");
+            },
+        ),
+        ("health_result.v1.schema.json", "negative latency", |v| {
+            v["data"]["latency_ms"] = json!(-1)
+        }),
+        (
+            "health_result.v1.schema.json",
+            "event id is not a ULID",
+            |v| v["id"] = json!("not-a-ulid"),
+        ),
+        (
+            "status_change.v1.schema.json",
+            "unknown field in a deny_unknown_fields body",
+            |v| v["data"]["extra"] = json!(true),
+        ),
+        (
+            "status_change.v1.schema.json",
+            "malformed HLC timestamp",
+            |v| v["hlc"] = json!("yesterday"),
+        ),
+        (
+            "subscriber.v1.schema.json",
+            "channel without its type tag",
+            |v| v["data"]["channel"] = json!({"url": "https://x"}),
+        ),
+        ("notify_batch.v1.schema.json", "unknown channel kind", |v| {
+            v["data"]["channel"] = json!("fax")
+        }),
+    ];
+    let samples = samples();
+    for (file, why, break_it) in breakages {
+        let (_, sample) = samples
+            .iter()
+            .find(|(f, _)| f == file)
+            .unwrap_or_else(|| panic!("no sample for {file}"));
+        let mut broken = sample.clone();
+        break_it(&mut broken);
+        assert!(
+            !validator("bus", file).is_valid(&broken),
+            "{file} accepted a sample with {why}:\n{broken:#}"
+        );
+    }
+}
+
+#[test]
+fn broken_page_config_fails_the_page_schema() {
+    let validator = validator("config", "page.schema.json");
+    let mut typo = to_value(&demo_raw());
+    typo["defaults"]["intervall"] = json!("30s");
+    assert!(
+        !validator.is_valid(&typo),
+        "page.schema.json accepted an unknown field"
+    );
+    let mut no_page = to_value(&demo_raw());
+    no_page.as_object_mut().expect("object").remove("page");
+    assert!(
+        !validator.is_valid(&no_page),
+        "page.schema.json accepted a config without [page]"
+    );
+}
