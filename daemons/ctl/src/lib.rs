@@ -1,0 +1,43 @@
+//! `beaconctl`: the operator CLI. It talks to Beacon only over NATS: writes
+//! go to the owners' request/reply endpoints (`beacon.api.…`), reads come
+//! from KV buckets and live subjects.
+//!
+//! Exit codes follow `sysexits.h`: 0 ok, 1 the server failed, 64 bad input
+//! or usage, 69 NATS or the answering daemon is unavailable.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (clap derive): global flags and subcommands.
+//! - [`commands`]: one module per subcommand, each an async function that
+//!   does the I/O and hands data to [`output`].
+//! - [`request`]: one typed request/reply call to an owner's API endpoint.
+//! - [`output`]: pure rendering of tables, JSON and tail lines, plus the
+//!   stdout/stderr writers.
+//! - [`exit`]: the error enum every command returns, its exit code and the
+//!   text printed for it.
+
+pub mod cli;
+pub mod commands;
+pub mod exit;
+pub mod output;
+pub mod request;
+
+use cli::{Cli, Command};
+use exit::CtlError;
+
+/// Runs one parsed command line to completion.
+pub async fn run(cli: Cli) -> Result<(), CtlError> {
+    let format = cli.output;
+    match cli.command {
+        Command::Validate { file } => commands::validate::run(&file, format),
+        Command::Apply { file } => {
+            commands::apply::run(&cli.nats, &file, format, cli.timeout).await
+        }
+        Command::Status { page } => {
+            commands::status::run(&cli.nats, page.as_deref(), format, cli.timeout).await
+        }
+        Command::Tail { subject, count } => {
+            commands::tail::run(&cli.nats, &subject, count, format).await
+        }
+    }
+}

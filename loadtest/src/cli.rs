@@ -1,0 +1,90 @@
+//! The command line: one subcommand per scenario.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Beacon load tests; each prints one JSON object on stdout.
+#[derive(Debug, Parser)]
+#[command(name = "beacon-loadtest", version, about)]
+pub struct Cli {
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// The scenarios.
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// What the bus itself can do: core publish, JetStream publish with
+    /// async and awaited acks, and consume-and-ack.
+    BusBaseline(BaselineArgs),
+}
+
+/// Flags of `bus-baseline`.
+#[derive(Debug, Clone, Args)]
+pub struct BaselineArgs {
+    /// NATS server to measure; without it a private nats-server is started
+    /// (and stopped) for the run.
+    #[arg(long = "nats-url")]
+    pub nats_url: Option<String>,
+    /// Messages per measurement (core, JetStream async, consume).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: u64,
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub payload_bytes: usize,
+    /// Repetitions; the report gives each run and the median.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub runs: u64,
+    /// Most JetStream publish acks awaited at once in the async measurement.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=5000))]
+    pub max_in_flight: u64,
+    /// Divisor for the awaited-ack measurement, which is much slower:
+    /// it publishes `messages / sync-divisor` messages (at least one).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub sync_divisor: u64,
+    /// Longest any single measurement may take before the run is abandoned.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub phase_timeout: Duration,
+}
+
+impl BaselineArgs {
+    /// Messages published one awaited ack at a time.
+    pub fn sync_messages(&self) -> u64 {
+        (self.messages / self.sync_divisor).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_documented_scenario() {
+        let cli = Cli::try_parse_from(["beacon-loadtest", "bus-baseline"]).expect("parses");
+        let Scenario::BusBaseline(args) = cli.scenario;
+        assert_eq!(args.nats_url, None);
+        assert_eq!(
+            (args.messages, args.payload_bytes, args.runs),
+            (100_000, 256, 3)
+        );
+        assert_eq!(args.sync_messages(), 5_000);
+        assert_eq!(args.max_in_flight, 1024);
+    }
+
+    #[test]
+    fn sync_count_is_at_least_one() {
+        let cli = Cli::try_parse_from(["beacon-loadtest", "bus-baseline", "--messages", "5"])
+            .expect("parses");
+        let Scenario::BusBaseline(args) = cli.scenario;
+        assert_eq!(args.sync_messages(), 1);
+        assert!(Cli::try_parse_from(["beacon-loadtest", "bus-baseline", "--runs", "0"]).is_err());
+    }
+}

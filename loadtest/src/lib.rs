@@ -1,0 +1,44 @@
+//! Beacon load tests. Each scenario drives a real `nats-server` (a private
+//! one started for the run, or one given with `--nats-url`), logs progress
+//! on stderr and prints one JSON object on stdout.
+//!
+//! Machines are noisy, so absolute rates mean little on their own: later
+//! scenarios report their figures as ratios against the `bus-baseline`
+//! figures measured in the same run, on the same server.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line, one subcommand per scenario.
+//! - [`server`]: where the bus comes from: a private `nats-server` or a URL.
+//! - [`baseline`]: the `bus-baseline` scenario: core publish, JetStream
+//!   publish (async and awaited acks) and consume-and-ack rates.
+//! - [`report`]: pure arithmetic and the JSON shape: rates, medians, ratios.
+//! - [`error`]: the error enum and its exit codes.
+
+pub mod baseline;
+pub mod cli;
+pub mod error;
+pub mod report;
+pub mod server;
+
+use std::io::Write;
+
+use cli::{Cli, Scenario};
+use error::LoadError;
+
+/// Runs the scenario on the command line and returns its report as one
+/// line of JSON, fields in the order the report types declare them.
+pub async fn run(cli: Cli) -> Result<String, LoadError> {
+    match cli.scenario {
+        Scenario::BusBaseline(args) => {
+            let report = baseline::run(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
+    }
+}
+
+/// One progress line on stderr. Failing to write it is ignored: progress is
+/// a courtesy, and stdout carries the result.
+pub fn progress(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "beacon-loadtest: {message}");
+}
