@@ -1,0 +1,248 @@
+//! The least-privilege NATS users of `deploy/nats/beacon-users.conf`, for
+//! real: every daemon runs the walking skeleton under its own user (so the
+//! grants are sufficient), and a probe cannot write what the decider owns
+//! (so they are restrictive).
+
+use std::time::Duration;
+
+use beacon_testkit::{free_port, wait_until, ClickHouseServer, DaemonProcess, NatsServer};
+use beacon_tests::{apply_config, component_status, get, HttpTarget};
+
+const READY: Duration = Duration::from_secs(30);
+const DECIDE: Duration = Duration::from_secs(30);
+
+/// The defaults of `deploy/nats/beacon-users.conf`.
+const PASSWORDS: &[(&str, &str)] = &[
+    ("probe", "change-me-probe"),
+    ("decider", "change-me-decider"),
+    ("publisher", "change-me-publisher"),
+    ("recorder", "change-me-recorder"),
+    ("notifier", "change-me-notifier"),
+    ("ctl", "change-me-ctl"),
+];
+
+fn password(user: &str) -> &'static str {
+    PASSWORDS
+        .iter()
+        .find(|(name, _)| *name == user)
+        .map(|(_, password)| *password)
+        .unwrap_or_else(|| panic!("no user {user} in beacon-users.conf"))
+}
+
+fn users_conf() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/nats/beacon-users.conf"
+    );
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
+async fn connect_as(nats: &NatsServer, user: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::with_user_and_password(user.to_owned(), password(user).to_owned())
+        .connect(nats.url())
+        .await
+        .unwrap_or_else(|e| panic!("connect as {user}: {e}"))
+}
+
+fn page_config(target: &str) -> String {
+    format!(
+        r#"
+[page]
+id = "perm"
+name = "Permissions"
+
+[defaults]
+regions = ["eu", "us"]
+interval = "1s"
+timeout = "1s"
+failure_threshold = 2
+recovery_threshold = 2
+
+[[components]]
+id = "api"
+name = "API"
+
+[[components.checks]]
+type = "http"
+url = "{target}"
+"#
+    )
+}
+
+/// `--nats-url … --nats-user <user> --nats-password <password>` plus `extra`.
+fn bus_args(nats: &NatsServer, user: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--nats-url".to_owned(),
+        nats.url(),
+        "--nats-user".to_owned(),
+        user.to_owned(),
+        "--nats-password".to_owned(),
+        password(user).to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+async fn wait_for_status(edge_url: &str, want: &str) {
+    let url = format!("{edge_url}/api/v2/summary.json");
+    wait_until(
+        &format!("edge to serve component api as {want}"),
+        DECIDE,
+        || {
+            let url = url.clone();
+            async move {
+                let (status, body) = get(&url).await?;
+                (status == 200 && component_status(&body, "api").as_deref() == Some(want))
+                    .then_some(())
+            }
+        },
+    )
+    .await
+}
+
+/// Lines of the nats-server log reporting a permissions violation.
+fn violations(nats: &NatsServer) -> Vec<String> {
+    nats.logs()
+        .lines()
+        .filter(|line| line.contains("Violation"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_daemon_works_under_its_own_user_and_no_more() {
+    let nats = NatsServer::start_with_config(&users_conf());
+    let clickhouse = ClickHouseServer::start();
+    let mut target = HttpTarget::start().await;
+    let origin = tempfile::tempdir().expect("origin dir");
+    let origin_path = origin.path().display().to_string();
+    let edge_port = free_port();
+    let edge_url = format!("http://127.0.0.1:{edge_port}");
+
+    let daemons = vec![
+        DaemonProcess::spawn_with_admin("beacon-decider", bus_args(&nats, "decider", &[])),
+        DaemonProcess::spawn_with_admin(
+            "beacon-probe",
+            bus_args(&nats, "probe", &["--region", "eu"]),
+        ),
+        DaemonProcess::spawn_with_admin(
+            "beacon-probe",
+            bus_args(&nats, "probe", &["--region", "us"]),
+        ),
+        DaemonProcess::spawn_with_admin(
+            "beacon-publisher",
+            bus_args(
+                &nats,
+                "publisher",
+                &["--origin", &origin_path, "--debounce", "50ms"],
+            ),
+        ),
+        DaemonProcess::spawn_with_admin(
+            "beacon-recorder",
+            bus_args(
+                &nats,
+                "recorder",
+                &["--clickhouse-url", &clickhouse.http_url()],
+            ),
+        ),
+        DaemonProcess::spawn_with_admin("beacon-notifier", bus_args(&nats, "notifier", &[])),
+        DaemonProcess::spawn_with_admin(
+            "beacon-edge",
+            vec![
+                "--origin".into(),
+                origin_path.clone(),
+                "--page".into(),
+                "perm".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{edge_port}"),
+            ],
+        ),
+    ];
+    for daemon in &daemons {
+        daemon.wait_ready(READY).await;
+    }
+
+    // Sufficient: the whole pipeline works, each daemon under its own user.
+    let ctl = connect_as(&nats, "ctl").await;
+    let applied = apply_config(&ctl, &page_config(&target.url())).await;
+    assert_eq!(applied.page, "perm");
+    wait_for_status(&edge_url, "operational").await;
+    target.down();
+    wait_for_status(&edge_url, "major_outage").await;
+
+    // ctl reads the current status from KV.
+    let js = async_nats::jetstream::new(ctl.clone());
+    let status = js
+        .get_key_value("status")
+        .await
+        .expect("ctl opens KV status");
+    let record = status
+        .get("perm.api")
+        .await
+        .expect("ctl reads KV status")
+        .expect("record exists");
+    let record: serde_json::Value = serde_json::from_slice(&record).expect("record JSON");
+    assert_eq!(record["data"]["status"], "major_outage");
+
+    // The recorder got the status changes through its consumer.
+    wait_until("recorder to store status changes", DECIDE, || {
+        let counted = clickhouse.try_query("SELECT count() FROM beacon.status_changes");
+        async move {
+            counted
+                .ok()
+                .filter(|n| n.trim().parse::<u64>().unwrap_or(0) >= 2)
+        }
+    })
+    .await;
+
+    let denied = violations(&nats);
+    assert!(
+        denied.is_empty(),
+        "daemons were denied something:\n{}",
+        denied.join("\n")
+    );
+
+    // Restrictive: a probe may publish results, nothing the decider owns.
+    let probe = connect_as(&nats, "probe").await;
+    let mut probe_js = async_nats::jetstream::new(probe.clone());
+    probe_js.set_timeout(Duration::from_secs(2));
+    let published = match probe_js.publish("beacon.status.x.y", "forged".into()).await {
+        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    assert!(
+        published.is_err(),
+        "probe published to STATUS: {published:?}"
+    );
+
+    let probe_status = probe_js
+        .get_key_value("status")
+        .await
+        .expect("probe opens KV status");
+    let put = probe_status.put("x.y", "forged".into()).await;
+    assert!(put.is_err(), "probe wrote KV status: {put:?}");
+
+    wait_until(
+        "nats-server to report both denials",
+        Duration::from_secs(10),
+        || {
+            let denied = violations(&nats).join("\n");
+            async move {
+                (denied.contains("beacon.status.x.y") && denied.contains("$KV.status.x.y"))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let denied = violations(&nats);
+    assert!(
+        denied.iter().all(|line| line.contains("user:probe")),
+        "only the probe's forgeries are denied:\n{}",
+        denied.join("\n")
+    );
+
+    // Nothing forged reached the bus.
+    assert!(status.get("x.y").await.expect("read KV status").is_none());
+    drop(daemons);
+    drop(origin);
+}
