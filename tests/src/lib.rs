@@ -80,7 +80,9 @@ impl Drop for HttpTarget {
 
 async fn serve(listener: Arc<TcpListener>) {
     loop {
-        let Ok((mut socket, _)) = listener.accept().await else { continue };
+        let Ok((mut socket, _)) = listener.accept().await else {
+            continue;
+        };
         tokio::spawn(async move {
             let mut buffer = [0u8; 2048];
             let _ = socket.read(&mut buffer).await;
@@ -98,9 +100,13 @@ pub async fn apply_config(client: &async_nats::Client, toml_text: &str) -> Apply
     let request = serde_json::to_vec(&ApplyConfigRequest { config: raw }).expect("encode request");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        match client.request(api::CONFIG_APPLY, request.clone().into()).await {
+        match client
+            .request(api::CONFIG_APPLY, request.clone().into())
+            .await
+        {
             Ok(reply) => {
-                let reply: ApiReply<ApplyConfigResult> = serde_json::from_slice(&reply.payload).expect("decode reply");
+                let reply: ApiReply<ApplyConfigResult> =
+                    serde_json::from_slice(&reply.payload).expect("decode reply");
                 match reply {
                     ApiReply::Ok { result } => return result,
                     other => panic!("config apply refused: {other:?}"),

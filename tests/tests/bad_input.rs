@@ -10,7 +10,12 @@ use beacon_testkit::{wait_until, DaemonProcess, NatsServer};
 async fn invalid_flags_exit_64_naming_every_problem() {
     let mut probe = DaemonProcess::spawn(
         "beacon-probe",
-        vec!["--region".into(), "Not.A.Region".into(), "--outbox-capacity".into(), "0".into()],
+        vec![
+            "--region".into(),
+            "Not.A.Region".into(),
+            "--outbox-capacity".into(),
+            "0".into(),
+        ],
     );
     let status = probe.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(64), "{}", probe.logs());
@@ -22,7 +27,8 @@ async fn invalid_flags_exit_64_naming_every_problem() {
 #[tokio::test]
 async fn an_undecodable_message_is_dead_lettered_and_the_decider_keeps_running() {
     let nats = NatsServer::start();
-    let decider = DaemonProcess::spawn_with_admin("beacon-decider", vec!["--nats-url".into(), nats.url()]);
+    let decider =
+        DaemonProcess::spawn_with_admin("beacon-decider", vec!["--nats-url".into(), nats.url()]);
     decider.wait_ready(Duration::from_secs(30)).await;
 
     let client = async_nats::connect(nats.url()).await.expect("connect");
@@ -34,19 +40,32 @@ async fn an_undecodable_message_is_dead_lettered_and_the_decider_keeps_running()
         .expect("stored");
 
     let metrics_url = format!("{}/metrics", decider.admin_url());
-    wait_until("the decider to count a dead letter", Duration::from_secs(20), || {
-        let url = metrics_url.clone();
-        async move {
-            let (_, body) = beacon_tests::get(&url).await?;
-            body.lines()
-                .any(|l| l.starts_with("beacon_decider_messages_total") && l.contains("dead_lettered") && l.ends_with(" 1"))
-                .then_some(())
-        }
-    })
+    wait_until(
+        "the decider to count a dead letter",
+        Duration::from_secs(20),
+        || {
+            let url = metrics_url.clone();
+            async move {
+                let (_, body) = beacon_tests::get(&url).await?;
+                body.lines()
+                    .any(|l| {
+                        l.starts_with("beacon_decider_messages_total")
+                            && l.contains("dead_lettered")
+                            && l.ends_with(" 1")
+                    })
+                    .then_some(())
+            }
+        },
+    )
     .await;
-    let mut deadletters = js.get_stream("DEADLETTER").await.expect("DEADLETTER stream");
+    let mut deadletters = js
+        .get_stream("DEADLETTER")
+        .await
+        .expect("DEADLETTER stream");
     assert_eq!(deadletters.info().await.expect("info").state.messages, 1);
-    let (code, _) = beacon_tests::get(&format!("{}/readyz", decider.admin_url())).await.expect("admin answers");
+    let (code, _) = beacon_tests::get(&format!("{}/readyz", decider.admin_url()))
+        .await
+        .expect("admin answers");
     assert_eq!(code, 200, "the decider is still ready");
 }
 
@@ -54,15 +73,20 @@ async fn an_undecodable_message_is_dead_lettered_and_the_decider_keeps_running()
 async fn nats_unreachable_at_start_is_retried_until_it_comes() {
     let mut nats = NatsServer::start();
     nats.stop();
-    let mut decider = DaemonProcess::spawn_with_admin("beacon-decider", vec!["--nats-url".into(), nats.url()]);
+    let mut decider =
+        DaemonProcess::spawn_with_admin("beacon-decider", vec!["--nats-url".into(), nats.url()]);
     wait_until("the retry log line", Duration::from_secs(20), || {
         let logs = decider.logs();
         async move { logs.contains("NATS unreachable, retrying").then_some(()) }
     })
     .await;
-    let (code, _) = beacon_tests::get(&format!("{}/healthz", decider.admin_url())).await.expect("admin answers");
+    let (code, _) = beacon_tests::get(&format!("{}/healthz", decider.admin_url()))
+        .await
+        .expect("admin answers");
     assert_eq!(code, 200, "alive while waiting");
-    let (code, _) = beacon_tests::get(&format!("{}/readyz", decider.admin_url())).await.expect("admin answers");
+    let (code, _) = beacon_tests::get(&format!("{}/readyz", decider.admin_url()))
+        .await
+        .expect("admin answers");
     assert_eq!(code, 503, "not ready without NATS");
     assert!(decider.exit_status().is_none(), "still running");
 

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use beacon_tests::{apply_config, component_status, get, HttpTarget};
 use beacon_testkit::{free_port, wait_until, DaemonProcess, NatsServer};
+use beacon_tests::{apply_config, component_status, get, HttpTarget};
 
 const READY: Duration = Duration::from_secs(30);
 const DECIDE: Duration = Duration::from_secs(30);
@@ -55,7 +55,13 @@ async fn start_stack(nats: &NatsServer) -> Stack {
         DaemonProcess::spawn_with_admin("beacon-decider", nats_args()),
         DaemonProcess::spawn_with_admin("beacon-probe", with(nats_args(), &["--region", "eu"])),
         DaemonProcess::spawn_with_admin("beacon-probe", with(nats_args(), &["--region", "us"])),
-        DaemonProcess::spawn_with_admin("beacon-publisher", with(nats_args(), &["--origin", &origin_path, "--debounce", "50ms"])),
+        DaemonProcess::spawn_with_admin(
+            "beacon-publisher",
+            with(
+                nats_args(),
+                &["--origin", &origin_path, "--debounce", "50ms"],
+            ),
+        ),
         DaemonProcess::spawn_with_admin(
             "beacon-edge",
             vec![
@@ -80,13 +86,18 @@ async fn start_stack(nats: &NatsServer) -> Stack {
 
 async fn wait_for_status(edge_url: &str, want: &str) -> String {
     let url = format!("{edge_url}/api/v2/summary.json");
-    wait_until(&format!("edge to serve component api as {want}"), DECIDE, || {
-        let url = url.clone();
-        async move {
-            let (status, body) = get(&url).await?;
-            (status == 200 && component_status(&body, "api").as_deref() == Some(want)).then_some(body)
-        }
-    })
+    wait_until(
+        &format!("edge to serve component api as {want}"),
+        DECIDE,
+        || {
+            let url = url.clone();
+            async move {
+                let (status, body) = get(&url).await?;
+                (status == 200 && component_status(&body, "api").as_deref() == Some(want))
+                    .then_some(body)
+            }
+        },
+    )
     .await
 }
 
@@ -109,10 +120,15 @@ async fn a_target_going_down_and_up_shows_on_the_edge() {
     let summary = wait_for_status(&stack.edge_url, "major_outage").await;
     let value: serde_json::Value = serde_json::from_str(&summary).expect("summary is JSON");
     assert_eq!(value["status"]["indicator"], "critical");
-    let (code, html) = get(&format!("{}/", stack.edge_url)).await.expect("edge answers");
+    let (code, html) = get(&format!("{}/", stack.edge_url))
+        .await
+        .expect("edge answers");
     assert_eq!(code, 200);
     assert!(html.contains("data-status=\"major_outage\""), "{html}");
-    assert!(html.contains("Skeleton &lt;Test&gt;"), "operator text is escaped: {html}");
+    assert!(
+        html.contains("Skeleton &lt;Test&gt;"),
+        "operator text is escaped: {html}"
+    );
 
     target.up().await;
     wait_for_status(&stack.edge_url, "operational").await;
@@ -120,13 +136,20 @@ async fn a_target_going_down_and_up_shows_on_the_edge() {
     // The decision is on the bus with its evidence.
     let js = async_nats::jetstream::new(client.clone());
     let status = js.get_key_value("status").await.expect("status bucket");
-    let record = status.get("skel.api").await.expect("read").expect("record exists");
+    let record = status
+        .get("skel.api")
+        .await
+        .expect("read")
+        .expect("record exists");
     let record: serde_json::Value = serde_json::from_slice(&record).expect("record JSON");
     assert_eq!(record["data"]["status"], "operational");
     assert_eq!(record["data"]["evidence"]["rule"], "all 2 regions up");
     let mut stream = js.get_stream("STATUS").await.expect("STATUS stream");
     let changes = stream.info().await.expect("info").state.messages;
-    assert!(changes >= 3, "expected operational, outage(s), operational events; got {changes}");
+    assert!(
+        changes >= 3,
+        "expected operational, outage(s), operational events; got {changes}"
+    );
     drop(stack);
 }
 
@@ -151,7 +174,9 @@ async fn the_edge_keeps_serving_when_everything_behind_it_is_dead() {
         .expect("edge still answers");
     assert_eq!(code, 200);
     assert_eq!(after, before, "the last good version is served unchanged");
-    let (code, _) = get(&format!("{}/", stack.edge_url)).await.expect("edge still answers");
+    let (code, _) = get(&format!("{}/", stack.edge_url))
+        .await
+        .expect("edge still answers");
     assert_eq!(code, 200);
     drop(edge);
 }

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use beacon_tests::HttpTarget;
 use beacon_testkit::daemon::binary;
 use beacon_testkit::{ClickHouseServer, DaemonProcess, NatsServer};
+use beacon_tests::HttpTarget;
 
 /// Ports of the demo targets, as in `examples/demo.toml`.
 const API_PORT: u16 = 18081;
@@ -66,8 +66,14 @@ async fn main() -> std::process::ExitCode {
     eprintln!("Starting Beacon daemons...");
     let mut daemons = vec![
         DaemonProcess::spawn_with_admin("beacon-decider", nats_args()),
-        DaemonProcess::spawn_with_admin("beacon-probe", with(nats_args(), &[s("--region"), s("eu")])),
-        DaemonProcess::spawn_with_admin("beacon-probe", with(nats_args(), &[s("--region"), s("us")])),
+        DaemonProcess::spawn_with_admin(
+            "beacon-probe",
+            with(nats_args(), &[s("--region"), s("eu")]),
+        ),
+        DaemonProcess::spawn_with_admin(
+            "beacon-probe",
+            with(nats_args(), &[s("--region"), s("us")]),
+        ),
         DaemonProcess::spawn_with_admin(
             "beacon-recorder",
             with(nats_args(), &[s("--clickhouse-url"), clickhouse.http_url()]),
@@ -113,9 +119,16 @@ async fn main() -> std::process::ExitCode {
     println!("  NATS:          {}", nats.url());
     println!("  ClickHouse:    {}", clickhouse.http_url());
     for daemon in &daemons {
-        println!("  {:<17} admin {}/metrics", daemon.name(), daemon.admin_url());
+        println!(
+            "  {:<17} admin {}/metrics",
+            daemon.name(),
+            daemon.admin_url()
+        );
     }
-    println!("  Try: target/debug/beaconctl --nats-url {} status", nats.url());
+    println!(
+        "  Try: target/debug/beaconctl --nats-url {} status",
+        nats.url()
+    );
     println!("The website goes down for 40s every 2 minutes. Ctrl-C stops everything.");
 
     let mut ticker = tokio::time::interval(Duration::from_secs(20));
