@@ -235,7 +235,11 @@ pub struct Component {
 impl Component {
     /// Every region that runs at least one of the component's checks, sorted.
     pub fn regions(&self) -> Vec<String> {
-        let mut regions: Vec<String> = self.checks.iter().flat_map(|c| c.regions.iter().cloned()).collect();
+        let mut regions: Vec<String> = self
+            .checks
+            .iter()
+            .flat_map(|c| c.regions.iter().cloned())
+            .collect();
         regions.sort();
         regions.dedup();
         regions
@@ -459,7 +463,10 @@ impl Errors {
         if value.trim().is_empty() {
             self.add(location, "must not be empty");
         } else if value.chars().count() > MAX_NAME_LEN {
-            self.add(location, format!("must be at most {MAX_NAME_LEN} characters"));
+            self.add(
+                location,
+                format!("must be at most {MAX_NAME_LEN} characters"),
+            );
         }
     }
 
@@ -467,7 +474,10 @@ impl Errors {
         match humantime::parse_duration(value) {
             Ok(d) => Some(d),
             Err(e) => {
-                self.add(location, format!("invalid duration {value:?} ({e}); write e.g. \"30s\" or \"2m\""));
+                self.add(
+                    location,
+                    format!("invalid duration {value:?} ({e}); write e.g. \"30s\" or \"2m\""),
+                );
                 None
             }
         }
@@ -494,7 +504,10 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
     if let Some(regions) = &defaults.regions {
         check_regions(&mut errors, "defaults.regions", regions);
     }
-    for (field, value) in [("interval", &defaults.interval), ("timeout", &defaults.timeout)] {
+    for (field, value) in [
+        ("interval", &defaults.interval),
+        ("timeout", &defaults.timeout),
+    ] {
         if let Some(value) = value {
             errors.duration(&format!("defaults.{field}"), value);
         }
@@ -513,7 +526,10 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
         errors.token(&format!("{at}.id"), &group.id);
         errors.name(&format!("{at}.name"), &group.name);
         if !group_ids.insert(group.id.as_str()) {
-            errors.add(format!("{at}.id"), format!("duplicate group id {:?}", group.id));
+            errors.add(
+                format!("{at}.id"),
+                format!("duplicate group id {:?}", group.id),
+            );
         }
         groups.push(Group {
             id: group.id.clone(),
@@ -531,7 +547,10 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
         errors.token(&format!("{at}.id"), &component.id);
         errors.name(&format!("{at}.name"), &component.name);
         if !component_ids.insert(component.id.as_str()) {
-            errors.add(format!("{at}.id"), format!("duplicate component id {:?}", component.id));
+            errors.add(
+                format!("{at}.id"),
+                format!("duplicate component id {:?}", component.id),
+            );
         }
         if let Some(group) = &component.group {
             if !group_ids.contains(group.as_str()) {
@@ -544,7 +563,10 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
             let at = format!("{at}.checks[{j}]");
             if let Some(check) = validate_check(&mut errors, &at, check, defaults) {
                 if !check_ids.insert(check.id.clone()) {
-                    errors.add(format!("{at}.id"), format!("duplicate check id {:?} in this component", check.id));
+                    errors.add(
+                        format!("{at}.id"),
+                        format!("duplicate check id {:?} in this component", check.id),
+                    );
                 }
                 checks.push(check);
             }
@@ -564,7 +586,10 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
         let at = format!("channels[{i}]");
         errors.token(&format!("{at}.id"), &channel.id);
         if !channel_ids.insert(channel.id.as_str()) {
-            errors.add(format!("{at}.id"), format!("duplicate channel id {:?}", channel.id));
+            errors.add(
+                format!("{at}.id"),
+                format!("duplicate channel id {:?}", channel.id),
+            );
         }
         if let Some(channel) = validate_channel(&mut errors, &at, channel) {
             channels.push(channel);
@@ -629,7 +654,12 @@ fn check_host_port(errors: &mut Errors, at: &str, text: &str) {
     }
 }
 
-fn validate_check(errors: &mut Errors, at: &str, raw: &RawCheck, defaults: &RawDefaults) -> Option<Check> {
+fn validate_check(
+    errors: &mut Errors,
+    at: &str,
+    raw: &RawCheck,
+    defaults: &RawDefaults,
+) -> Option<Check> {
     let before = errors.0.len();
     let id = raw.id.clone().unwrap_or_else(|| raw.kind.clone());
     errors.token(&format!("{at}.id"), &id);
@@ -651,19 +681,30 @@ fn validate_check(errors: &mut Errors, at: &str, raw: &RawCheck, defaults: &RawD
                     String::new()
                 }
             };
-            let method = match raw.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
+            let method = match raw
+                .method
+                .as_deref()
+                .map(str::to_ascii_uppercase)
+                .as_deref()
+            {
                 None | Some("GET") => HttpMethod::Get,
                 Some("HEAD") => HttpMethod::Head,
                 Some("POST") => HttpMethod::Post,
                 Some(other) => {
-                    errors.add(format!("{at}.method"), format!("unsupported method {other:?}; use GET, HEAD or POST"));
+                    errors.add(
+                        format!("{at}.method"),
+                        format!("unsupported method {other:?}; use GET, HEAD or POST"),
+                    );
                     HttpMethod::Get
                 }
             };
             let expect_status = raw.expect_status.clone().unwrap_or_default();
             for (k, code) in expect_status.iter().enumerate() {
                 if !(100..=599).contains(code) {
-                    errors.add(format!("{at}.expect_status[{k}]"), format!("{code} is not an HTTP status code"));
+                    errors.add(
+                        format!("{at}.expect_status[{k}]"),
+                        format!("{code} is not an HTTP status code"),
+                    );
                 }
             }
             Some(CheckTarget::Http {
@@ -692,13 +733,19 @@ fn validate_check(errors: &mut Errors, at: &str, raw: &RawCheck, defaults: &RawD
                     })
                 }
                 None => {
-                    errors.add(format!("{at}.address"), "a tcp check needs an address (host:port)");
+                    errors.add(
+                        format!("{at}.address"),
+                        "a tcp check needs an address (host:port)",
+                    );
                     None
                 }
             }
         }
         other => {
-            errors.add(format!("{at}.type"), format!("unknown check type {other:?}; expected \"http\" or \"tcp\""));
+            errors.add(
+                format!("{at}.type"),
+                format!("unknown check type {other:?}; expected \"http\" or \"tcp\""),
+            );
             None
         }
     };
@@ -709,18 +756,34 @@ fn validate_check(errors: &mut Errors, at: &str, raw: &RawCheck, defaults: &RawD
             regions.clone()
         }
         None => {
-            errors.add(format!("{at}.regions"), "no regions: set them here or in [defaults]");
+            errors.add(
+                format!("{at}.regions"),
+                "no regions: set them here or in [defaults]",
+            );
             Vec::new()
         }
     };
 
-    let interval_text = raw.interval.as_deref().or(defaults.interval.as_deref()).unwrap_or(fallback::INTERVAL);
-    let timeout_text = raw.timeout.as_deref().or(defaults.timeout.as_deref()).unwrap_or(fallback::TIMEOUT);
+    let interval_text = raw
+        .interval
+        .as_deref()
+        .or(defaults.interval.as_deref())
+        .unwrap_or(fallback::INTERVAL);
+    let timeout_text = raw
+        .timeout
+        .as_deref()
+        .or(defaults.timeout.as_deref())
+        .unwrap_or(fallback::TIMEOUT);
     let interval = errors.duration(&format!("{at}.interval"), interval_text);
     let timeout = errors.duration(&format!("{at}.timeout"), timeout_text);
     if let Some(interval) = interval {
         if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) {
-            errors.add(format!("{at}.interval"), format!("must be between {MIN_INTERVAL:?} and {MAX_INTERVAL:?}, got {interval_text}"));
+            errors.add(
+                format!("{at}.interval"),
+                format!(
+                    "must be between {MIN_INTERVAL:?} and {MAX_INTERVAL:?}, got {interval_text}"
+                ),
+            );
         }
     }
     if let (Some(interval), Some(timeout)) = (interval, timeout) {
@@ -728,8 +791,14 @@ fn validate_check(errors: &mut Errors, at: &str, raw: &RawCheck, defaults: &RawD
             errors.add(format!("{at}.timeout"), format!("must be above zero and at most the interval ({interval_text}), got {timeout_text}"));
         }
     }
-    let failure_threshold = raw.failure_threshold.or(defaults.failure_threshold).unwrap_or(fallback::FAILURE_THRESHOLD);
-    let recovery_threshold = raw.recovery_threshold.or(defaults.recovery_threshold).unwrap_or(fallback::RECOVERY_THRESHOLD);
+    let failure_threshold = raw
+        .failure_threshold
+        .or(defaults.failure_threshold)
+        .unwrap_or(fallback::FAILURE_THRESHOLD);
+    let recovery_threshold = raw
+        .recovery_threshold
+        .or(defaults.recovery_threshold)
+        .unwrap_or(fallback::RECOVERY_THRESHOLD);
     errors.threshold(&format!("{at}.failure_threshold"), failure_threshold);
     errors.threshold(&format!("{at}.recovery_threshold"), recovery_threshold);
 
@@ -757,7 +826,10 @@ fn validate_channel(errors: &mut Errors, at: &str, raw: &RawChannel) -> Option<C
         match value {
             Some(v) if !v.trim().is_empty() => v.clone(),
             _ => {
-                errors.add(format!("{at}.{field}"), format!("{} channels need {field}", raw.kind));
+                errors.add(
+                    format!("{at}.{field}"),
+                    format!("{} channels need {field}", raw.kind),
+                );
                 String::new()
             }
         }
@@ -767,7 +839,10 @@ fn validate_channel(errors: &mut Errors, at: &str, raw: &RawChannel) -> Option<C
             let from = required("from", &raw.from);
             let relay = required("endpoint", &raw.endpoint);
             if !from.is_empty() && (!from.contains('@') || from.contains(['\r', '\n', '<', '>'])) {
-                errors.add(format!("{at}.from"), format!("{from:?} is not an email address"));
+                errors.add(
+                    format!("{at}.from"),
+                    format!("{from:?} is not an email address"),
+                );
             }
             if !relay.is_empty() {
                 check_host_port(errors, &format!("{at}.endpoint"), &relay);
@@ -783,12 +858,19 @@ fn validate_channel(errors: &mut Errors, at: &str, raw: &RawChannel) -> Option<C
             let api_base = required("endpoint", &raw.endpoint);
             let secret_env = required("secret_env", &raw.secret_env);
             if !from.is_empty() && !is_e164(&from) {
-                errors.add(format!("{at}.from"), format!("{from:?} is not an E.164 phone number like +15551234567"));
+                errors.add(
+                    format!("{at}.from"),
+                    format!("{from:?} is not an E.164 phone number like +15551234567"),
+                );
             }
             if !api_base.is_empty() {
                 check_http_url(errors, &format!("{at}.endpoint"), &api_base);
             }
-            Some(ChannelProvider::Sms { from, api_base, secret_env })
+            Some(ChannelProvider::Sms {
+                from,
+                api_base,
+                secret_env,
+            })
         }
         "webhook" => {
             let secret_env = required("secret_env", &raw.secret_env);
@@ -797,7 +879,12 @@ fn validate_channel(errors: &mut Errors, at: &str, raw: &RawChannel) -> Option<C
         "slack" => Some(ChannelProvider::Slack),
         "teams" => Some(ChannelProvider::Teams),
         other => {
-            errors.add(format!("{at}.type"), format!("unknown channel type {other:?}; expected email, sms, webhook, slack or teams"));
+            errors.add(
+                format!("{at}.type"),
+                format!(
+                    "unknown channel type {other:?}; expected email, sms, webhook, slack or teams"
+                ),
+            );
             None
         }
     };

@@ -12,7 +12,11 @@ use crate::shutdown::{Backoff, Shutdown};
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated.
-    #[arg(long = "nats-url", env = "BEACON_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long = "nats-url",
+        env = "BEACON_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub url: String,
     /// NATS credentials file (JWT + NKey seed).
     #[arg(long = "nats-creds", env = "BEACON_NATS_CREDS")]
@@ -21,7 +25,11 @@ pub struct NatsArgs {
     #[arg(long = "nats-user", env = "BEACON_NATS_USER")]
     pub user: Option<String>,
     /// NATS password.
-    #[arg(long = "nats-password", env = "BEACON_NATS_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long = "nats-password",
+        env = "BEACON_NATS_PASSWORD",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
 }
 
@@ -60,7 +68,9 @@ async fn options(args: &NatsArgs, name: &str) -> Result<ConnectOptions, ConnectE
                 path: path.clone(),
                 reason: e.to_string(),
             })?,
-        (None, Some(user), Some(password)) => ConnectOptions::with_user_and_password(user.clone(), password.clone()),
+        (None, Some(user), Some(password)) => {
+            ConnectOptions::with_user_and_password(user.clone(), password.clone())
+        }
         (None, None, None) => ConnectOptions::new(),
         (None, _, _) => return Err(ConnectError::HalfUserPassword),
     };
@@ -96,7 +106,11 @@ pub async fn connect_once(args: &NatsArgs, name: &str) -> Result<Client, Connect
 
 /// Connects, retrying with backoff and a log line per attempt until it
 /// works or shutdown begins. Once connected, the client reconnects by itself.
-pub async fn connect(args: &NatsArgs, name: &str, shutdown: &Shutdown) -> Result<Client, ConnectError> {
+pub async fn connect(
+    args: &NatsArgs,
+    name: &str,
+    shutdown: &Shutdown,
+) -> Result<Client, ConnectError> {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     let mut attempt = 1u32;
     loop {

@@ -171,7 +171,11 @@ impl ConsumerMetrics {
                 "Errors talking to the server while consuming, by consumer",
                 &["consumer"],
             )?,
-            handle_seconds: metrics.histogram("handle_seconds", "Time spent in a handler", &["consumer"])?,
+            handle_seconds: metrics.histogram(
+                "handle_seconds",
+                "Time spent in a handler",
+                &["consumer"],
+            )?,
         })
     }
 
@@ -232,8 +236,14 @@ pub async fn run_consumer<H, Fut>(
     }
 }
 
-async fn open(js: &jetstream::Context, spec: &ConsumerSpec) -> Result<consumer::pull::Stream, String> {
-    let stream = js.get_stream(&spec.stream).await.map_err(|e| e.to_string())?;
+async fn open(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+) -> Result<consumer::pull::Stream, String> {
+    let stream = js
+        .get_stream(&spec.stream)
+        .await
+        .map_err(|e| e.to_string())?;
     let consumer: consumer::PullConsumer = stream
         .create_consumer(spec.consumer_config())
         .await
@@ -297,9 +307,14 @@ async fn handle_one<H, Fut>(
             let reason = format!("gave up after {attempt} attempts: {reason}");
             dead_letter(js, spec, &message, stream_sequence, &reason).await
         }
-        Err(HandlerError::Poison { reason }) => dead_letter(js, spec, &message, stream_sequence, &reason).await,
+        Err(HandlerError::Poison { reason }) => {
+            dead_letter(js, spec, &message, stream_sequence, &reason).await
+        }
     };
-    metrics.messages.with_label_values(&[consumer, outcome]).inc();
+    metrics
+        .messages
+        .with_label_values(&[consumer, outcome])
+        .inc();
 }
 
 /// Copies the message to the dead-letter stream, then terminates it. If the
@@ -317,10 +332,21 @@ async fn dead_letter(
     headers.insert(deadletter_headers::SEQUENCE, sequence.to_string().as_str());
     headers.insert(deadletter_headers::CONSUMER, spec.durable.as_str());
     // Header values cannot hold line breaks.
-    headers.insert(deadletter_headers::REASON, reason.replace(['\r', '\n'], " ").as_str());
+    headers.insert(
+        deadletter_headers::REASON,
+        reason.replace(['\r', '\n'], " ").as_str(),
+    );
     let subject = deadletter_subject(&spec.stream, &spec.durable);
     let message_id = format!("dl-{}-{}-{}", spec.stream, spec.durable, sequence);
-    match publish_bytes(js, &subject, &message_id, message.payload.clone(), Some(headers)).await {
+    match publish_bytes(
+        js,
+        &subject,
+        &message_id,
+        message.payload.clone(),
+        Some(headers),
+    )
+    .await
+    {
         Ok(_) => {
             tracing::warn!(consumer = %spec.durable, seq = sequence, %reason, "Message dead-lettered.");
             if let Err(e) = message.ack_with(AckKind::Term).await {
@@ -330,7 +356,9 @@ async fn dead_letter(
         }
         Err(e) => {
             tracing::error!(consumer = %spec.durable, seq = sequence, error = %e, "Cannot dead-letter message, will retry it.");
-            let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;
+            let _ = message
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                .await;
             "retried"
         }
     }

@@ -91,10 +91,12 @@ impl StartError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            StartError::Connect(ConnectError::Credentials { .. } | ConnectError::HalfUserPassword) => {
-                ExitCode::from(EXIT_CONFIG)
+            StartError::Connect(
+                ConnectError::Credentials { .. } | ConnectError::HalfUserPassword,
+            ) => ExitCode::from(EXIT_CONFIG),
+            StartError::Connect(ConnectError::Cancelled) | StartError::Cancelled => {
+                ExitCode::SUCCESS
             }
-            StartError::Connect(ConnectError::Cancelled) | StartError::Cancelled => ExitCode::SUCCESS,
             _ => ExitCode::from(EXIT_START),
         }
     }
@@ -103,18 +105,27 @@ impl StartError {
 impl Daemon {
     /// Starts logging, the admin port, the NATS connection (retrying until it
     /// works or a signal arrives) and ensures the bus topology.
-    pub async fn start(name: &'static str, origin: &str, args: &CommonArgs) -> Result<Daemon, StartError> {
+    pub async fn start(
+        name: &'static str,
+        origin: &str,
+        args: &CommonArgs,
+    ) -> Result<Daemon, StartError> {
         init_tracing(args.log_format);
         let shutdown = Shutdown::new(args.shutdown_grace);
         shutdown.cancel_on_signals();
         let metrics = Metrics::new(name);
         let readiness = Readiness::default();
-        let admin_addr = serve_admin(args.admin_addr, metrics.clone(), readiness.clone(), &shutdown)
-            .await
-            .map_err(|e| StartError::Admin {
-                addr: args.admin_addr,
-                reason: e.to_string(),
-            })?;
+        let admin_addr = serve_admin(
+            args.admin_addr,
+            metrics.clone(),
+            readiness.clone(),
+            &shutdown,
+        )
+        .await
+        .map_err(|e| StartError::Admin {
+            addr: args.admin_addr,
+            reason: e.to_string(),
+        })?;
         tracing::info!(daemon = name, admin = %admin_addr, nats = %args.nats.url, "Starting.");
 
         let client = connect(&args.nats, &format!("beacon-{name}"), &shutdown).await?;
@@ -162,7 +173,10 @@ impl Daemon {
             tracing::info!(daemon = self.name, "Stopped.");
             ExitCode::SUCCESS
         } else {
-            tracing::error!(daemon = self.name, "Shutdown grace period ran out with work in flight.");
+            tracing::error!(
+                daemon = self.name,
+                "Shutdown grace period ran out with work in flight."
+            );
             ExitCode::from(EXIT_UNCLEAN)
         }
     }

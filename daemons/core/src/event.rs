@@ -133,7 +133,8 @@ impl<T: Message> Envelope<T> {
             kind: String,
             version: u32,
         }
-        let head: Head = serde_json::from_slice(bytes).map_err(|e| DecodeError::NotAnEnvelope(e.to_string()))?;
+        let head: Head =
+            serde_json::from_slice(bytes).map_err(|e| DecodeError::NotAnEnvelope(e.to_string()))?;
         if head.kind != T::KIND {
             return Err(DecodeError::WrongKind {
                 expected: T::KIND,

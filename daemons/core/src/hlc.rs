@@ -105,7 +105,10 @@ impl HlcClock {
 
     /// The next timestamp for a local event, given the wall clock reading.
     pub fn tick(&self, wall_ms: u64) -> Hlc {
-        let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let next = if wall_ms > last.wall_ms {
             Hlc::new(wall_ms, 0)
         } else {
@@ -118,7 +121,10 @@ impl HlcClock {
     /// Merges a timestamp seen on a remote event so that later local events
     /// order after it, as the HLC algorithm requires.
     pub fn observe(&self, remote: Hlc, wall_ms: u64) -> Hlc {
-        let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let wall = wall_ms.max(last.wall_ms).max(remote.wall_ms);
         let logical = if wall == last.wall_ms && wall == remote.wall_ms {
             last.logical.max(remote.logical).saturating_add(1)

@@ -173,7 +173,10 @@ mod tests {
     fn subjects_follow_the_contract() {
         assert_eq!(health_subject("p", "c", "r"), "beacon.health.p.c.r");
         assert_eq!(status_subject("p", "c"), "beacon.status.p.c");
-        assert_eq!(deadletter_subject("HEALTH", "decider"), "beacon.deadletter.health.decider");
+        assert_eq!(
+            deadletter_subject("HEALTH", "decider"),
+            "beacon.deadletter.health.decider"
+        );
         assert_eq!(split_component_key("p.c"), Some(("p", "c")));
         assert_eq!(split_component_key("p"), None);
         assert_eq!(split_component_key("p.c.d"), None);

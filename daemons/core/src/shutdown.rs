@@ -70,7 +70,9 @@ impl Shutdown {
     /// Waits for tracked tasks after cancellation; false if the grace period ran out.
     pub async fn wait_for_tasks(&self) -> bool {
         self.tracker.close();
-        tokio::time::timeout(self.grace, self.tracker.wait()).await.is_ok()
+        tokio::time::timeout(self.grace, self.tracker.wait())
+            .await
+            .is_ok()
     }
 
     /// Sleeps for `duration` unless shutdown begins first; true if it slept the whole time.
@@ -84,7 +86,10 @@ impl Shutdown {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(mut interrupt), Ok(mut terminate)) => {
             tokio::select! {
                 _ = interrupt.recv() => {}

@@ -13,7 +13,10 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
 
 use crate::shutdown::Shutdown;
 
@@ -30,7 +33,9 @@ pub enum LogFormat {
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second init (tests calling run twice) is harmless, so its error is ignored.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -47,7 +52,9 @@ pub struct Metrics {
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").field("prefix", &self.prefix).finish()
+        f.debug_struct("Metrics")
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 
@@ -74,29 +81,51 @@ impl Metrics {
         format!("{}_{name}", self.prefix)
     }
 
-    fn register<M: prometheus::core::Collector + Clone + 'static>(&self, name: &str, metric: M) -> Result<M, MetricError> {
-        self.registry.register(Box::new(metric.clone())).map_err(|e| MetricError {
-            name: self.full_name(name),
-            reason: e.to_string(),
-        })?;
+    fn register<M: prometheus::core::Collector + Clone + 'static>(
+        &self,
+        name: &str,
+        metric: M,
+    ) -> Result<M, MetricError> {
+        self.registry
+            .register(Box::new(metric.clone()))
+            .map_err(|e| MetricError {
+                name: self.full_name(name),
+                reason: e.to_string(),
+            })?;
         Ok(metric)
     }
 
     /// Registers a counter family. Keep label values bounded: no ids, no URLs.
-    pub fn counter(&self, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, MetricError> {
-        let metric = IntCounterVec::new(Opts::new(self.full_name(name), help), labels).map_err(|e| MetricError {
-            name: self.full_name(name),
-            reason: e.to_string(),
-        })?;
+    pub fn counter(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, MetricError> {
+        let metric =
+            IntCounterVec::new(Opts::new(self.full_name(name), help), labels).map_err(|e| {
+                MetricError {
+                    name: self.full_name(name),
+                    reason: e.to_string(),
+                }
+            })?;
         self.register(name, metric)
     }
 
     /// Registers a gauge family.
-    pub fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, MetricError> {
-        let metric = IntGaugeVec::new(Opts::new(self.full_name(name), help), labels).map_err(|e| MetricError {
-            name: self.full_name(name),
-            reason: e.to_string(),
-        })?;
+    pub fn gauge(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntGaugeVec, MetricError> {
+        let metric =
+            IntGaugeVec::new(Opts::new(self.full_name(name), help), labels).map_err(|e| {
+                MetricError {
+                    name: self.full_name(name),
+                    reason: e.to_string(),
+                }
+            })?;
         self.register(name, metric)
     }
 
@@ -119,11 +148,17 @@ impl Metrics {
     }
 
     /// Registers a histogram family with the default latency buckets.
-    pub fn histogram(&self, name: &str, help: &str, labels: &[&str]) -> Result<HistogramVec, MetricError> {
-        let metric = HistogramVec::new(HistogramOpts::new(self.full_name(name), help), labels).map_err(|e| MetricError {
-            name: self.full_name(name),
-            reason: e.to_string(),
-        })?;
+    pub fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<HistogramVec, MetricError> {
+        let metric = HistogramVec::new(HistogramOpts::new(self.full_name(name), help), labels)
+            .map_err(|e| MetricError {
+                name: self.full_name(name),
+                reason: e.to_string(),
+            })?;
         self.register(name, metric)
     }
 

@@ -36,7 +36,10 @@ impl Default for Topology {
 impl Topology {
     /// Configuration of every stream.
     pub fn streams(&self) -> Vec<stream::Config> {
-        let stream = |name: &str, subject: &str, max_age: Duration, retention: stream::RetentionPolicy| stream::Config {
+        let stream = |name: &str,
+                      subject: &str,
+                      max_age: Duration,
+                      retention: stream::RetentionPolicy| stream::Config {
             name: name.to_owned(),
             subjects: vec![format!("{SUBJECT_ROOT}.{subject}.>")],
             retention,
@@ -108,29 +111,35 @@ pub struct EnsureError {
 pub async fn ensure(js: &jetstream::Context, topology: &Topology) -> Result<(), EnsureError> {
     for config in topology.streams() {
         let name = config.name.clone();
-        js.create_or_update_stream(config).await.map_err(|e| EnsureError {
-            what: "stream",
-            name,
-            reason: e.to_string(),
-        })?;
+        js.create_or_update_stream(config)
+            .await
+            .map_err(|e| EnsureError {
+                what: "stream",
+                name,
+                reason: e.to_string(),
+            })?;
     }
     for config in topology.buckets() {
         let name = config.bucket.clone();
-        js.create_or_update_key_value(config).await.map_err(|e| EnsureError {
-            what: "KV bucket",
-            name,
-            reason: e.to_string(),
-        })?;
+        js.create_or_update_key_value(config)
+            .await
+            .map_err(|e| EnsureError {
+                what: "KV bucket",
+                name,
+                reason: e.to_string(),
+            })?;
     }
     for config in topology.object_stores() {
         let name = config.bucket.clone();
         // There is no update call for object stores; creating an existing one
         // with the same config succeeds.
-        js.create_object_store(config).await.map_err(|e| EnsureError {
-            what: "object store",
-            name,
-            reason: e.to_string(),
-        })?;
+        js.create_object_store(config)
+            .await
+            .map_err(|e| EnsureError {
+                what: "object store",
+                name,
+                reason: e.to_string(),
+            })?;
     }
     Ok(())
 }

@@ -25,7 +25,11 @@ pub struct Configs(Arc<RwLock<HashMap<String, Arc<PageConfig>>>>);
 impl Configs {
     /// The config of `page`, if any.
     pub fn get(&self, page: &str) -> Option<Arc<PageConfig>> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).get(page).cloned()
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(page)
+            .cloned()
     }
 
     fn set(&self, page: &str, config: Option<PageConfig>) {
@@ -38,7 +42,12 @@ impl Configs {
 }
 
 /// Follows KV `config` until shutdown, re-watching after errors.
-pub async fn watch(daemon: Daemon, store: kv::Store, configs: Configs, loaded: tokio::sync::watch::Sender<bool>) {
+pub async fn watch(
+    daemon: Daemon,
+    store: kv::Store,
+    configs: Configs,
+    loaded: tokio::sync::watch::Sender<bool>,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     while !daemon.shutdown.is_cancelled() {
         let mut watch = match store.watch_with_history(">").await {
@@ -86,7 +95,9 @@ fn apply_entry(configs: &Configs, entry: &kv::Entry) {
                 tracing::info!(page = %entry.key, revision = entry.revision, "Page config loaded.");
                 configs.set(&entry.key, Some(envelope.data));
             }
-            Err(e) => tracing::error!(page = %entry.key, error = %e, "Stored page config is unreadable; keeping the previous one."),
+            Err(e) => {
+                tracing::error!(page = %entry.key, error = %e, "Stored page config is unreadable; keeping the previous one.")
+            }
         },
         kv::Operation::Delete | kv::Operation::Purge => {
             tracing::info!(page = %entry.key, "Page config removed.");
@@ -104,8 +115,12 @@ pub async fn serve(daemon: Daemon, store: kv::Store) -> Result<(), async_nats::E
         .start("beacon-decider", env!("CARGO_PKG_VERSION"))
         .await?;
     let group = service.group(api::GROUP);
-    let mut apply = group.endpoint(api::CONFIG_APPLY.trim_start_matches("beacon.api.")).await?;
-    let mut get = group.endpoint(api::CONFIG_GET.trim_start_matches("beacon.api.")).await?;
+    let mut apply = group
+        .endpoint(api::CONFIG_APPLY.trim_start_matches("beacon.api."))
+        .await?;
+    let mut get = group
+        .endpoint(api::CONFIG_GET.trim_start_matches("beacon.api."))
+        .await?;
     loop {
         tokio::select! {
             _ = daemon.shutdown.cancelled() => break,
@@ -140,7 +155,11 @@ fn invalid<T>(location: &str, message: String) -> ApiReply<T> {
     }
 }
 
-async fn handle_apply(daemon: &Daemon, store: &kv::Store, payload: &[u8]) -> ApiReply<ApplyConfigResult> {
+async fn handle_apply(
+    daemon: &Daemon,
+    store: &kv::Store,
+    payload: &[u8],
+) -> ApiReply<ApplyConfigResult> {
     let request: ApplyConfigRequest = match serde_json::from_slice(payload) {
         Ok(request) => request,
         Err(e) => return invalid("request", format!("not an ApplyConfigRequest: {e}")),
@@ -166,12 +185,20 @@ async fn handle_apply(daemon: &Daemon, store: &kv::Store, payload: &[u8]) -> Api
             }
         }
         Ok(_) => {}
-        Err(e) => return ApiReply::Failed { message: format!("cannot read KV config: {e}") },
+        Err(e) => {
+            return ApiReply::Failed {
+                message: format!("cannot read KV config: {e}"),
+            }
+        }
     }
     let envelope = Envelope::new(&daemon.clock, &daemon.origin, config);
     let bytes = match envelope.encode() {
         Ok(bytes) => bytes,
-        Err(e) => return ApiReply::Failed { message: format!("cannot encode config: {e}") },
+        Err(e) => {
+            return ApiReply::Failed {
+                message: format!("cannot encode config: {e}"),
+            }
+        }
     };
     match store.put(page.as_str(), bytes.into()).await {
         Ok(revision) => {
@@ -184,7 +211,9 @@ async fn handle_apply(daemon: &Daemon, store: &kv::Store, payload: &[u8]) -> Api
                 },
             }
         }
-        Err(e) => ApiReply::Failed { message: format!("cannot write KV config: {e}") },
+        Err(e) => ApiReply::Failed {
+            message: format!("cannot write KV config: {e}"),
+        },
     }
 }
 
@@ -198,11 +227,17 @@ async fn handle_get(store: &kv::Store, payload: &[u8]) -> ApiReply<PageConfig> {
     }
     match store.get(request.page.as_str()).await {
         Ok(Some(bytes)) => match Envelope::<PageConfig>::decode(&bytes) {
-            Ok(envelope) => ApiReply::Ok { result: envelope.data },
-            Err(e) => ApiReply::Failed { message: format!("stored config is unreadable: {e}") },
+            Ok(envelope) => ApiReply::Ok {
+                result: envelope.data,
+            },
+            Err(e) => ApiReply::Failed {
+                message: format!("stored config is unreadable: {e}"),
+            },
         },
         Ok(None) => invalid("page", format!("no page {:?}", request.page)),
-        Err(e) => ApiReply::Failed { message: format!("cannot read KV config: {e}") },
+        Err(e) => ApiReply::Failed {
+            message: format!("cannot read KV config: {e}"),
+        },
     }
 }
 

@@ -49,20 +49,29 @@ const CHANGE_SALT: u128 = 0x5354_4154_5553_4348_414e_4745; // "STATUSCHANGE"
 /// The status-change id for a transition triggered by `trigger`: stable
 /// across retries, unique per trigger, sortable by time like any event id.
 pub fn change_id(trigger: EventId) -> EventId {
-    EventId(Ulid::from_parts(trigger.0.timestamp_ms(), trigger.0.random() ^ CHANGE_SALT))
+    EventId(Ulid::from_parts(
+        trigger.0.timestamp_ms(),
+        trigger.0.random() ^ CHANGE_SALT,
+    ))
 }
 
 impl HealthHandler {
     /// A handler over the status bucket and the shared configs.
-    pub fn new(daemon: Daemon, configs: Configs, status: kv::Store) -> Result<Self, beacon_core::telemetry::MetricError> {
+    pub fn new(
+        daemon: Daemon,
+        configs: Configs,
+        status: kv::Store,
+    ) -> Result<Self, beacon_core::telemetry::MetricError> {
         let ignored = daemon.metrics.counter(
             "results_ignored_total",
             "Probe results for pages, components, checks or regions not in the config",
             &["reason"],
         )?;
-        let transitions = daemon
-            .metrics
-            .counter("status_changes_total", "Component status changes, by new status", &["to"])?;
+        let transitions = daemon.metrics.counter(
+            "status_changes_total",
+            "Component status changes, by new status",
+            &["to"],
+        )?;
         Ok(Self {
             daemon,
             configs,
@@ -94,7 +103,13 @@ impl HealthHandler {
         };
         let config = self.configs.get(&result.page);
         let current = state.current.map(|(status, _)| status);
-        let (view, transition) = match step(config.as_deref(), &state.view, current, result, envelope.id) {
+        let (view, transition) = match step(
+            config.as_deref(),
+            &state.view,
+            current,
+            result,
+            envelope.id,
+        ) {
             Ok(next) => next,
             Err(reason) => {
                 let label = match reason {
@@ -112,7 +127,13 @@ impl HealthHandler {
             None => state.current,
             Some(transition) => {
                 let applied = self
-                    .apply(&result.page, &result.component, state.current.map(|(_, r)| r), &transition, envelope.id)
+                    .apply(
+                        &result.page,
+                        &result.component,
+                        state.current.map(|(_, r)| r),
+                        &transition,
+                        envelope.id,
+                    )
                     .await;
                 match applied {
                     Ok(revision) => Some((transition.to, revision)),
@@ -137,13 +158,15 @@ impl HealthHandler {
             .await
             .map_err(|e| HandlerError::retry(format!("cannot read KV status: {e}")))?;
         let current = match entry {
-            Some(entry) if entry.operation == kv::Operation::Put => match Envelope::<StatusRecord>::decode(&entry.value) {
-                Ok(record) => Some((record.data.status, entry.revision)),
-                Err(e) => {
-                    tracing::warn!(page, component, error = %e, "Stored status is unreadable; it will be overwritten.");
-                    None
+            Some(entry) if entry.operation == kv::Operation::Put => {
+                match Envelope::<StatusRecord>::decode(&entry.value) {
+                    Ok(record) => Some((record.data.status, entry.revision)),
+                    Err(e) => {
+                        tracing::warn!(page, component, error = %e, "Stored status is unreadable; it will be overwritten.");
+                        None
+                    }
                 }
-            },
+            }
             _ => None,
         };
         // A revision with an unreadable value must still be the CAS base.
@@ -179,12 +202,23 @@ impl HealthHandler {
         let key = status_key(page, component);
         let bytes = record.encode().map_err(HandlerError::poison)?;
         let written = match revision {
-            Some(revision) => self.status.update(&key, bytes.into(), revision).await.map_err(|e| e.to_string()),
-            None => self.status.create(&key, bytes.into()).await.map_err(|e| e.to_string()),
+            Some(revision) => self
+                .status
+                .update(&key, bytes.into(), revision)
+                .await
+                .map_err(|e| e.to_string()),
+            None => self
+                .status
+                .create(&key, bytes.into())
+                .await
+                .map_err(|e| e.to_string()),
         };
         let revision = match written {
             Ok(revision) => revision,
-            Err(reason) => self.resolve_conflict(page, component, &key, change, reason).await?,
+            Err(reason) => {
+                self.resolve_conflict(page, component, &key, change, reason)
+                    .await?
+            }
         };
 
         let event = Envelope::with_id(
@@ -202,7 +236,9 @@ impl HealthHandler {
         publish(&self.daemon.js, &status_subject(page, component), &event)
             .await
             .map_err(HandlerError::retry)?;
-        self.transitions.with_label_values(&[transition.to.as_str()]).inc();
+        self.transitions
+            .with_label_values(&[transition.to.as_str()])
+            .inc();
         tracing::info!(
             page, component,
             from = transition.from.map_or("none", ComponentStatus::as_str),
@@ -223,11 +259,11 @@ impl HealthHandler {
         change: EventId,
         reason: String,
     ) -> Result<u64, HandlerError> {
-        let entry = self
-            .status
-            .entry(key)
-            .await
-            .map_err(|e| HandlerError::retry(format!("status write failed ({reason}) and re-read failed: {e}")))?;
+        let entry = self.status.entry(key).await.map_err(|e| {
+            HandlerError::retry(format!(
+                "status write failed ({reason}) and re-read failed: {e}"
+            ))
+        })?;
         if let Some(entry) = entry {
             if let Ok(stored) = Envelope::<StatusRecord>::decode(&entry.value) {
                 if stored.data.change == change {
@@ -236,6 +272,8 @@ impl HealthHandler {
             }
         }
         tracing::warn!(page, component, "Status changed underneath, reloading.");
-        Err(HandlerError::retry(format!("status of {key} changed underneath: {reason}")))
+        Err(HandlerError::retry(format!(
+            "status of {key} changed underneath: {reason}"
+        )))
     }
 }

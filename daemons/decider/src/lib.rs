@@ -42,9 +42,12 @@ pub async fn run(daemon: Daemon) -> Result<(), RunError> {
 
     let configs = Configs::default();
     let (loaded_tx, mut loaded_rx) = tokio::sync::watch::channel(false);
-    daemon
-        .shutdown
-        .spawn(configs::watch(daemon.clone(), config_store.clone(), configs.clone(), loaded_tx));
+    daemon.shutdown.spawn(configs::watch(
+        daemon.clone(),
+        config_store.clone(),
+        configs.clone(),
+        loaded_tx,
+    ));
     {
         let daemon = daemon.clone();
         let store = config_store.clone();

@@ -44,7 +44,13 @@ pub struct Thresholds {
 
 impl Tracker {
     /// The state after one more result. Pure.
-    pub fn observe(&self, outcome: Outcome, result: EventId, error: Option<String>, t: Thresholds) -> Tracker {
+    pub fn observe(
+        &self,
+        outcome: Outcome,
+        result: EventId,
+        error: Option<String>,
+        t: Thresholds,
+    ) -> Tracker {
         let mut next = self.clone();
         next.last_result = Some(result);
         match outcome {
@@ -92,7 +98,11 @@ pub struct Decision {
 
 impl ComponentView {
     /// The state of each configured region, combining its checks.
-    pub fn region_states(&self, regions: &[String], checks_in: impl Fn(&str) -> Vec<String>) -> Vec<(String, RegionState)> {
+    pub fn region_states(
+        &self,
+        regions: &[String],
+        checks_in: impl Fn(&str) -> Vec<String>,
+    ) -> Vec<(String, RegionState)> {
         regions
             .iter()
             .map(|region| {
@@ -148,8 +158,14 @@ impl ComponentView {
 /// Quorum across regions. Pure.
 pub fn decide(regions: &[(String, RegionState)]) -> Option<Decision> {
     let total = regions.len();
-    let down = regions.iter().filter(|(_, s)| *s == RegionState::Down).count();
-    let up = regions.iter().filter(|(_, s)| *s == RegionState::Up).count();
+    let down = regions
+        .iter()
+        .filter(|(_, s)| *s == RegionState::Down)
+        .count();
+    let up = regions
+        .iter()
+        .filter(|(_, s)| *s == RegionState::Up)
+        .count();
     if total == 0 {
         return None;
     }
@@ -179,12 +195,15 @@ mod tests {
     use proptest::prelude::*;
     use RegionState::{Down, Unknown, Up};
 
-    const T: Thresholds = Thresholds { failure: 2, recovery: 3 };
+    const T: Thresholds = Thresholds {
+        failure: 2,
+        recovery: 3,
+    };
 
     fn run(outcomes: &[Outcome]) -> Tracker {
-        outcomes
-            .iter()
-            .fold(Tracker::default(), |t, o| t.observe(*o, EventId::new(), None, T))
+        outcomes.iter().fold(Tracker::default(), |t, o| {
+            t.observe(*o, EventId::new(), None, T)
+        })
     }
 
     #[test]
@@ -209,7 +228,11 @@ mod tests {
     }
 
     fn regions(states: &[RegionState]) -> Vec<(String, RegionState)> {
-        states.iter().enumerate().map(|(i, s)| (format!("r{i}"), *s)).collect()
+        states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("r{i}"), *s))
+            .collect()
     }
 
     #[test]
@@ -228,7 +251,11 @@ mod tests {
             (&[Up], Some(Operational)),
         ];
         for (states, want) in table {
-            assert_eq!(decide(&regions(states)).map(|d| d.status), *want, "{states:?}");
+            assert_eq!(
+                decide(&regions(states)).map(|d| d.status),
+                *want,
+                "{states:?}"
+            );
         }
     }
 
@@ -237,11 +264,16 @@ mod tests {
         let mut view = ComponentView::default();
         let down = run(&[Outcome::Down, Outcome::Down]);
         let up = run(&[Outcome::Up, Outcome::Up, Outcome::Up]);
-        view.trackers.insert(("http".into(), "eu".into()), up.clone());
+        view.trackers
+            .insert(("http".into(), "eu".into()), up.clone());
         view.trackers.insert(("tcp".into(), "eu".into()), down);
         view.trackers.insert(("http".into(), "us".into()), up);
         let states = view.region_states(&["eu".into(), "us".into()], |r| {
-            if r == "eu" { vec!["http".into(), "tcp".into()] } else { vec!["http".into()] }
+            if r == "eu" {
+                vec!["http".into(), "tcp".into()]
+            } else {
+                vec!["http".into()]
+            }
         });
         assert_eq!(states, vec![("eu".into(), Down), ("us".into(), Up)]);
         let evidence = view.evidence(&states);

@@ -41,7 +41,9 @@ pub fn step(
     result_id: EventId,
 ) -> Result<(ComponentView, Option<Transition>), Ignored> {
     let config = config.ok_or(Ignored::UnknownPage)?;
-    let component = config.component(&result.component).ok_or(Ignored::UnknownComponent)?;
+    let component = config
+        .component(&result.component)
+        .ok_or(Ignored::UnknownComponent)?;
     let check = component
         .checks
         .iter()
@@ -140,8 +142,14 @@ mod tests {
         let mut current = None;
         let mut changes = Vec::new();
         for (region, outcome) in results {
-            let (next, transition) =
-                step(Some(&config), &view, current, &result(region, *outcome), EventId::new()).expect("applies");
+            let (next, transition) = step(
+                Some(&config),
+                &view,
+                current,
+                &result(region, *outcome),
+                EventId::new(),
+            )
+            .expect("applies");
             view = next;
             if let Some(t) = transition {
                 current = Some(t.to);
@@ -165,7 +173,16 @@ mod tests {
             ("eu", Up),
             ("us", Up),
         ]);
-        assert_eq!(changes, vec![Operational, PartialOutage, MajorOutage, PartialOutage, Operational]);
+        assert_eq!(
+            changes,
+            vec![
+                Operational,
+                PartialOutage,
+                MajorOutage,
+                PartialOutage,
+                Operational
+            ]
+        );
     }
 
     #[test]
@@ -173,13 +190,25 @@ mod tests {
         let config = config();
         let view = ComponentView::default();
         let mut r = result("eu", Outcome::Up);
-        assert_eq!(step(None, &view, None, &r, EventId::new()).err(), Some(Ignored::UnknownPage));
+        assert_eq!(
+            step(None, &view, None, &r, EventId::new()).err(),
+            Some(Ignored::UnknownPage)
+        );
         r.region = "ap".into();
-        assert_eq!(step(Some(&config), &view, None, &r, EventId::new()).err(), Some(Ignored::UnknownRegion));
+        assert_eq!(
+            step(Some(&config), &view, None, &r, EventId::new()).err(),
+            Some(Ignored::UnknownRegion)
+        );
         r.region = "eu".into();
         r.check = "tcp".into();
-        assert_eq!(step(Some(&config), &view, None, &r, EventId::new()).err(), Some(Ignored::UnknownCheck));
+        assert_eq!(
+            step(Some(&config), &view, None, &r, EventId::new()).err(),
+            Some(Ignored::UnknownCheck)
+        );
         r.component = "db".into();
-        assert_eq!(step(Some(&config), &view, None, &r, EventId::new()).err(), Some(Ignored::UnknownComponent));
+        assert_eq!(
+            step(Some(&config), &view, None, &r, EventId::new()).err(),
+            Some(Ignored::UnknownComponent)
+        );
     }
 }

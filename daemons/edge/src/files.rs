@@ -73,7 +73,11 @@ mod tests {
             ("/./index.html", Err(BadPath::Refused)),
         ];
         for (input, want) in table {
-            assert_eq!(relative_file(input).as_deref().map_err(Clone::clone), want.clone(), "{input}");
+            assert_eq!(
+                relative_file(input).as_deref().map_err(Clone::clone),
+                want.clone(),
+                "{input}"
+            );
         }
     }
 

@@ -38,7 +38,10 @@ impl EdgeConfig {
             errors.push(format!("--page: {e}"));
         }
         if self.origin.exists() && !self.origin.is_dir() {
-            errors.push(format!("--origin {}: exists and is not a directory", self.origin.display()));
+            errors.push(format!(
+                "--origin {}: exists and is not a directory",
+                self.origin.display()
+            ));
         }
         if errors.is_empty() {
             Ok(())
@@ -72,7 +75,11 @@ pub async fn start(
     readiness: &Readiness,
     shutdown: &Shutdown,
 ) -> Result<SocketAddr, RunError> {
-    let responses = metrics.counter("responses_total", "Responses to users, by status class", &["class"])?;
+    let responses = metrics.counter(
+        "responses_total",
+        "Responses to users, by status class",
+        &["class"],
+    )?;
     let site = Arc::new(Site {
         page_dir: config.origin.join(&config.page),
         responses,

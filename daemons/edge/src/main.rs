@@ -53,8 +53,18 @@ async fn main() -> ExitCode {
     shutdown.cancel_on_signals();
     let metrics = Metrics::new("edge");
     let readiness = Readiness::default();
-    if let Err(e) = serve_admin(args.admin_addr, metrics.clone(), readiness.clone(), &shutdown).await {
-        eprintln!("beacon-edge: cannot bind admin port {}: {e}", args.admin_addr);
+    if let Err(e) = serve_admin(
+        args.admin_addr,
+        metrics.clone(),
+        readiness.clone(),
+        &shutdown,
+    )
+    .await
+    {
+        eprintln!(
+            "beacon-edge: cannot bind admin port {}: {e}",
+            args.admin_addr
+        );
         return ExitCode::from(EXIT_START);
     }
     if let Err(e) = beacon_edge::start(&config, &metrics, &readiness, &shutdown).await {

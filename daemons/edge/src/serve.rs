@@ -15,7 +15,8 @@ use crate::files::{content_type, etag_matches, relative_file};
 
 /// Cache policy: browsers and CDNs may reuse a copy briefly, and keep
 /// serving it for a day if we ever fail.
-pub const CACHE_CONTROL: &str = "public, max-age=5, stale-while-revalidate=30, stale-if-error=86400";
+pub const CACHE_CONTROL: &str =
+    "public, max-age=5, stale-while-revalidate=30, stale-if-error=86400";
 
 /// No scripts, no external requests: the page is self-contained.
 pub const HTML_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -32,14 +33,20 @@ pub struct Site {
 fn plain(status: StatusCode, text: &'static str) -> Response {
     let mut response = Response::new(Body::from(text));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
 /// Serves one request.
-pub async fn handle(State(site): State<Arc<Site>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+pub async fn handle(
+    State(site): State<Arc<Site>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let response = respond(&site, &method, &uri, &headers).await;
     let class = match response.status().as_u16() {
         200..=299 => "2xx",
@@ -65,13 +72,26 @@ async fn respond(site: &Site, method: &Method, uri: &Uri, headers: &HeaderMap) -
             Some(name) => name.to_owned(),
             None => return plain(StatusCode::SERVICE_UNAVAILABLE, "no published version\n"),
         },
-        Err(_) => return plain(StatusCode::SERVICE_UNAVAILABLE, "no published version yet\n"),
+        Err(_) => {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no published version yet\n",
+            )
+        }
     };
-    let path = site.page_dir.join("versions").join(&version).join(&relative);
+    let path = site
+        .page_dir
+        .join("versions")
+        .join(&version)
+        .join(&relative);
     let bytes = match tokio::fs::read(&path).await {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return plain(StatusCode::NOT_FOUND, "not found\n"),
-        Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => return plain(StatusCode::NOT_FOUND, "not found\n"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return plain(StatusCode::NOT_FOUND, "not found\n")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => {
+            return plain(StatusCode::NOT_FOUND, "not found\n")
+        }
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "Cannot read published file.");
             return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file\n");
@@ -95,16 +115,28 @@ async fn respond(site: &Site, method: &Method, uri: &Uri, headers: &HeaderMap) -
     let out = response.headers_mut();
     let content_type = content_type(&relative);
     out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    out.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL));
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
     if let Ok(value) = HeaderValue::from_str(&etag) {
         out.insert(header::ETAG, value);
     }
-    out.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    out.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     if content_type.starts_with("text/html") {
-        out.insert("content-security-policy", HeaderValue::from_static(HTML_CSP));
+        out.insert(
+            "content-security-policy",
+            HeaderValue::from_static(HTML_CSP),
+        );
     } else {
         // The JSON API and feeds are public and meant for other origins' widgets.
-        out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        out.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
     }
     response
 }

@@ -48,15 +48,26 @@ pub async fn run(daemon: Daemon, config: ProbeConfig) -> Result<(), RunError> {
     let outbox = Arc::new(Outbox::new(
         config.outbox_capacity,
         metrics.single_gauge("outbox_depth", "Results waiting to be published")?,
-        metrics.single_counter("outbox_dropped_total", "Results dropped because the outbox was full")?,
+        metrics.single_counter(
+            "outbox_dropped_total",
+            "Results dropped because the outbox was full",
+        )?,
     ));
     let runner = Runner {
         daemon: daemon.clone(),
         region: config.region.clone(),
         clients: Clients::new()?,
         outbox: outbox.clone(),
-        runs: metrics.counter("checks_total", "Checks run, by kind and outcome", &["kind", "outcome"])?,
-        latency: metrics.histogram("check_duration_seconds", "Check latency, by kind", &["kind"])?,
+        runs: metrics.counter(
+            "checks_total",
+            "Checks run, by kind and outcome",
+            &["kind", "outcome"],
+        )?,
+        latency: metrics.histogram(
+            "check_duration_seconds",
+            "Check latency, by kind",
+            &["kind"],
+        )?,
         scheduled: metrics.single_gauge("checks_scheduled", "Checks this probe runs")?,
     };
 
@@ -77,9 +88,11 @@ pub async fn run(daemon: Daemon, config: ProbeConfig) -> Result<(), RunError> {
         let js = daemon.js.clone();
         let shutdown = daemon.shutdown.clone();
         let outbox = outbox.clone();
-        daemon
-            .shutdown
-            .spawn(async move { outbox.run_sender(js, shutdown, Duration::from_secs(3)).await });
+        daemon.shutdown.spawn(async move {
+            outbox
+                .run_sender(js, shutdown, Duration::from_secs(3))
+                .await
+        });
     }
     let (loaded_tx, mut loaded_rx) = tokio::sync::watch::channel(false);
     daemon.shutdown.spawn(runner.run(store, loaded_tx));

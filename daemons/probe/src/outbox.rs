@@ -81,7 +81,12 @@ impl Outbox {
 
     /// Publishes queued results until shutdown; after shutdown begins it
     /// keeps flushing for at most `flush_for`.
-    pub async fn run_sender(&self, js: async_nats::jetstream::Context, shutdown: Shutdown, flush_for: Duration) {
+    pub async fn run_sender(
+        &self,
+        js: async_nats::jetstream::Context,
+        shutdown: Shutdown,
+        flush_for: Duration,
+    ) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
@@ -90,7 +95,10 @@ impl Outbox {
             }
             if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                 if !self.is_empty() {
-                    tracing::warn!(unsent = self.len(), "Stopping with results not yet published.");
+                    tracing::warn!(
+                        unsent = self.len(),
+                        "Stopping with results not yet published."
+                    );
                 }
                 return;
             }
@@ -154,13 +162,17 @@ mod tests {
         let outbox = Outbox::new(
             2,
             metrics.single_gauge("outbox_depth", "d").expect("gauge"),
-            metrics.single_counter("outbox_dropped_total", "d").expect("counter"),
+            metrics
+                .single_counter("outbox_dropped_total", "d")
+                .expect("counter"),
         );
         for n in 0..3 {
             outbox.push(result(n));
         }
         assert_eq!(outbox.len(), 2);
         assert_eq!(outbox.front().map(|r| r.data.started_at_ms), Some(1));
-        assert!(metrics.render().contains("beacon_probe_test_outbox_dropped_total 1"));
+        assert!(metrics
+            .render()
+            .contains("beacon_probe_test_outbox_dropped_total 1"));
     }
 }

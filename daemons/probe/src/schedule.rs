@@ -41,7 +41,10 @@ pub struct Runner {
 }
 
 /// The checks of `config` this region runs: (component id, check).
-pub fn checks_for_region<'a>(config: &'a PageConfig, region: &'a str) -> impl Iterator<Item = (&'a str, &'a Check)> + 'a {
+pub fn checks_for_region<'a>(
+    config: &'a PageConfig,
+    region: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a Check)> + 'a {
     config.components.iter().flat_map(move |component| {
         component
             .checks
@@ -129,7 +132,13 @@ impl Runner {
         pages.insert(entry.key.clone(), (token, count));
     }
 
-    async fn run_check(self, token: CancellationToken, page: String, component: String, check: Check) {
+    async fn run_check(
+        self,
+        token: CancellationToken,
+        page: String,
+        component: String,
+        check: Check,
+    ) {
         let interval = check.interval();
         let jitter = interval.mul_f64(rand::random::<f64>());
         tokio::select! {
@@ -154,7 +163,9 @@ impl Runner {
                 Outcome::Up => "up",
                 Outcome::Down => "down",
             };
-            self.runs.with_label_values(&[kind_label, outcome_label]).inc();
+            self.runs
+                .with_label_values(&[kind_label, outcome_label])
+                .inc();
             self.latency
                 .with_label_values(&[kind_label])
                 .observe(output.latency.as_secs_f64());
@@ -170,7 +181,8 @@ impl Runner {
                 http_status: output.http_status,
                 error: output.error,
             };
-            self.outbox.push(Envelope::new(&self.daemon.clock, &self.region, result));
+            self.outbox
+                .push(Envelope::new(&self.daemon.clock, &self.region, result));
         }
     }
 }

@@ -32,13 +32,19 @@ pub struct Follower {
 
 impl Follower {
     /// A follower with its metrics registered.
-    pub fn new(daemon: Daemon, config: PublisherConfig) -> Result<Self, beacon_core::telemetry::MetricError> {
-        let renders = daemon
-            .metrics
-            .counter("renders_total", "Page renders, by outcome", &["outcome"])?;
-        let render_seconds = daemon
-            .metrics
-            .histogram("render_seconds", "Time to render and publish a page to every origin", &[])?;
+    pub fn new(
+        daemon: Daemon,
+        config: PublisherConfig,
+    ) -> Result<Self, beacon_core::telemetry::MetricError> {
+        let renders =
+            daemon
+                .metrics
+                .counter("renders_total", "Page renders, by outcome", &["outcome"])?;
+        let render_seconds = daemon.metrics.histogram(
+            "render_seconds",
+            "Time to render and publish a page to every origin",
+            &[],
+        )?;
         Ok(Self {
             daemon,
             config,
@@ -68,23 +74,30 @@ impl Follower {
     /// Runs until shutdown.
     pub async fn run(mut self) {
         let shutdown = self.daemon.shutdown.clone();
-        let Some(configs) = self.open(KV_CONFIG).await else { return };
-        let Some(statuses) = self.open(KV_STATUS).await else { return };
+        let Some(configs) = self.open(KV_CONFIG).await else {
+            return;
+        };
+        let Some(statuses) = self.open(KV_STATUS).await else {
+            return;
+        };
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         while !shutdown.is_cancelled() {
-            let (mut config_watch, mut status_watch) =
-                match (configs.watch_with_history(">").await, statuses.watch_with_history(">").await) {
-                    (Ok(c), Ok(s)) => (c, s),
-                    (Err(e), _) | (_, Err(e)) => {
-                        tracing::warn!(error = %e, "Cannot watch KV, retrying.");
-                        shutdown.sleep(backoff.next_delay()).await;
-                        continue;
-                    }
-                };
+            let (mut config_watch, mut status_watch) = match (
+                configs.watch_with_history(">").await,
+                statuses.watch_with_history(">").await,
+            ) {
+                (Ok(c), Ok(s)) => (c, s),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "Cannot watch KV, retrying.");
+                    shutdown.sleep(backoff.next_delay()).await;
+                    continue;
+                }
+            };
             self.daemon.readiness.set(true);
             let mut render_at: Option<tokio::time::Instant> = None;
             loop {
-                let deadline = render_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+                let deadline = render_at
+                    .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     entry = config_watch.next() => match entry {
@@ -117,7 +130,9 @@ impl Follower {
                     self.pages.insert(entry.key.clone(), envelope.data);
                     self.dirty.insert(entry.key.clone());
                 }
-                Err(e) => tracing::error!(page = %entry.key, error = %e, "Stored page config is unreadable; keeping the current page."),
+                Err(e) => {
+                    tracing::error!(page = %entry.key, error = %e, "Stored page config is unreadable; keeping the current page.")
+                }
             },
             // A removed page keeps its last rendered site: the edge goes on
             // serving it; removing it from origins is an operator decision.
@@ -156,8 +171,13 @@ impl Follower {
         for page in std::mem::take(&mut self.dirty) {
             // Statuses can arrive before their page's config; the config's
             // arrival marks the page dirty again.
-            let Some(config) = self.pages.get(&page) else { continue };
-            let timer = self.render_seconds.with_label_values(&[] as &[&str]).start_timer();
+            let Some(config) = self.pages.get(&page) else {
+                continue;
+            };
+            let timer = self
+                .render_seconds
+                .with_label_values(&[] as &[&str])
+                .start_timer();
             let state = PageState {
                 config,
                 statuses: self.statuses.get(&page).unwrap_or(&empty),

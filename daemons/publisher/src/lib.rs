@@ -34,7 +34,10 @@ impl PublisherConfig {
         }
         for origin in &self.origins {
             if origin.exists() && !origin.is_dir() {
-                errors.push(format!("--origin {}: exists and is not a directory", origin.display()));
+                errors.push(format!(
+                    "--origin {}: exists and is not a directory",
+                    origin.display()
+                ));
             }
         }
         if self.debounce > Duration::from_secs(60) {

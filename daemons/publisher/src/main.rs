@@ -15,7 +15,12 @@ struct Args {
     #[command(flatten)]
     common: CommonArgs,
     /// Origin directory to publish to; repeat for several.
-    #[arg(long = "origin", env = "BEACON_ORIGINS", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "origin",
+        env = "BEACON_ORIGINS",
+        value_delimiter = ',',
+        required = true
+    )]
     origins: Vec<PathBuf>,
     /// Quiet time after a change before rendering, e.g. `200ms`.
     #[arg(long, env = "BEACON_DEBOUNCE", default_value = "200ms", value_parser = humantime::parse_duration)]

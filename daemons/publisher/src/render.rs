@@ -186,7 +186,10 @@ pub fn summary_json(state: &PageState<'_>) -> Vec<u8> {
     let (indicator, description) = state.indicator();
     to_json(&Summary {
         page: page(state),
-        status: ApiStatus { indicator, description },
+        status: ApiStatus {
+            indicator,
+            description,
+        },
         components: components(state),
         incidents: Vec::new(),
         scheduled_maintenances: Vec::new(),
@@ -243,10 +246,16 @@ pub fn index_html(state: &PageState<'_>) -> Vec<u8> {
     html.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     html.push_str("<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
     html.push_str("<meta http-equiv=\"refresh\" content=\"30\">");
-    html.push_str(&format!("<title>{} status</title><style>{STYLE}</style></head><body><main>", escape(&config.name)));
+    html.push_str(&format!(
+        "<title>{} status</title><style>{STYLE}</style></head><body><main>",
+        escape(&config.name)
+    ));
     html.push_str(&format!("<h1>{}</h1>", escape(&config.name)));
     if !config.description.is_empty() {
-        html.push_str(&format!("<p class=\"desc\">{}</p>", escape(&config.description)));
+        html.push_str(&format!(
+            "<p class=\"desc\">{}</p>",
+            escape(&config.description)
+        ));
     }
     html.push_str(&format!(
         "<div class=\"banner {}\" id=\"page-status\" data-status=\"{}\">{}</div>",
@@ -280,7 +289,10 @@ pub fn index_html(state: &PageState<'_>) -> Vec<u8> {
                 name = escape(&component.name),
             ));
             if !component.description.is_empty() {
-                html.push_str(&format!("<div class=\"desc\">{}</div>", escape(&component.description)));
+                html.push_str(&format!(
+                    "<div class=\"desc\">{}</div>",
+                    escape(&component.description)
+                ));
             }
             html.push_str(&format!(
                 "</div><div class=\"s {}\">{}</div></div>",
@@ -356,13 +368,17 @@ mod tests {
     fn summary_has_the_statuspage_shape() {
         let config = config();
         let mut statuses = HashMap::new();
-        statuses.insert("api".to_owned(), record("api", ComponentStatus::MajorOutage));
+        statuses.insert(
+            "api".to_owned(),
+            record("api", ComponentStatus::MajorOutage),
+        );
         let state = PageState {
             config: &config,
             statuses: &statuses,
             generated_at_ms: 1_732_233_000_000,
         };
-        let summary: serde_json::Value = serde_json::from_slice(&summary_json(&state)).expect("json");
+        let summary: serde_json::Value =
+            serde_json::from_slice(&summary_json(&state)).expect("json");
         assert_eq!(summary["page"]["id"], "demo");
         assert_eq!(summary["status"]["indicator"], "critical");
         assert_eq!(summary["components"][0]["id"], "api");
@@ -372,7 +388,9 @@ mod tests {
         assert_eq!(summary["components"][2]["group"], true);
         assert_eq!(summary["components"][2]["components"][0], "api");
         assert_eq!(summary["generated_at"], "2024-11-21T23:50:00.000Z");
-        assert!(summary["incidents"].as_array().is_some_and(|a| a.is_empty()));
+        assert!(summary["incidents"]
+            .as_array()
+            .is_some_and(|a| a.is_empty()));
     }
 
     #[test]

@@ -23,7 +23,12 @@ pub const CURRENT: &str = "current";
 
 /// Writes `files` as a new version of `page` under `origin` and makes it
 /// current. Returns the version id.
-pub fn publish(origin: &Path, page: &str, version: &str, files: &[(String, Vec<u8>)]) -> io::Result<PathBuf> {
+pub fn publish(
+    origin: &Path,
+    page: &str,
+    version: &str,
+    files: &[(String, Vec<u8>)],
+) -> io::Result<PathBuf> {
     let page_dir = origin.join(page);
     let versions = page_dir.join("versions");
     let staging = versions.join(format!(".{version}.tmp"));
@@ -34,8 +39,15 @@ pub fn publish(origin: &Path, page: &str, version: &str, files: &[(String, Vec<u
     std::fs::create_dir_all(&staging)?;
     for (path, bytes) in files {
         let relative = Path::new(path);
-        if relative.is_absolute() || relative.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("unsafe site path {path:?}")));
+        if relative.is_absolute()
+            || relative
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unsafe site path {path:?}"),
+            ));
         }
         let target = staging.join(relative);
         if let Some(parent) = target.parent() {
@@ -94,13 +106,25 @@ mod tests {
     fn publishing_swaps_current_and_prunes_old_versions() {
         let origin = tempfile::tempdir().expect("tempdir");
         for n in 0..8 {
-            publish(origin.path(), "demo", &format!("v{n:02}"), &files(&format!("site {n}"))).expect("publish");
-            let current = std::fs::read_to_string(origin.path().join("demo/current/index.html")).expect("read");
+            publish(
+                origin.path(),
+                "demo",
+                &format!("v{n:02}"),
+                &files(&format!("site {n}")),
+            )
+            .expect("publish");
+            let current = std::fs::read_to_string(origin.path().join("demo/current/index.html"))
+                .expect("read");
             assert_eq!(current, format!("site {n}"));
         }
-        let kept = std::fs::read_dir(origin.path().join("demo/versions")).expect("dir").count();
+        let kept = std::fs::read_dir(origin.path().join("demo/versions"))
+            .expect("dir")
+            .count();
         assert_eq!(kept, KEEP_VERSIONS + 1);
-        assert!(origin.path().join("demo/current/api/v2/summary.json").exists());
+        assert!(origin
+            .path()
+            .join("demo/current/api/v2/summary.json")
+            .exists());
     }
 
     #[test]

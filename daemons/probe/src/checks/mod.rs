@@ -76,7 +76,17 @@ pub async fn run(clients: &Clients, target: &CheckTarget, timeout: Duration) -> 
                 method,
                 expect_status,
                 body_contains,
-            } => http::check(&clients.http, url, *method, expect_status, body_contains.as_deref(), started).await,
+            } => {
+                http::check(
+                    &clients.http,
+                    url,
+                    *method,
+                    expect_status,
+                    body_contains.as_deref(),
+                    started,
+                )
+                .await
+            }
             CheckTarget::Tcp { address } => tcp::check(address, started).await,
         }
     };
