@@ -2,8 +2,11 @@
 //!
 //! - The handler's durable side effect comes first; the message is acked only
 //!   after the handler returns `Ok`.
-//! - [`HandlerError::Retry`] naks with a delay; once the delivery count
-//!   reaches `max_deliver` the message is dead-lettered instead.
+//! - [`HandlerError::Retry`] naks with a delay from the spec's
+//!   [`RetryPolicy`] that doubles per attempt up to a cap. A retryable
+//!   failure is a dependency's fault (ClickHouse down, a KV write lost), not
+//!   the message's, so by default it is retried until it succeeds; a
+//!   consumer may set `give_up_after` to dead-letter instead.
 //! - [`HandlerError::Poison`] (including every decode failure) copies the
 //!   message to the `DEADLETTER` stream, counts it and terminates it.
 //! - Errors from the server never end the loop: it logs, backs off and
@@ -43,13 +46,12 @@ pub mod deadletter_headers {
 /// What a handler says went wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {
-    /// Try again later (a dependency is down). The message is nak'ed with `delay`.
+    /// Try again later (a dependency is down). The message is nak'ed with
+    /// the delay the consumer's [`RetryPolicy`] gives for this attempt.
     #[error("retryable: {reason}")]
     Retry {
         /// Why.
         reason: String,
-        /// When to redeliver.
-        delay: Duration,
     },
     /// This message will never succeed (undecodable, invalid). Dead-lettered.
     #[error("poison: {reason}")]
@@ -60,11 +62,10 @@ pub enum HandlerError {
 }
 
 impl HandlerError {
-    /// A retryable error with the default delay.
+    /// A retryable error.
     pub fn retry(reason: impl std::fmt::Display) -> Self {
         HandlerError::Retry {
             reason: reason.to_string(),
-            delay: Duration::from_secs(1),
         }
     }
 
@@ -98,6 +99,44 @@ impl Delivery {
     }
 }
 
+/// How long to wait before redelivering a message whose handler asked for
+/// a retry, and whether to ever give up on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Delay after the first failed attempt; it doubles with each attempt.
+    pub first: Duration,
+    /// Longest delay, so a long outage costs one retry per message per `max`.
+    pub max: Duration,
+    /// Dead-letter after this many attempts; `None` retries until it works.
+    pub give_up_after: Option<i64>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+            give_up_after: None,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay after failed delivery `attempt` (1 for the first). Pure.
+    pub fn delay(&self, attempt: i64) -> Duration {
+        let doublings = u32::try_from(attempt.saturating_sub(1).clamp(0, 31)).unwrap_or(0);
+        self.first
+            .saturating_mul(1u32 << doublings)
+            .min(self.max)
+            .max(self.first.min(self.max))
+    }
+
+    /// Whether failed delivery `attempt` is the last one allowed.
+    pub fn gives_up_at(&self, attempt: i64) -> bool {
+        self.give_up_after.is_some_and(|limit| attempt >= limit)
+    }
+}
+
 /// Which stream to read and how.
 #[derive(Debug, Clone)]
 pub struct ConsumerSpec {
@@ -109,8 +148,8 @@ pub struct ConsumerSpec {
     pub filter_subjects: Vec<String>,
     /// How long the server waits for an ack before redelivering.
     pub ack_wait: Duration,
-    /// Deliveries before a retryable message is dead-lettered.
-    pub max_deliver: i64,
+    /// Delays between retries, and whether to give up.
+    pub retry: RetryPolicy,
     /// Where a new consumer starts.
     pub deliver_policy: consumer::DeliverPolicy,
 }
@@ -123,7 +162,7 @@ impl ConsumerSpec {
             durable: durable.to_owned(),
             filter_subjects: Vec::new(),
             ack_wait: Duration::from_secs(30),
-            max_deliver: 10,
+            retry: RetryPolicy::default(),
             deliver_policy: consumer::DeliverPolicy::All,
         }
     }
@@ -133,7 +172,7 @@ impl ConsumerSpec {
             durable_name: Some(self.durable.clone()),
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: self.ack_wait,
-            // Unlimited on the server: our own limit dead-letters, and a
+            // Unlimited on the server: the retry policy decides, and a
             // message whose dead-letter copy failed must keep coming back
             // rather than be dropped silently by the server.
             max_deliver: -1,
@@ -296,14 +335,15 @@ async fn handle_one<H, Fut>(
                 "ack_failed"
             }
         },
-        Err(HandlerError::Retry { reason, delay }) if attempt < spec.max_deliver => {
+        Err(HandlerError::Retry { reason }) if !spec.retry.gives_up_at(attempt) => {
+            let delay = spec.retry.delay(attempt);
             tracing::warn!(consumer, seq = stream_sequence, attempt, retry_in = ?delay, %reason, "Handler failed, will retry.");
             if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
                 tracing::warn!(consumer, error = %e, "Nak failed; the server redelivers after ack_wait.");
             }
             "retried"
         }
-        Err(HandlerError::Retry { reason, .. }) => {
+        Err(HandlerError::Retry { reason }) => {
             let reason = format!("gave up after {attempt} attempts: {reason}");
             dead_letter(js, spec, &message, stream_sequence, &reason).await
         }
@@ -361,5 +401,52 @@ async fn dead_letter(
                 .await;
             "retried"
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_from_the_first_to_the_cap() {
+        let policy = RetryPolicy {
+            first: Duration::from_secs(2),
+            max: Duration::from_secs(30),
+            give_up_after: None,
+        };
+        let table = [
+            (-5, 2),
+            (0, 2),
+            (1, 2),
+            (2, 4),
+            (3, 8),
+            (4, 16),
+            (5, 30),
+            (6, 30),
+            (i64::MAX, 30),
+        ];
+        for (attempt, seconds) in table {
+            assert_eq!(
+                policy.delay(attempt),
+                Duration::from_secs(seconds),
+                "attempt {attempt}"
+            );
+        }
+    }
+
+    #[test]
+    fn by_default_a_retryable_failure_is_never_given_up() {
+        let policy = RetryPolicy::default();
+        assert!(!policy.gives_up_at(1));
+        assert!(!policy.gives_up_at(i64::MAX));
+        let limited = RetryPolicy {
+            give_up_after: Some(3),
+            ..policy
+        };
+        assert_eq!(
+            (1..=4).map(|a| limited.gives_up_at(a)).collect::<Vec<_>>(),
+            [false, false, true, true]
+        );
     }
 }

@@ -11,6 +11,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use beacon_core::connect::{connect, NatsArgs};
 use beacon_core::consume::{
     deadletter_headers, run_consumer, ConsumerMetrics, ConsumerSpec, Delivery, HandlerError,
+    RetryPolicy,
 };
 use beacon_core::event::Envelope;
 use beacon_core::hlc::HlcClock;
@@ -146,7 +147,11 @@ impl Running {
         let spec = ConsumerSpec {
             // Short, so a lost ack shows up as a redelivery within the test.
             ack_wait: Duration::from_secs(2),
-            max_deliver: 3,
+            retry: RetryPolicy {
+                first: Duration::from_millis(100),
+                max: Duration::from_millis(100),
+                give_up_after: Some(3),
+            },
             ..ConsumerSpec::new(STREAM_HEALTH, durable)
         };
         let metrics =
@@ -503,10 +508,7 @@ async fn a_retried_message_is_redelivered_until_it_succeeds() {
                     .expect("lock records")
                     .push((envelope.data.component, delivery.attempt));
                 if delivery.attempt < 3 {
-                    return Err(HandlerError::Retry {
-                        reason: "database unavailable".into(),
-                        delay: Duration::from_millis(100),
-                    });
+                    return Err(HandlerError::retry("database unavailable"));
                 }
                 Ok(())
             }
@@ -532,7 +534,7 @@ async fn a_retried_message_is_redelivered_until_it_succeeds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_that_always_fails_is_dead_lettered_after_max_deliver() {
+async fn a_message_that_always_fails_is_dead_lettered_when_the_policy_gives_up() {
     let (_server, js) = bus().await;
     let attempts = Arc::new(Mutex::new(Vec::new()));
     let handler = {
@@ -542,10 +544,7 @@ async fn a_message_that_always_fails_is_dead_lettered_after_max_deliver() {
                 .lock()
                 .expect("lock records")
                 .push(delivery.attempt);
-            std::future::ready(Err(HandlerError::Retry {
-                reason: "still down".into(),
-                delay: Duration::from_millis(100),
-            }))
+            std::future::ready(Err(HandlerError::retry("still down")))
         }
     };
     let running = Running::start(&js, "test-give-up", handler);
@@ -555,7 +554,7 @@ async fn a_message_that_always_fails_is_dead_lettered_after_max_deliver() {
     // Terminated after the dead letter: the server will not redeliver it.
     wait_settled(&js, "test-give-up", sequence).await;
 
-    // max_deliver is 3: two naks, then the third failure dead-letters.
+    // give_up_after is 3: two naks, then the third failure dead-letters.
     assert_eq!(*attempts.lock().expect("lock records"), [1, 2, 3]);
     assert_eq!(running.count("retried"), 2);
     let letter = js
