@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::child;
 use crate::logs::append;
 use crate::{bin, http, logs, ports};
 
@@ -97,10 +98,7 @@ impl ClickHouseServer {
 
     /// Whether the process is running (started and not stopped).
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        child::is_running(&mut self.child)
     }
 
     /// Kills the server and starts it again on the same ports with the same
@@ -113,12 +111,7 @@ impl ClickHouseServer {
     /// Kills the server (SIGKILL) so clients see ClickHouse as unreachable.
     /// Does nothing if it is not running.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // An error here means the process already exited, which is the
-            // state we want anyway.
-            let _ = child.kill();
-            child.wait().expect("wait for clickhouse-server to exit");
-        }
+        child::kill(&mut self.child, "clickhouse-server");
     }
 
     /// Starts the server again after [`ClickHouseServer::stop`], on the same
@@ -235,14 +228,11 @@ impl ClickHouseServer {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    panic!(
-                        "clickhouse-server exited during startup with {status}\n{}",
-                        self.logs()
-                    );
-                }
+            if let Some(status) = child::reap_if_exited(&mut self.child) {
+                panic!(
+                    "clickhouse-server exited during startup with {status}\n{}",
+                    self.logs()
+                );
             }
             let ping = http::request(self.http_port, "GET", "/ping", "", Duration::from_secs(1));
             if matches!(ping, Ok(ref response) if response.status == 200 && response.body.trim() == "Ok.")

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::child;
 use crate::logs::append;
 use crate::{logs, ports};
 
@@ -81,21 +82,15 @@ struct ProcState {
 impl ProcState {
     /// Reaps the child if it has exited; returns the exit status if so.
     fn poll_exit(&mut self) -> Option<ExitStatus> {
-        if let Some(child) = self.child.as_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
-                self.child = None;
-                self.exited = Some(status);
-            }
+        if let Some(status) = child::reap_if_exited(&mut self.child) {
+            self.exited = Some(status);
         }
         self.exited
     }
 
     /// Kills and reaps the child if it is still running.
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // An error means it already exited; `wait` still reaps it.
-            let _ = child.kill();
-            let status = child.wait().expect("wait for a killed daemon");
+        if let Some(status) = child::kill(&mut self.child, "a killed daemon") {
             self.exited = Some(status);
         }
     }

@@ -14,6 +14,7 @@
 //! - [`clickhouse`]: a real `clickhouse-server` with a minimal generated config.
 //! - [`daemon`]: runs one of the project's binaries as a child process with its log captured.
 //! - `bin` (private): finds external programs on `PATH`.
+//! - `child` (private): running, reaping and killing the child a handle owns.
 //! - `http` (private): a tiny blocking HTTP/1.0 client over `std::net`.
 //! - `logs` (private): reads log files for panic messages and opens them for children.
 
@@ -24,6 +25,7 @@ pub mod ports;
 pub mod wait;
 
 mod bin;
+mod child;
 mod http;
 mod logs;
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::child;
 use crate::logs::append;
 use crate::{bin, http, logs, ports};
 
@@ -98,10 +99,7 @@ impl NatsServer {
 
     /// Whether the process is running (started and not stopped).
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        child::is_running(&mut self.child)
     }
 
     /// Kills the server and starts it again on the same port with the same
@@ -114,12 +112,7 @@ impl NatsServer {
     /// Kills the server (SIGKILL) so clients see NATS as unreachable.
     /// Does nothing if it is not running.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // An error here means the process already exited, which is the
-            // state we want anyway.
-            let _ = child.kill();
-            child.wait().expect("wait for nats-server to exit");
-        }
+        child::kill(&mut self.child, "nats-server");
     }
 
     /// Starts the server again after [`NatsServer::stop`], on the same port
@@ -168,14 +161,11 @@ impl NatsServer {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    panic!(
-                        "nats-server exited during startup with {status}\n==== nats-server log ====\n{}",
-                        self.logs()
-                    );
-                }
+            if let Some(status) = child::reap_if_exited(&mut self.child) {
+                panic!(
+                    "nats-server exited during startup with {status}\n==== nats-server log ====\n{}",
+                    self.logs()
+                );
             }
             let health = http::request(
                 self.monitor_port,
