@@ -4,6 +4,8 @@
 //! # Layout
 //!
 //! - [`HttpTarget`]: a local HTTP service a test can take down and bring back.
+//! - [`Stack`]: the walking skeleton as processes: decider, two probe
+//!   regions, publisher and edge.
 //! - [`apply_config`]: applies a page config through the decider's API.
 //! - [`get`]: a plain HTTP GET returning status and body.
 
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use beacon_core::api::{ApiReply, ApplyConfigRequest, ApplyConfigResult};
 use beacon_core::names::api;
+use beacon_testkit::{free_port, wait_until, DaemonProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -142,4 +145,112 @@ pub fn component_status(summary: &str, component: &str) -> Option<String> {
         .find(|c| c["id"] == component)
         .and_then(|c| c["status"].as_str())
         .map(str::to_owned)
+}
+
+/// How long a daemon may take to become ready.
+pub const READY: Duration = Duration::from_secs(30);
+/// How long a status decision may take to reach the edge.
+pub const DECIDE: Duration = Duration::from_secs(30);
+
+/// A one-component page (`api`, an HTTP check of `target` from regions `eu`
+/// and `us`, 1 s interval, thresholds of 2).
+pub fn page_config(page: &str, name: &str, target: &str) -> String {
+    format!(
+        r#"
+[page]
+id = "{page}"
+name = "{name}"
+
+[defaults]
+regions = ["eu", "us"]
+interval = "1s"
+timeout = "1s"
+failure_threshold = 2
+recovery_threshold = 2
+
+[[components]]
+id = "api"
+name = "API"
+
+[[components.checks]]
+type = "http"
+url = "{target}"
+"#
+    )
+}
+
+/// The walking skeleton as real processes, the edge last in `daemons`.
+pub struct Stack {
+    /// Where the edge serves the page.
+    pub edge_url: String,
+    /// Decider, probe eu, probe us, publisher, edge. Kept for their Drop:
+    /// killed (and their logs printed on failure) at the end.
+    pub daemons: Vec<DaemonProcess>,
+    /// The publisher's origin directory, which the edge serves.
+    pub origin: tempfile::TempDir,
+}
+
+impl Stack {
+    /// Starts the stack serving `page` and waits until every daemon is
+    /// ready. `bus_args(role)` gives the NATS flags of a daemon role
+    /// (`decider`, `probe`, `publisher`): a URL, and credentials if any.
+    pub async fn start(page: &str, bus_args: impl Fn(&str) -> Vec<String>) -> Stack {
+        let origin = tempfile::tempdir().expect("origin dir");
+        let origin_path = origin.path().display().to_string();
+        let edge_port = free_port();
+        let with = |role: &str, extra: &[&str]| {
+            let mut args = bus_args(role);
+            args.extend(extra.iter().map(|s| s.to_string()));
+            args
+        };
+        let daemons = vec![
+            DaemonProcess::spawn_with_admin("beacon-decider", with("decider", &[])),
+            DaemonProcess::spawn_with_admin("beacon-probe", with("probe", &["--region", "eu"])),
+            DaemonProcess::spawn_with_admin("beacon-probe", with("probe", &["--region", "us"])),
+            DaemonProcess::spawn_with_admin(
+                "beacon-publisher",
+                with(
+                    "publisher",
+                    &["--origin", &origin_path, "--debounce", "50ms"],
+                ),
+            ),
+            DaemonProcess::spawn_with_admin(
+                "beacon-edge",
+                vec![
+                    "--origin".into(),
+                    origin_path,
+                    "--page".into(),
+                    page.to_owned(),
+                    "--listen".into(),
+                    format!("127.0.0.1:{edge_port}"),
+                ],
+            ),
+        ];
+        for daemon in &daemons {
+            daemon.wait_ready(READY).await;
+        }
+        Stack {
+            edge_url: format!("http://127.0.0.1:{edge_port}"),
+            daemons,
+            origin,
+        }
+    }
+
+    /// Waits until the edge serves component `api` as `want`; returns the summary.
+    pub async fn wait_for_api_status(&self, want: &str) -> String {
+        let url = format!("{}/api/v2/summary.json", self.edge_url);
+        wait_until(
+            &format!("edge to serve component api as {want}"),
+            DECIDE,
+            || {
+                let url = url.clone();
+                async move {
+                    let (status, body) = get(&url).await?;
+                    (status == 200 && component_status(&body, "api").as_deref() == Some(want))
+                        .then_some(body)
+                }
+            },
+        )
+        .await
+    }
 }

@@ -5,11 +5,8 @@
 
 use std::time::Duration;
 
-use beacon_testkit::{free_port, wait_until, ClickHouseServer, DaemonProcess, NatsServer};
-use beacon_tests::{apply_config, component_status, get, HttpTarget};
-
-const READY: Duration = Duration::from_secs(30);
-const DECIDE: Duration = Duration::from_secs(30);
+use beacon_testkit::{wait_until, ClickHouseServer, DaemonProcess, NatsServer};
+use beacon_tests::{apply_config, page_config, HttpTarget, Stack, DECIDE, READY};
 
 /// The defaults of `deploy/nats/beacon-users.conf`.
 const PASSWORDS: &[(&str, &str)] = &[
@@ -44,31 +41,6 @@ async fn connect_as(nats: &NatsServer, user: &str) -> async_nats::Client {
         .unwrap_or_else(|e| panic!("connect as {user}: {e}"))
 }
 
-fn page_config(target: &str) -> String {
-    format!(
-        r#"
-[page]
-id = "perm"
-name = "Permissions"
-
-[defaults]
-regions = ["eu", "us"]
-interval = "1s"
-timeout = "1s"
-failure_threshold = 2
-recovery_threshold = 2
-
-[[components]]
-id = "api"
-name = "API"
-
-[[components.checks]]
-type = "http"
-url = "{target}"
-"#
-    )
-}
-
 /// `--nats-url … --nats-user <user> --nats-password <password>` plus `extra`.
 fn bus_args(nats: &NatsServer, user: &str, extra: &[&str]) -> Vec<String> {
     let mut args = vec![
@@ -81,23 +53,6 @@ fn bus_args(nats: &NatsServer, user: &str, extra: &[&str]) -> Vec<String> {
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     args
-}
-
-async fn wait_for_status(edge_url: &str, want: &str) {
-    let url = format!("{edge_url}/api/v2/summary.json");
-    wait_until(
-        &format!("edge to serve component api as {want}"),
-        DECIDE,
-        || {
-            let url = url.clone();
-            async move {
-                let (status, body) = get(&url).await?;
-                (status == 200 && component_status(&body, "api").as_deref() == Some(want))
-                    .then_some(())
-            }
-        },
-    )
-    .await
 }
 
 /// Lines of the nats-server log reporting a permissions violation.
@@ -114,29 +69,9 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
     let nats = NatsServer::start_with_config(&users_conf());
     let clickhouse = ClickHouseServer::start();
     let mut target = HttpTarget::start().await;
-    let origin = tempfile::tempdir().expect("origin dir");
-    let origin_path = origin.path().display().to_string();
-    let edge_port = free_port();
-    let edge_url = format!("http://127.0.0.1:{edge_port}");
-
-    let daemons = vec![
-        DaemonProcess::spawn_with_admin("beacon-decider", bus_args(&nats, "decider", &[])),
-        DaemonProcess::spawn_with_admin(
-            "beacon-probe",
-            bus_args(&nats, "probe", &["--region", "eu"]),
-        ),
-        DaemonProcess::spawn_with_admin(
-            "beacon-probe",
-            bus_args(&nats, "probe", &["--region", "us"]),
-        ),
-        DaemonProcess::spawn_with_admin(
-            "beacon-publisher",
-            bus_args(
-                &nats,
-                "publisher",
-                &["--origin", &origin_path, "--debounce", "50ms"],
-            ),
-        ),
+    let stack = Stack::start("perm", |role| bus_args(&nats, role, &[])).await;
+    // The rest of the pipeline, each under its own user too.
+    let others = [
         DaemonProcess::spawn_with_admin(
             "beacon-recorder",
             bus_args(
@@ -146,29 +81,18 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
             ),
         ),
         DaemonProcess::spawn_with_admin("beacon-notifier", bus_args(&nats, "notifier", &[])),
-        DaemonProcess::spawn_with_admin(
-            "beacon-edge",
-            vec![
-                "--origin".into(),
-                origin_path.clone(),
-                "--page".into(),
-                "perm".into(),
-                "--listen".into(),
-                format!("127.0.0.1:{edge_port}"),
-            ],
-        ),
     ];
-    for daemon in &daemons {
+    for daemon in &others {
         daemon.wait_ready(READY).await;
     }
 
     // Sufficient: the whole pipeline works, each daemon under its own user.
     let ctl = connect_as(&nats, "ctl").await;
-    let applied = apply_config(&ctl, &page_config(&target.url())).await;
+    let applied = apply_config(&ctl, &page_config("perm", "Permissions", &target.url())).await;
     assert_eq!(applied.page, "perm");
-    wait_for_status(&edge_url, "operational").await;
+    stack.wait_for_api_status("operational").await;
     target.down();
-    wait_for_status(&edge_url, "major_outage").await;
+    stack.wait_for_api_status("major_outage").await;
 
     // ctl reads the current status from KV.
     let js = async_nats::jetstream::new(ctl.clone());
@@ -243,6 +167,6 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
 
     // Nothing forged reached the bus.
     assert!(status.get("x.y").await.expect("read KV status").is_none());
-    drop(daemons);
-    drop(origin);
+    drop(others);
+    drop(stack);
 }
