@@ -1,10 +1,14 @@
 //! The life of a daemon: flags every daemon shares, start-up, and shutdown.
 //!
-//! `main` parses flags and validates its own config (exit 64 on bad input),
-//! then calls [`Daemon::start`], hands the [`Daemon`] to the library's `run`,
-//! and finally calls [`Daemon::finish`]. Tests drive the same path through
-//! the real binaries.
+//! `main` parses flags and validates its own config (exit 64 with every
+//! error, via [`config_exit`]), then hands its library's `run` to
+//! [`Daemon::run_main`], which starts, runs, shuts down and picks the exit
+//! code. The edge serves without the bus, so it uses the same path one level
+//! down, [`Process::run_main`]. Tests drive the same code through the real
+//! binaries.
 
+use std::fmt::Display;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,6 +22,8 @@ use crate::shutdown::{Backoff, Shutdown};
 use crate::telemetry::{init_tracing, serve_admin, LogFormat, Metrics, Readiness};
 use crate::topology::{ensure, Topology};
 
+/// Exit code when `run` failed after a successful start.
+pub const EXIT_FAILED: u8 = 1;
 /// Exit code for invalid flags or config (EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
 /// Exit code when the daemon could not start (e.g. admin port taken).
@@ -25,12 +31,9 @@ pub const EXIT_START: u8 = 69;
 /// Exit code when shutdown ran out of grace time.
 pub const EXIT_UNCLEAN: u8 = 70;
 
-/// Flags every daemon takes.
+/// Flags every process takes, with or without the bus.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
-pub struct CommonArgs {
-    /// How to reach NATS.
-    #[command(flatten)]
-    pub nats: NatsArgs,
+pub struct ProcessArgs {
     /// Address of the admin port (`/metrics`, `/healthz`, `/readyz`).
     #[arg(long, env = "BEACON_ADMIN_ADDR", default_value = "127.0.0.1:0")]
     pub admin_addr: SocketAddr,
@@ -40,24 +43,27 @@ pub struct CommonArgs {
     /// Longest time shutdown waits for in-flight work, e.g. `10s`.
     #[arg(long, env = "BEACON_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+}
+
+/// Flags every daemon on the bus takes.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct CommonArgs {
+    /// Admin port, logs, shutdown.
+    #[command(flatten)]
+    pub process: ProcessArgs,
+    /// How to reach NATS.
+    #[command(flatten)]
+    pub nats: NatsArgs,
     /// Replicas for streams and buckets (3 in a NATS cluster).
     #[arg(long, env = "BEACON_REPLICAS", default_value_t = 1)]
     pub replicas: usize,
 }
 
-/// A started daemon: bus handles, telemetry and the shutdown path.
+/// A started process: telemetry, the admin port and the shutdown path.
 #[derive(Debug, Clone)]
-pub struct Daemon {
-    /// Daemon name, e.g. `decider`.
+pub struct Process {
+    /// Process name, e.g. `decider`.
     pub name: &'static str,
-    /// Region or `global`; written as the origin of every event.
-    pub origin: String,
-    /// NATS client.
-    pub client: async_nats::Client,
-    /// JetStream context.
-    pub js: jetstream::Context,
-    /// Hybrid logical clock for event timestamps.
-    pub clock: Arc<HlcClock>,
     /// Metrics registry.
     pub metrics: Metrics,
     /// Readiness flag behind `/readyz`.
@@ -66,6 +72,21 @@ pub struct Daemon {
     pub shutdown: Shutdown,
     /// Bound admin address.
     pub admin_addr: SocketAddr,
+}
+
+/// A started daemon: a [`Process`] plus its bus handles.
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    /// Telemetry and shutdown.
+    pub process: Process,
+    /// Region or `global`; written as the origin of every event.
+    pub origin: String,
+    /// NATS client.
+    pub client: async_nats::Client,
+    /// JetStream context.
+    pub js: jetstream::Context,
+    /// Hybrid logical clock for event timestamps.
+    pub clock: Arc<HlcClock>,
 }
 
 /// Why a daemon could not start.
@@ -102,14 +123,9 @@ impl StartError {
     }
 }
 
-impl Daemon {
-    /// Starts logging, the admin port, the NATS connection (retrying until it
-    /// works or a signal arrives) and ensures the bus topology.
-    pub async fn start(
-        name: &'static str,
-        origin: &str,
-        args: &CommonArgs,
-    ) -> Result<Daemon, StartError> {
+impl Process {
+    /// Starts logging, signal handling and the admin port.
+    pub async fn start(name: &'static str, args: &ProcessArgs) -> Result<Process, StartError> {
         init_tracing(args.log_format);
         let shutdown = Shutdown::new(args.shutdown_grace);
         shutdown.cancel_on_signals();
@@ -126,9 +142,58 @@ impl Daemon {
             addr: args.admin_addr,
             reason: e.to_string(),
         })?;
-        tracing::info!(daemon = name, admin = %admin_addr, nats = %args.nats.url, "Starting.");
+        tracing::info!(process = name, admin = %admin_addr, "Starting.");
+        Ok(Process {
+            name,
+            metrics,
+            readiness,
+            shutdown,
+            admin_addr,
+        })
+    }
 
-        let client = connect(&args.nats, &format!("beacon-{name}"), &shutdown).await?;
+    /// Begins shutdown and waits for tracked tasks, bounded by the grace
+    /// period; true when they all finished.
+    async fn stop(&self) -> bool {
+        self.shutdown.cancel();
+        self.readiness.set(false);
+        self.shutdown.wait_for_tasks().await
+    }
+
+    /// Stops the process and returns its exit code.
+    pub async fn finish(self) -> ExitCode {
+        let clean = self.stop().await;
+        stopped(self.name, clean)
+    }
+
+    /// Starts the process, runs `run` until it returns, stops, and returns
+    /// the exit code. For processes that do not use the bus.
+    pub async fn run_main<F, Fut, E>(name: &'static str, args: &ProcessArgs, run: F) -> ExitCode
+    where
+        F: FnOnce(Process) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+        E: Display,
+    {
+        let process = match Process::start(name, args).await {
+            Ok(process) => process,
+            Err(e) => return start_failed(name, &e),
+        };
+        let result = run(process.clone()).await;
+        outcome(name, result, process.finish().await)
+    }
+}
+
+impl Daemon {
+    /// Starts the [`Process`], connects to NATS (retrying until it works or
+    /// a signal arrives) and ensures the bus topology.
+    pub async fn start(
+        name: &'static str,
+        origin: &str,
+        args: &CommonArgs,
+    ) -> Result<Daemon, StartError> {
+        let process = Process::start(name, &args.process).await?;
+        let shutdown = &process.shutdown;
+        let client = connect(&args.nats, &format!("beacon-{name}"), shutdown).await?;
         let js = jetstream::new(client.clone());
         let topology = Topology {
             replicas: args.replicas,
@@ -148,42 +213,85 @@ impl Daemon {
             }
         }
         Ok(Daemon {
-            name,
+            process,
             origin: origin.to_owned(),
             client,
             js,
             clock: Arc::new(HlcClock::new()),
-            metrics,
-            readiness,
-            shutdown,
-            admin_addr,
         })
     }
 
     /// Waits for tracked tasks (bounded by the grace period), drains the NATS
     /// client so buffered publishes go out, and returns the exit code.
     pub async fn finish(self) -> ExitCode {
-        self.shutdown.cancel();
-        self.readiness.set(false);
-        let clean = self.shutdown.wait_for_tasks().await;
+        let clean = self.process.stop().await;
         if let Err(e) = self.client.drain().await {
             tracing::warn!(error = %e, "Draining the NATS connection failed.");
         }
-        if clean {
-            tracing::info!(daemon = self.name, "Stopped.");
-            ExitCode::SUCCESS
-        } else {
-            tracing::error!(
-                daemon = self.name,
-                "Shutdown grace period ran out with work in flight."
-            );
-            ExitCode::from(EXIT_UNCLEAN)
+        stopped(self.process.name, clean)
+    }
+
+    /// Starts the daemon, runs `run` until it returns (at shutdown), stops,
+    /// and returns the exit code.
+    pub async fn run_main<F, Fut, E>(
+        name: &'static str,
+        origin: &str,
+        args: &CommonArgs,
+        run: F,
+    ) -> ExitCode
+    where
+        F: FnOnce(Daemon) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+        E: Display,
+    {
+        let daemon = match Daemon::start(name, origin, args).await {
+            Ok(daemon) => daemon,
+            Err(e) => return start_failed(name, &e),
+        };
+        let result = run(daemon.clone()).await;
+        outcome(name, result, daemon.finish().await)
+    }
+}
+
+fn start_failed(name: &str, error: &StartError) -> ExitCode {
+    eprintln!("beacon-{name}: {error}");
+    error.exit_code()
+}
+
+fn stopped(name: &str, clean: bool) -> ExitCode {
+    if clean {
+        tracing::info!(process = name, "Stopped.");
+        ExitCode::SUCCESS
+    } else {
+        tracing::error!(
+            process = name,
+            "Shutdown grace period ran out with work in flight."
+        );
+        ExitCode::from(EXIT_UNCLEAN)
+    }
+}
+
+/// A failed `run` is a failed process, whatever the shutdown did.
+fn outcome<E: Display>(name: &str, result: Result<(), E>, stopped: ExitCode) -> ExitCode {
+    match result {
+        Ok(()) => stopped,
+        Err(e) => {
+            tracing::error!(process = name, error = %e, "Failed.");
+            ExitCode::from(EXIT_FAILED)
         }
     }
 }
 
-/// Prints every config error to stderr and returns exit code 64.
-pub fn config_exit(daemon: &str, errors: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("beacon-{daemon}: invalid configuration\n{errors}");
+/// Prints every config error to stderr, one per line, and returns exit code 64.
+pub fn config_exit(name: &str, errors: &[String]) -> ExitCode {
+    let mut text = format!(
+        "beacon-{name}: invalid configuration ({} error(s))",
+        errors.len()
+    );
+    for error in errors {
+        text.push_str("\n  - ");
+        text.push_str(error);
+    }
+    eprintln!("{text}");
     ExitCode::from(EXIT_CONFIG)
 }

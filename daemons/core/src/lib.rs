@@ -13,12 +13,15 @@
 //! - [`publish`]: publishing with `Nats-Msg-Id` and an awaited stream ack.
 //! - [`consume`]: the consumer loop with ack, nak-with-delay and dead letters.
 //! - [`connect`]: NATS connection with credentials and start-up retries.
+//! - [`buckets`]: opening KV buckets and following their values and changes.
 //! - [`shutdown`]: cancellation, task tracking, grace period, backoff.
 //! - [`telemetry`]: tracing, the metrics registry and the admin port.
-//! - [`daemon`]: shared flags and the start/finish path of every daemon.
+//! - [`daemon`]: shared flags and the start/run/finish path of every process.
+//! - [`origin`]: the origin directory layout shared by publisher and edge.
 //! - [`schema`]: JSON Schemas generated from the types above.
 
 pub mod api;
+pub mod buckets;
 pub mod config;
 pub mod connect;
 pub mod consume;
@@ -27,6 +30,7 @@ pub mod event;
 pub mod hlc;
 pub mod messages;
 pub mod names;
+pub mod origin;
 pub mod publish;
 pub mod schema;
 pub mod shutdown;

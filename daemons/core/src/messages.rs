@@ -80,6 +80,16 @@ pub enum CheckKind {
     Tcp,
 }
 
+impl CheckKind {
+    /// The wire name, e.g. `http`; also the metric label and ClickHouse value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::Http => "http",
+            CheckKind::Tcp => "tcp",
+        }
+    }
+}
+
 /// Whether one check run passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -88,6 +98,16 @@ pub enum Outcome {
     Up,
     /// A condition failed, or the target could not be reached.
     Down,
+}
+
+impl Outcome {
+    /// The wire name, `up` or `down`; also the metric label and ClickHouse value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Up => "up",
+            Outcome::Down => "down",
+        }
+    }
 }
 
 /// One probe result. Subject: `beacon.health.{page}.{component}.{region}`.
@@ -543,4 +563,44 @@ pub struct UptimeRollup {
 impl Message for UptimeRollup {
     const KIND: &'static str = "uptime_rollup";
     const VERSION: u32 = 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Labels and ClickHouse values use `as_str`; they must equal the wire names.
+    #[test]
+    fn as_str_matches_the_serde_names() {
+        let wire = |value: &dyn erased::Wire| value.json();
+        for kind in [CheckKind::Http, CheckKind::Tcp] {
+            assert_eq!(wire(&kind), format!("\"{}\"", kind.as_str()));
+        }
+        for outcome in [Outcome::Up, Outcome::Down] {
+            assert_eq!(wire(&outcome), format!("\"{}\"", outcome.as_str()));
+        }
+        for status in ComponentStatus::ALL {
+            assert_eq!(wire(&status), format!("\"{}\"", status.as_str()));
+        }
+        for channel in [
+            ChannelKind::Email,
+            ChannelKind::Sms,
+            ChannelKind::Webhook,
+            ChannelKind::Slack,
+            ChannelKind::Teams,
+        ] {
+            assert_eq!(wire(&channel), format!("\"{}\"", channel.as_str()));
+        }
+    }
+
+    mod erased {
+        pub trait Wire {
+            fn json(&self) -> String;
+        }
+        impl<T: serde::Serialize> Wire for T {
+            fn json(&self) -> String {
+                serde_json::to_string(self).unwrap_or_default()
+            }
+        }
+    }
 }

@@ -225,16 +225,25 @@ pub async fn serve_admin(
     readiness: Readiness,
     shutdown: &Shutdown,
 ) -> std::io::Result<SocketAddr> {
+    serve_router(addr, admin_router(metrics, readiness), shutdown).await
+}
+
+/// Binds `addr` and serves `router` in a tracked task until shutdown, then
+/// lets in-flight requests finish. Returns the bound address.
+pub async fn serve_router(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: &Shutdown,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let router = admin_router(metrics, readiness);
     let token = shutdown.token().clone();
     shutdown.spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await;
         if let Err(e) = served {
-            tracing::error!(error = %e, "Admin server failed.");
+            tracing::error!(addr = %bound, error = %e, "HTTP server failed.");
         }
     });
     Ok(bound)

@@ -4,16 +4,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use async_nats::service::ServiceExt;
 use beacon_core::api::{ApiReply, ApplyConfigRequest, ApplyConfigResult, GetConfigRequest};
+use beacon_core::buckets::{self, Change};
 use beacon_core::config::{validate, ConfigError, PageConfig};
 use beacon_core::daemon::Daemon;
 use beacon_core::event::Envelope;
-use beacon_core::names::{api, check_token, KV_CONFIG};
-use beacon_core::shutdown::Backoff;
+use beacon_core::names::{api, check_token};
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -41,50 +40,22 @@ impl Configs {
     }
 }
 
-/// Follows KV `config` until shutdown, re-watching after errors.
+/// Keeps `configs` equal to KV `config` until shutdown; reports on
+/// `loaded` once the stored configs are all in.
 pub async fn watch(
     daemon: Daemon,
     store: kv::Store,
     configs: Configs,
     loaded: tokio::sync::watch::Sender<bool>,
 ) {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    while !daemon.shutdown.is_cancelled() {
-        let mut watch = match store.watch_with_history(">").await {
-            Ok(watch) => watch,
-            Err(e) => {
-                tracing::warn!(error = %e, "Cannot watch KV config, retrying.");
-                daemon.shutdown.sleep(backoff.next_delay()).await;
-                continue;
-            }
-        };
-        // An empty bucket delivers nothing, so readiness cannot wait for the
-        // first entry; the initial values come first, then we are current.
-        let mut pending = store.status().await.map(|s| s.values()).unwrap_or(0);
-        if pending == 0 {
-            let _ = loaded.send(true);
-        }
-        loop {
-            let entry = tokio::select! {
-                _ = daemon.shutdown.cancelled() => return,
-                entry = watch.next() => entry,
-            };
-            match entry {
-                Some(Ok(entry)) => {
-                    apply_entry(&configs, &entry);
-                    pending = pending.saturating_sub(1);
-                    if pending == 0 || entry.delta == 0 {
-                        let _ = loaded.send(true);
-                    }
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "KV config watch error, re-watching.");
-                    break;
-                }
-                None => break,
+    let mut changes = buckets::follow(store, &daemon.process.shutdown);
+    while let Some(change) = changes.recv().await {
+        match change {
+            Change::Entry(entry) => apply_entry(&configs, &entry),
+            Change::CaughtUp => {
+                let _ = loaded.send(true);
             }
         }
-        daemon.shutdown.sleep(backoff.next_delay()).await;
     }
 }
 
@@ -106,8 +77,15 @@ fn apply_entry(configs: &Configs, entry: &kv::Entry) {
     }
 }
 
-/// Serves the config endpoints until shutdown.
-pub async fn serve(daemon: Daemon, store: kv::Store) -> Result<(), async_nats::Error> {
+/// Serves the config endpoints until shutdown. If the service cannot be
+/// registered, operators cannot apply configs: that is logged as an error.
+pub async fn serve(daemon: Daemon, store: kv::Store) {
+    if let Err(e) = serve_endpoints(daemon, store).await {
+        tracing::error!(error = %e, "Config API stopped; operators cannot apply configs.");
+    }
+}
+
+async fn serve_endpoints(daemon: Daemon, store: kv::Store) -> Result<(), async_nats::Error> {
     let service = daemon
         .client
         .service_builder()
@@ -123,7 +101,7 @@ pub async fn serve(daemon: Daemon, store: kv::Store) -> Result<(), async_nats::E
         .await?;
     loop {
         tokio::select! {
-            _ = daemon.shutdown.cancelled() => break,
+            _ = daemon.process.shutdown.cancelled() => break,
             Some(request) = apply.next() => {
                 let reply = handle_apply(&daemon, &store, &request.message.payload).await;
                 respond(&request, &reply).await;
@@ -240,22 +218,3 @@ async fn handle_get(store: &kv::Store, payload: &[u8]) -> ApiReply<PageConfig> {
         },
     }
 }
-
-/// Opens the config bucket, retrying until shutdown.
-pub async fn open_bucket(daemon: &Daemon, name: &str) -> Option<kv::Store> {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    loop {
-        match daemon.js.get_key_value(name).await {
-            Ok(store) => return Some(store),
-            Err(e) => {
-                tracing::warn!(bucket = name, error = %e, "Cannot open KV bucket, retrying.");
-                if !daemon.shutdown.sleep(backoff.next_delay()).await {
-                    return None;
-                }
-            }
-        }
-    }
-}
-
-/// Bucket name re-exported for the daemon wiring.
-pub const BUCKET: &str = KV_CONFIG;

@@ -62,12 +62,12 @@ impl HealthHandler {
         configs: Configs,
         status: kv::Store,
     ) -> Result<Self, beacon_core::telemetry::MetricError> {
-        let ignored = daemon.metrics.counter(
+        let ignored = daemon.process.metrics.counter(
             "results_ignored_total",
             "Probe results for pages, components, checks or regions not in the config",
             &["reason"],
         )?;
-        let transitions = daemon.metrics.counter(
+        let transitions = daemon.process.metrics.counter(
             "status_changes_total",
             "Component status changes, by new status",
             &["to"],
@@ -97,12 +97,17 @@ impl HealthHandler {
 
         let key = (result.page.clone(), result.component.clone());
         let mut components = self.components.lock().await;
-        let state = match components.get(&key) {
-            Some(state) => state.clone(),
-            None => self.load(&result.page, &result.component).await?,
+        if !components.contains_key(&key) {
+            let loaded = self.load(&result.page, &result.component).await?;
+            components.insert(key.clone(), loaded);
+        }
+        let Some(state) = components.get_mut(&key) else {
+            return Err(HandlerError::retry("component state vanished"));
         };
         let config = self.configs.get(&result.page);
         let current = state.current.map(|(status, _)| status);
+        // The view is replaced only after the side effects succeeded, so a
+        // retried message recomputes the same transition.
         let (view, transition) = match step(
             config.as_deref(),
             &state.view,
@@ -123,29 +128,27 @@ impl HealthHandler {
                 return Ok(());
             }
         };
-        let current = match transition {
-            None => state.current,
-            Some(transition) => {
-                let applied = self
-                    .apply(
-                        &result.page,
-                        &result.component,
-                        state.current.map(|(_, r)| r),
-                        &transition,
-                        envelope.id,
-                    )
-                    .await;
-                match applied {
-                    Ok(revision) => Some((transition.to, revision)),
-                    Err(e) => {
-                        // Forget the cached state so the retry starts from what KV holds.
-                        components.remove(&key);
-                        return Err(e);
-                    }
+        if let Some(transition) = transition {
+            let revision = state.current.map(|(_, revision)| revision);
+            match self
+                .apply(
+                    &result.page,
+                    &result.component,
+                    revision,
+                    &transition,
+                    envelope.id,
+                )
+                .await
+            {
+                Ok(revision) => state.current = Some((transition.to, revision)),
+                Err(e) => {
+                    // Forget the cached state so the retry starts from what KV holds.
+                    components.remove(&key);
+                    return Err(e);
                 }
             }
-        };
-        components.insert(key, ComponentState { view, current });
+        }
+        state.view = view;
         Ok(())
     }
 
@@ -275,5 +278,28 @@ impl HealthHandler {
         Err(HandlerError::retry(format!(
             "status of {key} changed underneath: {reason}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_id_is_stable_per_trigger_and_distinct_from_it() {
+        let trigger = EventId::new();
+        let other = EventId::new();
+        assert_eq!(
+            change_id(trigger),
+            change_id(trigger),
+            "a retry finds its own change"
+        );
+        assert_ne!(change_id(trigger), trigger);
+        assert_ne!(change_id(trigger), change_id(other));
+        assert_eq!(
+            change_id(trigger).0.timestamp_ms(),
+            trigger.0.timestamp_ms(),
+            "sorts with its trigger"
+        );
     }
 }

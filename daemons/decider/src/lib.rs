@@ -13,6 +13,7 @@ pub mod health;
 pub mod rules;
 pub mod step;
 
+use beacon_core::buckets;
 use beacon_core::consume::{run_consumer, ConsumerMetrics, ConsumerSpec};
 use beacon_core::daemon::Daemon;
 use beacon_core::names::{KV_CONFIG, KV_STATUS, STREAM_HEALTH};
@@ -33,52 +34,46 @@ pub const CONSUMER: &str = "decider";
 
 /// Runs the decider until shutdown.
 pub async fn run(daemon: Daemon) -> Result<(), RunError> {
-    let Some(config_store) = configs::open_bucket(&daemon, KV_CONFIG).await else {
+    let shutdown = &daemon.process.shutdown;
+    let Some(config_store) = buckets::open(&daemon.js, KV_CONFIG, shutdown).await else {
         return Ok(());
     };
-    let Some(status_store) = configs::open_bucket(&daemon, KV_STATUS).await else {
+    let Some(status_store) = buckets::open(&daemon.js, KV_STATUS, shutdown).await else {
         return Ok(());
     };
 
     let configs = Configs::default();
     let (loaded_tx, mut loaded_rx) = tokio::sync::watch::channel(false);
-    daemon.shutdown.spawn(configs::watch(
+    shutdown.spawn(configs::watch(
         daemon.clone(),
         config_store.clone(),
         configs.clone(),
         loaded_tx,
     ));
-    {
-        let daemon = daemon.clone();
-        let store = config_store.clone();
-        daemon.clone().shutdown.spawn(async move {
-            if let Err(e) = configs::serve(daemon.clone(), store).await {
-                tracing::error!(error = %e, "Config API stopped; operators cannot apply configs.");
-            }
-        });
-    }
+    shutdown.spawn(configs::serve(daemon.clone(), config_store));
 
     // Results are only meaningful against the stored configs: wait for them
     // so a restart does not ignore a burst of results.
     tokio::select! {
-        _ = daemon.shutdown.cancelled() => return Ok(()),
+        _ = shutdown.cancelled() => return Ok(()),
         _ = loaded_rx.wait_for(|loaded| *loaded) => {}
     }
 
     let handler = HealthHandler::new(daemon.clone(), configs, status_store)?;
-    let metrics = ConsumerMetrics::register(&daemon.metrics)?;
+    let metrics = ConsumerMetrics::register(&daemon.process.metrics)?;
     let spec = ConsumerSpec::new(STREAM_HEALTH, CONSUMER);
-    let js = daemon.js.clone();
-    let shutdown = daemon.shutdown.clone();
-    daemon.shutdown.spawn(async move {
-        run_consumer(js, spec, metrics, shutdown, move |delivery| {
+    shutdown.spawn(run_consumer(
+        daemon.js.clone(),
+        spec,
+        metrics,
+        shutdown.clone(),
+        move |delivery| {
             let handler = handler.clone();
             async move { handler.handle(delivery).await }
-        })
-        .await;
-    });
-    daemon.readiness.set(true);
+        },
+    ));
+    daemon.process.readiness.set(true);
     tracing::info!("Decider ready.");
-    daemon.shutdown.cancelled().await;
+    shutdown.cancelled().await;
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use beacon_core::daemon::{CommonArgs, Daemon};
+use beacon_core::daemon::{config_exit, CommonArgs, Daemon};
 use clap::Parser;
 
 /// Turns probe evidence into component status; owns page configs.
@@ -20,17 +20,7 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     if let Err(e) = beacon_core::names::check_token(&args.region) {
-        return beacon_core::daemon::config_exit("decider", &format!("  - --region: {e}"));
+        return config_exit("decider", &[format!("--region: {e}")]);
     }
-    let daemon = match Daemon::start("decider", &args.region, &args.common).await {
-        Ok(daemon) => daemon,
-        Err(e) => {
-            eprintln!("beacon-decider: {e}");
-            return e.exit_code();
-        }
-    };
-    if let Err(e) = beacon_decider::run(daemon.clone()).await {
-        tracing::error!(error = %e, "Decider failed.");
-    }
-    daemon.finish().await
+    Daemon::run_main("decider", &args.region, &args.common, beacon_decider::run).await
 }

@@ -14,8 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use beacon_core::shutdown::Shutdown;
-use beacon_core::telemetry::{Metrics, Readiness};
+use beacon_core::daemon::Process;
+use beacon_core::origin;
+use beacon_core::telemetry::serve_router;
 
 use crate::serve::Site;
 
@@ -67,44 +68,27 @@ pub enum RunError {
     },
 }
 
-/// Binds the listener and serves until shutdown. Returns the bound address
-/// once serving has started.
-pub async fn start(
-    config: &EdgeConfig,
-    metrics: &Metrics,
-    readiness: &Readiness,
-    shutdown: &Shutdown,
-) -> Result<SocketAddr, RunError> {
-    let responses = metrics.counter(
+/// Serves users until shutdown. Ready as soon as the listener is bound:
+/// serving needs nothing but the origin directory.
+pub async fn run(process: Process, config: EdgeConfig) -> Result<(), RunError> {
+    let responses = process.metrics.counter(
         "responses_total",
         "Responses to users, by status class",
         &["class"],
     )?;
     let site = Arc::new(Site {
-        page_dir: config.origin.join(&config.page),
+        page_dir: origin::page_dir(&config.origin, &config.page),
         responses,
     });
     let router = Router::new().fallback(serve::handle).with_state(site);
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let bound = serve_router(config.listen, router, &process.shutdown)
         .await
         .map_err(|e| RunError::Listen {
             addr: config.listen,
             reason: e.to_string(),
         })?;
-    let bound = listener.local_addr().map_err(|e| RunError::Listen {
-        addr: config.listen,
-        reason: e.to_string(),
-    })?;
-    let token = shutdown.token().clone();
-    shutdown.spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "Edge server failed.");
-        }
-    });
-    readiness.set(true);
+    process.readiness.set(true);
     tracing::info!(listen = %bound, origin = %config.origin.display(), page = %config.page, "Edge serving.");
-    Ok(bound)
+    process.shutdown.cancelled().await;
+    Ok(())
 }

@@ -4,11 +4,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use beacon_core::daemon::{config_exit, EXIT_START};
-use beacon_core::shutdown::Shutdown;
-use beacon_core::telemetry::{init_tracing, serve_admin, LogFormat, Metrics, Readiness};
+use beacon_core::daemon::{config_exit, Process, ProcessArgs};
 use beacon_edge::EdgeConfig;
 use clap::Parser;
 
@@ -25,15 +22,9 @@ struct Args {
     /// Page served at `/`.
     #[arg(long, env = "BEACON_PAGE")]
     page: String,
-    /// Address of the admin port (`/metrics`, `/healthz`, `/readyz`).
-    #[arg(long, env = "BEACON_ADMIN_ADDR", default_value = "127.0.0.1:0")]
-    admin_addr: SocketAddr,
-    /// Log format.
-    #[arg(long, env = "BEACON_LOG_FORMAT", value_enum, default_value = "text")]
-    log_format: LogFormat,
-    /// Longest time shutdown waits for in-flight requests.
-    #[arg(long, env = "BEACON_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
-    shutdown_grace: Duration,
+    /// Admin port, logs, shutdown.
+    #[command(flatten)]
+    process: ProcessArgs,
 }
 
 #[tokio::main]
@@ -45,38 +36,10 @@ async fn main() -> ExitCode {
         page: args.page,
     };
     if let Err(errors) = config.validate() {
-        let text: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
-        return config_exit("edge", &text.join("\n"));
+        return config_exit("edge", &errors);
     }
-    init_tracing(args.log_format);
-    let shutdown = Shutdown::new(args.shutdown_grace);
-    shutdown.cancel_on_signals();
-    let metrics = Metrics::new("edge");
-    let readiness = Readiness::default();
-    if let Err(e) = serve_admin(
-        args.admin_addr,
-        metrics.clone(),
-        readiness.clone(),
-        &shutdown,
-    )
+    Process::run_main("edge", &args.process, |process| {
+        beacon_edge::run(process, config)
+    })
     .await
-    {
-        eprintln!(
-            "beacon-edge: cannot bind admin port {}: {e}",
-            args.admin_addr
-        );
-        return ExitCode::from(EXIT_START);
-    }
-    if let Err(e) = beacon_edge::start(&config, &metrics, &readiness, &shutdown).await {
-        eprintln!("beacon-edge: {e}");
-        return ExitCode::from(EXIT_START);
-    }
-    shutdown.cancelled().await;
-    readiness.set(false);
-    if shutdown.wait_for_tasks().await {
-        tracing::info!("Edge stopped.");
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(beacon_core::daemon::EXIT_UNCLEAN)
-    }
 }

@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
+use beacon_core::origin;
 use prometheus::IntCounterVec;
 
 use crate::files::{content_type, etag_matches, relative_file};
@@ -67,7 +68,7 @@ async fn respond(site: &Site, method: &Method, uri: &Uri, headers: &HeaderMap) -
     };
     // Resolve `current` once, then read from that version only, so a publish
     // during this request cannot mix two versions.
-    let version = match tokio::fs::read_link(site.page_dir.join("current")).await {
+    let version = match tokio::fs::read_link(site.page_dir.join(origin::CURRENT)).await {
         Ok(target) => match target.file_name().and_then(|n| n.to_str()) {
             Some(name) => name.to_owned(),
             None => return plain(StatusCode::SERVICE_UNAVAILABLE, "no published version\n"),
@@ -79,11 +80,7 @@ async fn respond(site: &Site, method: &Method, uri: &Uri, headers: &HeaderMap) -
             )
         }
     };
-    let path = site
-        .page_dir
-        .join("versions")
-        .join(&version)
-        .join(&relative);
+    let path = origin::version_dir(&site.page_dir, &version).join(&relative);
     let bytes = match tokio::fs::read(&path).await {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -13,9 +13,10 @@
 
 use beacon_core::daemon::Daemon;
 
-/// Runs the notifier until shutdown.
-pub async fn run(daemon: Daemon) {
-    daemon.readiness.set(true);
+/// Runs the notifier until shutdown. It cannot fail yet.
+pub async fn run(daemon: Daemon) -> Result<(), std::convert::Infallible> {
+    daemon.process.readiness.set(true);
     tracing::info!("Notifier ready (no channel senders configured in this version).");
-    daemon.shutdown.cancelled().await;
+    daemon.process.shutdown.cancelled().await;
+    Ok(())
 }

@@ -16,13 +16,5 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let daemon = match Daemon::start("notifier", "global", &args.common).await {
-        Ok(daemon) => daemon,
-        Err(e) => {
-            eprintln!("beacon-notifier: {e}");
-            return e.exit_code();
-        }
-    };
-    beacon_notifier::run(daemon.clone()).await;
-    daemon.finish().await
+    Daemon::run_main("notifier", "global", &args.common, beacon_notifier::run).await
 }

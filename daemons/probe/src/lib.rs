@@ -14,9 +14,9 @@ pub mod schedule;
 use std::sync::Arc;
 use std::time::Duration;
 
+use beacon_core::buckets;
 use beacon_core::daemon::Daemon;
 use beacon_core::names::KV_CONFIG;
-use beacon_core::shutdown::Backoff;
 
 use crate::checks::Clients;
 use crate::outbox::Outbox;
@@ -29,6 +29,24 @@ pub struct ProbeConfig {
     pub region: String,
     /// Results kept while the bus is unreachable.
     pub outbox_capacity: usize,
+}
+
+impl ProbeConfig {
+    /// Checks the settings, returning every problem.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        if let Err(e) = beacon_core::names::check_token(&self.region) {
+            errors.push(format!("--region: {e}"));
+        }
+        if self.outbox_capacity == 0 {
+            errors.push("--outbox-capacity: must be at least 1".to_owned());
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
 }
 
 /// Why the probe stopped with an error.
@@ -44,7 +62,7 @@ pub enum RunError {
 
 /// Runs the probe until shutdown.
 pub async fn run(daemon: Daemon, config: ProbeConfig) -> Result<(), RunError> {
-    let metrics = &daemon.metrics;
+    let metrics = &daemon.process.metrics;
     let outbox = Arc::new(Outbox::new(
         config.outbox_capacity,
         metrics.single_gauge("outbox_depth", "Results waiting to be published")?,
@@ -71,37 +89,28 @@ pub async fn run(daemon: Daemon, config: ProbeConfig) -> Result<(), RunError> {
         scheduled: metrics.single_gauge("checks_scheduled", "Checks this probe runs")?,
     };
 
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    let store = loop {
-        match daemon.js.get_key_value(KV_CONFIG).await {
-            Ok(store) => break store,
-            Err(e) => {
-                tracing::warn!(error = %e, "Cannot open KV config, retrying.");
-                if !daemon.shutdown.sleep(backoff.next_delay()).await {
-                    return Ok(());
-                }
-            }
-        }
+    let Some(store) = buckets::open(&daemon.js, KV_CONFIG, &daemon.process.shutdown).await else {
+        return Ok(());
     };
 
     {
         let js = daemon.js.clone();
-        let shutdown = daemon.shutdown.clone();
+        let shutdown = daemon.process.shutdown.clone();
         let outbox = outbox.clone();
-        daemon.shutdown.spawn(async move {
+        daemon.process.shutdown.spawn(async move {
             outbox
                 .run_sender(js, shutdown, Duration::from_secs(3))
                 .await
         });
     }
     let (loaded_tx, mut loaded_rx) = tokio::sync::watch::channel(false);
-    daemon.shutdown.spawn(runner.run(store, loaded_tx));
+    daemon.process.shutdown.spawn(runner.run(store, loaded_tx));
     tokio::select! {
-        _ = daemon.shutdown.cancelled() => return Ok(()),
+        _ = daemon.process.shutdown.cancelled() => return Ok(()),
         _ = loaded_rx.wait_for(|loaded| *loaded) => {}
     }
-    daemon.readiness.set(true);
+    daemon.process.readiness.set(true);
     tracing::info!(region = %config.region, "Probe ready.");
-    daemon.shutdown.cancelled().await;
+    daemon.process.shutdown.cancelled().await;
     Ok(())
 }

@@ -23,29 +23,16 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let mut errors = Vec::new();
-    if let Err(e) = beacon_core::names::check_token(&args.region) {
-        errors.push(format!("  - --region: {e}"));
-    }
-    if args.outbox_capacity == 0 {
-        errors.push("  - --outbox-capacity: must be at least 1".to_owned());
-    }
-    if !errors.is_empty() {
-        return config_exit("probe", &errors.join("\n"));
-    }
-    let daemon = match Daemon::start("probe", &args.region, &args.common).await {
-        Ok(daemon) => daemon,
-        Err(e) => {
-            eprintln!("beacon-probe: {e}");
-            return e.exit_code();
-        }
-    };
     let config = ProbeConfig {
         region: args.region,
         outbox_capacity: args.outbox_capacity,
     };
-    if let Err(e) = beacon_probe::run(daemon.clone(), config).await {
-        tracing::error!(error = %e, "Probe failed.");
+    if let Err(errors) = config.validate() {
+        return config_exit("probe", &errors);
     }
-    daemon.finish().await
+    let origin = config.region.clone();
+    Daemon::run_main("probe", &origin, &args.common, |daemon| {
+        beacon_probe::run(daemon, config)
+    })
+    .await
 }

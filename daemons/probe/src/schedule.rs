@@ -5,16 +5,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_nats::jetstream::kv;
+use beacon_core::buckets::{self, Change};
 use beacon_core::config::{Check, PageConfig};
 use beacon_core::daemon::Daemon;
 use beacon_core::event::Envelope;
 use beacon_core::hlc::wall_clock_ms;
-use beacon_core::messages::{HealthResult, Outcome};
-use beacon_core::shutdown::Backoff;
-use futures::StreamExt;
+use beacon_core::messages::HealthResult;
 use prometheus::{HistogramVec, IntCounterVec, IntGauge};
 use tokio_util::sync::CancellationToken;
 
@@ -54,48 +52,32 @@ pub fn checks_for_region<'a>(
     })
 }
 
+/// The running checks of one page.
+struct Scheduled {
+    /// Cancels every check task of the page.
+    token: CancellationToken,
+    /// How many tasks run.
+    checks: usize,
+    /// The config they were started from.
+    config: PageConfig,
+}
+
 impl Runner {
     /// Follows KV `config` until shutdown, keeping one task per check.
     pub async fn run(self, store: kv::Store, loaded: tokio::sync::watch::Sender<bool>) {
-        let mut pages: HashMap<String, (CancellationToken, usize)> = HashMap::new();
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-        let shutdown = self.daemon.shutdown.clone();
-        while !shutdown.is_cancelled() {
-            let mut watch = match store.watch_with_history(">").await {
-                Ok(watch) => watch,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Cannot watch KV config, retrying.");
-                    shutdown.sleep(backoff.next_delay()).await;
-                    continue;
-                }
-            };
-            if store.status().await.map(|s| s.values()).unwrap_or(0) == 0 {
-                let _ = loaded.send(true);
-            }
-            loop {
-                let entry = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    entry = watch.next() => entry,
-                };
-                match entry {
-                    Some(Ok(entry)) => {
-                        self.apply(&mut pages, &entry);
-                        if entry.delta == 0 {
-                            let _ = loaded.send(true);
-                        }
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "KV config watch error, re-watching.");
-                        break;
-                    }
-                    None => break,
+        let mut pages: HashMap<String, Scheduled> = HashMap::new();
+        let mut changes = buckets::follow(store, &self.daemon.process.shutdown);
+        while let Some(change) = changes.recv().await {
+            match change {
+                Change::Entry(entry) => self.apply(&mut pages, &entry),
+                Change::CaughtUp => {
+                    let _ = loaded.send(true);
                 }
             }
-            shutdown.sleep(backoff.next_delay()).await;
         }
     }
 
-    fn apply(&self, pages: &mut HashMap<String, (CancellationToken, usize)>, entry: &kv::Entry) {
+    fn apply(&self, pages: &mut HashMap<String, Scheduled>, entry: &kv::Entry) {
         let config = match entry.operation {
             kv::Operation::Put => match Envelope::<PageConfig>::decode(&entry.value) {
                 Ok(envelope) => Some(envelope.data),
@@ -106,15 +88,20 @@ impl Runner {
             },
             kv::Operation::Delete | kv::Operation::Purge => None,
         };
-        if let Some((token, count)) = pages.remove(&entry.key) {
-            token.cancel();
-            self.scheduled.sub(count as i64);
+        // A re-watch replays every page: an unchanged config keeps its
+        // running checks (and their phase) instead of restarting them.
+        if config.is_some() && pages.get(&entry.key).map(|p| &p.config) == config.as_ref() {
+            return;
+        }
+        if let Some(old) = pages.remove(&entry.key) {
+            old.token.cancel();
+            self.scheduled.sub(old.checks as i64);
         }
         let Some(config) = config else {
             tracing::info!(page = %entry.key, "Page removed, its checks stopped.");
             return;
         };
-        let token = self.daemon.shutdown.token().child_token();
+        let token = self.daemon.process.shutdown.token().child_token();
         let mut count = 0;
         for (component, check) in checks_for_region(&config, &self.region) {
             let runner = self.clone();
@@ -123,13 +110,21 @@ impl Runner {
             let component = component.to_owned();
             let check = check.clone();
             self.daemon
+                .process
                 .shutdown
                 .spawn(async move { runner.run_check(token, page, component, check).await });
             count += 1;
         }
         self.scheduled.add(count as i64);
         tracing::info!(page = %config.id, region = %self.region, checks = count, "Checks scheduled.");
-        pages.insert(entry.key.clone(), (token, count));
+        pages.insert(
+            entry.key.clone(),
+            Scheduled {
+                token,
+                checks: count,
+                config,
+            },
+        );
     }
 
     async fn run_check(
@@ -148,10 +143,6 @@ impl Runner {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let kind = checks::kind(&check.target);
-        let kind_label = match kind {
-            beacon_core::messages::CheckKind::Http => "http",
-            beacon_core::messages::CheckKind::Tcp => "tcp",
-        };
         loop {
             tokio::select! {
                 _ = token.cancelled() => return,
@@ -159,15 +150,11 @@ impl Runner {
             }
             let started_at_ms = wall_clock_ms();
             let output = checks::run(&self.clients, &check.target, check.timeout()).await;
-            let outcome_label = match output.outcome {
-                Outcome::Up => "up",
-                Outcome::Down => "down",
-            };
             self.runs
-                .with_label_values(&[kind_label, outcome_label])
+                .with_label_values(&[kind.as_str(), output.outcome.as_str()])
                 .inc();
             self.latency
-                .with_label_values(&[kind_label])
+                .with_label_values(&[kind.as_str()])
                 .observe(output.latency.as_secs_f64());
             let result = HealthResult {
                 page: page.clone(),

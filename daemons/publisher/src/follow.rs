@@ -6,14 +6,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
+use beacon_core::buckets::{self, Change};
 use beacon_core::config::PageConfig;
 use beacon_core::daemon::Daemon;
 use beacon_core::event::{Envelope, EventId};
 use beacon_core::hlc::wall_clock_ms;
 use beacon_core::messages::StatusRecord;
 use beacon_core::names::{split_component_key, KV_CONFIG, KV_STATUS};
-use beacon_core::shutdown::Backoff;
-use futures::StreamExt;
 use prometheus::{HistogramVec, IntCounterVec};
 
 use crate::render::{site, PageState};
@@ -36,11 +35,12 @@ impl Follower {
         daemon: Daemon,
         config: PublisherConfig,
     ) -> Result<Self, beacon_core::telemetry::MetricError> {
-        let renders =
-            daemon
-                .metrics
-                .counter("renders_total", "Page renders, by outcome", &["outcome"])?;
-        let render_seconds = daemon.metrics.histogram(
+        let renders = daemon.process.metrics.counter(
+            "renders_total",
+            "Page renders, by outcome",
+            &["outcome"],
+        )?;
+        let render_seconds = daemon.process.metrics.histogram(
             "render_seconds",
             "Time to render and publish a page to every origin",
             &[],
@@ -56,80 +56,58 @@ impl Follower {
         })
     }
 
-    async fn open(&self, bucket: &str) -> Option<kv::Store> {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-        loop {
-            match self.daemon.js.get_key_value(bucket).await {
-                Ok(store) => return Some(store),
-                Err(e) => {
-                    tracing::warn!(bucket, error = %e, "Cannot open KV bucket, retrying.");
-                    if !self.daemon.shutdown.sleep(backoff.next_delay()).await {
-                        return None;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Runs until shutdown.
+    /// Runs until shutdown. Ready once both buckets are caught up, so the
+    /// first render after a restart already has every status.
     pub async fn run(mut self) {
-        let shutdown = self.daemon.shutdown.clone();
-        let Some(configs) = self.open(KV_CONFIG).await else {
+        let shutdown = self.daemon.process.shutdown.clone();
+        let js = &self.daemon.js;
+        let Some(configs) = buckets::open(js, KV_CONFIG, &shutdown).await else {
             return;
         };
-        let Some(statuses) = self.open(KV_STATUS).await else {
+        let Some(statuses) = buckets::open(js, KV_STATUS, &shutdown).await else {
             return;
         };
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-        while !shutdown.is_cancelled() {
-            let (mut config_watch, mut status_watch) = match (
-                configs.watch_with_history(">").await,
-                statuses.watch_with_history(">").await,
-            ) {
-                (Ok(c), Ok(s)) => (c, s),
-                (Err(e), _) | (_, Err(e)) => {
-                    tracing::warn!(error = %e, "Cannot watch KV, retrying.");
-                    shutdown.sleep(backoff.next_delay()).await;
-                    continue;
-                }
-            };
-            self.daemon.readiness.set(true);
-            let mut render_at: Option<tokio::time::Instant> = None;
-            loop {
-                let deadline = render_at
-                    .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    entry = config_watch.next() => match entry {
-                        Some(Ok(entry)) => self.on_config(&entry),
-                        Some(Err(e)) => { tracing::warn!(error = %e, "KV config watch error, re-watching."); break; }
-                        None => break,
-                    },
-                    entry = status_watch.next() => match entry {
-                        Some(Ok(entry)) => self.on_status(&entry),
-                        Some(Err(e)) => { tracing::warn!(error = %e, "KV status watch error, re-watching."); break; }
-                        None => break,
-                    },
-                    _ = tokio::time::sleep_until(deadline), if render_at.is_some() => {
-                        render_at = None;
-                        self.render_dirty();
-                    }
-                }
-                if !self.dirty.is_empty() && render_at.is_none() {
-                    render_at = Some(tokio::time::Instant::now() + self.config.debounce);
+        let mut config_changes = buckets::follow(configs, &shutdown);
+        let mut status_changes = buckets::follow(statuses, &shutdown);
+        let (mut configs_current, mut statuses_current) = (false, false);
+        let mut render_at: Option<tokio::time::Instant> = None;
+        loop {
+            let deadline = render_at
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                change = config_changes.recv() => match change {
+                    Some(Change::Entry(entry)) => self.on_config(&entry),
+                    Some(Change::CaughtUp) => configs_current = true,
+                    None => return,
+                },
+                change = status_changes.recv() => match change {
+                    Some(Change::Entry(entry)) => self.on_status(&entry),
+                    Some(Change::CaughtUp) => statuses_current = true,
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(deadline), if render_at.is_some() => {
+                    render_at = None;
+                    self.render_dirty();
                 }
             }
-            shutdown.sleep(backoff.next_delay()).await;
+            if configs_current && statuses_current {
+                self.daemon.process.readiness.set(true);
+            }
+            if !self.dirty.is_empty() && render_at.is_none() {
+                render_at = Some(tokio::time::Instant::now() + self.config.debounce);
+            }
         }
     }
 
     fn on_config(&mut self, entry: &kv::Entry) {
         match entry.operation {
             kv::Operation::Put => match Envelope::<PageConfig>::decode(&entry.value) {
-                Ok(envelope) => {
+                // A re-watch replays every value: only a real change renders.
+                Ok(envelope) if self.pages.get(&entry.key) != Some(&envelope.data) => {
                     self.pages.insert(entry.key.clone(), envelope.data);
                     self.dirty.insert(entry.key.clone());
                 }
+                Ok(_) => {}
                 Err(e) => {
                     tracing::error!(page = %entry.key, error = %e, "Stored page config is unreadable; keeping the current page.")
                 }
@@ -151,6 +129,7 @@ impl Follower {
         let statuses = self.statuses.entry(page.to_owned()).or_default();
         match entry.operation {
             kv::Operation::Put => match Envelope::<StatusRecord>::decode(&entry.value) {
+                Ok(envelope) if statuses.get(component) == Some(&envelope.data) => return,
                 Ok(envelope) => {
                     statuses.insert(component.to_owned(), envelope.data);
                 }
@@ -160,7 +139,9 @@ impl Follower {
                 }
             },
             kv::Operation::Delete | kv::Operation::Purge => {
-                statuses.remove(component);
+                if statuses.remove(component).is_none() {
+                    return;
+                }
             }
         }
         self.dirty.insert(page.to_owned());

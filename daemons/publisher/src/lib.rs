@@ -76,7 +76,7 @@ pub async fn run(daemon: Daemon, config: PublisherConfig) -> Result<(), RunError
         })?;
     }
     let follower = follow::Follower::new(daemon.clone(), config)?;
-    daemon.shutdown.spawn(follower.run());
-    daemon.shutdown.cancelled().await;
+    daemon.process.shutdown.spawn(follower.run());
+    daemon.process.shutdown.cancelled().await;
     Ok(())
 }

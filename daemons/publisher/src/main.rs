@@ -35,18 +35,10 @@ async fn main() -> ExitCode {
         debounce: args.debounce,
     };
     if let Err(errors) = config.validate() {
-        let text: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
-        return config_exit("publisher", &text.join("\n"));
+        return config_exit("publisher", &errors);
     }
-    let daemon = match Daemon::start("publisher", "global", &args.common).await {
-        Ok(daemon) => daemon,
-        Err(e) => {
-            eprintln!("beacon-publisher: {e}");
-            return e.exit_code();
-        }
-    };
-    if let Err(e) = beacon_publisher::run(daemon.clone(), config).await {
-        tracing::error!(error = %e, "Publisher failed.");
-    }
-    daemon.finish().await
+    Daemon::run_main("publisher", "global", &args.common, |daemon| {
+        beacon_publisher::run(daemon, config)
+    })
+    .await
 }

@@ -1,11 +1,5 @@
-//! Atomic publishing of a rendered site to an origin directory.
-//!
-//! Layout of an origin:
-//!
-//! ```text
-//! <origin>/<page>/versions/<version>/index.html, api/v2/summary.json, …
-//! <origin>/<page>/current -> versions/<version>
-//! ```
+//! Atomic publishing of a rendered site to an origin directory, in the
+//! layout of [`beacon_core::origin`].
 //!
 //! A new version is written in full into its own directory, then `current`
 //! is swapped with one `rename` of a fresh symlink. Readers (the edge) see
@@ -13,26 +7,25 @@
 //! keeping a few so a reader that resolved `current` a moment ago can finish.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use beacon_core::origin;
 
 /// Versions kept besides the current one.
 pub const KEEP_VERSIONS: usize = 4;
 
-/// Name of the symlink that points at the live version.
-pub const CURRENT: &str = "current";
-
 /// Writes `files` as a new version of `page` under `origin` and makes it
-/// current. Returns the version id.
+/// current.
 pub fn publish(
-    origin: &Path,
+    origin_dir: &Path,
     page: &str,
     version: &str,
     files: &[(String, Vec<u8>)],
-) -> io::Result<PathBuf> {
-    let page_dir = origin.join(page);
-    let versions = page_dir.join("versions");
+) -> io::Result<()> {
+    let page_dir = origin::page_dir(origin_dir, page);
+    let versions = page_dir.join(origin::VERSIONS);
     let staging = versions.join(format!(".{version}.tmp"));
-    let final_dir = versions.join(version);
+    let final_dir = origin::version_dir(&page_dir, version);
     if staging.exists() {
         std::fs::remove_dir_all(&staging)?;
     }
@@ -58,14 +51,13 @@ pub fn publish(
     // The version directory only appears complete.
     std::fs::rename(&staging, &final_dir)?;
 
-    let link_tmp = page_dir.join(format!(".{CURRENT}.{version}.tmp"));
+    let link_tmp = page_dir.join(format!(".{}.{version}.tmp", origin::CURRENT));
     let _ = std::fs::remove_file(&link_tmp);
-    std::os::unix::fs::symlink(Path::new("versions").join(version), &link_tmp)?;
-    std::fs::rename(&link_tmp, page_dir.join(CURRENT))?;
+    std::os::unix::fs::symlink(origin::current_target(version), &link_tmp)?;
+    std::fs::rename(&link_tmp, page_dir.join(origin::CURRENT))?;
     sync_dir(&page_dir);
 
-    prune(&versions, version)?;
-    Ok(final_dir)
+    prune(&versions, version)
 }
 
 /// Makes the rename durable where the platform allows; a failure only costs

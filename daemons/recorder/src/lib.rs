@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use beacon_core::consume::{run_consumer, ConsumerMetrics, ConsumerSpec, Delivery, HandlerError};
-use beacon_core::daemon::{Daemon, EXIT_START};
+use beacon_core::daemon::Daemon;
 use beacon_core::shutdown::Backoff;
 use beacon_core::telemetry::MetricError;
 
@@ -42,15 +42,6 @@ pub enum RunError {
     Metrics(#[from] MetricError),
 }
 
-impl RunError {
-    /// The process exit code for this error.
-    pub fn exit_code(&self) -> std::process::ExitCode {
-        match self {
-            RunError::Metrics(_) => std::process::ExitCode::from(EXIT_START),
-        }
-    }
-}
-
 /// Runs the recorder until shutdown begins.
 ///
 /// Creates the ClickHouse schema (retrying while ClickHouse is
@@ -59,8 +50,8 @@ impl RunError {
 /// when shutdown begins; [`Daemon::finish`] then waits for the consumers to
 /// finish the message in hand.
 pub async fn run(daemon: &Daemon, config: RecorderConfig) -> Result<(), RunError> {
-    let consumer_metrics = ConsumerMetrics::register(&daemon.metrics)?;
-    let store = Arc::new(ClickHouse::new(&config, &daemon.metrics)?);
+    let consumer_metrics = ConsumerMetrics::register(&daemon.process.metrics)?;
+    let store = Arc::new(ClickHouse::new(&config, &daemon.process.metrics)?);
 
     if !create_schema(daemon, &config, &store).await {
         return Ok(());
@@ -82,10 +73,10 @@ pub async fn run(daemon: &Daemon, config: RecorderConfig) -> Result<(), RunError
     if !wait_for_consumers(daemon, &[health, status]).await {
         return Ok(());
     }
-    daemon.readiness.set(true);
+    daemon.process.readiness.set(true);
     tracing::info!(database = %config.database, "Recorder ready.");
-    daemon.shutdown.cancelled().await;
-    daemon.readiness.set(false);
+    daemon.process.shutdown.cancelled().await;
+    daemon.process.readiness.set(false);
     Ok(())
 }
 
@@ -99,10 +90,10 @@ where
         daemon.js.clone(),
         spec,
         metrics,
-        daemon.shutdown.clone(),
+        daemon.process.shutdown.clone(),
         handler,
     );
-    daemon.shutdown.spawn(consumer);
+    daemon.process.shutdown.spawn(consumer);
 }
 
 /// Creates the schema, retrying with backoff until it works; false if
@@ -121,7 +112,7 @@ async fn create_schema(daemon: &Daemon, config: &RecorderConfig, store: &ClickHo
                 tracing::warn!(url = %config.url, attempt, retry_in = ?delay, error = %e,
                     "Cannot create the ClickHouse schema, retrying.");
                 attempt += 1;
-                if !daemon.shutdown.sleep(delay).await {
+                if !daemon.process.shutdown.sleep(delay).await {
                     return false;
                 }
             }
@@ -142,7 +133,7 @@ async fn wait_for_consumers(daemon: &Daemon, specs: &[ConsumerSpec]) -> bool {
             if exists {
                 break;
             }
-            if !daemon.shutdown.sleep(backoff.next_delay()).await {
+            if !daemon.process.shutdown.sleep(backoff.next_delay()).await {
                 return false;
             }
         }

@@ -21,22 +21,13 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match cli.clickhouse.validate() {
         Ok(config) => config,
-        Err(errors) => return config_exit("recorder", &errors),
-    };
-    let daemon = match Daemon::start("recorder", "global", &cli.common).await {
-        Ok(daemon) => daemon,
-        Err(e) => {
-            eprintln!("beacon-recorder: {e}");
-            return e.exit_code();
+        Err(errors) => {
+            let errors: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+            return config_exit("recorder", &errors);
         }
     };
-    let result = beacon_recorder::run(&daemon, config).await;
-    let code = daemon.finish().await;
-    match result {
-        Ok(()) => code,
-        Err(e) => {
-            tracing::error!(error = %e, "Recorder failed.");
-            e.exit_code()
-        }
-    }
+    Daemon::run_main("recorder", "global", &cli.common, |daemon| async move {
+        beacon_recorder::run(&daemon, config).await
+    })
+    .await
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use beacon_core::connect::NatsArgs;
-use beacon_core::daemon::{CommonArgs, Daemon};
+use beacon_core::daemon::{CommonArgs, Daemon, ProcessArgs};
 use beacon_core::event::Envelope;
 use beacon_core::hlc::{wall_clock_ms, HlcClock};
 use beacon_core::messages::{
@@ -47,9 +47,11 @@ impl Recorder {
                 user: None,
                 password: None,
             },
-            admin_addr: "127.0.0.1:0".parse().expect("a socket address"),
-            log_format: LogFormat::Text,
-            shutdown_grace: Duration::from_secs(5),
+            process: ProcessArgs {
+                admin_addr: "127.0.0.1:0".parse().expect("a socket address"),
+                log_format: LogFormat::Text,
+                shutdown_grace: Duration::from_secs(5),
+            },
             replicas: 1,
         };
         let config = ClickHouseArgs {
@@ -70,14 +72,14 @@ impl Recorder {
 
     async fn wait_ready(&self) {
         wait_until("the recorder to be ready", READY, || async {
-            self.daemon.readiness.get().then_some(())
+            self.daemon.process.readiness.get().then_some(())
         })
         .await;
     }
 
     /// The value of one sample of a recorder metric, 0 if absent.
     fn metric(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let text = self.daemon.metrics.render();
+        let text = self.daemon.process.metrics.render();
         text.lines()
             .filter(|line| line.starts_with(&format!("beacon_recorder_{name}{{")))
             .find(|line| {
@@ -100,14 +102,14 @@ impl Recorder {
 
     /// Stops the recorder the way a signal would and checks it ends cleanly.
     async fn stop(self) {
-        self.daemon.shutdown.cancel();
+        self.daemon.process.shutdown.cancel();
         self.task
             .await
             .expect("the recorder task panicked")
             .expect("the recorder failed");
-        assert!(!self.daemon.readiness.get());
+        assert!(!self.daemon.process.readiness.get());
         assert!(
-            self.daemon.shutdown.wait_for_tasks().await,
+            self.daemon.process.shutdown.wait_for_tasks().await,
             "consumers did not stop in time"
         );
     }
@@ -452,7 +454,10 @@ async fn waits_for_clickhouse_at_start_and_recreates_a_dropped_schema() {
 
     let recorder = Recorder::start(&nats, clickhouse.http_url()).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(!recorder.daemon.readiness.get(), "ready without ClickHouse");
+    assert!(
+        !recorder.daemon.process.readiness.get(),
+        "ready without ClickHouse"
+    );
     assert!(
         !recorder.task.is_finished(),
         "gave up while ClickHouse was away"
