@@ -86,7 +86,7 @@ pub trait Message: Serialize + DeserializeOwned + JsonSchema {
 }
 
 /// The envelope: who, when, what kind, and the body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Envelope<T> {
     /// The message kind, equal to `T::KIND`.
@@ -101,6 +101,32 @@ pub struct Envelope<T> {
     pub origin: String,
     /// The body.
     pub data: T,
+}
+
+/// Written by hand so the schema pins `kind` and `version` to `T`'s: a
+/// derived schema would accept any kind, and a message of the wrong kind
+/// would validate against another kind's schema.
+impl<T: Message> JsonSchema for Envelope<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("Envelope_{}_v{}", T::KIND, T::VERSION).into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "description": "A Beacon bus message: kind, version, id, HLC timestamp, origin region and body",
+            "additionalProperties": false,
+            "required": ["kind", "version", "id", "hlc", "origin", "data"],
+            "properties": {
+                "kind": {"const": T::KIND, "description": "The message kind"},
+                "version": {"const": T::VERSION, "description": "The body version"},
+                "id": generator.subschema_for::<EventId>(),
+                "hlc": generator.subschema_for::<Hlc>(),
+                "origin": {"type": "string", "description": "Region (or `global`) that created the event"},
+                "data": generator.subschema_for::<T>(),
+            }
+        })
+    }
 }
 
 impl<T: Message> Envelope<T> {

@@ -399,6 +399,16 @@ fn broken_samples_fail_validation() {
             "channel without its type tag",
             |v| v["data"]["channel"] = json!({"url": "https://x"}),
         ),
+        (
+            "status_change.v1.schema.json",
+            "an envelope claiming another kind",
+            |v| v["kind"] = json!("health_result"),
+        ),
+        (
+            "health_result.v1.schema.json",
+            "a version this schema does not describe",
+            |v| v["version"] = json!(2),
+        ),
         ("notify_batch.v1.schema.json", "unknown channel kind", |v| {
             v["data"]["channel"] = json!("fax")
         }),
