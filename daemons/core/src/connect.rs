@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
 
-use crate::shutdown::{Backoff, Shutdown};
+use crate::retry::{until_ok, Class, Classify, GaveUp, RetryPolicy};
+use crate::shutdown::Shutdown;
 
 /// How to reach and authenticate to NATS.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -111,22 +112,23 @@ pub async fn connect(
     name: &str,
     shutdown: &Shutdown,
 ) -> Result<Client, ConnectError> {
-    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
-    let mut attempt = 1u32;
-    loop {
-        match options(args, name).await?.connect(args.url.as_str()).await {
-            Ok(client) => return Ok(client),
-            Err(e) => {
-                let delay = backoff.next_delay();
-                tracing::warn!(
-                    url = %args.url, attempt, retry_in = ?delay, error = %e,
-                    "NATS unreachable, retrying."
-                );
-                attempt += 1;
-                if !shutdown.sleep(delay).await {
-                    return Err(ConnectError::Cancelled);
-                }
-            }
+    let policy = RetryPolicy::new(Duration::from_millis(250), Duration::from_secs(10));
+    let what = format!("connect to NATS at {}", args.url);
+    until_ok(shutdown, policy, &what, || connect_once(args, name))
+        .await
+        .map_err(|e| match e {
+            GaveUp::Permanent(e) => e,
+            GaveUp::Shutdown => ConnectError::Cancelled,
+        })
+}
+
+impl Classify for ConnectError {
+    fn class(&self) -> Class {
+        match self {
+            ConnectError::Unreachable { .. } => Class::Retryable,
+            ConnectError::Credentials { .. }
+            | ConnectError::HalfUserPassword
+            | ConnectError::Cancelled => Class::Permanent,
         }
     }
 }

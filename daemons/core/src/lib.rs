@@ -14,7 +14,8 @@
 //! - [`consume`]: the consumer loop with ack, nak-with-delay and dead letters.
 //! - [`connect`]: NATS connection with credentials and start-up retries.
 //! - [`buckets`]: opening KV buckets and following their values and changes.
-//! - [`shutdown`]: cancellation, task tracking, grace period, backoff.
+//! - [`retry`]: retryable vs permanent errors, the one retry policy and backoff.
+//! - [`shutdown`]: cancellation, task tracking, grace period.
 //! - [`telemetry`]: tracing, the metrics registry and the admin port.
 //! - [`daemon`]: shared flags and the start/run/finish path of every process.
 //! - [`origin`]: the origin directory layout shared by publisher and edge.
@@ -32,6 +33,7 @@ pub mod messages;
 pub mod names;
 pub mod origin;
 pub mod publish;
+pub mod retry;
 pub mod schema;
 pub mod shutdown;
 pub mod telemetry;

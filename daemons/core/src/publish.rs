@@ -1,9 +1,28 @@
-//! Publishing events: one helper that sets `Nats-Msg-Id` and always awaits
-//! the stream ack, so no caller can forget either.
+//! Publishing events. Every path sets `Nats-Msg-Id` and ends in an awaited
+//! stream ack; there is no fire-and-forget path.
+//!
+//! - [`publish`] / [`publish_bytes`]: one event, one awaited ack. For
+//!   events that are rare or must be durable before the next step.
+//! - [`Publisher`]: pipelined. Up to K acks are in flight at once (the
+//!   client's own ack-permit backpressure); each [`Publisher::send`] returns
+//!   a [`Pending`] that resolves when that message is durable or has
+//!   failed. A failed message is retried by the caller with the same
+//!   message id, so a publish that landed but whose ack was lost is
+//!   deduplicated by the server.
 
-use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    context::{PublishAckFuture, PublishErrorKind},
+    message::PublishMessage,
+};
+
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
 
 use crate::event::{Envelope, Message};
+use crate::retry::{Class, Classify};
 
 /// Why a publish failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +46,41 @@ pub enum PublishError {
         /// Whether the server said no stream takes this subject.
         no_stream: bool,
     },
+}
+
+impl PublishError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> PublishFailure {
+        match self {
+            PublishError::Encode { .. } => PublishFailure::Encode,
+            PublishError::NotStored {
+                no_stream: true, ..
+            } => PublishFailure::NoStream,
+            PublishError::NotStored { .. } => PublishFailure::NotAcknowledged,
+        }
+    }
+}
+
+/// The kinds of [`PublishError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishFailure {
+    /// The message could not be serialized.
+    Encode,
+    /// No stream takes the subject (the topology is not applied yet).
+    NoStream,
+    /// No ack: timeout, disconnection, a full stream.
+    NotAcknowledged,
+}
+
+impl Classify for PublishError {
+    fn class(&self) -> Class {
+        match self.kind() {
+            PublishFailure::Encode => Class::Permanent,
+            // A missing stream is an operator's step away (`beaconctl bus
+            // ensure`), not a fault of the message.
+            PublishFailure::NoStream | PublishFailure::NotAcknowledged => Class::Retryable,
+        }
+    }
 }
 
 /// What the stream said about a stored event.
@@ -64,11 +118,28 @@ pub async fn publish_bytes(
     payload: bytes::Bytes,
     headers: Option<async_nats::HeaderMap>,
 ) -> Result<Stored, PublishError> {
-    let not_stored = |e: jetstream::context::PublishError| PublishError::NotStored {
+    send(js, subject, message_id, payload, headers)
+        .await?
+        .durable()
+        .await
+}
+
+fn not_stored(subject: &str, e: jetstream::context::PublishError) -> PublishError {
+    PublishError::NotStored {
         subject: subject.to_owned(),
         no_stream: e.kind() == PublishErrorKind::StreamNotFound,
         reason: e.to_string(),
-    };
+    }
+}
+
+/// Sends one message and returns its pending ack without awaiting it.
+async fn send(
+    js: &jetstream::Context,
+    subject: &str,
+    message_id: &str,
+    payload: bytes::Bytes,
+    headers: Option<async_nats::HeaderMap>,
+) -> Result<Pending, PublishError> {
     // Headers first: `message_id` adds to the map, `headers` would replace it.
     let mut message = PublishMessage::build().payload(payload);
     if let Some(headers) = headers {
@@ -78,12 +149,129 @@ pub async fn publish_bytes(
     let ack = js
         .send_publish(subject.to_owned(), message)
         .await
-        .map_err(not_stored)?
-        .await
-        .map_err(not_stored)?;
-    Ok(Stored {
-        stream: ack.stream,
-        sequence: ack.sequence,
-        duplicate: ack.duplicate,
+        .map_err(|e| not_stored(subject, e))?;
+    Ok(Pending {
+        subject: subject.to_owned(),
+        ack,
     })
+}
+
+/// A sent message whose stream ack has not been read yet. Await
+/// [`Pending::durable`] to learn whether it is stored; until then it holds
+/// one of its [`Publisher`]'s in-flight places.
+#[derive(Debug)]
+#[must_use = "a message is only known to be stored once its ack is awaited"]
+pub struct Pending {
+    subject: String,
+    ack: PublishAckFuture,
+}
+
+impl Pending {
+    /// Waits for the stream ack: `Ok` once the message is durable.
+    pub async fn durable(self) -> Result<Stored, PublishError> {
+        let subject = self.subject;
+        let ack = self.ack.await.map_err(|e| not_stored(&subject, e))?;
+        Ok(Stored {
+            stream: ack.stream,
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+}
+
+/// Default number of stream acks a [`Publisher`] keeps in flight.
+pub const DEFAULT_IN_FLIGHT: usize = 1024;
+
+/// A pipelined publisher: keeps up to `in_flight` stream acks outstanding,
+/// so one connection publishes at the bus's async rate instead of one round
+/// trip per message. [`Publisher::send`] waits while all places are taken.
+///
+/// Each [`Pending`] holds its place until it is awaited or dropped, so a
+/// caller that sends more than `in_flight` messages must read acks as it
+/// goes ([`Publisher::publish_all`] does).
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    js: jetstream::Context,
+    limit: usize,
+}
+
+impl Publisher {
+    /// A publisher on `client` with at most `in_flight` acks outstanding
+    /// (at least one), each waited for at most `ack_timeout`.
+    pub fn new(client: async_nats::Client, in_flight: usize, ack_timeout: Duration) -> Self {
+        let limit = in_flight.max(1);
+        let js = jetstream::ContextBuilder::new()
+            .timeout(ack_timeout)
+            .max_ack_inflight(limit)
+            .backpressure_on_inflight(true)
+            .build(client);
+        Self { js, limit }
+    }
+
+    /// Sends `envelope` on `subject` with its event id as `Nats-Msg-Id`;
+    /// waits only for an in-flight place, not for the ack.
+    pub async fn send<T: Message>(
+        &self,
+        subject: &str,
+        envelope: &Envelope<T>,
+    ) -> Result<Pending, PublishError> {
+        let payload = envelope.encode().map_err(|e| PublishError::Encode {
+            kind: T::KIND,
+            reason: e.to_string(),
+        })?;
+        send(
+            &self.js,
+            subject,
+            &envelope.id.to_string(),
+            payload.into(),
+            None,
+        )
+        .await
+    }
+
+    /// Most acks this publisher keeps in flight.
+    pub fn in_flight(&self) -> usize {
+        self.limit
+    }
+
+    /// Publishes every `(subject, envelope)` and returns each one's result,
+    /// in input order, once all are settled. Keeps up to
+    /// [`Publisher::in_flight`] acks outstanding; a failed one can be sent
+    /// again as is (same id, deduplicated).
+    pub async fn publish_all<'a, T, I>(&self, items: I) -> Vec<Result<Stored, PublishError>>
+    where
+        T: Message + 'a,
+        I: IntoIterator<Item = (&'a str, &'a Envelope<T>)>,
+    {
+        let mut results = Vec::new();
+        let mut acks = FuturesOrdered::new();
+        for (subject, envelope) in items {
+            // Never wait for a place while holding every place: read acks
+            // first.
+            while acks.len() >= self.limit {
+                if let Some(result) = acks.next().await {
+                    results.push(result);
+                }
+            }
+            match self.send(subject, envelope).await {
+                Ok(pending) => acks.push_back(pending.durable().boxed()),
+                Err(e) => acks.push_back(futures::future::ready(Err(e)).boxed()),
+            }
+        }
+        while let Some(result) = acks.next().await {
+            results.push(result);
+        }
+        results
+    }
+
+    /// Sends raw bytes with an explicit message id and optional headers.
+    pub async fn send_bytes(
+        &self,
+        subject: &str,
+        message_id: &str,
+        payload: bytes::Bytes,
+        headers: Option<async_nats::HeaderMap>,
+    ) -> Result<Pending, PublishError> {
+        send(&self.js, subject, message_id, payload, headers).await
+    }
 }

@@ -10,6 +10,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The backoff lives with the retry policy; re-exported for the loops here.
+pub use crate::retry::Backoff;
+
 /// Cancellation plus task bookkeeping, cloned into every task of a daemon.
 #[derive(Debug, Clone)]
 pub struct Shutdown {
@@ -104,44 +107,9 @@ async fn wait_for_signal() {
     }
 }
 
-/// Exponential backoff with full jitter, for reconnects and retries.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    /// Starts at `initial` and doubles up to `max`.
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Self { next: initial, max }
-    }
-
-    /// The next delay: random in `[delay/2, delay]`, then doubles the delay.
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        let half = delay / 2;
-        half + half.mul_f64(rand::random::<f64>())
-    }
-
-    /// Starts over after a success.
-    pub fn reset(&mut self, initial: Duration) {
-        self.next = initial;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_to_the_cap_and_stays_jittered() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let delays: Vec<Duration> = (0..8).map(|_| backoff.next_delay()).collect();
-        assert!(delays[0] >= Duration::from_millis(50) && delays[0] <= Duration::from_millis(100));
-        assert!(delays[7] >= Duration::from_millis(500) && delays[7] <= Duration::from_secs(1));
-    }
 
     #[tokio::test]
     async fn tasks_finish_within_grace() {

@@ -154,11 +154,22 @@ impl Metrics {
         help: &str,
         labels: &[&str],
     ) -> Result<HistogramVec, MetricError> {
-        let metric = HistogramVec::new(HistogramOpts::new(self.full_name(name), help), labels)
-            .map_err(|e| MetricError {
-                name: self.full_name(name),
-                reason: e.to_string(),
-            })?;
+        self.histogram_with_buckets(name, help, labels, prometheus::DEFAULT_BUCKETS.to_vec())
+    }
+
+    /// Registers a histogram family with its own buckets (sizes, not seconds).
+    pub fn histogram_with_buckets(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: Vec<f64>,
+    ) -> Result<HistogramVec, MetricError> {
+        let opts = HistogramOpts::new(self.full_name(name), help).buckets(buckets);
+        let metric = HistogramVec::new(opts, labels).map_err(|e| MetricError {
+            name: self.full_name(name),
+            reason: e.to_string(),
+        })?;
         self.register(name, metric)
     }
 

@@ -1,8 +1,8 @@
 //! The recorder: keeps the history of probe results and status changes in
 //! ClickHouse.
 //!
-//! It reads `HEALTH` and `STATUS` with durable consumers and inserts each
-//! message as one row, acking only after ClickHouse has stored it. Copies
+//! It reads `HEALTH` and `STATUS` with durable batch consumers and inserts
+//! each batch in one `INSERT`, acking only after ClickHouse has stored it. Copies
 //! of an event collapse in `ReplacingMergeTree` tables, so redeliveries are
 //! harmless; while ClickHouse is away, messages wait on the bus.
 //!
@@ -25,7 +25,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use beacon_core::consume::{run_consumer, ConsumerMetrics, ConsumerSpec, Delivery, HandlerError};
+use beacon_core::consume::{
+    run_batch_consumer, BatchArgs, ConsumerMetrics, ConsumerSpec, Delivery, Outcome,
+};
 use beacon_core::daemon::Daemon;
 use beacon_core::shutdown::Backoff;
 use beacon_core::telemetry::MetricError;
@@ -50,6 +52,27 @@ pub enum RunError {
 /// when shutdown begins; [`Daemon::finish`] then waits for the consumers to
 /// finish the message in hand.
 pub async fn run(daemon: &Daemon, config: RecorderConfig) -> Result<(), RunError> {
+    run_with(
+        daemon,
+        config,
+        consumer_specs(&BatchArgs::default()).unwrap_or_default(),
+    )
+    .await
+}
+
+/// The recorder's consumers with the batch flags applied, or every reason
+/// they cannot work (the daemon exits 64 with them).
+pub fn consumer_specs(args: &BatchArgs) -> Result<Vec<ConsumerSpec>, Vec<String>> {
+    args.apply_all(vec![sink::health_spec(), sink::status_spec()])
+}
+
+/// [`run`] with consumer settings from [`consumer_specs`]: the health
+/// consumer first, then the status consumer.
+pub async fn run_with(
+    daemon: &Daemon,
+    config: RecorderConfig,
+    specs: Vec<ConsumerSpec>,
+) -> Result<(), RunError> {
     let consumer_metrics = ConsumerMetrics::register(&daemon.process.metrics)?;
     let store = Arc::new(ClickHouse::new(&config, &daemon.process.metrics)?);
 
@@ -58,7 +81,9 @@ pub async fn run(daemon: &Daemon, config: RecorderConfig) -> Result<(), RunError
     }
 
     let sink = Sink::new(store);
-    let (health, status) = (sink::health_spec(), sink::status_spec());
+    let mut specs = specs.into_iter();
+    let health = specs.next().unwrap_or_else(sink::health_spec);
+    let status = specs.next().unwrap_or_else(sink::status_spec);
     let health_sink = sink.clone();
     spawn_consumer(
         daemon,
@@ -83,10 +108,10 @@ pub async fn run(daemon: &Daemon, config: RecorderConfig) -> Result<(), RunError
 /// Runs one consumer as a task the daemon's shutdown waits for.
 fn spawn_consumer<H, Fut>(daemon: &Daemon, spec: ConsumerSpec, metrics: ConsumerMetrics, handler: H)
 where
-    H: Fn(Delivery) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    H: Fn(Vec<Delivery>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Vec<Outcome>> + Send + 'static,
 {
-    let consumer = run_consumer(
+    let consumer = run_batch_consumer(
         daemon.js.clone(),
         spec,
         metrics,

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use beacon_core::consume::BatchArgs;
 use beacon_core::daemon::{config_exit, CommonArgs, Daemon};
 use beacon_recorder::config::ClickHouseArgs;
 use clap::Parser;
@@ -14,20 +15,30 @@ struct Cli {
     common: CommonArgs,
     #[command(flatten)]
     clickhouse: ClickHouseArgs,
+    #[command(flatten)]
+    batch: BatchArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match cli.clickhouse.validate() {
-        Ok(config) => config,
-        Err(errors) => {
-            let errors: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    let config = cli.clickhouse.validate();
+    let specs = beacon_recorder::consumer_specs(&cli.batch);
+    let (config, specs) = match (config, specs) {
+        (Ok(config), Ok(specs)) => (config, specs),
+        (config, specs) => {
+            let mut errors: Vec<String> = Vec::new();
+            if let Err(e) = config {
+                errors.extend(e.0.iter().map(ToString::to_string));
+            }
+            if let Err(e) = specs {
+                errors.extend(e);
+            }
             return config_exit("recorder", &errors);
         }
     };
     Daemon::run_main("recorder", "global", &cli.common, |daemon| async move {
-        beacon_recorder::run(&daemon, config).await
+        beacon_recorder::run_with(&daemon, config, specs).await
     })
     .await
 }

@@ -160,24 +160,28 @@ impl ClickHouse {
         Ok(())
     }
 
-    /// Inserts one row into `table` and returns once ClickHouse has stored
-    /// it.
-    ///
-    /// One `INSERT` per row for now; batching many rows per insert (what
-    /// ClickHouse prefers) comes with the batching work, acking a batch
-    /// after its insert.
-    pub async fn insert<T>(&self, table: &'static str, row: &T) -> Result<(), StoreError>
+    /// Inserts `rows` into `table` in one `INSERT` and returns once
+    /// ClickHouse has stored them all (an insert is atomic per block, so a
+    /// failure stores none and the whole batch is retried).
+    pub async fn insert<T>(&self, table: &'static str, rows: &[T]) -> Result<(), StoreError>
     where
         T: RowOwned + RowWrite,
     {
+        if rows.is_empty() {
+            return Ok(());
+        }
         let started = Instant::now();
-        let result = self.try_insert(table, row).await;
+        let result = self.try_insert(table, rows).await;
         self.metrics
             .seconds
             .with_label_values(&[table])
             .observe(started.elapsed().as_secs_f64());
         match &result {
-            Ok(()) => self.metrics.rows.with_label_values(&[table]).inc(),
+            Ok(()) => self
+                .metrics
+                .rows
+                .with_label_values(&[table])
+                .inc_by(rows.len() as u64),
             Err(e) => {
                 self.metrics.errors.with_label_values(&[table]).inc();
                 if e.schema_missing() {
@@ -190,7 +194,7 @@ impl ClickHouse {
         result
     }
 
-    async fn try_insert<T>(&self, table: &'static str, row: &T) -> Result<(), StoreError>
+    async fn try_insert<T>(&self, table: &'static str, rows: &[T]) -> Result<(), StoreError>
     where
         T: RowOwned + RowWrite,
     {
@@ -199,7 +203,9 @@ impl ClickHouse {
         }
         with_timeout(&format!("insert into {table}"), async {
             let mut insert = self.client.insert::<T>(table).await?;
-            insert.write(row).await?;
+            for row in rows {
+                insert.write(row).await?;
+            }
             insert.end().await
         })
         .await

@@ -1,18 +1,21 @@
 //! The consumer side: which streams the recorder reads and what it does
 //! with each message.
 //!
-//! A handler decodes the envelope, maps it to a row and inserts it; it
-//! returns `Ok` only after ClickHouse has stored the row, and the consumer
-//! loop acks only after that. Undecodable or unmappable messages are poison
-//! and end in the dead-letter stream. A failed insert is retried by the
-//! consumer loop's retry policy, with delays growing to
-//! [`RETRY_DELAY_MAX`], for as long as ClickHouse is away: an outage is not
-//! the message's fault, so nothing is dead-lettered for it.
+//! A handler receives a batch, decodes each envelope and maps it to a row,
+//! and inserts the batch's rows in one `INSERT`; its messages are `Done`
+//! only after ClickHouse has stored them, and the consumer loop acks only
+//! after that. Undecodable or unmappable messages are poison and end in the
+//! dead-letter stream without holding up the rest of their batch. A failed
+//! insert retries the batch's messages with the consumer's retry policy,
+//! delays growing to [`RETRY_DELAY_MAX`], for as long as ClickHouse is
+//! away: an outage is not the message's fault, so nothing is dead-lettered
+//! for it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use beacon_core::consume::{ConsumerSpec, Delivery, HandlerError, RetryPolicy};
+use beacon_core::consume::{BatchSettings, ConsumerSpec, Delivery, Outcome, RetryPolicy};
+use beacon_core::event::{Envelope, Message};
 use beacon_core::messages::{HealthResult, StatusChange};
 use beacon_core::names::{STREAM_HEALTH, STREAM_STATUS};
 
@@ -41,18 +44,31 @@ pub const RETRY: RetryPolicy = RetryPolicy {
     give_up_after: None,
 };
 
-/// The consumer of probe results.
+/// The consumer of probe results: large batches, because ClickHouse
+/// wants few big inserts, and two in flight so one insert's round trip
+/// overlaps the next batch's collection. Row order does not matter: rows
+/// carry their own timestamps.
 pub fn health_spec() -> ConsumerSpec {
     ConsumerSpec {
         retry: RETRY,
+        batch: BatchSettings {
+            max_messages: 2_000,
+            max_wait: Duration::from_millis(200),
+            concurrency: 2,
+        },
         ..ConsumerSpec::new(STREAM_HEALTH, HEALTH_CONSUMER)
     }
 }
 
-/// The consumer of status changes.
+/// The consumer of status changes: rare, so small batches soon.
 pub fn status_spec() -> ConsumerSpec {
     ConsumerSpec {
         retry: RETRY,
+        batch: BatchSettings {
+            max_messages: 500,
+            max_wait: Duration::from_millis(50),
+            concurrency: 1,
+        },
         ..ConsumerSpec::new(STREAM_STATUS, STATUS_CONSUMER)
     }
 }
@@ -70,24 +86,57 @@ impl Sink {
         Self { store }
     }
 
-    /// Handles one `HEALTH` message.
-    pub async fn record_health(self, delivery: Delivery) -> Result<(), HandlerError> {
-        let envelope = delivery.decode::<HealthResult>()?;
-        let row = HealthRow::from_envelope(&envelope).map_err(HandlerError::poison)?;
-        self.store
-            .insert(HEALTH_TABLE, &row)
-            .await
-            .map_err(HandlerError::retry)
+    /// Handles a batch of `HEALTH` messages.
+    pub async fn record_health(self, batch: Vec<Delivery>) -> Vec<Outcome> {
+        self.record(HEALTH_TABLE, batch, |e: &Envelope<HealthResult>| {
+            HealthRow::from_envelope(e)
+        })
+        .await
     }
 
-    /// Handles one `STATUS` message.
-    pub async fn record_status(self, delivery: Delivery) -> Result<(), HandlerError> {
-        let envelope = delivery.decode::<StatusChange>()?;
-        let row = StatusRow::from_envelope(&envelope).map_err(HandlerError::poison)?;
-        self.store
-            .insert(STATUS_TABLE, &row)
-            .await
-            .map_err(HandlerError::retry)
+    /// Handles a batch of `STATUS` messages.
+    pub async fn record_status(self, batch: Vec<Delivery>) -> Vec<Outcome> {
+        self.record(STATUS_TABLE, batch, |e: &Envelope<StatusChange>| {
+            StatusRow::from_envelope(e)
+        })
+        .await
+    }
+
+    /// Maps each delivery to a row (or a poison outcome), inserts the rows
+    /// in one go, and gives every mapped message the insert's outcome.
+    async fn record<M, R, E>(
+        &self,
+        table: &'static str,
+        batch: Vec<Delivery>,
+        to_row: impl Fn(&Envelope<M>) -> Result<R, E>,
+    ) -> Vec<Outcome>
+    where
+        M: Message,
+        R: clickhouse::RowOwned + clickhouse::RowWrite,
+        E: std::fmt::Display,
+    {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut rows = Vec::with_capacity(batch.len());
+        for delivery in &batch {
+            match delivery.decode::<M>() {
+                Ok(envelope) => match to_row(&envelope) {
+                    Ok(row) => {
+                        rows.push(row);
+                        outcomes.push(None);
+                    }
+                    Err(e) => outcomes.push(Some(Outcome::poison(e))),
+                },
+                Err(e) => outcomes.push(Some(Outcome::from(Err(e)))),
+            }
+        }
+        let inserted = match self.store.insert(table, &rows).await {
+            Ok(()) => Outcome::Done,
+            Err(e) => Outcome::retry(e),
+        };
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or_else(|| inserted.clone()))
+            .collect()
     }
 }
 

@@ -382,7 +382,9 @@ async fn results_published_while_clickhouse_is_down_land_after_it_returns() {
         recorder.metric("rows_inserted_total", &[("table", "health_results")]),
         0
     );
-    assert!(recorder.metric("insert_errors_total", &[("table", "health_results")]) >= 5);
+    // The results travel in batches: at least one insert failed, and each
+    // failed insert retried all of its batch.
+    assert!(recorder.metric("insert_errors_total", &[("table", "health_results")]) >= 1);
 
     tokio::task::block_in_place(|| clickhouse.start_again());
     wait_rows(&clickhouse, "health_results", 5).await;
