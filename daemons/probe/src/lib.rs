@@ -5,7 +5,7 @@
 //!
 //! - [`checks`]: one module per check kind (HTTP, TCP), one dispatching `match`.
 //! - [`schedule`]: follows KV `config` and keeps one jittered task per check.
-//! - [`outbox`]: buffers results while the bus is away and publishes them in order.
+//! - [`outbox`]: buffers results while the bus is away and publishes them, pipelined.
 
 pub mod checks;
 pub mod outbox;
@@ -17,6 +17,7 @@ use std::time::Duration;
 use beacon_core::buckets;
 use beacon_core::daemon::Daemon;
 use beacon_core::names::KV_CONFIG;
+use beacon_core::publish::Publisher;
 
 use crate::checks::Clients;
 use crate::outbox::Outbox;
@@ -94,12 +95,16 @@ pub async fn run(daemon: Daemon, config: ProbeConfig) -> Result<(), RunError> {
     };
 
     {
-        let js = daemon.js.clone();
+        let publisher = Publisher::new(
+            daemon.client.clone(),
+            outbox::IN_FLIGHT,
+            Duration::from_secs(10),
+        );
         let shutdown = daemon.process.shutdown.clone();
         let outbox = outbox.clone();
         daemon.process.shutdown.spawn(async move {
             outbox
-                .run_sender(js, shutdown, Duration::from_secs(3))
+                .run_sender(publisher, shutdown, Duration::from_secs(3))
                 .await
         });
     }

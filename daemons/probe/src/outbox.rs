@@ -1,9 +1,12 @@
 //! Results waiting to be published. Checks never wait on the bus: they push
-//! here, and one sender publishes in order, retrying with backoff while NATS
-//! is unreachable. The same envelope (same `Nats-Msg-Id`) is retried, so a
-//! publish that landed but whose ack was lost is deduplicated by the server.
-//! When the buffer is full the oldest result is dropped and counted: recent
-//! evidence matters more than old.
+//! here, and one sender publishes through core's pipelined
+//! [`Publisher`], with up to [`IN_FLIGHT`] acks outstanding. A result leaves
+//! the outbox only when its stream ack says it is durable. A failed one is
+//! sent again with the same envelope (same `Nats-Msg-Id`), ahead of newer
+//! results and after a backoff, so a publish that landed but whose ack was
+//! lost is deduplicated by the server. When the buffer is full the oldest
+//! waiting result is dropped and counted: recent evidence matters more
+//! than old.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -12,10 +15,16 @@ use std::time::Duration;
 use beacon_core::event::Envelope;
 use beacon_core::messages::HealthResult;
 use beacon_core::names::health_subject;
-use beacon_core::publish::publish;
+use beacon_core::publish::{PublishError, Publisher, Stored};
 use beacon_core::shutdown::{Backoff, Shutdown};
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::Notify;
+
+/// Most results whose stream ack the sender waits for at once.
+pub const IN_FLIGHT: usize = 256;
 
 /// Bounded FIFO of results to publish.
 #[derive(Debug)]
@@ -26,6 +35,8 @@ pub struct Outbox {
     depth: IntGauge,
     dropped: IntCounter,
 }
+
+type Ack = BoxFuture<'static, (Envelope<HealthResult>, Result<Stored, PublishError>)>;
 
 impl Outbox {
     /// An empty outbox holding at most `capacity` results.
@@ -56,7 +67,7 @@ impl Outbox {
         self.wake.notify_one();
     }
 
-    /// Results waiting.
+    /// Results waiting to be sent.
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -66,43 +77,63 @@ impl Outbox {
         self.len() == 0
     }
 
-    fn front(&self) -> Option<Envelope<HealthResult>> {
-        self.lock().front().cloned()
+    fn pop(&self) -> Option<Envelope<HealthResult>> {
+        let mut queue = self.lock();
+        let next = queue.pop_front();
+        self.depth.set(queue.len() as i64);
+        next
     }
 
-    fn pop_published(&self, published: &Envelope<HealthResult>) {
+    /// Puts results whose publish failed back at the front, in their order.
+    fn requeue(&self, failed: Vec<Envelope<HealthResult>>) {
         let mut queue = self.lock();
-        // The front may have been dropped for space while we published.
-        if queue.front().map(|f| f.id) == Some(published.id) {
-            queue.pop_front();
+        for result in failed.into_iter().rev() {
+            queue.push_front(result);
+        }
+        // A long outage must not grow the queue past its bound either.
+        while queue.len() > self.capacity {
+            queue.pop_back();
+            self.dropped.inc();
         }
         self.depth.set(queue.len() as i64);
     }
 
     /// Publishes queued results until shutdown; after shutdown begins it
     /// keeps flushing for at most `flush_for`.
-    pub async fn run_sender(
-        &self,
-        js: async_nats::jetstream::Context,
-        shutdown: Shutdown,
-        flush_for: Duration,
-    ) {
+    pub async fn run_sender(&self, publisher: Publisher, shutdown: Shutdown, flush_for: Duration) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut in_flight: FuturesOrdered<Ack> = FuturesOrdered::new();
+        let mut failed: Vec<Envelope<HealthResult>> = Vec::new();
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             if shutdown.is_cancelled() && deadline.is_none() {
                 deadline = Some(tokio::time::Instant::now() + flush_for);
             }
             if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                if !self.is_empty() {
-                    tracing::warn!(
-                        unsent = self.len(),
-                        "Stopping with results not yet published."
-                    );
+                let unsent = self.len() + in_flight.len() + failed.len();
+                if unsent > 0 {
+                    tracing::warn!(unsent, "Stopping with results not yet published.");
                 }
                 return;
             }
-            let Some(next) = self.front() else {
+            // Send while there is room and nothing failed in this round:
+            // after a failure, the failed results go first, after a pause.
+            while failed.is_empty() && in_flight.len() < IN_FLIGHT {
+                let Some(next) = self.pop() else { break };
+                in_flight.push_back(send(&publisher, next));
+            }
+            if in_flight.is_empty() {
+                if !failed.is_empty() {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(failed = failed.len(), queued = self.len(), retry_in = ?delay,
+                        "Cannot publish results, keeping them.");
+                    self.requeue(std::mem::take(&mut failed));
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled(), if deadline.is_none() => {}
+                    }
+                    continue;
+                }
                 if shutdown.is_cancelled() {
                     return;
                 }
@@ -111,24 +142,44 @@ impl Outbox {
                     _ = shutdown.cancelled() => {}
                 }
                 continue;
-            };
-            let subject = health_subject(&next.data.page, &next.data.component, &next.data.region);
-            match publish(&js, &subject, &next).await {
-                Ok(_) => {
-                    backoff.reset(Duration::from_millis(100));
-                    self.pop_published(&next);
-                }
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, queued = self.len(), retry_in = ?delay, "Cannot publish result, keeping it.");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.cancelled(), if deadline.is_none() => {}
+            }
+            let sleep_until =
+                deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                Some((result, outcome)) = in_flight.next() => match outcome {
+                    Ok(_) => {
+                        if failed.is_empty() {
+                            backoff.reset(Duration::from_millis(100));
+                        }
                     }
-                }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "Result not acknowledged, will resend.");
+                        failed.push(result);
+                    }
+                },
+                _ = self.wake.notified(), if failed.is_empty() && in_flight.len() < IN_FLIGHT => {}
+                _ = tokio::time::sleep_until(sleep_until) => {}
             }
         }
     }
+}
+
+/// Sends one result and resolves, with the result, once its ack settled.
+fn send(publisher: &Publisher, result: Envelope<HealthResult>) -> Ack {
+    let publisher = publisher.clone();
+    async move {
+        let subject = health_subject(
+            &result.data.page,
+            &result.data.component,
+            &result.data.region,
+        );
+        let outcome = match publisher.send(&subject, &result).await {
+            Ok(pending) => pending.durable().await,
+            Err(e) => Err(e),
+        };
+        (result, outcome)
+    }
+    .boxed()
 }
 
 #[cfg(test)]
@@ -170,7 +221,7 @@ mod tests {
             outbox.push(result(n));
         }
         assert_eq!(outbox.len(), 2);
-        assert_eq!(outbox.front().map(|r| r.data.started_at_ms), Some(1));
+        assert_eq!(outbox.pop().map(|r| r.data.started_at_ms), Some(1));
         assert!(metrics
             .render()
             .contains("beacon_probe_test_outbox_dropped_total 1"));
