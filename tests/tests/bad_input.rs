@@ -25,6 +25,42 @@ async fn invalid_flags_exit_64_naming_every_problem() {
 }
 
 #[tokio::test]
+async fn consumer_settings_that_cannot_work_exit_64_saying_why() {
+    // A batch of zero, and an ack wait shorter than the batch wait.
+    let mut decider = DaemonProcess::spawn(
+        "beacon-decider",
+        vec![
+            "--batch-size".into(),
+            "0".into(),
+            "--batch-wait".into(),
+            "5s".into(),
+            "--ack-wait".into(),
+            "2s".into(),
+        ],
+    );
+    let status = decider.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(64), "{}", decider.logs());
+    let logs = decider.logs();
+    assert!(logs.contains("batch size must be between 1"), "{logs}");
+    assert!(
+        logs.contains("must be longer than the batch wait"),
+        "{logs}"
+    );
+
+    let mut recorder = DaemonProcess::spawn(
+        "beacon-recorder",
+        vec!["--batch-concurrency".into(), "0".into()],
+    );
+    let status = recorder.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(64), "{}", recorder.logs());
+    assert!(
+        recorder.logs().contains("concurrency must be between 1"),
+        "{}",
+        recorder.logs()
+    );
+}
+
+#[tokio::test]
 async fn an_undecodable_message_is_dead_lettered_and_the_decider_keeps_running() {
     let nats = NatsServer::start();
     let decider =
@@ -77,7 +113,7 @@ async fn nats_unreachable_at_start_is_retried_until_it_comes() {
         DaemonProcess::spawn_with_admin("beacon-decider", vec!["--nats-url".into(), nats.url()]);
     wait_until("the retry log line", Duration::from_secs(20), || {
         let logs = decider.logs();
-        async move { logs.contains("NATS unreachable, retrying").then_some(()) }
+        async move { logs.contains("Cannot connect to NATS at").then_some(()) }
     })
     .await;
     let (code, _) = beacon_tests::get(&format!("{}/healthz", decider.admin_url()))

@@ -14,7 +14,9 @@ pub mod rules;
 pub mod step;
 
 use beacon_core::buckets;
-use beacon_core::consume::{run_consumer, ConsumerMetrics, ConsumerSpec};
+use std::time::Duration;
+
+use beacon_core::consume::{run_consumer, BatchArgs, BatchSettings, ConsumerMetrics, ConsumerSpec};
 use beacon_core::daemon::Daemon;
 use beacon_core::names::{KV_CONFIG, KV_STATUS, STREAM_HEALTH};
 
@@ -32,8 +34,30 @@ pub enum RunError {
 /// Durable consumer name of the decider on HEALTH.
 pub const CONSUMER: &str = "decider";
 
+/// The decider's HEALTH consumer: results are applied one at a time in
+/// arrival order (a component's state is a fold over them), in small
+/// batches closed within a few milliseconds, so a failing check becomes a
+/// status change without waiting for a batch to fill.
+pub fn health_spec() -> ConsumerSpec {
+    ConsumerSpec {
+        batch: BatchSettings {
+            max_messages: 500,
+            max_wait: Duration::from_millis(5),
+            concurrency: 1,
+        },
+        ..ConsumerSpec::new(STREAM_HEALTH, CONSUMER)
+    }
+}
+
+/// The HEALTH consumer with the batch flags applied, or every reason it
+/// cannot work (the daemon exits 64 with them).
+pub fn consumer_spec(args: &BatchArgs) -> Result<ConsumerSpec, Vec<String>> {
+    let mut specs = args.apply_all(vec![health_spec()])?;
+    Ok(specs.pop().unwrap_or_else(health_spec))
+}
+
 /// Runs the decider until shutdown.
-pub async fn run(daemon: Daemon) -> Result<(), RunError> {
+pub async fn run(daemon: Daemon, spec: ConsumerSpec) -> Result<(), RunError> {
     let shutdown = &daemon.process.shutdown;
     let Some(config_store) = buckets::open(&daemon.js, KV_CONFIG, shutdown).await else {
         return Ok(());
@@ -61,7 +85,6 @@ pub async fn run(daemon: Daemon) -> Result<(), RunError> {
 
     let handler = HealthHandler::new(daemon.clone(), configs, status_store)?;
     let metrics = ConsumerMetrics::register(&daemon.process.metrics)?;
-    let spec = ConsumerSpec::new(STREAM_HEALTH, CONSUMER);
     shutdown.spawn(run_consumer(
         daemon.js.clone(),
         spec,

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use beacon_core::consume::BatchArgs;
 use beacon_core::daemon::{config_exit, CommonArgs, Daemon};
 use clap::Parser;
 
@@ -14,13 +15,26 @@ struct Args {
     /// Region this decider runs in, written as the origin of its events.
     #[arg(long, env = "BEACON_REGION", default_value = "global")]
     region: String,
+    #[command(flatten)]
+    batch: BatchArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    let mut errors = Vec::new();
     if let Err(e) = beacon_core::names::check_token(&args.region) {
-        return config_exit("decider", &[format!("--region: {e}")]);
+        errors.push(format!("--region: {e}"));
     }
-    Daemon::run_main("decider", &args.region, &args.common, beacon_decider::run).await
+    let spec = beacon_decider::consumer_spec(&args.batch).unwrap_or_else(|problems| {
+        errors.extend(problems);
+        beacon_decider::health_spec()
+    });
+    if !errors.is_empty() {
+        return config_exit("decider", &errors);
+    }
+    Daemon::run_main("decider", &args.region, &args.common, |daemon| {
+        beacon_decider::run(daemon, spec)
+    })
+    .await
 }
