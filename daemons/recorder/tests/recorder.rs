@@ -504,3 +504,65 @@ fn bad_flags_exit_64_listing_every_error() {
     assert!(stderr.contains("--clickhouse-url"), "{stderr}");
     assert!(stderr.contains("--clickhouse-database"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorder_killed_in_the_middle_of_a_batch_loses_nothing() {
+    let nats = NatsServer::start();
+    let clickhouse = ClickHouseServer::start();
+    let js = bus(&nats).await;
+
+    // A backlog first, so the recorder is busy with batches when it dies.
+    let total = 30_000u64;
+    let clock = HlcClock::new();
+    let envelopes: Vec<_> = (0..total)
+        .map(|i| {
+            Envelope::new(
+                &clock,
+                "eu-west",
+                health(&format!("check-{}", i % 100), Outcome::Up, Some(200), None),
+            )
+        })
+        .collect();
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let publisher = beacon_core::publish::Publisher::new(client, 512, Duration::from_secs(10));
+    let subject = health_subject("acme", "api", "eu-west");
+    let results = publisher
+        .publish_all(envelopes.iter().map(|e| (subject.as_str(), e)))
+        .await;
+    assert!(results.iter().all(Result::is_ok), "backlog published");
+
+    let args = vec![
+        "--nats-url".into(),
+        nats.url(),
+        "--clickhouse-url".into(),
+        clickhouse.http_url(),
+        "--batch-size".into(),
+        "500".into(),
+        "--batch-wait".into(),
+        "50ms".into(),
+    ];
+    let mut recorder = beacon_testkit::DaemonProcess::spawn_with_admin("beacon-recorder", args);
+    let rows = "SELECT count() FROM beacon.health_results";
+    wait_until("the first batches to land", LAND, || async {
+        number(&clickhouse, rows).filter(|n| *n > 0)
+    })
+    .await;
+    recorder.kill();
+    let at_kill = number(&clickhouse, rows).unwrap_or(0);
+    assert!(
+        at_kill < total,
+        "the recorder was killed with work left ({at_kill} of {total} rows stored)"
+    );
+
+    recorder.restart();
+    let unique = "SELECT uniqExact(event_id) FROM beacon.health_results";
+    wait_until(
+        &format!("all {total} events stored"),
+        Duration::from_secs(90),
+        || async { number(&clickhouse, unique).filter(|n| *n == total) },
+    )
+    .await;
+    assert_eq!(deadletter_count(&js).await, 0, "nothing was dead-lettered");
+    let final_rows = "SELECT count() FROM beacon.health_results FINAL";
+    assert_eq!(number(&clickhouse, final_rows), Some(total));
+}
