@@ -44,57 +44,15 @@ const ACK_POLL: Duration = Duration::from_millis(5);
 
 /// Runs the scenario and returns its report.
 pub async fn run(args: &BaselineArgs) -> Result<BaselineReport, LoadError> {
-    let bus = server::open(args.nats_url.as_deref()).await?;
-    let version = bus.client.server_info().version;
-    progress(&format!(
-        "Connected to nats-server {version} ({}).",
-        bus.kind
-    ));
-    let js = jetstream::ContextBuilder::new()
-        .timeout(API_TIMEOUT)
-        .build(bus.client.clone());
-
-    let name = format!("BASELINE_{}", EventId::new());
-    let bench = Bench {
-        client: bus.client.clone(),
-        js: js.clone(),
-        stream: name.clone(),
-        subject_root: format!("bench.{name}"),
-        payload: Bytes::from(vec![b'x'; args.payload_bytes]),
-        args: args.clone(),
-    };
-    let stream_config = stream::Config {
-        name: name.clone(),
-        subjects: vec![format!("{}.>", bench.subject_root)],
-        storage: stream::StorageType::File,
-        ..Default::default()
-    };
-    bounded("create stream", API_TIMEOUT, async {
-        js.create_stream(stream_config)
-            .await
-            .map_err(|e| LoadError::bus(format!("create stream {name}"), e))
-    })
-    .await?;
-    progress(&format!("Created stream {name}."));
-
+    let (bench, bus, version) = Bench::create(args).await?;
     let runs = bench.all_runs().await;
-
-    // Clean up even after a failed run; a failure here only warrants a note.
-    match bounded("delete stream", API_TIMEOUT, async {
-        js.delete_stream(&name)
-            .await
-            .map_err(|e| LoadError::bus(format!("delete stream {name}"), e))
-    })
-    .await
-    {
-        Ok(_) => progress(&format!("Deleted stream {name}.")),
-        Err(e) => progress(&format!("Warning: {e}")),
-    }
+    bench.delete().await;
+    drop(bus);
     let runs = runs?;
 
     Ok(BaselineReport::new(
         version,
-        bus.kind,
+        bench.server_kind,
         args.messages,
         args.sync_messages(),
         args.payload_bytes,
@@ -104,16 +62,75 @@ pub async fn run(args: &BaselineArgs) -> Result<BaselineReport, LoadError> {
 }
 
 /// Everything one invocation measures with.
-struct Bench {
-    client: Client,
-    js: jetstream::Context,
-    stream: String,
+pub(crate) struct Bench {
+    pub(crate) client: Client,
+    pub(crate) js: jetstream::Context,
+    pub(crate) stream: String,
     subject_root: String,
-    payload: Bytes,
-    args: BaselineArgs,
+    pub(crate) payload: Bytes,
+    pub(crate) args: BaselineArgs,
+    pub(crate) server_kind: &'static str,
 }
 
 impl Bench {
+    /// Connects (or starts a private server), creates a fresh stream, and
+    /// returns the bench, the bus (keep it alive while measuring) and the
+    /// server's version.
+    pub(crate) async fn create(
+        args: &BaselineArgs,
+    ) -> Result<(Bench, crate::server::Bus, String), LoadError> {
+        let bus = server::open(args.nats_url.as_deref()).await?;
+        let version = bus.client.server_info().version;
+        progress(&format!(
+            "Connected to nats-server {version} ({}).",
+            bus.kind
+        ));
+        let js = jetstream::ContextBuilder::new()
+            .timeout(API_TIMEOUT)
+            .build(bus.client.clone());
+
+        let name = format!("BASELINE_{}", EventId::new());
+        let bench = Bench {
+            client: bus.client.clone(),
+            js: js.clone(),
+            stream: name.clone(),
+            subject_root: format!("bench.{name}"),
+            payload: Bytes::from(vec![b'x'; args.payload_bytes]),
+            args: args.clone(),
+            server_kind: bus.kind,
+        };
+        let stream_config = stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("{}.>", bench.subject_root)],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        bounded("create stream", API_TIMEOUT, async {
+            js.create_stream(stream_config)
+                .await
+                .map_err(|e| LoadError::bus(format!("create stream {name}"), e))
+        })
+        .await?;
+        progress(&format!("Created stream {name}."));
+        Ok((bench, bus, version))
+    }
+
+    /// Deletes the stream; a failure here only warrants a note.
+    pub(crate) async fn delete(&self) {
+        let name = &self.stream;
+        match bounded("delete stream", API_TIMEOUT, async {
+            self.js
+                .delete_stream(name)
+                .await
+                .map_err(|e| LoadError::bus(format!("delete stream {name}"), e))
+        })
+        .await
+        {
+            Ok(_) => progress(&format!("Deleted stream {name}.")),
+            Err(e) => progress(&format!("Warning: {e}")),
+        }
+    }
+
     async fn all_runs(&self) -> Result<Vec<Run>, LoadError> {
         let mut runs = Vec::new();
         for run in 1..=self.args.runs {
@@ -158,7 +175,12 @@ impl Bench {
             js_sync,
         );
 
-        let consume = bounded("consume and ack", timeout, self.consume_and_ack(run)).await?;
+        let consume = bounded(
+            "consume and ack",
+            timeout,
+            self.consume_and_ack(run, "async"),
+        )
+        .await?;
         let consume = self.log(run, total, "consume and ack", self.args.messages, consume);
 
         Ok(Run {
@@ -172,7 +194,14 @@ impl Bench {
         })
     }
 
-    fn log(&self, run: u64, total: u64, what: &str, messages: u64, elapsed: Duration) -> f64 {
+    pub(crate) fn log(
+        &self,
+        run: u64,
+        total: u64,
+        what: &str,
+        messages: u64,
+        elapsed: Duration,
+    ) -> f64 {
         let rate = rate(messages, elapsed);
         progress(&format!(
             "Run {run}/{total}: {what}: {messages} messages in {:.3}s, {rate:.0} msgs/s.",
@@ -182,7 +211,7 @@ impl Bench {
     }
 
     /// Empties the stream so every run starts from the same state.
-    async fn purge(&self) -> Result<(), LoadError> {
+    pub(crate) async fn purge(&self) -> Result<(), LoadError> {
         bounded("purge stream", API_TIMEOUT, async {
             let stream = self
                 .js
@@ -198,7 +227,7 @@ impl Bench {
         .await
     }
 
-    fn subject(&self, run: u64, part: &str) -> String {
+    pub(crate) fn subject(&self, run: u64, part: &str) -> String {
         format!("{}.r{run}.{part}", self.subject_root)
     }
 
@@ -223,8 +252,17 @@ impl Bench {
     }
 
     /// (b) JetStream publishes with up to `max_in_flight` acks outstanding.
-    async fn js_publish_async(&self, run: u64) -> Result<Duration, LoadError> {
-        let subject = Subject::from(self.subject(run, "async"));
+    pub(crate) async fn js_publish_async(&self, run: u64) -> Result<Duration, LoadError> {
+        self.js_publish_async_on(run, "async").await
+    }
+
+    /// (b) under the subject part `part`.
+    pub(crate) async fn js_publish_async_on(
+        &self,
+        run: u64,
+        part: &str,
+    ) -> Result<Duration, LoadError> {
+        let subject = Subject::from(self.subject(run, part));
         let max_in_flight = usize::try_from(self.args.max_in_flight).unwrap_or(usize::MAX);
         let mut in_flight = FuturesUnordered::new();
         let start = Instant::now();
@@ -238,7 +276,7 @@ impl Bench {
             // the run number keeps them unique across runs.
             let message = PublishMessage::build()
                 .payload(self.payload.clone())
-                .message_id(format!("r{run}-a-{i}"));
+                .message_id(format!("r{run}-{part}-{i}"));
             let ack = self
                 .js
                 .send_publish(subject.clone(), message)
@@ -279,21 +317,26 @@ impl Bench {
         Ok(start.elapsed())
     }
 
-    /// (d) A durable pull consumer with explicit acks, as daemons open
-    /// theirs, reads and acks the messages of (b).
-    async fn consume_and_ack(&self, run: u64) -> Result<Duration, LoadError> {
+    /// (d) A durable pull consumer with explicit acks, as daemons opened
+    /// theirs before batch consumers, reads and acks the messages of (b)
+    /// (those published under `part`).
+    pub(crate) async fn consume_and_ack(
+        &self,
+        run: u64,
+        part: &str,
+    ) -> Result<Duration, LoadError> {
         let stream = self
             .js
             .get_stream(&self.stream)
             .await
             .map_err(|e| LoadError::bus("get stream", e))?;
-        let durable = format!("consume_r{run}");
+        let durable = format!("consume_r{run}_{part}");
         let consumer: consumer::PullConsumer = stream
             .create_consumer(consumer::pull::Config {
                 durable_name: Some(durable.clone()),
                 ack_policy: consumer::AckPolicy::Explicit,
                 deliver_policy: consumer::DeliverPolicy::All,
-                filter_subject: self.subject(run, "async"),
+                filter_subject: self.subject(run, part),
                 ..Default::default()
             })
             .await
@@ -349,7 +392,11 @@ impl Bench {
 
     /// Checks the stream holds `count` messages on `subject`, so a rate is
     /// never computed over messages that were silently dropped.
-    async fn expect_stored(&self, subject: &Subject, count: u64) -> Result<(), LoadError> {
+    pub(crate) async fn expect_stored(
+        &self,
+        subject: &Subject,
+        count: u64,
+    ) -> Result<(), LoadError> {
         let stream = self
             .js
             .get_stream(&self.stream)
@@ -389,7 +436,7 @@ fn check_ack(
 }
 
 /// Runs `step`, giving up after `limit`.
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     step: &str,
     limit: Duration,
     future: impl Future<Output = Result<T, LoadError>>,

@@ -19,6 +19,23 @@ pub enum Scenario {
     /// What the bus itself can do: core publish, JetStream publish with
     /// async and awaited acks, and consume-and-ack.
     BusBaseline(BaselineArgs),
+    /// Core's pipelined publisher and batch consumer against the raw bus
+    /// doing the same work, in the same run.
+    CoreBus(CoreBusArgs),
+}
+
+/// Flags of `core-bus`: the baseline's, plus the batch consumer's settings.
+#[derive(Debug, Clone, Args)]
+pub struct CoreBusArgs {
+    /// Server, message count, payload, runs, in-flight acks and timeouts.
+    #[command(flatten)]
+    pub bus: BaselineArgs,
+    /// Most messages per batch for the batch consumer.
+    #[arg(long, default_value_t = 1000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub batch_size: usize,
+    /// Batches the batch consumer handles at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub batch_concurrency: usize,
 }
 
 /// Flags of `bus-baseline`.
@@ -69,7 +86,9 @@ mod tests {
     #[test]
     fn defaults_match_the_documented_scenario() {
         let cli = Cli::try_parse_from(["beacon-loadtest", "bus-baseline"]).expect("parses");
-        let Scenario::BusBaseline(args) = cli.scenario;
+        let Scenario::BusBaseline(args) = cli.scenario else {
+            panic!("parsed bus-baseline")
+        };
         assert_eq!(args.nats_url, None);
         assert_eq!(
             (args.messages, args.payload_bytes, args.runs),
@@ -83,7 +102,9 @@ mod tests {
     fn sync_count_is_at_least_one() {
         let cli = Cli::try_parse_from(["beacon-loadtest", "bus-baseline", "--messages", "5"])
             .expect("parses");
-        let Scenario::BusBaseline(args) = cli.scenario;
+        let Scenario::BusBaseline(args) = cli.scenario else {
+            panic!("parsed bus-baseline")
+        };
         assert_eq!(args.sync_messages(), 1);
         assert!(Cli::try_parse_from(["beacon-loadtest", "bus-baseline", "--runs", "0"]).is_err());
     }

@@ -12,11 +12,14 @@
 //! - [`server`]: where the bus comes from: a private `nats-server` or a URL.
 //! - [`baseline`]: the `bus-baseline` scenario: core publish, JetStream
 //!   publish (async and awaited acks) and consume-and-ack rates.
+//! - [`core_bus`]: the `core-bus` scenario: core's pipelined publisher and
+//!   batch consumer against the raw bus in the same run.
 //! - [`report`]: pure arithmetic and the JSON shape: rates, medians, ratios.
 //! - [`error`]: the error enum and its exit codes.
 
 pub mod baseline;
 pub mod cli;
+pub mod core_bus;
 pub mod error;
 pub mod report;
 pub mod server;
@@ -32,6 +35,10 @@ pub async fn run(cli: Cli) -> Result<String, LoadError> {
     match cli.scenario {
         Scenario::BusBaseline(args) => {
             let report = baseline::run(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
+        Scenario::CoreBus(args) => {
+            let report = core_bus::run(&args).await?;
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
         }
     }

@@ -142,7 +142,8 @@ pub fn ratios(rates: &Rates) -> Ratios {
     }
 }
 
-fn ratio(numerator: f64, denominator: f64) -> f64 {
+/// `numerator / denominator` to four decimals; 0 when the denominator is not positive.
+pub fn ratio(numerator: f64, denominator: f64) -> f64 {
     if denominator > 0.0 {
         round_to(numerator / denominator, 4)
     } else {

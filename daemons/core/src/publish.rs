@@ -243,9 +243,35 @@ impl Publisher {
         T: Message + 'a,
         I: IntoIterator<Item = (&'a str, &'a Envelope<T>)>,
     {
+        let encoded = items.into_iter().map(|(subject, envelope)| {
+            let payload = envelope.encode().map_err(|e| PublishError::Encode {
+                kind: T::KIND,
+                reason: e.to_string(),
+            })?;
+            Ok((
+                subject,
+                envelope.id.to_string(),
+                bytes::Bytes::from(payload),
+            ))
+        });
+        self.pipeline(encoded).await
+    }
+
+    /// [`Publisher::publish_all`] for raw `(subject, message id, payload)`.
+    pub async fn publish_all_bytes<'a, I>(&self, items: I) -> Vec<Result<Stored, PublishError>>
+    where
+        I: IntoIterator<Item = (&'a str, String, bytes::Bytes)>,
+    {
+        self.pipeline(items.into_iter().map(Ok)).await
+    }
+
+    async fn pipeline<'a, I>(&self, items: I) -> Vec<Result<Stored, PublishError>>
+    where
+        I: Iterator<Item = Result<(&'a str, String, bytes::Bytes), PublishError>>,
+    {
         let mut results = Vec::new();
         let mut acks = FuturesOrdered::new();
-        for (subject, envelope) in items {
+        for item in items {
             // Never wait for a place while holding every place: read acks
             // first.
             while acks.len() >= self.limit {
@@ -253,7 +279,11 @@ impl Publisher {
                     results.push(result);
                 }
             }
-            match self.send(subject, envelope).await {
+            let sent = match item {
+                Ok((subject, id, payload)) => send(&self.js, subject, &id, payload, None).await,
+                Err(e) => Err(e),
+            };
+            match sent {
                 Ok(pending) => acks.push_back(pending.durable().boxed()),
                 Err(e) => acks.push_back(futures::future::ready(Err(e)).boxed()),
             }
