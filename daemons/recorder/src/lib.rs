@@ -29,7 +29,7 @@ use beacon_core::consume::{
     run_batch_consumer, BatchArgs, ConsumerMetrics, ConsumerSpec, Delivery, Outcome,
 };
 use beacon_core::daemon::Daemon;
-use beacon_core::shutdown::Backoff;
+use beacon_core::retry::{until_ok, Backoff, GaveUp, RetryPolicy};
 use beacon_core::telemetry::MetricError;
 
 use crate::config::RecorderConfig;
@@ -124,24 +124,24 @@ where
 /// Creates the schema, retrying with backoff until it works; false if
 /// shutdown began first.
 async fn create_schema(daemon: &Daemon, config: &RecorderConfig, store: &ClickHouse) -> bool {
-    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
-    let mut attempt = 1u32;
-    loop {
-        match store.ensure_schema().await {
-            Ok(()) => {
-                tracing::info!(url = %config.url, database = %store.database(), "ClickHouse schema ready.");
-                return true;
-            }
-            Err(e) => {
-                let delay = backoff.next_delay();
-                tracing::warn!(url = %config.url, attempt, retry_in = ?delay, error = %e,
-                    "Cannot create the ClickHouse schema, retrying.");
-                attempt += 1;
-                if !daemon.process.shutdown.sleep(delay).await {
-                    return false;
-                }
-            }
+    let policy = RetryPolicy::new(Duration::from_millis(250), Duration::from_secs(10));
+    let what = format!("create the ClickHouse schema at {}", config.url);
+    let created = until_ok(&daemon.process.shutdown, policy, &what, || {
+        store.ensure_schema()
+    })
+    .await;
+    match created {
+        Ok(()) => {
+            tracing::info!(url = %config.url, database = %store.database(), "ClickHouse schema ready.");
+            true
         }
+        Err(GaveUp::Permanent(e)) => {
+            // Not reached today (every store error is retryable); kept so a
+            // future permanent error is reported, not swallowed.
+            tracing::error!(url = %config.url, error = %e, "Cannot create the ClickHouse schema.");
+            false
+        }
+        Err(GaveUp::Shutdown) => false,
     }
 }
 

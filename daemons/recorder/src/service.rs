@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use clickhouse::{Client, RowOwned, RowWrite};
 use prometheus::{HistogramVec, IntCounterVec};
 
+use beacon_core::retry::{Class, Classify};
 use beacon_core::telemetry::{MetricError, Metrics};
 
 use crate::config::RecorderConfig;
@@ -70,6 +71,15 @@ impl StoreError {
     /// Whether the database or a table is missing.
     pub fn schema_missing(&self) -> bool {
         matches!(self.server_code(), Some(UNKNOWN_TABLE | UNKNOWN_DATABASE))
+    }
+}
+
+impl Classify for StoreError {
+    /// Every store error is worth retrying: the server may be down,
+    /// restarting, overloaded or being repaired, and a dropped schema is
+    /// created again before the next insert.
+    fn class(&self) -> Class {
+        Class::Retryable
     }
 }
 
