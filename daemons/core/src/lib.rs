@@ -16,6 +16,7 @@
 //! - [`buckets`]: opening KV buckets and following their values and changes.
 //! - [`retry`]: retryable vs permanent errors, the one retry policy and backoff.
 //! - [`shutdown`]: cancellation, task tracking, grace period.
+//! - [`timers`]: work due at a time: keyed timers, and durable ones rebuilt from KV `timers`.
 //! - [`telemetry`]: tracing, the metrics registry and the admin port.
 //! - [`daemon`]: shared flags and the start/run/finish path of every process.
 //! - [`origin`]: the origin directory layout shared by publisher and edge.
@@ -37,4 +38,5 @@ pub mod retry;
 pub mod schema;
 pub mod shutdown;
 pub mod telemetry;
+pub mod timers;
 pub mod topology;

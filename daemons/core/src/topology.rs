@@ -79,6 +79,7 @@ impl Topology {
             bucket(KV_CONFIG, 10, "Validated page configs (decider)"),
             bucket(KV_SUBSCRIBERS, 1, "Subscribers (notifier)"),
             bucket(KV_UPTIME, 1, "Daily uptime rollups (recorder)"),
+            bucket(KV_TIMERS, 1, "Durable timers, by owner (decider, notifier)"),
         ]
     }
 
