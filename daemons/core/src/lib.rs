@@ -13,6 +13,7 @@
 //! - [`publish`]: publishing with `Nats-Msg-Id` and an awaited stream ack.
 //! - [`consume`]: the consumer loop with ack, nak-with-delay and dead letters.
 //! - [`connect`]: NATS connection with credentials and start-up retries.
+//! - [`lease`]: leader election with fencing for singleton roles, per partition.
 //! - [`buckets`]: opening KV buckets and following their values and changes.
 //! - [`retry`]: retryable vs permanent errors, the one retry policy and backoff.
 //! - [`shutdown`]: cancellation, task tracking, grace period.
@@ -30,6 +31,7 @@ pub mod consume;
 pub mod daemon;
 pub mod event;
 pub mod hlc;
+pub mod lease;
 pub mod messages;
 pub mod names;
 pub mod origin;

@@ -34,6 +34,8 @@ pub const KV_CONFIG: &str = "config";
 pub const KV_SUBSCRIBERS: &str = "subscribers";
 /// KV bucket with daily uptime rollups.
 pub const KV_UPTIME: &str = "uptime";
+/// KV bucket with the leases of singleton roles: `{role}.{partition}`.
+pub const KV_LEASES: &str = "leases";
 /// KV bucket with durable timers: `{owner}.{timer}`.
 pub const KV_TIMERS: &str = "timers";
 /// Object store with rendered pages.

@@ -74,12 +74,23 @@ impl Topology {
             num_replicas: self.replicas,
             ..Default::default()
         };
+        let leases = kv::Config {
+            // Per-key TTLs expire a dead holder's lease; the delete marker
+            // it leaves is kept a minute so watchers see the expiry.
+            limit_markers: Some(Duration::from_secs(60)),
+            ..bucket(
+                KV_LEASES,
+                1,
+                "Leases of singleton roles, by role and partition",
+            )
+        };
         vec![
             bucket(KV_STATUS, 5, "Current status of every component (decider)"),
             bucket(KV_CONFIG, 10, "Validated page configs (decider)"),
             bucket(KV_SUBSCRIBERS, 1, "Subscribers (notifier)"),
             bucket(KV_UPTIME, 1, "Daily uptime rollups (recorder)"),
             bucket(KV_TIMERS, 1, "Durable timers, by owner (decider, notifier)"),
+            leases,
         ]
     }
 
