@@ -18,9 +18,10 @@ use async_nats::jetstream;
 
 use crate::connect::{connect, ConnectError, NatsArgs};
 use crate::hlc::HlcClock;
-use crate::shutdown::{Backoff, Shutdown};
+use crate::retry::{until_ok, Class, Classify, RetryPolicy};
+use crate::shutdown::Shutdown;
 use crate::telemetry::{init_tracing, serve_admin, LogFormat, Metrics, Readiness};
-use crate::topology::{ensure, Topology};
+use crate::topology::{ensure, not_ready, verify, EnsureError, Topology};
 
 /// Exit code when `run` failed after a successful start.
 pub const EXIT_FAILED: u8 = 1;
@@ -57,6 +58,23 @@ pub struct CommonArgs {
     /// Replicas for streams and buckets (3 in a NATS cluster).
     #[arg(long, env = "BEACON_REPLICAS", default_value_t = 1)]
     pub replicas: usize,
+    /// What to do about the bus topology at start: `auto` verifies and
+    /// applies it only when something is missing or older, `ensure` always
+    /// applies it, `verify` only checks (for NATS users without stream
+    /// rights; an operator runs `beaconctl bus ensure`).
+    #[arg(long, env = "BEACON_TOPOLOGY", value_enum, default_value = "auto")]
+    pub topology: TopologyMode,
+}
+
+/// How a daemon treats the bus topology at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TopologyMode {
+    /// Verify; apply only when something is missing or older.
+    Auto,
+    /// Always apply (create, update what an older build configured).
+    Ensure,
+    /// Only check; wait (not ready) until an operator has applied it.
+    Verify,
 }
 
 /// A started process: telemetry, the admin port and the shutdown path.
@@ -199,18 +217,13 @@ impl Daemon {
             replicas: args.replicas,
             ..Topology::default()
         };
-        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
-        loop {
-            match ensure(&js, &topology).await {
-                Ok(()) => break,
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, retry_in = ?delay, "Cannot set up streams and buckets, retrying.");
-                    if !shutdown.sleep(delay).await {
-                        return Err(StartError::Cancelled);
-                    }
-                }
-            }
+        let policy = RetryPolicy::new(Duration::from_millis(250), Duration::from_secs(10));
+        let prepared = until_ok(shutdown, policy, "set up the bus topology", || {
+            prepare_topology(&js, &topology, args.topology)
+        })
+        .await;
+        if prepared.is_err() {
+            return Err(StartError::Cancelled);
         }
         Ok(Daemon {
             process,
@@ -250,6 +263,42 @@ impl Daemon {
         };
         let result = run(daemon.clone()).await;
         outcome(name, result, daemon.finish().await)
+    }
+}
+
+/// Why the topology is not usable yet.
+#[derive(Debug, thiserror::Error)]
+enum TopologyError {
+    #[error(transparent)]
+    Bus(#[from] EnsureError),
+    #[error("the bus topology is not in place: {}; an operator runs `beaconctl bus ensure`", .0.join("; "))]
+    NotReady(Vec<String>),
+}
+
+impl Classify for TopologyError {
+    fn class(&self) -> Class {
+        Class::Retryable
+    }
+}
+
+/// Verifies and/or applies the topology as `mode` says.
+async fn prepare_topology(
+    js: &jetstream::Context,
+    topology: &Topology,
+    mode: TopologyMode,
+) -> Result<(), TopologyError> {
+    if mode == TopologyMode::Ensure {
+        ensure(js, topology).await?;
+        return Ok(());
+    }
+    let missing = not_ready(&verify(js, topology).await?);
+    match (mode, missing.is_empty()) {
+        (_, true) => Ok(()),
+        (TopologyMode::Verify, false) => Err(TopologyError::NotReady(missing)),
+        (_, false) => {
+            ensure(js, topology).await?;
+            Ok(())
+        }
     }
 }
 

@@ -146,12 +146,18 @@ impl LeaseArgs {
 /// its bytes, modulo the count. Stable across processes, builds and
 /// platforms, which `std`'s randomly seeded hasher is not.
 pub fn partition_of(key: &str, partitions: u32) -> u32 {
+    (fnv1a(key.as_bytes()) % u64::from(partitions.max(1))) as u32
+}
+
+/// The 64-bit FNV-1a hash of `bytes`: tiny, stable and well spread for
+/// short keys.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in key.as_bytes() {
+    for byte in bytes {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    (hash % u64::from(partitions.max(1))) as u32
+    hash
 }
 
 /// What a lease says about its holder, for operators and for fencing.

@@ -31,6 +31,17 @@ impl Shutdown {
         }
     }
 
+    /// A shutdown for part of the daemon's work: cancelled with the
+    /// daemon's, or on its own (e.g. when a lease is lost); its tasks are
+    /// waited for by the daemon's shutdown too.
+    pub fn child(&self) -> Shutdown {
+        Shutdown {
+            token: self.token.child_token(),
+            tracker: self.tracker.clone(),
+            grace: self.grace,
+        }
+    }
+
     /// The token tasks watch to know when to stop.
     pub fn token(&self) -> &CancellationToken {
         &self.token

@@ -20,7 +20,9 @@ use beacon_core::names::{deadletter_subject, health_subject, STREAM_DEADLETTER, 
 use beacon_core::publish::{publish, publish_bytes, PublishError};
 use beacon_core::shutdown::Shutdown;
 use beacon_core::telemetry::Metrics;
-use beacon_core::topology::{ensure, Topology};
+use beacon_core::topology::{
+    ensure, not_ready, verify, Action, Topology, TOPOLOGY_VERSION, VERSION_KEY,
+};
 use beacon_testkit::nats::NatsServer;
 use beacon_testkit::wait::wait_until;
 use tokio::sync::Semaphore;
@@ -287,22 +289,126 @@ async fn ensure_is_idempotent_and_creates_everything() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ensure_updates_an_existing_stream() {
+async fn ensure_updates_what_an_older_version_configured() {
     let (_server, js) = bus().await;
-    // An upgrade that changes retention must reach a server that already
-    // has the stream, not only fresh ones.
+    // An upgrade that changes retention (and bumps the version, as every
+    // change must) reaches a server that already has the stream.
     let changed = Topology {
+        version: TOPOLOGY_VERSION + 1,
         health_max_age: Duration::from_secs(3600),
         ..Topology::default()
     };
-    ensure(&js, &changed)
+    let outcomes = ensure(&js, &changed)
         .await
         .expect("ensure with new retention");
+    assert!(
+        outcomes.iter().all(|o| o.result == Action::Updated),
+        "{outcomes:?}"
+    );
+    let mut stream = js.get_stream(STREAM_HEALTH).await.expect("HEALTH");
+    let config = stream.info().await.expect("info").config.clone();
+    assert_eq!(config.max_age, Duration::from_secs(3600));
+    assert_eq!(
+        config.metadata.get(VERSION_KEY),
+        Some(&(TOPOLOGY_VERSION + 1).to_string())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_ensure_against_a_newer_topology_changes_nothing() {
+    let (_server, js) = bus().await;
+    let newer = Topology {
+        version: TOPOLOGY_VERSION + 1,
+        health_max_age: Duration::from_secs(3600),
+        replicas: 1,
+        ..Topology::default()
+    };
+    ensure(&js, &newer).await.expect("the newer build's ensure");
+    let before = stream_configs(&js).await;
+
+    // This build's settings differ (7 days of HEALTH): it must not apply them.
+    let outcomes = ensure(&js, &Topology::default())
+        .await
+        .expect("the older build's ensure");
+    assert!(
+        outcomes.iter().all(|o| o.result
+            == Action::LeftNewer {
+                recorded: TOPOLOGY_VERSION + 1
+            }),
+        "{outcomes:?}"
+    );
+    let after = stream_configs(&js).await;
+    let changed: Vec<&String> = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| b != a)
+        .map(|(b, _)| &b.0)
+        .collect();
+    assert!(
+        changed.is_empty() && before.len() == after.len(),
+        "changed: {changed:?}"
+    );
     let mut stream = js.get_stream(STREAM_HEALTH).await.expect("HEALTH");
     assert_eq!(
         stream.info().await.expect("info").config.max_age,
         Duration::from_secs(3600)
     );
+    // And the older build still finds everything it needs.
+    let found = verify(&js, &Topology::default()).await.expect("verify");
+    assert!(not_ready(&found).is_empty(), "{found:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_what_is_missing_and_changes_nothing() {
+    let server = NatsServer::start();
+    let js = connect_to(&server).await;
+    let topology = Topology::default();
+    let found = verify(&js, &topology)
+        .await
+        .expect("verify an empty server");
+    let missing = not_ready(&found);
+    assert_eq!(missing.len(), topology.parts().len(), "{missing:?}");
+    assert!(
+        missing.iter().any(|m| m == "stream HEALTH is missing"),
+        "{missing:?}"
+    );
+    assert!(
+        missing.iter().any(|m| m == "KV bucket leases is missing"),
+        "{missing:?}"
+    );
+    assert_eq!(stream_configs(&js).await.len(), 0, "verify created nothing");
+
+    let created = ensure(&js, &topology).await.expect("ensure");
+    assert!(
+        created.iter().all(|o| o.result == Action::Created),
+        "{created:?}"
+    );
+    let again = ensure(&js, &topology).await.expect("ensure again");
+    assert!(
+        again.iter().all(|o| o.result == Action::Unchanged),
+        "{again:?}"
+    );
+    assert!(not_ready(&verify(&js, &topology).await.expect("verify")).is_empty());
+}
+
+/// Every stream's config, by name.
+async fn stream_configs(js: &jetstream::Context) -> Vec<(String, String)> {
+    let mut names = Vec::new();
+    let mut listing = js.stream_names();
+    while let Some(name) = futures::StreamExt::next(&mut listing).await {
+        names.push(name.expect("stream name"));
+    }
+    names.sort();
+    let mut configs = Vec::new();
+    for name in names {
+        let mut stream = js.get_stream(&name).await.expect("stream");
+        let mut config = stream.info().await.expect("info").config.clone();
+        // Debug of a HashMap has no fixed order: compare metadata sorted.
+        let metadata: std::collections::BTreeMap<_, _> =
+            std::mem::take(&mut config.metadata).into_iter().collect();
+        configs.push((name, format!("{config:?} {metadata:?}")));
+    }
+    configs
 }
 
 // ---------------------------------------------------------------------------

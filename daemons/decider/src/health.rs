@@ -13,6 +13,7 @@ use beacon_core::consume::{Delivery, HandlerError};
 use beacon_core::daemon::Daemon;
 use beacon_core::event::{Envelope, EventId};
 use beacon_core::hlc::wall_clock_ms;
+use beacon_core::lease::Lease;
 use beacon_core::messages::{ComponentStatus, HealthResult, StatusChange, StatusRecord};
 use beacon_core::names::{health_subject, status_key, status_subject};
 use beacon_core::publish::publish;
@@ -36,6 +37,8 @@ struct ComponentState {
 #[derive(Clone)]
 pub struct HealthHandler {
     daemon: Daemon,
+    /// The decider's lease: status writes are fenced by it.
+    lease: Lease,
     configs: Configs,
     status: kv::Store,
     components: Arc<Mutex<HashMap<(String, String), ComponentState>>>,
@@ -59,6 +62,7 @@ impl HealthHandler {
     /// A handler over the status bucket and the shared configs.
     pub fn new(
         daemon: Daemon,
+        lease: Lease,
         configs: Configs,
         status: kv::Store,
     ) -> Result<Self, beacon_core::telemetry::MetricError> {
@@ -74,12 +78,19 @@ impl HealthHandler {
         )?;
         Ok(Self {
             daemon,
+            lease,
             configs,
             status,
             components: Arc::default(),
             ignored,
             transitions,
         })
+    }
+
+    /// Forgets every component's in-memory state, so a new term as leader
+    /// starts from what KV holds, not from what this process last saw.
+    pub async fn reset(&self) {
+        self.components.lock().await.clear();
     }
 
     /// Handles one HEALTH delivery.
@@ -187,6 +198,8 @@ impl HealthHandler {
         transition: &Transition,
         trigger: EventId,
     ) -> Result<u64, HandlerError> {
+        // A paused or cut-off leader must not write over its successor.
+        self.lease.check().await.map_err(HandlerError::classified)?;
         let change = change_id(trigger);
         let hlc = self.daemon.clock.now();
         let record = Envelope::with_id(

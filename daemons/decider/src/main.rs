@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use beacon_core::consume::BatchArgs;
 use beacon_core::daemon::{config_exit, CommonArgs, Daemon};
+use beacon_core::lease::LeaseArgs;
 use clap::Parser;
 
 /// Turns probe evidence into component status; owns page configs.
@@ -17,6 +18,8 @@ struct Args {
     region: String,
     #[command(flatten)]
     batch: BatchArgs,
+    #[command(flatten)]
+    lease: LeaseArgs,
 }
 
 #[tokio::main]
@@ -26,15 +29,18 @@ async fn main() -> ExitCode {
     if let Err(e) = beacon_core::names::check_token(&args.region) {
         errors.push(format!("--region: {e}"));
     }
-    let spec = beacon_decider::consumer_spec(&args.batch).unwrap_or_else(|problems| {
-        errors.extend(problems);
-        beacon_decider::health_spec()
-    });
-    if !errors.is_empty() {
+    let settings = match beacon_decider::DeciderSettings::from_args(&args.batch, &args.lease) {
+        Ok(settings) => Some(settings),
+        Err(problems) => {
+            errors.extend(problems);
+            None
+        }
+    };
+    let Some(settings) = settings.filter(|_| errors.is_empty()) else {
         return config_exit("decider", &errors);
-    }
+    };
     Daemon::run_main("decider", &args.region, &args.common, |daemon| {
-        beacon_decider::run(daemon, spec)
+        beacon_decider::run(daemon, settings)
     })
     .await
 }

@@ -53,6 +53,7 @@ impl Recorder {
                 shutdown_grace: Duration::from_secs(5),
             },
             replicas: 1,
+            topology: beacon_core::daemon::TopologyMode::Auto,
         };
         let config = ClickHouseArgs {
             url: clickhouse_url,
