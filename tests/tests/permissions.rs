@@ -16,6 +16,7 @@ const PASSWORDS: &[(&str, &str)] = &[
     ("recorder", "change-me-recorder"),
     ("notifier", "change-me-notifier"),
     ("ctl", "change-me-ctl"),
+    ("admin", "change-me-admin"),
 ];
 
 fn password(user: &str) -> &'static str {
@@ -67,6 +68,16 @@ fn violations(nats: &NatsServer) -> Vec<String> {
 #[tokio::test]
 async fn every_daemon_works_under_its_own_user_and_no_more() {
     let nats = NatsServer::start_with_config(&users_conf());
+    // The operator applies the topology; daemon users only verify it.
+    let ensured = std::process::Command::new(beacon_testkit::daemon::binary("beaconctl"))
+        .args(bus_args(&nats, "admin", &["bus", "ensure"]))
+        .output()
+        .expect("run beaconctl bus ensure");
+    assert!(
+        ensured.status.success(),
+        "beaconctl bus ensure as admin: {}",
+        String::from_utf8_lossy(&ensured.stderr)
+    );
     let clickhouse = ClickHouseServer::start();
     let mut target = HttpTarget::start().await;
     let stack = Stack::start("perm", |role| bus_args(&nats, role, &[])).await;
@@ -167,6 +178,43 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
 
     // Nothing forged reached the bus.
     assert!(status.get("x.y").await.expect("read KV status").is_none());
+
+    // No daemon user may create or update a stream (e.g. shorten STATUS's
+    // retention); only the admin user may.
+    for user in ["probe", "decider", "recorder", "publisher", "notifier"] {
+        let client = connect_as(&nats, user).await;
+        let mut js = async_nats::jetstream::new(client);
+        js.set_timeout(Duration::from_secs(2));
+        let created = js
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: format!("FORGED_{}", user.to_uppercase()),
+                subjects: vec![format!("forged.{user}.>")],
+                ..Default::default()
+            })
+            .await;
+        assert!(created.is_err(), "{user} created a stream");
+        let mut config = js
+            .get_stream("STATUS")
+            .await
+            .expect("every user may read stream info")
+            .info()
+            .await
+            .expect("STATUS info")
+            .config
+            .clone();
+        config.max_age = Duration::from_secs(60);
+        assert!(
+            js.update_stream(config).await.is_err(),
+            "{user} updated STATUS"
+        );
+    }
+    let js = async_nats::jetstream::new(connect_as(&nats, "admin").await);
+    let mut stream = js.get_stream("STATUS").await.expect("STATUS");
+    assert_ne!(
+        stream.info().await.expect("info").config.max_age,
+        Duration::from_secs(60),
+        "STATUS retention unchanged"
+    );
     drop(others);
     drop(stack);
 }

@@ -66,6 +66,32 @@ pub enum Command {
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
     },
+    /// The bus topology: streams, KV buckets and the object store.
+    Bus {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: BusCommand,
+    },
+}
+
+/// `beaconctl bus …`.
+#[derive(Debug, Subcommand)]
+pub enum BusCommand {
+    /// Create what is missing and update what an older version configured;
+    /// what a newer version configured is left alone. Needs a NATS user
+    /// with stream rights (the `admin` user of deploy/nats).
+    Ensure {
+        /// Replicas of every stream and bucket (3 in a NATS cluster).
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
+    },
+    /// Check that everything exists at this topology version or newer;
+    /// exits 69 naming what is missing or older. Changes nothing.
+    Verify {
+        /// Replicas the topology is expected to have.
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
+    },
 }
 
 #[cfg(test)]

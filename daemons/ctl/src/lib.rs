@@ -39,5 +39,8 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Tail { subject, count } => {
             commands::tail::run(&cli.nats, &subject, count, format).await
         }
+        Command::Bus { command } => {
+            commands::bus::run(&cli.nats, &command, format, cli.timeout).await
+        }
     }
 }

@@ -461,3 +461,38 @@ async fn tail_prints_live_messages_and_stops_after_count() {
     );
     assert_eq!(stdout, want.repeat(2));
 }
+
+#[tokio::test]
+async fn bus_verify_names_what_is_missing_and_bus_ensure_applies_it() {
+    let server = NatsServer::start();
+    let url = server.url();
+
+    let output = run(&["--nats-url", &url, "bus", "verify"]).await;
+    assert_eq!(output.status.code(), Some(69), "nothing is in place yet");
+    assert!(stdout(&output).contains("HEALTH"), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("stream HEALTH is missing")
+            && stderr(&output).contains("run `beaconctl bus ensure`"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = run(&["--nats-url", &url, "--output", "json", "bus", "ensure"]).await;
+    assert_eq!(output.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("JSON report");
+    let parts = report["parts"].as_array().expect("parts");
+    assert!(!parts.is_empty());
+    assert!(parts.iter().all(|p| p["result"] == "created"), "{report}");
+
+    let output = run(&["--nats-url", &url, "bus", "ensure"]).await;
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).contains("unchanged"), "{}", stdout(&output));
+    assert!(!stdout(&output).contains("created"), "{}", stdout(&output));
+
+    let output = run(&["--nats-url", &url, "bus", "verify"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains(" ok "), "{}", stdout(&output));
+
+    let output = run(&["--nats-url", &url, "bus", "ensure", "--replicas", "0"]).await;
+    assert_eq!(output.status.code(), Some(64));
+}

@@ -2,6 +2,7 @@
 //! [`crate::output`] for rendering.
 
 pub mod apply;
+pub mod bus;
 pub mod status;
 pub mod tail;
 pub mod validate;

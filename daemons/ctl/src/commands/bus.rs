@@ -1,0 +1,140 @@
+//! `beaconctl bus ensure|verify`: apply the bus topology (streams, KV
+//! buckets, the object store) as an operator, or check it.
+//!
+//! Daemons whose NATS users may not edit streams only verify at start; an
+//! operator with the admin user runs `bus ensure` once per upgrade.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use beacon_core::connect::NatsArgs;
+use beacon_core::topology::{self, Action, Found, Outcome, Topology, TOPOLOGY_VERSION};
+use serde::Serialize;
+
+use crate::cli::{BusCommand, OutputFormat};
+use crate::commands::connect;
+use crate::exit::CtlError;
+use crate::output;
+
+/// One row of the report.
+#[derive(Debug, Serialize)]
+struct Row {
+    what: &'static str,
+    name: String,
+    result: &'static str,
+    /// The version recorded on the bus, where one was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recorded_version: Option<u32>,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+struct Report {
+    topology_version: u32,
+    parts: Vec<Row>,
+}
+
+/// Runs `bus ensure` or `bus verify`.
+pub async fn run(
+    nats: &NatsArgs,
+    command: &BusCommand,
+    format: OutputFormat,
+    timeout: Duration,
+) -> Result<(), CtlError> {
+    let replicas = match command {
+        BusCommand::Ensure { replicas } | BusCommand::Verify { replicas } => *replicas,
+    };
+    if replicas == 0 {
+        return Err(CtlError::BadArgument {
+            flag: "--replicas",
+            reason: "must be at least 1".to_owned(),
+        });
+    }
+    let topology = Topology {
+        replicas,
+        ..Topology::default()
+    };
+    let client = connect(nats).await?;
+    let js = jetstream::ContextBuilder::new()
+        .timeout(timeout)
+        .build(client);
+    let bus = |e: topology::EnsureError| CtlError::Bus {
+        what: "bus topology".to_owned(),
+        reason: e.to_string(),
+    };
+    let (rows, missing) = match command {
+        BusCommand::Ensure { .. } => {
+            let outcomes = topology::ensure(&js, &topology).await.map_err(bus)?;
+            (
+                outcomes.iter().map(ensured_row).collect::<Vec<_>>(),
+                Vec::new(),
+            )
+        }
+        BusCommand::Verify { .. } => {
+            let found = topology::verify(&js, &topology).await.map_err(bus)?;
+            let missing = topology::not_ready(&found);
+            (found.iter().map(verified_row).collect(), missing)
+        }
+    };
+    let report = Report {
+        topology_version: TOPOLOGY_VERSION,
+        parts: rows,
+    };
+    let text = match format {
+        OutputFormat::Table => {
+            let rows: Vec<Vec<String>> = report
+                .parts
+                .iter()
+                .map(|row| {
+                    vec![
+                        row.what.to_owned(),
+                        row.name.clone(),
+                        row.result.to_owned(),
+                        row.recorded_version
+                            .map_or_else(|| "-".to_owned(), |v| v.to_string()),
+                    ]
+                })
+                .collect();
+            format!(
+                "topology version {TOPOLOGY_VERSION}\n{}",
+                output::table(&["KIND", "NAME", "RESULT", "RECORDED"], &rows)
+            )
+        }
+        OutputFormat::Json => output::json(&report)?,
+    };
+    output::print(&text)?;
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(CtlError::Bus {
+            what: "bus topology not in place".to_owned(),
+            reason: format!("{}; run `beaconctl bus ensure`", missing.join("; ")),
+        })
+    }
+}
+
+fn ensured_row(outcome: &Outcome<Action>) -> Row {
+    Row {
+        what: outcome.what,
+        name: outcome.name.clone(),
+        result: outcome.result.as_str(),
+        recorded_version: match outcome.result {
+            Action::LeftNewer { recorded } => Some(recorded),
+            _ => Some(TOPOLOGY_VERSION),
+        },
+    }
+}
+
+fn verified_row(outcome: &Outcome<Found>) -> Row {
+    let (result, recorded_version) = match outcome.result {
+        Found::Missing => ("missing", None),
+        Found::Older { recorded } => ("older", Some(recorded)),
+        Found::Current { recorded } => ("ok", Some(recorded)),
+    };
+    Row {
+        what: outcome.what,
+        name: outcome.name.clone(),
+        result,
+        recorded_version,
+    }
+}
