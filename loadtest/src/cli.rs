@@ -22,6 +22,44 @@ pub enum Scenario {
     /// Core's pipelined publisher and batch consumer against the raw bus
     /// doing the same work, in the same run.
     CoreBus(CoreBusArgs),
+    /// Time from `kill -9` of a lease holder to its standby leading, over
+    /// repeated kills, against the 5 s bound.
+    LeaseTakeover(LeaseTakeoverArgs),
+    /// Internal: hold a lease and print `LEADER <term>` when acquired (the
+    /// processes `lease-takeover` kills).
+    #[command(hide = true)]
+    LeaseHold(LeaseHoldArgs),
+}
+
+/// Flags of `lease-takeover`.
+#[derive(Debug, Clone, Args)]
+pub struct LeaseTakeoverArgs {
+    /// NATS server to use; without it a private nats-server is started.
+    #[arg(long = "nats-url")]
+    pub nats_url: Option<String>,
+    /// How many times the leader is killed.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub kills: u64,
+    /// Lease TTL (whole seconds).
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// Lease renewal interval.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub renew: Duration,
+}
+
+/// Flags of the internal `lease-hold`.
+#[derive(Debug, Clone, Args)]
+pub struct LeaseHoldArgs {
+    /// NATS server.
+    #[arg(long = "nats-url")]
+    pub nats_url: String,
+    /// Lease TTL.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// Lease renewal interval.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub renew: Duration,
 }
 
 /// Flags of `core-bus`: the baseline's, plus the batch consumer's settings.

@@ -14,6 +14,8 @@
 //!   publish (async and awaited acks) and consume-and-ack rates.
 //! - [`core_bus`]: the `core-bus` scenario: core's pipelined publisher and
 //!   batch consumer against the raw bus in the same run.
+//! - [`lease_takeover`]: the `lease-takeover` scenario: kill -9 a lease
+//!   holder, time the standby's takeover; and the hidden holder process.
 //! - [`report`]: pure arithmetic and the JSON shape: rates, medians, ratios.
 //! - [`error`]: the error enum and its exit codes.
 
@@ -21,6 +23,7 @@ pub mod baseline;
 pub mod cli;
 pub mod core_bus;
 pub mod error;
+pub mod lease_takeover;
 pub mod report;
 pub mod server;
 
@@ -41,6 +44,11 @@ pub async fn run(cli: Cli) -> Result<String, LoadError> {
             let report = core_bus::run(&args).await?;
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
         }
+        Scenario::LeaseTakeover(args) => {
+            let report = lease_takeover::run(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
+        Scenario::LeaseHold(args) => lease_takeover::hold(&args).await,
     }
 }
 

@@ -17,6 +17,8 @@ pub struct Bus {
     pub client: Client,
     /// `private` or `external`, for the report.
     pub kind: &'static str,
+    /// The URL it was reached at.
+    pub url: String,
     // Kept only so it lives as long as the client.
     _server: Option<NatsServer>,
 }
@@ -45,6 +47,7 @@ pub async fn open(url: Option<&str>) -> Result<Bus, LoadError> {
     Ok(Bus {
         client,
         kind,
+        url: args.url,
         _server: server,
     })
 }

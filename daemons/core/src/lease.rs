@@ -4,8 +4,9 @@
 //! - **Key**: `{role}.{partition}`. A role with P partitions has P leases,
 //!   so several processes can each hold some and share the work
 //!   ([`partition_of`] maps a page id to its partition).
-//! - **Acquire** by create with a per-key TTL: it succeeds only when the
-//!   key is absent or was deleted or expired.
+//! - **Acquire** by create with a per-key TTL: a write that succeeds only
+//!   when the key has no message yet, or its last one is a delete or
+//!   expiry marker.
 //! - **Renew** every `renew_every` by compare-and-set on the revision the
 //!   holder last wrote, re-applying the TTL, so only the holder can renew.
 //! - **Expire** by TTL: the server removes the key of a holder that stopped
@@ -465,31 +466,61 @@ impl Lease {
 
     async fn try_acquire(&self) -> Result<Option<Held>, LeaseError> {
         let started = Instant::now();
-        match self
-            .store
-            .create_with_ttl(&self.key, self.record(), self.server_ttl())
-            .await
-        {
-            Ok(revision) => Ok(Some(Held {
-                term: revision,
-                revision,
-                deadline: started + self.config.ttl - SAFETY_MARGIN,
-            })),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
-            Err(e) => Err(LeaseError::Store {
-                key: self.key.clone(),
-                reason: e.to_string(),
-            }),
-        }
+        let store_error = |reason: String| LeaseError::Store {
+            key: self.key.clone(),
+            reason,
+        };
+        // Create: the key must have no message yet (expected sequence 0)…
+        let revision = match self.write(0).await {
+            Ok(revision) => revision,
+            Err(Renewal::Failed(reason)) => return Err(store_error(reason)),
+            Err(Renewal::Lost) => {
+                // …or its last one is a delete or an expiry marker. Written
+                // here rather than with the client's `create`, which writes
+                // over a marker without a TTL: a holder killed before its
+                // first renewal would then hold the lease forever.
+                let entry = self
+                    .store
+                    .entry(&self.key)
+                    .await
+                    .map_err(|e| store_error(e.to_string()))?;
+                match entry {
+                    Some(entry) if entry.operation != kv::Operation::Put => {
+                        match self.write(entry.revision).await {
+                            Ok(revision) => revision,
+                            Err(Renewal::Lost) => return Ok(None),
+                            Err(Renewal::Failed(reason)) => return Err(store_error(reason)),
+                        }
+                    }
+                    _ => return Ok(None),
+                }
+            }
+        };
+        Ok(Some(Held {
+            term: revision,
+            revision,
+            deadline: started + self.config.ttl - SAFETY_MARGIN,
+        }))
     }
 
     async fn renew(&self, held: Held) -> Result<Held, Renewal> {
         let started = Instant::now();
+        let revision = self.write(held.revision).await?;
+        Ok(Held {
+            term: held.term,
+            revision,
+            deadline: started + self.config.ttl - SAFETY_MARGIN,
+        })
+    }
+
+    /// Writes the holder record with the TTL, if the key's last revision is
+    /// still `expected` (0: no message at all). `Lost` when it is not.
+    async fn write(&self, expected: u64) -> Result<u64, Renewal> {
         let subject = format!("{}{}", self.store.prefix, self.key);
         let mut headers = HeaderMap::new();
         headers.insert(
             "Nats-Expected-Last-Subject-Sequence",
-            held.revision.to_string().as_str(),
+            expected.to_string().as_str(),
         );
         headers.insert("Nats-TTL", self.server_ttl().as_secs().to_string().as_str());
         let sent = self
@@ -498,11 +529,7 @@ impl Lease {
             .await
             .map_err(|e| Renewal::Failed(e.to_string()))?;
         match sent.await {
-            Ok(ack) => Ok(Held {
-                term: held.term,
-                revision: ack.sequence,
-                deadline: started + self.config.ttl - SAFETY_MARGIN,
-            }),
+            Ok(ack) => Ok(ack.sequence),
             Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
                 Err(Renewal::Lost)
             }

@@ -159,3 +159,27 @@ async fn partitions_are_held_independently() {
         c.shutdown.cancel();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_dies_before_its_first_renewal_is_still_replaced() {
+    let server = NatsServer::start();
+    let js = bus(&server).await;
+    // The first holder releases, leaving a delete marker behind…
+    let mut first = contender(&js, "decider", 0).await;
+    wait_leader(&mut first, Duration::from_secs(5)).await;
+    first.shutdown.cancel();
+    first.task.await.expect("lease task");
+    // …which the second acquires over, and dies at once, before renewing.
+    let mut second = contender(&js, "decider", 0).await;
+    wait_leader(&mut second, Duration::from_secs(5)).await;
+    second.task.abort();
+    let died = Instant::now();
+    let mut third = contender(&js, "decider", 0).await;
+    wait_leader(&mut third, CONFIG.ttl * 3).await;
+    assert!(
+        died.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        died.elapsed()
+    );
+    third.shutdown.cancel();
+}
