@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use beacon_core::config::{
-    self, CheckTarget, ConfigErrors, HttpMethod, RawChannel, RawCheck, RawComponent, RawDefaults,
-    RawGroup, RawPage, RawPageConfig,
+    self, CheckTarget, ConfigErrors, HttpMethod, RawComponent, RawDefaults, RawGroup, RawPage,
+    RawPageConfig,
 };
 use proptest::prelude::*;
 
@@ -33,8 +33,12 @@ const INVALID: &[(&str, &[&str])] = &[
             "page.name",
         ],
     ),
-    // The key `intervall` starts on line 15, column 3.
-    ("unknown-field", &["line 15, column 3"]),
+    // The unknown key is named at its own path, next to every other error.
+    ("unknown-field", &["components[0].checks[0].intervall"]),
+    (
+        "unknown-channel-field",
+        &["channels[0].endpoint", "channels[1].address"],
+    ),
     ("bad-duration", &["components[0].checks[0].interval"]),
     (
         "timeout-over-interval",
@@ -279,6 +283,30 @@ fn regions() -> impl Strategy<Value = Option<Vec<String>>> {
     proptest::option::of(proptest::collection::vec(id(), 0..4))
 }
 
+/// A table with `type` and every field that is set.
+fn table(kind: String, fields: Vec<(&str, Option<toml::Value>)>) -> toml::Table {
+    let mut table = toml::Table::new();
+    table.insert("type".into(), toml::Value::String(kind));
+    for (key, value) in fields {
+        if let Some(value) = value {
+            table.insert(key.into(), value);
+        }
+    }
+    table
+}
+
+fn string(value: Option<String>) -> Option<toml::Value> {
+    value.map(toml::Value::String)
+}
+
+fn strings(value: Option<Vec<String>>) -> Option<toml::Value> {
+    value.map(|v| toml::Value::Array(v.into_iter().map(toml::Value::String).collect()))
+}
+
+fn integer(value: Option<u32>) -> Option<toml::Value> {
+    value.map(|v| toml::Value::Integer(i64::from(v)))
+}
+
 prop_compose! {
     fn raw_check()(
         id in proptest::option::of(id()),
@@ -293,11 +321,21 @@ prop_compose! {
         timeout in proptest::option::of(duration()),
         failure_threshold in proptest::option::of(any::<u32>()),
         recovery_threshold in proptest::option::of(any::<u32>()),
-    ) -> RawCheck {
-        RawCheck {
-            id, kind, url, method, expect_status, body_contains, address, regions,
-            interval, timeout, failure_threshold, recovery_threshold,
-        }
+    ) -> toml::Table {
+        table(kind, vec![
+            ("id", string(id)),
+            ("url", string(url)),
+            ("method", string(method)),
+            ("expect_status", expect_status.map(|codes| toml::Value::Array(
+                codes.into_iter().map(|c| toml::Value::Integer(i64::from(c))).collect()))),
+            ("body_contains", string(body_contains)),
+            ("address", string(address)),
+            ("regions", strings(regions)),
+            ("interval", string(interval)),
+            ("timeout", string(timeout)),
+            ("failure_threshold", integer(failure_threshold)),
+            ("recovery_threshold", integer(recovery_threshold)),
+        ])
     }
 }
 
@@ -320,8 +358,14 @@ prop_compose! {
         endpoint in proptest::option::of(prop_oneof![url(), address()]),
         secret_env in proptest::option::of(text("[A-Z_]{0,12}")),
         rate_per_second in proptest::option::of(any::<u32>()),
-    ) -> RawChannel {
-        RawChannel { id, kind, from, endpoint, secret_env, rate_per_second }
+    ) -> toml::Table {
+        table(kind, vec![
+            ("id", Some(toml::Value::String(id))),
+            ("from", string(from)),
+            ("endpoint", string(endpoint)),
+            ("secret_env", string(secret_env)),
+            ("rate_per_second", integer(rate_per_second)),
+        ])
     }
 }
 

@@ -9,6 +9,18 @@
 //!
 //! The validated config is what the decider stores in KV `config` and what
 //! probes and the publisher read back.
+//!
+//! # Layout
+//!
+//! - this module: the page, groups, components, defaults, errors and the
+//!   entry points.
+//! - [`checks`]: one module per check kind (`http`, `tcp`), each with its
+//!   raw fields and its own validation, registered in one tagged enum.
+//! - [`channels`]: the same for channel kinds (`email`, `sms`, `webhook`,
+//!   `slack`, `teams`).
+
+pub mod channels;
+pub mod checks;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -39,9 +51,11 @@ pub struct RawPageConfig {
     /// Components whose status the page shows.
     #[serde(default)]
     pub components: Vec<RawComponent>,
-    /// Notification channels offered to subscribers.
+    /// Notification channels offered to subscribers, validated by their
+    /// `type`'s module ([`channels`]).
     #[serde(default)]
-    pub channels: Vec<RawChannel>,
+    #[schemars(with = "Vec<channels::RawChannel>")]
+    pub channels: Vec<toml::Table>,
 }
 
 /// `[page]`.
@@ -100,74 +114,12 @@ pub struct RawComponent {
     /// Id of the group it belongs to.
     #[serde(default)]
     pub group: Option<String>,
-    /// Checks whose results decide its status. None means status is set by hand.
+    /// Checks whose results decide its status. None means status is set by
+    /// hand. Each is read as a table and validated by its `type`'s module
+    /// ([`checks`]), so every problem in every check is reported at once.
     #[serde(default)]
-    pub checks: Vec<RawCheck>,
-}
-
-/// `[[components.checks]]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawCheck {
-    /// Check id within the component; defaults to the check type.
-    #[serde(default)]
-    pub id: Option<String>,
-    /// `http` or `tcp`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// HTTP: the URL to request.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// HTTP: `GET` (default), `HEAD` or `POST`.
-    #[serde(default)]
-    pub method: Option<String>,
-    /// HTTP: acceptable status codes; default any 2xx.
-    #[serde(default)]
-    pub expect_status: Option<Vec<u16>>,
-    /// HTTP: text the body must contain.
-    #[serde(default)]
-    pub body_contains: Option<String>,
-    /// TCP: `host:port` to connect to.
-    #[serde(default)]
-    pub address: Option<String>,
-    /// Regions; default `defaults.regions`.
-    #[serde(default)]
-    pub regions: Option<Vec<String>>,
-    /// Interval; default `defaults.interval`, then 30s.
-    #[serde(default)]
-    pub interval: Option<String>,
-    /// Timeout; default `defaults.timeout`, then 5s.
-    #[serde(default)]
-    pub timeout: Option<String>,
-    /// Failure threshold; default `defaults.failure_threshold`, then 2.
-    #[serde(default)]
-    pub failure_threshold: Option<u32>,
-    /// Recovery threshold; default `defaults.recovery_threshold`, then 2.
-    #[serde(default)]
-    pub recovery_threshold: Option<u32>,
-}
-
-/// `[[channels]]`: a notification channel and its provider account.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawChannel {
-    /// Channel id.
-    pub id: String,
-    /// `email`, `sms`, `webhook`, `slack` or `teams`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Email: sender address.
-    #[serde(default)]
-    pub from: Option<String>,
-    /// Email: SMTP relay `host:port`; SMS: Twilio API base URL.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Name of the environment variable holding the provider secret.
-    #[serde(default)]
-    pub secret_env: Option<String>,
-    /// Most messages per second the provider account accepts.
-    #[serde(default)]
-    pub rate_per_second: Option<u32>,
+    #[schemars(with = "Vec<checks::RawCheck>")]
+    pub checks: Vec<toml::Table>,
 }
 
 // ---------------------------------------------------------------------------
@@ -561,7 +513,7 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
         let mut checks = Vec::new();
         for (j, check) in component.checks.iter().enumerate() {
             let at = format!("{at}.checks[{j}]");
-            if let Some(check) = validate_check(&mut errors, &at, check, defaults) {
+            if let Some(check) = checks::validate(&mut errors, &at, check, defaults) {
                 if !check_ids.insert(check.id.clone()) {
                     errors.add(
                         format!("{at}.id"),
@@ -584,14 +536,13 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
     let mut channels = Vec::new();
     for (i, channel) in raw.channels.iter().enumerate() {
         let at = format!("channels[{i}]");
-        errors.token(&format!("{at}.id"), &channel.id);
-        if !channel_ids.insert(channel.id.as_str()) {
-            errors.add(
-                format!("{at}.id"),
-                format!("duplicate channel id {:?}", channel.id),
-            );
-        }
-        if let Some(channel) = validate_channel(&mut errors, &at, channel) {
+        if let Some(channel) = channels::validate(&mut errors, &at, channel) {
+            if !channel_ids.insert(channel.id.clone()) {
+                errors.add(
+                    format!("{at}.id"),
+                    format!("duplicate channel id {:?}", channel.id),
+                );
+            }
             channels.push(channel);
         }
     }
@@ -608,6 +559,73 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
         components,
         channels,
     })
+}
+
+/// Reads one `type`-tagged table (a check or a channel) into its kind's raw
+/// form `T`, reporting every problem at its own location: a missing or
+/// unknown `type`, each key that is not a field of that kind (`fields`
+/// gives a kind's fields, common ones included), and values of the wrong
+/// type. `None` when it cannot be read.
+fn read_tagged<T: serde::de::DeserializeOwned>(
+    errors: &mut Errors,
+    at: &str,
+    table: &toml::Table,
+    what: &str,
+    kinds: &[&str],
+    fields: fn(&str) -> &'static [&'static str],
+) -> Option<T> {
+    let expected = kinds
+        .iter()
+        .map(|k| format!("{k:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let kind = match table.get("type") {
+        Some(toml::Value::String(kind)) if kinds.contains(&kind.as_str()) => kind.as_str(),
+        Some(toml::Value::String(other)) => {
+            errors.add(
+                format!("{at}.type"),
+                format!("unknown {what} type {other:?}; expected one of {expected}"),
+            );
+            return None;
+        }
+        Some(_) => {
+            errors.add(
+                format!("{at}.type"),
+                format!("must be a string, one of {expected}"),
+            );
+            return None;
+        }
+        None => {
+            errors.add(
+                format!("{at}.type"),
+                format!("a {what} needs a type, one of {expected}"),
+            );
+            return None;
+        }
+    };
+    let known = fields(kind);
+    let before = errors.0.len();
+    for key in table.keys() {
+        if key != "type" && !known.contains(&key.as_str()) {
+            errors.add(
+                format!("{at}.{key}"),
+                format!(
+                    "unknown field {key:?}: not valid for a {kind} {what}; expected one of {}",
+                    known.join(", ")
+                ),
+            );
+        }
+    }
+    if errors.0.len() > before {
+        return None;
+    }
+    match toml::Value::Table(table.clone()).try_into::<T>() {
+        Ok(raw) => Some(raw),
+        Err(e) => {
+            errors.add(at, e.message().trim().to_owned());
+            None
+        }
+    }
 }
 
 fn check_regions(errors: &mut Errors, at: &str, regions: &[String]) {
@@ -652,253 +670,4 @@ fn check_host_port(errors: &mut Errors, at: &str, text: &str) {
     if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
         errors.add(at, format!("address {text:?} has an invalid port"));
     }
-}
-
-fn validate_check(
-    errors: &mut Errors,
-    at: &str,
-    raw: &RawCheck,
-    defaults: &RawDefaults,
-) -> Option<Check> {
-    let before = errors.0.len();
-    let id = raw.id.clone().unwrap_or_else(|| raw.kind.clone());
-    errors.token(&format!("{at}.id"), &id);
-
-    let target = match raw.kind.as_str() {
-        "http" => {
-            for (field, present) in [("address", raw.address.is_some())] {
-                if present {
-                    errors.add(format!("{at}.{field}"), "not valid for an http check");
-                }
-            }
-            let url = match &raw.url {
-                Some(url) => {
-                    check_http_url(errors, &format!("{at}.url"), url);
-                    url.clone()
-                }
-                None => {
-                    errors.add(format!("{at}.url"), "an http check needs a url");
-                    String::new()
-                }
-            };
-            let method = match raw
-                .method
-                .as_deref()
-                .map(str::to_ascii_uppercase)
-                .as_deref()
-            {
-                None | Some("GET") => HttpMethod::Get,
-                Some("HEAD") => HttpMethod::Head,
-                Some("POST") => HttpMethod::Post,
-                Some(other) => {
-                    errors.add(
-                        format!("{at}.method"),
-                        format!("unsupported method {other:?}; use GET, HEAD or POST"),
-                    );
-                    HttpMethod::Get
-                }
-            };
-            let expect_status = raw.expect_status.clone().unwrap_or_default();
-            for (k, code) in expect_status.iter().enumerate() {
-                if !(100..=599).contains(code) {
-                    errors.add(
-                        format!("{at}.expect_status[{k}]"),
-                        format!("{code} is not an HTTP status code"),
-                    );
-                }
-            }
-            Some(CheckTarget::Http {
-                url,
-                method,
-                expect_status,
-                body_contains: raw.body_contains.clone(),
-            })
-        }
-        "tcp" => {
-            for (field, present) in [
-                ("url", raw.url.is_some()),
-                ("method", raw.method.is_some()),
-                ("expect_status", raw.expect_status.is_some()),
-                ("body_contains", raw.body_contains.is_some()),
-            ] {
-                if present {
-                    errors.add(format!("{at}.{field}"), "not valid for a tcp check");
-                }
-            }
-            match &raw.address {
-                Some(address) => {
-                    check_host_port(errors, &format!("{at}.address"), address);
-                    Some(CheckTarget::Tcp {
-                        address: address.clone(),
-                    })
-                }
-                None => {
-                    errors.add(
-                        format!("{at}.address"),
-                        "a tcp check needs an address (host:port)",
-                    );
-                    None
-                }
-            }
-        }
-        other => {
-            errors.add(
-                format!("{at}.type"),
-                format!("unknown check type {other:?}; expected \"http\" or \"tcp\""),
-            );
-            None
-        }
-    };
-
-    let regions = match raw.regions.as_ref().or(defaults.regions.as_ref()) {
-        Some(regions) => {
-            check_regions(errors, &format!("{at}.regions"), regions);
-            regions.clone()
-        }
-        None => {
-            errors.add(
-                format!("{at}.regions"),
-                "no regions: set them here or in [defaults]",
-            );
-            Vec::new()
-        }
-    };
-
-    let interval_text = raw
-        .interval
-        .as_deref()
-        .or(defaults.interval.as_deref())
-        .unwrap_or(fallback::INTERVAL);
-    let timeout_text = raw
-        .timeout
-        .as_deref()
-        .or(defaults.timeout.as_deref())
-        .unwrap_or(fallback::TIMEOUT);
-    let interval = errors.duration(&format!("{at}.interval"), interval_text);
-    let timeout = errors.duration(&format!("{at}.timeout"), timeout_text);
-    if let Some(interval) = interval {
-        if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) {
-            errors.add(
-                format!("{at}.interval"),
-                format!(
-                    "must be between {MIN_INTERVAL:?} and {MAX_INTERVAL:?}, got {interval_text}"
-                ),
-            );
-        }
-    }
-    if let (Some(interval), Some(timeout)) = (interval, timeout) {
-        if timeout.is_zero() || timeout > interval {
-            errors.add(format!("{at}.timeout"), format!("must be above zero and at most the interval ({interval_text}), got {timeout_text}"));
-        }
-    }
-    let failure_threshold = raw
-        .failure_threshold
-        .or(defaults.failure_threshold)
-        .unwrap_or(fallback::FAILURE_THRESHOLD);
-    let recovery_threshold = raw
-        .recovery_threshold
-        .or(defaults.recovery_threshold)
-        .unwrap_or(fallback::RECOVERY_THRESHOLD);
-    errors.threshold(&format!("{at}.failure_threshold"), failure_threshold);
-    errors.threshold(&format!("{at}.recovery_threshold"), recovery_threshold);
-
-    if errors.0.len() > before {
-        return None;
-    }
-    Some(Check {
-        id,
-        target: target?,
-        regions,
-        interval_ms: interval?.as_millis() as u64,
-        timeout_ms: timeout?.as_millis() as u64,
-        failure_threshold,
-        recovery_threshold,
-    })
-}
-
-fn validate_channel(errors: &mut Errors, at: &str, raw: &RawChannel) -> Option<Channel> {
-    let before = errors.0.len();
-    let rate_per_second = raw.rate_per_second.unwrap_or(fallback::RATE_PER_SECOND);
-    if rate_per_second == 0 {
-        errors.add(format!("{at}.rate_per_second"), "must be at least 1");
-    }
-    let mut required = |field: &str, value: &Option<String>| -> String {
-        match value {
-            Some(v) if !v.trim().is_empty() => v.clone(),
-            _ => {
-                errors.add(
-                    format!("{at}.{field}"),
-                    format!("{} channels need {field}", raw.kind),
-                );
-                String::new()
-            }
-        }
-    };
-    let provider = match raw.kind.as_str() {
-        "email" => {
-            let from = required("from", &raw.from);
-            let relay = required("endpoint", &raw.endpoint);
-            if !from.is_empty() && (!from.contains('@') || from.contains(['\r', '\n', '<', '>'])) {
-                errors.add(
-                    format!("{at}.from"),
-                    format!("{from:?} is not an email address"),
-                );
-            }
-            if !relay.is_empty() {
-                check_host_port(errors, &format!("{at}.endpoint"), &relay);
-            }
-            Some(ChannelProvider::Email {
-                from,
-                relay,
-                secret_env: raw.secret_env.clone(),
-            })
-        }
-        "sms" => {
-            let from = required("from", &raw.from);
-            let api_base = required("endpoint", &raw.endpoint);
-            let secret_env = required("secret_env", &raw.secret_env);
-            if !from.is_empty() && !is_e164(&from) {
-                errors.add(
-                    format!("{at}.from"),
-                    format!("{from:?} is not an E.164 phone number like +15551234567"),
-                );
-            }
-            if !api_base.is_empty() {
-                check_http_url(errors, &format!("{at}.endpoint"), &api_base);
-            }
-            Some(ChannelProvider::Sms {
-                from,
-                api_base,
-                secret_env,
-            })
-        }
-        "webhook" => {
-            let secret_env = required("secret_env", &raw.secret_env);
-            Some(ChannelProvider::Webhook { secret_env })
-        }
-        "slack" => Some(ChannelProvider::Slack),
-        "teams" => Some(ChannelProvider::Teams),
-        other => {
-            errors.add(
-                format!("{at}.type"),
-                format!(
-                    "unknown channel type {other:?}; expected email, sms, webhook, slack or teams"
-                ),
-            );
-            None
-        }
-    };
-    if errors.0.len() > before {
-        return None;
-    }
-    Some(Channel {
-        id: raw.id.clone(),
-        provider: provider?,
-        rate_per_second,
-    })
-}
-
-fn is_e164(text: &str) -> bool {
-    let digits = text.strip_prefix('+').unwrap_or("");
-    (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
 }

@@ -1,0 +1,156 @@
+//! Channel kinds. Each kind has a module with its raw fields and its own
+//! validation; [`RawChannel`] registers them in one tagged enum, and
+//! [`validate`] dispatches with one exhaustive `match`.
+
+pub mod email;
+pub mod slack;
+pub mod sms;
+pub mod teams;
+pub mod webhook;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{fallback, Channel, Errors};
+
+/// `[[channels]]`: one channel and its provider account, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RawChannel {
+    /// SMTP relay.
+    Email(email::RawEmailChannel),
+    /// Twilio API.
+    Sms(sms::RawSmsChannel),
+    /// Signed webhooks.
+    Webhook(webhook::RawWebhookChannel),
+    /// Slack incoming webhooks.
+    Slack(slack::RawSlackChannel),
+    /// Teams incoming webhooks.
+    Teams(teams::RawTeamsChannel),
+}
+
+/// The channel types, as written in `type`.
+pub const KINDS: &[&str] = &["email", "sms", "webhook", "slack", "teams"];
+
+/// Fields every channel kind has.
+pub const COMMON_FIELDS: &[&str] = &["id", "rate_per_second"];
+
+/// Every field of channel kind `kind`, common ones included.
+fn fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "email" => email::FIELDS,
+        "sms" => sms::FIELDS,
+        "webhook" => webhook::FIELDS,
+        "slack" => slack::FIELDS,
+        "teams" => teams::FIELDS,
+        _ => COMMON_FIELDS,
+    }
+}
+
+/// Fields every channel has.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RawChannelCommon {
+    /// Channel id.
+    #[serde(default)]
+    pub id: String,
+    /// Most messages per second the provider account accepts; default 10.
+    #[serde(default)]
+    pub rate_per_second: Option<u32>,
+}
+
+/// Validates the channel `table` at `at`, reporting every problem; the
+/// typed channel when there is none.
+pub(super) fn validate(errors: &mut Errors, at: &str, table: &toml::Table) -> Option<Channel> {
+    let raw: RawChannel = super::read_tagged(errors, at, table, "channel", KINDS, fields)?;
+    let before = errors.0.len();
+    let (common, provider) = match &raw {
+        RawChannel::Email(c) => (&c.common, email::validate(errors, at, c)),
+        RawChannel::Sms(c) => (&c.common, sms::validate(errors, at, c)),
+        RawChannel::Webhook(c) => (&c.common, webhook::validate(errors, at, c)),
+        RawChannel::Slack(c) => (&c.common, Some(slack::validate(c))),
+        RawChannel::Teams(c) => (&c.common, Some(teams::validate(c))),
+    };
+    errors.token(&format!("{at}.id"), &common.id);
+    let rate_per_second = common.rate_per_second.unwrap_or(fallback::RATE_PER_SECOND);
+    if rate_per_second == 0 {
+        errors.add(format!("{at}.rate_per_second"), "must be at least 1");
+    }
+    if errors.0.len() > before {
+        return None;
+    }
+    Some(Channel {
+        id: common.id.clone(),
+        provider: provider?,
+        rate_per_second,
+    })
+}
+
+/// `value` when it is set and not blank; otherwise an error saying the
+/// `kind` channel needs `field`, and an empty string.
+fn required(
+    errors: &mut Errors,
+    at: &str,
+    kind: &str,
+    field: &str,
+    value: &Option<String>,
+) -> String {
+    match value {
+        Some(v) if !v.trim().is_empty() => v.clone(),
+        _ => {
+            errors.add(
+                format!("{at}.{field}"),
+                format!("{kind} channels need {field}"),
+            );
+            String::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_lists_match_the_structs() {
+        let common = RawChannelCommon {
+            id: "x".into(),
+            rate_per_second: Some(1),
+        };
+        let some = || Some("x".to_owned());
+        let samples = [
+            RawChannel::Email(email::RawEmailChannel {
+                common: common.clone(),
+                from: some(),
+                endpoint: some(),
+                secret_env: some(),
+            }),
+            RawChannel::Sms(sms::RawSmsChannel {
+                common: common.clone(),
+                from: some(),
+                endpoint: some(),
+                secret_env: some(),
+            }),
+            RawChannel::Webhook(webhook::RawWebhookChannel {
+                common: common.clone(),
+                secret_env: some(),
+            }),
+            RawChannel::Slack(slack::RawSlackChannel {
+                common: common.clone(),
+            }),
+            RawChannel::Teams(teams::RawTeamsChannel { common }),
+        ];
+        for sample in samples {
+            let table = toml::Table::try_from(&sample).expect("serializes");
+            let kind = table["type"].as_str().expect("type").to_owned();
+            let mut keys: Vec<&str> = table
+                .keys()
+                .map(String::as_str)
+                .filter(|k| *k != "type")
+                .collect();
+            let mut want = fields(&kind).to_vec();
+            keys.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(keys, want, "{kind}");
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Check kinds. Each kind has a module with its raw fields and its own
+//! validation; [`RawCheck`] registers them in one tagged enum, and
+//! [`validate`] dispatches with one exhaustive `match`. Adding a kind is a
+//! module, a variant and its arms here, nothing in shared structs.
+//!
+//! The fields every kind shares (id, regions, timing, thresholds) are
+//! [`RawCheckCommon`], validated here once.
+
+pub mod http;
+pub mod tcp;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{fallback, Check, CheckTarget, Errors, RawDefaults, MAX_INTERVAL, MIN_INTERVAL};
+
+/// `[[components.checks]]`: one check, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RawCheck {
+    /// An HTTP(S) request.
+    Http(http::RawHttpCheck),
+    /// A TCP connect.
+    Tcp(tcp::RawTcpCheck),
+}
+
+/// The check types, as written in `type`.
+pub const KINDS: &[&str] = &["http", "tcp"];
+
+/// Fields every check kind has.
+pub const COMMON_FIELDS: &[&str] = &[
+    "id",
+    "regions",
+    "interval",
+    "timeout",
+    "failure_threshold",
+    "recovery_threshold",
+];
+
+/// Every field of check kind `kind`, common ones included.
+fn fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "http" => http::FIELDS,
+        "tcp" => tcp::FIELDS,
+        _ => COMMON_FIELDS,
+    }
+}
+
+/// Fields every check has.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RawCheckCommon {
+    /// Check id within the component; defaults to the check type.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Regions; default `defaults.regions`.
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
+    /// Interval; default `defaults.interval`, then 30s.
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// Timeout; default `defaults.timeout`, then 5s.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Failure threshold; default `defaults.failure_threshold`, then 2.
+    #[serde(default)]
+    pub failure_threshold: Option<u32>,
+    /// Recovery threshold; default `defaults.recovery_threshold`, then 2.
+    #[serde(default)]
+    pub recovery_threshold: Option<u32>,
+}
+
+/// Validates the check `table` at `at`, reporting every problem; the typed
+/// check when there is none.
+pub(super) fn validate(
+    errors: &mut Errors,
+    at: &str,
+    table: &toml::Table,
+    defaults: &RawDefaults,
+) -> Option<Check> {
+    let raw: RawCheck = super::read_tagged(errors, at, table, "check", KINDS, fields)?;
+    let before = errors.0.len();
+    let (kind, common, target) = match &raw {
+        RawCheck::Http(check) => ("http", &check.common, http::validate(errors, at, check)),
+        RawCheck::Tcp(check) => ("tcp", &check.common, tcp::validate(errors, at, check)),
+    };
+    // Common fields are checked even when the kind's are wrong, so every
+    // problem shows at once.
+    let check = validate_common(errors, at, kind, common, defaults, target);
+    if errors.0.len() > before {
+        return None;
+    }
+    check
+}
+
+fn validate_common(
+    errors: &mut Errors,
+    at: &str,
+    kind: &str,
+    raw: &RawCheckCommon,
+    defaults: &RawDefaults,
+    target: Option<CheckTarget>,
+) -> Option<Check> {
+    let id = raw.id.clone().unwrap_or_else(|| kind.to_owned());
+    errors.token(&format!("{at}.id"), &id);
+
+    let regions = match raw.regions.as_ref().or(defaults.regions.as_ref()) {
+        Some(regions) => {
+            super::check_regions(errors, &format!("{at}.regions"), regions);
+            regions.clone()
+        }
+        None => {
+            errors.add(
+                format!("{at}.regions"),
+                "no regions: set them here or in [defaults]",
+            );
+            Vec::new()
+        }
+    };
+
+    let interval_text = raw
+        .interval
+        .as_deref()
+        .or(defaults.interval.as_deref())
+        .unwrap_or(fallback::INTERVAL);
+    let timeout_text = raw
+        .timeout
+        .as_deref()
+        .or(defaults.timeout.as_deref())
+        .unwrap_or(fallback::TIMEOUT);
+    let interval = errors.duration(&format!("{at}.interval"), interval_text);
+    let timeout = errors.duration(&format!("{at}.timeout"), timeout_text);
+    if let Some(interval) = interval {
+        if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) {
+            errors.add(
+                format!("{at}.interval"),
+                format!(
+                    "must be between {MIN_INTERVAL:?} and {MAX_INTERVAL:?}, got {interval_text}"
+                ),
+            );
+        }
+    }
+    if let (Some(interval), Some(timeout)) = (interval, timeout) {
+        if timeout.is_zero() || timeout > interval {
+            errors.add(format!("{at}.timeout"), format!("must be above zero and at most the interval ({interval_text}), got {timeout_text}"));
+        }
+    }
+    let failure_threshold = raw
+        .failure_threshold
+        .or(defaults.failure_threshold)
+        .unwrap_or(fallback::FAILURE_THRESHOLD);
+    let recovery_threshold = raw
+        .recovery_threshold
+        .or(defaults.recovery_threshold)
+        .unwrap_or(fallback::RECOVERY_THRESHOLD);
+    errors.threshold(&format!("{at}.failure_threshold"), failure_threshold);
+    errors.threshold(&format!("{at}.recovery_threshold"), recovery_threshold);
+
+    Some(Check {
+        id,
+        target: target?,
+        regions,
+        interval_ms: interval?.as_millis() as u64,
+        timeout_ms: timeout?.as_millis() as u64,
+        failure_threshold,
+        recovery_threshold,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keys a fully filled raw check of each kind serializes to are
+    /// exactly its field list, so the unknown-field check and the structs
+    /// cannot drift apart.
+    #[test]
+    fn field_lists_match_the_structs() {
+        let common = RawCheckCommon {
+            id: Some("x".into()),
+            regions: Some(vec![]),
+            interval: Some("1s".into()),
+            timeout: Some("1s".into()),
+            failure_threshold: Some(1),
+            recovery_threshold: Some(1),
+        };
+        let samples = [
+            RawCheck::Http(http::RawHttpCheck::filled(common.clone())),
+            RawCheck::Tcp(tcp::RawTcpCheck::filled(common)),
+        ];
+        for sample in samples {
+            let table = toml::Table::try_from(&sample).expect("serializes");
+            let kind = table["type"].as_str().expect("type").to_owned();
+            let mut keys: Vec<&str> = table
+                .keys()
+                .map(String::as_str)
+                .filter(|k| *k != "type")
+                .collect();
+            let mut want = fields(&kind).to_vec();
+            keys.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(keys, want, "{kind}");
+        }
+    }
+}
