@@ -563,15 +563,16 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
 
 /// Reads one `type`-tagged table (a check or a channel) into its kind's raw
 /// form `T`, reporting every problem at its own location: a missing or
-/// unknown `type`, each key that is not a field of that kind (`fields`
-/// gives a kind's fields, common ones included), and values of the wrong
-/// type. `None` when it cannot be read.
+/// unknown `type`, each key that is neither a `common` field nor one of the
+/// kind's own (`fields`), and values of the wrong type. `None` when it
+/// cannot be read.
 fn read_tagged<T: serde::de::DeserializeOwned>(
     errors: &mut Errors,
     at: &str,
     table: &toml::Table,
     what: &str,
     kinds: &[&str],
+    common: &[&str],
     fields: fn(&str) -> &'static [&'static str],
 ) -> Option<T> {
     let expected = kinds
@@ -603,15 +604,20 @@ fn read_tagged<T: serde::de::DeserializeOwned>(
             return None;
         }
     };
-    let known = fields(kind);
+    let own = fields(kind);
     let before = errors.0.len();
     for key in table.keys() {
-        if key != "type" && !known.contains(&key.as_str()) {
+        if key != "type" && !common.contains(&key.as_str()) && !own.contains(&key.as_str()) {
             errors.add(
                 format!("{at}.{key}"),
                 format!(
                     "unknown field {key:?}: not valid for a {kind} {what}; expected one of {}",
-                    known.join(", ")
+                    common
+                        .iter()
+                        .chain(own)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             );
         }
@@ -626,6 +632,28 @@ fn read_tagged<T: serde::de::DeserializeOwned>(
             None
         }
     }
+}
+
+/// For the kinds' tests: the keys `sample` serializes to, besides `type`,
+/// are exactly `common` plus the kind's own `fields`, so the unknown-field
+/// check and the structs cannot drift apart.
+#[cfg(test)]
+fn assert_fields_match<T: Serialize>(
+    sample: &T,
+    common: &[&str],
+    fields: fn(&str) -> &'static [&'static str],
+) {
+    let table = toml::Table::try_from(sample).expect("a sample serializes");
+    let kind = table["type"].as_str().expect("a type").to_owned();
+    let mut keys: Vec<&str> = table
+        .keys()
+        .map(String::as_str)
+        .filter(|k| *k != "type")
+        .collect();
+    let mut want: Vec<&str> = common.iter().chain(fields(&kind)).copied().collect();
+    keys.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(keys, want, "{kind}");
 }
 
 fn check_regions(errors: &mut Errors, at: &str, regions: &[String]) {

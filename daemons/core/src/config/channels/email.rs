@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::{required, RawChannelCommon};
 use crate::config::{check_host_port, ChannelProvider, Errors};
 
-/// Every field of an email channel.
-pub const FIELDS: &[&str] = &["id", "rate_per_second", "from", "endpoint", "secret_env"];
+/// The fields of an email channel besides the common ones.
+pub const FIELDS: &[&str] = &["from", "endpoint", "secret_env"];
 
 /// An email channel as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::{required, RawChannelCommon};
 use crate::config::{check_http_url, ChannelProvider, Errors};
 
-/// Every field of an sms channel.
-pub const FIELDS: &[&str] = &["id", "rate_per_second", "from", "endpoint", "secret_env"];
+/// The fields of a sms channel besides the common ones.
+pub const FIELDS: &[&str] = &["from", "endpoint", "secret_env"];
 
 /// An sms channel as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::RawChannelCommon;
 use crate::config::ChannelProvider;
 
-/// Every field of a teams channel.
-pub const FIELDS: &[&str] = &["id", "rate_per_second"];
+/// The fields of a teams channel besides the common ones.
+pub const FIELDS: &[&str] = &[];
 
 /// A teams channel as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::{required, RawChannelCommon};
 use crate::config::{ChannelProvider, Errors};
 
-/// Every field of a webhook channel.
-pub const FIELDS: &[&str] = &["id", "rate_per_second", "secret_env"];
+/// The fields of a webhook channel besides the common ones.
+pub const FIELDS: &[&str] = &["secret_env"];
 
 /// A webhook channel as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

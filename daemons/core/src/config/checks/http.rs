@@ -6,19 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::RawCheckCommon;
 use crate::config::{check_http_url, CheckTarget, Errors, HttpMethod};
 
-/// Every field of an http check.
-pub const FIELDS: &[&str] = &[
-    "id",
-    "regions",
-    "interval",
-    "timeout",
-    "failure_threshold",
-    "recovery_threshold",
-    "url",
-    "method",
-    "expect_status",
-    "body_contains",
-];
+/// The fields of a http check besides the common ones.
+pub const FIELDS: &[&str] = &["url", "method", "expect_status", "body_contains"];
 
 /// An http check as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

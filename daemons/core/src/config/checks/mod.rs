@@ -37,12 +37,12 @@ pub const COMMON_FIELDS: &[&str] = &[
     "recovery_threshold",
 ];
 
-/// Every field of check kind `kind`, common ones included.
+/// The fields of check kind `kind` besides the common ones.
 fn fields(kind: &str) -> &'static [&'static str] {
     match kind {
         "http" => http::FIELDS,
         "tcp" => tcp::FIELDS,
-        _ => COMMON_FIELDS,
+        _ => &[],
     }
 }
 
@@ -77,7 +77,8 @@ pub(super) fn validate(
     table: &toml::Table,
     defaults: &RawDefaults,
 ) -> Option<Check> {
-    let raw: RawCheck = super::read_tagged(errors, at, table, "check", KINDS, fields)?;
+    let raw: RawCheck =
+        super::read_tagged(errors, at, table, "check", KINDS, COMMON_FIELDS, fields)?;
     let before = errors.0.len();
     let (kind, common, target) = match &raw {
         RawCheck::Http(check) => ("http", &check.common, http::validate(errors, at, check)),
@@ -188,17 +189,7 @@ mod tests {
             RawCheck::Tcp(tcp::RawTcpCheck::filled(common)),
         ];
         for sample in samples {
-            let table = toml::Table::try_from(&sample).expect("serializes");
-            let kind = table["type"].as_str().expect("type").to_owned();
-            let mut keys: Vec<&str> = table
-                .keys()
-                .map(String::as_str)
-                .filter(|k| *k != "type")
-                .collect();
-            let mut want = fields(&kind).to_vec();
-            keys.sort_unstable();
-            want.sort_unstable();
-            assert_eq!(keys, want, "{kind}");
+            crate::config::assert_fields_match(&sample, COMMON_FIELDS, fields);
         }
     }
 }

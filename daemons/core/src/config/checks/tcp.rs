@@ -6,16 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::RawCheckCommon;
 use crate::config::{check_host_port, CheckTarget, Errors};
 
-/// Every field of a tcp check.
-pub const FIELDS: &[&str] = &[
-    "id",
-    "regions",
-    "interval",
-    "timeout",
-    "failure_threshold",
-    "recovery_threshold",
-    "address",
-];
+/// The fields of a tcp check besides the common ones.
+pub const FIELDS: &[&str] = &["address"];
 
 /// A tcp check as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
