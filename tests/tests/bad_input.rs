@@ -25,8 +25,9 @@ async fn invalid_flags_exit_64_naming_every_problem() {
 }
 
 #[tokio::test]
-async fn consumer_settings_that_cannot_work_exit_64_saying_why() {
-    // A batch of zero, and an ack wait shorter than the batch wait.
+async fn consumer_and_lease_settings_that_cannot_work_exit_64_saying_why() {
+    // A batch of zero, an ack wait shorter than the batch wait, a lease
+    // that expires at once.
     let mut decider = DaemonProcess::spawn(
         "beacon-decider",
         vec![
@@ -36,6 +37,8 @@ async fn consumer_settings_that_cannot_work_exit_64_saying_why() {
             "5s".into(),
             "--ack-wait".into(),
             "2s".into(),
+            "--lease-ttl".into(),
+            "0s".into(),
         ],
     );
     let status = decider.wait_exit(Duration::from_secs(10));
@@ -46,6 +49,7 @@ async fn consumer_settings_that_cannot_work_exit_64_saying_why() {
         logs.contains("must be longer than the batch wait"),
         "{logs}"
     );
+    assert!(logs.contains("lease TTL must be"), "{logs}");
 
     let mut recorder = DaemonProcess::spawn(
         "beacon-recorder",
