@@ -330,9 +330,13 @@ async fn apply(
         // store only gets its version recorded.
         Part::Objects(_) if exists => {}
         Part::Objects(config) => {
-            js.create_object_store(config.clone())
-                .await
-                .map_err(|e| failed("create or update", e.to_string()))?;
+            if let Err(e) = js.create_object_store(config.clone()).await {
+                // Another process may have created it (and recorded its
+                // version) a moment ago; then only the version is left to do.
+                if js.get_stream(part.stream_name()).await.is_err() {
+                    return Err(failed("create or update", e.to_string()));
+                }
+            }
         }
     }
     // Buckets and object stores are created through their own calls, which
