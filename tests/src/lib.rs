@@ -100,7 +100,11 @@ async fn serve(listener: Arc<TcpListener>) {
 /// while no decider answers yet.
 pub async fn apply_config(client: &async_nats::Client, toml_text: &str) -> ApplyConfigResult {
     let raw = beacon_core::config::parse_toml(toml_text).expect("test config parses");
-    let request = serde_json::to_vec(&ApplyConfigRequest { config: raw }).expect("encode request");
+    let request = serde_json::to_vec(&ApplyConfigRequest {
+        config: raw,
+        expected_revision: None,
+    })
+    .expect("encode request");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         match client

@@ -9,6 +9,8 @@
 //! - [`event`]: the versioned envelope, event ids and decoding.
 //! - [`messages`]: the body of every message and KV value.
 //! - [`config`]: the page config, parsed and validated in two phases.
+//! - [`incident`]: an incident as an order-independent fold over its events.
+//! - [`maintenance`]: a maintenance window as a fold, and its next step.
 //! - [`api`]: request/reply types of the owners' endpoints.
 //! - [`publish`]: publishing with `Nats-Msg-Id` and an awaited stream ack.
 //! - [`consume`]: the consumer loop with ack, nak-with-delay and dead letters.
@@ -31,7 +33,9 @@ pub mod consume;
 pub mod daemon;
 pub mod event;
 pub mod hlc;
+pub mod incident;
 pub mod lease;
+pub mod maintenance;
 pub mod messages;
 pub mod names;
 pub mod origin;

@@ -96,15 +96,24 @@ impl CheckKind {
 pub enum Outcome {
     /// Every condition held.
     Up,
+    /// It worked, but slowly or only in part (the probe's own verdict; the
+    /// decider also calls a result slow when its latency is over the
+    /// check's `degraded_latency`).
+    Degraded,
     /// A condition failed, or the target could not be reached.
     Down,
 }
 
 impl Outcome {
-    /// The wire name, `up` or `down`; also the metric label and ClickHouse value.
+    /// Every outcome.
+    pub const ALL: [Outcome; 3] = [Outcome::Up, Outcome::Degraded, Outcome::Down];
+
+    /// The wire name, `up`, `degraded` or `down`; also the metric label and
+    /// ClickHouse value.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Up => "up",
+            Outcome::Degraded => "degraded",
             Outcome::Down => "down",
         }
     }
@@ -151,8 +160,35 @@ pub enum RegionState {
     Unknown,
     /// Passing past the recovery threshold.
     Up,
+    /// Passing, but slow past the failure threshold.
+    Degraded,
     /// Failing past the failure threshold.
     Down,
+    /// No result for three intervals: left out of the count.
+    Stale,
+    /// The region's probe is suspect (it fails most of its checks at once,
+    /// or its canary fails): left out of the count, reported as a probe
+    /// problem.
+    Suspect,
+}
+
+impl RegionState {
+    /// The wire name, e.g. `stale`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegionState::Unknown => "unknown",
+            RegionState::Up => "up",
+            RegionState::Degraded => "degraded",
+            RegionState::Down => "down",
+            RegionState::Stale => "stale",
+            RegionState::Suspect => "suspect",
+        }
+    }
+
+    /// Whether the region is left out of the quorum count.
+    pub fn is_excluded(self) -> bool {
+        matches!(self, RegionState::Stale | RegionState::Suspect)
+    }
 }
 
 /// One region's part of the evidence behind a status decision.
@@ -173,18 +209,106 @@ pub struct RegionEvidence {
     /// Error of the latest failing result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// When the region entered its state (Unix milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
+    /// When the region's latest result was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_ms: Option<u64>,
+    /// Ids of recent results that led to the region's state, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<EventId>,
+}
+
+impl RegionEvidence {
+    /// A region in `state` with no counts, results or times.
+    pub fn new(region: &str, state: RegionState) -> Self {
+        Self {
+            region: region.to_owned(),
+            state,
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+            last_result: None,
+            last_error: None,
+            since_ms: None,
+            last_seen_ms: None,
+            samples: Vec::new(),
+        }
+    }
 }
 
 /// Why a component has the status it has.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Evidence {
-    /// The rule that decided, e.g. `quorum: 2 of 2 regions down`.
+    /// The rule that decided, e.g. `quorum: 2 of 3 regions down (quorum 2)`.
     pub rule: String,
-    /// The probe result that triggered the decision.
-    pub trigger: EventId,
+    /// The probe result that triggered the decision; none when time,
+    /// an operator or a maintenance window did.
+    #[serde(default)]
+    pub trigger: Option<EventId>,
     /// Every region's state at decision time.
     pub regions: Vec<RegionEvidence>,
+}
+
+/// What set a component's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusSource {
+    /// The decider, from probe evidence.
+    #[default]
+    Automatic,
+    /// An operator's override.
+    Override,
+    /// A maintenance window in progress.
+    Maintenance,
+    /// An open incident's latest update.
+    Incident,
+}
+
+impl StatusSource {
+    /// The wire name, e.g. `override`; also a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusSource::Automatic => "automatic",
+            StatusSource::Override => "override",
+            StatusSource::Maintenance => "maintenance",
+            StatusSource::Incident => "incident",
+        }
+    }
+}
+
+/// Why a status change must not page anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InhibitReason {
+    /// A component it depends on is down.
+    DependsOn,
+    /// The component is flapping.
+    Flapping,
+    /// A maintenance window covers it.
+    Maintenance,
+}
+
+impl InhibitReason {
+    /// The wire name, e.g. `depends_on`; also a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InhibitReason::DependsOn => "depends_on",
+            InhibitReason::Flapping => "flapping",
+            InhibitReason::Maintenance => "maintenance",
+        }
+    }
+}
+
+/// A status change that proposes no incident and notifies no one, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Inhibition {
+    /// Why, as a code.
+    pub reason: InhibitReason,
+    /// Why, for people: `depends on db, which is major_outage`.
+    pub detail: String,
 }
 
 /// A component changed status. Subject: `beacon.status.{page}.{component}`.
@@ -200,13 +324,46 @@ pub struct StatusChange {
     pub from: Option<ComponentStatus>,
     /// Status now.
     pub to: ComponentStatus,
+    /// When the change was decided (Unix milliseconds).
+    #[serde(default)]
+    pub at_ms: u64,
+    /// What set the status.
+    #[serde(default)]
+    pub source: StatusSource,
+    /// Whether the component is flapping: its status holds at the worst
+    /// recent state until it is stable again.
+    #[serde(default)]
+    pub flapping: bool,
+    /// Set when this change must not propose an incident or notify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inhibited: Option<Inhibition>,
+    /// Id of the incident this change proposed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<String>,
     /// Why.
     pub evidence: Evidence,
+}
+
+impl StatusChange {
+    /// Whether subscribers should hear of this change.
+    pub fn notifies(&self) -> bool {
+        self.inhibited.is_none()
+    }
 }
 
 impl Message for StatusChange {
     const KIND: &'static str = "status_change";
     const VERSION: u32 = 1;
+}
+
+/// One automatic status change remembered for flap detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecentChange {
+    /// When (Unix milliseconds).
+    pub at_ms: u64,
+    /// The status automation decided.
+    pub status: ComponentStatus,
 }
 
 /// Current status of a component: the value under `{page}.{component}` in KV `status`.
@@ -225,6 +382,73 @@ pub struct StatusRecord {
     pub change: EventId,
     /// Why.
     pub evidence: Evidence,
+    /// Status before the change.
+    #[serde(default)]
+    pub from: Option<ComponentStatus>,
+    /// What set the status.
+    #[serde(default)]
+    pub source: StatusSource,
+    /// What automation alone decides (before overrides, maintenance,
+    /// incidents and flap holding); none before its first decision.
+    #[serde(default)]
+    pub automatic: Option<ComponentStatus>,
+    /// Whether the component is flapping.
+    #[serde(default)]
+    pub flapping: bool,
+    /// The change's inhibition, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inhibited: Option<Inhibition>,
+    /// The incident the change proposed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<String>,
+    /// Automatic changes within the flap window, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<RecentChange>,
+}
+
+impl StatusRecord {
+    /// A record of an automatic change to `status`, with nothing else set.
+    pub fn new(
+        page: &str,
+        component: &str,
+        status: ComponentStatus,
+        since_ms: u64,
+        change: EventId,
+        evidence: Evidence,
+    ) -> Self {
+        Self {
+            page: page.to_owned(),
+            component: component.to_owned(),
+            status,
+            since_ms,
+            change,
+            evidence,
+            from: None,
+            source: StatusSource::Automatic,
+            automatic: Some(status),
+            flapping: false,
+            inhibited: None,
+            proposal: None,
+            recent: Vec::new(),
+        }
+    }
+
+    /// The status-change event this record was written for: what a retry
+    /// publishes if the record landed and the event did not.
+    pub fn change_event(&self) -> StatusChange {
+        StatusChange {
+            page: self.page.clone(),
+            component: self.component.clone(),
+            from: self.from,
+            to: self.status,
+            at_ms: self.since_ms,
+            source: self.source,
+            flapping: self.flapping,
+            inhibited: self.inhibited.clone(),
+            proposal: self.proposal.clone(),
+            evidence: self.evidence.clone(),
+        }
+    }
 }
 
 impl Message for StatusRecord {
@@ -233,25 +457,46 @@ impl Message for StatusRecord {
 }
 
 /// What happened to an incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IncidentAction {
+    /// The decider drafted it from a status change; an operator must
+    /// confirm or dismiss it.
+    Proposed,
     /// An operator opened it.
     Created,
-    /// The decider drafted it from a status change; an operator must confirm.
-    Proposed,
     /// An operator confirmed a proposed incident.
     Confirmed,
-    /// A progress update.
+    /// An operator dismissed a proposed incident.
+    Dismissed,
+    /// A progress update on the timeline.
     Updated,
-    /// It is over.
+    /// Title, impact or affected components corrected, no timeline entry.
+    Edited,
+    /// It is over (the resolving update is on the timeline).
     Resolved,
     /// The postmortem was published.
     Postmortem,
 }
 
+impl IncidentAction {
+    /// The wire name, e.g. `proposed`; also a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentAction::Proposed => "proposed",
+            IncidentAction::Created => "created",
+            IncidentAction::Confirmed => "confirmed",
+            IncidentAction::Dismissed => "dismissed",
+            IncidentAction::Updated => "updated",
+            IncidentAction::Edited => "edited",
+            IncidentAction::Resolved => "resolved",
+            IncidentAction::Postmortem => "postmortem",
+        }
+    }
+}
+
 /// Statuspage's incident states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IncidentState {
     /// Looking into it.
@@ -264,8 +509,22 @@ pub enum IncidentState {
     Resolved,
 }
 
+impl IncidentState {
+    /// The wire name, e.g. `investigating`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentState::Investigating => "investigating",
+            IncidentState::Identified => "identified",
+            IncidentState::Monitoring => "monitoring",
+            IncidentState::Resolved => "resolved",
+        }
+    }
+}
+
 /// Statuspage's incident impact levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Impact {
     /// No impact.
@@ -278,37 +537,43 @@ pub enum Impact {
     Critical,
 }
 
-/// An incident event. Subject: `beacon.incident.{page}.{incident}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IncidentEvent {
-    /// Page id.
-    pub page: String,
-    /// Incident id.
-    pub incident: String,
-    /// What happened.
-    pub action: IncidentAction,
-    /// Title, as the operator wrote it (escaped at render time, never here).
-    pub title: String,
-    /// State after this event.
-    pub state: IncidentState,
-    /// Impact after this event.
-    pub impact: Impact,
-    /// Update text, markdown.
-    #[serde(default)]
-    pub body: String,
-    /// Affected components and their status during the incident.
-    #[serde(default)]
-    pub components: Vec<AffectedComponent>,
+impl Impact {
+    /// The wire name, e.g. `major`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Impact::None => "none",
+            Impact::Minor => "minor",
+            Impact::Major => "major",
+            Impact::Critical => "critical",
+        }
+    }
 }
 
-impl Message for IncidentEvent {
-    const KIND: &'static str = "incident_event";
-    const VERSION: u32 = 1;
+/// Whether an incident is a draft, real, or thrown away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentLifecycle {
+    /// Proposed by the decider, waiting for an operator.
+    Proposed,
+    /// Confirmed or created by an operator: shown on pages, notified.
+    Open,
+    /// Dismissed by an operator: never shown.
+    Dismissed,
 }
 
-/// A component named by an incident or maintenance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+impl IncidentLifecycle {
+    /// The wire name, e.g. `open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentLifecycle::Proposed => "proposed",
+            IncidentLifecycle::Open => "open",
+            IncidentLifecycle::Dismissed => "dismissed",
+        }
+    }
+}
+
+/// A component named by an incident, and the status it shows meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AffectedComponent {
     /// Component id.
@@ -317,15 +582,116 @@ pub struct AffectedComponent {
     pub status: ComponentStatus,
 }
 
+/// One entry of an incident's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentUpdate {
+    /// Update id, unique within the incident (a lowercase ULID).
+    pub id: String,
+    /// The incident's state from this update on.
+    pub state: IncidentState,
+    /// What operators told users, markdown (escaped where rendered).
+    pub body: String,
+    /// Status of each affected component from this update on.
+    #[serde(default)]
+    pub components: Vec<AffectedComponent>,
+    /// When it was written (Unix milliseconds).
+    pub at_ms: u64,
+    /// Who wrote it (`decider`, an operator, an API key id).
+    pub actor: String,
+}
+
+/// An incident event. Subject: `beacon.incident.{page}.{incident}`.
+///
+/// An incident is a fold over its events (see
+/// [`crate::incident::Incident::fold`]): each optional field is a
+/// last-writer-wins register ordered by the envelope's HLC, and timeline
+/// updates form a set keyed by id, so the same events in any order give the
+/// same incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentEvent {
+    /// Page id.
+    pub page: String,
+    /// Incident id (a lowercase ULID).
+    pub incident: String,
+    /// What happened.
+    pub action: IncidentAction,
+    /// Who did it.
+    pub actor: String,
+    /// When (Unix milliseconds).
+    pub at_ms: u64,
+    /// Draft, open or dismissed, when this event sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<IncidentLifecycle>,
+    /// Title, when this event sets it (escaped at render time, never here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Impact, when this event sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impact: Option<Impact>,
+    /// State, when this event sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<IncidentState>,
+    /// Affected components, when this event sets them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<Vec<AffectedComponent>>,
+    /// A timeline entry, when this event adds one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<IncidentUpdate>,
+    /// Postmortem, markdown, when this event sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postmortem: Option<String>,
+    /// For a proposal: the evidence behind it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+    /// For a dismissal: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl IncidentEvent {
+    /// An event of `action` that sets nothing yet.
+    pub fn new(
+        page: &str,
+        incident: &str,
+        action: IncidentAction,
+        actor: &str,
+        at_ms: u64,
+    ) -> Self {
+        Self {
+            page: page.to_owned(),
+            incident: incident.to_owned(),
+            action,
+            actor: actor.to_owned(),
+            at_ms,
+            lifecycle: None,
+            title: None,
+            impact: None,
+            state: None,
+            components: None,
+            update: None,
+            postmortem: None,
+            evidence: None,
+            reason: None,
+        }
+    }
+}
+
+impl Message for IncidentEvent {
+    const KIND: &'static str = "incident_event";
+    const VERSION: u32 = 1;
+}
+
 /// Lifecycle of a maintenance window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MaintenancePhase {
     /// Announced for later.
     Scheduled,
-    /// Running now.
+    /// Running now: its components show `under_maintenance`.
     InProgress,
-    /// Work done, checking.
+    /// Work done, checking; automation is back.
     Verifying,
     /// Over.
     Completed,
@@ -333,32 +699,209 @@ pub enum MaintenancePhase {
     Cancelled,
 }
 
+impl MaintenancePhase {
+    /// The wire name, e.g. `in_progress`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaintenancePhase::Scheduled => "scheduled",
+            MaintenancePhase::InProgress => "in_progress",
+            MaintenancePhase::Verifying => "verifying",
+            MaintenancePhase::Completed => "completed",
+            MaintenancePhase::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the window is over for good.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            MaintenancePhase::Completed | MaintenancePhase::Cancelled
+        )
+    }
+}
+
+/// What happened to a maintenance window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MaintenanceAction {
+    /// Announced (a one-off window, a recurring series, or one occurrence
+    /// of a series).
+    Scheduled,
+    /// Its details changed.
+    Updated,
+    /// The reminder before the start.
+    Reminded,
+    /// It began (at its time, or early by an operator).
+    Started,
+    /// Work done, checking.
+    Verifying,
+    /// It ended.
+    Completed,
+    /// Called off.
+    Cancelled,
+}
+
+impl MaintenanceAction {
+    /// The wire name, e.g. `reminded`; also a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaintenanceAction::Scheduled => "scheduled",
+            MaintenanceAction::Updated => "updated",
+            MaintenanceAction::Reminded => "reminded",
+            MaintenanceAction::Started => "started",
+            MaintenanceAction::Verifying => "verifying",
+            MaintenanceAction::Completed => "completed",
+            MaintenanceAction::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// A maintenance event. Subject: `beacon.maintenance.{page}.{id}`.
+///
+/// Every event carries the window's whole state after it; the window is the
+/// event with the highest HLC (see [`crate::maintenance`]), and whether the
+/// reminder went out is whether any event says `reminded`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceEvent {
     /// Page id.
     pub page: String,
-    /// Maintenance id.
+    /// Maintenance id (a lowercase ULID; an occurrence of a series is
+    /// `{series}-{start in minutes, hex}`).
     pub maintenance: String,
+    /// What happened.
+    pub action: MaintenanceAction,
+    /// Who did it (`decider` for what happens at its time).
+    pub actor: String,
+    /// When (Unix milliseconds).
+    pub at_ms: u64,
     /// Phase after this event.
     pub phase: MaintenancePhase,
     /// Title.
     pub title: String,
-    /// Update text, markdown.
+    /// Text for users, markdown.
     #[serde(default)]
     pub body: String,
-    /// Window start.
+    /// Window start (Unix milliseconds); for a series, its first occurrence.
     pub starts_at_ms: u64,
-    /// Window end.
+    /// Window end; for a series, the end of its first occurrence.
     pub ends_at_ms: u64,
     /// Components under maintenance.
     #[serde(default)]
     pub components: Vec<String>,
+    /// For a recurring series: its rule, an RFC 5545 `RRULE:` line or a
+    /// five-field cron expression (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrence: Option<String>,
+    /// For an occurrence: the series it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
+    /// How long before the start the reminder goes out (0: none).
+    #[serde(default)]
+    pub remind_before_ms: u64,
+    /// How long it stays `verifying` after its end before it completes
+    /// (0: it completes at its end).
+    #[serde(default)]
+    pub verify_ms: u64,
 }
 
 impl Message for MaintenanceEvent {
     const KIND: &'static str = "maintenance_event";
+    const VERSION: u32 = 1;
+}
+
+/// An operator's override of a component's status: the value under
+/// `{page}.{component}` in KV `overrides`. A cleared override is kept with
+/// `status: None`, so the last writer wins by HLC whichever came first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentOverride {
+    /// Page id.
+    pub page: String,
+    /// Component id.
+    pub component: String,
+    /// The status to show; `None` once cleared.
+    pub status: Option<ComponentStatus>,
+    /// Why, for people.
+    #[serde(default)]
+    pub reason: String,
+    /// Who set or cleared it.
+    pub actor: String,
+    /// When it stops applying (Unix milliseconds); `None`: until cleared.
+    #[serde(default)]
+    pub expires_at_ms: Option<u64>,
+}
+
+impl ComponentOverride {
+    /// Whether it applies at `now_ms`.
+    pub fn active_at(&self, now_ms: u64) -> bool {
+        self.status.is_some() && self.expires_at_ms.is_none_or(|at| now_ms < at)
+    }
+}
+
+impl Message for ComponentOverride {
+    const KIND: &'static str = "component_override";
+    const VERSION: u32 = 1;
+}
+
+/// A probe's sign of life. Subject: `beacon.probe.{region}.heartbeat`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeHeartbeat {
+    /// The probe's region.
+    pub region: String,
+    /// The probe process (several may serve one region).
+    pub probe: String,
+    /// When it was sent (Unix milliseconds).
+    pub at_ms: u64,
+    /// Time until the next heartbeat; later than twice this is late.
+    pub interval_ms: u64,
+    /// Checks the probe runs.
+    pub checks: u32,
+    /// The canary's latest result: a check of something known to work,
+    /// so a failure means the probe's own network is broken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryResult>,
+}
+
+impl Message for ProbeHeartbeat {
+    const KIND: &'static str = "probe_heartbeat";
+    const VERSION: u32 = 1;
+}
+
+/// A canary check's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryResult {
+    /// Up or down.
+    pub outcome: Outcome,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The decider's verdict on a probe region. Subject:
+/// `beacon.probe.{region}.verdict`. A suspect region's results are left out
+/// of every component's count: a probe problem, never a customer incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeVerdict {
+    /// The region.
+    pub region: String,
+    /// Whether its results are left out.
+    pub suspect: bool,
+    /// Why, for people.
+    pub reason: String,
+    /// Checks with a recent result from the region.
+    pub checks: u32,
+    /// Of those, failing.
+    pub failing: u32,
+    /// When decided (Unix milliseconds).
+    pub at_ms: u64,
+}
+
+impl Message for ProbeVerdict {
+    const KIND: &'static str = "probe_verdict";
     const VERSION: u32 = 1;
 }
 

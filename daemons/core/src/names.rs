@@ -25,6 +25,8 @@ pub const STREAM_NOTIFY: &str = "NOTIFY";
 pub const STREAM_DELIVERIES: &str = "DELIVERIES";
 /// Poison messages that a consumer terminated, kept for inspection and replay.
 pub const STREAM_DEADLETTER: &str = "DEADLETTER";
+/// Probe heartbeats and the decider's verdicts on probe regions.
+pub const STREAM_PROBES: &str = "PROBES";
 
 /// KV bucket with the current status of every component.
 pub const KV_STATUS: &str = "status";
@@ -38,6 +40,8 @@ pub const KV_UPTIME: &str = "uptime";
 pub const KV_LEASES: &str = "leases";
 /// KV bucket with durable timers: `{owner}.{timer}`.
 pub const KV_TIMERS: &str = "timers";
+/// KV bucket with operators' status overrides: `{page}.{component}`.
+pub const KV_OVERRIDES: &str = "overrides";
 /// Object store with rendered pages.
 pub const OBJECT_PAGES: &str = "pages";
 
@@ -108,6 +112,17 @@ pub fn changelog_subject(page: &str, entry: &str) -> String {
     format!("{SUBJECT_ROOT}.changelog.{page}.{entry}")
 }
 
+/// Subject of a probe's heartbeat: `beacon.probe.{region}.heartbeat`.
+pub fn probe_heartbeat_subject(region: &str) -> String {
+    format!("{SUBJECT_ROOT}.probe.{region}.heartbeat")
+}
+
+/// Subject of the decider's verdict on a probe region:
+/// `beacon.probe.{region}.verdict`.
+pub fn probe_verdict_subject(region: &str) -> String {
+    format!("{SUBJECT_ROOT}.probe.{region}.verdict")
+}
+
 /// Subject of a delivery batch for one channel kind: `beacon.notify.{channel}`.
 pub fn notify_subject(channel: &str) -> String {
     format!("{SUBJECT_ROOT}.notify.{channel}")
@@ -149,6 +164,42 @@ pub mod api {
     pub const CONFIG_APPLY: &str = "beacon.api.config.apply";
     /// Decider: read back a stored page config.
     pub const CONFIG_GET: &str = "beacon.api.config.get";
+    /// Decider: override a component's status.
+    pub const COMPONENT_SET: &str = "beacon.api.component.set";
+    /// Decider: clear a component's override.
+    pub const COMPONENT_CLEAR: &str = "beacon.api.component.clear";
+    /// Decider: a component's status, evidence and what holds it.
+    pub const COMPONENT_EXPLAIN: &str = "beacon.api.component.explain";
+    /// Decider: every component of a page with its status.
+    pub const COMPONENT_LIST: &str = "beacon.api.component.list";
+    /// Decider: incidents of a page.
+    pub const INCIDENT_LIST: &str = "beacon.api.incident.list";
+    /// Decider: one incident with its timeline.
+    pub const INCIDENT_SHOW: &str = "beacon.api.incident.show";
+    /// Decider: open an incident.
+    pub const INCIDENT_CREATE: &str = "beacon.api.incident.create";
+    /// Decider: add an update to an incident's timeline.
+    pub const INCIDENT_UPDATE: &str = "beacon.api.incident.update";
+    /// Decider: resolve an incident.
+    pub const INCIDENT_RESOLVE: &str = "beacon.api.incident.resolve";
+    /// Decider: confirm a proposed incident.
+    pub const INCIDENT_CONFIRM: &str = "beacon.api.incident.confirm";
+    /// Decider: dismiss a proposed incident.
+    pub const INCIDENT_DISMISS: &str = "beacon.api.incident.dismiss";
+    /// Decider: publish a resolved incident's postmortem.
+    pub const INCIDENT_POSTMORTEM: &str = "beacon.api.incident.postmortem";
+    /// Decider: schedule a maintenance window or series.
+    pub const MAINTENANCE_SCHEDULE: &str = "beacon.api.maintenance.schedule";
+    /// Decider: start a scheduled window now.
+    pub const MAINTENANCE_START: &str = "beacon.api.maintenance.start";
+    /// Decider: move a running window to verifying.
+    pub const MAINTENANCE_VERIFY: &str = "beacon.api.maintenance.verify";
+    /// Decider: complete a window now.
+    pub const MAINTENANCE_COMPLETE: &str = "beacon.api.maintenance.complete";
+    /// Decider: cancel a window or series.
+    pub const MAINTENANCE_CANCEL: &str = "beacon.api.maintenance.cancel";
+    /// Decider: maintenance windows of a page.
+    pub const MAINTENANCE_LIST: &str = "beacon.api.maintenance.list";
 }
 
 #[cfg(test)]

@@ -7,9 +7,10 @@
 
 use schemars::{schema_for, Schema};
 
-use crate::api::{ApiReply, ApplyConfigRequest, ApplyConfigResult, GetConfigRequest};
+use crate::api::*;
 use crate::config::{PageConfig, RawPageConfig};
 use crate::event::{Envelope, Message};
+use crate::incident::Incident;
 use crate::messages::*;
 
 /// One generated schema and the file it belongs in.
@@ -21,6 +22,19 @@ pub struct NamedSchema {
     pub schema: Schema,
 }
 
+fn api<Req: schemars::JsonSchema, Res: schemars::JsonSchema>(name: &str) -> [NamedSchema; 2] {
+    [
+        NamedSchema {
+            file: format!("api.{name}.request.schema.json"),
+            schema: schema_for!(Req),
+        },
+        NamedSchema {
+            file: format!("api.{name}.reply.schema.json"),
+            schema: schema_for!(ApiReply<Res>),
+        },
+    ]
+}
+
 fn envelope<T: Message>() -> NamedSchema {
     NamedSchema {
         file: format!("{}.v{}.schema.json", T::KIND, T::VERSION),
@@ -28,9 +42,23 @@ fn envelope<T: Message>() -> NamedSchema {
     }
 }
 
-/// Every bus message and KV value, in its envelope.
+/// Every bus message and KV value, in its envelope, and every API
+/// endpoint's request and reply.
 pub fn bus_schemas() -> Vec<NamedSchema> {
-    vec![
+    let endpoints = [
+        api::<SetComponentRequest, ComponentView>("component.set"),
+        api::<ClearComponentRequest, ComponentView>("component.clear"),
+        api::<ComponentRequest, ComponentView>("component.explain"),
+        api::<ComponentRequest, Vec<ComponentView>>("component.list"),
+        api::<ListIncidentsRequest, IncidentList>("incident.list"),
+        api::<ShowIncidentRequest, Incident>("incident.show"),
+        api::<CreateIncidentRequest, Incident>("incident.create"),
+        api::<ChangeIncidentRequest, Incident>("incident.change"),
+        api::<ScheduleMaintenanceRequest, crate::maintenance::Window>("maintenance.schedule"),
+        api::<ChangeMaintenanceRequest, crate::maintenance::Window>("maintenance.change"),
+        api::<ListMaintenanceRequest, MaintenanceList>("maintenance.list"),
+    ];
+    let mut schemas = vec![
         envelope::<HealthResult>(),
         envelope::<StatusChange>(),
         envelope::<StatusRecord>(),
@@ -42,6 +70,9 @@ pub fn bus_schemas() -> Vec<NamedSchema> {
         envelope::<DeliveryReceipt>(),
         envelope::<UptimeRollup>(),
         envelope::<PageConfig>(),
+        envelope::<ComponentOverride>(),
+        envelope::<ProbeHeartbeat>(),
+        envelope::<ProbeVerdict>(),
         NamedSchema {
             file: "api.config.apply.request.schema.json".into(),
             schema: schema_for!(ApplyConfigRequest),
@@ -58,7 +89,9 @@ pub fn bus_schemas() -> Vec<NamedSchema> {
             file: "api.config.get.reply.schema.json".into(),
             schema: schema_for!(ApiReply<PageConfig>),
         },
-    ]
+    ];
+    schemas.extend(endpoints.into_iter().flatten());
+    schemas
 }
 
 /// The page config file.

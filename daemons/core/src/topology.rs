@@ -22,8 +22,9 @@ use crate::names::*;
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// The version of the settings below. Version 1 was the foundation's
-/// (no version recorded); 2 adds the `leases` and `timers` buckets.
-pub const TOPOLOGY_VERSION: u32 = 2;
+/// (no version recorded); 2 adds the `leases` and `timers` buckets; 3 adds
+/// the `PROBES` stream and the `overrides` bucket.
+pub const TOPOLOGY_VERSION: u32 = 3;
 
 /// Stream metadata key holding the topology version that configured it.
 pub const VERSION_KEY: &str = "beacon_topology_version";
@@ -80,6 +81,7 @@ impl Topology {
             stream(STREAM_NOTIFY, "notify", 7 * DAY, WorkQueue),
             stream(STREAM_DELIVERIES, "delivery", 30 * DAY, Limits),
             stream(STREAM_DEADLETTER, "deadletter", 30 * DAY, Limits),
+            stream(STREAM_PROBES, "probe", 7 * DAY, Limits),
         ]
     }
 
@@ -109,6 +111,7 @@ impl Topology {
             bucket(KV_SUBSCRIBERS, 1, "Subscribers (notifier)"),
             bucket(KV_UPTIME, 1, "Daily uptime rollups (recorder)"),
             bucket(KV_TIMERS, 1, "Durable timers, by owner (decider, notifier)"),
+            bucket(KV_OVERRIDES, 1, "Operators' status overrides (decider)"),
             leases,
         ]
     }
@@ -456,12 +459,12 @@ mod tests {
         let hash = crate::lease::fnv1a(text.as_bytes());
         assert_eq!(
             (TOPOLOGY_VERSION, hash),
-            (2, PINNED_FINGERPRINT),
+            (3, PINNED_FINGERPRINT),
             "the topology settings changed: bump TOPOLOGY_VERSION and pin the new fingerprint"
         );
     }
 
-    const PINNED_FINGERPRINT: u64 = 13_027_912_964_105_156_628;
+    const PINNED_FINGERPRINT: u64 = 14_422_482_592_571_623_166;
 
     #[test]
     fn every_part_names_its_stream() {

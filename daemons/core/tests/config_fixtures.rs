@@ -346,7 +346,7 @@ prop_compose! {
         group in proptest::option::of(id()),
         checks in proptest::collection::vec(raw_check(), 0..3),
     ) -> RawComponent {
-        RawComponent { id, name, description: String::new(), group, checks }
+        RawComponent { id, name, description: String::new(), group, checks, ..RawComponent::default() }
     }
 }
 
@@ -385,7 +385,7 @@ prop_compose! {
     ) -> RawPageConfig {
         RawPageConfig {
             page: RawPage { id: page_id, name: page_name, description: String::new(), url: page_url },
-            defaults: RawDefaults { regions, interval, timeout, failure_threshold, recovery_threshold },
+            defaults: RawDefaults { regions, interval, timeout, failure_threshold, recovery_threshold, ..RawDefaults::default() },
             groups: groups.into_iter().map(|(id, name)| RawGroup { id, name }).collect(),
             components,
             channels,

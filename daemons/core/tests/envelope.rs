@@ -23,14 +23,12 @@ fn round_trip<T: Message + PartialEq + Debug>(body: T) {
 fn evidence() -> Evidence {
     Evidence {
         rule: "quorum: 2 of 2 regions down".into(),
-        trigger: EventId::new(),
+        trigger: Some(EventId::new()),
         regions: vec![RegionEvidence {
-            region: "eu".into(),
-            state: RegionState::Down,
             consecutive_failures: 3,
-            consecutive_successes: 0,
             last_result: Some(EventId::new()),
             last_error: Some("timed out after 1s".into()),
+            ..RegionEvidence::new("eu", RegionState::Down)
         }],
     }
 }
@@ -60,44 +58,60 @@ fn every_kind_round_trips() {
         error: Some("connection refused".into()),
         ..health()
     });
-    round_trip(StatusChange {
-        page: "demo".into(),
-        component: "api".into(),
-        from: None,
-        to: ComponentStatus::PartialOutage,
-        evidence: evidence(),
-    });
-    round_trip(StatusRecord {
-        page: "demo".into(),
-        component: "api".into(),
-        status: ComponentStatus::UnderMaintenance,
-        since_ms: 1_732_233_000_000,
-        change: EventId::new(),
-        evidence: evidence(),
-    });
-    round_trip(IncidentEvent {
-        page: "demo".into(),
-        incident: "inc-1".into(),
-        action: IncidentAction::Resolved,
-        // Markup and non-ASCII travel as plain text; escaping is the renderer's job.
-        title: "Ünïcode & <b>markup</b>".into(),
+    round_trip(StatusRecord::new(
+        "demo",
+        "api",
+        ComponentStatus::UnderMaintenance,
+        1_732_233_000_000,
+        EventId::new(),
+        evidence(),
+    ));
+    let record = StatusRecord {
+        flapping: true,
+        source: StatusSource::Override,
+        ..StatusRecord::new(
+            "demo",
+            "api",
+            ComponentStatus::PartialOutage,
+            1_732_233_000_000,
+            EventId::new(),
+            evidence(),
+        )
+    };
+    round_trip(record.change_event());
+    let mut resolved = IncidentEvent::new("demo", "inc-1", IncidentAction::Resolved, "op", 1);
+    // Markup and non-ASCII travel as plain text; escaping is the renderer's job.
+    resolved.title = Some("Ünïcode & <b>markup</b>".into());
+    resolved.state = Some(IncidentState::Resolved);
+    resolved.impact = Some(Impact::Critical);
+    resolved.update = Some(IncidentUpdate {
+        id: "u1".into(),
         state: IncidentState::Resolved,
-        impact: Impact::Critical,
         body: "Fixed.\nLine two.".into(),
         components: vec![AffectedComponent {
             component: "api".into(),
             status: ComponentStatus::Operational,
         }],
+        at_ms: 1,
+        actor: "op".into(),
     });
+    round_trip(resolved);
     round_trip(MaintenanceEvent {
         page: "demo".into(),
         maintenance: "mnt-1".into(),
+        action: MaintenanceAction::Cancelled,
+        actor: "op".into(),
+        at_ms: 1,
         phase: MaintenancePhase::Cancelled,
         title: "Upgrade".into(),
         body: String::new(),
         starts_at_ms: 1,
         ends_at_ms: u64::MAX,
         components: vec!["db".into(), "api".into()],
+        recurrence: Some("0 3 * * TUE".into()),
+        series: None,
+        remind_before_ms: 0,
+        verify_ms: 0,
     });
     round_trip(ChangelogEntry {
         page: "demo".into(),

@@ -7,10 +7,12 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use beacon_core::api::{ApiReply, ApplyConfigRequest, ApplyConfigResult, GetConfigRequest};
+use beacon_core::api::*;
 use beacon_core::config::{self, ConfigError, PageConfig, RawPageConfig};
 use beacon_core::event::{Envelope, EventId, Message};
 use beacon_core::hlc::HlcClock;
+use beacon_core::incident::Incident;
+use beacon_core::maintenance::Window;
 use beacon_core::messages::*;
 use beacon_core::schema::{bus_schemas, config_schemas, to_file_text, NamedSchema};
 use serde::Serialize;
@@ -156,7 +158,7 @@ fn demo_config() -> PageConfig {
 fn evidence(trigger: EventId) -> Evidence {
     Evidence {
         rule: "quorum: 2 of 2 regions down".into(),
-        trigger,
+        trigger: Some(trigger),
         regions: vec![
             RegionEvidence {
                 region: "eu".into(),
@@ -165,16 +167,12 @@ fn evidence(trigger: EventId) -> Evidence {
                 consecutive_successes: 0,
                 last_result: Some(trigger),
                 last_error: Some("connection refused".into()),
+                since_ms: Some(1_732_233_000_000),
+                last_seen_ms: Some(1_732_233_000_000),
+                samples: vec![trigger],
             },
             // Optional fields left out, as a region with no results yet sends them.
-            RegionEvidence {
-                region: "us".into(),
-                state: RegionState::Unknown,
-                consecutive_failures: 0,
-                consecutive_successes: 0,
-                last_result: None,
-                last_error: None,
-            },
+            RegionEvidence::new("us", RegionState::Stale),
         ],
     }
 }
@@ -184,7 +182,7 @@ fn evidence(trigger: EventId) -> Evidence {
 fn samples() -> Vec<(String, Value)> {
     let trigger = EventId::new();
     let now_ms = 1_732_233_000_000;
-    vec![
+    let mut samples = vec![
         envelope(HealthResult {
             page: "demo".into(),
             component: "api".into(),
@@ -197,43 +195,36 @@ fn samples() -> Vec<(String, Value)> {
             http_status: Some(503),
             error: Some("status 503, expected 2xx".into()),
         }),
-        envelope(StatusChange {
+        envelope(status_change(trigger)),
+        envelope(status_record(trigger)),
+        envelope(incident_event()),
+        envelope(maintenance_event()),
+        envelope(ComponentOverride {
             page: "demo".into(),
             component: "api".into(),
-            from: Some(ComponentStatus::Operational),
-            to: ComponentStatus::MajorOutage,
-            evidence: evidence(trigger),
+            status: Some(ComponentStatus::DegradedPerformance),
+            reason: "Known slowness while we migrate".into(),
+            actor: "alice".into(),
+            expires_at_ms: Some(now_ms + 3_600_000),
         }),
-        envelope(StatusRecord {
-            page: "demo".into(),
-            component: "api".into(),
-            status: ComponentStatus::MajorOutage,
-            since_ms: now_ms,
-            change: EventId::new(),
-            evidence: evidence(trigger),
+        envelope(ProbeHeartbeat {
+            region: "eu".into(),
+            probe: "probe-eu-1".into(),
+            at_ms: now_ms,
+            interval_ms: 10_000,
+            checks: 1_200,
+            canary: Some(CanaryResult {
+                outcome: Outcome::Down,
+                error: Some("connect timed out".into()),
+            }),
         }),
-        envelope(IncidentEvent {
-            page: "demo".into(),
-            incident: "inc-1".into(),
-            action: IncidentAction::Proposed,
-            title: "API unavailable <script>".into(),
-            state: IncidentState::Investigating,
-            impact: Impact::Major,
-            body: "We are **looking** into it.".into(),
-            components: vec![AffectedComponent {
-                component: "api".into(),
-                status: ComponentStatus::MajorOutage,
-            }],
-        }),
-        envelope(MaintenanceEvent {
-            page: "demo".into(),
-            maintenance: "mnt-1".into(),
-            phase: MaintenancePhase::InProgress,
-            title: "Database upgrade".into(),
-            body: String::new(),
-            starts_at_ms: now_ms,
-            ends_at_ms: now_ms + 3_600_000,
-            components: vec!["db".into()],
+        envelope(ProbeVerdict {
+            region: "eu".into(),
+            suspect: true,
+            reason: "fails 12 of 12 checks while us fails 0 of 12".into(),
+            checks: 12,
+            failing: 12,
+            at_ms: now_ms,
         }),
         envelope(ChangelogEntry {
             page: "demo".into(),
@@ -284,7 +275,10 @@ fn samples() -> Vec<(String, Value)> {
         envelope(demo_config()),
         (
             "api.config.apply.request.schema.json".into(),
-            to_value(&ApplyConfigRequest { config: demo_raw() }),
+            to_value(&ApplyConfigRequest {
+                config: demo_raw(),
+                expected_revision: None,
+            }),
         ),
         (
             "api.config.apply.reply.schema.json".into(),
@@ -321,6 +315,294 @@ fn samples() -> Vec<(String, Value)> {
             "api.config.get.reply.schema.json".into(),
             to_value(&ApiReply::<PageConfig>::Failed {
                 message: "KV config unavailable".into(),
+            }),
+        ),
+    ];
+    samples.extend(api_samples(trigger));
+    samples
+}
+
+fn status_change(trigger: EventId) -> StatusChange {
+    StatusChange {
+        page: "demo".into(),
+        component: "api".into(),
+        from: Some(ComponentStatus::Operational),
+        to: ComponentStatus::MajorOutage,
+        at_ms: 1_732_233_000_000,
+        source: StatusSource::Automatic,
+        flapping: false,
+        inhibited: Some(Inhibition {
+            reason: InhibitReason::DependsOn,
+            detail: "depends on db, which is major_outage".into(),
+        }),
+        proposal: None,
+        evidence: evidence(trigger),
+    }
+}
+
+fn status_record(trigger: EventId) -> StatusRecord {
+    let mut record = StatusRecord::new(
+        "demo",
+        "api",
+        ComponentStatus::MajorOutage,
+        1_732_233_000_000,
+        EventId::new(),
+        evidence(trigger),
+    );
+    record.from = Some(ComponentStatus::Operational);
+    record.proposal = Some("01jd7x9c0000000000000000aa".into());
+    record.recent = vec![RecentChange {
+        at_ms: 1_732_233_000_000,
+        status: ComponentStatus::MajorOutage,
+    }];
+    record
+}
+
+fn incident_event() -> IncidentEvent {
+    let mut event = IncidentEvent::new(
+        "demo",
+        "inc-1",
+        IncidentAction::Proposed,
+        "decider",
+        1_732_233_000_000,
+    );
+    event.lifecycle = Some(IncidentLifecycle::Proposed);
+    event.title = Some("API unavailable <script>".into());
+    event.state = Some(IncidentState::Investigating);
+    event.impact = Some(Impact::Major);
+    let components = vec![AffectedComponent {
+        component: "api".into(),
+        status: ComponentStatus::MajorOutage,
+    }];
+    event.components = Some(components.clone());
+    event.update = Some(IncidentUpdate {
+        id: "01jd7x9c0000000000000000ab".into(),
+        state: IncidentState::Investigating,
+        body: "We are **looking** into it.".into(),
+        components,
+        at_ms: 1_732_233_000_000,
+        actor: "decider".into(),
+    });
+    event.evidence = Some(evidence(EventId::new()));
+    event
+}
+
+fn maintenance_event() -> MaintenanceEvent {
+    MaintenanceEvent {
+        page: "demo".into(),
+        maintenance: "mnt-1".into(),
+        action: MaintenanceAction::Started,
+        actor: "decider".into(),
+        at_ms: 1_732_233_000_000,
+        phase: MaintenancePhase::InProgress,
+        title: "Database upgrade".into(),
+        body: String::new(),
+        starts_at_ms: 1_732_233_000_000,
+        ends_at_ms: 1_732_236_600_000,
+        components: vec!["db".into()],
+        recurrence: None,
+        series: Some("weekly-db".into()),
+        remind_before_ms: 3_600_000,
+        verify_ms: 0,
+    }
+}
+
+/// A request and a reply for every operator endpoint.
+fn api_samples(trigger: EventId) -> Vec<(String, Value)> {
+    let view = ComponentView {
+        page: "demo".into(),
+        component: "api".into(),
+        name: "API".into(),
+        automated: true,
+        record: Some(status_record(trigger)),
+        manual_override: None,
+        maintenance: vec![],
+        incidents: vec!["inc-1".into()],
+        depends_on: vec!["db".into()],
+    };
+    let incident = Incident::fold(
+        &[Envelope::new(&HlcClock::new(), "eu", incident_event())],
+        4,
+    )
+    .expect("one event");
+    let window = Window::fold([(
+        &Envelope::new(&HlcClock::new(), "eu", maintenance_event()),
+        7,
+    )])
+    .expect("one event");
+    let change = ChangeIncidentRequest {
+        page: "demo".into(),
+        incident: "inc-1".into(),
+        expected_revision: Some(4),
+        state: Some(IncidentState::Identified),
+        body: "Cause found.".into(),
+        title: None,
+        impact: None,
+        components: None,
+        actor: "alice".into(),
+    };
+    let file = |name: &str, kind: &str| format!("api.{name}.{kind}.schema.json");
+    vec![
+        (
+            file("component.set", "request"),
+            to_value(&SetComponentRequest {
+                page: "demo".into(),
+                component: "api".into(),
+                status: ComponentStatus::MajorOutage,
+                reason: "Upstream outage".into(),
+                expires_in_ms: Some(600_000),
+                actor: "alice".into(),
+            }),
+        ),
+        (
+            file("component.set", "reply"),
+            to_value(&ApiReply::Ok {
+                result: view.clone(),
+            }),
+        ),
+        (
+            file("component.clear", "request"),
+            to_value(&ClearComponentRequest {
+                page: "demo".into(),
+                component: "api".into(),
+                actor: "alice".into(),
+            }),
+        ),
+        (
+            file("component.clear", "reply"),
+            to_value(&ApiReply::<ComponentView>::invalid(
+                "component",
+                "no component \"x\"",
+            )),
+        ),
+        (
+            file("component.explain", "request"),
+            to_value(&ComponentRequest {
+                page: "demo".into(),
+                component: Some("api".into()),
+            }),
+        ),
+        (
+            file("component.explain", "reply"),
+            to_value(&ApiReply::Ok {
+                result: view.clone(),
+            }),
+        ),
+        (
+            file("component.list", "request"),
+            to_value(&ComponentRequest {
+                page: "demo".into(),
+                component: None,
+            }),
+        ),
+        (
+            file("component.list", "reply"),
+            to_value(&ApiReply::Ok { result: vec![view] }),
+        ),
+        (
+            file("incident.list", "request"),
+            to_value(&ListIncidentsRequest {
+                page: "demo".into(),
+                all: true,
+            }),
+        ),
+        (
+            file("incident.list", "reply"),
+            to_value(&ApiReply::Ok {
+                result: vec![incident.clone()],
+            }),
+        ),
+        (
+            file("incident.show", "request"),
+            to_value(&ShowIncidentRequest {
+                page: "demo".into(),
+                incident: "inc-1".into(),
+            }),
+        ),
+        (
+            file("incident.show", "reply"),
+            to_value(&ApiReply::Ok {
+                result: incident.clone(),
+            }),
+        ),
+        (
+            file("incident.create", "request"),
+            to_value(&CreateIncidentRequest {
+                page: "demo".into(),
+                title: "Checkout errors".into(),
+                impact: Impact::Minor,
+                state: None,
+                body: "Some payments fail.".into(),
+                components: vec![AffectedComponent {
+                    component: "api".into(),
+                    status: ComponentStatus::PartialOutage,
+                }],
+                actor: "alice".into(),
+                idempotency_key: Some("ticket-4711".into()),
+            }),
+        ),
+        (
+            file("incident.create", "reply"),
+            to_value(&ApiReply::Ok {
+                result: incident.clone(),
+            }),
+        ),
+        (file("incident.change", "request"), to_value(&change)),
+        (
+            file("incident.change", "reply"),
+            to_value(&ApiReply::Conflict {
+                message: "incident inc-1 is at revision 5, not 4".into(),
+                current: Some(incident),
+            }),
+        ),
+        (
+            file("maintenance.schedule", "request"),
+            to_value(&ScheduleMaintenanceRequest {
+                page: "demo".into(),
+                title: "Database upgrade".into(),
+                body: String::new(),
+                starts_at_ms: 1_732_233_000_000,
+                ends_at_ms: 1_732_236_600_000,
+                components: vec!["db".into()],
+                recurrence: Some("RRULE:FREQ=WEEKLY;BYDAY=TU".into()),
+                remind_before_ms: None,
+                verify_ms: Some(600_000),
+                actor: "alice".into(),
+            }),
+        ),
+        (
+            file("maintenance.schedule", "reply"),
+            to_value(&ApiReply::Ok {
+                result: window.clone(),
+            }),
+        ),
+        (
+            file("maintenance.change", "request"),
+            to_value(&ChangeMaintenanceRequest {
+                page: "demo".into(),
+                maintenance: "mnt-1".into(),
+                expected_revision: None,
+                body: "Done early.".into(),
+                actor: "alice".into(),
+            }),
+        ),
+        (
+            file("maintenance.change", "reply"),
+            to_value(&ApiReply::Ok {
+                result: window.clone(),
+            }),
+        ),
+        (
+            file("maintenance.list", "request"),
+            to_value(&ListMaintenanceRequest {
+                page: "demo".into(),
+                all: false,
+            }),
+        ),
+        (
+            file("maintenance.list", "reply"),
+            to_value(&ApiReply::Ok {
+                result: vec![window],
             }),
         ),
     ]

@@ -15,6 +15,9 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 64;
 /// NATS, JetStream or the daemon that should answer is unreachable (`EX_UNAVAILABLE`).
 pub const EXIT_UNAVAILABLE: u8 = 69;
+/// Someone else changed it first; read again and retry if it still makes
+/// sense (`EX_TEMPFAIL`).
+pub const EXIT_CONFLICT: u8 = 75;
 
 /// Why a command did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +83,16 @@ pub enum CtlError {
         /// What it said.
         message: String,
     },
+    /// Someone else changed it first; nothing changed.
+    #[error("{subject}: conflict: {message}")]
+    Conflict {
+        /// The API subject.
+        subject: &'static str,
+        /// What conflicted.
+        message: String,
+        /// The current state, as the owner sent it.
+        current: Option<serde_json::Value>,
+    },
     /// The owner answered with something this build cannot read.
     #[error("unreadable reply from {subject}: {reason}")]
     BadReply {
@@ -126,6 +139,7 @@ impl CtlError {
             | CtlError::BadReply { .. }
             | CtlError::Internal(_)
             | CtlError::Output(_) => EXIT_FAILURE,
+            CtlError::Conflict { .. } => EXIT_CONFLICT,
             CtlError::OutputClosed => EXIT_OK,
         }
     }
@@ -142,6 +156,14 @@ impl CtlError {
             for error in errors {
                 text.push_str(&format!("{error}\n"));
             }
+        }
+        if let CtlError::Conflict {
+            current: Some(current),
+            ..
+        } = self
+        {
+            let current = serde_json::to_string_pretty(current).unwrap_or_default();
+            text.push_str(&format!("current state:\n{current}\n"));
         }
         text
     }
@@ -235,6 +257,14 @@ mod tests {
             ),
             (CtlError::Internal("bug".into()), 1),
             (CtlError::Output(io::Error::other("disk full")), 1),
+            (
+                CtlError::Conflict {
+                    subject: "s",
+                    message: "m".into(),
+                    current: None,
+                },
+                75,
+            ),
             (CtlError::OutputClosed, 0),
         ];
         for (error, code) in table {

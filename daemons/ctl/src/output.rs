@@ -219,18 +219,18 @@ mod tests {
     use beacon_core::messages::{ComponentStatus, Evidence};
 
     fn record(page: &str, component: &str, status: ComponentStatus, rule: &str) -> StatusRecord {
-        StatusRecord {
-            page: page.into(),
-            component: component.into(),
+        StatusRecord::new(
+            page,
+            component,
             status,
-            since_ms: 1_732_233_000_000,
-            change: EventId::new(),
-            evidence: Evidence {
+            1_732_233_000_000,
+            EventId::new(),
+            Evidence {
                 rule: rule.into(),
-                trigger: EventId::new(),
+                trigger: Some(EventId::new()),
                 regions: vec![],
             },
-        }
+        )
     }
 
     #[test]

@@ -73,14 +73,21 @@ pub fn decode_reply<Res: DeserializeOwned>(
     subject: &'static str,
     payload: &[u8],
 ) -> Result<Res, CtlError> {
-    let reply: ApiReply<Res> = serde_json::from_slice(payload).map_err(|e| CtlError::BadReply {
+    let bad = |e: serde_json::Error| CtlError::BadReply {
         subject,
         reason: e.to_string(),
-    })?;
+    };
+    // Read loosely first, so a conflict's current state is kept as it came.
+    let reply: ApiReply<serde_json::Value> = serde_json::from_slice(payload).map_err(bad)?;
     match reply {
-        ApiReply::Ok { result } => Ok(result),
+        ApiReply::Ok { result } => serde_json::from_value(result).map_err(bad),
         ApiReply::Invalid { errors } => Err(CtlError::Refused { subject, errors }),
         ApiReply::Failed { message } => Err(CtlError::ServerFailed { subject, message }),
+        ApiReply::Conflict { message, current } => Err(CtlError::Conflict {
+            subject,
+            message,
+            current,
+        }),
     }
 }
 

@@ -101,18 +101,18 @@ fn record(page: &str, component: &str, status: ComponentStatus) -> Envelope<Stat
         EventId::new(),
         Hlc::new(1_732_233_000_000, 0),
         "eu",
-        StatusRecord {
-            page: page.into(),
-            component: component.into(),
+        StatusRecord::new(
+            page,
+            component,
             status,
-            since_ms: 1_732_233_000_000,
-            change: EventId::new(),
-            evidence: Evidence {
+            1_732_233_000_000,
+            EventId::new(),
+            Evidence {
                 rule: "quorum: 2 of 2 regions down".into(),
-                trigger: EventId::new(),
+                trigger: Some(EventId::new()),
                 regions: vec![],
             },
-        },
+        ),
     )
 }
 

@@ -213,6 +213,13 @@ impl HealthHandler {
                 since_ms: wall_clock_ms(),
                 change,
                 evidence: transition.evidence.clone(),
+                from: transition.from,
+                source: Default::default(),
+                automatic: Some(transition.to),
+                flapping: false,
+                inhibited: None,
+                proposal: None,
+                recent: Vec::new(),
             },
         );
         let key = status_key(page, component);
@@ -246,6 +253,11 @@ impl HealthHandler {
                 component: component.to_owned(),
                 from: transition.from,
                 to: transition.to,
+                at_ms: wall_clock_ms(),
+                source: Default::default(),
+                flapping: false,
+                inhibited: None,
+                proposal: None,
                 evidence: transition.evidence.clone(),
             },
         );

@@ -62,7 +62,7 @@ impl Tracker {
                     next.state = Some(RegionState::Up);
                 }
             }
-            Outcome::Down => {
+            Outcome::Down | Outcome::Degraded => {
                 next.failures = next.failures.saturating_add(1);
                 next.successes = 0;
                 next.last_error = error;
@@ -149,6 +149,9 @@ impl ComponentView {
                     consecutive_successes: trackers.iter().map(|t| t.successes).min().unwrap_or(0),
                     last_result: worst.and_then(|t| t.last_result),
                     last_error: worst.and_then(|t| t.last_error.clone()),
+                    since_ms: None,
+                    last_seen_ms: None,
+                    samples: Vec::new(),
                 }
             })
             .collect()

@@ -84,7 +84,7 @@ pub fn step(
             to: decision.status,
             evidence: Evidence {
                 rule: decision.rule,
-                trigger: result_id,
+                trigger: Some(result_id),
                 regions: next.evidence(&states),
             },
         });

@@ -350,18 +350,18 @@ mod tests {
     }
 
     fn record(component: &str, status: ComponentStatus) -> StatusRecord {
-        StatusRecord {
-            page: "demo".into(),
-            component: component.into(),
+        StatusRecord::new(
+            "demo",
+            component,
             status,
-            since_ms: 1_000,
-            change: EventId::new(),
-            evidence: Evidence {
+            1_000,
+            EventId::new(),
+            Evidence {
                 rule: "r".into(),
-                trigger: EventId::new(),
+                trigger: Some(EventId::new()),
                 regions: vec![],
             },
-        }
+        )
     }
 
     #[test]

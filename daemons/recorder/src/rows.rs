@@ -142,7 +142,11 @@ impl StatusRow {
                 .to_owned(),
             to_status: change.to.as_str().to_owned(),
             rule: change.evidence.rule.clone(),
-            trigger: change.evidence.trigger.to_string(),
+            trigger: change
+                .evidence
+                .trigger
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
             evidence,
             changed_at,
             changed_at_ms,
@@ -214,9 +218,14 @@ mod tests {
                 component: "api".into(),
                 from,
                 to: ComponentStatus::MajorOutage,
+                at_ms: 0,
+                source: Default::default(),
+                flapping: false,
+                inhibited: None,
+                proposal: None,
                 evidence: Evidence {
                     rule: "quorum: 2 of 2 regions down".into(),
-                    trigger: id("01HQ0000000000000000000001"),
+                    trigger: Some(id("01HQ0000000000000000000001")),
                     regions: vec![RegionEvidence {
                         region: "eu-west".into(),
                         state: RegionState::Down,
@@ -224,6 +233,9 @@ mod tests {
                         consecutive_successes: 0,
                         last_result: None,
                         last_error: Some("timeout".into()),
+                        since_ms: None,
+                        last_seen_ms: None,
+                        samples: vec![],
                     }],
                 },
             },

@@ -88,6 +88,29 @@ pub struct RawDefaults {
     pub failure_threshold: Option<u32>,
     /// Consecutive successes before a region calls the component up again.
     pub recovery_threshold: Option<u32>,
+    /// Failures among the latest results that call a region down, e.g.
+    /// `"3 of 5"`; replaces `failure_threshold` when set.
+    pub failure_window: Option<String>,
+    /// Successes among the latest results that call a region up again,
+    /// e.g. `"4 of 5"`; replaces `recovery_threshold` when set.
+    pub recovery_window: Option<String>,
+    /// Latency over which a passing result counts as slow, e.g. `"800ms"`;
+    /// a region that stays slow is `degraded_performance`.
+    pub degraded_latency: Option<String>,
+    /// Status changes within `flap_window` above which a component is flapping.
+    pub flap_transitions: Option<u32>,
+    /// The window `flap_transitions` is counted in, e.g. `"15m"`.
+    pub flap_window: Option<String>,
+}
+
+/// `quorum = 2` or `quorum = "majority"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawQuorum {
+    /// Regions that must fail for `major_outage`.
+    Count(i64),
+    /// `"majority"`.
+    Word(String),
 }
 
 /// `[[groups]]`.
@@ -114,6 +137,22 @@ pub struct RawComponent {
     /// Id of the group it belongs to.
     #[serde(default)]
     pub group: Option<String>,
+    /// Failing regions that make a `major_outage` (fewer make a
+    /// `partial_outage`): a number, or `"majority"` (the default) of the
+    /// regions that count.
+    #[serde(default)]
+    pub quorum: Option<RawQuorum>,
+    /// Ids of components this one depends on: while one of them is down,
+    /// this one's incidents and notifications are held back.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Status changes within `flap_window` above which it is flapping;
+    /// default `defaults.flap_transitions`, then 6.
+    #[serde(default)]
+    pub flap_transitions: Option<u32>,
+    /// The flap window; default `defaults.flap_window`, then 15m.
+    #[serde(default)]
+    pub flap_window: Option<String>,
     /// Checks whose results decide its status. None means status is set by
     /// hand. Each is read as a table and validated by its `type`'s module
     /// ([`checks`]), so every problem in every check is reported at once.
@@ -182,6 +221,47 @@ pub struct Component {
     pub group: Option<String>,
     /// Checks.
     pub checks: Vec<Check>,
+    /// Failing regions that make a `major_outage`.
+    #[serde(default)]
+    pub quorum: Quorum,
+    /// Components it depends on.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Status changes within `flap_window_ms` above which it is flapping.
+    #[serde(default = "fallback::flap_transitions")]
+    pub flap_transitions: u32,
+    /// The flap window.
+    #[serde(default = "fallback::flap_window_ms")]
+    pub flap_window_ms: u64,
+}
+
+/// How many failing regions make a `major_outage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Quorum {
+    /// More than half of the regions that count.
+    #[default]
+    Majority,
+    /// At least this many.
+    Count(u32),
+}
+
+impl Quorum {
+    /// Failing regions needed among `counted` regions (at least one).
+    pub fn needed(self, counted: usize) -> usize {
+        match self {
+            Quorum::Majority => counted / 2 + 1,
+            Quorum::Count(n) => (n as usize).max(1),
+        }
+    }
+
+    /// For people: `majority` or `2`.
+    pub fn describe(self) -> String {
+        match self {
+            Quorum::Majority => "majority".to_owned(),
+            Quorum::Count(n) => n.to_string(),
+        }
+    }
 }
 
 impl Component {
@@ -216,6 +296,48 @@ pub struct Check {
     pub failure_threshold: u32,
     /// Consecutive successes before a region calls it up.
     pub recovery_threshold: u32,
+    /// k failures of the latest n results call a region down (instead of
+    /// `failure_threshold`).
+    #[serde(default)]
+    pub failure_window: Option<KOfN>,
+    /// k successes of the latest n call it up again (instead of
+    /// `recovery_threshold`).
+    #[serde(default)]
+    pub recovery_window: Option<KOfN>,
+    /// Latency over which a passing result counts as slow.
+    #[serde(default)]
+    pub degraded_latency_ms: Option<u64>,
+}
+
+/// "k of the latest n results".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KOfN {
+    /// How many must agree.
+    pub k: u32,
+    /// Of how many latest results.
+    pub n: u32,
+}
+
+impl KOfN {
+    /// Largest `n` accepted: the decider keeps the latest results as bits.
+    pub const MAX_N: u32 = 64;
+
+    /// Parses `"3 of 5"`.
+    pub fn parse(text: &str) -> Result<KOfN, String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let (k, n) = match words.as_slice() {
+            [k, "of", n] => (k.parse::<u32>(), n.parse::<u32>()),
+            _ => return Err(format!("{text:?} is not \"K of N\", e.g. \"3 of 5\"")),
+        };
+        let (Ok(k), Ok(n)) = (k, n) else {
+            return Err(format!("{text:?}: K and N must be whole numbers"));
+        };
+        if k == 0 || k > n || n > Self::MAX_N {
+            return Err(format!("{text:?}: need 1 <= K <= N <= {}", Self::MAX_N));
+        }
+        Ok(KOfN { k, n })
+    }
 }
 
 impl Check {
@@ -384,6 +506,20 @@ pub mod fallback {
     pub const RECOVERY_THRESHOLD: u32 = 2;
     /// Channel rate.
     pub const RATE_PER_SECOND: u32 = 10;
+    /// Flap transitions.
+    pub const FLAP_TRANSITIONS: u32 = 6;
+    /// Flap window.
+    pub const FLAP_WINDOW: &str = "15m";
+
+    /// Flap transitions, for serde defaults of configs stored before the field.
+    pub fn flap_transitions() -> u32 {
+        FLAP_TRANSITIONS
+    }
+
+    /// Flap window in milliseconds, for serde defaults.
+    pub fn flap_window_ms() -> u64 {
+        15 * 60 * 1000
+    }
 }
 
 /// Shortest check interval accepted.
@@ -440,6 +576,34 @@ impl Errors {
             self.add(location, format!("must be between 1 and 100, got {value}"));
         }
     }
+
+    fn k_of_n(&mut self, location: &str, value: &str) -> Option<KOfN> {
+        match KOfN::parse(value) {
+            Ok(window) => Some(window),
+            Err(e) => {
+                self.add(location, e);
+                None
+            }
+        }
+    }
+
+    fn flap_transitions(&mut self, location: &str, value: u32) {
+        if !(2..=1000).contains(&value) {
+            self.add(location, format!("must be between 2 and 1000, got {value}"));
+        }
+    }
+
+    fn flap_window(&mut self, location: &str, value: &str) -> Option<Duration> {
+        let window = self.duration(location, value)?;
+        if !(Duration::from_secs(10)..=Duration::from_secs(24 * 3600)).contains(&window) {
+            self.add(
+                location,
+                format!("must be between 10s and 24h, got {value}"),
+            );
+            return None;
+        }
+        Some(window)
+    }
 }
 
 /// Phase 2: checks every rule and builds the typed config, or returns every error.
@@ -469,6 +633,23 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
     }
     if let Some(t) = defaults.recovery_threshold {
         errors.threshold("defaults.recovery_threshold", t);
+    }
+    for (field, value) in [
+        ("failure_window", &defaults.failure_window),
+        ("recovery_window", &defaults.recovery_window),
+    ] {
+        if let Some(value) = value {
+            errors.k_of_n(&format!("defaults.{field}"), value);
+        }
+    }
+    if let Some(value) = &defaults.degraded_latency {
+        errors.duration("defaults.degraded_latency", value);
+    }
+    if let Some(t) = defaults.flap_transitions {
+        errors.flap_transitions("defaults.flap_transitions", t);
+    }
+    if let Some(value) = &defaults.flap_window {
+        errors.flap_window("defaults.flap_window", value);
     }
 
     let mut group_ids = HashSet::new();
@@ -523,14 +704,62 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
                 checks.push(check);
             }
         }
+        let regions = {
+            let mut regions: Vec<&String> = checks.iter().flat_map(|c| &c.regions).collect();
+            regions.sort();
+            regions.dedup();
+            regions.len()
+        };
+        let quorum = match &component.quorum {
+            None => Quorum::Majority,
+            Some(RawQuorum::Word(word)) if word == "majority" => Quorum::Majority,
+            Some(RawQuorum::Word(word)) => {
+                errors.add(
+                    format!("{at}.quorum"),
+                    format!("{word:?} is not a quorum; write a number of regions or \"majority\""),
+                );
+                Quorum::Majority
+            }
+            Some(RawQuorum::Count(n)) => {
+                if *n < 1 || (!checks.is_empty() && *n as usize > regions) {
+                    errors.add(
+                        format!("{at}.quorum"),
+                        format!(
+                            "must be between 1 and the component's {regions} region(s), got {n}"
+                        ),
+                    );
+                }
+                Quorum::Count(u32::try_from(*n).unwrap_or(1).max(1))
+            }
+        };
+        let flap_transitions = component
+            .flap_transitions
+            .or(defaults.flap_transitions)
+            .unwrap_or(fallback::FLAP_TRANSITIONS);
+        if component.flap_transitions.is_some() {
+            errors.flap_transitions(&format!("{at}.flap_transitions"), flap_transitions);
+        }
+        let flap_window = match &component.flap_window {
+            Some(text) => errors.flap_window(&format!("{at}.flap_window"), text),
+            None => defaults
+                .flap_window
+                .as_deref()
+                .and_then(|text| humantime::parse_duration(text).ok()),
+        };
         components.push(Component {
             id: component.id.clone(),
             name: component.name.clone(),
             description: component.description.clone(),
             group: component.group.clone(),
             checks,
+            quorum,
+            depends_on: component.depends_on.clone(),
+            flap_transitions,
+            flap_window_ms: flap_window
+                .map_or_else(fallback::flap_window_ms, |w| w.as_millis() as u64),
         });
     }
+    check_dependencies(&mut errors, &raw.components);
 
     let mut channel_ids = HashSet::new();
     let mut channels = Vec::new();
@@ -654,6 +883,87 @@ fn assert_fields_match<T: Serialize>(
     keys.sort_unstable();
     want.sort_unstable();
     assert_eq!(keys, want, "{kind}");
+}
+
+/// `depends_on` names existing components of the page, not the component
+/// itself, each once, and the dependencies form no cycle.
+fn check_dependencies(errors: &mut Errors, components: &[RawComponent]) {
+    let index: std::collections::HashMap<&str, usize> = components
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    for (i, component) in components.iter().enumerate() {
+        let mut seen = HashSet::new();
+        for (k, parent) in component.depends_on.iter().enumerate() {
+            let at = format!("components[{i}].depends_on[{k}]");
+            if parent == &component.id {
+                errors.add(at, "a component cannot depend on itself");
+            } else if !index.contains_key(parent.as_str()) {
+                errors.add(at, format!("no component with id {parent:?}"));
+            } else if !seen.insert(parent) {
+                errors.add(at, format!("{parent:?} is named twice"));
+            }
+        }
+    }
+    // A cycle is reported once, at the first component found on it.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Walking,
+        Done,
+    }
+    fn walk(
+        i: usize,
+        components: &[RawComponent],
+        index: &std::collections::HashMap<&str, usize>,
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        marks[i] = Mark::Walking;
+        path.push(i);
+        for parent in &components[i].depends_on {
+            let Some(&j) = index.get(parent.as_str()) else {
+                continue;
+            };
+            if j == i {
+                continue;
+            }
+            match marks[j] {
+                Mark::Walking => {
+                    let start = path.iter().position(|&p| p == j).unwrap_or(0);
+                    return Some(path[start..].to_vec());
+                }
+                Mark::New => {
+                    if let Some(cycle) = walk(j, components, index, marks, path) {
+                        return Some(cycle);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+        path.pop();
+        marks[i] = Mark::Done;
+        None
+    }
+    let mut marks = vec![Mark::New; components.len()];
+    for i in 0..components.len() {
+        if marks[i] == Mark::New {
+            let mut path = Vec::new();
+            if let Some(cycle) = walk(i, components, &index, &mut marks, &mut path) {
+                let names: Vec<&str> = cycle
+                    .iter()
+                    .chain(cycle.first())
+                    .map(|&c| components[c].id.as_str())
+                    .collect();
+                errors.add(
+                    format!("components[{}].depends_on", cycle[0]),
+                    format!("dependencies form a cycle: {}", names.join(" -> ")),
+                );
+                return;
+            }
+        }
+    }
 }
 
 fn check_regions(errors: &mut Errors, at: &str, regions: &[String]) {

@@ -33,7 +33,10 @@ pub async fn run(
     let result: ApplyConfigResult = request::call(
         &client,
         ENDPOINT,
-        &ApplyConfigRequest { config: raw },
+        &ApplyConfigRequest {
+            config: raw,
+            expected_revision: None,
+        },
         timeout,
     )
     .await?;

@@ -12,7 +12,7 @@ pub mod tcp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{fallback, Check, CheckTarget, Errors, RawDefaults, MAX_INTERVAL, MIN_INTERVAL};
+use super::{fallback, Check, CheckTarget, Errors, KOfN, RawDefaults, MAX_INTERVAL, MIN_INTERVAL};
 
 /// `[[components.checks]]`: one check, tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -35,6 +35,9 @@ pub const COMMON_FIELDS: &[&str] = &[
     "timeout",
     "failure_threshold",
     "recovery_threshold",
+    "failure_window",
+    "recovery_window",
+    "degraded_latency",
 ];
 
 /// The fields of check kind `kind` besides the common ones.
@@ -67,6 +70,16 @@ pub struct RawCheckCommon {
     /// Recovery threshold; default `defaults.recovery_threshold`, then 2.
     #[serde(default)]
     pub recovery_threshold: Option<u32>,
+    /// `"K of N"` failures that call a region down; default
+    /// `defaults.failure_window`, then none (the threshold counts).
+    #[serde(default)]
+    pub failure_window: Option<String>,
+    /// `"K of N"` successes that call a region up again.
+    #[serde(default)]
+    pub recovery_window: Option<String>,
+    /// Latency over which a passing result is slow, e.g. `"800ms"`.
+    #[serde(default)]
+    pub degraded_latency: Option<String>,
 }
 
 /// Validates the check `table` at `at`, reporting every problem; the typed
@@ -155,6 +168,41 @@ fn validate_common(
         .unwrap_or(fallback::RECOVERY_THRESHOLD);
     errors.threshold(&format!("{at}.failure_threshold"), failure_threshold);
     errors.threshold(&format!("{at}.recovery_threshold"), recovery_threshold);
+    // A field the check sets is reported at the check; one it inherits was
+    // reported at `defaults` already and is only read here.
+    let window = |errors: &mut Errors,
+                  field: &str,
+                  own: &Option<String>,
+                  inherited: &Option<String>| {
+        match (own, inherited) {
+            (Some(text), _) => errors.k_of_n(&format!("{at}.{field}"), text),
+            (None, Some(text)) => KOfN::parse(text).ok(),
+            (None, None) => None,
+        }
+    };
+    let failure_window = window(
+        errors,
+        "failure_window",
+        &raw.failure_window,
+        &defaults.failure_window,
+    );
+    let recovery_window = window(
+        errors,
+        "recovery_window",
+        &raw.recovery_window,
+        &defaults.recovery_window,
+    );
+    let degraded_latency = match (&raw.degraded_latency, &defaults.degraded_latency) {
+        (Some(text), _) => {
+            let latency = errors.duration(&format!("{at}.degraded_latency"), text);
+            if latency.is_some_and(|l| l.is_zero()) {
+                errors.add(format!("{at}.degraded_latency"), "must be above zero");
+            }
+            latency
+        }
+        (None, Some(text)) => humantime::parse_duration(text).ok(),
+        (None, None) => None,
+    };
 
     Some(Check {
         id,
@@ -164,6 +212,9 @@ fn validate_common(
         timeout_ms: timeout?.as_millis() as u64,
         failure_threshold,
         recovery_threshold,
+        failure_window,
+        recovery_window,
+        degraded_latency_ms: degraded_latency.map(|l| l.as_millis() as u64),
     })
 }
 
@@ -183,6 +234,9 @@ mod tests {
             timeout: Some("1s".into()),
             failure_threshold: Some(1),
             recovery_threshold: Some(1),
+            failure_window: Some("1 of 2".into()),
+            recovery_window: Some("1 of 2".into()),
+            degraded_latency: Some("1s".into()),
         };
         let samples = [
             RawCheck::Http(http::RawHttpCheck::filled(common.clone())),
