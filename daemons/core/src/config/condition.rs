@@ -271,8 +271,9 @@ pub struct Observation<'a> {
     pub dns_rcode: Option<&'a str>,
     /// DNS answers.
     pub answers: Option<&'a [String]>,
-    /// The body parsed as JSON, once, when a path first needs it.
-    json: OnceCell<Option<serde_json::Value>>,
+    /// The body parsed as JSON, once, when a path first needs it; leave
+    /// it empty (`Default`).
+    pub json: OnceCell<Option<serde_json::Value>>,
 }
 
 /// A value read from an observation.
