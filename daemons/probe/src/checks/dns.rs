@@ -95,9 +95,9 @@ impl Resolvers {
                         Some(format!("no {} records for {}", target.record_type, target.name)),
                     ),
                     Some(code) => (
-                        code.to_str().to_uppercase(),
+                        rcode_name(code),
                         Vec::new(),
-                        Some(format!("{} for {} {}", code.to_str().to_uppercase(), target.name, target.record_type)),
+                        Some(format!("{} for {} {}", rcode_name(code), target.name, target.record_type)),
                     ),
                     None => (
                         rcode_in(&e.to_string()).unwrap_or("ERROR").to_owned(),
@@ -141,6 +141,19 @@ impl Resolvers {
             ..Observation::default()
         };
         output.with_verdict(judge(&target.conditions, &target.degraded_if, &seen))
+    }
+}
+
+/// The conventional name of a response code, e.g. `NXDOMAIN`.
+fn rcode_name(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::NoError => "NOERROR".to_owned(),
+        ResponseCode::FormErr => "FORMERR".to_owned(),
+        ResponseCode::ServFail => "SERVFAIL".to_owned(),
+        ResponseCode::NXDomain => "NXDOMAIN".to_owned(),
+        ResponseCode::NotImp => "NOTIMP".to_owned(),
+        ResponseCode::Refused => "REFUSED".to_owned(),
+        other => format!("RCODE{}", u16::from(other)),
     }
 }
 
