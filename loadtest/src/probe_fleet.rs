@@ -36,7 +36,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
-use beacon_core::config::{Check, CheckTarget, Component, HttpMethod, HttpTarget, PageConfig, Quorum};
+use beacon_core::config::{
+    Check, CheckTarget, Component, HttpMethod, HttpTarget, PageConfig, Quorum,
+};
 use beacon_core::event::Envelope;
 use beacon_core::hlc::HlcClock;
 use beacon_core::names::{KV_CONFIG, STREAM_HEALTH};
@@ -187,10 +189,19 @@ pub async fn run(args: &ProbeFleetArgs) -> Result<ProbeFleetReport, LoadError> {
     progress(&format!("HTTP target listening on {target_addr}."));
     let url = format!("http://{target_addr}/ok");
 
-    let keepalive = rate_phase(args, &bus.url, &js, &store, &url, args.keepalive_rate, true).await?;
+    let keepalive =
+        rate_phase(args, &bus.url, &js, &store, &url, args.keepalive_rate, true).await?;
     progress(&format!("keep-alive: {keepalive:?}"));
-    let new_connection =
-        rate_phase(args, &bus.url, &js, &store, &url, args.new_connection_rate, false).await?;
+    let new_connection = rate_phase(
+        args,
+        &bus.url,
+        &js,
+        &store,
+        &url,
+        args.new_connection_rate,
+        false,
+    )
+    .await?;
     progress(&format!("new connection: {new_connection:?}"));
     let (blackbox, blackbox_skipped) = match blackbox_phase(args, &url).await {
         Ok(phase) => {
@@ -435,7 +446,11 @@ fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
             let rest = l.strip_prefix(&prefix)?;
             let (le, rest) = rest.split_once('"')?;
             let count = rest.rsplit_once(' ')?.1.parse::<f64>().ok()?;
-            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
             Some((le, count))
         })
         .collect()
@@ -474,7 +489,12 @@ fn cpu_seconds(pid: u32) -> f64 {
         return 0.0;
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of stat, 12 and 13 after ')'.
     (ticks(11) + ticks(12)) / clock_ticks()
 }
@@ -484,7 +504,12 @@ fn clock_ticks() -> f64 {
         .arg("CLK_TCK")
         .output()
         .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .unwrap_or(100.0)
 }
 
@@ -508,7 +533,11 @@ async fn health_messages(js: &jetstream::Context) -> u64 {
     }
 }
 
-async fn wait_scheduled(probe: &DaemonProcess, checks: u64, within: Duration) -> Result<(), LoadError> {
+async fn wait_scheduled(
+    probe: &DaemonProcess,
+    checks: u64,
+    within: Duration,
+) -> Result<(), LoadError> {
     let deadline = Instant::now() + within;
     loop {
         let text = metrics(probe).await.unwrap_or_default();
@@ -574,7 +603,8 @@ async fn rate_phase(
     .await;
 
     let elapsed = after.at.duration_since(before.at).as_secs_f64();
-    let delta = |name: &str, labels: &str| sum(&after.text, name, labels) - sum(&before.text, name, labels);
+    let delta =
+        |name: &str, labels: &str| sum(&after.text, name, labels) - sum(&before.text, name, labels);
     let ran = delta("beacon_probe_checks_total", "");
     let passed = delta("beacon_probe_checks_total", "outcome=\"up\"");
     let cpu = after.cpu - before.cpu;
@@ -602,8 +632,18 @@ async fn memory_phase(
     store: &kv::Store,
     url: &str,
 ) -> Result<MemoryPhase, LoadError> {
-    progress(&format!("Memory phase: {} checks every hour.", args.memory_checks));
-    let pages = write_pages(store, url, args.memory_checks, Duration::from_secs(3600), true).await?;
+    progress(&format!(
+        "Memory phase: {} checks every hour.",
+        args.memory_checks
+    ));
+    let pages = write_pages(
+        store,
+        url,
+        args.memory_checks,
+        Duration::from_secs(3600),
+        true,
+    )
+    .await?;
     let started = Instant::now();
     let mut probe = spawn_probe(nats_url, args.concurrency);
     probe.wait_ready(args.phase_timeout).await;
@@ -632,14 +672,26 @@ async fn memory_phase(
 // ---------------------------------------------------------------------------
 
 async fn blackbox_phase(args: &ProbeFleetArgs, url: &str) -> Result<BlackboxPhase, String> {
-    let program = find_program(&args.blackbox)
-        .ok_or_else(|| format!("{} is not installed (Debian package prometheus-blackbox-exporter)", args.blackbox))?;
+    let program = find_program(&args.blackbox).ok_or_else(|| {
+        format!(
+            "{} is not installed (Debian package prometheus-blackbox-exporter)",
+            args.blackbox
+        )
+    })?;
     let version = std::process::Command::new(&program)
         .arg("--version")
         .output()
         .map(|o| {
-            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
-            String::from_utf8_lossy(&text).lines().next().unwrap_or_default().to_owned()
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
         })
         .map_err(|e| format!("{}: {e}", program.display()))?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -670,13 +722,24 @@ async fn blackbox_phase(args: &ProbeFleetArgs, url: &str) -> Result<BlackboxPhas
     loop {
         match client.get(&probe_url).send().await {
             Ok(r) if r.status().is_success() => break,
-            _ if Instant::now() > deadline => return Err("blackbox_exporter did not answer".to_owned()),
+            _ if Instant::now() > deadline => {
+                return Err("blackbox_exporter did not answer".to_owned())
+            }
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
-    progress(&format!("blackbox_exporter ({version}) on port {port}, {} workers.", args.blackbox_workers));
+    progress(&format!(
+        "blackbox_exporter ({version}) on port {port}, {} workers.",
+        args.blackbox_workers
+    ));
     // Warm up, then measure.
-    let _ = drive(&client, &probe_url, args.blackbox_workers, Duration::from_secs(3)).await;
+    let _ = drive(
+        &client,
+        &probe_url,
+        args.blackbox_workers,
+        Duration::from_secs(3),
+    )
+    .await;
     let cpu_before = cpu_seconds(pid);
     let started = Instant::now();
     let (ok, failed) = drive(&client, &probe_url, args.blackbox_workers, args.measure).await;
@@ -694,13 +757,19 @@ async fn blackbox_phase(args: &ProbeFleetArgs, url: &str) -> Result<BlackboxPhas
 }
 
 /// `workers` loops requesting `url` for `window`: (succeeded, failed).
-async fn drive(client: &reqwest::Client, url: &str, workers: usize, window: Duration) -> (u64, u64) {
+async fn drive(
+    client: &reqwest::Client,
+    url: &str,
+    workers: usize,
+    window: Duration,
+) -> (u64, u64) {
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + window;
     let mut tasks = futures::stream::FuturesUnordered::new();
     for _ in 0..workers {
-        let (client, url, ok, failed) = (client.clone(), url.to_owned(), ok.clone(), failed.clone());
+        let (client, url, ok, failed) =
+            (client.clone(), url.to_owned(), ok.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let passed = match client.get(&url).send().await {
@@ -742,8 +811,18 @@ mod tests {
 
     #[test]
     fn quantiles_come_from_bucket_deltas() {
-        let before = [(0.001, 10.0), (0.01, 10.0), (0.1, 10.0), (f64::INFINITY, 10.0)];
-        let after = [(0.001, 60.0), (0.01, 108.0), (0.1, 110.0), (f64::INFINITY, 110.0)];
+        let before = [
+            (0.001, 10.0),
+            (0.01, 10.0),
+            (0.1, 10.0),
+            (f64::INFINITY, 10.0),
+        ];
+        let after = [
+            (0.001, 60.0),
+            (0.01, 108.0),
+            (0.1, 110.0),
+            (f64::INFINITY, 110.0),
+        ];
         // 100 new observations: 50 under 1 ms, 48 under 10 ms, 2 under 100 ms.
         assert_eq!(quantile_upper_ms(&before, &after, 0.5), 1.0);
         assert_eq!(quantile_upper_ms(&before, &after, 0.98), 10.0);
@@ -755,7 +834,10 @@ mod tests {
     fn metric_lines_are_summed_by_name_and_labels() {
         let text = "# HELP x\nbeacon_probe_checks_total{kind=\"http\",outcome=\"up\"} 7\nbeacon_probe_checks_total{kind=\"http\",outcome=\"down\"} 2\nbeacon_probe_checks_scheduled 9\n";
         assert_eq!(sum(text, "beacon_probe_checks_total", ""), 9.0);
-        assert_eq!(sum(text, "beacon_probe_checks_total", "outcome=\"up\""), 7.0);
+        assert_eq!(
+            sum(text, "beacon_probe_checks_total", "outcome=\"up\""),
+            7.0
+        );
         assert_eq!(sum(text, "beacon_probe_checks_scheduled", ""), 9.0);
     }
 }

@@ -161,7 +161,10 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
     let probe = connect_as(&nats, "probe").await;
     let mut probe_js = async_nats::jetstream::new(probe.clone());
     probe_js.set_timeout(Duration::from_secs(2));
-    let verdict = match probe_js.publish("beacon.probe.eu.verdict", "forged".into()).await {
+    let verdict = match probe_js
+        .publish("beacon.probe.eu.verdict", "forged".into())
+        .await
+    {
         Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };

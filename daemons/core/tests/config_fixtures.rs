@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use beacon_core::config::{
-    self, CheckTarget, ConfigErrors, HttpMethod, TcpTarget, RawComponent, RawDefaults, RawGroup, RawPage,
-    RawPageConfig,
+    self, CheckTarget, ConfigErrors, HttpMethod, RawComponent, RawDefaults, RawGroup, RawPage,
+    RawPageConfig, TcpTarget,
 };
 use proptest::prelude::*;
 
@@ -200,7 +200,10 @@ fn condition_errors_say_which_column() {
             .unwrap_or_else(|| panic!("no error at {location}: {errors}"))
     };
     let unknown = message("components[0].checks[0].conditions[1]");
-    assert!(unknown.contains("column 1") && unknown.contains("[STAUS]"), "{unknown}");
+    assert!(
+        unknown.contains("column 1") && unknown.contains("[STAUS]"),
+        "{unknown}"
+    );
     let operator = message("components[0].checks[0].conditions[2]");
     assert!(operator.contains("column 15"), "{operator}");
     let kind = message("components[1].checks[0].conditions[0]");

@@ -97,7 +97,12 @@ struct Inner {
 
 impl Ingest {
     /// Starts the ingest's timer task; serve it with [`Ingest::serve`].
-    pub fn start(daemon: &Daemon, region: &str, outbox: Arc<Outbox>, requests: IntCounterVec) -> Ingest {
+    pub fn start(
+        daemon: &Daemon,
+        region: &str,
+        outbox: Arc<Outbox>,
+        requests: IntCounterVec,
+    ) -> Ingest {
         let (timers, commands) = mpsc::unbounded_channel();
         let ingest = Ingest {
             inner: Arc::new(Inner {
@@ -124,7 +129,8 @@ impl Ingest {
             .route("/push/{page}/{component}/{check}", any(push))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(self.clone());
-        beacon_core::telemetry::serve_router(addr, router, &self.inner.daemon.process.shutdown).await
+        beacon_core::telemetry::serve_router(addr, router, &self.inner.daemon.process.shutdown)
+            .await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PushKey, PushEntry>> {
@@ -164,9 +170,19 @@ impl Ingest {
             // formats have nothing to say until their first push.
             let first = Instant::now() + heartbeat_deadline(&check);
             if target.format == PushFormat::Heartbeat {
-                let _ = self.inner.timers.send(TimerCommand::Set(key.clone(), first));
+                let _ = self
+                    .inner
+                    .timers
+                    .send(TimerCommand::Set(key.clone(), first));
             }
-            map.insert(key, PushEntry { check, state, last: None });
+            map.insert(
+                key,
+                PushEntry {
+                    check,
+                    state,
+                    last: None,
+                },
+            );
         }
     }
 
@@ -251,7 +267,11 @@ impl Ingest {
             .send(&subject, &envelope)
             .await
             .map_err(|e| e.to_string())?;
-        pending.durable().await.map(|_| ()).map_err(|e| e.to_string())
+        pending
+            .durable()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -309,7 +329,10 @@ async fn handle(
                 return (
                     answer(
                         StatusCode::NOT_FOUND,
-                        &format!("no push check {}/{}/{} in region {}", key.0, key.1, key.2, ingest.inner.region),
+                        &format!(
+                            "no push check {}/{}/{} in region {}",
+                            key.0, key.1, key.2, ingest.inner.region
+                        ),
                     ),
                     "unknown",
                 )
@@ -329,16 +352,21 @@ async fn handle(
         Some(token) if sha256_hex(token) == target.token_sha256 => {}
         _ => {
             let mut response = answer(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
             return (response, label);
         }
     }
-    let allowed = *method == Method::POST || (target.format == PushFormat::Heartbeat && *method == Method::GET);
+    let allowed = *method == Method::POST
+        || (target.format == PushFormat::Heartbeat && *method == Method::GET);
     if !allowed {
         return (
-            answer(StatusCode::METHOD_NOT_ALLOWED, "use POST (or GET for a heartbeat)"),
+            answer(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "use POST (or GET for a heartbeat)",
+            ),
             label,
         );
     }
@@ -347,7 +375,10 @@ async fn handle(
         (PushState::Alerts(firing), PushFormat::Alertmanager) => match parse_alertmanager(body) {
             Ok(payload) => {
                 let next = firing.apply(&payload);
-                (next.verdict(&target.degraded_severities), PushState::Alerts(next))
+                (
+                    next.verdict(&target.degraded_severities),
+                    PushState::Alerts(next),
+                )
             }
             Err(e) => return (answer(StatusCode::BAD_REQUEST, &e), label),
         },
@@ -356,7 +387,10 @@ async fn handle(
             match parse_alertmanager(body) {
                 Ok(payload) => {
                     let next = firing.apply(&payload);
-                    (next.verdict(&target.degraded_severities), PushState::Alerts(next))
+                    (
+                        next.verdict(&target.degraded_severities),
+                        PushState::Alerts(next),
+                    )
                 }
                 Err(e) => return (answer(StatusCode::BAD_REQUEST, &e), label),
             }
@@ -370,7 +404,10 @@ async fn handle(
     let outcome = result.outcome;
     if let Err(e) = ingest.publish_durable(result).await {
         tracing::warn!(page = %key.0, component = %key.1, check = %key.2, error = %e, "Push not stored; answering 503.");
-        let mut response = answer(StatusCode::SERVICE_UNAVAILABLE, "the bus did not store the result; retry");
+        let mut response = answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the bus did not store the result; retry",
+        );
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));

@@ -158,7 +158,11 @@ pub async fn run(daemon: Daemon, config: ProbeConfig) -> Result<(), RunError> {
     };
 
     {
-        let publisher = Publisher::new(daemon.client.clone(), outbox::IN_FLIGHT, Duration::from_secs(10));
+        let publisher = Publisher::new(
+            daemon.client.clone(),
+            outbox::IN_FLIGHT,
+            Duration::from_secs(10),
+        );
         let shutdown = daemon.process.shutdown.clone();
         let outbox = outbox.clone();
         daemon.process.shutdown.spawn(async move {
@@ -205,15 +209,28 @@ pub async fn run(daemon: Daemon, config: ProbeConfig) -> Result<(), RunError> {
         region: config.region.clone(),
         probe: config.probe_id.clone(),
         interval: config.heartbeat_interval,
-        canary: config.canary_url.as_ref().map(|url| Arc::new(canary_target(url))),
+        canary: config
+            .canary_url
+            .as_ref()
+            .map(|url| Arc::new(canary_target(url))),
         http,
         scheduled: schedule_metrics.scheduled.clone(),
-        sent: metrics.counter("heartbeats_total", "Heartbeats sent, by outcome", &["outcome"])?,
-        canary_up: metrics.single_gauge("canary_up", "1 while the canary check passes, 0 while it fails")?,
+        sent: metrics.counter(
+            "heartbeats_total",
+            "Heartbeats sent, by outcome",
+            &["outcome"],
+        )?,
+        canary_up: metrics.single_gauge(
+            "canary_up",
+            "1 while the canary check passes, 0 while it fails",
+        )?,
     };
 
     let (loaded_tx, mut loaded_rx) = tokio::sync::watch::channel(false);
-    daemon.process.shutdown.spawn(scheduler.run(store, loaded_tx));
+    daemon
+        .process
+        .shutdown
+        .spawn(scheduler.run(store, loaded_tx));
     tokio::select! {
         _ = daemon.process.shutdown.cancelled() => return Ok(()),
         _ = loaded_rx.wait_for(|loaded| *loaded) => {}

@@ -117,7 +117,9 @@ pub fn checks_for_region<'a>(
 pub fn phase(key: &CheckKey, region: &str, interval: Duration) -> Duration {
     let mut hasher = DefaultHasher::new();
     (&*key.page, &*key.component, &*key.check, region).hash(&mut hasher);
-    let millis = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX).max(1);
+    let millis = u64::try_from(interval.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
     Duration::from_millis(hasher.finish() % millis)
 }
 
@@ -180,7 +182,10 @@ impl Scheduler {
                 Ok(envelope) => Some(envelope.data),
                 Err(e) => {
                     tracing::error!(%page, error = %e, "Stored page config is unreadable; keeping the current checks.");
-                    self.metrics.reloads.with_label_values(&["unreadable"]).inc();
+                    self.metrics
+                        .reloads
+                        .with_label_values(&["unreadable"])
+                        .inc();
                     return;
                 }
             },
@@ -214,7 +219,12 @@ impl Scheduler {
         let (mut added, mut changed, mut removed) = (0usize, 0usize, 0usize);
         for key in old {
             match wanted.get(&key) {
-                Some(check) if schedule.entries.get(&key).is_some_and(|e| &e.check == check) => {
+                Some(check)
+                    if schedule
+                        .entries
+                        .get(&key)
+                        .is_some_and(|e| &e.check == check) =>
+                {
                     kept.insert(key);
                 }
                 Some(_) => changed += 1,
@@ -242,7 +252,14 @@ impl Scheduler {
                 .remove(&key)
                 .map(|e| e.running)
                 .unwrap_or_default();
-            schedule.entries.insert(key, Entry { check, due, running });
+            schedule.entries.insert(
+                key,
+                Entry {
+                    check,
+                    due,
+                    running,
+                },
+            );
         }
         self.metrics
             .scheduled
@@ -316,7 +333,13 @@ impl Scheduler {
     }
 
     /// Counts `output` and turns it into a result.
-    fn result(&self, key: &CheckKey, check: &Check, started_at_ms: u64, output: CheckOutput) -> HealthResult {
+    fn result(
+        &self,
+        key: &CheckKey,
+        check: &Check,
+        started_at_ms: u64,
+        output: CheckOutput,
+    ) -> HealthResult {
         let kind = check.target.kind();
         self.metrics
             .runs
@@ -377,8 +400,14 @@ mod tests {
             let n = phases.iter().filter(|p| **p >= low && **p < high).count();
             assert!((50..=150).contains(&n), "tenth {tenth}: {n}");
         }
-        assert_eq!(phase(&key("a"), "eu", interval), phase(&key("a"), "eu", interval));
-        assert_ne!(phase(&key("a"), "eu", interval), phase(&key("a"), "us", interval));
+        assert_eq!(
+            phase(&key("a"), "eu", interval),
+            phase(&key("a"), "eu", interval)
+        );
+        assert_ne!(
+            phase(&key("a"), "eu", interval),
+            phase(&key("a"), "us", interval)
+        );
     }
 
     #[test]

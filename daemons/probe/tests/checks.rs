@@ -13,9 +13,7 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::Router;
 use beacon_core::config::condition::Condition;
-use beacon_core::config::{
-    CheckTarget, DnsTarget, HttpMethod, HttpTarget, IcmpTarget, TcpTarget,
-};
+use beacon_core::config::{CheckTarget, DnsTarget, HttpMethod, HttpTarget, IcmpTarget, TcpTarget};
 use beacon_core::messages::{ErrorKind, Outcome};
 use beacon_probe::checks::http::HttpClient;
 use beacon_probe::checks::{self, CheckOutput, Clients};
@@ -52,7 +50,10 @@ fn clients() -> Clients {
 fn assert_down(output: &CheckOutput, kind: ErrorKind) {
     assert_eq!(output.outcome, Outcome::Down, "{output:#?}");
     assert_eq!(output.error_kind, Some(kind), "{output:#?}");
-    assert!(output.error.as_deref().is_some_and(|e| !e.is_empty()), "{output:#?}");
+    assert!(
+        output.error.as_deref().is_some_and(|e| !e.is_empty()),
+        "{output:#?}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -62,22 +63,44 @@ fn assert_down(output: &CheckOutput, kind: ErrorKind) {
 /// A keep-alive HTTP server with one route per behaviour.
 async fn web() -> SocketAddr {
     let app = Router::new()
-        .route("/ok", get(|| async { ([("content-type", "application/json")], r#"{"status":"UP","items":[1,2]}"#) }))
-        .route("/down", get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "maintenance") }))
-        .route("/slow", get(|| async {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            "late"
-        }))
-        .route("/huge", get(|| async { vec![b'x'; 3 * 1024 * 1024].into_response() }))
+        .route(
+            "/ok",
+            get(|| async {
+                (
+                    [("content-type", "application/json")],
+                    r#"{"status":"UP","items":[1,2]}"#,
+                )
+            }),
+        )
+        .route(
+            "/down",
+            get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "maintenance") }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        )
+        .route(
+            "/huge",
+            get(|| async { vec![b'x'; 3 * 1024 * 1024].into_response() }),
+        )
         .route("/loop-a", get(|| async { Redirect::temporary("/loop-b") }))
         .route("/loop-b", get(|| async { Redirect::temporary("/loop-a") }))
-        .route("/hop/{n}", get(|axum::extract::Path(n): axum::extract::Path<u32>| async move {
-            if n == 0 {
-                Redirect::to("/ok").into_response()
-            } else {
-                Redirect::to(&format!("/hop/{}", n - 1)).into_response()
-            }
-        }));
+        .route(
+            "/hop/{n}",
+            get(
+                |axum::extract::Path(n): axum::extract::Path<u32>| async move {
+                    if n == 0 {
+                        Redirect::to("/ok").into_response()
+                    } else {
+                        Redirect::to(&format!("/hop/{}", n - 1)).into_response()
+                    }
+                },
+            ),
+        );
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -92,7 +115,9 @@ async fn raw(reply: &'static [u8], gap: Duration) -> SocketAddr {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((mut socket, _)) = listener.accept().await else { continue };
+            let Ok((mut socket, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let mut request = [0u8; 1024];
                 let _ = socket.read(&mut request).await;
@@ -144,7 +169,11 @@ impl Tls {
 
     /// A certificate for 127.0.0.1 valid for `days` more days, signed by
     /// this CA or by itself.
-    fn leaf(&self, days: i64, self_signed: bool) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+    fn leaf(
+        &self,
+        days: i64,
+        self_signed: bool,
+    ) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
         let key = rcgen::KeyPair::generate().expect("key");
         let mut params =
             rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
@@ -180,14 +209,20 @@ async fn https(cert: (CertificateDer<'static>, PrivateKeyDer<'static>)) -> Socke
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((socket, _)) = listener.accept().await else { continue };
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(socket).await else { return };
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
                 let mut request = [0u8; 2048];
                 let _ = tls.read(&mut request).await;
                 let _ = tls
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
                     .await;
                 let _ = tls.shutdown().await;
             });
@@ -214,7 +249,10 @@ async fn http_passes_with_conditions_and_reports_its_phases() {
     let output = run_with(&clients(), CheckTarget::Http(target), TIMEOUT).await;
     assert_eq!(output.outcome, Outcome::Up, "{output:#?}");
     let timings = output.timings.expect("timings");
-    assert!(timings.connect_us.is_some() && timings.first_byte_us.is_some(), "{timings:?}");
+    assert!(
+        timings.connect_us.is_some() && timings.first_byte_us.is_some(),
+        "{timings:?}"
+    );
     assert_eq!(timings.dns_us, None, "an IP needs no DNS");
     assert_eq!(output.observed.status, Some(200));
 }
@@ -226,7 +264,10 @@ async fn a_failed_condition_is_named() {
     target.conditions = conditions(&["[STATUS] == 200", "[BODY].status == DOWN"]);
     let output = run_with(&clients(), CheckTarget::Http(target), TIMEOUT).await;
     assert_down(&output, ErrorKind::Condition);
-    assert_eq!(output.failed_condition.as_deref(), Some("[BODY].status == DOWN"));
+    assert_eq!(
+        output.failed_condition.as_deref(),
+        Some("[BODY].status == DOWN")
+    );
     assert_eq!(output.error.as_deref(), Some("[BODY].status was \"UP\""));
 
     // A degrading condition makes a passing run degraded.
@@ -234,14 +275,22 @@ async fn a_failed_condition_is_named() {
     target.degraded_if = conditions(&["[RESPONSE_TIME] >= 0"]);
     let output = run_with(&clients(), CheckTarget::Http(target), TIMEOUT).await;
     assert_eq!(output.outcome, Outcome::Degraded, "{output:#?}");
-    assert_eq!(output.failed_condition.as_deref(), Some("[RESPONSE_TIME] >= 0"));
+    assert_eq!(
+        output.failed_condition.as_deref(),
+        Some("[RESPONSE_TIME] >= 0")
+    );
 }
 
 #[tokio::test]
 async fn wrong_status_timeout_and_refused_have_their_kinds() {
     let web = web().await;
     let clients = clients();
-    let down = run_with(&clients, CheckTarget::Http(http(&format!("http://{web}/down"))), TIMEOUT).await;
+    let down = run_with(
+        &clients,
+        CheckTarget::Http(http(&format!("http://{web}/down"))),
+        TIMEOUT,
+    )
+    .await;
     assert_down(&down, ErrorKind::Status);
     assert_eq!(down.observed.status, Some(503));
 
@@ -260,7 +309,12 @@ async fn wrong_status_timeout_and_refused_have_their_kinds() {
     assert!(slow.latency < Duration::from_secs(1), "{slow:#?}");
 
     let closed = closed_port().await;
-    let refused = run_with(&clients, CheckTarget::Http(http(&format!("http://{closed}/"))), TIMEOUT).await;
+    let refused = run_with(
+        &clients,
+        CheckTarget::Http(http(&format!("http://{closed}/"))),
+        TIMEOUT,
+    )
+    .await;
     assert_down(&refused, ErrorKind::Refused);
 }
 
@@ -269,13 +323,35 @@ async fn hostile_targets_fail_with_the_right_kind() {
     let web = web().await;
     let clients = clients();
     // Redirects: a loop, too many, and a chain within the limit.
-    let looping = run_with(&clients, CheckTarget::Http(http(&format!("http://{web}/loop-a"))), TIMEOUT).await;
+    let looping = run_with(
+        &clients,
+        CheckTarget::Http(http(&format!("http://{web}/loop-a"))),
+        TIMEOUT,
+    )
+    .await;
     assert_down(&looping, ErrorKind::Redirect);
-    assert!(looping.error.as_deref().is_some_and(|e| e.contains("loop")), "{looping:#?}");
-    let far = run_with(&clients, CheckTarget::Http(http(&format!("http://{web}/hop/9"))), TIMEOUT).await;
+    assert!(
+        looping.error.as_deref().is_some_and(|e| e.contains("loop")),
+        "{looping:#?}"
+    );
+    let far = run_with(
+        &clients,
+        CheckTarget::Http(http(&format!("http://{web}/hop/9"))),
+        TIMEOUT,
+    )
+    .await;
     assert_down(&far, ErrorKind::Redirect);
-    let near = run_with(&clients, CheckTarget::Http(http(&format!("http://{web}/hop/2"))), TIMEOUT).await;
-    assert_eq!((near.outcome, near.observed.redirects), (Outcome::Up, Some(3)), "{near:#?}");
+    let near = run_with(
+        &clients,
+        CheckTarget::Http(http(&format!("http://{web}/hop/2"))),
+        TIMEOUT,
+    )
+    .await;
+    assert_eq!(
+        (near.outcome, near.observed.redirects),
+        (Outcome::Up, Some(3)),
+        "{near:#?}"
+    );
     let mut no_follow = http(&format!("http://{web}/hop/2"));
     no_follow.follow_redirects = false;
     no_follow.expect_status = vec![303];
@@ -283,16 +359,34 @@ async fn hostile_targets_fail_with_the_right_kind() {
     assert_eq!(output.outcome, Outcome::Up, "{output:#?}");
 
     // A body over the cap.
-    let huge = run_with(&clients, CheckTarget::Http(http(&format!("http://{web}/huge"))), TIMEOUT).await;
+    let huge = run_with(
+        &clients,
+        CheckTarget::Http(http(&format!("http://{web}/huge"))),
+        TIMEOUT,
+    )
+    .await;
     assert_down(&huge, ErrorKind::BodyTooLarge);
 
     // Garbage instead of HTTP.
-    let garbage = raw(b"SSH-2.0-OpenSSH_9.6\r\n\x00\xff\xfe garbage\r\n\r\n", Duration::ZERO).await;
-    let output = run_with(&clients, CheckTarget::Http(http(&format!("http://{garbage}/"))), TIMEOUT).await;
+    let garbage = raw(
+        b"SSH-2.0-OpenSSH_9.6\r\n\x00\xff\xfe garbage\r\n\r\n",
+        Duration::ZERO,
+    )
+    .await;
+    let output = run_with(
+        &clients,
+        CheckTarget::Http(http(&format!("http://{garbage}/"))),
+        TIMEOUT,
+    )
+    .await;
     assert_down(&output, ErrorKind::Protocol);
 
     // A server that drips one byte a second never finishes in time.
-    let drip = raw(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", Duration::from_secs(1)).await;
+    let drip = raw(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        Duration::from_secs(1),
+    )
+    .await;
     let output = run_with(
         &clients,
         CheckTarget::Http(http(&format!("http://{drip}/"))),
@@ -307,7 +401,9 @@ async fn hostile_targets_fail_with_the_right_kind() {
 async fn keep_alive_reuses_one_connection_per_target() {
     let web = web().await;
     let metrics = beacon_core::telemetry::Metrics::new("probe_pool_test");
-    let counter = metrics.counter("connections", "c", &["connection"]).expect("counter");
+    let counter = metrics
+        .counter("connections", "c", &["connection"])
+        .expect("counter");
     let clients = Clients::new(HttpClient::new(Some(counter.clone())).expect("client"));
     let mut target = http(&format!("http://{web}/ok"));
     target.keep_alive = true;
@@ -315,7 +411,11 @@ async fn keep_alive_reuses_one_connection_per_target() {
     let second = run_with(&clients, CheckTarget::Http(target.clone()), TIMEOUT).await;
     assert_eq!((first.outcome, second.outcome), (Outcome::Up, Outcome::Up));
     assert!(first.timings.expect("timings").connect_us.is_some());
-    assert_eq!(second.timings.expect("timings").connect_us, None, "reused: no connect");
+    assert_eq!(
+        second.timings.expect("timings").connect_us,
+        None,
+        "reused: no connect"
+    );
     assert_eq!(counter.with_label_values(&["new"]).get(), 1);
     assert_eq!(counter.with_label_values(&["reused"]).get(), 1);
     assert_eq!(clients.http.idle_connections(), 1);
@@ -345,7 +445,10 @@ async fn https_observes_the_certificate_and_refuses_bad_ones() {
     assert!(output.timings.expect("timings").tls_us.is_some());
     let now_ms = beacon_core::hlc::wall_clock_ms();
     let left = output.observed.certificate_expires_at_ms.expect("expiry") - now_ms;
-    assert!((89 * 86_400_000..=91 * 86_400_000).contains(&left), "{left}");
+    assert!(
+        (89 * 86_400_000..=91 * 86_400_000).contains(&left),
+        "{left}"
+    );
 
     // About to expire: valid, but the condition fails and says so.
     let expiring = https(tls.leaf(3, false)).await;
@@ -353,7 +456,10 @@ async fn https_observes_the_certificate_and_refuses_bad_ones() {
     target.conditions = conditions(&["[CERTIFICATE_EXPIRATION] > 14d"]);
     let output = run_with(&clients, CheckTarget::Http(target), TIMEOUT).await;
     assert_down(&output, ErrorKind::Condition);
-    assert_eq!(output.failed_condition.as_deref(), Some("[CERTIFICATE_EXPIRATION] > 14d"));
+    assert_eq!(
+        output.failed_condition.as_deref(),
+        Some("[CERTIFICATE_EXPIRATION] > 14d")
+    );
 
     // Self-signed: a TLS failure, unless the check skips verification,
     // which still sees the expiry.
@@ -376,7 +482,13 @@ async fn https_observes_the_certificate_and_refuses_bad_ones() {
     )
     .await;
     assert_down(&output, ErrorKind::Tls);
-    assert!(output.error.as_deref().is_some_and(|e| e.contains("xpired")), "{output:#?}");
+    assert!(
+        output
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("xpired")),
+        "{output:#?}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -399,7 +511,12 @@ async fn tcp_connects_sends_and_reads_the_banner() {
     assert_down(&output, ErrorKind::Condition);
 
     let closed = closed_port().await;
-    let output = run_with(&clients, CheckTarget::Tcp(TcpTarget::connect(&closed.to_string())), TIMEOUT).await;
+    let output = run_with(
+        &clients,
+        CheckTarget::Tcp(TcpTarget::connect(&closed.to_string())),
+        TIMEOUT,
+    )
+    .await;
     assert_down(&output, ErrorKind::Refused);
 }
 
@@ -417,7 +534,10 @@ async fn icmp_pings_loopback() {
         // the error must say what is missing.
         Some(ErrorKind::Permission) => {
             let error = output.error.unwrap_or_default();
-            assert!(error.contains("ping_group_range") && error.contains("CAP_NET_RAW"), "{error}");
+            assert!(
+                error.contains("ping_group_range") && error.contains("CAP_NET_RAW"),
+                "{error}"
+            );
         }
         _ => {
             assert_eq!(output.outcome, Outcome::Up, "{output:#?}");
@@ -439,8 +559,12 @@ async fn dns_server() -> SocketAddr {
     tokio::spawn(async move {
         let mut buffer = [0u8; 1500];
         loop {
-            let Ok((n, peer)) = socket.recv_from(&mut buffer).await else { continue };
-            let Ok(request) = Message::from_vec(&buffer[..n]) else { continue };
+            let Ok((n, peer)) = socket.recv_from(&mut buffer).await else {
+                continue;
+            };
+            let Ok(request) = Message::from_vec(&buffer[..n]) else {
+                continue;
+            };
             let mut response = Message::new();
             response
                 .set_id(request.id())
@@ -501,11 +625,19 @@ async fn dns_answers_nxdomain_and_servfail() {
 
     let missing = run_with(&clients, dns("missing.test", server, &[]), TIMEOUT).await;
     assert_down(&missing, ErrorKind::Dns);
-    assert_eq!(missing.observed.dns_rcode.as_deref(), Some("NXDOMAIN"), "{missing:#?}");
+    assert_eq!(
+        missing.observed.dns_rcode.as_deref(),
+        Some("NXDOMAIN"),
+        "{missing:#?}"
+    );
 
     let broken = run_with(&clients, dns("broken.test", server, &[]), TIMEOUT).await;
     assert_down(&broken, ErrorKind::Dns);
-    assert_eq!(broken.observed.dns_rcode.as_deref(), Some("SERVFAIL"), "{broken:#?}");
+    assert_eq!(
+        broken.observed.dns_rcode.as_deref(),
+        Some("SERVFAIL"),
+        "{broken:#?}"
+    );
 
     // A nameserver that does not answer at all.
     let silent = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
@@ -516,7 +648,10 @@ async fn dns_answers_nxdomain_and_servfail() {
     )
     .await;
     assert_eq!(output.outcome, Outcome::Down, "{output:#?}");
-    assert!(matches!(output.error_kind, Some(ErrorKind::Dns | ErrorKind::Timeout)), "{output:#?}");
+    assert!(
+        matches!(output.error_kind, Some(ErrorKind::Dns | ErrorKind::Timeout)),
+        "{output:#?}"
+    );
 }
 
 #[tokio::test]
@@ -541,7 +676,13 @@ async fn an_http_method_with_a_body_and_headers_is_sent_as_configured() {
     let output = run_with(&clients(), CheckTarget::Http(target), TIMEOUT).await;
     assert_eq!(output.outcome, Outcome::Up, "{output:#?}");
     let request = seen_rx.await.expect("request seen");
-    assert!(request.starts_with("POST /jobs?x=1 HTTP/1.1\r\n"), "{request}");
-    assert!(request.to_ascii_lowercase().contains("x-beacon: probe"), "{request}");
+    assert!(
+        request.starts_with("POST /jobs?x=1 HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(
+        request.to_ascii_lowercase().contains("x-beacon: probe"),
+        "{request}"
+    );
     assert!(request.ends_with("{\"ping\":1}"), "{request}");
 }

@@ -35,7 +35,10 @@ struct Results(Arc<Mutex<Vec<HealthResult>>>);
 impl Results {
     async fn collect(client: &async_nats::Client) -> Results {
         let results = Results::default();
-        let mut subscription = client.subscribe("beacon.health.>").await.expect("subscribe");
+        let mut subscription = client
+            .subscribe("beacon.health.>")
+            .await
+            .expect("subscribe");
         let sink = results.clone();
         tokio::spawn(async move {
             while let Some(message) = subscription.next().await {
@@ -102,9 +105,10 @@ fn probe(nats: &NatsServer, extra: &[&str]) -> DaemonProcess {
 }
 
 async fn web() -> SocketAddr {
-    let app = Router::new()
-        .route("/ok", get(|| async { "ok" }))
-        .route("/loop", get(|| async { axum::response::Redirect::temporary("/loop") }));
+    let app = Router::new().route("/ok", get(|| async { "ok" })).route(
+        "/loop",
+        get(|| async { axum::response::Redirect::temporary("/loop") }),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -119,7 +123,9 @@ async fn raw(reply: &'static [u8], gap: Duration) -> SocketAddr {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((mut socket, _)) = listener.accept().await else { continue };
+            let Ok((mut socket, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let mut request = [0u8; 1024];
                 let _ = socket.read(&mut request).await;
@@ -157,7 +163,11 @@ async fn runs_its_region_reloads_live_and_hostile_targets_never_stall_it() {
     let (client, js) = bus(&nats).await;
     let results = Results::collect(&client).await;
     let web = web().await;
-    let drip = raw(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", Duration::from_secs(1)).await;
+    let drip = raw(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        Duration::from_secs(1),
+    )
+    .await;
     let garbage = raw(b"\x00\xffnot http at all\r\n\r\n", Duration::ZERO).await;
     let page = |components: String| format!("[page]\nid = \"p1\"\nname = \"P1\"\n{components}");
     let first = [
@@ -179,9 +189,11 @@ async fn runs_its_region_reloads_live_and_hostile_targets_never_stall_it() {
         ("garbage", ErrorKind::Protocol),
     ] {
         let result = results
-            .wait_for(&format!("a {kind:?} failure of {component}"), component, |r| {
-                r.outcome == Outcome::Down
-            })
+            .wait_for(
+                &format!("a {kind:?} failure of {component}"),
+                component,
+                |r| r.outcome == Outcome::Down,
+            )
             .await;
         assert_eq!(result.error_kind, Some(kind), "{result:#?}");
     }
@@ -191,13 +203,21 @@ async fn runs_its_region_reloads_live_and_hostile_targets_never_stall_it() {
         async move { (good.len() >= 5).then_some(good) }
     })
     .await;
-    assert!(good.iter().all(|r| r.outcome == Outcome::Up && r.kind == CheckKind::Http));
+    assert!(good
+        .iter()
+        .all(|r| r.outcome == Outcome::Up && r.kind == CheckKind::Http));
     for pair in good.windows(2) {
         let gap = pair[1].started_at_ms - pair[0].started_at_ms;
-        assert!((700..=1300).contains(&gap), "runs of the good check {gap} ms apart");
+        assert!(
+            (700..=1300).contains(&gap),
+            "runs of the good check {gap} ms apart"
+        );
     }
     // Only this region's checks run here.
-    assert!(results.of("elsewhere").is_empty(), "a us-only check ran in eu");
+    assert!(
+        results.of("elsewhere").is_empty(),
+        "a us-only check ran in eu"
+    );
 
     // Hot reload: `good` goes, `fresh` comes, without a restart.
     let second = [
@@ -207,15 +227,23 @@ async fn runs_its_region_reloads_live_and_hostile_targets_never_stall_it() {
     .concat();
     put_config(&js, &page(second)).await;
     results
-        .wait_for("the new check to run", "fresh", |r| r.outcome == Outcome::Up)
+        .wait_for("the new check to run", "fresh", |r| {
+            r.outcome == Outcome::Up
+        })
         .await;
     results
-        .wait_for("the check now also in eu to run", "elsewhere", |r| r.region == "eu")
+        .wait_for("the check now also in eu to run", "elsewhere", |r| {
+            r.region == "eu"
+        })
         .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let stopped_at = results.of("good").len();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(results.of("good").len(), stopped_at, "a removed check kept running");
+    assert_eq!(
+        results.of("good").len(),
+        stopped_at,
+        "a removed check kept running"
+    );
     assert!(probe.logs().contains("Checks scheduled."));
 }
 
@@ -317,11 +345,15 @@ name = "Signal"
     // A heartbeat: 200 once stored, and the result is on the bus.
     let (status, body) = push(port, "cron/push", Some("secret"), Method::POST, vec![]).await;
     assert_eq!(status, 200, "{body}");
-    let ping = results.wait_for("the ping's result", "cron", |r| r.outcome == Outcome::Up).await;
+    let ping = results
+        .wait_for("the ping's result", "cron", |r| r.outcome == Outcome::Up)
+        .await;
     assert_eq!(ping.kind, CheckKind::Push);
     // No ping for 2.5 s: late, which is a failure.
     let late = results
-        .wait_for("the heartbeat to be late", "cron", |r| r.outcome == Outcome::Down)
+        .wait_for("the heartbeat to be late", "cron", |r| {
+            r.outcome == Outcome::Down
+        })
         .await;
     assert_eq!(late.error_kind, Some(ErrorKind::Late), "{late:#?}");
     // GET works for heartbeats too (cron jobs ping with curl).
@@ -329,14 +361,40 @@ name = "Signal"
     assert_eq!(status, 200);
 
     // Alertmanager: firing is down, resolved is up again.
-    let (status, body) = push(port, "alerts/push", Some("secret"), Method::POST, alertmanager("firing", "f1")).await;
+    let (status, body) = push(
+        port,
+        "alerts/push",
+        Some("secret"),
+        Method::POST,
+        alertmanager("firing", "f1"),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    let firing = results.wait_for("a firing alert", "alerts", |r| r.outcome == Outcome::Down).await;
+    let firing = results
+        .wait_for("a firing alert", "alerts", |r| r.outcome == Outcome::Down)
+        .await;
     assert_eq!(firing.error_kind, Some(ErrorKind::Alert));
-    assert!(firing.error.as_deref().is_some_and(|e| e.contains("QueueStuck")), "{firing:#?}");
-    let (status, _) = push(port, "alerts/push", Some("secret"), Method::POST, alertmanager("resolved", "f1")).await;
+    assert!(
+        firing
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("QueueStuck")),
+        "{firing:#?}"
+    );
+    let (status, _) = push(
+        port,
+        "alerts/push",
+        Some("secret"),
+        Method::POST,
+        alertmanager("resolved", "f1"),
+    )
+    .await;
     assert_eq!(status, 200);
-    results.wait_for("the alert to resolve", "alerts", |r| r.outcome == Outcome::Up).await;
+    results
+        .wait_for("the alert to resolve", "alerts", |r| {
+            r.outcome == Outcome::Up
+        })
+        .await;
 
     // A JSON signal.
     let (status, _) = push(
@@ -349,21 +407,65 @@ name = "Signal"
     .await;
     assert_eq!(status, 200);
     let degraded = results
-        .wait_for("the degraded signal", "signal", |r| r.outcome == Outcome::Degraded)
+        .wait_for("the degraded signal", "signal", |r| {
+            r.outcome == Outcome::Degraded
+        })
         .await;
     assert_eq!(degraded.error.as_deref(), Some("replica lag 40s"));
 
     // Bad requests: refused with a clear status, and nothing published.
     let before = (results.of("alerts").len(), results.of("signal").len());
     let cases: Vec<(&str, Option<&str>, Method, Vec<u8>, u16)> = vec![
-        ("signal/push", None, Method::POST, br#"{"status":"down"}"#.to_vec(), 401),
-        ("signal/push", Some("wrong"), Method::POST, br#"{"status":"down"}"#.to_vec(), 401),
-        ("nope/push", Some("secret"), Method::POST, br#"{"status":"down"}"#.to_vec(), 404),
-        ("signal/push", Some("secret"), Method::POST, b"{not json".to_vec(), 400),
-        ("signal/push", Some("secret"), Method::POST, br#"{"status":"sideways"}"#.to_vec(), 400),
-        ("alerts/push", Some("secret"), Method::POST, br#"{"version":"3","status":"firing","alerts":[]}"#.to_vec(), 400),
+        (
+            "signal/push",
+            None,
+            Method::POST,
+            br#"{"status":"down"}"#.to_vec(),
+            401,
+        ),
+        (
+            "signal/push",
+            Some("wrong"),
+            Method::POST,
+            br#"{"status":"down"}"#.to_vec(),
+            401,
+        ),
+        (
+            "nope/push",
+            Some("secret"),
+            Method::POST,
+            br#"{"status":"down"}"#.to_vec(),
+            404,
+        ),
+        (
+            "signal/push",
+            Some("secret"),
+            Method::POST,
+            b"{not json".to_vec(),
+            400,
+        ),
+        (
+            "signal/push",
+            Some("secret"),
+            Method::POST,
+            br#"{"status":"sideways"}"#.to_vec(),
+            400,
+        ),
+        (
+            "alerts/push",
+            Some("secret"),
+            Method::POST,
+            br#"{"version":"3","status":"firing","alerts":[]}"#.to_vec(),
+            400,
+        ),
         ("alerts/push", Some("secret"), Method::GET, vec![], 405),
-        ("signal/push", Some("secret"), Method::POST, vec![b' '; 70 * 1024], 413),
+        (
+            "signal/push",
+            Some("secret"),
+            Method::POST,
+            vec![b' '; 70 * 1024],
+            413,
+        ),
     ];
     for (path, token, method, body, want) in cases {
         let (status, text) = push(port, path, token, method.clone(), body).await;
@@ -381,7 +483,10 @@ name = "Signal"
         .text()
         .await
         .expect("metrics text");
-    assert!(metrics.contains("beacon_probe_push_requests_total{format=\"json\",status=\"401\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("beacon_probe_push_requests_total{format=\"json\",status=\"401\"} 2"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,12 +495,18 @@ async fn heartbeats_carry_the_canary() {
     let (client, js) = bus(&nats).await;
     put_config(
         &js,
-        &format!("[page]\nid = \"p3\"\nname = \"P3\"\n{}", http_component("a", "http://127.0.0.1:9/", "[\"eu\"]")),
+        &format!(
+            "[page]\nid = \"p3\"\nname = \"P3\"\n{}",
+            http_component("a", "http://127.0.0.1:9/", "[\"eu\"]")
+        ),
     )
     .await;
     let canary = web().await;
     let heartbeats: Arc<Mutex<Vec<ProbeHeartbeat>>> = Arc::default();
-    let mut subscription = client.subscribe("beacon.probe.eu.heartbeat").await.expect("subscribe");
+    let mut subscription = client
+        .subscribe("beacon.probe.eu.heartbeat")
+        .await
+        .expect("subscribe");
     let sink = heartbeats.clone();
     tokio::spawn(async move {
         while let Some(message) = subscription.next().await {
@@ -405,14 +516,20 @@ async fn heartbeats_carry_the_canary() {
         }
     });
     let canary_url = format!("http://{canary}/ok");
-    let probe = probe(&nats, &["--canary-url", &canary_url, "--probe-id", "eu-test"]);
+    let probe = probe(
+        &nats,
+        &["--canary-url", &canary_url, "--probe-id", "eu-test"],
+    );
     probe.wait_ready(READY).await;
     let beat = wait_until("a heartbeat with a passing canary", SOON, || {
         let found = heartbeats.lock().expect("lock").last().cloned();
         async move { found.filter(|h| h.canary.as_ref().is_some_and(|c| c.outcome == Outcome::Up)) }
     })
     .await;
-    assert_eq!((beat.region.as_str(), beat.probe.as_str(), beat.checks), ("eu", "eu-test", 1));
+    assert_eq!(
+        (beat.region.as_str(), beat.probe.as_str(), beat.checks),
+        ("eu", "eu-test", 1)
+    );
     assert_eq!(beat.interval_ms, 1000);
     // The heartbeat is durable: it is in the PROBES stream.
     let mut stream = js.get_stream("PROBES").await.expect("PROBES");

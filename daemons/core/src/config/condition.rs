@@ -363,8 +363,7 @@ impl Condition {
                 Operator::Ne => text != want,
                 Operator::Contains => text.contains(want.as_str()),
                 Operator::NotContains => !text.contains(want.as_str()),
-                op if op.is_ordering() => match (text.trim().parse::<f64>(), want.parse::<f64>())
-                {
+                op if op.is_ordering() => match (text.trim().parse::<f64>(), want.parse::<f64>()) {
                     (Ok(n), Ok(w)) => compare(op, n, w),
                     _ => false,
                 },
@@ -569,7 +568,10 @@ impl<'a> Parser<'a> {
             .take_while(|c| **c != ']')
             .collect();
         let name = format!("{name}]");
-        let Some(placeholder) = Placeholder::ALL.iter().copied().find(|p| p.as_str() == name)
+        let Some(placeholder) = Placeholder::ALL
+            .iter()
+            .copied()
+            .find(|p| p.as_str() == name)
         else {
             let known = Placeholder::ALL.map(Placeholder::as_str).join(", ");
             return Err(error(
@@ -592,14 +594,20 @@ impl<'a> Parser<'a> {
             Placeholder::Header => {
                 let column = self.column();
                 if !self.eat(".") {
-                    return Err(error(column, "[HEADER] needs a name, e.g. [HEADER].content-type"));
+                    return Err(error(
+                        column,
+                        "[HEADER] needs a name, e.g. [HEADER].content-type",
+                    ));
                 }
                 let name: String = self.chars[self.at..]
                     .iter()
                     .take_while(|c| c.is_ascii_alphanumeric() || **c == '-' || **c == '_')
                     .collect();
                 if name.is_empty() {
-                    return Err(error(self.column(), "a header name is letters, digits and '-'"));
+                    return Err(error(
+                        self.column(),
+                        "a header name is letters, digits and '-'",
+                    ));
                 }
                 self.at += name.len();
                 subject.header = Some(name.to_ascii_lowercase());
@@ -612,11 +620,17 @@ impl<'a> Parser<'a> {
                 return Err(error(column, "len( is not closed with )"));
             }
             if subject.placeholder.value_type() != ValueType::Text {
-                return Err(error(start, format!("len() takes text, not {}", placeholder.as_str())));
+                return Err(error(
+                    start,
+                    format!("len() takes text, not {}", placeholder.as_str()),
+                ));
             }
         }
         if let Some(c) = self.peek().filter(|c| !c.is_whitespace()) {
-            return Err(error(self.column(), format!("unexpected {c:?} after the placeholder")));
+            return Err(error(
+                self.column(),
+                format!("unexpected {c:?} after the placeholder"),
+            ));
         }
         Ok(subject)
     }
@@ -698,7 +712,11 @@ fn typed_value(
     if text_only && kind != ValueType::Text {
         return Err(error(
             operator_column,
-            format!("{:?} compares text; {name} is a {}", operator.as_str(), type_name(kind)),
+            format!(
+                "{:?} compares text; {name} is a {}",
+                operator.as_str(),
+                type_name(kind)
+            ),
         ));
     }
     if let Some(inner) = text.strip_prefix("any(") {
@@ -732,11 +750,18 @@ fn typed_value(
             format!("{name} is a duration: compare it with <, <=, > or >="),
         )),
         (ValueType::Duration, _) => duration(column, &value).map(Expected::Duration),
-        (ValueType::Text, Operator::Matches | Operator::NotMatches) => regex::RegexBuilder::new(&value)
-            .size_limit(1 << 20)
-            .build()
-            .map(Expected::Regex)
-            .map_err(|e| error(column, format!("invalid regex: {}", first_line(&e.to_string())))),
+        (ValueType::Text, Operator::Matches | Operator::NotMatches) => {
+            regex::RegexBuilder::new(&value)
+                .size_limit(1 << 20)
+                .build()
+                .map(Expected::Regex)
+                .map_err(|e| {
+                    error(
+                        column,
+                        format!("invalid regex: {}", first_line(&e.to_string())),
+                    )
+                })
+        }
         (ValueType::Text, op) if op.is_ordering() => {
             number(column, &value)?;
             Ok(Expected::Text(value))

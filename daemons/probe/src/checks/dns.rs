@@ -28,7 +28,11 @@ pub struct Resolvers {
 }
 
 impl Resolvers {
-    fn resolver(&self, nameserver: Option<SocketAddr>, timeout: Duration) -> Result<TokioResolver, String> {
+    fn resolver(
+        &self,
+        nameserver: Option<SocketAddr>,
+        timeout: Duration,
+    ) -> Result<TokioResolver, String> {
         let key = (nameserver, timeout.as_millis() as u64);
         let mut by_server = self.by_server.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(resolver) = by_server.get(&key) {
@@ -36,7 +40,8 @@ impl Resolvers {
         }
         let mut builder = match nameserver {
             Some(server) => {
-                let servers = NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
+                let servers =
+                    NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
                 TokioResolver::builder_with_config(
                     ResolverConfig::from_parts(None, vec![], servers),
                     TokioConnectionProvider::default(),
@@ -57,14 +62,21 @@ impl Resolvers {
     }
 
     /// Runs one DNS check within `timeout`.
-    pub async fn check(&self, target: &DnsTarget, timeout: Duration, started: Instant) -> CheckOutput {
+    pub async fn check(
+        &self,
+        target: &DnsTarget,
+        timeout: Duration,
+        started: Instant,
+    ) -> CheckOutput {
         let resolver = match self.resolver(target.nameserver, timeout.mul_f64(0.9)) {
             Ok(resolver) => resolver,
             Err(e) => return CheckOutput::down(started, ErrorKind::Dns, e),
         };
         let record_type = match target.record_type.parse::<RecordType>() {
             Ok(t) => t,
-            Err(e) => return CheckOutput::down(started, ErrorKind::Dns, format!("record type: {e}")),
+            Err(e) => {
+                return CheckOutput::down(started, ErrorKind::Dns, format!("record type: {e}"))
+            }
         };
         // A trailing dot: the name is absolute, search domains never apply.
         let name = if target.name.ends_with('.') {
@@ -83,7 +95,9 @@ impl Resolvers {
             Err(e) => {
                 let code = match e.kind() {
                     ResolveErrorKind::Proto(proto) => match proto.kind() {
-                        ProtoErrorKind::NoRecordsFound { response_code, .. } => Some(*response_code),
+                        ProtoErrorKind::NoRecordsFound { response_code, .. } => {
+                            Some(*response_code)
+                        }
                         _ => None,
                     },
                     _ => None,
@@ -92,12 +106,20 @@ impl Resolvers {
                     Some(ResponseCode::NoError) => (
                         "NOERROR".to_owned(),
                         Vec::new(),
-                        Some(format!("no {} records for {}", target.record_type, target.name)),
+                        Some(format!(
+                            "no {} records for {}",
+                            target.record_type, target.name
+                        )),
                     ),
                     Some(code) => (
                         rcode_name(code),
                         Vec::new(),
-                        Some(format!("{} for {} {}", rcode_name(code), target.name, target.record_type)),
+                        Some(format!(
+                            "{} for {} {}",
+                            rcode_name(code),
+                            target.name,
+                            target.record_type
+                        )),
                     ),
                     None => (
                         rcode_in(&e.to_string()).unwrap_or("ERROR").to_owned(),
@@ -124,14 +146,17 @@ impl Resolvers {
             output.error = Some(failure);
             return output;
         }
-        if let Some(missing) = target
-            .expect_answers
-            .iter()
-            .find(|want| !answers.iter().any(|a| a.trim_end_matches('.') == want.trim_end_matches('.')))
-        {
+        if let Some(missing) = target.expect_answers.iter().find(|want| {
+            !answers
+                .iter()
+                .any(|a| a.trim_end_matches('.') == want.trim_end_matches('.'))
+        }) {
             output.outcome = Outcome::Down;
             output.error_kind = Some(ErrorKind::Dns);
-            output.error = Some(format!("answer {missing} missing; got {}", answers.join(", ")));
+            output.error = Some(format!(
+                "answer {missing} missing; got {}",
+                answers.join(", ")
+            ));
             return output;
         }
         let seen = Observation {
@@ -163,5 +188,7 @@ fn rcode_in(text: &str) -> Option<&'static str> {
     let upper = text.to_ascii_uppercase();
     ["SERVFAIL", "REFUSED", "NXDOMAIN", "FORMERR", "NOTIMP"]
         .into_iter()
-        .find(|code| upper.contains(code) || upper.contains(&code.replace("SERVFAIL", "SERVER FAILURE")))
+        .find(|code| {
+            upper.contains(code) || upper.contains(&code.replace("SERVFAIL", "SERVER FAILURE"))
+        })
 }

@@ -150,7 +150,9 @@ impl HttpClient {
     pub async fn check(&self, target: &HttpTarget, started: Instant) -> CheckOutput {
         let mut url = match Url::parse(&target.url) {
             Ok(url) => url,
-            Err(e) => return CheckOutput::down(started, ErrorKind::Protocol, format!("bad URL: {e}")),
+            Err(e) => {
+                return CheckOutput::down(started, ErrorKind::Protocol, format!("bad URL: {e}"))
+            }
         };
         let mut method = target.method;
         let mut seen_urls = HashSet::new();
@@ -230,18 +232,18 @@ impl HttpClient {
             skip_verify: target.tls_skip_verify,
         };
         let mut timings = Timings::default();
-        let (mut sender, certificate_expires_at_ms) = match self.pooled(&key, target.keep_alive).await
-        {
-            Some(idle) => {
-                self.count("reused");
-                (idle.sender, idle.certificate_expires_at_ms)
-            }
-            None => {
-                let connection = self.connect(&key, &mut timings).await?;
-                self.count("new");
-                connection
-            }
-        };
+        let (mut sender, certificate_expires_at_ms) =
+            match self.pooled(&key, target.keep_alive).await {
+                Some(idle) => {
+                    self.count("reused");
+                    (idle.sender, idle.certificate_expires_at_ms)
+                }
+                None => {
+                    let connection = self.connect(&key, &mut timings).await?;
+                    self.count("new");
+                    connection
+                }
+            };
 
         let mut request = Request::builder()
             .method(method.as_str())
@@ -258,12 +260,20 @@ impl HttpClient {
             request = request.header(CONNECTION, HeaderValue::from_static("close"));
         }
         let body = target.body.clone().unwrap_or_default();
-        if !body.is_empty() || matches!(method, HttpMethod::Post | HttpMethod::Put | HttpMethod::Patch) {
+        if !body.is_empty()
+            || matches!(
+                method,
+                HttpMethod::Post | HttpMethod::Put | HttpMethod::Patch
+            )
+        {
             request = request.header(CONTENT_LENGTH, body.len());
         }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| Failure::new(ErrorKind::Protocol, format!("cannot build the request: {e}")))?;
+        let request = request.body(Full::new(Bytes::from(body))).map_err(|e| {
+            Failure::new(
+                ErrorKind::Protocol,
+                format!("cannot build the request: {e}"),
+            )
+        })?;
 
         let sent = Instant::now();
         let response = sender
@@ -290,7 +300,12 @@ impl HttpClient {
             response
                 .headers()
                 .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect()
         } else {
             Vec::new()
@@ -302,9 +317,8 @@ impl HttpClient {
         let mut incoming = response.into_body();
         let cap = usize::try_from(target.max_body_bytes).unwrap_or(usize::MAX);
         while let Some(frame) = incoming.frame().await {
-            let frame = frame.map_err(|e| {
-                Failure::from_hyper(&e).with(timings, certificate_expires_at_ms)
-            })?;
+            let frame = frame
+                .map_err(|e| Failure::from_hyper(&e).with(timings, certificate_expires_at_ms))?;
             if let Some(chunk) = frame.data_ref() {
                 if body.len() + chunk.len() > cap {
                     return Err(Failure::new(
@@ -337,14 +351,22 @@ impl HttpClient {
         }
         loop {
             let idle = self.lock().get_mut(key).and_then(Vec::pop)?;
-            if idle.since.elapsed() < IDLE_TIMEOUT && idle.sender.is_ready() && !idle.sender.is_closed() {
+            if idle.since.elapsed() < IDLE_TIMEOUT
+                && idle.sender.is_ready()
+                && !idle.sender.is_closed()
+            {
                 return Some(idle);
             }
             // Closed by the server, or idle too long: dropping it closes it.
         }
     }
 
-    fn put_back(&self, key: PoolKey, sender: SendRequest<Full<Bytes>>, certificate_expires_at_ms: Option<u64>) {
+    fn put_back(
+        &self,
+        key: PoolKey,
+        sender: SendRequest<Full<Bytes>>,
+        certificate_expires_at_ms: Option<u64>,
+    ) {
         let mut pool = self.lock();
         let idle = pool.entry(key).or_default();
         if idle.len() < MAX_IDLE_PER_TARGET {
@@ -379,7 +401,10 @@ impl HttpClient {
         let stream = match (stream, last_error) {
             (Some(stream), _) => stream,
             (None, Some(e)) => {
-                return Err(Failure::new(connect_error_kind(&e), format!("connect failed: {e}")).with(*timings, None))
+                return Err(
+                    Failure::new(connect_error_kind(&e), format!("connect failed: {e}"))
+                        .with(*timings, None),
+                )
             }
             (None, None) => return Err(Failure::new(ErrorKind::Dns, "the name has no address")),
         };
@@ -398,10 +423,9 @@ impl HttpClient {
         } else {
             &self.verified
         };
-        let tls = connector
-            .connect(name, stream)
-            .await
-            .map_err(|e| Failure::new(ErrorKind::Tls, format!("TLS handshake failed: {e}")).with(*timings, None))?;
+        let tls = connector.connect(name, stream).await.map_err(|e| {
+            Failure::new(ErrorKind::Tls, format!("TLS handshake failed: {e}")).with(*timings, None)
+        })?;
         timings.tls_us = Some(micros(tls_started.elapsed()));
         let expires = tls
             .get_ref()
@@ -534,7 +558,12 @@ impl Failure {
 }
 
 /// Status, `body_contains` and conditions, in that order.
-fn judge_exchange(target: &HttpTarget, exchange: Exchange, started: Instant, redirects: u32) -> CheckOutput {
+fn judge_exchange(
+    target: &HttpTarget,
+    exchange: Exchange,
+    started: Instant,
+    redirects: u32,
+) -> CheckOutput {
     let latency = started.elapsed();
     let status = exchange.status.as_u16();
     let mut output = CheckOutput::up(started);
@@ -572,7 +601,11 @@ fn judge_exchange(target: &HttpTarget, exchange: Exchange, started: Instant, red
         return output;
     }
     if let Some(needle) = &target.body_contains {
-        if !exchange.body.windows(needle.len().max(1)).any(|w| w == needle.as_bytes()) {
+        if !exchange
+            .body
+            .windows(needle.len().max(1))
+            .any(|w| w == needle.as_bytes())
+        {
             output.outcome = beacon_core::messages::Outcome::Down;
             output.error = Some(format!("body does not contain {needle:?}"));
             output.error_kind = Some(ErrorKind::Condition);
@@ -618,7 +651,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -627,7 +665,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {

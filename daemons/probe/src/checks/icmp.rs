@@ -37,7 +37,12 @@ impl IcmpClients {
     }
 
     /// Runs one ICMP check within `timeout`.
-    pub async fn check(&self, target: &IcmpTarget, timeout: Duration, started: Instant) -> CheckOutput {
+    pub async fn check(
+        &self,
+        target: &IcmpTarget,
+        timeout: Duration,
+        started: Instant,
+    ) -> CheckOutput {
         let mut timings = Timings::default();
         let ip = match target.host.parse::<IpAddr>() {
             Ok(ip) => ip,
@@ -50,11 +55,19 @@ impl IcmpClients {
                             address.ip()
                         }
                         None => {
-                            return CheckOutput::down(started, ErrorKind::Dns, format!("{} has no address", target.host))
+                            return CheckOutput::down(
+                                started,
+                                ErrorKind::Dns,
+                                format!("{} has no address", target.host),
+                            )
                         }
                     },
                     Err(e) => {
-                        return CheckOutput::down(started, ErrorKind::Dns, format!("cannot resolve {}: {e}", target.host))
+                        return CheckOutput::down(
+                            started,
+                            ErrorKind::Dns,
+                            format!("cannot resolve {}: {e}", target.host),
+                        )
                     }
                 }
             }

@@ -106,7 +106,11 @@ pub enum Verdict {
 
 /// Applies `conditions` (all must hold, first failure wins) and then
 /// `degraded_if` (any holding one degrades) to `seen`. Pure.
-pub fn judge(conditions: &[Condition], degraded_if: &[Condition], seen: &Observation<'_>) -> Verdict {
+pub fn judge(
+    conditions: &[Condition],
+    degraded_if: &[Condition],
+    seen: &Observation<'_>,
+) -> Verdict {
     for condition in conditions {
         if let Err(seen) = condition.evaluate(seen) {
             return Verdict::Failed {
@@ -130,7 +134,10 @@ pub fn judge(conditions: &[Condition], degraded_if: &[Condition], seen: &Observa
 /// failure text has the value, so reuse the subject's reading.
 fn describe_holding(condition: &Condition, seen: &Observation<'_>) -> String {
     match seen.response_time {
-        Some(t) if condition.placeholder() == beacon_core::config::condition::Placeholder::ResponseTime => {
+        Some(t)
+            if condition.placeholder()
+                == beacon_core::config::condition::Placeholder::ResponseTime =>
+        {
             format!("[RESPONSE_TIME] was {}ms", t.as_millis())
         }
         _ => "it holds".to_owned(),
@@ -172,11 +179,9 @@ pub async fn run(clients: &Clients, target: &CheckTarget, timeout: Duration) -> 
             CheckTarget::Tcp(tcp) => tcp::check(tcp, started).await,
             CheckTarget::Icmp(icmp) => clients.icmp.check(icmp, timeout, started).await,
             CheckTarget::Dns(dns) => clients.dns.check(dns, timeout, started).await,
-            CheckTarget::Push(_) => CheckOutput::down(
-                started,
-                ErrorKind::Protocol,
-                "push checks are not polled",
-            ),
+            CheckTarget::Push(_) => {
+                CheckOutput::down(started, ErrorKind::Protocol, "push checks are not polled")
+            }
         }
     };
     match tokio::time::timeout(timeout, run).await {

@@ -84,8 +84,8 @@ impl Alert {
 /// Reads an Alertmanager payload, refusing anything but version 4 with
 /// `firing`/`resolved` statuses.
 pub fn parse_alertmanager(body: &[u8]) -> Result<AlertmanagerPayload, String> {
-    let payload: AlertmanagerPayload =
-        serde_json::from_slice(body).map_err(|e| format!("not an Alertmanager webhook payload: {e}"))?;
+    let payload: AlertmanagerPayload = serde_json::from_slice(body)
+        .map_err(|e| format!("not an Alertmanager webhook payload: {e}"))?;
     if payload.version != "4" {
         return Err(format!(
             "Alertmanager payload version {:?}; only version \"4\" is understood",
@@ -94,7 +94,9 @@ pub fn parse_alertmanager(body: &[u8]) -> Result<AlertmanagerPayload, String> {
     }
     for status in std::iter::once(&payload.status).chain(payload.alerts.iter().map(|a| &a.status)) {
         if status != "firing" && status != "resolved" {
-            return Err(format!("alert status {status:?}; expected firing or resolved"));
+            return Err(format!(
+                "alert status {status:?}; expected firing or resolved"
+            ));
         }
     }
     if payload.alerts.is_empty() {
@@ -117,7 +119,11 @@ impl FiringAlerts {
         for alert in &payload.alerts {
             let key = alert.key();
             if alert.status == "firing" {
-                let name = alert.labels.get("alertname").cloned().unwrap_or_else(|| key.clone());
+                let name = alert
+                    .labels
+                    .get("alertname")
+                    .cloned()
+                    .unwrap_or_else(|| key.clone());
                 let severity = alert.labels.get("severity").cloned().unwrap_or_default();
                 next.firing.insert(key, (name, severity));
             } else {
@@ -151,7 +157,11 @@ impl FiringAlerts {
             .values()
             .all(|(_, severity)| degraded_severities.iter().any(|d| d == severity));
         PushVerdict {
-            outcome: if all_degraded { Outcome::Degraded } else { Outcome::Down },
+            outcome: if all_degraded {
+                Outcome::Degraded
+            } else {
+                Outcome::Down
+            },
             error: Some(format!(
                 "{} alert(s) firing: {}",
                 self.firing.len(),
@@ -187,14 +197,22 @@ pub fn parse_signal(body: &[u8]) -> Result<PushVerdict, String> {
         "down" => Outcome::Down,
         other => return Err(format!("status {other:?}; expected up, degraded or down")),
     };
-    if signal.message.as_ref().is_some_and(|m| m.len() > MAX_MESSAGE) {
+    if signal
+        .message
+        .as_ref()
+        .is_some_and(|m| m.len() > MAX_MESSAGE)
+    {
         return Err(format!("message longer than {MAX_MESSAGE} bytes"));
     }
     Ok(match outcome {
         Outcome::Up => PushVerdict::up(),
         _ => PushVerdict {
             outcome,
-            error: Some(signal.message.unwrap_or_else(|| format!("signal says {}", signal.status))),
+            error: Some(
+                signal
+                    .message
+                    .unwrap_or_else(|| format!("signal says {}", signal.status)),
+            ),
             error_kind: Some(ErrorKind::Signal),
         },
     })
@@ -219,7 +237,11 @@ mod tests {
                 })
             })
             .collect();
-        let status = if alerts.iter().any(|a| a["status"] == "firing") { "firing" } else { "resolved" };
+        let status = if alerts.iter().any(|a| a["status"] == "firing") {
+            "firing"
+        } else {
+            "resolved"
+        };
         serde_json::to_vec(&serde_json::json!({
             "version": "4",
             "groupKey": "{}:{alertname=\"x\"}",
@@ -239,14 +261,20 @@ mod tests {
     fn grouped_alerts_fire_and_resolve_by_fingerprint() {
         let warn = vec!["warning".to_owned()];
         let state = FiringAlerts::default();
-        let first = parse_alertmanager(&payload(&[("1", "firing", "critical"), ("2", "firing", "warning")]))
-            .expect("parses");
+        let first = parse_alertmanager(&payload(&[
+            ("1", "firing", "critical"),
+            ("2", "firing", "warning"),
+        ]))
+        .expect("parses");
         let state = state.apply(&first);
         assert_eq!(state.len(), 2);
         assert_eq!(state.verdict(&warn).outcome, Outcome::Down);
         // The critical one resolves: only a warning fires, which degrades.
-        let second = parse_alertmanager(&payload(&[("1", "resolved", "critical"), ("2", "firing", "warning")]))
-            .expect("parses");
+        let second = parse_alertmanager(&payload(&[
+            ("1", "resolved", "critical"),
+            ("2", "firing", "warning"),
+        ]))
+        .expect("parses");
         let state = state.apply(&second);
         assert_eq!(state.verdict(&warn).outcome, Outcome::Degraded);
         assert_eq!(state.verdict(&[]).outcome, Outcome::Down);
@@ -261,8 +289,14 @@ mod tests {
             (b"not json", "not an Alertmanager"),
             (b"{}", "not an Alertmanager"),
             (v3, "version"),
-            (br#"{"version":"4","status":"odd","alerts":[{"status":"firing"}]}"#, "status"),
-            (br#"{"version":"4","status":"firing","alerts":[]}"#, "no alerts"),
+            (
+                br#"{"version":"4","status":"odd","alerts":[{"status":"firing"}]}"#,
+                "status",
+            ),
+            (
+                br#"{"version":"4","status":"firing","alerts":[]}"#,
+                "no alerts",
+            ),
         ];
         for (body, want) in table {
             let e = parse_alertmanager(body).expect_err("refused");
@@ -274,9 +308,21 @@ mod tests {
     fn signals_map_to_verdicts() {
         assert_eq!(parse_signal(br#"{"status":"up"}"#), Ok(PushVerdict::up()));
         let down = parse_signal(br#"{"status":"down","message":"queue stuck"}"#).expect("parses");
-        assert_eq!((down.outcome, down.error.as_deref()), (Outcome::Down, Some("queue stuck")));
-        for bad in [&b"[]"[..], br#"{"status":"sideways"}"#, br#"{"status":"up","extra":1}"#, b""] {
-            assert!(parse_signal(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            (down.outcome, down.error.as_deref()),
+            (Outcome::Down, Some("queue stuck"))
+        );
+        for bad in [
+            &b"[]"[..],
+            br#"{"status":"sideways"}"#,
+            br#"{"status":"up","extra":1}"#,
+            b"",
+        ] {
+            assert!(
+                parse_signal(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -45,7 +45,13 @@ pub async fn check(target: &TcpTarget, started: Instant) -> CheckOutput {
     }
     let mut stream = match (stream, last_error) {
         (Some(stream), _) => stream,
-        (None, Some(e)) => return fail(connect_error_kind(&e), format!("connect failed: {e}"), timings),
+        (None, Some(e)) => {
+            return fail(
+                connect_error_kind(&e),
+                format!("connect failed: {e}"),
+                timings,
+            )
+        }
         (None, None) => return fail(ErrorKind::Dns, "the name has no address".into(), timings),
     };
     timings.connect_us = Some(micros(connect_started.elapsed()));
@@ -125,7 +131,10 @@ async fn resolve(address: &str, timings: &mut Timings) -> Result<Vec<SocketAddr>
         return Ok(vec![address]);
     }
     if let Some((host, port)) = address.rsplit_once(':') {
-        if let (Ok(ip), Ok(port)) = (host.trim_matches(['[', ']']).parse::<IpAddr>(), port.parse()) {
+        if let (Ok(ip), Ok(port)) = (
+            host.trim_matches(['[', ']']).parse::<IpAddr>(),
+            port.parse(),
+        ) {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
     }

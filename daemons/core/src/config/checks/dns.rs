@@ -154,8 +154,22 @@ pub(super) fn validate(errors: &mut Errors, at: &str, raw: &RawDnsCheck) -> Opti
             errors.add(format!("{at}.expect_answers[{k}]"), "must not be empty");
         }
     }
-    let conditions_ = conditions(errors, at, "conditions", &raw.conditions, "dns", PLACEHOLDERS);
-    let degraded_if = conditions(errors, at, "degraded_if", &raw.degraded_if, "dns", PLACEHOLDERS);
+    let conditions_ = conditions(
+        errors,
+        at,
+        "conditions",
+        &raw.conditions,
+        "dns",
+        PLACEHOLDERS,
+    );
+    let degraded_if = conditions(
+        errors,
+        at,
+        "degraded_if",
+        &raw.degraded_if,
+        "dns",
+        PLACEHOLDERS,
+    );
     (errors.0.len() == before).then(|| {
         CheckTarget::Dns(DnsTarget {
             name: raw.name.clone().unwrap_or_default(),
@@ -189,8 +203,14 @@ mod tests {
             (ok(|r| r.record_type = Some("aaaa".into())), &[]),
             (ok(|r| r.name = None), &["c.name"]),
             (ok(|r| r.name = Some("bad name".into())), &["c.name"]),
-            (ok(|r| r.record_type = Some("AXFR".into())), &["c.record_type"]),
-            (ok(|r| r.nameserver = Some("dns.google".into())), &["c.nameserver"]),
+            (
+                ok(|r| r.record_type = Some("AXFR".into())),
+                &["c.record_type"],
+            ),
+            (
+                ok(|r| r.nameserver = Some("dns.google".into())),
+                &["c.nameserver"],
+            ),
             (
                 ok(|r| r.expect_answers = Some(vec![" ".into()])),
                 &["c.expect_answers[0]"],

@@ -242,8 +242,22 @@ pub(super) fn validate(errors: &mut Errors, at: &str, raw: &RawHttpCheck) -> Opt
             format!("must be between 1 and {MAX_MAX_BODY}, got {max_body_bytes}"),
         );
     }
-    let conditions_ = conditions(errors, at, "conditions", &raw.conditions, "http", PLACEHOLDERS);
-    let degraded_if = conditions(errors, at, "degraded_if", &raw.degraded_if, "http", PLACEHOLDERS);
+    let conditions_ = conditions(
+        errors,
+        at,
+        "conditions",
+        &raw.conditions,
+        "http",
+        PLACEHOLDERS,
+    );
+    let degraded_if = conditions(
+        errors,
+        at,
+        "degraded_if",
+        &raw.degraded_if,
+        "http",
+        PLACEHOLDERS,
+    );
     (errors.0.len() == before).then_some(CheckTarget::Http(HttpTarget {
         url,
         method,

@@ -93,8 +93,22 @@ pub(super) fn validate(errors: &mut Errors, at: &str, raw: &RawIcmpCheck) -> Opt
             format!("must be between 1 and {MAX_COUNT}, got {count}"),
         );
     }
-    let conditions_ = conditions(errors, at, "conditions", &raw.conditions, "icmp", PLACEHOLDERS);
-    let degraded_if = conditions(errors, at, "degraded_if", &raw.degraded_if, "icmp", PLACEHOLDERS);
+    let conditions_ = conditions(
+        errors,
+        at,
+        "conditions",
+        &raw.conditions,
+        "icmp",
+        PLACEHOLDERS,
+    );
+    let degraded_if = conditions(
+        errors,
+        at,
+        "degraded_if",
+        &raw.degraded_if,
+        "icmp",
+        PLACEHOLDERS,
+    );
     (errors.0.len() == before).then(|| {
         CheckTarget::Icmp(IcmpTarget {
             host: raw.host.clone().unwrap_or_default(),

@@ -150,7 +150,11 @@ fn conditions(
                 format!(
                     "{} does not apply to a {kind} check; use {}",
                     condition.placeholder().as_str(),
-                    allowed.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+                    allowed
+                        .iter()
+                        .map(|p| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ),
             Err(e) => errors.add(location, format!("{text:?}: {e}")),

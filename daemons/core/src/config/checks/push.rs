@@ -181,7 +181,10 @@ mod tests {
             (ok(|r| r.grace = Some("30s".into())), &[]),
             (ok(|r| r.format = None), &["c.format"]),
             (ok(|r| r.format = Some("nagios".into())), &["c.format"]),
-            (ok(|r| r.token_sha256 = Some("secret".into())), &["c.token_sha256"]),
+            (
+                ok(|r| r.token_sha256 = Some("secret".into())),
+                &["c.token_sha256"],
+            ),
             (ok(|r| r.token_sha256 = None), &["c.token_sha256"]),
             (ok(|r| r.grace = Some("soon".into())), &["c.grace"]),
             (

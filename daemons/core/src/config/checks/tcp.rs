@@ -108,8 +108,22 @@ pub(super) fn validate(errors: &mut Errors, at: &str, raw: &RawTcpCheck) -> Opti
             _ => {}
         }
     }
-    let conditions_ = conditions(errors, at, "conditions", &raw.conditions, "tcp", PLACEHOLDERS);
-    let degraded_if = conditions(errors, at, "degraded_if", &raw.degraded_if, "tcp", PLACEHOLDERS);
+    let conditions_ = conditions(
+        errors,
+        at,
+        "conditions",
+        &raw.conditions,
+        "tcp",
+        PLACEHOLDERS,
+    );
+    let degraded_if = conditions(
+        errors,
+        at,
+        "degraded_if",
+        &raw.degraded_if,
+        "tcp",
+        PLACEHOLDERS,
+    );
     (errors.0.len() == before).then(|| {
         CheckTarget::Tcp(TcpTarget {
             address: raw.address.clone().unwrap_or_default(),
