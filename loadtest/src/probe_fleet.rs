@@ -80,6 +80,8 @@ pub struct RatePhase {
     pub lateness_p50_ms_at_most: f64,
     /// 99th percentile lateness, upper bound of its bucket (ms).
     pub lateness_p99_ms_at_most: f64,
+    /// Mean lateness (ms).
+    pub lateness_mean_ms: f64,
     /// Runs skipped (overlap or behind).
     pub skipped: u64,
     /// Results dropped by the outbox.
@@ -263,9 +265,17 @@ pub async fn run(args: &ProbeFleetArgs) -> Result<ProbeFleetReport, LoadError> {
 /// until killed.
 pub async fn serve_target() -> Result<String, LoadError> {
     let app = axum::Router::new().fallback(|| async { "ok" });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
+    // A deep accept queue (tokio's default is 1024): at thousands of new
+    // connections a second a shallow one drops SYNs, and the client's
+    // one-second retransmit would be measured as the probe's lateness.
+    let socket = tokio::net::TcpSocket::new_v4()
+        .map_err(|e| LoadError::Unexpected(format!("target socket: {e}")))?;
+    socket
+        .bind("127.0.0.1:0".parse().map_err(|_| LoadError::Unexpected("address".to_owned()))?)
         .map_err(|e| LoadError::Unexpected(format!("bind the target: {e}")))?;
+    let listener = socket
+        .listen(8192)
+        .map_err(|e| LoadError::Unexpected(format!("listen: {e}")))?;
     let addr = listener
         .local_addr()
         .map_err(|e| LoadError::Unexpected(e.to_string()))?;
@@ -619,6 +629,12 @@ async fn rate_phase(
         failed: (ran - passed).max(0.0) as u64,
         lateness_p50_ms_at_most: quantile_upper_ms(&lateness_before, &lateness_after, 0.5),
         lateness_p99_ms_at_most: quantile_upper_ms(&lateness_before, &lateness_after, 0.99),
+        lateness_mean_ms: round(
+            ratio(
+                delta("beacon_probe_schedule_lateness_seconds_sum", ""),
+                delta("beacon_probe_schedule_lateness_seconds_count", ""),
+            ) * 1000.0,
+        ),
         skipped: delta("beacon_probe_checks_skipped_total", "") as u64,
         dropped: delta("beacon_probe_outbox_dropped_total", "") as u64,
         probe_cpu_s: round(cpu),

@@ -155,7 +155,7 @@ impl Scheduler {
     /// Follows KV `config` until shutdown, running every check of this
     /// region on time. `loaded` turns true once every stored page is
     /// scheduled.
-    pub async fn run(self, store: kv::Store, loaded: tokio::sync::watch::Sender<bool>) {
+    pub async fn run(self: Arc<Self>, store: kv::Store, loaded: tokio::sync::watch::Sender<bool>) {
         let shutdown = self.daemon.process.shutdown.clone();
         let mut changes = buckets::follow(store, &shutdown);
         let mut schedule = Schedule::default();
@@ -284,7 +284,7 @@ impl Scheduler {
 
     /// A check is due: set its next time, then start it unless it is
     /// still running.
-    async fn fire(&self, schedule: &mut Schedule, key: CheckKey) {
+    async fn fire(self: &Arc<Self>, schedule: &mut Schedule, key: CheckKey) {
         let Some(entry) = schedule.entries.get_mut(&key) else {
             return;
         };

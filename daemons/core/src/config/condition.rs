@@ -386,6 +386,15 @@ impl Condition {
         }
     }
 
+    /// What the condition's subject was in `seen`, e.g. `[RESPONSE_TIME]
+    /// was 450ms`, whether or not the condition holds.
+    pub fn describe_seen(&self, seen: &Observation<'_>) -> String {
+        match self.read(seen) {
+            Some(value) => format!("{} was {value}", self.subject_text()),
+            None => format!("{} is missing", self.subject_text()),
+        }
+    }
+
     fn subject_text(&self) -> String {
         let mut text = self.subject.placeholder.as_str().to_owned();
         if let Some(header) = &self.subject.header {
@@ -576,10 +585,7 @@ impl<'a> Parser<'a> {
             let known = Placeholder::ALL.map(Placeholder::as_str).join(", ");
             return Err(error(
                 start,
-                format!(
-                    "unknown placeholder {}; expected one of {known}",
-                    name.trim_end_matches(']').to_owned() + "]"
-                ),
+                format!("unknown placeholder {name}; expected one of {known}"),
             ));
         };
         self.at += name.chars().count();

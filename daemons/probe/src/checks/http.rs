@@ -131,6 +131,17 @@ impl HttpClient {
         Ok(client)
     }
 
+    /// Closes pooled connections idle longer than the idle timeout, or
+    /// closed by their server, so targets no longer checked do not keep
+    /// sockets open. The probe calls it periodically.
+    pub fn sweep(&self) {
+        let mut pool = self.lock();
+        for idle in pool.values_mut() {
+            idle.retain(|i| i.since.elapsed() < IDLE_TIMEOUT && !i.sender.is_closed());
+        }
+        pool.retain(|_, idle| !idle.is_empty());
+    }
+
     /// Idle pooled connections, over every target.
     pub fn idle_connections(&self) -> usize {
         self.lock().values().map(Vec::len).sum()
@@ -159,7 +170,7 @@ impl HttpClient {
         let mut redirects = 0u32;
         loop {
             seen_urls.insert(url.to_string());
-            let exchange = match self.exchange(target, &url, method, started).await {
+            let exchange = match self.exchange(target, &url, method).await {
                 Ok(exchange) => exchange,
                 Err(failure) => return failure.into_output(started, redirects),
             };
@@ -213,7 +224,6 @@ impl HttpClient {
         target: &HttpTarget,
         url: &Url,
         method: HttpMethod,
-        started: Instant,
     ) -> Result<Exchange, Failure> {
         let https = url.scheme() == "https";
         let host = url
@@ -333,7 +343,6 @@ impl HttpClient {
         if target.keep_alive && !server_closes {
             self.put_back(key, sender, certificate_expires_at_ms);
         }
-        let _ = started;
         Ok(Exchange {
             status,
             location,

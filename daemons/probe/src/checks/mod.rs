@@ -123,25 +123,11 @@ pub fn judge(
         if condition.evaluate(seen).is_ok() {
             return Verdict::Degraded {
                 condition: condition.text().to_owned(),
-                seen: describe_holding(condition, seen),
+                seen: condition.describe_seen(seen),
             };
         }
     }
     Verdict::Up
-}
-
-/// What a holding condition saw, for the degraded message: the negation's
-/// failure text has the value, so reuse the subject's reading.
-fn describe_holding(condition: &Condition, seen: &Observation<'_>) -> String {
-    match seen.response_time {
-        Some(t)
-            if condition.placeholder()
-                == beacon_core::config::condition::Placeholder::ResponseTime =>
-        {
-            format!("[RESPONSE_TIME] was {}ms", t.as_millis())
-        }
-        _ => "it holds".to_owned(),
-    }
 }
 
 /// Shared clients the checks use, built once per probe.
