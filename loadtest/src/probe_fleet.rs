@@ -271,7 +271,11 @@ pub async fn serve_target() -> Result<String, LoadError> {
     let socket = tokio::net::TcpSocket::new_v4()
         .map_err(|e| LoadError::Unexpected(format!("target socket: {e}")))?;
     socket
-        .bind("127.0.0.1:0".parse().map_err(|_| LoadError::Unexpected("address".to_owned()))?)
+        .bind(
+            "127.0.0.1:0"
+                .parse()
+                .map_err(|_| LoadError::Unexpected("address".to_owned()))?,
+        )
         .map_err(|e| LoadError::Unexpected(format!("bind the target: {e}")))?;
     let listener = socket
         .listen(8192)

@@ -74,6 +74,8 @@ fn probe_fleet_reports_every_phase_with_small_numbers() {
         assert_eq!(report[phase]["failed"], 0, "{phase}: {report}");
     }
     assert_eq!(report["memory"]["scheduled_checks"], 2000, "{report}");
-    assert!(report["memory"]["rss_mib"].as_f64().is_some_and(|m| m > 0.0));
+    assert!(report["memory"]["rss_mib"]
+        .as_f64()
+        .is_some_and(|m| m > 0.0));
     assert!(report["blackbox"].is_object() || report["blackbox_skipped"].is_string());
 }

@@ -434,7 +434,8 @@ async fn keep_alive_reuses_one_connection_per_target() {
 #[tokio::test]
 async fn https_observes_the_certificate_and_refuses_bad_ones() {
     let tls = Tls::new();
-    let clients = Clients::new(HttpClient::with_roots(None, &[tls.ca.clone()]).expect("client"));
+    let clients =
+        Clients::new(HttpClient::with_roots(None, std::slice::from_ref(&tls.ca)).expect("client"));
 
     // Signed by the trusted CA, 90 days left.
     let good = https(tls.leaf(90, false)).await;

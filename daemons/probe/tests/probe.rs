@@ -415,7 +415,9 @@ name = "Signal"
 
     // Bad requests: refused with a clear status, and nothing published.
     let before = (results.of("alerts").len(), results.of("signal").len());
-    let cases: Vec<(&str, Option<&str>, Method, Vec<u8>, u16)> = vec![
+    // (path, token, method, body, expected status)
+    type Case<'a> = (&'a str, Option<&'a str>, Method, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
         (
             "signal/push",
             None,

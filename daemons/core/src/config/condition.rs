@@ -839,12 +839,12 @@ fn number(column: usize, text: &str) -> Result<f64, ParseError> {
 /// `300` (milliseconds), `1.5s`, `14d`, `2h30m`.
 fn duration(column: usize, text: &str) -> Result<Duration, ParseError> {
     if let Ok(ms) = text.parse::<f64>() {
-        if ms.is_finite() && ms >= 0.0 && ms < 1e15 {
+        if (0.0..1e15).contains(&ms) {
             return Ok(Duration::from_secs_f64(ms / 1000.0));
         }
     }
     if let Some(seconds) = text.strip_suffix('s').and_then(|t| t.parse::<f64>().ok()) {
-        if seconds.is_finite() && seconds >= 0.0 && seconds < 1e12 {
+        if (0.0..1e12).contains(&seconds) {
             return Ok(Duration::from_secs_f64(seconds));
         }
     }

@@ -21,10 +21,13 @@ use hickory_resolver::{ResolveErrorKind, TokioResolver};
 
 use super::{judge, micros, CheckOutput};
 
-/// Resolvers by nameserver (`None`: the host's), built on first use.
+/// A resolver's settings: nameserver (`None`: the host's) and timeout in ms.
+type ResolverKey = (Option<SocketAddr>, u64);
+
+/// Resolvers by nameserver and timeout, built on first use.
 #[derive(Clone, Default)]
 pub struct Resolvers {
-    by_server: Arc<Mutex<HashMap<(Option<SocketAddr>, u64), TokioResolver>>>,
+    by_server: Arc<Mutex<HashMap<ResolverKey, TokioResolver>>>,
 }
 
 impl Resolvers {
