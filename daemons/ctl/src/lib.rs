@@ -3,7 +3,8 @@
 //! from KV buckets and live subjects.
 //!
 //! Exit codes follow `sysexits.h`: 0 ok, 1 the server failed, 64 bad input
-//! or usage, 69 NATS or the answering daemon is unavailable.
+//! or usage, 69 NATS or the answering daemon is unavailable, 75 someone
+//! else changed it first (read again, then retry).
 //!
 //! # Layout
 //!
@@ -41,6 +42,15 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         }
         Command::Bus { command } => {
             commands::bus::run(&cli.nats, &command, format, cli.timeout).await
+        }
+        Command::Component { command } => {
+            commands::component::run(&cli.nats, command, format, cli.timeout).await
+        }
+        Command::Incident { command } => {
+            commands::incident::run(&cli.nats, command, format, cli.timeout).await
+        }
+        Command::Maintenance { command } => {
+            commands::maintenance::run(&cli.nats, command, format, cli.timeout).await
         }
     }
 }
