@@ -68,6 +68,27 @@ const INVALID: &[(&str, &[&str])] = &[
         ],
     ),
     ("unknown-check-type", &["components[0].checks[0].type"]),
+    ("bad-quorum", &["components[0].quorum", "components[1].quorum"]),
+    (
+        "dependency-cycle",
+        &[
+            // The cycle is named once, where it was found.
+            "components[0].depends_on",
+            "components[2].depends_on[0]",
+            "components[2].depends_on[1]",
+            "components[2].depends_on[3]",
+        ],
+    ),
+    (
+        "bad-windows",
+        &[
+            "components[0].checks[0].degraded_latency",
+            "components[0].checks[0].recovery_window",
+            "components[0].flap_transitions",
+            "defaults.failure_window",
+            "defaults.flap_window",
+        ],
+    ),
     ("http-with-address", &["components[0].checks[0].address"]),
     (
         "bad-channel",
