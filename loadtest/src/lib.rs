@@ -14,6 +14,8 @@
 //!   publish (async and awaited acks) and consume-and-ack rates.
 //! - [`core_bus`]: the `core-bus` scenario: core's pipelined publisher and
 //!   batch consumer against the raw bus in the same run.
+//! - [`decider`]: the `decider` scenario: results through a real decider
+//!   against raw consume-and-ack, and result-to-status-change latency.
 //! - [`lease_takeover`]: the `lease-takeover` scenario: kill -9 a lease
 //!   holder, time the standby's takeover; and the hidden holder process.
 //! - [`report`]: pure arithmetic and the JSON shape: rates, medians, ratios.
@@ -22,6 +24,7 @@
 pub mod baseline;
 pub mod cli;
 pub mod core_bus;
+pub mod decider;
 pub mod error;
 pub mod lease_takeover;
 pub mod report;
@@ -46,6 +49,10 @@ pub async fn run(cli: Cli) -> Result<String, LoadError> {
         }
         Scenario::LeaseTakeover(args) => {
             let report = lease_takeover::run(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
+        Scenario::Decider(args) => {
+            let report = decider::run(&args).await?;
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
         }
         Scenario::LeaseHold(args) => lease_takeover::hold(&args).await,

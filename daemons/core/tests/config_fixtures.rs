@@ -68,7 +68,10 @@ const INVALID: &[(&str, &[&str])] = &[
         ],
     ),
     ("unknown-check-type", &["components[0].checks[0].type"]),
-    ("bad-quorum", &["components[0].quorum", "components[1].quorum"]),
+    (
+        "bad-quorum",
+        &["components[0].quorum", "components[1].quorum"],
+    ),
     (
         "dependency-cycle",
         &[

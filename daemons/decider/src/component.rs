@@ -98,8 +98,12 @@ pub enum Applied {
     UnknownSlot,
     /// Older than (or the same as) the newest result already applied.
     Old,
-    /// Applied.
-    Applied,
+    /// Applied; nothing the decision depends on changed (no tracker
+    /// concluded anything new, no stale region came back), so the
+    /// component need not be evaluated.
+    Unchanged,
+    /// Applied, and the decision may change: evaluate the component.
+    Changed,
 }
 
 /// What else decides a component's status at evaluation time.
@@ -210,7 +214,8 @@ impl ComponentState {
         self.slots = slots;
     }
 
-    /// Applies one result.
+    /// Applies one result at `now_ms`.
+    #[allow(clippy::too_many_arguments)]
     pub fn apply(
         &mut self,
         check: &str,
@@ -219,6 +224,7 @@ impl ComponentState {
         at_ms: u64,
         id: EventId,
         error: Option<&str>,
+        now_ms: u64,
     ) -> Applied {
         let Some(slot) = self
             .slots
@@ -227,10 +233,13 @@ impl ComponentState {
         else {
             return Applied::UnknownSlot;
         };
+        let was_stale = slot.stale_at(now_ms);
         let class = class_of(&slot.rules);
         match slot.tracker.observe(class, at_ms, id, error, &slot.rules) {
             None => Applied::Old,
-            Some(_) => Applied::Applied,
+            Some(Some(_)) => Applied::Changed,
+            Some(None) if was_stale => Applied::Changed,
+            Some(None) => Applied::Unchanged,
         }
     }
 
@@ -591,6 +600,7 @@ mod tests {
                 at_ms,
                 id,
                 None,
+                at_ms,
             );
             ctx.now_ms = at_ms;
             ctx.trigger = Some(id);
@@ -871,9 +881,9 @@ mod tests {
             for (i, round) in rounds.iter().enumerate() {
                 let at = START + i as u64 * 10_000 + 1;
                 for k in 0..3 {
-                    forward.state.apply("http", regions[k], |r| r.classify(round[k], 10), at, EventId::new(), None);
+                    forward.state.apply("http", regions[k], |r| r.classify(round[k], 10), at, EventId::new(), None, at);
                     let j = order[k];
-                    shuffled.state.apply("http", regions[j], |r| r.classify(round[j], 10), at, EventId::new(), None);
+                    shuffled.state.apply("http", regions[j], |r| r.classify(round[j], 10), at, EventId::new(), None, at);
                 }
                 forward.evaluate(Context { now_ms: at, ..Context::default() });
                 shuffled.evaluate(Context { now_ms: at, ..Context::default() });

@@ -476,13 +476,14 @@ impl Engine {
         for (_, envelope) in batch.iter().flatten() {
             let r = &envelope.data;
             if let Some(state) = self.pages.get(&r.page) {
-                if state.unloaded.contains(&r.component) {
+                if !state.unloaded.is_empty() && state.unloaded.contains(&r.component) {
                     to_load.insert(r.page.clone());
                 }
             }
         }
+        let mut reloaded = Vec::new();
         for page in to_load {
-            let _ = self.load(&page).await;
+            reloaded.extend(self.load(&page).await);
         }
         let partitions = (self.settings.partition, self.settings.partitions);
 
@@ -500,7 +501,7 @@ impl Engine {
                 }
             };
             let r = &envelope.data;
-            if *subject != health_subject(&r.page, &r.component, &r.region) {
+            if !is_subject_of(subject, r) {
                 ignore("malformed");
                 outcomes[i] = Outcome::poison(format!(
                     "result for {} arrived on {subject}",
@@ -526,14 +527,14 @@ impl Engine {
                 );
                 continue;
             };
-            let Some(component) = state.config.component(&r.component) else {
-                ignore("unknown_component");
-                continue;
-            };
-            let known_check = component.checks.iter().find(|c| c.id == r.check);
-            if state.unloaded.contains(&r.component) {
+            if !state.unloaded.is_empty() && state.unloaded.contains(&r.component) {
                 // Its stored status could not be read: retry the result later.
-                outcomes[i] = Outcome::retry("the component's stored status cannot be read yet");
+                if state.config.component(&r.component).is_some() {
+                    outcomes[i] =
+                        Outcome::retry("the component's stored status cannot be read yet");
+                } else {
+                    ignore("unknown_component");
+                }
                 continue;
             }
             let Some(component_state) = state.components.get_mut(&r.component) else {
@@ -548,10 +549,15 @@ impl Engine {
                 r.started_at_ms,
                 envelope.id,
                 r.error.as_deref(),
+                now,
             );
             match applied {
                 Applied::UnknownSlot => {
-                    ignore(if known_check.is_some() {
+                    let known_check = state
+                        .config
+                        .component(&r.component)
+                        .is_some_and(|c| c.checks.iter().any(|k| k.id == r.check));
+                    ignore(if known_check {
                         "unknown_region"
                     } else {
                         "unknown_check"
@@ -562,21 +568,18 @@ impl Engine {
                     ignore("out_of_order");
                     continue;
                 }
-                Applied::Applied => {}
+                Applied::Unchanged | Applied::Changed => {}
             }
-            metrics
-                .results
-                .with_label_values(&[r.outcome.as_str()])
-                .inc();
-            metrics
-                .result_age_seconds
-                .observe(now.saturating_sub(r.started_at_ms) as f64 / 1000.0);
+            metrics.result(r.outcome, now.saturating_sub(r.started_at_ms));
             self.suspects.observe(
                 &r.region,
                 check_hash(&r.page, &r.component, &r.check),
                 r.outcome == ProbeOutcome::Down,
                 r.started_at_ms,
             );
+            if applied == Applied::Unchanged {
+                continue;
+            }
             let slot = *dirty_index
                 .entry((r.page.as_str(), r.component.as_str()))
                 .or_insert_with(|| {
@@ -591,6 +594,9 @@ impl Engine {
             owner[i] = Some(slot);
         }
         drop(dirty_index);
+        // Components read again before this batch are evaluated with it:
+        // a change whose store failed is decided and stored again.
+        dirty.extend(reloaded);
         let judged = self.judge(now).await;
         dirty.extend(judged);
         let failed = self.settle(dirty).await;
@@ -1103,13 +1109,34 @@ fn depth(page: &Page, component: &str) -> usize {
     walk(page, component, 16)
 }
 
-/// A stable 64-bit key of one check, for counting per region.
+/// A stable 64-bit key of one check, for counting per region (FNV-1a
+/// over `page.component.check`, without building the string).
 fn check_hash(page: &str, component: &str, check: &str) -> u64 {
-    let mut bytes = Vec::with_capacity(page.len() + component.len() + check.len() + 2);
-    bytes.extend_from_slice(page.as_bytes());
-    bytes.push(b'.');
-    bytes.extend_from_slice(component.as_bytes());
-    bytes.push(b'.');
-    bytes.extend_from_slice(check.as_bytes());
-    beacon_core::lease::fnv1a(&bytes)
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let parts = [
+        page.as_bytes(),
+        b".",
+        component.as_bytes(),
+        b".",
+        check.as_bytes(),
+    ];
+    parts
+        .iter()
+        .flat_map(|part| part.iter())
+        .fold(OFFSET, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
+        })
+}
+
+/// Whether `subject` is `beacon.health.{page}.{component}.{region}` of
+/// `result`, compared without building it.
+fn is_subject_of(subject: &str, result: &HealthResult) -> bool {
+    let mut tokens = subject.split('.');
+    tokens.next() == Some("beacon")
+        && tokens.next() == Some("health")
+        && tokens.next() == Some(result.page.as_str())
+        && tokens.next() == Some(result.component.as_str())
+        && tokens.next() == Some(result.region.as_str())
+        && tokens.next().is_none()
 }

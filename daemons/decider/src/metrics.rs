@@ -12,6 +12,8 @@ const NONE: &[&str] = &[];
 pub struct Metrics {
     /// Results applied, by outcome.
     pub results: IntCounterVec,
+    /// The same counters, resolved once per outcome for the hot path.
+    results_by_outcome: [IntCounter; 3],
     /// Results ignored, by reason.
     pub ignored: IntCounterVec,
     /// Status changes, by new status, source and cause.
@@ -43,8 +45,16 @@ pub struct Metrics {
 impl Metrics {
     /// Registers the metrics in `registry`.
     pub fn register(registry: &Registry) -> Result<Self, MetricError> {
+        let results = registry.counter(
+            "results_total",
+            "Probe results applied, by outcome",
+            &["outcome"],
+        )?;
+        let results_by_outcome =
+            beacon_core::messages::Outcome::ALL.map(|o| results.with_label_values(&[o.as_str()]));
         Ok(Self {
-            results: registry.counter("results_total", "Probe results applied, by outcome", &["outcome"])?,
+            results,
+            results_by_outcome,
             ignored: registry.counter(
                 "results_ignored_total",
                 "Probe results dropped without effect on status, by reason",
@@ -112,6 +122,16 @@ impl Metrics {
                 &["endpoint", "outcome"],
             )?,
         })
+    }
+
+    /// Counts one applied result and its age.
+    pub fn result(&self, outcome: beacon_core::messages::Outcome, age_ms: u64) {
+        let index = beacon_core::messages::Outcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(0);
+        self.results_by_outcome[index].inc();
+        self.result_age_seconds.observe(age_ms as f64 / 1000.0);
     }
 
     /// Counts one stored change.
