@@ -22,7 +22,7 @@ use beacon_core::names::{
 use beacon_core::publish::{publish, publish_bytes};
 use beacon_core::telemetry::LogFormat;
 use beacon_core::topology::{ensure, Topology};
-use beacon_recorder::config::ClickHouseArgs;
+use beacon_recorder::config::{ClickHouseArgs, LayoutArg};
 use beacon_recorder::sink::HEALTH_CONSUMER;
 use beacon_recorder::RunError;
 use beacon_testkit::{wait_until, ClickHouseServer, NatsServer};
@@ -37,9 +37,28 @@ struct Recorder {
     task: JoinHandle<Result<(), RunError>>,
 }
 
+/// The flags a test recorder runs with: one server, rollups every second.
+fn clickhouse_args(url: String) -> ClickHouseArgs {
+    ClickHouseArgs {
+        url,
+        database: "beacon".into(),
+        user: None,
+        password: None,
+        layout: LayoutArg::Single,
+        cluster: None,
+        shard_urls: Vec::new(),
+        rollup_interval: Duration::from_secs(1),
+    }
+}
+
 impl Recorder {
     /// Starts the recorder; does not wait for it to be ready.
     async fn start(nats: &NatsServer, clickhouse_url: String) -> Recorder {
+        Self::start_with(nats, clickhouse_args(clickhouse_url)).await
+    }
+
+    /// Starts the recorder with these flags.
+    async fn start_with(nats: &NatsServer, args: ClickHouseArgs) -> Recorder {
         let common = CommonArgs {
             nats: NatsArgs {
                 url: nats.url(),
@@ -55,14 +74,7 @@ impl Recorder {
             replicas: 1,
             topology: beacon_core::daemon::TopologyMode::Auto,
         };
-        let config = ClickHouseArgs {
-            url: clickhouse_url,
-            database: "beacon".into(),
-            user: None,
-            password: None,
-        }
-        .validate()
-        .expect("valid ClickHouse flags");
+        let config = args.validate().expect("valid ClickHouse flags");
         let daemon = Daemon::start("recorder", "global", &common)
             .await
             .expect("start the recorder daemon");
