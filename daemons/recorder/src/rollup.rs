@@ -102,7 +102,7 @@ pub struct Rollups {
 #[derive(Debug, Deserialize, clickhouse::Row)]
 struct DailyRow {
     component: String,
-    day: u64,
+    day_number: u64,
     operational_ms: u64,
     degraded_ms: u64,
     partial_ms: u64,
@@ -117,7 +117,15 @@ impl Rollups {
     pub async fn run(self, shutdown: Shutdown) {
         let mut full = true;
         let mut last_sweep = tokio::time::Instant::now();
+        let mut failed: Vec<(String, HashMap<String, u64>)> = Vec::new();
         loop {
+            // What failed last turn is tried again now, after a wait, not
+            // in a loop against a server that is failing.
+            for (page, components) in failed.drain(..) {
+                for (component, from) in components {
+                    self.dirty.mark(&page, &component, from);
+                }
+            }
             let now = wall_clock_ms();
             let today = now / DAY_MS * DAY_MS;
             let mut work: HashMap<String, HashMap<String, u64>> = HashMap::new();
@@ -144,7 +152,6 @@ impl Rollups {
                     .or_insert(from);
                 *slot = (*slot).min(from);
             }
-            let mut failed = Vec::new();
             for (page, components) in work {
                 let Some(config) = self.pages.get(&page) else {
                     continue;
@@ -158,17 +165,17 @@ impl Rollups {
                     }
                 }
             }
-            // What failed is marked again, so the next turn retries it.
-            for (page, components) in failed {
-                for (component, from) in components {
-                    self.dirty.mark(&page, &component, from);
-                }
-            }
             if sweep {
                 full = false;
                 last_sweep = tokio::time::Instant::now();
             }
             let wait = self.interval.saturating_sub(last_sweep.elapsed());
+            if !failed.is_empty() {
+                if !shutdown.sleep(wait.max(Duration::from_secs(1))).await {
+                    return;
+                }
+                continue;
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
@@ -213,7 +220,7 @@ impl Rollups {
     ) -> Result<(), RollupError> {
         let first_day = (now / DAY_MS).saturating_sub(KV_DAYS - 1);
         let sql = format!(
-            "SELECT component, toUInt64(day) AS day, operational_ms, degraded_ms, partial_ms, \
+            "SELECT component, toUInt64(day) AS day_number, operational_ms, degraded_ms, partial_ms, \
              major_ms, maintenance_ms, no_data_ms FROM `{db}`.{UPTIME_DAILY_TABLE} FINAL \
              WHERE page = {page} AND component IN ({list}) AND day >= toDate({first_day}) \
              ORDER BY component, day",
@@ -238,7 +245,7 @@ impl Rollups {
             };
             days.entry(row.component.as_str())
                 .or_default()
-                .push(day_rollup(row.day, &ms, config));
+                .push(day_rollup(row.day_number, &ms, config));
         }
         for component in components {
             let rollup = UptimeRollup {

@@ -22,8 +22,8 @@
 //!
 //! # How the SQL works on ClickHouse 18.16
 //!
-//! Without window functions or nested lambdas, each component's history
-//! becomes one sorted array of points: status changes (carrying the change
+//! Without window functions, nested lambdas or several joins, each
+//! component's history becomes one sorted array of points: status changes (carrying the change
 //! in status code), maintenance starts and ends (+1 and −1), and the
 //! period's bounds (and midnights, for daily buckets). Running sums
 //! (`arrayCumSum`) give the status and the maintenance depth after each
@@ -222,7 +222,7 @@ FROM (
         (span.4 > 0 OR span.3 = 5) AS maint, {bucket} AS bucket
     FROM (
         SELECT component,
-            arraySort(arrayConcat(ce, me, [{bounds}])) AS e,
+            arraySort(arrayConcat(groupArrayArray(points), [{bounds}])) AS e,
             arrayMap(x -> x.1, e) AS et,
             arrayCumSum(arrayMap(x -> x.3, e)) AS est,
             arrayCumSum(arrayMap(x -> x.4, e)) AS edp,
@@ -231,7 +231,7 @@ FROM (
         FROM (
             SELECT component,
                 arrayMap((t, c, p) -> (t, toUInt8(0), toInt64(c) - toInt64(p), toInt64(0)),
-                    ct, cs, arrayPushFront(arrayPopBack(cs), toUInt8(0))) AS ce
+                    ct, cs, arrayPushFront(arrayPopBack(cs), toUInt8(0))) AS points
             FROM (
                 SELECT component, arrayMap(x -> x.1, s) AS ct, arrayMap(x -> x.4, s) AS cs
                 FROM (
@@ -246,11 +246,11 @@ FROM (
                     GROUP BY component
                 )
             )
-        ) ANY LEFT JOIN (
+            UNION ALL
             SELECT component,
                 arrayConcat(
                     arrayMap(w -> (w.1, toUInt8(1), toInt64(0), toInt64(1)), ws),
-                    arrayMap(w -> (w.2, toUInt8(1), toInt64(0), toInt64(-1)), ws)) AS me
+                    arrayMap(w -> (w.2, toUInt8(1), toInt64(0), toInt64(-1)), ws)) AS points
             FROM (
                 SELECT component, groupArray((m_start, m_end)) AS ws
                 FROM (
@@ -269,7 +269,8 @@ FROM (
                 WHERE started > 0 AND m_start < {p1} AND m_end > m_start {only}
                 GROUP BY component
             )
-        ) USING component
+        )
+        GROUP BY component
     )
     ARRAY JOIN spans AS span
     WHERE start >= {p0} AND start + len <= {p1} AND len > 0
