@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod bus;
+pub mod sla;
 pub mod status;
 pub mod tail;
 pub mod validate;
