@@ -16,6 +16,9 @@
 //!   batch consumer against the raw bus in the same run.
 //! - [`lease_takeover`]: the `lease-takeover` scenario: kill -9 a lease
 //!   holder, time the standby's takeover; and the hidden holder process.
+//! - [`recorder`]: the `recorder` scenario: rows/s against raw consume and
+//!   `clickhouse-client` in the same run, result-to-queryable latency, SLA
+//!   report time.
 //! - [`report`]: pure arithmetic and the JSON shape: rates, medians, ratios.
 //! - [`error`]: the error enum and its exit codes.
 
@@ -24,6 +27,7 @@ pub mod cli;
 pub mod core_bus;
 pub mod error;
 pub mod lease_takeover;
+pub mod recorder;
 pub mod report;
 pub mod server;
 
@@ -49,6 +53,10 @@ pub async fn run(cli: Cli) -> Result<String, LoadError> {
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
         }
         Scenario::LeaseHold(args) => lease_takeover::hold(&args).await,
+        Scenario::Recorder(args) => {
+            let report = recorder::run(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
     }
 }
 
