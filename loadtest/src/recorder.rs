@@ -185,8 +185,15 @@ pub async fn run(args: &RecorderArgs) -> Result<RecorderReport, LoadError> {
         recorder_rows_per_s: of(|r| r.recorder_rows_per_s),
     };
 
-    // Latency and SLA phases share one recorder on a fresh database.
+    // Latency and SLA phases share one recorder on a fresh database, with
+    // the backlog gone so it starts caught up.
     delete_consumer(&js).await;
+    js.get_stream(STREAM_HEALTH)
+        .await
+        .map_err(|e| LoadError::bus("get HEALTH", e))?
+        .purge()
+        .await
+        .map_err(|e| LoadError::bus("purge HEALTH", e))?;
     let recorder = spawn_recorder(&nats, &clickhouse, "lat");
     recorder.wait_ready(Duration::from_secs(60)).await;
     let latencies = latency(&js, &publisher, &clickhouse, args).await?;
@@ -268,7 +275,7 @@ fn tsv_of(envelopes: &[Envelope<HealthResult>], now: u64) -> Result<String, Load
             r.latency_ms,
             r.http_status,
             escape(&r.error),
-            r.day
+            beacon_recorder::rollup::date_of_day(u64::from(r.day))
         ));
     }
     Ok(text)
