@@ -153,8 +153,14 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
         .expect("the recorder answers ctl");
     let reply: serde_json::Value = serde_json::from_slice(&reply.payload).expect("reply JSON");
     assert_eq!(reply["status"], "ok", "{reply}");
-    assert_eq!(reply["result"]["components"][0]["component"], "api", "{reply}");
-    let uptime = js.get_key_value("uptime").await.expect("ctl opens KV uptime");
+    assert_eq!(
+        reply["result"]["components"][0]["component"], "api",
+        "{reply}"
+    );
+    let uptime = js
+        .get_key_value("uptime")
+        .await
+        .expect("ctl opens KV uptime");
     wait_until("the recorder to write KV uptime", DECIDE, || {
         let uptime = uptime.clone();
         async move { uptime.get("perm.api").await.ok().flatten() }
