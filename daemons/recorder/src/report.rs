@@ -12,7 +12,7 @@ use beacon_core::api::{
     ApiReply, SlaComponent, SlaIncidents, SlaPeriod, SlaReport, SlaReportRequest,
     SLA_REPORT_MAX_COMPONENTS,
 };
-use beacon_core::config::{Component, PageConfig};
+use beacon_core::config::{Component, ConfigError, PageConfig};
 use beacon_core::event::Envelope;
 use beacon_core::incident::Incident;
 use beacon_core::messages::{IncidentEvent, IncidentLifecycle};
@@ -43,38 +43,32 @@ pub struct Plan<'a> {
     pub next: Option<String>,
 }
 
-/// Checks a request against the pages and the clock; every problem is an
-/// `Invalid` reply naming the field.
+/// Checks a request against the pages and the clock; a problem names the
+/// field (the reply is `Invalid` with it).
 pub fn plan<'a>(
     request: &SlaReportRequest,
     page: Option<&'a PageConfig>,
     now_ms: u64,
-) -> Result<Plan<'a>, ApiReply<SlaReport>> {
+) -> Result<Plan<'a>, ConfigError> {
     if let Err(e) = check_token(&request.page) {
-        return Err(ApiReply::invalid(
+        return Err(invalid(
             "page",
             format!("invalid page id {:?}: {e}", request.page),
         ));
     }
     let Some(page) = page else {
-        return Err(ApiReply::invalid(
-            "page",
-            format!("no page {:?}", request.page),
-        ));
+        return Err(invalid("page", format!("no page {:?}", request.page)));
     };
-    let period = SlaPeriod::parse(&request.period).map_err(|e| ApiReply::invalid("period", e))?;
+    let period = SlaPeriod::parse(&request.period).map_err(|e| invalid("period", e))?;
     let (from_ms, end_ms) = period.bounds_ms();
     if from_ms >= now_ms {
-        return Err(ApiReply::invalid(
-            "period",
-            format!("{period} has not begun yet"),
-        ));
+        return Err(invalid("period", format!("{period} has not begun yet")));
     }
     let limit = match request.limit {
         None => SLA_REPORT_MAX_COMPONENTS,
         Some(limit) if (1..=SLA_REPORT_MAX_COMPONENTS).contains(&limit) => limit,
         Some(limit) => {
-            return Err(ApiReply::invalid(
+            return Err(invalid(
                 "limit",
                 format!("must be between 1 and {SLA_REPORT_MAX_COMPONENTS}, got {limit}"),
             ))
@@ -85,7 +79,7 @@ pub fn plan<'a>(
         Some(after) => match page.components.iter().position(|c| &c.id == after) {
             Some(i) => i + 1,
             None => {
-                return Err(ApiReply::invalid(
+                return Err(invalid(
                     "after",
                     format!("page {} has no component {after:?}", page.id),
                 ))
@@ -107,6 +101,13 @@ pub fn plan<'a>(
     })
 }
 
+fn invalid(location: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        location: location.to_owned(),
+        message: message.into(),
+    }
+}
+
 /// One stored incident event.
 #[derive(Debug, Deserialize, clickhouse::Row)]
 struct EnvelopeRow {
@@ -123,7 +124,11 @@ pub async fn handle(
     let config = pages.get(&request.page);
     let plan = match plan(request, config.as_deref(), now_ms) {
         Ok(plan) => plan,
-        Err(reply) => return reply,
+        Err(error) => {
+            return ApiReply::Invalid {
+                errors: vec![error],
+            }
+        }
     };
     match build(store, &plan, now_ms).await {
         Ok(report) => ApiReply::Ok { result: report },
@@ -314,12 +319,10 @@ mod tests {
         }
     }
 
-    fn refused(result: Result<Plan<'_>, ApiReply<SlaReport>>) -> String {
+    fn refused(result: Result<Plan<'_>, ConfigError>) -> String {
         match result {
-            Err(ApiReply::Invalid { errors }) => {
-                format!("{}: {}", errors[0].location, errors[0].message)
-            }
-            other => panic!("expected a refusal, got {other:?}"),
+            Err(error) => error.to_string(),
+            Ok(plan) => panic!("expected a refusal, got {plan:?}"),
         }
     }
 
