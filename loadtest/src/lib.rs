@@ -18,6 +18,9 @@
 //!   against raw consume-and-ack, and result-to-status-change latency.
 //! - [`lease_takeover`]: the `lease-takeover` scenario: kill -9 a lease
 //!   holder, time the standby's takeover; and the hidden holder process.
+//! - [`recorder`]: the `recorder` scenario: rows/s against raw consume and
+//!   `clickhouse-client` in the same run, result-to-queryable latency, SLA
+//!   report time.
 //! - [`report`]: pure arithmetic and the JSON shape: rates, medians, ratios.
 //! - [`error`]: the error enum and its exit codes.
 
@@ -27,6 +30,7 @@ pub mod core_bus;
 pub mod decider;
 pub mod error;
 pub mod lease_takeover;
+pub mod recorder;
 pub mod report;
 pub mod server;
 
@@ -56,6 +60,10 @@ pub async fn run(cli: Cli) -> Result<String, LoadError> {
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
         }
         Scenario::LeaseHold(args) => lease_takeover::hold(&args).await,
+        Scenario::Recorder(args) => {
+            let report = recorder::run(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
     }
 }
 

@@ -104,6 +104,15 @@ const INVALID: &[(&str, &[&str])] = &[
         ],
     ),
     ("empty-components", &["components"]),
+    (
+        "bad-sla",
+        &[
+            "components[0].sla_target",
+            "components[1].sla_target",
+            "sla.target",
+            "sla.weights.partial_outage",
+        ],
+    ),
 ];
 
 fn fixture_dir() -> PathBuf {
@@ -241,6 +250,52 @@ fn fallbacks_apply_without_defaults() {
             address: "db.internal:5432".into()
         }
     );
+}
+
+#[test]
+fn sla_settings_default_to_statuspage_and_can_be_set() {
+    let defaults = config::load(&read("valid", "minimal")).expect("valid.minimal.toml loads");
+    assert_eq!(defaults.sla, config::sla::Sla::default());
+    assert_eq!(defaults.sla.target, 99.9);
+    assert_eq!(
+        (
+            defaults.sla.weights.major_outage,
+            defaults.sla.weights.partial_outage,
+            defaults.sla.weights.degraded_performance
+        ),
+        (100.0, 30.0, 0.0)
+    );
+    assert!(defaults.components.iter().all(|c| c.sla_target == 99.9));
+
+    let page = config::load(&read("valid", "sla")).expect("valid.sla.toml loads");
+    assert_eq!(page.sla.target, 99.95);
+    assert_eq!(page.sla.weights.partial_outage, 50.0);
+    assert_eq!(
+        page.sla.weights.major_outage, 100.0,
+        "unset weights keep their default"
+    );
+    assert_eq!(page.sla.weights.degraded_performance, 10.0);
+    let targets: Vec<f64> = page.components.iter().map(|c| c.sla_target).collect();
+    assert_eq!(
+        targets,
+        [99.99, 99.95],
+        "a component's own target wins over the page's"
+    );
+}
+
+#[test]
+fn configs_stored_before_sla_settings_still_load() {
+    let page = config::load(&read("valid", "minimal")).expect("valid.minimal.toml loads");
+    let mut value = serde_json::to_value(&page).expect("serialize");
+    value.as_object_mut().expect("object").remove("sla");
+    for component in value["components"].as_array_mut().expect("components") {
+        component
+            .as_object_mut()
+            .expect("object")
+            .remove("sla_target");
+    }
+    let old: config::PageConfig = serde_json::from_value(value).expect("an older config reads");
+    assert_eq!(old, page);
 }
 
 #[test]
@@ -413,6 +468,7 @@ prop_compose! {
             groups: groups.into_iter().map(|(id, name)| RawGroup { id, name }).collect(),
             components,
             channels,
+            ..RawPageConfig::default()
         }
     }
 }

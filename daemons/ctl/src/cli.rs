@@ -34,6 +34,9 @@ pub enum OutputFormat {
     Table,
     /// JSON, for scripts.
     Json,
+    /// Comma-separated values with a header line, for spreadsheets
+    /// (`status` and `sla report`).
+    Csv,
 }
 
 /// The subcommands.
@@ -89,6 +92,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: MaintenanceCommand,
+    },
+    /// SLA reports, computed by the recorder.
+    Sla {
+        /// What to do.
+        #[command(subcommand)]
+        command: SlaCommand,
     },
 }
 
@@ -360,6 +369,24 @@ pub enum MaintenanceCommand {
     },
 }
 
+/// `beaconctl sla …`.
+#[derive(Debug, Subcommand)]
+pub enum SlaCommand {
+    /// Uptime per component against its target, error budgets, incidents
+    /// and MTTR for one month or one year (UTC).
+    Report {
+        /// The page.
+        #[arg(long)]
+        page: String,
+        /// A month, `YYYY-MM`.
+        #[arg(long, conflicts_with = "year", required_unless_present = "year")]
+        month: Option<String>,
+        /// A year, `YYYY`.
+        #[arg(long)]
+        year: Option<String>,
+    },
+}
+
 /// `beaconctl bus …`.
 #[derive(Debug, Subcommand)]
 pub enum BusCommand {
@@ -406,6 +433,42 @@ mod tests {
         assert_eq!(cli.output, OutputFormat::Json);
         assert_eq!(cli.timeout, Duration::from_secs(2));
         assert!(matches!(cli.command, Command::Status { page: Some(ref p) } if p == "demo"));
+    }
+
+    #[test]
+    fn sla_report_takes_a_month_or_a_year() {
+        let cli = Cli::try_parse_from([
+            "beaconctl",
+            "sla",
+            "report",
+            "--page",
+            "demo",
+            "--month",
+            "2026-10",
+            "--output",
+            "csv",
+        ])
+        .expect("parses");
+        assert_eq!(cli.output, OutputFormat::Csv);
+        assert!(
+            matches!(cli.command, Command::Sla { command: SlaCommand::Report { ref month, .. } } if month.as_deref() == Some("2026-10"))
+        );
+        for bad in [
+            vec!["beaconctl", "sla", "report", "--page", "demo"],
+            vec![
+                "beaconctl",
+                "sla",
+                "report",
+                "--page",
+                "demo",
+                "--month",
+                "2026-10",
+                "--year",
+                "2026",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(bad.clone()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

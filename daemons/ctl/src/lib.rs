@@ -23,12 +23,20 @@ pub mod exit;
 pub mod output;
 pub mod request;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, OutputFormat, SlaCommand};
 use exit::CtlError;
 
 /// Runs one parsed command line to completion.
 pub async fn run(cli: Cli) -> Result<(), CtlError> {
     let format = cli.output;
+    // CSV is rows and columns; only tabular results have them.
+    let tabular = matches!(cli.command, Command::Status { .. } | Command::Sla { .. });
+    if format == OutputFormat::Csv && !tabular {
+        return Err(CtlError::BadArgument {
+            flag: "--output",
+            reason: "csv is for `status` and `sla report`; use table or json".into(),
+        });
+    }
     match cli.command {
         Command::Validate { file } => commands::validate::run(&file, format),
         Command::Apply { file } => {
@@ -51,6 +59,19 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         }
         Command::Maintenance { command } => {
             commands::maintenance::run(&cli.nats, command, format, cli.timeout).await
+        }
+        Command::Sla {
+            command: SlaCommand::Report { page, month, year },
+        } => {
+            commands::sla::report(
+                &cli.nats,
+                &page,
+                month.as_deref(),
+                year.as_deref(),
+                format,
+                cli.timeout,
+            )
+            .await
         }
     }
 }

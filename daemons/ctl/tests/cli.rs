@@ -504,3 +504,48 @@ async fn bus_verify_names_what_is_missing_and_bus_ensure_applies_it() {
     let output = run(&["--nats-url", &url, "bus", "ensure", "--replicas", "0"]).await;
     assert_eq!(output.status.code(), Some(64));
 }
+
+#[tokio::test]
+async fn sla_report_refuses_bad_periods_before_connecting() {
+    // An unreachable NATS: reaching for it would exit 69, not 64.
+    let url = format!("nats://127.0.0.1:{}", beacon_testkit::free_port());
+    for (args, needle) in [
+        (
+            vec!["--month", "2026-13"],
+            "--month: \"2026-13\" is not a period",
+        ),
+        (vec!["--month", "october"], "write YYYY-MM"),
+        (vec!["--year", "2026-10"], "is a month; use --month"),
+        (vec!["--month", "2026"], "is a year; use --year"),
+    ] {
+        let mut full = vec!["--nats-url", &url, "sla", "report", "--page", "demo"];
+        full.extend(args.iter().copied());
+        let output = run(&full).await;
+        assert_eq!(output.status.code(), Some(64), "{args:?}");
+        let stderr = stderr(&output);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_eq!(stdout(&output), "");
+    }
+    let output = run(&[
+        "--nats-url",
+        &url,
+        "sla",
+        "report",
+        "--page",
+        "Not A Page",
+        "--year",
+        "2026",
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(64));
+    assert!(stderr(&output).contains("--page"));
+}
+
+#[tokio::test]
+async fn csv_is_only_for_tabular_results() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(&dir, "good.toml", GOOD_CONFIG);
+    let output = run(&["--output", "csv", "validate", "-f", &file]).await;
+    assert_eq!(output.status.code(), Some(64));
+    assert!(stderr(&output).contains("csv is for `status` and `sla report`"));
+}

@@ -120,7 +120,7 @@ pub async fn run(
                 request::call(&client, endpoint(api::COMPONENT_LIST), &request, timeout).await?;
             match format {
                 OutputFormat::Json => output::json(&views)?,
-                OutputFormat::Table => list(&views),
+                OutputFormat::Table | OutputFormat::Csv => list(&views),
             }
         }
     };
@@ -134,7 +134,7 @@ fn render(
 ) -> Result<String, CtlError> {
     match format {
         OutputFormat::Json => output::json(view),
-        OutputFormat::Table => Ok(table(view)),
+        OutputFormat::Table | OutputFormat::Csv => Ok(table(view)),
     }
 }
 

@@ -95,7 +95,7 @@ pub async fn run(
             .await?;
             let text = match format {
                 OutputFormat::Json => output::json(&incidents)?,
-                OutputFormat::Table => list(&incidents),
+                OutputFormat::Table | OutputFormat::Csv => list(&incidents),
             };
             return output::print(&text);
         }
@@ -184,8 +184,8 @@ pub async fn run(
 fn print(format: OutputFormat, incident: &Incident, verb: &str) -> Result<(), CtlError> {
     let text = match format {
         OutputFormat::Json => output::json(incident)?,
-        OutputFormat::Table if verb.is_empty() => show(incident),
-        OutputFormat::Table => format!(
+        OutputFormat::Table | OutputFormat::Csv if verb.is_empty() => show(incident),
+        OutputFormat::Table | OutputFormat::Csv => format!(
             "{verb} incident {} (revision {})\n",
             incident.id, incident.revision
         ),

@@ -78,7 +78,7 @@ pub async fn run(
             .await?;
             let text = match format {
                 OutputFormat::Json => output::json(&windows)?,
-                OutputFormat::Table => list(&windows),
+                OutputFormat::Table | OutputFormat::Csv => list(&windows),
             };
             return output::print(&text);
         }
@@ -159,7 +159,7 @@ pub async fn run(
 fn print(format: OutputFormat, window: &Window, verb: &str) -> Result<(), CtlError> {
     let text = match format {
         OutputFormat::Json => output::json(window)?,
-        OutputFormat::Table => format!(
+        OutputFormat::Table | OutputFormat::Csv => format!(
             "{verb} maintenance {} ({}, {} to {}, revision {})\n",
             window.state.maintenance,
             window.state.phase.as_str(),

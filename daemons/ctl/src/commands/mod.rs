@@ -6,6 +6,7 @@ pub mod bus;
 pub mod component;
 pub mod incident;
 pub mod maintenance;
+pub mod sla;
 pub mod status;
 pub mod tail;
 pub mod validate;
