@@ -25,6 +25,13 @@ pub enum Scenario {
     /// Time from `kill -9` of a lease holder to its standby leading, over
     /// repeated kills, against the 5 s bound.
     LeaseTakeover(LeaseTakeoverArgs),
+    /// Probe results through one real decider process against raw
+    /// consume-and-ack in the same run, and result-to-status-change latency.
+    Decider(DeciderArgs),
+    /// The recorder: rows/s into ClickHouse against raw consume and
+    /// clickhouse-client in the same run, publish-to-queryable latency, and
+    /// the SLA report time for a large page.
+    Recorder(RecorderArgs),
     /// Internal: hold a lease and print `LEADER <term>` when acquired (the
     /// processes `lease-takeover` kills).
     #[command(hide = true)]
@@ -94,6 +101,71 @@ pub struct LeaseTakeoverArgs {
     /// Lease renewal interval.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub renew: Duration,
+}
+
+/// Flags of `decider`.
+#[derive(Debug, Clone, Args)]
+pub struct DeciderArgs {
+    /// NATS server to use; without it a private nats-server is started.
+    #[arg(long = "nats-url")]
+    pub nats_url: Option<String>,
+    /// Components, each checked from every region.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
+    pub components: u64,
+    /// Regions (at most 8).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=8))]
+    pub regions: u64,
+    /// Pages the components are spread over.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub pages: u64,
+    /// Results per (component, region) in each throughput run.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub rounds: u64,
+    /// Throughput runs; the report gives each and the medians.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+    pub runs: u64,
+    /// Waves of components that fail and recover in the latency phase.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub latency_waves: u64,
+    /// Components per wave.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub latency_components: u64,
+    /// Write the decider's log to this file at the end, for looking into a
+    /// slow run.
+    #[arg(long)]
+    pub decider_log: Option<std::path::PathBuf>,
+    /// Results per second of other components during the latency phase.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=1_000_000))]
+    pub background_rate: u64,
+    /// Longest any phase may take.
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    pub phase_timeout: Duration,
+}
+
+/// Flags of `recorder`.
+#[derive(Debug, Clone, Args)]
+pub struct RecorderArgs {
+    /// Probe results per throughput run.
+    #[arg(long, default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(1_000..))]
+    pub results: u64,
+    /// Throughput runs; the report gives each and the median.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+    pub runs: u64,
+    /// Results per second in the latency phase.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub latency_rate: u64,
+    /// Seconds the latency phase publishes for.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub latency_seconds: u64,
+    /// Components of the SLA report's page.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub sla_components: u64,
+    /// Days of history behind the SLA report.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=365))]
+    pub sla_days: u64,
+    /// Longest any single phase may take.
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    pub phase_timeout: Duration,
 }
 
 /// Flags of the internal `lease-hold`.

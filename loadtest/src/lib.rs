@@ -14,20 +14,27 @@
 //!   publish (async and awaited acks) and consume-and-ack rates.
 //! - [`core_bus`]: the `core-bus` scenario: core's pipelined publisher and
 //!   batch consumer against the raw bus in the same run.
+//! - [`decider`]: the `decider` scenario: results through a real decider
+//!   against raw consume-and-ack, and result-to-status-change latency.
 //! - [`lease_takeover`]: the `lease-takeover` scenario: kill -9 a lease
 //!   holder, time the standby's takeover; and the hidden holder process.
 //! - [`probe_fleet`]: the `probe-fleet` scenario: one probe process against
 //!   local HTTP targets, side by side with blackbox_exporter; and the
 //!   hidden HTTP target process.
+//! - [`recorder`]: the `recorder` scenario: rows/s against raw consume and
+//!   `clickhouse-client` in the same run, result-to-queryable latency, SLA
+//!   report time.
 //! - [`report`]: pure arithmetic and the JSON shape: rates, medians, ratios.
 //! - [`error`]: the error enum and its exit codes.
 
 pub mod baseline;
 pub mod cli;
 pub mod core_bus;
+pub mod decider;
 pub mod error;
 pub mod lease_takeover;
 pub mod probe_fleet;
+pub mod recorder;
 pub mod report;
 pub mod server;
 
@@ -52,12 +59,20 @@ pub async fn run(cli: Cli) -> Result<String, LoadError> {
             let report = lease_takeover::run(&args).await?;
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
         }
+        Scenario::Decider(args) => {
+            let report = decider::run(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
         Scenario::LeaseHold(args) => lease_takeover::hold(&args).await,
         Scenario::ProbeFleet(args) => {
             let report = probe_fleet::run(&args).await?;
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
         }
         Scenario::HttpTarget => probe_fleet::serve_target().await,
+        Scenario::Recorder(args) => {
+            let report = recorder::run(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
     }
 }
 

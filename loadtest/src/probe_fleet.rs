@@ -377,6 +377,7 @@ async fn write_pages(
                 depends_on: Vec::new(),
                 flap_transitions: 6,
                 flap_window_ms: 15 * 60 * 1000,
+                sla_target: beacon_core::config::sla::DEFAULT_TARGET,
             })
             .collect::<Vec<_>>();
         n += components.len() as u64;
@@ -388,6 +389,7 @@ async fn write_pages(
             groups: Vec::new(),
             components,
             channels: Vec::new(),
+            sla: Default::default(),
         };
         let payload = Envelope::new(&clock, "global", config)
             .encode()

@@ -8,6 +8,9 @@
 //!   regions, publisher and edge.
 //! - [`apply_config`]: applies a page config through the decider's API.
 //! - [`get`]: a plain HTTP GET returning status and body.
+//! - [`rig`]: a decider with probes per region, and readers of what it decided.
+
+pub mod rig;
 
 use std::sync::Arc;
 use std::time::Duration;

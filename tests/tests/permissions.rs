@@ -149,6 +149,43 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
     })
     .await;
 
+    // ctl gets an SLA report from the recorder over the bus, and reads the
+    // uptime rollup the recorder wrote to KV.
+    let month = {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_secs();
+        // The current month is always a period that has begun.
+        let days = now / 86_400;
+        let (y, m) = civil_month(days);
+        format!("{y:04}-{m:02}")
+    };
+    let reply = ctl
+        .request(
+            "beacon.api.sla.report",
+            serde_json::to_vec(&serde_json::json!({"page": "perm", "period": month}))
+                .expect("json")
+                .into(),
+        )
+        .await
+        .expect("the recorder answers ctl");
+    let reply: serde_json::Value = serde_json::from_slice(&reply.payload).expect("reply JSON");
+    assert_eq!(reply["status"], "ok", "{reply}");
+    assert_eq!(
+        reply["result"]["components"][0]["component"], "api",
+        "{reply}"
+    );
+    let uptime = js
+        .get_key_value("uptime")
+        .await
+        .expect("ctl opens KV uptime");
+    wait_until("the recorder to write KV uptime", DECIDE, || {
+        let uptime = uptime.clone();
+        async move { uptime.get("perm.api").await.ok().flatten() }
+    })
+    .await;
+
     let denied = violations(&nats);
     assert!(
         denied.is_empty(),
@@ -247,4 +284,17 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
     );
     drop(others);
     drop(stack);
+}
+
+/// Year and month of a day number since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_month(days: u64) -> (i64, i64) {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m)
 }

@@ -656,14 +656,16 @@ where
         deliveries: Vec<Delivery>,
     ) -> Vec<Outcome> {
         let count = deliveries.len();
-        let whole = self.guarded(messages, deliveries.clone()).await;
+        // The deliveries go to the handler as they are; after a panic they
+        // are rebuilt from the messages, so the common path copies nothing.
+        let whole = self.guarded(messages, deliveries).await;
         let mut outcomes = match whole {
             Ok(outcomes) => outcomes,
             Err(panic) if count == 1 => vec![Outcome::poison(panic)],
             Err(panic) => {
                 tracing::warn!(consumer = %self.spec.durable, batch = count, %panic, "Handler panicked; handling the batch one message at a time.");
                 let mut outcomes = Vec::with_capacity(count);
-                for (message, delivery) in messages.iter().zip(deliveries) {
+                for (message, delivery) in messages.iter().zip(messages.iter().map(delivery_of)) {
                     let one = std::slice::from_ref(message);
                     outcomes.push(match self.guarded(one, vec![delivery]).await {
                         Ok(mut single) if !single.is_empty() => single.swap_remove(0),

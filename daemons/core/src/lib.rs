@@ -17,6 +17,7 @@
 //! - [`connect`]: NATS connection with credentials and start-up retries.
 //! - [`lease`]: leader election with fencing for singleton roles, per partition.
 //! - [`buckets`]: opening KV buckets and following their values and changes.
+//! - [`history`]: what a stream holds: a subject's latest message, reading and following a filter.
 //! - [`retry`]: retryable vs permanent errors, the one retry policy and backoff.
 //! - [`shutdown`]: cancellation, task tracking, grace period.
 //! - [`timers`]: work due at a time: keyed timers, and durable ones rebuilt from KV `timers`.
@@ -32,6 +33,7 @@ pub mod connect;
 pub mod consume;
 pub mod daemon;
 pub mod event;
+pub mod history;
 pub mod hlc;
 pub mod incident;
 pub mod lease;

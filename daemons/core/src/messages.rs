@@ -1236,7 +1236,7 @@ impl Message for DeliveryReceipt {
 }
 
 /// One day of one component's uptime.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DayRollup {
     /// The day, `YYYY-MM-DD` in UTC.
@@ -1247,6 +1247,23 @@ pub struct DayRollup {
     pub degraded_ms: u64,
     /// Milliseconds in partial or major outage.
     pub down_ms: u64,
+    /// Of `down_ms`, milliseconds in partial outage.
+    #[serde(default)]
+    pub partial_ms: u64,
+    /// Of `down_ms`, milliseconds in major outage.
+    #[serde(default)]
+    pub major_ms: u64,
+    /// Of `up_ms`, milliseconds under maintenance (a window in progress
+    /// or `under_maintenance`): left out of uptime.
+    #[serde(default)]
+    pub maintenance_ms: u64,
+    /// Milliseconds before the component's first status: left out too.
+    #[serde(default)]
+    pub no_data_ms: u64,
+    /// Uptime in percent with the page's status weights, maintenance and
+    /// time without data left out; none when nothing was counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_percent: Option<f64>,
 }
 
 /// Daily uptime of a component: the value under `{page}.{component}` in KV `uptime`.

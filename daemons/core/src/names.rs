@@ -200,6 +200,8 @@ pub mod api {
     pub const MAINTENANCE_CANCEL: &str = "beacon.api.maintenance.cancel";
     /// Decider: maintenance windows of a page.
     pub const MAINTENANCE_LIST: &str = "beacon.api.maintenance.list";
+    /// Recorder: a page's SLA report for a month or a year.
+    pub const SLA_REPORT: &str = "beacon.api.sla.report";
 }
 
 #[cfg(test)]

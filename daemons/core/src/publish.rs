@@ -9,6 +9,10 @@
 //!   failed. A failed message is retried by the caller with the same
 //!   message id, so a publish that landed but whose ack was lost is
 //!   deduplicated by the server.
+//! - [`publish_expecting`]: one event on the condition that its subject's
+//!   latest message is still the one the writer knows. A writer that lost
+//!   its place (a deposed leader, a stale API replica) is refused by the
+//!   server instead of appending a duplicate or out-of-order event.
 
 use std::time::Duration;
 
@@ -46,6 +50,15 @@ pub enum PublishError {
         /// Whether the server said no stream takes this subject.
         no_stream: bool,
     },
+    /// A conditional publish was refused: the subject's latest message is
+    /// not the one the writer expected.
+    #[error("publish to {subject} refused: its latest message is not sequence {expected}")]
+    WrongLastSequence {
+        /// Subject.
+        subject: String,
+        /// The sequence the writer expected to be the subject's latest.
+        expected: u64,
+    },
 }
 
 impl PublishError {
@@ -57,6 +70,7 @@ impl PublishError {
                 no_stream: true, ..
             } => PublishFailure::NoStream,
             PublishError::NotStored { .. } => PublishFailure::NotAcknowledged,
+            PublishError::WrongLastSequence { .. } => PublishFailure::WrongLastSequence,
         }
     }
 }
@@ -70,12 +84,16 @@ pub enum PublishFailure {
     NoStream,
     /// No ack: timeout, disconnection, a full stream.
     NotAcknowledged,
+    /// Someone else wrote to the subject first.
+    WrongLastSequence,
 }
 
 impl Classify for PublishError {
     fn class(&self) -> Class {
         match self.kind() {
-            PublishFailure::Encode => Class::Permanent,
+            // The same conditional publish will be refused again; the
+            // writer must re-read what is there.
+            PublishFailure::Encode | PublishFailure::WrongLastSequence => Class::Permanent,
             // A missing stream is an operator's step away (`beaconctl bus
             // ensure`), not a fault of the message.
             PublishFailure::NoStream | PublishFailure::NotAcknowledged => Class::Retryable,
@@ -106,6 +124,45 @@ pub async fn publish<T: Message>(
         reason: e.to_string(),
     })?;
     publish_bytes(js, subject, &envelope.id.to_string(), payload.into(), None).await
+}
+
+/// Publishes `envelope` on `subject` only if the subject's latest message
+/// in its stream is sequence `last_subject_sequence` (0: the subject has no
+/// message yet), and waits for the stream ack. The event id is the
+/// `Nats-Msg-Id`, so a retry of a publish that landed is a duplicate, not a
+/// refusal, within the dedup window.
+pub async fn publish_expecting<T: Message>(
+    js: &jetstream::Context,
+    subject: &str,
+    envelope: &Envelope<T>,
+    last_subject_sequence: u64,
+) -> Result<Stored, PublishError> {
+    let payload = envelope.encode().map_err(|e| PublishError::Encode {
+        kind: T::KIND,
+        reason: e.to_string(),
+    })?;
+    let message = PublishMessage::build()
+        .payload(payload.into())
+        .expected_last_subject_sequence(last_subject_sequence)
+        .message_id(envelope.id.to_string());
+    let ack = js
+        .send_publish(subject.to_owned(), message)
+        .await
+        .map_err(|e| not_stored(subject, e))?;
+    match ack.await {
+        Ok(ack) => Ok(Stored {
+            stream: ack.stream,
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        }),
+        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+            Err(PublishError::WrongLastSequence {
+                subject: subject.to_owned(),
+                expected: last_subject_sequence,
+            })
+        }
+        Err(e) => Err(not_stored(subject, e)),
+    }
 }
 
 /// Publishes raw bytes with an explicit message id and optional headers, and

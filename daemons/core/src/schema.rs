@@ -57,6 +57,7 @@ pub fn bus_schemas() -> Vec<NamedSchema> {
         api::<ScheduleMaintenanceRequest, crate::maintenance::Window>("maintenance.schedule"),
         api::<ChangeMaintenanceRequest, crate::maintenance::Window>("maintenance.change"),
         api::<ListMaintenanceRequest, MaintenanceList>("maintenance.list"),
+        api::<SlaReportRequest, SlaReport>("sla.report"),
     ];
     let mut schemas = vec![
         envelope::<HealthResult>(),

@@ -68,6 +68,30 @@ const INVALID: &[(&str, &[&str])] = &[
         ],
     ),
     ("unknown-check-type", &["components[0].checks[0].type"]),
+    (
+        "bad-quorum",
+        &["components[0].quorum", "components[1].quorum"],
+    ),
+    (
+        "dependency-cycle",
+        &[
+            // The cycle is named once, where it was found.
+            "components[0].depends_on",
+            "components[2].depends_on[0]",
+            "components[2].depends_on[1]",
+            "components[2].depends_on[3]",
+        ],
+    ),
+    (
+        "bad-windows",
+        &[
+            "components[0].checks[0].degraded_latency",
+            "components[0].checks[0].recovery_window",
+            "components[0].flap_transitions",
+            "defaults.failure_window",
+            "defaults.flap_window",
+        ],
+    ),
     ("http-with-address", &["components[0].checks[0].address"]),
     (
         "bad-channel",
@@ -101,6 +125,15 @@ const INVALID: &[(&str, &[&str])] = &[
             "components[0].checks[2].format",
             "components[0].checks[2].token_sha256",
             "components[1].checks[0].regions",
+        ],
+    ),
+    (
+        "bad-sla",
+        &[
+            "components[0].sla_target",
+            "components[1].sla_target",
+            "sla.target",
+            "sla.weights.partial_outage",
         ],
     ),
 ];
@@ -286,6 +319,52 @@ fn fallbacks_apply_without_defaults() {
 }
 
 #[test]
+fn sla_settings_default_to_statuspage_and_can_be_set() {
+    let defaults = config::load(&read("valid", "minimal")).expect("valid.minimal.toml loads");
+    assert_eq!(defaults.sla, config::sla::Sla::default());
+    assert_eq!(defaults.sla.target, 99.9);
+    assert_eq!(
+        (
+            defaults.sla.weights.major_outage,
+            defaults.sla.weights.partial_outage,
+            defaults.sla.weights.degraded_performance
+        ),
+        (100.0, 30.0, 0.0)
+    );
+    assert!(defaults.components.iter().all(|c| c.sla_target == 99.9));
+
+    let page = config::load(&read("valid", "sla")).expect("valid.sla.toml loads");
+    assert_eq!(page.sla.target, 99.95);
+    assert_eq!(page.sla.weights.partial_outage, 50.0);
+    assert_eq!(
+        page.sla.weights.major_outage, 100.0,
+        "unset weights keep their default"
+    );
+    assert_eq!(page.sla.weights.degraded_performance, 10.0);
+    let targets: Vec<f64> = page.components.iter().map(|c| c.sla_target).collect();
+    assert_eq!(
+        targets,
+        [99.99, 99.95],
+        "a component's own target wins over the page's"
+    );
+}
+
+#[test]
+fn configs_stored_before_sla_settings_still_load() {
+    let page = config::load(&read("valid", "minimal")).expect("valid.minimal.toml loads");
+    let mut value = serde_json::to_value(&page).expect("serialize");
+    value.as_object_mut().expect("object").remove("sla");
+    for component in value["components"].as_array_mut().expect("components") {
+        component
+            .as_object_mut()
+            .expect("object")
+            .remove("sla_target");
+    }
+    let old: config::PageConfig = serde_json::from_value(value).expect("an older config reads");
+    assert_eq!(old, page);
+}
+
+#[test]
 fn demo_config_is_valid() {
     let text = std::fs::read_to_string(demo_path()).expect("read examples/demo.toml");
     let page = config::load(&text).unwrap_or_else(|errors| panic!("examples/demo.toml:\n{errors}"));
@@ -462,6 +541,7 @@ prop_compose! {
             groups: groups.into_iter().map(|(id, name)| RawGroup { id, name }).collect(),
             components,
             channels,
+            ..RawPageConfig::default()
         }
     }
 }

@@ -181,6 +181,7 @@ fn every_kind_round_trips() {
             up_ms: 86_400_000,
             degraded_ms: 0,
             down_ms: 0,
+            ..DayRollup::default()
         }],
     });
     let demo = std::fs::read_to_string(concat!(

@@ -327,6 +327,11 @@ fn samples() -> Vec<(String, Value)> {
                 up_ms: 86_000_000,
                 degraded_ms: 300_000,
                 down_ms: 100_000,
+                partial_ms: 60_000,
+                major_ms: 40_000,
+                maintenance_ms: 3_600_000,
+                no_data_ms: 0,
+                uptime_percent: Some(99.9444),
             }],
         }),
         envelope(demo_config()),
@@ -499,7 +504,54 @@ fn api_samples(trigger: EventId) -> Vec<(String, Value)> {
         actor: "alice".into(),
     };
     let file = |name: &str, kind: &str| format!("api.{name}.{kind}.schema.json");
+    let sla_report = SlaReport {
+        page: "demo".into(),
+        page_name: "Beacon Demo".into(),
+        period: "2026-10".into(),
+        from_ms: 1_790_812_800_000,
+        to_ms: 1_793_491_200_000,
+        generated_at_ms: 1_793_491_300_000,
+        weights: config::sla::StatusWeights::default(),
+        components: vec![SlaComponent {
+            component: "api".into(),
+            name: "API".into(),
+            target_percent: 99.9,
+            uptime_percent: Some(99.95),
+            met: Some(true),
+            operational_ms: 2_670_000_000,
+            degraded_ms: 0,
+            partial_ms: 0,
+            major_ms: 1_339_200,
+            maintenance_ms: 7_200_000,
+            no_data_ms: 0,
+            downtime_minutes: 22.32,
+            budget_minutes: 44.5,
+            budget_used_percent: Some(50.2),
+            budget_left_minutes: 22.18,
+            incidents: 1,
+        }],
+        total_components: 1,
+        next: None,
+        incidents: SlaIncidents {
+            count: 1,
+            resolved: 1,
+            mttr_minutes: Some(22.3),
+        },
+    };
     vec![
+        (
+            file("sla.report", "request"),
+            to_value(&SlaReportRequest {
+                page: "demo".into(),
+                period: "2026-10".into(),
+                after: None,
+                limit: Some(100),
+            }),
+        ),
+        (
+            file("sla.report", "reply"),
+            to_value(&ApiReply::Ok { result: sla_report }),
+        ),
         (
             file("component.set", "request"),
             to_value(&SetComponentRequest {

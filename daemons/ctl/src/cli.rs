@@ -34,6 +34,9 @@ pub enum OutputFormat {
     Table,
     /// JSON, for scripts.
     Json,
+    /// Comma-separated values with a header line, for spreadsheets
+    /// (`status` and `sla report`).
+    Csv,
 }
 
 /// The subcommands.
@@ -71,6 +74,316 @@ pub enum Command {
         /// What to do with it.
         #[command(subcommand)]
         command: BusCommand,
+    },
+    /// Components: override a status, hand it back to automation, explain it.
+    Component {
+        /// What to do.
+        #[command(subcommand)]
+        command: ComponentCommand,
+    },
+    /// Incidents: proposed ones included.
+    Incident {
+        /// What to do.
+        #[command(subcommand)]
+        command: IncidentCommand,
+    },
+    /// Maintenance windows, one-off and recurring.
+    Maintenance {
+        /// What to do.
+        #[command(subcommand)]
+        command: MaintenanceCommand,
+    },
+    /// SLA reports, computed by the recorder.
+    Sla {
+        /// What to do.
+        #[command(subcommand)]
+        command: SlaCommand,
+    },
+}
+
+/// Who a write is recorded as: `--actor`, `BEACON_ACTOR`, else `$USER`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ActorArgs {
+    /// Who is making the change (recorded in the event).
+    #[arg(long, env = "BEACON_ACTOR")]
+    pub actor: Option<String>,
+}
+
+impl ActorArgs {
+    /// The actor to record.
+    pub fn name(&self) -> String {
+        self.actor
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .filter(|a| !a.trim().is_empty())
+            .unwrap_or_else(|| "operator".to_owned())
+    }
+}
+
+/// `beaconctl component …`.
+#[derive(Debug, Subcommand)]
+pub enum ComponentCommand {
+    /// Override a component's status; it wins over automation until it is
+    /// cleared or expires.
+    Set {
+        /// Page id.
+        page: String,
+        /// Component id.
+        component: String,
+        /// operational, degraded_performance, partial_outage, major_outage or under_maintenance.
+        status: String,
+        /// How long it applies, e.g. `30m`; by default until cleared.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who.
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Clear a component's override: automation decides again.
+    Clear {
+        /// Page id.
+        page: String,
+        /// Component id.
+        component: String,
+        /// Who.
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Why a component has its status: rule, regions, sample results,
+    /// override, maintenance and incidents.
+    Explain {
+        /// Page id.
+        page: String,
+        /// Component id.
+        component: String,
+    },
+    /// Every component of a page with its status.
+    List {
+        /// Page id.
+        page: String,
+    },
+}
+
+/// What an incident change says besides its id.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IncidentChangeArgs {
+    /// Page id.
+    pub page: String,
+    /// Incident id.
+    pub incident: String,
+    /// The revision you saw (from `incident show`); refused if it changed since.
+    #[arg(long)]
+    pub revision: Option<u64>,
+    /// Text for users (markdown).
+    #[arg(long, short = 'm', default_value = "")]
+    pub message: String,
+    /// Who.
+    #[command(flatten)]
+    pub actor: ActorArgs,
+}
+
+/// `beaconctl incident …`.
+#[derive(Debug, Subcommand)]
+pub enum IncidentCommand {
+    /// Open and proposed incidents of a page (with `--all`, every one).
+    List {
+        /// Page id.
+        page: String,
+        /// Include resolved and dismissed incidents.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One incident with its timeline.
+    Show {
+        /// Page id.
+        page: String,
+        /// Incident id.
+        incident: String,
+    },
+    /// Open an incident.
+    Create {
+        /// Page id.
+        page: String,
+        /// Title.
+        #[arg(long)]
+        title: String,
+        /// none, minor, major or critical.
+        #[arg(long, default_value = "minor")]
+        impact: String,
+        /// investigating, identified or monitoring.
+        #[arg(long)]
+        state: Option<String>,
+        /// The first update's text.
+        #[arg(long, short = 'm', default_value = "")]
+        message: String,
+        /// An affected component and the status it shows, `api=major_outage`; repeat for more.
+        #[arg(long = "component")]
+        components: Vec<String>,
+        /// A key of yours: retrying with it never opens a second incident.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Who.
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Add an update to the timeline.
+    Update {
+        /// The incident and the update text.
+        #[command(flatten)]
+        change: IncidentChangeArgs,
+        /// investigating, identified, monitoring or resolved.
+        #[arg(long)]
+        state: Option<String>,
+        /// Affected components from now on, `api=partial_outage`; repeat for more.
+        #[arg(long = "component")]
+        components: Vec<String>,
+        /// A new title.
+        #[arg(long)]
+        title: Option<String>,
+        /// A new impact.
+        #[arg(long)]
+        impact: Option<String>,
+    },
+    /// Resolve it; its components go back to operational unless named.
+    Resolve {
+        /// The incident and the closing text.
+        #[command(flatten)]
+        change: IncidentChangeArgs,
+    },
+    /// Confirm a proposed incident: it goes on the page and notifies.
+    Confirm {
+        /// The incident and an optional first update.
+        #[command(flatten)]
+        change: IncidentChangeArgs,
+        /// A better title.
+        #[arg(long)]
+        title: Option<String>,
+        /// A different impact.
+        #[arg(long)]
+        impact: Option<String>,
+    },
+    /// Dismiss a proposed incident (the message is the reason).
+    Dismiss {
+        /// The incident and the reason.
+        #[command(flatten)]
+        change: IncidentChangeArgs,
+    },
+    /// Publish the postmortem of a resolved incident (the message is its text).
+    Postmortem {
+        /// The incident and the postmortem.
+        #[command(flatten)]
+        change: IncidentChangeArgs,
+    },
+}
+
+/// What a maintenance change says besides its id.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MaintenanceChangeArgs {
+    /// Page id.
+    pub page: String,
+    /// Maintenance id.
+    pub maintenance: String,
+    /// The revision you saw; refused if it changed since.
+    #[arg(long)]
+    pub revision: Option<u64>,
+    /// Text for users.
+    #[arg(long, short = 'm', default_value = "")]
+    pub message: String,
+    /// Who.
+    #[command(flatten)]
+    pub actor: ActorArgs,
+}
+
+/// `beaconctl maintenance …`.
+#[derive(Debug, Subcommand)]
+pub enum MaintenanceCommand {
+    /// Schedule a window, or a recurring series with `--recurrence`.
+    Schedule {
+        /// Page id.
+        page: String,
+        /// Title.
+        #[arg(long)]
+        title: String,
+        /// Start: RFC 3339 (`2026-12-01T03:00:00Z`), `now`, or `+DURATION` from now (`+2h`).
+        #[arg(long)]
+        start: String,
+        /// End, as `--start`; or give `--duration`.
+        #[arg(long, conflicts_with = "duration")]
+        end: Option<String>,
+        /// Length of the window, e.g. `1h`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// A component under maintenance; repeat for more.
+        #[arg(long = "component", required = true)]
+        components: Vec<String>,
+        /// `RRULE:FREQ=WEEKLY;BYDAY=TU` or a cron expression (`0 3 * * TUE`), in UTC.
+        #[arg(long)]
+        recurrence: Option<String>,
+        /// Reminder before the start, e.g. `1h` (the default); `0s` for none.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        remind_before: Option<Duration>,
+        /// How long it stays verifying after its end, e.g. `10m`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        verify_for: Option<Duration>,
+        /// Text for users.
+        #[arg(long, short = 'm', default_value = "")]
+        message: String,
+        /// Who.
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Start a scheduled window now.
+    Start {
+        /// The window.
+        #[command(flatten)]
+        change: MaintenanceChangeArgs,
+    },
+    /// Move a running window to verifying.
+    Verify {
+        /// The window.
+        #[command(flatten)]
+        change: MaintenanceChangeArgs,
+    },
+    /// Complete a running window now.
+    Complete {
+        /// The window.
+        #[command(flatten)]
+        change: MaintenanceChangeArgs,
+    },
+    /// Cancel a window, or a series and its occurrences not yet begun.
+    Cancel {
+        /// The window.
+        #[command(flatten)]
+        change: MaintenanceChangeArgs,
+    },
+    /// Windows of a page not yet over (with `--all`, every one).
+    List {
+        /// Page id.
+        page: String,
+        /// Include completed and cancelled windows.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// `beaconctl sla …`.
+#[derive(Debug, Subcommand)]
+pub enum SlaCommand {
+    /// Uptime per component against its target, error budgets, incidents
+    /// and MTTR for one month or one year (UTC).
+    Report {
+        /// The page.
+        #[arg(long)]
+        page: String,
+        /// A month, `YYYY-MM`.
+        #[arg(long, conflicts_with = "year", required_unless_present = "year")]
+        month: Option<String>,
+        /// A year, `YYYY`.
+        #[arg(long)]
+        year: Option<String>,
     },
 }
 
@@ -120,6 +433,42 @@ mod tests {
         assert_eq!(cli.output, OutputFormat::Json);
         assert_eq!(cli.timeout, Duration::from_secs(2));
         assert!(matches!(cli.command, Command::Status { page: Some(ref p) } if p == "demo"));
+    }
+
+    #[test]
+    fn sla_report_takes_a_month_or_a_year() {
+        let cli = Cli::try_parse_from([
+            "beaconctl",
+            "sla",
+            "report",
+            "--page",
+            "demo",
+            "--month",
+            "2026-10",
+            "--output",
+            "csv",
+        ])
+        .expect("parses");
+        assert_eq!(cli.output, OutputFormat::Csv);
+        assert!(
+            matches!(cli.command, Command::Sla { command: SlaCommand::Report { ref month, .. } } if month.as_deref() == Some("2026-10"))
+        );
+        for bad in [
+            vec!["beaconctl", "sla", "report", "--page", "demo"],
+            vec![
+                "beaconctl",
+                "sla",
+                "report",
+                "--page",
+                "demo",
+                "--month",
+                "2026-10",
+                "--year",
+                "2026",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(bad.clone()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

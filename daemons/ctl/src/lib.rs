@@ -3,7 +3,8 @@
 //! from KV buckets and live subjects.
 //!
 //! Exit codes follow `sysexits.h`: 0 ok, 1 the server failed, 64 bad input
-//! or usage, 69 NATS or the answering daemon is unavailable.
+//! or usage, 69 NATS or the answering daemon is unavailable, 75 someone
+//! else changed it first (read again, then retry).
 //!
 //! # Layout
 //!
@@ -22,12 +23,20 @@ pub mod exit;
 pub mod output;
 pub mod request;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, OutputFormat, SlaCommand};
 use exit::CtlError;
 
 /// Runs one parsed command line to completion.
 pub async fn run(cli: Cli) -> Result<(), CtlError> {
     let format = cli.output;
+    // CSV is rows and columns; only tabular results have them.
+    let tabular = matches!(cli.command, Command::Status { .. } | Command::Sla { .. });
+    if format == OutputFormat::Csv && !tabular {
+        return Err(CtlError::BadArgument {
+            flag: "--output",
+            reason: "csv is for `status` and `sla report`; use table or json".into(),
+        });
+    }
     match cli.command {
         Command::Validate { file } => commands::validate::run(&file, format),
         Command::Apply { file } => {
@@ -41,6 +50,28 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         }
         Command::Bus { command } => {
             commands::bus::run(&cli.nats, &command, format, cli.timeout).await
+        }
+        Command::Component { command } => {
+            commands::component::run(&cli.nats, command, format, cli.timeout).await
+        }
+        Command::Incident { command } => {
+            commands::incident::run(&cli.nats, command, format, cli.timeout).await
+        }
+        Command::Maintenance { command } => {
+            commands::maintenance::run(&cli.nats, command, format, cli.timeout).await
+        }
+        Command::Sla {
+            command: SlaCommand::Report { page, month, year },
+        } => {
+            commands::sla::report(
+                &cli.nats,
+                &page,
+                month.as_deref(),
+                year.as_deref(),
+                format,
+                cli.timeout,
+            )
+            .await
         }
     }
 }

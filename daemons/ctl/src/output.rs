@@ -75,6 +75,45 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     text
 }
 
+/// RFC 4180 CSV: a header line, then one line per row; a field with a
+/// comma, a quote or a line break is quoted, quotes doubled.
+pub fn csv(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let field = |text: &str| {
+        if text.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text.to_owned()
+        }
+    };
+    let mut text = String::new();
+    let header: Vec<String> = headers.iter().map(|h| field(h)).collect();
+    text.push_str(&header.join(","));
+    text.push_str("\r\n");
+    for row in rows {
+        let cells: Vec<String> = row.iter().map(|c| field(c)).collect();
+        text.push_str(&cells.join(","));
+        text.push_str("\r\n");
+    }
+    text
+}
+
+/// The `status` rows as CSV, same columns as the table.
+pub fn status_csv(records: &[StatusRecord]) -> String {
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            vec![
+                r.page.clone(),
+                r.component.clone(),
+                r.status.as_str().to_owned(),
+                utc_timestamp(r.since_ms),
+                r.evidence.rule.clone(),
+            ]
+        })
+        .collect();
+    csv(&["page", "component", "status", "since", "rule"], &rows)
+}
+
 /// Milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
 pub fn utc_timestamp(ms: u64) -> String {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
@@ -116,7 +155,8 @@ pub fn tail_line(subject: &str, payload: &[u8], format: OutputFormat) -> String 
             let line = serde_json::json!({ "subject": subject, "payload": payload });
             format!("{line}\n")
         }
-        OutputFormat::Table => {
+        // `lib::run` refuses csv for this command before it runs.
+        OutputFormat::Table | OutputFormat::Csv => {
             let (kind, id, summary) = match &parsed {
                 Some(value) => {
                     let field = |name: &str| {

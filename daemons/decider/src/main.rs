@@ -7,7 +7,8 @@ use beacon_core::daemon::{config_exit, CommonArgs, Daemon};
 use beacon_core::lease::LeaseArgs;
 use clap::Parser;
 
-/// Turns probe evidence into component status; owns page configs.
+/// Turns probe evidence into component status; owns page configs,
+/// overrides, incidents and maintenance.
 #[derive(Debug, Parser)]
 #[command(name = "beacon-decider", version)]
 struct Args {
@@ -20,6 +21,8 @@ struct Args {
     batch: BatchArgs,
     #[command(flatten)]
     lease: LeaseArgs,
+    #[command(flatten)]
+    engine: beacon_decider::EngineArgs,
 }
 
 #[tokio::main]
@@ -29,13 +32,14 @@ async fn main() -> ExitCode {
     if let Err(e) = beacon_core::names::check_token(&args.region) {
         errors.push(format!("--region: {e}"));
     }
-    let settings = match beacon_decider::DeciderSettings::from_args(&args.batch, &args.lease) {
-        Ok(settings) => Some(settings),
-        Err(problems) => {
-            errors.extend(problems);
-            None
-        }
-    };
+    let settings =
+        match beacon_decider::DeciderSettings::from_args(&args.batch, &args.lease, &args.engine) {
+            Ok(settings) => Some(settings),
+            Err(problems) => {
+                errors.extend(problems);
+                None
+            }
+        };
     let Some(settings) = settings.filter(|_| errors.is_empty()) else {
         return config_exit("decider", &errors);
     };

@@ -180,7 +180,7 @@ impl Follower {
                 self.dirty.insert(page);
             } else {
                 self.renders.with_label_values(&["published"]).inc();
-                tracing::info!(page = %page, %version, status = state.worst().as_str(), "Page published.");
+                tracing::info!(page = %page, %version, status = state.worst().map_or("unknown", |s| s.as_str()), "Page published.");
             }
         }
     }

@@ -27,32 +27,47 @@ pub fn rfc3339(ms: u64) -> String {
 }
 
 impl PageState<'_> {
-    /// A component's status; components with no decision yet show operational,
-    /// as Statuspage has no "unknown".
-    pub fn status_of(&self, component: &str) -> ComponentStatus {
-        self.statuses
-            .get(component)
-            .map_or(ComponentStatus::Operational, |r| r.status)
+    /// A component's status; `None` before the decider decided anything for
+    /// it. Such a component is never shown as operational: the page says it
+    /// has no status yet, and the Statuspage API leaves it out (Statuspage
+    /// has no "unknown") and names it under `beacon_undecided`.
+    pub fn status_of(&self, component: &str) -> Option<ComponentStatus> {
+        self.statuses.get(component).map(|r| r.status)
     }
 
-    /// The worst status across components (by user impact).
-    pub fn worst(&self) -> ComponentStatus {
+    /// Components with no status yet.
+    pub fn undecided(&self) -> Vec<&str> {
         self.config
             .components
             .iter()
-            .map(|c| self.status_of(&c.id))
+            .filter(|c| self.status_of(&c.id).is_none())
+            .map(|c| c.id.as_str())
+            .collect()
+    }
+
+    /// The worst status across components with one (by user impact);
+    /// `None` when no component has a status yet.
+    pub fn worst(&self) -> Option<ComponentStatus> {
+        self.config
+            .components
+            .iter()
+            .filter_map(|c| self.status_of(&c.id))
             .max_by_key(|s| s.severity())
-            .unwrap_or(ComponentStatus::Operational)
     }
 
     /// Statuspage's page indicator and its description.
     pub fn indicator(&self) -> (&'static str, &'static str) {
         match self.worst() {
-            ComponentStatus::Operational => ("none", "All Systems Operational"),
-            ComponentStatus::UnderMaintenance => ("maintenance", "Service Under Maintenance"),
-            ComponentStatus::DegradedPerformance => ("minor", "Degraded Performance"),
-            ComponentStatus::PartialOutage => ("major", "Partial System Outage"),
-            ComponentStatus::MajorOutage => ("critical", "Major System Outage"),
+            None => ("none", "Waiting for the first checks"),
+            Some(ComponentStatus::Operational) if !self.undecided().is_empty() => (
+                "none",
+                "Operational so far; some components are not checked yet",
+            ),
+            Some(ComponentStatus::Operational) => ("none", "All Systems Operational"),
+            Some(ComponentStatus::UnderMaintenance) => ("maintenance", "Service Under Maintenance"),
+            Some(ComponentStatus::DegradedPerformance) => ("minor", "Degraded Performance"),
+            Some(ComponentStatus::PartialOutage) => ("major", "Partial System Outage"),
+            Some(ComponentStatus::MajorOutage) => ("critical", "Major System Outage"),
         }
     }
 
@@ -109,6 +124,8 @@ struct Summary<'a> {
     scheduled_maintenances: Vec<serde_json::Value>,
     /// When this file was rendered, so readers can tell how fresh it is.
     generated_at: String,
+    /// Components with no status yet, left out of `components`.
+    beacon_undecided: Vec<&'a str>,
 }
 
 fn page<'a>(state: &'a PageState<'_>) -> ApiPage<'a> {
@@ -126,10 +143,13 @@ fn components<'a>(state: &'a PageState<'_>) -> Vec<ApiComponent<'a>> {
     let created = rfc3339(0);
     let mut out = Vec::new();
     for (position, component) in config.components.iter().enumerate() {
+        let Some(status) = state.status_of(&component.id) else {
+            continue;
+        };
         out.push(ApiComponent {
             id: &component.id,
             name: &component.name,
-            status: state.status_of(&component.id).as_str(),
+            status: status.as_str(),
             created_at: created.clone(),
             updated_at: rfc3339(state.updated_at(&component.id)),
             position: position + 1,
@@ -148,13 +168,16 @@ fn components<'a>(state: &'a PageState<'_>) -> Vec<ApiComponent<'a>> {
             .components
             .iter()
             .filter(|c| c.group.as_deref() == Some(group.id.as_str()))
+            .filter(|c| state.status_of(&c.id).is_some())
             .map(|c| c.id.as_str())
             .collect();
-        let worst = ids
+        let Some(worst) = ids
             .iter()
-            .map(|id| state.status_of(id))
+            .filter_map(|id| state.status_of(id))
             .max_by_key(|s| s.severity())
-            .unwrap_or(ComponentStatus::Operational);
+        else {
+            continue;
+        };
         out.push(ApiComponent {
             id: &group.id,
             name: &group.name,
@@ -194,6 +217,7 @@ pub fn summary_json(state: &PageState<'_>) -> Vec<u8> {
         incidents: Vec::new(),
         scheduled_maintenances: Vec::new(),
         generated_at: rfc3339(state.generated_at_ms),
+        beacon_undecided: state.undecided(),
     })
 }
 
@@ -211,30 +235,42 @@ pub fn components_json(state: &PageState<'_>) -> Vec<u8> {
     to_json(&serde_json::json!({
         "page": page(state),
         "components": components(state),
+        "beacon_undecided": state.undecided(),
     }))
 }
 
-fn css_class(status: ComponentStatus) -> &'static str {
+fn css_class(status: Option<ComponentStatus>) -> &'static str {
     match status {
-        ComponentStatus::Operational => "ok",
-        ComponentStatus::DegradedPerformance => "degraded",
-        ComponentStatus::PartialOutage => "partial",
-        ComponentStatus::MajorOutage => "major",
-        ComponentStatus::UnderMaintenance => "maintenance",
+        None => "unknown",
+        Some(ComponentStatus::Operational) => "ok",
+        Some(ComponentStatus::DegradedPerformance) => "degraded",
+        Some(ComponentStatus::PartialOutage) => "partial",
+        Some(ComponentStatus::MajorOutage) => "major",
+        Some(ComponentStatus::UnderMaintenance) => "maintenance",
     }
+}
+
+/// The status for `data-status` attributes: its wire name, or `unknown`.
+fn status_name(status: Option<ComponentStatus>) -> &'static str {
+    status.map_or("unknown", ComponentStatus::as_str)
+}
+
+/// The status for people.
+fn status_label(status: Option<ComponentStatus>) -> &'static str {
+    status.map_or("No data yet", ComponentStatus::label)
 }
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2430}\
 main{max-width:760px;margin:0 auto;padding:24px}h1{font-size:1.6em;margin:0 0 4px}\
 .banner{border-radius:6px;padding:16px 20px;color:#fff;font-weight:600;margin:20px 0}\
 .banner.ok{background:#2f9e44}.banner.degraded{background:#e8a400}.banner.partial{background:#e8590c}\
-.banner.major{background:#c92a2a}.banner.maintenance{background:#1971c2}\
+.banner.major{background:#c92a2a}.banner.maintenance{background:#1971c2}.banner.unknown{background:#5c6675}\
 section{background:#fff;border:1px solid #dde1e6;border-radius:6px;margin:16px 0}\
 section h2{font-size:1em;margin:0;padding:12px 16px;border-bottom:1px solid #dde1e6}\
 .row{display:flex;justify-content:space-between;padding:12px 16px;border-top:1px solid #eef0f2}\
 .row:first-of-type{border-top:0}.desc{color:#5c6675;font-size:.85em}\
 .s{font-weight:600}.s.ok{color:#2f9e44}.s.degraded{color:#b07d00}.s.partial{color:#e8590c}\
-.s.major{color:#c92a2a}.s.maintenance{color:#1971c2}footer{color:#5c6675;font-size:.8em;margin-top:24px}";
+.s.major{color:#c92a2a}.s.maintenance{color:#1971c2}.s.unknown{color:#5c6675}footer{color:#5c6675;font-size:.8em;margin-top:24px}";
 
 /// `index.html`: inline CSS, no scripts, no external requests; refreshes
 /// itself as the fallback for clients without live updates.
@@ -260,7 +296,7 @@ pub fn index_html(state: &PageState<'_>) -> Vec<u8> {
     html.push_str(&format!(
         "<div class=\"banner {}\" id=\"page-status\" data-status=\"{}\">{}</div>",
         css_class(worst),
-        worst.as_str(),
+        status_name(worst),
         description
     ));
 
@@ -285,7 +321,7 @@ pub fn index_html(state: &PageState<'_>) -> Vec<u8> {
             html.push_str(&format!(
                 "<div class=\"row\" id=\"component-{id}\" data-status=\"{status}\"><div><div>{name}</div>",
                 id = escape(&component.id),
-                status = status.as_str(),
+                status = status_name(status),
                 name = escape(&component.name),
             ));
             if !component.description.is_empty() {
@@ -297,7 +333,7 @@ pub fn index_html(state: &PageState<'_>) -> Vec<u8> {
             html.push_str(&format!(
                 "</div><div class=\"s {}\">{}</div></div>",
                 css_class(status),
-                status.label()
+                status_label(status)
             ));
         }
         html.push_str("</section>");
@@ -384,9 +420,10 @@ mod tests {
         assert_eq!(summary["components"][0]["id"], "api");
         assert_eq!(summary["components"][0]["status"], "major_outage");
         assert_eq!(summary["components"][0]["group_id"], "core");
-        assert_eq!(summary["components"][1]["status"], "operational");
-        assert_eq!(summary["components"][2]["group"], true);
-        assert_eq!(summary["components"][2]["components"][0], "api");
+        // web has no decision yet: left out, never shown as operational.
+        assert_eq!(summary["components"][1]["group"], true);
+        assert_eq!(summary["components"][1]["components"][0], "api");
+        assert_eq!(summary["beacon_undecided"][0], "web");
         assert_eq!(summary["generated_at"], "2024-11-21T23:50:00.000Z");
         assert!(summary["incidents"]
             .as_array()
@@ -408,7 +445,12 @@ mod tests {
         assert!(html.contains("API &lt;b&gt;"));
         assert!(html.contains("Tom &amp; Jerry"));
         assert!(!html.contains("src=\"http"), "no external requests");
-        assert!(html.contains("data-status=\"operational\""));
+        assert!(
+            !html.contains("operational"),
+            "nothing decided, nothing operational"
+        );
+        assert!(html.contains("No data yet"));
+        assert!(html.contains("data-status=\"unknown\""));
     }
 
     #[test]

@@ -4,8 +4,24 @@
 //! fixes a broken command line in one go instead of one error per restart.
 
 use std::fmt;
+use std::time::Duration;
 
 use url::Url;
+
+use crate::schema::Layout;
+
+/// `--clickhouse-layout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayoutArg {
+    /// Plain tables on one server.
+    Single,
+    /// Local tables on every shard of `--clickhouse-cluster`, Distributed
+    /// tables over them.
+    Sharded,
+}
+
+/// Shortest `--rollup-interval` accepted.
+pub const MIN_ROLLUP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How to reach ClickHouse. Parsed by clap, then checked by [`ClickHouseArgs::validate`].
 ///
@@ -45,6 +61,41 @@ pub struct ClickHouseArgs {
         hide_env_values = true
     )]
     pub password: Option<String>,
+    /// Table layout: `single` server, or `sharded` over a cluster.
+    #[arg(
+        id = "clickhouse_layout",
+        long = "clickhouse-layout",
+        env = "BEACON_CLICKHOUSE_LAYOUT",
+        value_enum,
+        default_value = "single"
+    )]
+    pub layout: LayoutArg,
+    /// The cluster (in the servers' `remote_servers`) of the sharded layout.
+    #[arg(
+        id = "clickhouse_cluster",
+        long = "clickhouse-cluster",
+        env = "BEACON_CLICKHOUSE_CLUSTER"
+    )]
+    pub cluster: Option<String>,
+    /// HTTP URL of every shard of the sharded layout (repeat the flag or
+    /// separate with commas): migrations run on each.
+    #[arg(
+        id = "clickhouse_shard_url",
+        long = "clickhouse-shard-url",
+        env = "BEACON_CLICKHOUSE_SHARD_URLS",
+        value_delimiter = ','
+    )]
+    pub shard_urls: Vec<String>,
+    /// How often today's uptime rollups are recomputed and the `uptime` KV
+    /// bucket rewritten, e.g. `60s`. Status and maintenance events trigger
+    /// a recomputation of the days they change at once.
+    #[arg(
+        long = "rollup-interval",
+        env = "BEACON_ROLLUP_INTERVAL",
+        default_value = "60s",
+        value_parser = humantime::parse_duration
+    )]
+    pub rollup_interval: Duration,
 }
 
 impl fmt::Debug for ClickHouseArgs {
@@ -54,6 +105,10 @@ impl fmt::Debug for ClickHouseArgs {
             .field("database", &self.database)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("layout", &self.layout)
+            .field("cluster", &self.cluster)
+            .field("shard_urls", &self.shard_urls)
+            .field("rollup_interval", &self.rollup_interval)
             .finish()
     }
 }
@@ -69,6 +124,13 @@ pub struct RecorderConfig {
     pub user: Option<String>,
     /// Password, if one was given.
     pub password: Option<String>,
+    /// Table layout.
+    pub layout: Layout,
+    /// Every server migrations run on: the one of `url` for the single
+    /// layout, every shard for the sharded one.
+    pub shards: Vec<Url>,
+    /// How often today's rollups are recomputed.
+    pub rollup_interval: Duration,
 }
 
 impl fmt::Debug for RecorderConfig {
@@ -78,6 +140,12 @@ impl fmt::Debug for RecorderConfig {
             .field("database", &self.database)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("layout", &self.layout)
+            .field(
+                "shards",
+                &self.shards.iter().map(Url::as_str).collect::<Vec<_>>(),
+            )
+            .field("rollup_interval", &self.rollup_interval)
             .finish()
     }
 }
@@ -126,6 +194,33 @@ pub enum ConfigError {
     /// `--clickhouse-user` was given but empty.
     #[error("--clickhouse-user must not be empty")]
     EmptyUser,
+    /// The sharded layout without its cluster or shards.
+    #[error("--clickhouse-layout sharded needs {what}")]
+    ShardedNeeds {
+        /// What is missing.
+        what: &'static str,
+    },
+    /// Sharded-layout flags given with the single layout.
+    #[error("{flag} applies only to --clickhouse-layout sharded")]
+    OnlySharded {
+        /// The flag.
+        flag: &'static str,
+    },
+    /// The cluster name is not a plain identifier.
+    #[error(
+        "--clickhouse-cluster {value:?}: must start with a letter or '_' and contain only \
+         ASCII letters, digits and '_'"
+    )]
+    Cluster {
+        /// What was given.
+        value: String,
+    },
+    /// The rollup interval is too short.
+    #[error("--rollup-interval must be at least 1s, got {value:?}")]
+    RollupInterval {
+        /// What was given.
+        value: Duration,
+    },
 }
 
 /// Every problem found, in flag order. Displays one problem per line.
@@ -161,14 +256,76 @@ impl ClickHouseArgs {
         if self.user.as_deref() == Some("") {
             errors.push(ConfigError::EmptyUser);
         }
-        match url {
-            Some(url) if errors.is_empty() => Ok(RecorderConfig {
+        let layout = self.check_layout(&mut errors);
+        let mut shards = Vec::new();
+        for shard in &self.shard_urls {
+            if let Some(shard) = check_url(shard, &mut errors) {
+                shards.push(shard);
+            }
+        }
+        if self.rollup_interval < MIN_ROLLUP_INTERVAL {
+            errors.push(ConfigError::RollupInterval {
+                value: self.rollup_interval,
+            });
+        }
+        match (url, layout) {
+            (Some(url), Some(layout)) if errors.is_empty() => Ok(RecorderConfig {
+                shards: if shards.is_empty() {
+                    vec![url.clone()]
+                } else {
+                    shards
+                },
                 url,
                 database: self.database.clone(),
                 user: self.user.clone(),
                 password: self.password.clone(),
+                layout,
+                rollup_interval: self.rollup_interval,
             }),
             _ => Err(ConfigErrors(errors)),
+        }
+    }
+
+    fn check_layout(&self, errors: &mut Vec<ConfigError>) -> Option<Layout> {
+        match self.layout {
+            LayoutArg::Single => {
+                if self.cluster.is_some() {
+                    errors.push(ConfigError::OnlySharded {
+                        flag: "--clickhouse-cluster",
+                    });
+                }
+                if !self.shard_urls.is_empty() {
+                    errors.push(ConfigError::OnlySharded {
+                        flag: "--clickhouse-shard-url",
+                    });
+                }
+                Some(Layout::Single)
+            }
+            LayoutArg::Sharded => {
+                if self.shard_urls.is_empty() {
+                    errors.push(ConfigError::ShardedNeeds {
+                        what: "--clickhouse-shard-url for every shard",
+                    });
+                }
+                match &self.cluster {
+                    None => {
+                        errors.push(ConfigError::ShardedNeeds {
+                            what: "--clickhouse-cluster",
+                        });
+                        None
+                    }
+                    // Written into DDL like the database name.
+                    Some(cluster) if !is_identifier(cluster) => {
+                        errors.push(ConfigError::Cluster {
+                            value: cluster.clone(),
+                        });
+                        None
+                    }
+                    Some(cluster) => Some(Layout::Sharded {
+                        cluster: cluster.clone(),
+                    }),
+                }
+            }
         }
     }
 }
@@ -231,7 +388,41 @@ mod tests {
             database: database.to_owned(),
             user: None,
             password: None,
+            layout: LayoutArg::Single,
+            cluster: None,
+            shard_urls: Vec::new(),
+            rollup_interval: Duration::from_secs(60),
         }
+    }
+
+    #[test]
+    fn the_sharded_layout_needs_a_cluster_and_its_shards() {
+        let mut sharded = args("http://ch:8123", "beacon");
+        sharded.layout = LayoutArg::Sharded;
+        let text = sharded.validate().unwrap_err().to_string();
+        assert!(text.contains("--clickhouse-cluster"), "{text}");
+        assert!(text.contains("--clickhouse-shard-url"), "{text}");
+
+        sharded.cluster = Some("history".into());
+        sharded.shard_urls = vec!["http://a:8123".into(), "http://b:8123".into()];
+        let config = sharded.validate().unwrap();
+        assert_eq!(
+            config.layout,
+            Layout::Sharded {
+                cluster: "history".into()
+            }
+        );
+        assert_eq!(config.shards.len(), 2);
+
+        sharded.cluster = Some("drop table".into());
+        assert!(sharded.validate().is_err());
+
+        let mut single = args("http://ch:8123", "beacon");
+        single.cluster = Some("history".into());
+        single.rollup_interval = Duration::from_millis(10);
+        let text = single.validate().unwrap_err().to_string();
+        assert!(text.contains("applies only to"), "{text}");
+        assert!(text.contains("--rollup-interval"), "{text}");
     }
 
     /// The same flag set `main` parses.

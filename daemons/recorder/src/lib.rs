@@ -1,40 +1,57 @@
-//! The recorder: keeps the history of probe results and status changes in
-//! ClickHouse.
+//! The recorder: keeps the history of probe results, status changes,
+//! incidents, maintenance windows and notification deliveries in
+//! ClickHouse, computes exact uptime from it, keeps daily rollups in KV
+//! `uptime` and serves SLA reports.
 //!
-//! It reads `HEALTH` and `STATUS` with durable batch consumers and inserts
-//! each batch in one `INSERT`, acking only after ClickHouse has stored it. Copies
-//! of an event collapse in `ReplacingMergeTree` tables, so redeliveries are
-//! harmless; while ClickHouse is away, messages wait on the bus.
+//! It reads `HEALTH`, `STATUS`, `INCIDENTS`, `MAINTENANCE` and `DELIVERIES`
+//! with durable batch consumers and inserts each batch in one `INSERT` per
+//! table, acking only after ClickHouse has stored it. Copies of an event
+//! collapse by event id, so redeliveries are harmless; while ClickHouse is
+//! away, messages wait on the bus.
 //!
 //! # Layout
 //!
-//! - [`config`]: the ClickHouse flags and their validation.
-//! - [`schema`]: the DDL of the database and tables (ClickHouse 18.16 and current).
+//! - [`config`]: the flags and their validation.
+//! - [`schema`]: the migrations of `schemas/clickhouse/`, single or sharded.
 //! - [`rows`]: pure mapping from messages to row structs.
-//! - [`sink`]: the consumers and their handlers: decode, map, insert, retry.
-//! - [`service`]: ClickHouse I/O: schema creation, inserts, their metrics.
+//! - [`sink`]: the consumers and their handlers: decode, map, insert, isolate refused rows.
+//! - [`service`]: ClickHouse I/O: migrations, inserts, queries, error classes, metrics.
+//! - [`uptime`]: the uptime SQL and the pure reference it is tested against.
+//! - [`rollup`]: daily rollups in ClickHouse and the last 90 days in KV `uptime`.
+//! - [`report`]: SLA reports: uptime against targets, error budgets, incidents, MTTR.
+//! - [`api`]: the `beacon.api.sla.report` endpoint.
+//! - [`pages`]: page configs followed from KV `config`.
 //! - [`run`]: start-up order and readiness.
 
+pub mod api;
 pub mod config;
+pub mod pages;
+pub mod report;
+pub mod rollup;
 pub mod rows;
 pub mod schema;
 pub mod service;
 pub mod sink;
+pub mod uptime;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use beacon_core::buckets;
 use beacon_core::consume::{
     run_batch_consumer, BatchArgs, ConsumerMetrics, ConsumerSpec, Delivery, Outcome,
 };
 use beacon_core::daemon::Daemon;
+use beacon_core::names::{KV_CONFIG, KV_UPTIME};
 use beacon_core::retry::{until_ok, Backoff, GaveUp, RetryPolicy};
 use beacon_core::telemetry::MetricError;
 
 use crate::config::RecorderConfig;
+use crate::pages::Pages;
+use crate::rollup::{Dirty, RollupMetrics, Rollups};
 use crate::service::ClickHouse;
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkMetrics};
 
 /// Why the recorder could not run.
 #[derive(Debug, thiserror::Error)]
@@ -44,13 +61,7 @@ pub enum RunError {
     Metrics(#[from] MetricError),
 }
 
-/// Runs the recorder until shutdown begins.
-///
-/// Creates the ClickHouse schema (retrying while ClickHouse is
-/// unreachable), starts both consumers on the daemon's shutdown path and
-/// marks the daemon ready once the consumers exist on the server. Returns
-/// when shutdown begins; [`Daemon::finish`] then waits for the consumers to
-/// finish the message in hand.
+/// Runs the recorder until shutdown begins, with the default consumers.
 pub async fn run(daemon: &Daemon, config: RecorderConfig) -> Result<(), RunError> {
     run_with(
         daemon,
@@ -60,49 +71,150 @@ pub async fn run(daemon: &Daemon, config: RecorderConfig) -> Result<(), RunError
     .await
 }
 
-/// The recorder's consumers with the batch flags applied, or every reason
-/// they cannot work (the daemon exits 64 with them).
+/// The recorder's consumers with the batch flags applied (health, status,
+/// incidents, maintenance, deliveries), or every reason they cannot work
+/// (the daemon exits 64 with them).
 pub fn consumer_specs(args: &BatchArgs) -> Result<Vec<ConsumerSpec>, Vec<String>> {
-    args.apply_all(vec![sink::health_spec(), sink::status_spec()])
+    args.apply_all(vec![
+        sink::health_spec(),
+        sink::status_spec(),
+        sink::incidents_spec(),
+        sink::maintenance_spec(),
+        sink::deliveries_spec(),
+    ])
 }
 
-/// [`run`] with consumer settings from [`consumer_specs`]: the health
-/// consumer first, then the status consumer.
+/// [`run`] with consumer settings from [`consumer_specs`].
+///
+/// Migrates the ClickHouse schema (retrying while ClickHouse is
+/// unreachable), starts the consumers, follows KV `config`, starts the
+/// rollups and the report API, and marks the daemon ready once the
+/// consumers exist on the server and the page configs are loaded. Returns
+/// when shutdown begins; [`Daemon::finish`] then waits for the consumers to
+/// finish the messages in hand.
 pub async fn run_with(
     daemon: &Daemon,
     config: RecorderConfig,
     specs: Vec<ConsumerSpec>,
 ) -> Result<(), RunError> {
-    let consumer_metrics = ConsumerMetrics::register(&daemon.process.metrics)?;
-    let store = Arc::new(ClickHouse::new(&config, &daemon.process.metrics)?);
+    let metrics = &daemon.process.metrics;
+    let consumer_metrics = ConsumerMetrics::register(metrics)?;
+    let sink_metrics = SinkMetrics::register(metrics)?;
+    let rollup_metrics = RollupMetrics::register(metrics)?;
+    let pending = metrics.gauge(
+        "pending_messages",
+        "Messages in the stream the consumer has not acked yet (its lag behind the stream), by consumer",
+        &["consumer"],
+    )?;
+    let store = Arc::new(ClickHouse::new(&config, metrics)?);
 
-    if !create_schema(daemon, &config, &store).await {
+    if !migrate(daemon, &config, &store).await {
         return Ok(());
     }
 
-    let sink = Sink::new(store);
+    let dirty = Dirty::default();
+    let sink = Sink::new(store.clone(), dirty.clone(), sink_metrics);
     let mut specs = specs.into_iter();
-    let health = specs.next().unwrap_or_else(sink::health_spec);
-    let status = specs.next().unwrap_or_else(sink::status_spec);
-    let health_sink = sink.clone();
-    spawn_consumer(
-        daemon,
+    let mut next = |default: fn() -> ConsumerSpec| specs.next().unwrap_or_else(default);
+    let health = next(sink::health_spec);
+    let status = next(sink::status_spec);
+    let incidents = next(sink::incidents_spec);
+    let maintenance = next(sink::maintenance_spec);
+    let deliveries = next(sink::deliveries_spec);
+    let all = vec![
         health.clone(),
-        consumer_metrics.clone(),
-        move |delivery| health_sink.clone().record_health(delivery),
-    );
-    spawn_consumer(daemon, status.clone(), consumer_metrics, move |delivery| {
-        sink.clone().record_status(delivery)
+        status.clone(),
+        incidents.clone(),
+        maintenance.clone(),
+        deliveries.clone(),
+    ];
+    let s = sink.clone();
+    spawn_consumer(daemon, health, consumer_metrics.clone(), move |b| {
+        s.clone().record_health(b)
     });
+    let s = sink.clone();
+    spawn_consumer(daemon, status, consumer_metrics.clone(), move |b| {
+        s.clone().record_status(b)
+    });
+    let s = sink.clone();
+    spawn_consumer(daemon, incidents, consumer_metrics.clone(), move |b| {
+        s.clone().record_incidents(b)
+    });
+    let s = sink.clone();
+    spawn_consumer(daemon, maintenance, consumer_metrics.clone(), move |b| {
+        s.clone().record_maintenance(b)
+    });
+    let s = sink;
+    spawn_consumer(daemon, deliveries, consumer_metrics, move |b| {
+        s.clone().record_deliveries(b)
+    });
+    daemon
+        .process
+        .shutdown
+        .spawn(watch_pending(daemon.clone(), all.clone(), pending));
 
-    if !wait_for_consumers(daemon, &[health, status]).await {
+    let shutdown = &daemon.process.shutdown;
+    let Some(config_kv) = buckets::open(&daemon.js, KV_CONFIG, shutdown).await else {
+        return Ok(());
+    };
+    let Some(uptime_kv) = buckets::open(&daemon.js, KV_UPTIME, shutdown).await else {
+        return Ok(());
+    };
+    let pages = Pages::default();
+    let (loaded_tx, mut loaded) = tokio::sync::watch::channel(false);
+    shutdown.spawn(pages::follow(
+        config_kv,
+        pages.clone(),
+        loaded_tx,
+        shutdown.clone(),
+    ));
+    shutdown.spawn(api::serve(daemon.clone(), store.clone(), pages.clone()));
+
+    if !wait_for_consumers(daemon, &all).await {
         return Ok(());
     }
+    tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        _ = loaded.wait_for(|loaded| *loaded) => {}
+    }
+    let rollups = Rollups {
+        store,
+        pages,
+        dirty,
+        kv: uptime_kv,
+        clock: daemon.clock.clone(),
+        origin: daemon.origin.clone(),
+        interval: config.rollup_interval,
+        metrics: rollup_metrics,
+    };
+    shutdown.spawn(rollups.run(shutdown.clone()));
+
     daemon.process.readiness.set(true);
     tracing::info!(database = %config.database, "Recorder ready.");
-    daemon.process.shutdown.cancelled().await;
+    shutdown.cancelled().await;
     daemon.process.readiness.set(false);
     Ok(())
+}
+
+/// Keeps `beacon_recorder_pending_messages` up to date: what each consumer
+/// has yet to ack.
+async fn watch_pending(daemon: Daemon, specs: Vec<ConsumerSpec>, gauge: prometheus::IntGaugeVec) {
+    let every = Duration::from_secs(5);
+    loop {
+        for spec in &specs {
+            if let Ok(stream) = daemon.js.get_stream(&spec.stream).await {
+                if let Ok(info) = stream.consumer_info(&spec.durable).await {
+                    let pending = info.num_pending + info.num_ack_pending as u64;
+                    gauge
+                        .with_label_values(&[&spec.durable])
+                        .set(i64::try_from(pending).unwrap_or(i64::MAX));
+                }
+            }
+        }
+        if !daemon.process.shutdown.sleep(every).await {
+            return;
+        }
+    }
 }
 
 /// Runs one consumer as a task the daemon's shutdown waits for.
@@ -121,24 +233,21 @@ where
     daemon.process.shutdown.spawn(consumer);
 }
 
-/// Creates the schema, retrying with backoff until it works; false if
+/// Runs the migrations, retrying with backoff until they work; false if
 /// shutdown began first.
-async fn create_schema(daemon: &Daemon, config: &RecorderConfig, store: &ClickHouse) -> bool {
+async fn migrate(daemon: &Daemon, config: &RecorderConfig, store: &ClickHouse) -> bool {
     let policy = RetryPolicy::new(Duration::from_millis(250), Duration::from_secs(10));
-    let what = format!("create the ClickHouse schema at {}", config.url);
-    let created = until_ok(&daemon.process.shutdown, policy, &what, || {
-        store.ensure_schema()
-    })
-    .await;
-    match created {
+    let what = format!("migrate the ClickHouse schema at {}", config.url);
+    let migrated = until_ok(&daemon.process.shutdown, policy, &what, || store.migrate()).await;
+    match migrated {
         Ok(()) => {
             tracing::info!(url = %config.url, database = %store.database(), "ClickHouse schema ready.");
             true
         }
         Err(GaveUp::Permanent(e)) => {
-            // Not reached today (every store error is retryable); kept so a
-            // future permanent error is reported, not swallowed.
-            tracing::error!(url = %config.url, error = %e, "Cannot create the ClickHouse schema.");
+            // A statement the server refuses for good (a migration this
+            // ClickHouse cannot run): an operator must act.
+            tracing::error!(url = %config.url, error = %e, "Cannot migrate the ClickHouse schema.");
             false
         }
         Err(GaveUp::Shutdown) => false,

@@ -7,11 +7,22 @@
 //! `Nullable` (cheaper to store and to query).
 
 use beacon_core::event::Envelope;
-use beacon_core::messages::{HealthResult, StatusChange};
+use beacon_core::messages::{
+    DeliveryReceipt, HealthResult, IncidentEvent, MaintenanceEvent, StatusChange,
+};
 use serde::Serialize;
 
 const MS_PER_SECOND: u64 = 1_000;
 const MS_PER_DAY: u64 = 86_400 * MS_PER_SECOND;
+
+/// Earliest time a Beacon event can carry: 2000-01-01T00:00:00Z. Anything
+/// before is a clock that was never set (0 is 1970), not history.
+pub const EARLIEST_MS: u64 = 946_684_800_000;
+
+/// How far ahead of the recorder's clock an event may be: clocks drift,
+/// but a result from tomorrow would be counted in a day that has not
+/// happened.
+pub const MAX_AHEAD_MS: u64 = MS_PER_DAY;
 
 /// Why a message cannot become a row. Permanent: the same message will
 /// never map, so it is dead-lettered rather than retried.
@@ -25,9 +36,39 @@ pub enum RowError {
         /// Its value, in milliseconds since the Unix epoch.
         ms: u64,
     },
+    /// A time before 2000: an unset clock.
+    #[error("{field} = {ms} ms is before 2000-01-01, an impossible time for an event")]
+    TimeTooEarly {
+        /// Which field.
+        field: &'static str,
+        /// Its value.
+        ms: u64,
+    },
+    /// A time more than a day ahead of the recorder's clock.
+    #[error("{field} = {ms} ms is more than a day ahead of the recorder's clock ({now_ms} ms)")]
+    TimeInFuture {
+        /// Which field.
+        field: &'static str,
+        /// Its value.
+        ms: u64,
+        /// The recorder's clock.
+        now_ms: u64,
+    },
     /// The evidence could not be written as JSON.
     #[error("cannot encode evidence as JSON: {0}")]
     Evidence(String),
+}
+
+impl RowError {
+    /// A short, bounded label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RowError::TimeOutOfRange { .. }
+            | RowError::TimeTooEarly { .. }
+            | RowError::TimeInFuture { .. } => "impossible_time",
+            RowError::Evidence(_) => "unencodable",
+        }
+    }
 }
 
 /// One row of `health_results`.
@@ -49,7 +90,7 @@ pub struct HealthRow {
     pub region: String,
     /// Check kind, e.g. `http`.
     pub kind: String,
-    /// `up` or `down`.
+    /// `up`, `degraded` or `down`.
     pub outcome: String,
     /// When the check started, in seconds (`DateTime`).
     pub started_at: u32,
@@ -86,19 +127,177 @@ pub struct StatusRow {
     pub trigger: String,
     /// The whole evidence, as JSON.
     pub evidence: String,
-    /// When the change happened, in seconds (`DateTime`).
+    /// When the change was stamped, in seconds (`DateTime`).
     pub changed_at: u32,
-    /// When the change happened, in milliseconds.
+    /// When the change was stamped (the HLC's wall time), in milliseconds.
     pub changed_at_ms: u64,
-    /// UTC day of the change, in days since the epoch (`Date`).
+    /// UTC day of `changed_at`, in days since the epoch (`Date`).
+    pub day: u16,
+    /// When the change took effect: its `at_ms`, or the HLC time for
+    /// events that do not say. Uptime is computed on this.
+    pub at_ms: u64,
+    /// What set the status: `automatic`, `override`, `maintenance`, `incident`.
+    pub source: String,
+    /// 1 while the component is flapping.
+    pub flapping: u8,
+    /// Why the change must not notify (`depends_on`, …), empty if it may.
+    pub inhibited: String,
+    /// The incident the change proposed, empty if none.
+    pub proposal: String,
+}
+
+/// One row of `incident_events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clickhouse::Row)]
+pub struct IncidentRow {
+    /// Event id.
+    pub event_id: String,
+    /// HLC timestamp.
+    pub hlc: String,
+    /// Origin region.
+    pub origin: String,
+    /// Page id.
+    pub page: String,
+    /// Incident id.
+    pub incident: String,
+    /// What happened, e.g. `resolved`.
+    pub action: String,
+    /// Who did it.
+    pub actor: String,
+    /// When.
+    pub at_ms: u64,
+    /// Lifecycle this event sets, empty if none.
+    pub lifecycle: String,
+    /// Title this event sets, empty if none.
+    pub title: String,
+    /// Impact this event sets, empty if none.
+    pub impact: String,
+    /// State this event sets, empty if none.
+    pub state: String,
+    /// Affected components this event sets.
+    pub components: Vec<String>,
+    /// Their statuses, in the same order.
+    pub component_statuses: Vec<String>,
+    /// Id of the timeline update this event adds, empty if none.
+    pub update_id: String,
+    /// Postmortem this event sets, empty if none.
+    pub postmortem: String,
+    /// Dismissal reason, empty if none.
+    pub reason: String,
+    /// The whole envelope, as JSON, for folding.
+    pub envelope: String,
+    /// UTC day of `at_ms`.
+    pub day: u16,
+}
+
+/// One row of `incident_updates`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clickhouse::Row)]
+pub struct IncidentUpdateRow {
+    /// Event id that wrote it.
+    pub event_id: String,
+    /// That event's HLC timestamp.
+    pub hlc: String,
+    /// Page id.
+    pub page: String,
+    /// Incident id.
+    pub incident: String,
+    /// Update id.
+    pub update_id: String,
+    /// Incident state from this update on.
+    pub state: String,
+    /// Text for users.
+    pub body: String,
+    /// Affected components.
+    pub components: Vec<String>,
+    /// Their statuses.
+    pub component_statuses: Vec<String>,
+    /// When it was written.
+    pub at_ms: u64,
+    /// Who wrote it.
+    pub actor: String,
+    /// UTC day of `at_ms`.
+    pub day: u16,
+}
+
+/// One row of `maintenance_events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clickhouse::Row)]
+pub struct MaintenanceRow {
+    /// Event id.
+    pub event_id: String,
+    /// HLC timestamp.
+    pub hlc: String,
+    /// Origin region.
+    pub origin: String,
+    /// Page id.
+    pub page: String,
+    /// Maintenance id.
+    pub maintenance: String,
+    /// What happened, e.g. `started`.
+    pub action: String,
+    /// Who did it.
+    pub actor: String,
+    /// When.
+    pub at_ms: u64,
+    /// Phase after the event.
+    pub phase: String,
+    /// Title.
+    pub title: String,
+    /// Text for users.
+    pub body: String,
+    /// Planned start.
+    pub starts_at_ms: u64,
+    /// Planned end.
+    pub ends_at_ms: u64,
+    /// Components under maintenance.
+    pub components: Vec<String>,
+    /// Recurrence rule of a series, empty if none.
+    pub recurrence: String,
+    /// Series of an occurrence, empty if none.
+    pub series: String,
+    /// Reminder lead time.
+    pub remind_before_ms: u64,
+    /// Verification period.
+    pub verify_ms: u64,
+    /// The whole envelope, as JSON.
+    pub envelope: String,
+    /// UTC day of `at_ms`.
+    pub day: u16,
+}
+
+/// One row of `delivery_receipts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clickhouse::Row)]
+pub struct DeliveryRow {
+    /// Event id.
+    pub event_id: String,
+    /// HLC timestamp.
+    pub hlc: String,
+    /// Origin region.
+    pub origin: String,
+    /// Page id.
+    pub page: String,
+    /// Channel kind.
+    pub channel: String,
+    /// Subscriber id.
+    pub subscriber: String,
+    /// The key the provider saw.
+    pub idempotency_key: String,
+    /// `delivered`, `retrying` or `dead`.
+    pub outcome: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Provider response or error.
+    pub detail: String,
+    /// When the receipt was written (its HLC time).
+    pub at_ms: u64,
+    /// UTC day of `at_ms`.
     pub day: u16,
 }
 
 impl HealthRow {
-    /// Maps a probe result envelope to its row.
-    pub fn from_envelope(envelope: &Envelope<HealthResult>) -> Result<Self, RowError> {
+    /// Maps a probe result envelope to its row; `now_ms` is the recorder's
+    /// clock, to refuse results from the future.
+    pub fn from_envelope(envelope: &Envelope<HealthResult>, now_ms: u64) -> Result<Self, RowError> {
         let result = &envelope.data;
-        let (started_at, day) = seconds_and_day("started_at_ms", result.started_at_ms)?;
+        let (started_at, day) = plausible("started_at_ms", result.started_at_ms, now_ms)?;
         Ok(Self {
             event_id: envelope.id.to_string(),
             hlc: envelope.hlc.to_string(),
@@ -122,12 +321,19 @@ impl HealthRow {
 impl StatusRow {
     /// Maps a status change envelope to its row.
     ///
-    /// A status change carries no time of its own; it happened when the
-    /// decider stamped it, so the envelope's HLC wall time is used.
-    pub fn from_envelope(envelope: &Envelope<StatusChange>) -> Result<Self, RowError> {
+    /// `changed_at` is when the decider stamped it (the HLC wall time);
+    /// `at_ms` is when it took effect, which events before `at_ms` existed
+    /// leave at 0: those take effect when stamped.
+    pub fn from_envelope(envelope: &Envelope<StatusChange>, now_ms: u64) -> Result<Self, RowError> {
         let change = &envelope.data;
         let changed_at_ms = envelope.hlc.wall_ms;
-        let (changed_at, day) = seconds_and_day("hlc", changed_at_ms)?;
+        let (changed_at, day) = plausible("hlc", changed_at_ms, now_ms)?;
+        let at_ms = if change.at_ms == 0 {
+            changed_at_ms
+        } else {
+            plausible("at_ms", change.at_ms, now_ms)?;
+            change.at_ms
+        };
         let evidence = serde_json::to_string(&change.evidence)
             .map_err(|e| RowError::Evidence(e.to_string()))?;
         Ok(Self {
@@ -151,8 +357,181 @@ impl StatusRow {
             changed_at,
             changed_at_ms,
             day,
+            at_ms,
+            source: change.source.as_str().to_owned(),
+            flapping: u8::from(change.flapping),
+            inhibited: change
+                .inhibited
+                .as_ref()
+                .map(|i| i.reason.as_str().to_owned())
+                .unwrap_or_default(),
+            proposal: change.proposal.clone().unwrap_or_default(),
         })
     }
+}
+
+impl IncidentRow {
+    /// Maps an incident event to its row, and to the row of the timeline
+    /// update it adds, if it adds one.
+    pub fn from_envelope(
+        envelope: &Envelope<IncidentEvent>,
+        now_ms: u64,
+    ) -> Result<(Self, Option<IncidentUpdateRow>), RowError> {
+        let event = &envelope.data;
+        let (_, day) = plausible("at_ms", event.at_ms, now_ms)?;
+        let whole =
+            serde_json::to_string(envelope).map_err(|e| RowError::Evidence(e.to_string()))?;
+        let (components, component_statuses) = match &event.components {
+            Some(list) => list
+                .iter()
+                .map(|c| (c.component.clone(), c.status.as_str().to_owned()))
+                .unzip(),
+            None => (Vec::new(), Vec::new()),
+        };
+        let update = match &event.update {
+            Some(update) => {
+                let (_, update_day) = plausible("update.at_ms", update.at_ms, now_ms)?;
+                let (components, component_statuses) = update
+                    .components
+                    .iter()
+                    .map(|c| (c.component.clone(), c.status.as_str().to_owned()))
+                    .unzip();
+                Some(IncidentUpdateRow {
+                    event_id: envelope.id.to_string(),
+                    hlc: envelope.hlc.to_string(),
+                    page: event.page.clone(),
+                    incident: event.incident.clone(),
+                    update_id: update.id.clone(),
+                    state: update.state.as_str().to_owned(),
+                    body: update.body.clone(),
+                    components,
+                    component_statuses,
+                    at_ms: update.at_ms,
+                    actor: update.actor.clone(),
+                    day: update_day,
+                })
+            }
+            None => None,
+        };
+        let row = Self {
+            event_id: envelope.id.to_string(),
+            hlc: envelope.hlc.to_string(),
+            origin: envelope.origin.clone(),
+            page: event.page.clone(),
+            incident: event.incident.clone(),
+            action: event.action.as_str().to_owned(),
+            actor: event.actor.clone(),
+            at_ms: event.at_ms,
+            lifecycle: event
+                .lifecycle
+                .map(|l| l.as_str().to_owned())
+                .unwrap_or_default(),
+            title: event.title.clone().unwrap_or_default(),
+            impact: event
+                .impact
+                .map(|i| i.as_str().to_owned())
+                .unwrap_or_default(),
+            state: event
+                .state
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            components,
+            component_statuses,
+            update_id: event
+                .update
+                .as_ref()
+                .map(|u| u.id.clone())
+                .unwrap_or_default(),
+            postmortem: event.postmortem.clone().unwrap_or_default(),
+            reason: event.reason.clone().unwrap_or_default(),
+            envelope: whole,
+            day,
+        };
+        Ok((row, update))
+    }
+}
+
+impl MaintenanceRow {
+    /// Maps a maintenance event to its row.
+    pub fn from_envelope(
+        envelope: &Envelope<MaintenanceEvent>,
+        now_ms: u64,
+    ) -> Result<Self, RowError> {
+        let event = &envelope.data;
+        let (_, day) = plausible("at_ms", event.at_ms, now_ms)?;
+        let whole =
+            serde_json::to_string(envelope).map_err(|e| RowError::Evidence(e.to_string()))?;
+        Ok(Self {
+            event_id: envelope.id.to_string(),
+            hlc: envelope.hlc.to_string(),
+            origin: envelope.origin.clone(),
+            page: event.page.clone(),
+            maintenance: event.maintenance.clone(),
+            action: event.action.as_str().to_owned(),
+            actor: event.actor.clone(),
+            at_ms: event.at_ms,
+            phase: event.phase.as_str().to_owned(),
+            title: event.title.clone(),
+            body: event.body.clone(),
+            starts_at_ms: event.starts_at_ms,
+            ends_at_ms: event.ends_at_ms,
+            components: event.components.clone(),
+            recurrence: event.recurrence.clone().unwrap_or_default(),
+            series: event.series.clone().unwrap_or_default(),
+            remind_before_ms: event.remind_before_ms,
+            verify_ms: event.verify_ms,
+            envelope: whole,
+            day,
+        })
+    }
+}
+
+impl DeliveryRow {
+    /// Maps a delivery receipt to its row; it happened when stamped.
+    pub fn from_envelope(
+        envelope: &Envelope<DeliveryReceipt>,
+        now_ms: u64,
+    ) -> Result<Self, RowError> {
+        let receipt = &envelope.data;
+        let at_ms = envelope.hlc.wall_ms;
+        let (_, day) = plausible("hlc", at_ms, now_ms)?;
+        Ok(Self {
+            event_id: envelope.id.to_string(),
+            hlc: envelope.hlc.to_string(),
+            origin: envelope.origin.clone(),
+            page: receipt.page.clone(),
+            channel: receipt.channel.as_str().to_owned(),
+            subscriber: receipt.subscriber.clone(),
+            idempotency_key: receipt.idempotency_key.clone(),
+            outcome: outcome_name(receipt.outcome).to_owned(),
+            attempts: receipt.attempts,
+            detail: receipt.detail.clone(),
+            at_ms,
+            day,
+        })
+    }
+}
+
+fn outcome_name(outcome: beacon_core::messages::DeliveryOutcome) -> &'static str {
+    use beacon_core::messages::DeliveryOutcome as O;
+    match outcome {
+        O::Delivered => "delivered",
+        O::Retrying => "retrying",
+        O::Dead => "dead",
+    }
+}
+
+/// Checks that `ms` is a time an event can carry (2000 or later, at most a
+/// day ahead of `now_ms`, within `DateTime`) and splits it into `DateTime`
+/// seconds and a `Date` day.
+pub fn plausible(field: &'static str, ms: u64, now_ms: u64) -> Result<(u32, u16), RowError> {
+    if ms < EARLIEST_MS {
+        return Err(RowError::TimeTooEarly { field, ms });
+    }
+    if ms > now_ms.saturating_add(MAX_AHEAD_MS) {
+        return Err(RowError::TimeInFuture { field, ms, now_ms });
+    }
+    seconds_and_day(field, ms)
 }
 
 /// Splits milliseconds into `DateTime` seconds and a `Date` day number.
@@ -179,6 +558,8 @@ mod tests {
     const MARCH_1_MS: u64 = 1_709_294_400_250;
     /// Days from 1970-01-01 to 2024-03-01.
     const MARCH_1_DAY: u16 = 19_783;
+    /// The recorder's clock in these tests: a week after March 1.
+    const NOW: u64 = MARCH_1_MS + 7 * MS_PER_DAY;
 
     fn id(text: &str) -> EventId {
         text.parse().unwrap()
@@ -249,7 +630,8 @@ mod tests {
     #[test]
     fn health_result_maps_every_column() {
         let row =
-            HealthRow::from_envelope(&health(Some(503), Some("bad gateway"), MARCH_1_MS)).unwrap();
+            HealthRow::from_envelope(&health(Some(503), Some("bad gateway"), MARCH_1_MS), NOW)
+                .unwrap();
         assert_eq!(
             row,
             HealthRow {
@@ -274,7 +656,7 @@ mod tests {
 
     #[test]
     fn absent_optional_fields_become_zero_and_empty() {
-        let row = HealthRow::from_envelope(&health(None, None, MARCH_1_MS)).unwrap();
+        let row = HealthRow::from_envelope(&health(None, None, MARCH_1_MS), NOW).unwrap();
         assert_eq!((row.http_status, row.error.as_str()), (0, ""));
     }
 
@@ -289,7 +671,7 @@ mod tests {
             let mut envelope = health(None, None, MARCH_1_MS);
             envelope.data.kind = kind;
             envelope.data.outcome = outcome_value;
-            let row = HealthRow::from_envelope(&envelope).unwrap();
+            let row = HealthRow::from_envelope(&envelope, NOW).unwrap();
             assert_eq!(want_kind, row.kind);
             assert_eq!(want_outcome, row.outcome);
         }
@@ -315,22 +697,50 @@ mod tests {
     }
 
     #[test]
-    fn a_time_beyond_datetime_is_refused_not_truncated() {
-        let err = HealthRow::from_envelope(&health(None, None, u64::MAX)).unwrap_err();
+    fn impossible_times_are_refused_not_truncated() {
+        let far = u64::from(u32::MAX) * 1000 + 1000;
+        let err = HealthRow::from_envelope(&health(None, None, far), far).unwrap_err();
         assert_eq!(
             err,
             RowError::TimeOutOfRange {
                 field: "started_at_ms",
-                ms: u64::MAX
+                ms: far
             }
         );
-        assert!(StatusRow::from_envelope(&change(None, u64::MAX)).is_err());
+        let err = HealthRow::from_envelope(&health(None, None, u64::MAX), NOW).unwrap_err();
+        assert!(matches!(err, RowError::TimeInFuture { .. }), "{err}");
+        assert!(err.to_string().contains("ahead of the recorder's clock"));
+        let err = HealthRow::from_envelope(&health(None, None, 0), NOW).unwrap_err();
+        assert!(matches!(err, RowError::TimeTooEarly { .. }), "{err}");
+        assert_eq!(err.label(), "impossible_time");
+        assert!(StatusRow::from_envelope(&change(None, u64::MAX), NOW).is_err());
+        // A day ahead is clock drift, not impossible.
+        assert!(HealthRow::from_envelope(&health(None, None, NOW + MAX_AHEAD_MS), NOW).is_ok());
+        let mut late = change(None, MARCH_1_MS);
+        late.data.at_ms = NOW + 2 * MAX_AHEAD_MS;
+        assert!(StatusRow::from_envelope(&late, NOW).is_err());
+    }
+
+    #[test]
+    fn a_status_change_takes_effect_at_its_own_time_or_when_stamped() {
+        let mut envelope = change(None, MARCH_1_MS);
+        assert_eq!(
+            StatusRow::from_envelope(&envelope, NOW).unwrap().at_ms,
+            MARCH_1_MS
+        );
+        envelope.data.at_ms = MARCH_1_MS - 5_000;
+        envelope.data.flapping = true;
+        let row = StatusRow::from_envelope(&envelope, NOW).unwrap();
+        assert_eq!(
+            (row.at_ms, row.flapping, row.source.as_str()),
+            (MARCH_1_MS - 5_000, 1, "automatic")
+        );
     }
 
     #[test]
     fn status_change_maps_every_column() {
         let envelope = change(Some(ComponentStatus::Operational), MARCH_1_MS);
-        let row = StatusRow::from_envelope(&envelope).unwrap();
+        let row = StatusRow::from_envelope(&envelope, NOW).unwrap();
         assert_eq!(row.event_id, "01HQ0000000000000000000002");
         assert_eq!(row.hlc, "1709294400250-00000");
         assert_eq!((row.page.as_str(), row.component.as_str()), ("acme", "api"));
@@ -350,7 +760,7 @@ mod tests {
 
     #[test]
     fn a_first_status_has_an_empty_from() {
-        let row = StatusRow::from_envelope(&change(None, MARCH_1_MS)).unwrap();
+        let row = StatusRow::from_envelope(&change(None, MARCH_1_MS), NOW).unwrap();
         assert_eq!(row.from_status, "");
     }
 }

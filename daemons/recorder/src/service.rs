@@ -1,24 +1,30 @@
-//! ClickHouse I/O: creating the schema and inserting rows.
+//! ClickHouse I/O: migrations, inserts, queries, and what their errors mean.
 //!
 //! Talks to ClickHouse over HTTP with the `clickhouse` crate. Schema
 //! validation is off because it needs the `RowBinaryWithNamesAndTypes`
 //! format, which ClickHouse 18.16 does not have; rows go as plain
 //! `RowBinary`, so the integration tests against a real server are what
-//! keeps [`crate::rows`] in step with [`crate::schema`].
-//! Compression is off: the crate is built without `lz4`, and rows are
-//! small.
+//! keeps [`crate::rows`] in step with [`crate::schema`]. Compression is
+//! off: the crate is built without `lz4`.
+//!
+//! Errors are classified by the server's error code ([`StoreError::class`]):
+//! a code that means "these rows are wrong" is permanent, everything else
+//! (no answer, a timeout, a server that is starting, overloaded or missing
+//! a table) is retryable.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use clickhouse::{Client, RowOwned, RowWrite};
+use clickhouse::{Client, RowOwned, RowRead, RowWrite};
 use prometheus::{HistogramVec, IntCounterVec};
+use serde::Deserialize;
+use url::Url;
 
 use beacon_core::retry::{Class, Classify};
 use beacon_core::telemetry::{MetricError, Metrics};
 
 use crate::config::RecorderConfig;
-use crate::schema;
+use crate::schema::{self, Layout, MIGRATIONS, MIGRATIONS_TABLE};
 
 /// Longest one ClickHouse request may take. Kept well under the consumers'
 /// ack wait (30 s), so a hung server turns into a retry, not a redelivery
@@ -29,9 +35,38 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// started on an empty data directory).
 const UNKNOWN_TABLE: u32 = 60;
 const UNKNOWN_DATABASE: u32 = 81;
+/// "Cannot add column: column with this name already exists".
+const COLUMN_EXISTS: u32 = 44;
 
-/// Why a ClickHouse operation failed. Every kind is worth retrying: the
-/// server may be down, restarting, overloaded or being repaired.
+/// Error codes the same rows will always get: the rows, not the server, are
+/// wrong. A batch that gets one is split until the rows at fault are
+/// found, and only those are dead-lettered.
+///
+/// Values that cannot be parsed or do not fit their column's type, and
+/// rows a server-side check refuses (`throwIf` in a `MATERIALIZED` column
+/// on 18.16, `CONSTRAINT` on current releases).
+pub const PERMANENT_CODES: &[(u32, &str)] = &[
+    (6, "CANNOT_PARSE_TEXT"),
+    (26, "CANNOT_PARSE_QUOTED_STRING"),
+    (27, "CANNOT_PARSE_INPUT_ASSERTION_FAILED"),
+    (32, "ATTEMPT_TO_READ_AFTER_EOF"),
+    (33, "CANNOT_READ_ALL_DATA"),
+    (38, "CANNOT_PARSE_DATE"),
+    (41, "CANNOT_PARSE_DATETIME"),
+    (53, "TYPE_MISMATCH"),
+    (69, "ARGUMENT_OUT_OF_BOUND"),
+    (70, "CANNOT_CONVERT_TYPE"),
+    (72, "CANNOT_PARSE_NUMBER"),
+    (117, "INCORRECT_DATA"),
+    (131, "TOO_LARGE_STRING_SIZE"),
+    (321, "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE"),
+    (349, "CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN"),
+    (395, "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO"),
+    (469, "VIOLATED_CONSTRAINT"),
+    (691, "UNKNOWN_ELEMENT_OF_ENUM"),
+];
+
+/// Why a ClickHouse operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// No answer within [`REQUEST_TIMEOUT`].
@@ -72,14 +107,29 @@ impl StoreError {
     pub fn schema_missing(&self) -> bool {
         matches!(self.server_code(), Some(UNKNOWN_TABLE | UNKNOWN_DATABASE))
     }
+
+    /// The name of a permanent error's code, for logs and dead-letter reasons.
+    pub fn permanent_code(&self) -> Option<&'static str> {
+        let code = self.server_code()?;
+        PERMANENT_CODES
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, name)| *name)
+    }
 }
 
 impl Classify for StoreError {
-    /// Every store error is worth retrying: the server may be down,
-    /// restarting, overloaded or being repaired, and a dropped schema is
-    /// created again before the next insert.
+    /// Permanent for the codes in [`PERMANENT_CODES`]; retryable for
+    /// everything else, unknown codes included: retrying a row that can
+    /// never land holds up its consumer and shows in the metrics, while
+    /// dead-lettering a good row because of an outage would drop it from
+    /// history.
     fn class(&self) -> Class {
-        Class::Retryable
+        if self.permanent_code().is_some() {
+            Class::Permanent
+        } else {
+            Class::Retryable
+        }
     }
 }
 
@@ -87,8 +137,11 @@ impl Classify for StoreError {
 #[derive(Debug, Clone)]
 struct StoreMetrics {
     rows: IntCounterVec,
+    batches: IntCounterVec,
     errors: IntCounterVec,
     seconds: HistogramVec,
+    batch_rows: HistogramVec,
+    migrations: IntCounterVec,
 }
 
 impl StoreMetrics {
@@ -99,52 +152,89 @@ impl StoreMetrics {
                 "Rows inserted into ClickHouse, by table",
                 &["table"],
             )?,
+            batches: metrics.counter(
+                "batches_inserted_total",
+                "INSERTs that succeeded, by table",
+                &["table"],
+            )?,
             errors: metrics.counter(
                 "insert_errors_total",
-                "Failed ClickHouse inserts, by table",
-                &["table"],
+                "Failed ClickHouse inserts, by table and class (retryable, permanent)",
+                &["table", "class"],
             )?,
             seconds: metrics.histogram(
                 "insert_seconds",
                 "Time one ClickHouse insert took, failures included, by table",
                 &["table"],
             )?,
+            batch_rows: metrics.histogram_with_buckets(
+                "insert_rows",
+                "Rows per successful INSERT, by table",
+                &["table"],
+                vec![1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0],
+            )?,
+            migrations: metrics.counter(
+                "migrations_applied_total",
+                "Schema migrations applied, by server role (single, shard)",
+                &["server"],
+            )?,
         })
     }
+}
+
+/// One row of `schema_migrations`.
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct Applied {
+    version: u32,
 }
 
 /// The recorder's connection to ClickHouse.
 #[derive(Debug)]
 pub struct ClickHouse {
-    /// Client bound to the recorder's database, for inserts.
+    /// Client bound to the recorder's database, for inserts and reads.
     client: Client,
-    /// Client without a database: `CREATE DATABASE` has to run before the
-    /// database exists, and ClickHouse refuses every request that names a
-    /// missing database.
-    server: Client,
+    /// One client per server migrations run on, without a database:
+    /// `CREATE DATABASE` has to run before the database exists.
+    shards: Vec<(Url, Client)>,
     database: String,
+    layout: Layout,
     /// Cleared when an insert finds the schema gone, so the next attempt
-    /// creates it again instead of failing until someone intervenes.
+    /// migrates again instead of failing until someone intervenes.
     schema_ready: AtomicBool,
     metrics: StoreMetrics,
+}
+
+fn client_for(url: &Url, config: &RecorderConfig) -> Client {
+    let mut client = Client::default()
+        .with_url(url.as_str())
+        .with_validation(false);
+    if let Some(user) = &config.user {
+        client = client.with_user(user);
+    }
+    if let Some(password) = &config.password {
+        client = client.with_password(password);
+    }
+    client
 }
 
 impl ClickHouse {
     /// A client for `config`; registers the insert metrics. Does no I/O.
     pub fn new(config: &RecorderConfig, metrics: &Metrics) -> Result<Self, MetricError> {
-        let mut server = Client::default()
-            .with_url(config.url.as_str())
-            .with_validation(false);
-        if let Some(user) = &config.user {
-            server = server.with_user(user);
-        }
-        if let Some(password) = &config.password {
-            server = server.with_password(password);
+        let mut client = client_for(&config.url, config).with_database(&config.database);
+        if let Layout::Sharded { .. } = config.layout {
+            // An insert into a Distributed table returns only once every
+            // shard has its rows: the ack after it must mean stored.
+            client = client.with_setting("insert_distributed_sync", "1");
         }
         Ok(Self {
-            client: server.clone().with_database(&config.database),
-            server,
+            client,
+            shards: config
+                .shards
+                .iter()
+                .map(|url| (url.clone(), client_for(url, config)))
+                .collect(),
             database: config.database.clone(),
+            layout: config.layout.clone(),
             schema_ready: AtomicBool::new(false),
             metrics: StoreMetrics::register(metrics)?,
         })
@@ -155,24 +245,56 @@ impl ClickHouse {
         &self.database
     }
 
-    /// Creates the database and tables if they are missing. Idempotent.
-    pub async fn ensure_schema(&self) -> Result<(), StoreError> {
-        for statement in schema::statements(&self.database) {
-            let operation = first_line(&statement);
-            // `query_raw` sends the text as is: DDL has no bind parameters,
-            // and `?` inside it must not be taken for one.
-            with_timeout(&operation, async {
-                self.server.query_raw(&statement).execute().await
-            })
-            .await?;
+    /// Creates the database and the migrations table, and runs every
+    /// migration a server has not recorded, on every server. Idempotent.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let role = match self.layout {
+            Layout::Single => "single",
+            Layout::Sharded { .. } => "shard",
+        };
+        for (url, server) in &self.shards {
+            execute(server, &schema::create_database(&self.database)).await?;
+            execute(server, &schema::create_migrations_table(&self.database)).await?;
+            let applied = self.applied(server).await?;
+            for migration in MIGRATIONS {
+                if applied.contains(&migration.version) {
+                    continue;
+                }
+                for statement in schema::render(migration, &self.database, &self.layout) {
+                    match execute(server, &statement.sql).await {
+                        Ok(()) => {}
+                        // A run that stopped between this statement and
+                        // the migration's record added the column already.
+                        Err(e)
+                            if statement.adds_column && e.server_code() == Some(COLUMN_EXISTS) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                let record = format!(
+                    "INSERT INTO `{}`.`{MIGRATIONS_TABLE}` (version, name, applied_at) VALUES ({}, '{}', now())",
+                    self.database, migration.version, migration.name
+                );
+                execute(server, &record).await?;
+                self.metrics.migrations.with_label_values(&[role]).inc();
+                tracing::info!(server = %url, migration = migration.name, "ClickHouse migration applied.");
+            }
         }
         self.schema_ready.store(true, Ordering::SeqCst);
         Ok(())
     }
 
+    async fn applied(&self, server: &Client) -> Result<Vec<u32>, StoreError> {
+        let sql = format!(
+            "SELECT version FROM `{}`.`{MIGRATIONS_TABLE}` FINAL",
+            self.database
+        );
+        let rows: Vec<Applied> = fetch(server, &sql).await?;
+        Ok(rows.into_iter().map(|r| r.version).collect())
+    }
+
     /// Inserts `rows` into `table` in one `INSERT` and returns once
     /// ClickHouse has stored them all (an insert is atomic per block, so a
-    /// failure stores none and the whole batch is retried).
+    /// failure stores none).
     pub async fn insert<T>(&self, table: &'static str, rows: &[T]) -> Result<(), StoreError>
     where
         T: RowOwned + RowWrite,
@@ -187,16 +309,26 @@ impl ClickHouse {
             .with_label_values(&[table])
             .observe(started.elapsed().as_secs_f64());
         match &result {
-            Ok(()) => self
-                .metrics
-                .rows
-                .with_label_values(&[table])
-                .inc_by(rows.len() as u64),
+            Ok(()) => {
+                self.metrics
+                    .rows
+                    .with_label_values(&[table])
+                    .inc_by(rows.len() as u64);
+                self.metrics.batches.with_label_values(&[table]).inc();
+                self.metrics
+                    .batch_rows
+                    .with_label_values(&[table])
+                    .observe(rows.len() as f64);
+            }
             Err(e) => {
-                self.metrics.errors.with_label_values(&[table]).inc();
+                let class = match e.class() {
+                    Class::Permanent => "permanent",
+                    Class::Retryable => "retryable",
+                };
+                self.metrics.errors.with_label_values(&[table, class]).inc();
                 if e.schema_missing() {
                     tracing::warn!(table, database = %self.database, error = %e,
-                        "ClickHouse schema is missing, will create it before the next insert.");
+                        "ClickHouse schema is missing, will migrate before the next insert.");
                     self.schema_ready.store(false, Ordering::SeqCst);
                 }
             }
@@ -209,7 +341,7 @@ impl ClickHouse {
         T: RowOwned + RowWrite,
     {
         if !self.schema_ready.load(Ordering::SeqCst) {
-            self.ensure_schema().await?;
+            self.migrate().await?;
         }
         with_timeout(&format!("insert into {table}"), async {
             let mut insert = self.client.insert::<T>(table).await?;
@@ -219,6 +351,42 @@ impl ClickHouse {
             insert.end().await
         })
         .await
+    }
+
+    /// Runs a statement that returns nothing (e.g. `INSERT … SELECT`) in the
+    /// recorder's database.
+    pub async fn execute(&self, sql: &str) -> Result<(), StoreError> {
+        execute(&self.client, sql).await
+    }
+
+    /// Runs a query and reads every row.
+    pub async fn fetch<T>(&self, sql: &str) -> Result<Vec<T>, StoreError>
+    where
+        T: RowOwned + RowRead,
+    {
+        fetch(&self.client, sql).await
+    }
+}
+
+/// Sends `sql` as is: DDL has no bind parameters, and a `?` inside must not
+/// be taken for one.
+async fn execute(client: &Client, sql: &str) -> Result<(), StoreError> {
+    let operation = first_line(sql);
+    with_timeout(&operation, async { client.query_raw(sql).execute().await }).await
+}
+
+async fn fetch<T>(client: &Client, sql: &str) -> Result<Vec<T>, StoreError>
+where
+    T: RowOwned + RowRead,
+{
+    let operation = first_line(sql);
+    match tokio::time::timeout(REQUEST_TIMEOUT, client.query_raw(sql).fetch_all::<T>()).await {
+        Ok(Ok(rows)) => Ok(rows),
+        Ok(Err(source)) => Err(StoreError::ClickHouse { operation, source }),
+        Err(_) => Err(StoreError::Timeout {
+            operation,
+            after: REQUEST_TIMEOUT,
+        }),
     }
 }
 
@@ -242,11 +410,14 @@ where
 /// The first line of a statement, to name it in errors.
 fn first_line(statement: &str) -> String {
     statement
+        .trim_start()
         .lines()
         .next()
         .unwrap_or_default()
         .trim_end_matches(" (")
-        .to_owned()
+        .chars()
+        .take(120)
+        .collect()
 }
 
 #[cfg(test)]
@@ -279,10 +450,41 @@ mod tests {
     }
 
     #[test]
+    fn errors_are_classified_by_code() {
+        let table: &[(&str, Class)] = &[
+            // The rows are wrong: a server-side check or a value that does
+            // not fit its column.
+            ("Code: 395, e.displayText() = DB::Exception: Value passed to 'throwIf' function is non zero", Class::Permanent),
+            ("Code: 469. DB::Exception: Constraint `ok` for table beacon.x is violated", Class::Permanent),
+            ("Code: 27, e.displayText() = DB::Exception: Cannot parse input", Class::Permanent),
+            ("Code: 53. DB::Exception: Type mismatch", Class::Permanent),
+            // The server is away, busy or missing its schema.
+            ("Code: 241. DB::Exception: Memory limit (total) exceeded", Class::Retryable),
+            ("Code: 252, e.displayText() = DB::Exception: Too many parts", Class::Retryable),
+            ("Code: 60, e.displayText() = DB::Exception: Table beacon.x doesn't exist.", Class::Retryable),
+            ("Code: 202. DB::Exception: Too many simultaneous queries", Class::Retryable),
+            ("Code: 9999. DB::Exception: something new", Class::Retryable),
+            ("error trying to connect: tcp connect error: Connection refused", Class::Retryable),
+        ];
+        for (text, class) in table {
+            assert_eq!(server_error(text).class(), *class, "{text}");
+        }
+        let timeout = StoreError::Timeout {
+            operation: "x".into(),
+            after: REQUEST_TIMEOUT,
+        };
+        assert_eq!(timeout.class(), Class::Retryable);
+        assert_eq!(
+            server_error("Code: 395, e.displayText() = …").permanent_code(),
+            Some("FUNCTION_THROW_IF_VALUE_IS_NON_ZERO")
+        );
+    }
+
+    #[test]
     fn statements_are_named_by_their_first_line() {
         assert_eq!(
-            first_line(&schema::create_health_table("beacon")),
-            "CREATE TABLE IF NOT EXISTS `beacon`.`health_results`"
+            first_line(&schema::create_migrations_table("beacon")),
+            "CREATE TABLE IF NOT EXISTS `beacon`.`schema_migrations`"
         );
     }
 }

@@ -1,33 +1,58 @@
 //! The consumer side: which streams the recorder reads and what it does
-//! with each message.
+//! with each batch.
 //!
-//! A handler receives a batch, decodes each envelope and maps it to a row,
-//! and inserts the batch's rows in one `INSERT`; its messages are `Done`
-//! only after ClickHouse has stored them, and the consumer loop acks only
-//! after that. Undecodable or unmappable messages are poison and end in the
-//! dead-letter stream without holding up the rest of their batch. A failed
-//! insert retries the batch's messages with the consumer's retry policy,
-//! delays growing to [`RETRY_DELAY_MAX`], for as long as ClickHouse is
-//! away: an outage is not the message's fault, so nothing is dead-lettered
-//! for it.
+//! A handler decodes each envelope and maps it to its row(s), inserts the
+//! batch's rows in one `INSERT` per table, and says what became of each
+//! message. The consumer loop acks only after that, so a message is acked
+//! only once ClickHouse has stored its rows.
+//!
+//! - A message that does not decode, or carries an impossible time, is
+//!   poison: dead-lettered without holding up the rest of its batch.
+//! - An insert that fails with a retryable error (ClickHouse away, slow or
+//!   missing its schema) retries the batch's messages with the consumer's
+//!   retry policy, for as long as it takes: an outage is not the message's
+//!   fault, so nothing is dead-lettered for it, and the stream holds the
+//!   backlog until ClickHouse is back.
+//! - An insert that fails with a permanent error (ClickHouse refuses a row)
+//!   is split in halves, and the halves inserted again, until the refused
+//!   rows are found: only their messages are dead-lettered, the rest land.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use beacon_core::consume::{BatchSettings, ConsumerSpec, Delivery, Outcome, RetryPolicy};
 use beacon_core::event::{Envelope, Message};
-use beacon_core::messages::{HealthResult, StatusChange};
-use beacon_core::names::{STREAM_HEALTH, STREAM_STATUS};
+use beacon_core::hlc::wall_clock_ms;
+use beacon_core::messages::{
+    DeliveryReceipt, HealthResult, IncidentEvent, MaintenanceEvent, StatusChange,
+};
+use beacon_core::names::{
+    STREAM_DELIVERIES, STREAM_HEALTH, STREAM_INCIDENTS, STREAM_MAINTENANCE, STREAM_STATUS,
+};
+use beacon_core::retry::{Class, Classify};
+use beacon_core::telemetry::{MetricError, Metrics};
+use prometheus::{IntCounterVec, IntGaugeVec};
 
-use crate::rows::{HealthRow, StatusRow};
-use crate::schema::{HEALTH_TABLE, STATUS_TABLE};
-use crate::service::ClickHouse;
+use crate::rollup::Dirty;
+use crate::rows::{
+    DeliveryRow, HealthRow, IncidentRow, IncidentUpdateRow, MaintenanceRow, RowError, StatusRow,
+};
+use crate::schema::{
+    DELIVERY_TABLE, HEALTH_TABLE, INCIDENT_TABLE, INCIDENT_UPDATE_TABLE, MAINTENANCE_TABLE,
+    STATUS_TABLE,
+};
+use crate::service::{ClickHouse, StoreError};
 
 /// Durable consumer of `HEALTH`.
 pub const HEALTH_CONSUMER: &str = "recorder-health";
-
 /// Durable consumer of `STATUS`.
 pub const STATUS_CONSUMER: &str = "recorder-status";
+/// Durable consumer of `INCIDENTS`.
+pub const INCIDENTS_CONSUMER: &str = "recorder-incidents";
+/// Durable consumer of `MAINTENANCE`.
+pub const MAINTENANCE_CONSUMER: &str = "recorder-maintenance";
+/// Durable consumer of `DELIVERIES`.
+pub const DELIVERIES_CONSUMER: &str = "recorder-deliveries";
 
 /// Delay before the first retry of a failed insert: long enough for a
 /// ClickHouse restart, short enough that history catches up quickly.
@@ -52,7 +77,7 @@ pub fn health_spec() -> ConsumerSpec {
     ConsumerSpec {
         retry: RETRY,
         batch: BatchSettings {
-            max_messages: 2_000,
+            max_messages: 5_000,
             max_wait: Duration::from_millis(200),
             concurrency: 2,
         },
@@ -60,8 +85,8 @@ pub fn health_spec() -> ConsumerSpec {
     }
 }
 
-/// The consumer of status changes: rare, so small batches soon.
-pub fn status_spec() -> ConsumerSpec {
+/// A consumer of rare events: small batches soon, one at a time.
+fn events_spec(stream: &str, durable: &str) -> ConsumerSpec {
     ConsumerSpec {
         retry: RETRY,
         batch: BatchSettings {
@@ -69,75 +94,305 @@ pub fn status_spec() -> ConsumerSpec {
             max_wait: Duration::from_millis(50),
             concurrency: 1,
         },
-        ..ConsumerSpec::new(STREAM_STATUS, STATUS_CONSUMER)
+        ..ConsumerSpec::new(stream, durable)
+    }
+}
+
+/// The consumer of status changes.
+pub fn status_spec() -> ConsumerSpec {
+    events_spec(STREAM_STATUS, STATUS_CONSUMER)
+}
+
+/// The consumer of incident events.
+pub fn incidents_spec() -> ConsumerSpec {
+    events_spec(STREAM_INCIDENTS, INCIDENTS_CONSUMER)
+}
+
+/// The consumer of maintenance events.
+pub fn maintenance_spec() -> ConsumerSpec {
+    events_spec(STREAM_MAINTENANCE, MAINTENANCE_CONSUMER)
+}
+
+/// The consumer of delivery receipts.
+pub fn deliveries_spec() -> ConsumerSpec {
+    events_spec(STREAM_DELIVERIES, DELIVERIES_CONSUMER)
+}
+
+/// Metrics of the handlers, labelled by table.
+#[derive(Debug, Clone)]
+pub struct SinkMetrics {
+    dead_letters: IntCounterVec,
+    lag: IntGaugeVec,
+}
+
+impl SinkMetrics {
+    /// Registers the handler metrics.
+    pub fn register(metrics: &Metrics) -> Result<Self, MetricError> {
+        Ok(Self {
+            dead_letters: metrics.counter(
+                "dead_letters_total",
+                "Messages handed to the dead-letter stream, by table and reason \
+                 (undecodable, impossible_time, unencodable, rejected)",
+                &["table", "reason"],
+            )?,
+            lag: metrics.gauge(
+                "lag_milliseconds",
+                "Age of the oldest event in the latest insert: how far behind its stream the recorder is, by table",
+                &["table"],
+            )?,
+        })
     }
 }
 
 /// Writes messages into ClickHouse. Cheap to clone: handlers take the sink
-/// by value so each message's future owns what it uses.
+/// by value so each batch's future owns what it uses.
 #[derive(Debug, Clone)]
 pub struct Sink {
     store: Arc<ClickHouse>,
+    dirty: Dirty,
+    metrics: SinkMetrics,
+}
+
+/// What a batch's messages came to, filled in as the batch is worked on:
+/// `None` until something went wrong for that message.
+struct Outcomes {
+    table: &'static str,
+    of: Vec<Option<Outcome>>,
+    /// Each message's HLC wall time, for the lag metric.
+    stamps: Vec<u64>,
+}
+
+impl Outcomes {
+    fn new(table: &'static str, len: usize) -> Self {
+        Self {
+            table,
+            of: vec![None; len],
+            stamps: vec![0; len],
+        }
+    }
+
+    fn is_open(&self, index: usize) -> bool {
+        self.of[index].is_none()
+    }
+
+    fn set(&mut self, index: usize, outcome: Outcome) {
+        if self.of[index].is_none() {
+            self.of[index] = Some(outcome);
+        }
+    }
+
+    fn finish(self) -> Vec<Outcome> {
+        self.of
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Done))
+            .collect()
+    }
 }
 
 impl Sink {
-    /// A sink that writes through `store`.
-    pub fn new(store: Arc<ClickHouse>) -> Self {
-        Self { store }
+    /// A sink that writes through `store` and marks changed days in `dirty`.
+    pub fn new(store: Arc<ClickHouse>, dirty: Dirty, metrics: SinkMetrics) -> Self {
+        Self {
+            store,
+            dirty,
+            metrics,
+        }
+    }
+
+    /// Decodes every delivery and maps it with `to_rows`; undecodable and
+    /// unmappable messages are poison. Returns the rows with the index of
+    /// the message each came from.
+    fn decode<M, R>(
+        &self,
+        batch: &[Delivery],
+        outcomes: &mut Outcomes,
+        mut to_rows: impl FnMut(&Envelope<M>, u64) -> Result<R, RowError>,
+    ) -> Vec<(usize, R)>
+    where
+        M: Message,
+    {
+        let now_ms = wall_clock_ms();
+        let mut rows = Vec::with_capacity(batch.len());
+        for (index, delivery) in batch.iter().enumerate() {
+            match delivery.decode::<M>() {
+                Ok(envelope) => {
+                    outcomes.stamps[index] = envelope.hlc.wall_ms;
+                    match to_rows(&envelope, now_ms) {
+                        Ok(row) => rows.push((index, row)),
+                        Err(e) => {
+                            self.count_dead(outcomes.table, e.label());
+                            outcomes.set(index, Outcome::poison(e));
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.count_dead(outcomes.table, "undecodable");
+                    outcomes.set(index, Outcome::from(Err(e)));
+                }
+            }
+        }
+        rows
+    }
+
+    fn count_dead(&self, table: &str, reason: &str) {
+        self.metrics
+            .dead_letters
+            .with_label_values(&[table, reason])
+            .inc();
+    }
+
+    /// Inserts the rows of every message still open into `table`. A
+    /// permanent failure splits the rows in halves until the refused ones
+    /// are alone; a retryable one retries every message of the failed part.
+    async fn land<R>(&self, table: &'static str, rows: Vec<(usize, R)>, outcomes: &mut Outcomes)
+    where
+        R: clickhouse::RowOwned + clickhouse::RowWrite,
+    {
+        let (owners, rows): (Vec<usize>, Vec<R>) = rows
+            .into_iter()
+            .filter(|(index, _)| outcomes.is_open(*index))
+            .unzip();
+        let mut parts = vec![(0, rows.len())];
+        let mut oldest: Option<u64> = None;
+        while let Some((start, end)) = parts.pop() {
+            if start == end {
+                continue;
+            }
+            match self.store.insert(table, &rows[start..end]).await {
+                Ok(()) => {
+                    for &owner in &owners[start..end] {
+                        let stamp = outcomes.stamps[owner];
+                        oldest = Some(oldest.map_or(stamp, |o| o.min(stamp)));
+                    }
+                }
+                Err(e) if e.class() == Class::Retryable => {
+                    for &owner in &owners[start..end] {
+                        outcomes.set(owner, Outcome::retry(&e));
+                    }
+                }
+                Err(e) if end - start == 1 => {
+                    tracing::warn!(table, error = %e, "ClickHouse refused a row; dead-lettering its message.");
+                    self.count_dead(table, "rejected");
+                    outcomes.set(owners[start], Outcome::poison(refused(&e)));
+                }
+                Err(e) => {
+                    tracing::info!(table, rows = end - start, error = %e,
+                        "ClickHouse refused a batch; splitting it to find the rows at fault.");
+                    let middle = start + (end - start) / 2;
+                    parts.push((middle, end));
+                    parts.push((start, middle));
+                }
+            }
+        }
+        if let Some(oldest) = oldest {
+            let lag = wall_clock_ms().saturating_sub(oldest);
+            self.metrics
+                .lag
+                .with_label_values(&[table])
+                .set(i64::try_from(lag).unwrap_or(i64::MAX));
+        }
     }
 
     /// Handles a batch of `HEALTH` messages.
     pub async fn record_health(self, batch: Vec<Delivery>) -> Vec<Outcome> {
-        self.record(HEALTH_TABLE, batch, |e: &Envelope<HealthResult>| {
-            HealthRow::from_envelope(e)
-        })
-        .await
+        let mut outcomes = Outcomes::new(HEALTH_TABLE, batch.len());
+        let rows = self.decode(&batch, &mut outcomes, |e: &Envelope<HealthResult>, now| {
+            HealthRow::from_envelope(e, now)
+        });
+        self.land(HEALTH_TABLE, rows, &mut outcomes).await;
+        outcomes.finish()
     }
 
-    /// Handles a batch of `STATUS` messages.
+    /// Handles a batch of `STATUS` messages; marks the days they change.
     pub async fn record_status(self, batch: Vec<Delivery>) -> Vec<Outcome> {
-        self.record(STATUS_TABLE, batch, |e: &Envelope<StatusChange>| {
-            StatusRow::from_envelope(e)
-        })
-        .await
-    }
-
-    /// Maps each delivery to a row (or a poison outcome), inserts the rows
-    /// in one go, and gives every mapped message the insert's outcome.
-    async fn record<M, R, E>(
-        &self,
-        table: &'static str,
-        batch: Vec<Delivery>,
-        to_row: impl Fn(&Envelope<M>) -> Result<R, E>,
-    ) -> Vec<Outcome>
-    where
-        M: Message,
-        R: clickhouse::RowOwned + clickhouse::RowWrite,
-        E: std::fmt::Display,
-    {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let mut rows = Vec::with_capacity(batch.len());
-        for delivery in &batch {
-            match delivery.decode::<M>() {
-                Ok(envelope) => match to_row(&envelope) {
-                    Ok(row) => {
-                        rows.push(row);
-                        outcomes.push(None);
-                    }
-                    Err(e) => outcomes.push(Some(Outcome::poison(e))),
-                },
-                Err(e) => outcomes.push(Some(Outcome::from(Err(e)))),
+        let mut outcomes = Outcomes::new(STATUS_TABLE, batch.len());
+        let rows = self.decode(&batch, &mut outcomes, |e: &Envelope<StatusChange>, now| {
+            StatusRow::from_envelope(e, now)
+        });
+        let changed: Vec<(usize, String, String, u64)> = rows
+            .iter()
+            .map(|(i, r)| (*i, r.page.clone(), r.component.clone(), r.at_ms))
+            .collect();
+        self.land(STATUS_TABLE, rows, &mut outcomes).await;
+        for (index, page, component, at_ms) in changed {
+            if outcomes.is_open(index) {
+                self.dirty.mark(&page, &component, at_ms);
             }
         }
-        let inserted = match self.store.insert(table, &rows).await {
-            Ok(()) => Outcome::Done,
-            Err(e) => Outcome::retry(e),
-        };
-        outcomes
-            .into_iter()
-            .map(|outcome| outcome.unwrap_or_else(|| inserted.clone()))
-            .collect()
+        outcomes.finish()
     }
+
+    /// Handles a batch of `INCIDENTS` messages: the events, then the
+    /// timeline updates they add. A message is done when both landed.
+    pub async fn record_incidents(self, batch: Vec<Delivery>) -> Vec<Outcome> {
+        let mut outcomes = Outcomes::new(INCIDENT_TABLE, batch.len());
+        let pairs = self.decode(&batch, &mut outcomes, |e: &Envelope<IncidentEvent>, now| {
+            IncidentRow::from_envelope(e, now)
+        });
+        let mut events = Vec::with_capacity(pairs.len());
+        let mut updates: Vec<(usize, IncidentUpdateRow)> = Vec::new();
+        for (index, (event, update)) in pairs {
+            events.push((index, event));
+            if let Some(update) = update {
+                updates.push((index, update));
+            }
+        }
+        self.land(INCIDENT_TABLE, events, &mut outcomes).await;
+        outcomes.table = INCIDENT_UPDATE_TABLE;
+        self.land(INCIDENT_UPDATE_TABLE, updates, &mut outcomes)
+            .await;
+        outcomes.finish()
+    }
+
+    /// Handles a batch of `MAINTENANCE` messages; marks the days they change.
+    pub async fn record_maintenance(self, batch: Vec<Delivery>) -> Vec<Outcome> {
+        let mut outcomes = Outcomes::new(MAINTENANCE_TABLE, batch.len());
+        let rows = self.decode(
+            &batch,
+            &mut outcomes,
+            |e: &Envelope<MaintenanceEvent>, now| MaintenanceRow::from_envelope(e, now),
+        );
+        let changed: Vec<(usize, String, Vec<String>, u64)> = rows
+            .iter()
+            .map(|(i, r)| {
+                (
+                    *i,
+                    r.page.clone(),
+                    r.components.clone(),
+                    r.at_ms.min(r.starts_at_ms),
+                )
+            })
+            .collect();
+        self.land(MAINTENANCE_TABLE, rows, &mut outcomes).await;
+        for (index, page, components, from_ms) in changed {
+            if outcomes.is_open(index) {
+                for component in components {
+                    self.dirty.mark(&page, &component, from_ms);
+                }
+            }
+        }
+        outcomes.finish()
+    }
+
+    /// Handles a batch of `DELIVERIES` messages.
+    pub async fn record_deliveries(self, batch: Vec<Delivery>) -> Vec<Outcome> {
+        let mut outcomes = Outcomes::new(DELIVERY_TABLE, batch.len());
+        let rows = self.decode(
+            &batch,
+            &mut outcomes,
+            |e: &Envelope<DeliveryReceipt>, now| DeliveryRow::from_envelope(e, now),
+        );
+        self.land(DELIVERY_TABLE, rows, &mut outcomes).await;
+        outcomes.finish()
+    }
+}
+
+/// The dead-letter reason for a row ClickHouse refused.
+fn refused(error: &StoreError) -> String {
+    format!(
+        "ClickHouse refused the row ({}): {error}",
+        error.permanent_code().unwrap_or("permanent error")
+    )
 }
 
 #[cfg(test)]
@@ -175,12 +430,16 @@ mod tests {
         for (spec, stream, durable) in [
             (health_spec(), STREAM_HEALTH, HEALTH_CONSUMER),
             (status_spec(), STREAM_STATUS, STATUS_CONSUMER),
+            (incidents_spec(), STREAM_INCIDENTS, INCIDENTS_CONSUMER),
+            (maintenance_spec(), STREAM_MAINTENANCE, MAINTENANCE_CONSUMER),
+            (deliveries_spec(), STREAM_DELIVERIES, DELIVERIES_CONSUMER),
         ] {
             assert_eq!(
                 (spec.stream.as_str(), spec.durable.as_str()),
                 (stream, durable)
             );
             assert_eq!(spec.retry, RETRY);
+            assert!(spec.validate().is_ok(), "{durable}");
             assert!(
                 !spec.retry.gives_up_at(i64::MAX),
                 "an outage must not dead-letter"

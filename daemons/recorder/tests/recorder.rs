@@ -22,7 +22,7 @@ use beacon_core::names::{
 use beacon_core::publish::{publish, publish_bytes};
 use beacon_core::telemetry::LogFormat;
 use beacon_core::topology::{ensure, Topology};
-use beacon_recorder::config::ClickHouseArgs;
+use beacon_recorder::config::{ClickHouseArgs, LayoutArg};
 use beacon_recorder::sink::HEALTH_CONSUMER;
 use beacon_recorder::RunError;
 use beacon_testkit::{wait_until, ClickHouseServer, NatsServer};
@@ -37,9 +37,28 @@ struct Recorder {
     task: JoinHandle<Result<(), RunError>>,
 }
 
+/// The flags a test recorder runs with: one server, rollups every second.
+fn clickhouse_args(url: String) -> ClickHouseArgs {
+    ClickHouseArgs {
+        url,
+        database: "beacon".into(),
+        user: None,
+        password: None,
+        layout: LayoutArg::Single,
+        cluster: None,
+        shard_urls: Vec::new(),
+        rollup_interval: Duration::from_secs(1),
+    }
+}
+
 impl Recorder {
     /// Starts the recorder; does not wait for it to be ready.
     async fn start(nats: &NatsServer, clickhouse_url: String) -> Recorder {
+        Self::start_with(nats, clickhouse_args(clickhouse_url)).await
+    }
+
+    /// Starts the recorder with these flags.
+    async fn start_with(nats: &NatsServer, args: ClickHouseArgs) -> Recorder {
         let common = CommonArgs {
             nats: NatsArgs {
                 url: nats.url(),
@@ -55,14 +74,7 @@ impl Recorder {
             replicas: 1,
             topology: beacon_core::daemon::TopologyMode::Auto,
         };
-        let config = ClickHouseArgs {
-            url: clickhouse_url,
-            database: "beacon".into(),
-            user: None,
-            password: None,
-        }
-        .validate()
-        .expect("valid ClickHouse flags");
+        let config = args.validate().expect("valid ClickHouse flags");
         let daemon = Daemon::start("recorder", "global", &common)
             .await
             .expect("start the recorder daemon");
@@ -519,15 +531,17 @@ fn bad_flags_exit_64_listing_every_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recorder_killed_in_the_middle_of_a_batch_loses_nothing() {
+async fn a_recorder_killed_mid_batch_and_a_clickhouse_restart_lose_and_double_nothing() {
     let nats = NatsServer::start();
-    let clickhouse = ClickHouseServer::start();
+    let mut clickhouse = ClickHouseServer::start();
     let js = bus(&nats).await;
 
-    // A backlog first, so the recorder is busy with batches when it dies.
-    let total = 30_000u64;
+    // A backlog first, so the recorder is busy with batches when it dies;
+    // every tenth result is published twice (a replay under another
+    // message id), so the stream holds copies the table must not count.
+    let distinct = 30_000u64;
     let clock = HlcClock::new();
-    let envelopes: Vec<_> = (0..total)
+    let envelopes: Vec<_> = (0..distinct)
         .map(|i| {
             Envelope::new(
                 &clock,
@@ -543,6 +557,24 @@ async fn a_recorder_killed_in_the_middle_of_a_batch_loses_nothing() {
         .publish_all(envelopes.iter().map(|e| (subject.as_str(), e)))
         .await;
     assert!(results.iter().all(Result::is_ok), "backlog published");
+    let copies: Vec<(String, bytes::Bytes)> = envelopes
+        .iter()
+        .step_by(10)
+        .map(|e| {
+            (
+                format!("replay-{}", e.id),
+                e.encode().expect("encode").into(),
+            )
+        })
+        .collect();
+    let results = publisher
+        .publish_all_bytes(
+            copies
+                .iter()
+                .map(|(id, bytes)| (subject.as_str(), id.clone(), bytes.clone())),
+        )
+        .await;
+    assert!(results.iter().all(Result::is_ok), "copies published");
 
     let args = vec![
         "--nats-url".into(),
@@ -563,19 +595,548 @@ async fn a_recorder_killed_in_the_middle_of_a_batch_loses_nothing() {
     recorder.kill();
     let at_kill = number(&clickhouse, rows).unwrap_or(0);
     assert!(
-        at_kill < total,
-        "the recorder was killed with work left ({at_kill} of {total} rows stored)"
+        at_kill < distinct,
+        "the recorder was killed with work left ({at_kill} of {distinct} rows stored)"
     );
+    // ClickHouse dies too (SIGKILL) and comes back on the same data.
+    tokio::task::block_in_place(|| clickhouse.restart());
 
     recorder.restart();
     let unique = "SELECT uniqExact(event_id) FROM beacon.health_results";
     wait_until(
-        &format!("all {total} events stored"),
+        &format!("all {distinct} events stored"),
         Duration::from_secs(90),
-        || async { number(&clickhouse, unique).filter(|n| *n == total) },
+        || async { number(&clickhouse, unique).filter(|n| *n == distinct) },
     )
     .await;
     assert_eq!(deadletter_count(&js).await, 0, "nothing was dead-lettered");
     let final_rows = "SELECT count() FROM beacon.health_results FINAL";
-    assert_eq!(number(&clickhouse, final_rows), Some(total));
+    assert_eq!(number(&clickhouse, final_rows), Some(distinct));
+    // The per-minute rollup counts each result once, copies and replays
+    // after the crash included.
+    let minutely = "SELECT uniqExactMerge(results) FROM beacon.health_minutely";
+    assert_eq!(number(&clickhouse, minutely), Some(distinct));
+}
+
+/// A HEALTH envelope published as is (any time, any page).
+async fn publish_raw_health(js: &jetstream::Context, envelope: &Envelope<HealthResult>) {
+    let subject = health_subject("acme", "api", "eu-west");
+    publish(js, &subject, envelope).await.expect("publish");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_row_is_dead_lettered_while_the_rows_around_it_land() {
+    let nats = NatsServer::start();
+    let clickhouse = ClickHouseServer::start();
+    let js = bus(&nats).await;
+    let recorder = Recorder::start(&nats, clickhouse.http_url()).await;
+    recorder.wait_ready().await;
+    // An operator's check on the table, the 18.16 form of a CONSTRAINT:
+    // ClickHouse refuses a whole INSERT that holds a row failing it.
+    clickhouse.query(
+        "ALTER TABLE beacon.health_results ADD COLUMN guard UInt8 \
+         MATERIALIZED throwIf(check_id = 'refused')",
+    );
+    // Pause the consumer's view of the stream by publishing everything
+    // before the recorder's next pull: one batch holds all seven.
+    let clock = HlcClock::new();
+    let mut envelopes = Vec::new();
+    for check in ["a", "b", "c", "refused", "d", "e", "f"] {
+        envelopes.push(Envelope::new(
+            &clock,
+            "eu-west",
+            health(check, Outcome::Up, Some(200), None),
+        ));
+    }
+    // An impossible time is refused before ClickHouse sees it.
+    let mut future = Envelope::new(&clock, "eu-west", health("future", Outcome::Up, None, None));
+    future.data.started_at_ms = wall_clock_ms() + 3 * 86_400_000;
+    envelopes.push(future);
+    for envelope in &envelopes {
+        publish_raw_health(&js, envelope).await;
+    }
+
+    wait_rows(&clickhouse, "health_results", 6).await;
+    wait_until("two dead letters", LAND, || async {
+        (deadletter_count(&js).await == 2).then_some(())
+    })
+    .await;
+    let landed =
+        clickhouse.query("SELECT check_id FROM beacon.health_results FINAL ORDER BY check_id");
+    assert_eq!(landed, "a\nb\nc\nd\ne\nf\n");
+    let stream = js.get_stream(STREAM_DEADLETTER).await.expect("stream");
+    let mut reasons = Vec::new();
+    for seq in 1..=2 {
+        let dead = stream.get_raw_message(seq).await.expect("a dead letter");
+        let reason = dead
+            .headers
+            .get("Beacon-Reason")
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default();
+        let event: serde_json::Value = serde_json::from_slice(&dead.payload).expect("json");
+        reasons.push((
+            event["data"]["check"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            reason,
+        ));
+    }
+    reasons.sort();
+    assert_eq!(reasons[0].0, "future");
+    assert!(
+        reasons[0].1.contains("more than a day ahead"),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[1].0, "refused");
+    assert!(
+        reasons[1].1.contains("FUNCTION_THROW_IF_VALUE_IS_NON_ZERO"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        recorder.metric(
+            "dead_letters_total",
+            &[("table", "health_results"), ("reason", "rejected")]
+        ),
+        1
+    );
+    assert_eq!(
+        recorder.metric(
+            "dead_letters_total",
+            &[("table", "health_results"), ("reason", "impossible_time")]
+        ),
+        1
+    );
+    assert_eq!(
+        recorder.metric(
+            "insert_errors_total",
+            &[("table", "health_results"), ("class", "retryable")]
+        ),
+        0,
+        "a refused row is never retried"
+    );
+    recorder.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_recorded_and_finish_after_a_crash_between_steps() {
+    let clickhouse = ClickHouseServer::start();
+    let nats = NatsServer::start();
+    let _js = bus(&nats).await;
+    // A run that died inside migration 2: its first column is added, the
+    // migration is not recorded.
+    clickhouse.query("CREATE DATABASE beacon");
+    let config = clickhouse_args(clickhouse.http_url())
+        .validate()
+        .expect("valid");
+    for migration in &beacon_recorder::schema::MIGRATIONS[..1] {
+        for statement in beacon_recorder::schema::render(migration, "beacon", &config.layout) {
+            clickhouse.query(&statement.sql);
+        }
+    }
+    clickhouse.query(&beacon_recorder::schema::create_migrations_table("beacon"));
+    clickhouse.query("INSERT INTO beacon.schema_migrations VALUES (1, '0001_history.sql', now())");
+    let second = beacon_recorder::schema::render(
+        &beacon_recorder::schema::MIGRATIONS[1],
+        "beacon",
+        &config.layout,
+    );
+    clickhouse.query(&second[0].sql);
+
+    let recorder = Recorder::start(&nats, clickhouse.http_url()).await;
+    recorder.wait_ready().await;
+    let applied =
+        clickhouse.query("SELECT version FROM beacon.schema_migrations FINAL ORDER BY version");
+    assert_eq!(applied, "1\n2\n3\n4\n");
+    assert_eq!(
+        clickhouse.query("SELECT count() FROM system.columns WHERE database = 'beacon' AND table = 'status_changes' AND name IN ('at_ms', 'source', 'flapping', 'inhibited', 'proposal')"),
+        "5\n"
+    );
+    recorder.stop().await;
+    // A second start runs nothing again.
+    let again = Recorder::start(&nats, clickhouse.http_url()).await;
+    again.wait_ready().await;
+    assert_eq!(
+        again.metric("migrations_applied_total", &[("server", "single")]),
+        0
+    );
+    assert_eq!(
+        clickhouse.query("SELECT count() FROM beacon.schema_migrations"),
+        "4\n"
+    );
+    again.stop().await;
+}
+
+/// Stores a page config in KV `config`, as the decider's config API does.
+async fn store_page(js: &jetstream::Context, toml: &str) {
+    let config = beacon_core::config::load(toml).expect("a valid page config");
+    let kv = js.get_key_value("config").await.expect("KV config");
+    let envelope = Envelope::new(&HlcClock::new(), "global", config.clone());
+    kv.put(
+        config.id.as_str(),
+        envelope.encode().expect("encode").into(),
+    )
+    .await
+    .expect("put the page config");
+}
+
+fn status_at(
+    page: &str,
+    component: &str,
+    to: ComponentStatus,
+    at_ms: u64,
+) -> Envelope<StatusChange> {
+    Envelope::with_id(
+        beacon_core::event::EventId::new(),
+        beacon_core::hlc::Hlc::new(at_ms, 0),
+        "global",
+        StatusChange {
+            page: page.into(),
+            component: component.into(),
+            from: None,
+            to,
+            at_ms,
+            source: Default::default(),
+            flapping: false,
+            inhibited: None,
+            proposal: None,
+            evidence: Evidence {
+                rule: "test".into(),
+                trigger: None,
+                regions: vec![],
+            },
+        },
+    )
+}
+
+async fn publish_at<T: beacon_core::event::Message>(
+    js: &jetstream::Context,
+    subject: &str,
+    body: T,
+    at_ms: u64,
+) {
+    let envelope = Envelope::with_id(
+        beacon_core::event::EventId::new(),
+        beacon_core::hlc::Hlc::new(at_ms, 0),
+        "global",
+        body,
+    );
+    publish(js, subject, &envelope).await.expect("publish");
+}
+
+async fn sla_report(
+    client: &async_nats::Client,
+    request: serde_json::Value,
+) -> beacon_core::api::ApiReply<beacon_core::api::SlaReport> {
+    let reply = client
+        .request(
+            beacon_core::names::api::SLA_REPORT,
+            serde_json::to_vec(&request).expect("json").into(),
+        )
+        .await
+        .expect("the recorder answers");
+    serde_json::from_slice(&reply.payload).expect("an ApiReply")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sla_reports_and_kv_rollups_come_from_every_stream() {
+    use beacon_core::api::ApiReply;
+    use beacon_core::messages::*;
+    use beacon_core::names::{delivery_subject, incident_subject, maintenance_subject};
+    const MIN: u64 = 60_000;
+    const HOUR: u64 = 60 * MIN;
+    const DAY: u64 = 24 * HOUR;
+
+    let nats = NatsServer::start();
+    let clickhouse = ClickHouseServer::start();
+    let js = bus(&nats).await;
+    store_page(
+        &js,
+        r#"
+        [page]
+        id = "shop"
+        name = "Shop"
+        [sla]
+        target = 99.5
+        [[components]]
+        id = "api"
+        name = "API"
+        sla_target = 99.9
+        [[components]]
+        id = "web"
+        name = "Web"
+        "#,
+    )
+    .await;
+    let recorder = Recorder::start(&nats, clickhouse.http_url()).await;
+    recorder.wait_ready().await;
+
+    // A finished month, 40 to 70 days ago.
+    let month =
+        beacon_recorder::rollup::date_of_day((wall_clock_ms() - 40 * DAY) / DAY)[..7].to_owned();
+    let (p0, p1) = beacon_core::api::SlaPeriod::parse(&month)
+        .expect("a month")
+        .bounds_ms();
+    let s = |to, at| status_at("shop", "api", to, at);
+    use ComponentStatus as S;
+    for change in [
+        s(S::Operational, p0 - HOUR),
+        s(S::MajorOutage, p0 + DAY),
+        s(S::Operational, p0 + DAY + 30 * MIN),
+        s(S::PartialOutage, p0 + 2 * DAY),
+        s(S::Operational, p0 + 2 * DAY + HOUR),
+    ] {
+        publish(&js, &status_subject("shop", "api"), &change)
+            .await
+            .expect("publish");
+    }
+    // A two-hour maintenance window on the third day.
+    let window = |action, phase, at| MaintenanceEvent {
+        page: "shop".into(),
+        maintenance: "m1".into(),
+        action,
+        actor: "decider".into(),
+        at_ms: at,
+        phase,
+        title: "DB upgrade".into(),
+        body: String::new(),
+        starts_at_ms: p0 + 3 * DAY,
+        ends_at_ms: p0 + 3 * DAY + 2 * HOUR,
+        components: vec!["api".into()],
+        recurrence: None,
+        series: None,
+        remind_before_ms: 0,
+        verify_ms: 0,
+    };
+    let subject = maintenance_subject("shop", "m1");
+    publish_at(
+        &js,
+        &subject,
+        window(
+            MaintenanceAction::Scheduled,
+            MaintenancePhase::Scheduled,
+            p0,
+        ),
+        p0,
+    )
+    .await;
+    publish_at(
+        &js,
+        &subject,
+        window(
+            MaintenanceAction::Started,
+            MaintenancePhase::InProgress,
+            p0 + 3 * DAY,
+        ),
+        p0 + 3 * DAY,
+    )
+    .await;
+    publish_at(
+        &js,
+        &subject,
+        window(
+            MaintenanceAction::Completed,
+            MaintenancePhase::Completed,
+            p0 + 3 * DAY + 2 * HOUR,
+        ),
+        p0 + 3 * DAY + 2 * HOUR,
+    )
+    .await;
+    // One incident, open for 30 minutes; one proposal that was dismissed.
+    let affected = vec![AffectedComponent {
+        component: "api".into(),
+        status: S::MajorOutage,
+    }];
+    let mut opened = IncidentEvent::new("shop", "i1", IncidentAction::Created, "alice", p0 + DAY);
+    opened.lifecycle = Some(IncidentLifecycle::Open);
+    opened.title = Some("API down".into());
+    opened.state = Some(IncidentState::Investigating);
+    opened.components = Some(affected.clone());
+    opened.update = Some(IncidentUpdate {
+        id: "u1".into(),
+        state: IncidentState::Investigating,
+        body: "Looking".into(),
+        components: affected.clone(),
+        at_ms: p0 + DAY,
+        actor: "alice".into(),
+    });
+    let mut resolved = IncidentEvent::new(
+        "shop",
+        "i1",
+        IncidentAction::Resolved,
+        "alice",
+        p0 + DAY + 30 * MIN,
+    );
+    resolved.state = Some(IncidentState::Resolved);
+    resolved.update = Some(IncidentUpdate {
+        id: "u2".into(),
+        state: IncidentState::Resolved,
+        body: "Fixed".into(),
+        components: vec![],
+        at_ms: p0 + DAY + 30 * MIN,
+        actor: "alice".into(),
+    });
+    let mut dismissed = IncidentEvent::new(
+        "shop",
+        "i2",
+        IncidentAction::Dismissed,
+        "alice",
+        p0 + 2 * DAY,
+    );
+    dismissed.lifecycle = Some(IncidentLifecycle::Dismissed);
+    for (id, event) in [("i1", opened), ("i1", resolved), ("i2", dismissed)] {
+        let at = event.at_ms;
+        publish_at(&js, &incident_subject("shop", id), event, at).await;
+    }
+    publish_at(
+        &js,
+        &delivery_subject("email", "delivered"),
+        DeliveryReceipt {
+            channel: ChannelKind::Email,
+            page: "shop".into(),
+            subscriber: "s1".into(),
+            idempotency_key: "e1:s1".into(),
+            outcome: DeliveryOutcome::Delivered,
+            attempts: 1,
+            detail: "250 OK".into(),
+        },
+        wall_clock_ms(),
+    )
+    .await;
+
+    wait_rows(&clickhouse, "status_changes", 5).await;
+    wait_rows(&clickhouse, "maintenance_events", 3).await;
+    wait_rows(&clickhouse, "incident_events", 3).await;
+    wait_rows(&clickhouse, "incident_updates", 2).await;
+    wait_rows(&clickhouse, "delivery_receipts", 1).await;
+    assert_eq!(
+        clickhouse.query("SELECT status, start_ms FROM beacon.status_intervals WHERE component = 'api' ORDER BY start_ms LIMIT 2"),
+        format!("operational\t{}\nmajor_outage\t{}\n", p0 - HOUR, p0 + DAY)
+    );
+
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let report = match sla_report(
+        &client,
+        serde_json::json!({"page": "shop", "period": month}),
+    )
+    .await
+    {
+        ApiReply::Ok { result } => result,
+        other => panic!("expected a report, got {other:?}"),
+    };
+    let api = &report.components[0];
+    let counted = p1 - p0 - 2 * HOUR;
+    assert_eq!(
+        (api.major_ms, api.partial_ms, api.maintenance_ms),
+        (30 * MIN, HOUR, 2 * HOUR)
+    );
+    assert_eq!(api.operational_ms, counted - 30 * MIN - HOUR);
+    let down = 30.0 + 0.3 * 60.0;
+    assert!((api.downtime_minutes - down).abs() < 1e-9, "{api:?}");
+    let uptime = 100.0 * (1.0 - down * MIN as f64 / counted as f64);
+    assert!(
+        (api.uptime_percent.expect("counted") - uptime).abs() < 1e-9,
+        "{api:?}"
+    );
+    assert_eq!(api.target_percent, 99.9);
+    assert_eq!(api.met, Some(uptime >= 99.9));
+    assert_eq!(api.incidents, 1);
+    let web = &report.components[1];
+    assert_eq!(
+        (web.uptime_percent, web.no_data_ms, web.target_percent),
+        (None, p1 - p0, 99.5)
+    );
+    assert_eq!(
+        report.incidents.count, 1,
+        "the dismissed proposal does not count"
+    );
+    assert_eq!(report.incidents.mttr_minutes, Some(30.0));
+
+    // Bad input: a clear refusal, nothing computed.
+    for (request, location) in [
+        (
+            serde_json::json!({"page": "shop", "period": "2026-13"}),
+            "period",
+        ),
+        (serde_json::json!({"page": "nope", "period": month}), "page"),
+        (serde_json::json!({"page": "shop"}), "request"),
+    ] {
+        match sla_report(&client, request.clone()).await {
+            ApiReply::Invalid { errors } => assert_eq!(errors[0].location, location, "{request}"),
+            other => panic!("{request}: expected a refusal, got {other:?}"),
+        }
+    }
+
+    // KV uptime has the days, with the page's weights applied.
+    let kv = js.get_key_value("uptime").await.expect("KV uptime");
+    let outage_day = beacon_recorder::rollup::date_of_day((p0 + DAY) / DAY);
+    let day = wait_until("the outage day in KV uptime", LAND, || async {
+        let value = kv.get("shop.api").await.ok().flatten()?;
+        let rollup = Envelope::<UptimeRollup>::decode(&value).ok()?.data;
+        rollup
+            .days
+            .into_iter()
+            .find(|d| d.date == outage_day && d.major_ms > 0)
+    })
+    .await;
+    assert_eq!(
+        (day.major_ms, day.down_ms, day.up_ms),
+        (30 * MIN, 30 * MIN, DAY - 30 * MIN)
+    );
+    let percent = day.uptime_percent.expect("counted");
+    assert!(
+        (percent - 100.0 * (1.0 - 30.0 / 1440.0)).abs() < 1e-9,
+        "{day:?}"
+    );
+    recorder.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sharded_layout_spreads_rows_over_two_servers() {
+    let nats = NatsServer::start();
+    let shards = ClickHouseServer::start_shards("history", 2);
+    let js = bus(&nats).await;
+    let mut args = clickhouse_args(shards[0].http_url());
+    args.layout = LayoutArg::Sharded;
+    args.cluster = Some("history".into());
+    args.shard_urls = shards.iter().map(|s| s.http_url()).collect();
+    let recorder = Recorder::start_with(&nats, args).await;
+    recorder.wait_ready().await;
+
+    let clock = HlcClock::new();
+    let components = 40;
+    for i in 0..components {
+        let mut result = health("home", Outcome::Up, Some(200), None);
+        result.component = format!("c{i}");
+        let envelope = Envelope::new(&clock, "eu-west", result);
+        publish(
+            &js,
+            &health_subject("acme", &format!("c{i}"), "eu-west"),
+            &envelope,
+        )
+        .await
+        .expect("publish");
+    }
+    wait_rows(&shards[0], "health_results", components).await;
+    // Both shards hold some of the rows, and either server sees them all.
+    let local: Vec<u64> = shards
+        .iter()
+        .map(|s| number(s, "SELECT count() FROM beacon.health_results_local").unwrap_or(0))
+        .collect();
+    assert!(
+        local.iter().all(|n| *n > 0),
+        "rows on every shard: {local:?}"
+    );
+    assert_eq!(local.iter().sum::<u64>(), components);
+    assert_eq!(
+        number(&shards[1], "SELECT count() FROM beacon.health_results"),
+        Some(components)
+    );
+    for shard in &shards {
+        assert_eq!(
+            shard.query("SELECT count() FROM beacon.schema_migrations FINAL"),
+            "4\n"
+        );
+    }
+    recorder.stop().await;
 }

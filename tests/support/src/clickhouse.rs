@@ -37,6 +37,8 @@ pub struct ClickHouseServer {
     dir: TempDir,
     http_port: u16,
     tcp_port: u16,
+    /// `<remote_servers>` of a cluster this server is a shard of, if any.
+    remote_servers: String,
     child: Option<Child>,
 }
 
@@ -44,14 +46,43 @@ impl ClickHouseServer {
     /// Writes a config into a fresh temp dir, starts the server and waits
     /// until `/ping` answers `Ok.`.
     pub fn start() -> ClickHouseServer {
+        Self::start_on(ports::free_port(), ports::free_port(), String::new())
+    }
+
+    /// Starts `count` servers that are the shards (one replica each) of a
+    /// cluster named `cluster`: every server's config lists them all in
+    /// `<remote_servers>`, so a `Distributed` table on any of them reaches
+    /// every shard.
+    pub fn start_shards(cluster: &str, count: usize) -> Vec<ClickHouseServer> {
+        let ports: Vec<(u16, u16)> = (0..count)
+            .map(|_| (ports::free_port(), ports::free_port()))
+            .collect();
+        let shards: String = ports
+            .iter()
+            .map(|(_, tcp)| {
+                format!(
+                    "<shard><replica><host>127.0.0.1</host><port>{tcp}</port></replica></shard>"
+                )
+            })
+            .collect();
+        let remote_servers =
+            format!("<remote_servers><{cluster}>{shards}</{cluster}></remote_servers>");
+        ports
+            .into_iter()
+            .map(|(http, tcp)| Self::start_on(http, tcp, remote_servers.clone()))
+            .collect()
+    }
+
+    fn start_on(http_port: u16, tcp_port: u16, remote_servers: String) -> ClickHouseServer {
         let dir = tempfile::Builder::new()
             .prefix("beacon-clickhouse-")
             .tempdir()
             .expect("create a temp dir for clickhouse-server");
         let mut server = ClickHouseServer {
             dir,
-            http_port: ports::free_port(),
-            tcp_port: ports::free_port(),
+            http_port,
+            tcp_port,
+            remote_servers,
             child: None,
         };
         std::fs::write(server.config_path(), server.config_xml())
@@ -214,6 +245,7 @@ impl ClickHouseServer {
     <default_profile>default</default_profile>
     <default_database>default</default_database>
     <timezone>UTC</timezone>
+    {remote_servers}
 </yandex>
 "#,
             log = xml_escape(&self.log_path().display().to_string()),
@@ -221,6 +253,7 @@ impl ClickHouseServer {
             http_port = self.http_port,
             tcp_port = self.tcp_port,
             data = xml_escape(&data),
+            remote_servers = self.remote_servers,
         )
     }
 
@@ -375,6 +408,19 @@ mod tests {
         server.start_again();
         assert!(server.is_running());
         assert_eq!(server.query("EXISTS TABLE t"), "1\n");
+    }
+
+    #[test]
+    fn shards_reach_each_other_through_a_distributed_table() {
+        let shards = ClickHouseServer::start_shards("pair", 2);
+        for shard in &shards {
+            shard.query("CREATE TABLE t (x UInt32) ENGINE = MergeTree ORDER BY x");
+            shard.query("CREATE TABLE t_all AS t ENGINE = Distributed(pair, default, t, x)");
+        }
+        shards[0].query("INSERT INTO t VALUES (1)");
+        shards[1].query("INSERT INTO t VALUES (2), (3)");
+        assert_eq!(shards[0].query("SELECT count() FROM t_all"), "3\n");
+        assert_eq!(shards[1].query("SELECT sum(x) FROM t_all"), "6\n");
     }
 
     #[test]

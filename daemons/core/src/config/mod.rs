@@ -21,6 +21,7 @@
 //!   into a typed AST and evaluated purely.
 //! - [`channels`]: the same for channel kinds (`email`, `sms`, `webhook`,
 //!   `slack`, `teams`).
+//! - [`sla`]: status weights and uptime targets for uptime and SLA reports.
 
 pub mod channels;
 pub mod checks;
@@ -31,6 +32,7 @@ pub use checks::http::HttpTarget;
 pub use checks::icmp::IcmpTarget;
 pub use checks::push::{PushFormat, PushTarget};
 pub use checks::tcp::TcpTarget;
+pub mod sla;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -66,6 +68,9 @@ pub struct RawPageConfig {
     #[serde(default)]
     #[schemars(with = "Vec<channels::RawChannel>")]
     pub channels: Vec<toml::Table>,
+    /// Status weights and the default uptime target ([`sla`]).
+    #[serde(default)]
+    pub sla: sla::RawSla,
 }
 
 /// `[page]`.
@@ -163,6 +168,9 @@ pub struct RawComponent {
     /// The flap window; default `defaults.flap_window`, then 15m.
     #[serde(default)]
     pub flap_window: Option<String>,
+    /// Uptime it promises, in percent (e.g. 99.95); default `sla.target`.
+    #[serde(default)]
+    pub sla_target: Option<f64>,
     /// Checks whose results decide its status. None means status is set by
     /// hand. Each is read as a table and validated by its `type`'s module
     /// ([`checks`]), so every problem in every check is reported at once.
@@ -193,6 +201,9 @@ pub struct PageConfig {
     pub components: Vec<Component>,
     /// Notification channels.
     pub channels: Vec<Channel>,
+    /// Status weights and the default target.
+    #[serde(default)]
+    pub sla: sla::Sla,
 }
 
 impl Message for PageConfig {
@@ -243,6 +254,9 @@ pub struct Component {
     /// The flap window.
     #[serde(default = "fallback::flap_window_ms")]
     pub flap_window_ms: u64,
+    /// Uptime it promises, in percent.
+    #[serde(default = "sla::default_target")]
+    pub sla_target: f64,
 }
 
 /// How many failing regions make a `major_outage`.
@@ -694,6 +708,8 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
         errors.flap_window("defaults.flap_window", value);
     }
 
+    let page_sla = sla::validate(&mut errors, &raw.sla);
+
     let mut group_ids = HashSet::new();
     let mut groups = Vec::new();
     for (i, group) in raw.groups.iter().enumerate() {
@@ -788,6 +804,10 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
                 .as_deref()
                 .and_then(|text| humantime::parse_duration(text).ok()),
         };
+        let sla_target = match component.sla_target {
+            Some(target) => sla::check_target(&mut errors, &format!("{at}.sla_target"), target),
+            None => page_sla.target,
+        };
         components.push(Component {
             id: component.id.clone(),
             name: component.name.clone(),
@@ -799,6 +819,7 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
             flap_transitions,
             flap_window_ms: flap_window
                 .map_or_else(fallback::flap_window_ms, |w| w.as_millis() as u64),
+            sla_target,
         });
     }
     check_dependencies(&mut errors, &raw.components);
@@ -829,6 +850,7 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
         groups,
         components,
         channels,
+        sla: page_sla,
     })
 }
 

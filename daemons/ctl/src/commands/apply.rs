@@ -41,7 +41,8 @@ pub async fn run(
     )
     .await?;
     let text = match format {
-        OutputFormat::Table => summary(&result),
+        // `lib::run` refuses csv for this command before it runs.
+        OutputFormat::Table | OutputFormat::Csv => summary(&result),
         OutputFormat::Json => output::json(&result)?,
     };
     output::print(&text)

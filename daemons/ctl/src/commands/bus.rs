@@ -81,7 +81,8 @@ pub async fn run(
         parts: rows,
     };
     let text = match format {
-        OutputFormat::Table => {
+        // `lib::run` refuses csv for this command before it runs.
+        OutputFormat::Table | OutputFormat::Csv => {
             let rows: Vec<Vec<String>> = report
                 .parts
                 .iter()

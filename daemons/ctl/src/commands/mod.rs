@@ -3,6 +3,10 @@
 
 pub mod apply;
 pub mod bus;
+pub mod component;
+pub mod incident;
+pub mod maintenance;
+pub mod sla;
 pub mod status;
 pub mod tail;
 pub mod validate;
@@ -18,4 +22,32 @@ const CLIENT_NAME: &str = "beaconctl";
 /// not a retry loop.
 async fn connect(nats: &NatsArgs) -> Result<async_nats::Client, CtlError> {
     Ok(connect_once(nats, CLIENT_NAME).await?)
+}
+
+/// Parses a word of an enum by its wire names (`major_outage`), or says
+/// which words there are.
+fn parse_word<T: Copy>(
+    flag: &'static str,
+    text: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<T, CtlError> {
+    all.iter()
+        .copied()
+        .find(|v| name(*v) == text)
+        .ok_or_else(|| CtlError::BadArgument {
+            flag,
+            reason: format!(
+                "{text:?} is not one of {}",
+                all.iter().map(|v| name(*v)).collect::<Vec<_>>().join(", ")
+            ),
+        })
+}
+
+/// Checks an id given on the command line.
+fn check_id(flag: &'static str, id: &str) -> Result<(), CtlError> {
+    beacon_core::names::check_token(id).map_err(|e| CtlError::BadArgument {
+        flag,
+        reason: format!("{id:?} {e}"),
+    })
 }

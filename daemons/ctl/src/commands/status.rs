@@ -36,6 +36,7 @@ pub async fn run(
     let text = match format {
         OutputFormat::Table => output::status_table(&records),
         OutputFormat::Json => output::json(&records)?,
+        OutputFormat::Csv => output::status_csv(&records),
     };
     output::print(&text)
 }

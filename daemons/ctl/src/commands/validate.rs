@@ -29,7 +29,8 @@ pub fn read_config(path: &Path) -> Result<(RawPageConfig, PageConfig), CtlError>
 pub fn run(path: &Path, format: OutputFormat) -> Result<(), CtlError> {
     let (_, config) = read_config(path)?;
     let text = match format {
-        OutputFormat::Table => summary(&config),
+        // `lib::run` refuses csv for this command before it runs.
+        OutputFormat::Table | OutputFormat::Csv => summary(&config),
         OutputFormat::Json => output::json(&config)?,
     };
     output::print(&text)
