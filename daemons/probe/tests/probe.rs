@@ -1,9 +1,9 @@
 //! The probe as a real process against a real `nats-server`: it runs only
 //! its region's checks, reloads a changed page without a restart, keeps
 //! its schedule while hostile targets time out, serves push checks over
-//! real HTTP (answering only once the result is durable, refusing bad
-//! requests without publishing anything), and sends heartbeats with its
-//! canary's result.
+//! real HTTP (answering only once the result is durable, 503 while the bus
+//! is away, refusing bad requests without publishing anything), and sends
+//! heartbeats with its canary's result.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -489,6 +489,38 @@ name = "Signal"
         metrics.contains("beacon_probe_push_requests_total{format=\"json\",status=\"401\"} 2"),
         "{metrics}"
     );
+
+    // No 2xx before the result is durable: with the bus away the answer
+    // is 503, and once it is back the same push is stored.
+    let mut nats = nats;
+    tokio::task::block_in_place(|| nats.stop());
+    let down = br#"{"status":"down","message":"disk full"}"#.to_vec();
+    let (status, body) = push(
+        port,
+        "signal/push",
+        Some("secret"),
+        Method::POST,
+        down.clone(),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    tokio::task::block_in_place(|| nats.start_again());
+    wait_until("a push to be stored once the bus is back", SOON, || {
+        let down = down.clone();
+        async move {
+            let (status, _) = push(port, "signal/push", Some("secret"), Method::POST, down).await;
+            (status == 200).then_some(())
+        }
+    })
+    .await;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("reconnect"));
+    let stream = js.get_stream("HEALTH").await.expect("HEALTH");
+    let last = stream
+        .get_last_raw_message_by_subject("beacon.health.p2.signal.eu")
+        .await
+        .expect("the stored signal");
+    let last = Envelope::<HealthResult>::decode(&last.payload).expect("a result");
+    assert_eq!(last.data.error.as_deref(), Some("disk full"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
