@@ -484,7 +484,17 @@ async fn incidents_are_proposed_confirmed_resolved_and_dismissed_from_the_cli() 
         .await;
     assert_eq!(confirmed["lifecycle"], "open");
     assert_eq!(confirmed["title"], "API down");
-    let revision = confirmed["revision"].as_u64().expect("revision");
+    // An edit corrects the impact without a timeline entry.
+    let updates_before = confirmed["updates"].as_array().map_or(0, Vec::len);
+    let edited = rig
+        .ctl_json(&["incident", "edit", "inc", &id, "--impact", "critical"])
+        .await;
+    assert_eq!(edited["impact"], "critical");
+    assert_eq!(
+        edited["updates"].as_array().map_or(0, Vec::len),
+        updates_before
+    );
+    let revision = edited["revision"].as_u64().expect("revision");
 
     // A stale revision is refused with the current state (exit 75).
     let stale = rig
