@@ -188,10 +188,12 @@ impl<T: Message> Envelope<T> {
             Err(body_error) => {
                 let head: Head = serde_json::from_slice(bytes)
                     .map_err(|e| DecodeError::NotAnEnvelope(e.to_string()))?;
-                Err(refuse(&head.kind, head.version).unwrap_or(DecodeError::InvalidBody {
-                    kind: T::KIND,
-                    reason: body_error.to_string(),
-                }))
+                Err(
+                    refuse(&head.kind, head.version).unwrap_or(DecodeError::InvalidBody {
+                        kind: T::KIND,
+                        reason: body_error.to_string(),
+                    }),
+                )
             }
         }
     }
