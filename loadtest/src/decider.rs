@@ -7,11 +7,13 @@
 //! one check in every one of `--regions` regions, stored in KV `config`; a
 //! warm-up round makes every component operational.
 //!
-//! Throughput, per run: the decider is paused (SIGSTOP, with a lease long
-//! enough to survive it), `--rounds` results per (component, region) are
-//! published, a raw pull consumer reads and acks them (the baseline), then
-//! the decider resumes (SIGCONT) and the clock runs until its consumer has
-//! nothing pending and nothing unacked.
+//! Throughput, per run: the decider stops (SIGTERM, releasing its lease),
+//! `--rounds` results per (component, region) are published, a raw pull
+//! consumer reads and acks them (the baseline), then the decider starts
+//! again; once its new term has loaded every component, the clock runs
+//! until its consumer has nothing pending and nothing unacked. (Pausing the
+//! process instead would let the server drop its connection as a slow
+//! consumer, and the messages it held would wait out the ack wait.)
 //!
 //! Latency: with the decider running and background results flowing at
 //! `--background-rate`, waves of components fail in every region and
@@ -19,7 +21,6 @@
 //! result it names as its trigger.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, kv};
@@ -191,18 +192,24 @@ async fn publish_round(
     Ok(())
 }
 
-fn signal(decider: &DaemonProcess, signal: &str) -> Result<(), LoadError> {
-    let pid = decider
-        .pid()
-        .ok_or_else(|| LoadError::Unexpected("the decider is not running".into()))?;
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .map_err(|e| LoadError::Unexpected(format!("kill {signal}: {e}")))?;
-    if !status.success() {
-        return Err(LoadError::Unexpected(format!("kill {signal} {pid} failed")));
+/// Waits until the decider's term holds every component.
+async fn term_loaded(decider: &DaemonProcess, components: u64) -> Result<(), LoadError> {
+    let url = format!("{}/metrics", decider.admin_url());
+    let client = reqwest::Client::new();
+    loop {
+        if let Ok(response) = client.get(&url).send().await {
+            if let Ok(body) = response.text().await {
+                let loaded = body
+                    .lines()
+                    .find(|l| l.starts_with("beacon_decider_components "))
+                    .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+                if loaded.is_some_and(|n| n as u64 >= components) {
+                    return Ok(());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(())
 }
 
 /// Waits until the durable consumer has nothing pending or unacked.
@@ -344,17 +351,9 @@ pub async fn run(args: &DeciderArgs) -> Result<DeciderReport, LoadError> {
     for _ in 0..2 {
         publish_round(&publisher, &round(args, &clock, next_at(), |_| Outcome::Up)).await?;
     }
-    let decider = DaemonProcess::spawn_with_admin(
+    let mut decider = DaemonProcess::spawn_with_admin(
         "beacon-decider",
-        vec![
-            "--nats-url".into(),
-            bus.url.clone(),
-            // Long enough to survive the pauses of the throughput runs.
-            "--lease-ttl".into(),
-            "300s".into(),
-            "--lease-renew".into(),
-            "10s".into(),
-        ],
+        vec!["--nats-url".into(), bus.url.clone()],
     );
     decider.wait_ready(Duration::from_secs(60)).await;
     bounded("the warm-up", args.phase_timeout, async {
@@ -373,7 +372,12 @@ pub async fn run(args: &DeciderArgs) -> Result<DeciderReport, LoadError> {
     let per_run = args.components * args.regions * args.rounds;
     let mut runs = Vec::new();
     for run in 1..=args.runs {
-        signal(&decider, "-STOP")?;
+        let stopped = decider.terminate();
+        if !stopped.success() {
+            return Err(LoadError::Unexpected(format!(
+                "the decider stopped with {stopped}"
+            )));
+        }
         let from = last_sequence(&js).await? + 1;
         for _ in 0..args.rounds {
             publish_round(&publisher, &round(args, &clock, next_at(), |_| Outcome::Up)).await?;
@@ -383,10 +387,15 @@ pub async fn run(args: &DeciderArgs) -> Result<DeciderReport, LoadError> {
             args.phase_timeout,
             raw_consume(&js, &bus.client, run, from, per_run),
         )
-        .await;
-        let resumed = signal(&decider, "-CONT");
-        let raw = raw?;
-        resumed?;
+        .await?;
+        decider.restart();
+        decider.wait_ready(Duration::from_secs(60)).await;
+        bounded(
+            "the new term to load",
+            args.phase_timeout,
+            term_loaded(&decider, args.components),
+        )
+        .await?;
         let start = Instant::now();
         bounded(
             "the decider to drain",

@@ -484,7 +484,17 @@ async fn incidents_are_proposed_confirmed_resolved_and_dismissed_from_the_cli() 
         .await;
     assert_eq!(confirmed["lifecycle"], "open");
     assert_eq!(confirmed["title"], "API down");
-    let revision = confirmed["revision"].as_u64().expect("revision");
+    // An edit corrects the impact without a timeline entry.
+    let updates_before = confirmed["updates"].as_array().map_or(0, Vec::len);
+    let edited = rig
+        .ctl_json(&["incident", "edit", "inc", &id, "--impact", "critical"])
+        .await;
+    assert_eq!(edited["impact"], "critical");
+    assert_eq!(
+        edited["updates"].as_array().map_or(0, Vec::len),
+        updates_before
+    );
+    let revision = edited["revision"].as_u64().expect("revision");
 
     // A stale revision is refused with the current state (exit 75).
     let stale = rig
@@ -1026,4 +1036,168 @@ async fn config_apply_is_compare_and_set() {
         })
         .collect();
     assert_eq!(won.len(), 1, "exactly one racer wins: {replies:?}");
+}
+
+/// Deciders leading partition `partition`, per their lease metrics.
+async fn partition_holders(rig: &Rig, partition: u32) -> Vec<usize> {
+    let mut holders = Vec::new();
+    for (i, decider) in rig.deciders.iter().enumerate() {
+        let Some((_, body)) = beacon_tests::get(&format!("{}/metrics", decider.admin_url())).await
+        else {
+            continue;
+        };
+        let holds = body.lines().any(|line| {
+            line.starts_with("beacon_decider_lease_holder{")
+                && line.contains(&format!("partition=\"{partition}\""))
+                && line.ends_with(" 1")
+        });
+        if holds {
+            holders.push(i);
+        }
+    }
+    holders
+}
+
+#[tokio::test]
+async fn pages_in_two_partitions_are_led_by_one_decider_each_and_survive_a_kill() {
+    // Pages `alpha` and `gamma` hash into partitions 1 and 0 of 2.
+    let mut rig = Rig::start(&["eu"], &["--partitions", "2"]).await;
+    let second = DaemonProcess::spawn_with_admin(
+        "beacon-decider",
+        vec![
+            "--nats-url".into(),
+            rig.nats.url(),
+            "--partitions".into(),
+            "2".into(),
+        ],
+    );
+    second.wait_ready(READY).await;
+    rig.deciders.push(second);
+    let mut alpha = HttpTarget::start().await;
+    let mut gamma = HttpTarget::start().await;
+    rig.apply(&per_region_page("alpha", &[("eu", alpha.url())], ""))
+        .await;
+    rig.apply(&per_region_page("gamma", &[("eu", gamma.url())], ""))
+        .await;
+    rig.wait_status("alpha", "api", ComponentStatus::Operational)
+        .await;
+    rig.wait_status("gamma", "api", ComponentStatus::Operational)
+        .await;
+    for partition in 0..2 {
+        let holders = wait_until(
+            &format!("one holder of partition {partition}"),
+            READY,
+            || async {
+                let holders = partition_holders(&rig, partition).await;
+                (holders.len() == 1).then_some(holders)
+            },
+        )
+        .await;
+        assert_eq!(holders.len(), 1);
+    }
+
+    // Whichever decider dies, the other leads both partitions and decides
+    // both pages.
+    rig.deciders[0].kill();
+    for partition in 0..2 {
+        wait_until(
+            &format!("decider 1 to lead partition {partition}"),
+            DECIDE,
+            || async { (partition_holders(&rig, partition).await == [1]).then_some(()) },
+        )
+        .await;
+    }
+    alpha.down();
+    gamma.down();
+    rig.wait_status("alpha", "api", ComponentStatus::MajorOutage)
+        .await;
+    rig.wait_status("gamma", "api", ComponentStatus::MajorOutage)
+        .await;
+    for page in ["alpha", "gamma"] {
+        assert_chain(&rig.status_events(page, "api").await);
+    }
+}
+
+#[tokio::test]
+async fn a_probe_whose_canary_fails_is_suspect_at_once() {
+    let rig = Rig::start(&["eu", "us"], &[]).await;
+    let mut eu = HttpTarget::start().await;
+    let us = HttpTarget::start().await;
+    rig.apply(&per_region_page(
+        "canary",
+        &[("eu", eu.url()), ("us", us.url())],
+        "",
+    ))
+    .await;
+    rig.wait_status("canary", "api", ComponentStatus::Operational)
+        .await;
+
+    // eu's probe says its canary fails: its results stop counting, so its
+    // failures are no outage.
+    let clock = HlcClock::new();
+    let heartbeat = |failing: bool| {
+        Envelope::new(
+            &clock,
+            "eu",
+            beacon_core::messages::ProbeHeartbeat {
+                region: "eu".into(),
+                probe: "test".into(),
+                at_ms: wall_clock_ms(),
+                interval_ms: 1_000,
+                checks: 1,
+                canary: Some(beacon_core::messages::CanaryResult {
+                    outcome: if failing { Outcome::Down } else { Outcome::Up },
+                    error: failing.then(|| "canary unreachable".to_owned()),
+                }),
+            },
+        )
+    };
+    // The probe keeps saying so, as a probe does every interval.
+    let failing = {
+        let js = rig.js.clone();
+        let first = heartbeat(true);
+        tokio::spawn(async move {
+            let clock = HlcClock::new();
+            let mut beat = first;
+            loop {
+                publish(&js, "beacon.probe.eu.heartbeat", &beat)
+                    .await
+                    .expect("publish");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                beat = Envelope::new(&clock, "eu", beat.data.clone());
+            }
+        })
+    };
+    let verdict = wait_until("eu to be suspect", DECIDE, || async {
+        rig.verdicts()
+            .await
+            .into_iter()
+            .find(|v| v.region == "eu" && v.suspect)
+    })
+    .await;
+    assert!(verdict.reason.contains("canary"), "{}", verdict.reason);
+    eu.down();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let events = rig.status_events("canary", "api").await;
+    assert_eq!(
+        events.last().map(|e| e.data.to),
+        Some(ComponentStatus::Operational),
+        "a suspect region pages no one"
+    );
+
+    // The canary passes again: eu counts again, and its failure is real.
+    failing.abort();
+    publish(&rig.js, "beacon.probe.eu.heartbeat", &heartbeat(false))
+        .await
+        .expect("publish");
+    let partial = rig
+        .wait_status("canary", "api", ComponentStatus::PartialOutage)
+        .await;
+    let eu_state = partial
+        .evidence
+        .regions
+        .iter()
+        .find(|r| r.region == "eu")
+        .map(|r| r.state);
+    assert_eq!(eu_state, Some(RegionState::Down));
 }

@@ -153,31 +153,49 @@ impl<T: Message> Envelope<T> {
     }
 
     /// Decodes an envelope of kind `T`, refusing other kinds and versions.
+    ///
+    /// The common case parses once: the whole envelope, then its kind and
+    /// version are checked. Only when that fails is the head read on its
+    /// own, to say precisely why (another kind, a version this build does
+    /// not read, or a bad body).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         #[derive(Deserialize)]
         struct Head {
             kind: String,
             version: u32,
         }
-        let head: Head =
-            serde_json::from_slice(bytes).map_err(|e| DecodeError::NotAnEnvelope(e.to_string()))?;
-        if head.kind != T::KIND {
-            return Err(DecodeError::WrongKind {
-                expected: T::KIND,
-                found: head.kind,
-            });
+        let refuse = |kind: &str, version: u32| {
+            if kind != T::KIND {
+                Some(DecodeError::WrongKind {
+                    expected: T::KIND,
+                    found: kind.to_owned(),
+                })
+            } else if version != T::VERSION {
+                Some(DecodeError::UnsupportedVersion {
+                    kind: T::KIND,
+                    found: version,
+                    supported: T::VERSION,
+                })
+            } else {
+                None
+            }
+        };
+        match serde_json::from_slice::<Self>(bytes) {
+            Ok(envelope) => match refuse(&envelope.kind, envelope.version) {
+                Some(error) => Err(error),
+                None => Ok(envelope),
+            },
+            Err(body_error) => {
+                let head: Head = serde_json::from_slice(bytes)
+                    .map_err(|e| DecodeError::NotAnEnvelope(e.to_string()))?;
+                Err(
+                    refuse(&head.kind, head.version).unwrap_or(DecodeError::InvalidBody {
+                        kind: T::KIND,
+                        reason: body_error.to_string(),
+                    }),
+                )
+            }
         }
-        if head.version != T::VERSION {
-            return Err(DecodeError::UnsupportedVersion {
-                kind: T::KIND,
-                found: head.version,
-                supported: T::VERSION,
-            });
-        }
-        serde_json::from_slice(bytes).map_err(|e| DecodeError::InvalidBody {
-            kind: T::KIND,
-            reason: e.to_string(),
-        })
     }
 }
 

@@ -180,6 +180,9 @@ pub mod api {
     pub const INCIDENT_CREATE: &str = "beacon.api.incident.create";
     /// Decider: add an update to an incident's timeline.
     pub const INCIDENT_UPDATE: &str = "beacon.api.incident.update";
+    /// Decider: correct an incident's title, impact or components (no
+    /// timeline entry).
+    pub const INCIDENT_EDIT: &str = "beacon.api.incident.edit";
     /// Decider: resolve an incident.
     pub const INCIDENT_RESOLVE: &str = "beacon.api.incident.resolve";
     /// Decider: confirm a proposed incident.

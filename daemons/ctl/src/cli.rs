@@ -247,6 +247,22 @@ pub enum IncidentCommand {
         #[arg(long)]
         impact: Option<String>,
     },
+    /// Correct the title, impact or affected components without a
+    /// timeline entry.
+    Edit {
+        /// The incident.
+        #[command(flatten)]
+        change: IncidentChangeArgs,
+        /// A new title.
+        #[arg(long)]
+        title: Option<String>,
+        /// A new impact.
+        #[arg(long)]
+        impact: Option<String>,
+        /// Affected components from now on, `api=partial_outage`; repeat for more.
+        #[arg(long = "component")]
+        components: Vec<String>,
+    },
     /// Resolve it; its components go back to operational unless named.
     Resolve {
         /// The incident and the closing text.

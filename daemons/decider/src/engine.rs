@@ -619,7 +619,8 @@ impl Engine {
             ProbeOutcome::Down => Some(c.error.clone().unwrap_or_else(|| "it failed".to_owned())),
             _ => None,
         });
-        self.suspects.canary(&h.region, failing);
+        let expires = h.at_ms.max(wall_clock_ms()) + 3 * h.interval_ms.max(1_000);
+        self.suspects.canary(&h.region, &h.probe, failing, expires);
         let dirty = self.judge(wall_clock_ms()).await;
         self.settle(dirty).await;
     }

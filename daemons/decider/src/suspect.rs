@@ -46,7 +46,9 @@ struct Region {
     /// (taken at, check) in arrival order, for expiry.
     queue: VecDeque<(u64, u64)>,
     failing: u32,
-    canary: Option<String>,
+    /// Failing canaries by probe: the error and when the report expires
+    /// (a probe that stops reporting does not keep its region suspect).
+    canaries: HashMap<String, (String, u64)>,
     suspect: bool,
 }
 
@@ -102,9 +104,18 @@ impl Suspects {
         r.queue.push_back((at_ms, check));
     }
 
-    /// Records a region's canary: `Some(error)` while it fails.
-    pub fn canary(&mut self, region: &str, failing: Option<String>) {
-        self.regions.entry(region.to_owned()).or_default().canary = failing;
+    /// Records one probe's canary in `region`: `Some(error)` while it
+    /// fails, until `expires_ms` unless reported again.
+    pub fn canary(&mut self, region: &str, probe: &str, failing: Option<String>, expires_ms: u64) {
+        let canaries = &mut self.regions.entry(region.to_owned()).or_default().canaries;
+        match failing {
+            Some(error) => {
+                canaries.insert(probe.to_owned(), (error, expires_ms));
+            }
+            None => {
+                canaries.remove(probe);
+            }
+        }
     }
 
     /// Whether `region` is suspect now.
@@ -126,6 +137,7 @@ impl Suspects {
     pub fn judge(&mut self, now_ms: u64, rules: &SuspectRules) -> Vec<Verdict> {
         let horizon = now_ms.saturating_sub(rules.window_ms);
         for region in self.regions.values_mut() {
+            region.canaries.retain(|_, (_, expires)| *expires > now_ms);
             while let Some(&(at, check)) = region.queue.front() {
                 if at >= horizon {
                     break;
@@ -152,8 +164,9 @@ impl Suspects {
         for name in names {
             let r = &self.regions[&name];
             let failing_most = judged(r) && r.share() >= rules.share;
-            let (suspect, reason) = if let Some(error) = &r.canary {
-                (true, format!("its canary fails: {error}"))
+            let canary = r.canaries.iter().min_by_key(|(probe, _)| probe.as_str());
+            let (suspect, reason) = if let Some((probe, (error, _))) = canary {
+                (true, format!("its canary fails (probe {probe}): {error}"))
             } else if failing_most && healthy_elsewhere(&name, &self.regions) {
                 (
                     true,
@@ -241,11 +254,18 @@ mod tests {
     #[test]
     fn a_failing_canary_is_suspect_at_once() {
         let mut s = Suspects::default();
-        s.canary("eu", Some("connect timed out".into()));
+        s.canary("eu", "p1", Some("connect timed out".into()), 10_000);
         let verdicts = s.judge(1_000, &RULES);
         assert!(verdicts[0].suspect && verdicts[0].reason.contains("canary"));
-        s.canary("eu", None);
+        // Another probe of the region passing does not clear it.
+        s.canary("eu", "p2", None, 10_000);
+        assert!(s.judge(1_000, &RULES).is_empty());
+        s.canary("eu", "p1", None, 10_000);
         assert!(!s.judge(1_000, &RULES)[0].suspect);
+        // A failing report that is not renewed expires.
+        s.canary("eu", "p1", Some("down".into()), 2_000);
+        assert!(s.judge(1_500, &RULES)[0].suspect);
+        assert!(!s.judge(2_500, &RULES)[0].suspect);
     }
 
     #[test]

@@ -154,6 +154,20 @@ pub async fn run(
             request.impact = impact_text.as_deref().map(impact).transpose()?;
             (api::INCIDENT_UPDATE, "updated", request)
         }
+        IncidentCommand::Edit {
+            change,
+            title,
+            impact: impact_text,
+            components: pairs,
+        } => {
+            let mut request = change_request(change)?;
+            request.title = title;
+            request.impact = impact_text.as_deref().map(impact).transpose()?;
+            request.components = (!pairs.is_empty())
+                .then(|| components(&pairs))
+                .transpose()?;
+            (api::INCIDENT_EDIT, "edited", request)
+        }
         IncidentCommand::Resolve { change } => {
             (api::INCIDENT_RESOLVE, "resolved", change_request(change)?)
         }

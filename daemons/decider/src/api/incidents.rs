@@ -31,6 +31,8 @@ use crate::configs::Page;
 pub enum Change {
     /// Add an update to the timeline.
     Update,
+    /// Correct title, impact or components, without a timeline entry.
+    Edit,
     /// Resolve it.
     Resolve,
     /// Confirm a proposal.
@@ -303,6 +305,7 @@ fn build(
             IncidentAction::Resolved
         }
         Change::Update => IncidentAction::Updated,
+        Change::Edit => IncidentAction::Edited,
         Change::Resolve => IncidentAction::Resolved,
         Change::Confirm => IncidentAction::Confirmed,
         Change::Dismiss => IncidentAction::Dismissed,
@@ -373,7 +376,15 @@ fn build(
             event.reason = Some(request.body.clone());
         }
         IncidentAction::Postmortem => event.postmortem = Some(request.body.clone()),
-        IncidentAction::Proposed | IncidentAction::Created | IncidentAction::Edited => {}
+        IncidentAction::Edited => {
+            if request.title.is_none() && request.impact.is_none() && request.components.is_none() {
+                return Err(
+                    "an edit changes the title, the impact or the components; give one".into(),
+                );
+            }
+            event.components = request.components.clone();
+        }
+        IncidentAction::Proposed | IncidentAction::Created => {}
     }
     Ok(event)
 }

@@ -5,7 +5,7 @@
 //! - [`config`]: `config.apply` (compare-and-set) and `config.get`.
 //! - [`components`]: `component.set|clear|explain|list` (overrides in KV
 //!   `overrides`, last writer wins by HLC).
-//! - [`incidents`]: the incident endpoints, `incident.list|show|create|update|resolve|confirm|dismiss|postmortem`.
+//! - [`incidents`]: the incident endpoints, `incident.list|show|create|update|edit|resolve|confirm|dismiss|postmortem`.
 //! - [`maintenance`]: the maintenance endpoints, `maintenance.schedule|start|verify|complete|cancel|list`.
 //!
 //! Writes to an incident or a window are conditional on its subject's
@@ -137,6 +137,7 @@ const ENDPOINTS: &[&str] = &[
     api::INCIDENT_SHOW,
     api::INCIDENT_CREATE,
     api::INCIDENT_UPDATE,
+    api::INCIDENT_EDIT,
     api::INCIDENT_RESOLVE,
     api::INCIDENT_CONFIRM,
     api::INCIDENT_DISMISS,
@@ -172,6 +173,9 @@ async fn dispatch(api: &Api, subject: &'static str, request: Request) {
         api::INCIDENT_CREATE => answer!(incidents::create(api, &payload)),
         api::INCIDENT_UPDATE => {
             answer!(incidents::change(api, &payload, incidents::Change::Update))
+        }
+        api::INCIDENT_EDIT => {
+            answer!(incidents::change(api, &payload, incidents::Change::Edit))
         }
         api::INCIDENT_RESOLVE => {
             answer!(incidents::change(api, &payload, incidents::Change::Resolve))
@@ -213,10 +217,16 @@ async fn dispatch(api: &Api, subject: &'static str, request: Request) {
             maintenance::Change::Cancel
         )),
         api::MAINTENANCE_LIST => answer!(maintenance::list(api, &payload)),
-        other => tracing::error!(
-            subject = other,
-            "No handler for an endpoint that is registered."
-        ),
+        other => {
+            // A registered endpoint without a handler is a bug; the caller
+            // still gets an answer instead of a timeout.
+            tracing::error!(
+                subject = other,
+                "No handler for an endpoint that is registered."
+            );
+            let reply = ApiReply::<()>::failed(format!("{other} has no handler in this decider"));
+            respond(api, name, &request, reply).await
+        }
     }
 }
 
