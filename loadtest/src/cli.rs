@@ -36,6 +36,54 @@ pub enum Scenario {
     /// processes `lease-takeover` kills).
     #[command(hide = true)]
     LeaseHold(LeaseHoldArgs),
+    /// One probe process against local HTTP targets: checks/s with
+    /// keep-alive and with a new connection per check, scheduling
+    /// lateness, RSS with 500,000 checks scheduled, and Prometheus
+    /// blackbox_exporter probing the same target in the same run.
+    ProbeFleet(ProbeFleetArgs),
+    /// Internal: an HTTP target answering `200 ok` on every path, printing
+    /// `LISTENING <addr>` (the target `probe-fleet` checks).
+    #[command(hide = true)]
+    HttpTarget,
+}
+
+/// Flags of `probe-fleet`.
+#[derive(Debug, Clone, Args)]
+pub struct ProbeFleetArgs {
+    /// NATS server to use; without it a private nats-server is started.
+    #[arg(long = "nats-url")]
+    pub nats_url: Option<String>,
+    /// Checks per second scheduled with keep-alive.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub keepalive_rate: u64,
+    /// Checks per second scheduled with a new connection per check.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub new_connection_rate: u64,
+    /// Interval of every check in the rate phases (checks = rate × interval).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Time the probe runs before measuring.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+    /// Time measured in each phase.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub measure: Duration,
+    /// The probe's `--concurrency`.
+    #[arg(long, default_value_t = 1024)]
+    pub concurrency: usize,
+    /// Checks scheduled in the memory phase (0 skips it).
+    #[arg(long, default_value_t = 500_000)]
+    pub memory_checks: u64,
+    /// blackbox_exporter binary (Debian's `prometheus-blackbox-exporter`);
+    /// the phase is skipped when it is not found.
+    #[arg(long, default_value = "prometheus-blackbox-exporter")]
+    pub blackbox: String,
+    /// Concurrent `/probe` requests driving blackbox_exporter.
+    #[arg(long, default_value_t = 64)]
+    pub blackbox_workers: usize,
+    /// Longest any wait (checks scheduled, a process ready) may take.
+    #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
+    pub phase_timeout: Duration,
 }
 
 /// Flags of `lease-takeover`.

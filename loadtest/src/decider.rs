@@ -167,6 +167,10 @@ fn round(
                         latency_ms: 12,
                         http_status: Some(200),
                         error: None,
+                        error_kind: None,
+                        failed_condition: None,
+                        timings: None,
+                        observed: Default::default(),
                     },
                 ),
             ));
@@ -511,6 +515,10 @@ async fn latency(
                                 latency_ms: 12,
                                 http_status: Some(200),
                                 error: None,
+                                error_kind: None,
+                                failed_condition: None,
+                                timings: None,
+                                observed: Default::default(),
                             },
                         ),
                     ));
@@ -560,6 +568,10 @@ async fn latency(
                                             latency_ms: 12,
                                             http_status: None,
                                             error: None,
+                                            error_kind: None,
+                                            failed_condition: None,
+                                            timings: None,
+                                            observed: Default::default(),
                                         },
                                     ),
                                 ));

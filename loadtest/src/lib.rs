@@ -18,6 +18,9 @@
 //!   against raw consume-and-ack, and result-to-status-change latency.
 //! - [`lease_takeover`]: the `lease-takeover` scenario: kill -9 a lease
 //!   holder, time the standby's takeover; and the hidden holder process.
+//! - [`probe_fleet`]: the `probe-fleet` scenario: one probe process against
+//!   local HTTP targets, side by side with blackbox_exporter; and the
+//!   hidden HTTP target process.
 //! - [`recorder`]: the `recorder` scenario: rows/s against raw consume and
 //!   `clickhouse-client` in the same run, result-to-queryable latency, SLA
 //!   report time.
@@ -30,6 +33,7 @@ pub mod core_bus;
 pub mod decider;
 pub mod error;
 pub mod lease_takeover;
+pub mod probe_fleet;
 pub mod recorder;
 pub mod report;
 pub mod server;
@@ -60,6 +64,11 @@ pub async fn run(cli: Cli) -> Result<String, LoadError> {
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
         }
         Scenario::LeaseHold(args) => lease_takeover::hold(&args).await,
+        Scenario::ProbeFleet(args) => {
+            let report = probe_fleet::run(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
+        Scenario::HttpTarget => probe_fleet::serve_target().await,
         Scenario::Recorder(args) => {
             let report = recorder::run(&args).await?;
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))

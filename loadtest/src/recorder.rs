@@ -245,6 +245,10 @@ fn result(component: &str, check: &str, started_at_ms: u64) -> HealthResult {
         latency_ms: 42,
         http_status: Some(200),
         error: None,
+        error_kind: None,
+        failed_condition: None,
+        timings: None,
+        observed: Default::default(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `core-bus` and `lease-takeover` end to end on a private nats-server,
+//! `core-bus`, `lease-takeover` and `probe-fleet` end to end on a private nats-server,
 //! with small counts: real processes, real `kill -9`.
 
 use std::process::Command;
@@ -44,4 +44,38 @@ fn a_killed_lease_holder_is_replaced_within_the_bound() {
         max > 0 && max <= 5_000,
         "takeover after kill -9 took {max} ms: {report}"
     );
+}
+
+#[test]
+fn probe_fleet_reports_every_phase_with_small_numbers() {
+    // Needs the beacon-probe binary of the same profile
+    // (`cargo build --workspace --bins`); blackbox_exporter is optional.
+    let report = run(&[
+        "probe-fleet",
+        "--keepalive-rate",
+        "200",
+        "--new-connection-rate",
+        "100",
+        "--interval",
+        "1s",
+        "--warmup",
+        "1s",
+        "--measure",
+        "2s",
+        "--memory-checks",
+        "2000",
+        "--blackbox-workers",
+        "4",
+    ]);
+    assert_eq!(report["scenario"], "probe-fleet");
+    for phase in ["keepalive", "new_connection"] {
+        let rate = report[phase]["checks_per_s"].as_f64().expect("rate");
+        assert!(rate > 50.0, "{phase} ran {rate}/s: {report}");
+        assert_eq!(report[phase]["failed"], 0, "{phase}: {report}");
+    }
+    assert_eq!(report["memory"]["scheduled_checks"], 2000, "{report}");
+    assert!(report["memory"]["rss_mib"]
+        .as_f64()
+        .is_some_and(|m| m > 0.0));
+    assert!(report["blackbox"].is_object() || report["blackbox_skipped"].is_string());
 }

@@ -881,6 +881,10 @@ async fn bad_results_are_counted_and_change_nothing() {
         latency_ms: 1,
         http_status: None,
         error: Some("forged".into()),
+        error_kind: None,
+        failed_condition: None,
+        timings: None,
+        observed: Default::default(),
     };
     let now = wall_clock_ms();
     let forged = [

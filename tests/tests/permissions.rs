@@ -130,6 +130,25 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
     })
     .await;
 
+    // Both probes' heartbeats reached PROBES under the probe user.
+    let admin_js = async_nats::jetstream::new(connect_as(&nats, "admin").await);
+    wait_until("both probes' heartbeats in PROBES", DECIDE, || {
+        let admin_js = admin_js.clone();
+        async move {
+            let stream = admin_js.get_stream("PROBES").await.ok()?;
+            let eu = stream
+                .get_last_raw_message_by_subject("beacon.probe.eu.heartbeat")
+                .await
+                .ok();
+            let us = stream
+                .get_last_raw_message_by_subject("beacon.probe.us.heartbeat")
+                .await
+                .ok();
+            (eu.is_some() && us.is_some()).then_some(())
+        }
+    })
+    .await;
+
     // ctl gets an SLA report from the recorder over the bus, and reads the
     // uptime rollup the recorder wrote to KV.
     let month = {
@@ -174,10 +193,19 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
         denied.join("\n")
     );
 
-    // Restrictive: a probe may publish results, nothing the decider owns.
+    // Restrictive: a probe may publish results and heartbeats, nothing
+    // the decider owns (status, KV status, verdicts on probes).
     let probe = connect_as(&nats, "probe").await;
     let mut probe_js = async_nats::jetstream::new(probe.clone());
     probe_js.set_timeout(Duration::from_secs(2));
+    let verdict = match probe_js
+        .publish("beacon.probe.eu.verdict", "forged".into())
+        .await
+    {
+        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    assert!(verdict.is_err(), "probe published a verdict: {verdict:?}");
     let published = match probe_js.publish("beacon.status.x.y", "forged".into()).await {
         Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
@@ -200,8 +228,10 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
         || {
             let denied = violations(&nats).join("\n");
             async move {
-                (denied.contains("beacon.status.x.y") && denied.contains("$KV.status.x.y"))
-                    .then_some(())
+                (denied.contains("beacon.status.x.y")
+                    && denied.contains("$KV.status.x.y")
+                    && denied.contains("beacon.probe.eu.verdict"))
+                .then_some(())
             }
         },
     )

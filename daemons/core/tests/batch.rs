@@ -68,6 +68,10 @@ fn health(component: &str) -> Envelope<HealthResult> {
             latency_ms: 5,
             http_status: Some(200),
             error: None,
+            error_kind: None,
+            failed_condition: None,
+            timings: None,
+            observed: Default::default(),
         },
     )
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use beacon_core::config::{
     self, CheckTarget, ConfigErrors, HttpMethod, RawComponent, RawDefaults, RawGroup, RawPage,
-    RawPageConfig,
+    RawPageConfig, TcpTarget,
 };
 use proptest::prelude::*;
 
@@ -105,6 +105,29 @@ const INVALID: &[(&str, &[&str])] = &[
     ),
     ("empty-components", &["components"]),
     (
+        "bad-condition",
+        &[
+            "components[0].checks[0].conditions[1]",
+            "components[0].checks[0].conditions[2]",
+            "components[0].checks[0].conditions[3]",
+            "components[0].checks[0].conditions[4]",
+            "components[0].checks[0].degraded_if[0]",
+            "components[1].checks[0].conditions[0]",
+        ],
+    ),
+    (
+        "new-kinds",
+        &[
+            "components[0].checks[0].count",
+            "components[0].checks[0].host",
+            "components[0].checks[1].nameserver",
+            "components[0].checks[1].record_type",
+            "components[0].checks[2].format",
+            "components[0].checks[2].token_sha256",
+            "components[1].checks[0].regions",
+        ],
+    ),
+    (
         "bad-sla",
         &[
             "components[0].sla_target",
@@ -198,6 +221,51 @@ fn every_invalid_fixture_fails_with_the_expected_locations() {
 }
 
 #[test]
+fn condition_errors_say_which_column() {
+    let errors =
+        config::load(&read("invalid", "bad-condition")).expect_err("bad conditions must fail");
+    let message = |location: &str| {
+        errors
+            .0
+            .iter()
+            .find(|e| e.location == location)
+            .map(|e| e.message.clone())
+            .unwrap_or_else(|| panic!("no error at {location}: {errors}"))
+    };
+    let unknown = message("components[0].checks[0].conditions[1]");
+    assert!(
+        unknown.contains("column 1") && unknown.contains("[STAUS]"),
+        "{unknown}"
+    );
+    let operator = message("components[0].checks[0].conditions[2]");
+    assert!(operator.contains("column 15"), "{operator}");
+    let kind = message("components[1].checks[0].conditions[0]");
+    assert!(kind.contains("does not apply to a tcp check"), "{kind}");
+}
+
+#[test]
+fn every_kind_loads_with_its_fields() {
+    let page = config::load(&read("valid", "every-kind")).expect("valid.every-kind.toml loads");
+    let kinds: Vec<&str> = page
+        .components
+        .iter()
+        .flat_map(|c| &c.checks)
+        .map(|c| c.target.kind().as_str())
+        .collect();
+    assert_eq!(kinds, ["http", "tcp", "icmp", "dns", "push", "push"]);
+    let CheckTarget::Http(http) = &page.components[0].checks[0].target else {
+        panic!("first check is http");
+    };
+    assert_eq!(http.conditions.len(), 5);
+    assert_eq!(http.conditions[1].text(), "[BODY].status == UP");
+    assert!(!http.keep_alive && !http.follow_redirects && http.tls_skip_verify);
+    // The stored form (KV config) reads back the same, conditions included.
+    let json = serde_json::to_string(&page).expect("serializes");
+    let back: config::PageConfig = serde_json::from_str(&json).expect("reads back");
+    assert_eq!(back, page);
+}
+
+#[test]
 fn unknown_field_error_names_the_field() {
     // The location alone says where; the message must say what, or a typo
     // like `intervall` is hard to spot.
@@ -220,14 +288,14 @@ fn defaults_fill_in_what_a_check_does_not_say() {
     assert_eq!((first.interval_ms, first.timeout_ms), (60_000, 10_000));
     assert_eq!((first.failure_threshold, first.recovery_threshold), (3, 1));
     assert!(
-        matches!(&first.target, CheckTarget::Http { method: HttpMethod::Get, expect_status, .. } if expect_status.is_empty())
+        matches!(&first.target, CheckTarget::Http(http) if http.method == HttpMethod::Get && http.expect_status.is_empty())
     );
 
     // Set fields win over [defaults]; the method is case-insensitive.
     assert_eq!(second.id, "login");
     assert_eq!((second.interval_ms, second.timeout_ms), (1_000, 1_000));
     assert!(
-        matches!(&second.target, CheckTarget::Http { method: HttpMethod::Head, expect_status, .. } if expect_status == &[200, 204])
+        matches!(&second.target, CheckTarget::Http(http) if http.method == HttpMethod::Head && http.expect_status == [200, 204])
     );
 }
 
@@ -246,9 +314,7 @@ fn fallbacks_apply_without_defaults() {
     assert_eq!(db.failure_threshold, config::fallback::FAILURE_THRESHOLD);
     assert_eq!(
         db.target,
-        CheckTarget::Tcp {
-            address: "db.internal:5432".into()
-        }
+        CheckTarget::Tcp(TcpTarget::connect("db.internal:5432"))
     );
 }
 
@@ -355,7 +421,7 @@ fn address() -> BoxedStrategy<String> {
 }
 
 fn kind() -> BoxedStrategy<String> {
-    text("http|tcp|icmp|email|sms|webhook|slack|teams|")
+    text("http|tcp|icmp|dns|push|email|sms|webhook|slack|teams|")
 }
 
 fn regions() -> impl Strategy<Value = Option<Vec<String>>> {
@@ -395,6 +461,9 @@ prop_compose! {
         expect_status in proptest::option::of(proptest::collection::vec(any::<u16>(), 0..3)),
         body_contains in proptest::option::of(any::<String>()),
         address in proptest::option::of(address()),
+        conditions in proptest::option::of(proptest::collection::vec(text("\\[(STATUS|BODY|RESPONSE_TIME|PACKET_LOSS)\\](\\.[a-z]{1,3})? (==|<|contains|matches|=) [0-9a-z\"(]{0,4}"), 0..3)),
+        host in proptest::option::of(text("[a-z0-9. ]{0,12}")),
+        format in proptest::option::of(text("heartbeat|alertmanager|json|x")),
         regions in regions(),
         interval in proptest::option::of(duration()),
         timeout in proptest::option::of(duration()),
@@ -409,6 +478,10 @@ prop_compose! {
                 codes.into_iter().map(|c| toml::Value::Integer(i64::from(c))).collect()))),
             ("body_contains", string(body_contains)),
             ("address", string(address)),
+            ("conditions", strings(conditions)),
+            ("host", string(host.clone())),
+            ("name", string(host)),
+            ("format", string(format)),
             ("regions", strings(regions)),
             ("interval", string(interval)),
             ("timeout", string(timeout)),

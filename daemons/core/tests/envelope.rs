@@ -45,6 +45,10 @@ fn health() -> HealthResult {
         latency_ms: 12,
         http_status: Some(200),
         error: None,
+        error_kind: None,
+        failed_condition: None,
+        timings: None,
+        observed: Default::default(),
     }
 }
 
@@ -56,6 +60,10 @@ fn every_kind_round_trips() {
         outcome: Outcome::Down,
         http_status: None,
         error: Some("connection refused".into()),
+        error_kind: None,
+        failed_condition: None,
+        timings: None,
+        observed: Default::default(),
         ..health()
     });
     round_trip(StatusRecord::new(

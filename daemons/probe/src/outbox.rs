@@ -203,6 +203,10 @@ mod tests {
                 latency_ms: 1,
                 http_status: None,
                 error: None,
+                error_kind: None,
+                failed_condition: None,
+                timings: None,
+                observed: Default::default(),
             },
         )
     }

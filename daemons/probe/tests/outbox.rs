@@ -33,6 +33,10 @@ fn result(clock: &HlcClock, n: u64) -> Envelope<HealthResult> {
             latency_ms: 3,
             http_status: Some(200),
             error: None,
+            error_kind: None,
+            failed_condition: None,
+            timings: None,
+            observed: Default::default(),
         },
     )
 }

@@ -585,6 +585,10 @@ mod tests {
                 latency_ms: 1234,
                 http_status,
                 error: error.map(str::to_owned),
+                error_kind: None,
+                failed_condition: None,
+                timings: None,
+                observed: Default::default(),
             },
         )
     }

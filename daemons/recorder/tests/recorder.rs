@@ -173,6 +173,10 @@ fn health(
         latency_ms: 42,
         http_status,
         error: error.map(str::to_owned),
+        error_kind: None,
+        failed_condition: None,
+        timings: None,
+        observed: Default::default(),
     }
 }
 

@@ -14,14 +14,24 @@
 //!
 //! - this module: the page, groups, components, defaults, errors and the
 //!   entry points.
-//! - [`checks`]: one module per check kind (`http`, `tcp`), each with its
-//!   raw fields and its own validation, registered in one tagged enum.
+//! - [`checks`]: one module per check kind (`http`, `tcp`, `icmp`, `dns`,
+//!   `push`), each with its raw fields, its typed target and its own
+//!   validation, registered in one tagged enum.
+//! - [`condition`]: the condition language (`[STATUS] == 200`), parsed once
+//!   into a typed AST and evaluated purely.
 //! - [`channels`]: the same for channel kinds (`email`, `sms`, `webhook`,
 //!   `slack`, `teams`).
 //! - [`sla`]: status weights and uptime targets for uptime and SLA reports.
 
 pub mod channels;
 pub mod checks;
+pub mod condition;
+
+pub use checks::dns::DnsTarget;
+pub use checks::http::HttpTarget;
+pub use checks::icmp::IcmpTarget;
+pub use checks::push::{PushFormat, PushTarget};
+pub use checks::tcp::TcpTarget;
 pub mod sla;
 
 use std::collections::HashSet;
@@ -366,26 +376,35 @@ impl Check {
     }
 }
 
-/// What a check does; one variant per check kind.
+/// What a check does; one variant per check kind, each defined in its
+/// kind's module under [`checks`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum CheckTarget {
     /// An HTTP(S) request.
-    Http {
-        /// URL.
-        url: String,
-        /// Method.
-        method: HttpMethod,
-        /// Acceptable status codes; empty means any 2xx.
-        expect_status: Vec<u16>,
-        /// Text the body must contain.
-        body_contains: Option<String>,
-    },
+    Http(HttpTarget),
     /// A TCP connect.
-    Tcp {
-        /// `host:port`.
-        address: String,
-    },
+    Tcp(TcpTarget),
+    /// ICMP echo requests.
+    Icmp(IcmpTarget),
+    /// A DNS query.
+    Dns(DnsTarget),
+    /// Status pushed to the probe.
+    Push(PushTarget),
+}
+
+impl CheckTarget {
+    /// The kind, as reported in results and metrics.
+    pub fn kind(&self) -> crate::messages::CheckKind {
+        use crate::messages::CheckKind;
+        match self {
+            CheckTarget::Http(_) => CheckKind::Http,
+            CheckTarget::Tcp(_) => CheckKind::Tcp,
+            CheckTarget::Icmp(_) => CheckKind::Icmp,
+            CheckTarget::Dns(_) => CheckKind::Dns,
+            CheckTarget::Push(_) => CheckKind::Push,
+        }
+    }
 }
 
 /// HTTP methods a check may use.
@@ -396,8 +415,31 @@ pub enum HttpMethod {
     Get,
     /// HEAD.
     Head,
-    /// POST with an empty body.
+    /// POST.
     Post,
+    /// PUT.
+    Put,
+    /// PATCH.
+    Patch,
+    /// DELETE.
+    Delete,
+    /// OPTIONS.
+    Options,
+}
+
+impl HttpMethod {
+    /// The method as sent, e.g. `GET`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Head => "HEAD",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Delete => "DELETE",
+            HttpMethod::Options => "OPTIONS",
+        }
+    }
 }
 
 /// A validated notification channel.

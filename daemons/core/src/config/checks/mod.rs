@@ -4,14 +4,20 @@
 //! module, a variant and its arms here, nothing in shared structs.
 //!
 //! The fields every kind shares (id, regions, timing, thresholds) are
-//! [`RawCheckCommon`], validated here once.
+//! [`RawCheckCommon`], validated here once. Conditions (see
+//! [`crate::config::condition`]) are parsed here for every kind that has
+//! them, and refused when they look at something the kind does not observe.
 
+pub mod dns;
 pub mod http;
+pub mod icmp;
+pub mod push;
 pub mod tcp;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::condition::{Condition, Placeholder};
 use super::{fallback, Check, CheckTarget, Errors, KOfN, RawDefaults, MAX_INTERVAL, MIN_INTERVAL};
 
 /// `[[components.checks]]`: one check, tagged by `type`.
@@ -22,10 +28,16 @@ pub enum RawCheck {
     Http(http::RawHttpCheck),
     /// A TCP connect.
     Tcp(tcp::RawTcpCheck),
+    /// ICMP echo requests.
+    Icmp(icmp::RawIcmpCheck),
+    /// A DNS query.
+    Dns(dns::RawDnsCheck),
+    /// Status pushed to the probe's ingest endpoint.
+    Push(push::RawPushCheck),
 }
 
 /// The check types, as written in `type`.
-pub const KINDS: &[&str] = &["http", "tcp"];
+pub const KINDS: &[&str] = &["http", "tcp", "icmp", "dns", "push"];
 
 /// Fields every check kind has.
 pub const COMMON_FIELDS: &[&str] = &[
@@ -45,6 +57,9 @@ fn fields(kind: &str) -> &'static [&'static str] {
     match kind {
         "http" => http::FIELDS,
         "tcp" => tcp::FIELDS,
+        "icmp" => icmp::FIELDS,
+        "dns" => dns::FIELDS,
+        "push" => push::FIELDS,
         _ => &[],
     }
 }
@@ -96,14 +111,72 @@ pub(super) fn validate(
     let (kind, common, target) = match &raw {
         RawCheck::Http(check) => ("http", &check.common, http::validate(errors, at, check)),
         RawCheck::Tcp(check) => ("tcp", &check.common, tcp::validate(errors, at, check)),
+        RawCheck::Icmp(check) => ("icmp", &check.common, icmp::validate(errors, at, check)),
+        RawCheck::Dns(check) => ("dns", &check.common, dns::validate(errors, at, check)),
+        RawCheck::Push(check) => ("push", &check.common, push::validate(errors, at, check)),
     };
     // Common fields are checked even when the kind's are wrong, so every
     // problem shows at once.
     let check = validate_common(errors, at, kind, common, defaults, target);
+    if let Some(check) = &check {
+        if let CheckTarget::Push(_) = check.target {
+            push::validate_regions(errors, at, &check.regions);
+        }
+    }
     if errors.0.len() > before {
         return None;
     }
     check
+}
+
+/// Parses the conditions of `field` at `at`, each reported at its own index
+/// with the column of the problem; a condition on something a `kind` check
+/// does not observe is refused too.
+fn conditions(
+    errors: &mut Errors,
+    at: &str,
+    field: &str,
+    texts: &Option<Vec<String>>,
+    kind: &str,
+    allowed: &[Placeholder],
+) -> Vec<Condition> {
+    let mut parsed = Vec::new();
+    for (i, text) in texts.iter().flatten().enumerate() {
+        let location = format!("{at}.{field}[{i}]");
+        match Condition::parse(text) {
+            Ok(condition) if allowed.contains(&condition.placeholder()) => parsed.push(condition),
+            Ok(condition) => errors.add(
+                location,
+                format!(
+                    "{} does not apply to a {kind} check; use {}",
+                    condition.placeholder().as_str(),
+                    allowed
+                        .iter()
+                        .map(|p| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            Err(e) => errors.add(location, format!("{text:?}: {e}")),
+        }
+    }
+    parsed
+}
+
+/// A host name (letters, digits, `-`, `_`, dots) or an IP address.
+fn is_host(text: &str) -> bool {
+    if text.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 fn validate_common(
@@ -240,7 +313,10 @@ mod tests {
         };
         let samples = [
             RawCheck::Http(http::RawHttpCheck::filled(common.clone())),
-            RawCheck::Tcp(tcp::RawTcpCheck::filled(common)),
+            RawCheck::Tcp(tcp::RawTcpCheck::filled(common.clone())),
+            RawCheck::Icmp(icmp::RawIcmpCheck::filled(common.clone())),
+            RawCheck::Dns(dns::RawDnsCheck::filled(common.clone())),
+            RawCheck::Push(push::RawPushCheck::filled(common)),
         ];
         for sample in samples {
             crate::config::assert_fields_match(&sample, COMMON_FIELDS, fields);
