@@ -42,6 +42,8 @@ pub const KV_LEASES: &str = "leases";
 pub const KV_TIMERS: &str = "timers";
 /// KV bucket with operators' status overrides: `{page}.{component}`.
 pub const KV_OVERRIDES: &str = "overrides";
+/// KV bucket with the HTTP API's keys (hashed): `{id}`.
+pub const KV_APIKEYS: &str = "apikeys";
 /// Object store with rendered pages.
 pub const OBJECT_PAGES: &str = "pages";
 
@@ -203,6 +205,12 @@ pub mod api {
     pub const MAINTENANCE_CANCEL: &str = "beacon.api.maintenance.cancel";
     /// Decider: maintenance windows of a page.
     pub const MAINTENANCE_LIST: &str = "beacon.api.maintenance.list";
+    /// API daemon: create an HTTP API key (shown once).
+    pub const APIKEY_CREATE: &str = "beacon.api.apikey.create";
+    /// API daemon: list HTTP API keys (never their secrets).
+    pub const APIKEY_LIST: &str = "beacon.api.apikey.list";
+    /// API daemon: revoke an HTTP API key.
+    pub const APIKEY_REVOKE: &str = "beacon.api.apikey.revoke";
     /// Recorder: a page's SLA report for a month or a year.
     pub const SLA_REPORT: &str = "beacon.api.sla.report";
 }

@@ -57,6 +57,9 @@ pub fn bus_schemas() -> Vec<NamedSchema> {
         api::<ScheduleMaintenanceRequest, crate::maintenance::Window>("maintenance.schedule"),
         api::<ChangeMaintenanceRequest, crate::maintenance::Window>("maintenance.change"),
         api::<ListMaintenanceRequest, MaintenanceList>("maintenance.list"),
+        api::<CreateApiKeyRequest, CreatedApiKey>("apikey.create"),
+        api::<ListApiKeysRequest, Vec<ApiKeyView>>("apikey.list"),
+        api::<RevokeApiKeyRequest, ApiKeyView>("apikey.revoke"),
         api::<SlaReportRequest, SlaReport>("sla.report"),
     ];
     let mut schemas = vec![
@@ -74,6 +77,7 @@ pub fn bus_schemas() -> Vec<NamedSchema> {
         envelope::<ComponentOverride>(),
         envelope::<ProbeHeartbeat>(),
         envelope::<ProbeVerdict>(),
+        envelope::<ApiKeyRecord>(),
         NamedSchema {
             file: "api.config.apply.request.schema.json".into(),
             schema: schema_for!(ApplyConfigRequest),

@@ -23,8 +23,8 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// The version of the settings below. Version 1 was the foundation's
 /// (no version recorded); 2 adds the `leases` and `timers` buckets; 3 adds
-/// the `PROBES` stream and the `overrides` bucket.
-pub const TOPOLOGY_VERSION: u32 = 3;
+/// the `PROBES` stream and the `overrides` bucket; 4 the `apikeys` bucket.
+pub const TOPOLOGY_VERSION: u32 = 4;
 
 /// Stream metadata key holding the topology version that configured it.
 pub const VERSION_KEY: &str = "beacon_topology_version";
@@ -112,6 +112,7 @@ impl Topology {
             bucket(KV_UPTIME, 1, "Daily uptime rollups (recorder)"),
             bucket(KV_TIMERS, 1, "Durable timers, by owner (decider, notifier)"),
             bucket(KV_OVERRIDES, 1, "Operators' status overrides (decider)"),
+            bucket(KV_APIKEYS, 1, "HTTP API keys, hashed (api)"),
             leases,
         ]
     }
@@ -459,12 +460,12 @@ mod tests {
         let hash = crate::lease::fnv1a(text.as_bytes());
         assert_eq!(
             (TOPOLOGY_VERSION, hash),
-            (3, PINNED_FINGERPRINT),
+            (4, PINNED_FINGERPRINT),
             "the topology settings changed: bump TOPOLOGY_VERSION and pin the new fingerprint"
         );
     }
 
-    const PINNED_FINGERPRINT: u64 = 14_422_482_592_571_623_166;
+    const PINNED_FINGERPRINT: u64 = 11_179_293_944_893_629_658;
 
     #[test]
     fn every_part_names_its_stream() {

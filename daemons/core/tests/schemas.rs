@@ -381,6 +381,7 @@ fn samples() -> Vec<(String, Value)> {
         ),
     ];
     samples.extend(api_samples(trigger));
+    samples.extend(apikey_samples());
     samples
 }
 
@@ -502,6 +503,7 @@ fn api_samples(trigger: EventId) -> Vec<(String, Value)> {
         impact: None,
         components: None,
         actor: "alice".into(),
+        idempotency_key: Some("retry-1".into()),
     };
     let file = |name: &str, kind: &str| format!("api.{name}.{kind}.schema.json");
     let sla_report = SlaReport {
@@ -677,6 +679,7 @@ fn api_samples(trigger: EventId) -> Vec<(String, Value)> {
                 remind_before_ms: None,
                 verify_ms: Some(600_000),
                 actor: "alice".into(),
+                idempotency_key: None,
             }),
         ),
         (
@@ -834,4 +837,74 @@ fn broken_page_config_fails_the_page_schema() {
         !validator.is_valid(&no_page),
         "page.schema.json accepted a config without [page]"
     );
+}
+
+/// The API key record and the key management endpoints.
+fn apikey_samples() -> Vec<(String, Value)> {
+    let view = ApiKeyView {
+        id: "3f9a0c1d2e4b5a69".into(),
+        page: "demo".into(),
+        name: "ci deploys".into(),
+        scopes: vec![ApiScope::IncidentsWrite, ApiScope::ChangelogWrite],
+        rate_per_minute: 600,
+        created_at_ms: 1_732_233_000_000,
+        created_by: "alice".into(),
+        revoked_at_ms: None,
+    };
+    let file = |name: &str, kind: &str| format!("api.{name}.{kind}.schema.json");
+    vec![
+        envelope(ApiKeyRecord {
+            id: view.id.clone(),
+            page: "demo".into(),
+            name: view.name.clone(),
+            scopes: view.scopes.clone(),
+            secret_sha256: "0".repeat(64),
+            rate_per_minute: 600,
+            created_at_ms: view.created_at_ms,
+            created_by: "alice".into(),
+            revoked_at_ms: Some(1_732_234_000_000),
+        }),
+        (
+            file("apikey.create", "request"),
+            to_value(&CreateApiKeyRequest {
+                page: "demo".into(),
+                name: "ci deploys".into(),
+                scopes: vec![ApiScope::IncidentsWrite],
+                rate_per_minute: Some(120),
+                actor: "alice".into(),
+            }),
+        ),
+        (
+            file("apikey.create", "reply"),
+            to_value(&ApiReply::Ok {
+                result: CreatedApiKey {
+                    key: format!("bk_{}_{}", view.id, "a".repeat(43)),
+                    view: view.clone(),
+                },
+            }),
+        ),
+        (
+            file("apikey.list", "request"),
+            to_value(&ListApiKeysRequest {
+                page: Some("demo".into()),
+            }),
+        ),
+        (
+            file("apikey.list", "reply"),
+            to_value(&ApiReply::Ok {
+                result: vec![view.clone()],
+            }),
+        ),
+        (
+            file("apikey.revoke", "request"),
+            to_value(&RevokeApiKeyRequest {
+                id: view.id.clone(),
+                actor: "alice".into(),
+            }),
+        ),
+        (
+            file("apikey.revoke", "reply"),
+            to_value(&ApiReply::Ok { result: view }),
+        ),
+    ]
 }

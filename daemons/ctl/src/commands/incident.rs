@@ -72,6 +72,7 @@ fn change_request(change: IncidentChangeArgs) -> Result<ChangeIncidentRequest, C
         impact: None,
         components: None,
         actor: change.actor.name(),
+        idempotency_key: None,
     })
 }
 

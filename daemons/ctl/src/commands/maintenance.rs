@@ -121,6 +121,7 @@ pub async fn run(
                 remind_before_ms: remind_before.map(|d| d.as_millis() as u64),
                 verify_ms: verify_for.map(|d| d.as_millis() as u64),
                 actor: actor.name(),
+                idempotency_key: None,
             };
             let client = connect(nats).await?;
             let window: Window = request::call(

@@ -258,6 +258,14 @@ pub async fn change(api: &Api, payload: &[u8], change: Change) -> ApiReply<Incid
             current: Some(current),
         };
     }
+    // A retried change with the same idempotency key finds its timeline
+    // entry already there and changes nothing.
+    if let Some(key) = &request.idempotency_key {
+        let id = keyed_update_id(&request, key);
+        if current.updates.iter().any(|u| u.id == id) {
+            return ApiReply::Ok { result: current };
+        }
+    }
     let event = match build(&request, &current, change) {
         Ok(event) => event,
         Err(refusal) => return ApiReply::invalid("incident", refusal),
@@ -293,6 +301,13 @@ pub async fn change(api: &Api, payload: &[u8], change: Change) -> ApiReply<Incid
     }
 }
 
+/// The timeline entry id of a change made with idempotency key `key`: the
+/// same for every retry of it.
+fn keyed_update_id(request: &ChangeIncidentRequest, key: &str) -> String {
+    let text = format!("{}\u{0}{}\u{0}{key}", request.page, request.incident);
+    format!("k{:016x}", fnv1a(text.as_bytes()))
+}
+
 /// The event a change writes, or why it may not happen.
 fn build(
     request: &ChangeIncidentRequest,
@@ -321,9 +336,13 @@ fn build(
     );
     event.title = request.title.clone();
     event.impact = request.impact;
+    let update_id = request
+        .idempotency_key
+        .as_deref()
+        .map_or_else(new_id, |key| keyed_update_id(request, key));
     let timeline =
         |state: IncidentState, body: String, components: Vec<AffectedComponent>| IncidentUpdate {
-            id: new_id(),
+            id: update_id.clone(),
             state,
             body,
             components,

@@ -96,7 +96,15 @@ pub async fn schedule(api: &Api, payload: &[u8]) -> ApiReply<Window> {
     if let Some(reply) = refuse(errors) {
         return reply;
     }
-    let id = EventId::new().to_string().to_ascii_lowercase();
+    // The same idempotency key names the same window, so a retried schedule
+    // finds the first one instead of making a second.
+    let id = match &request.idempotency_key {
+        Some(key) => format!(
+            "k{:016x}",
+            beacon_core::lease::fnv1a(format!("{}\u{0}{key}", request.page).as_bytes())
+        ),
+        None => EventId::new().to_string().to_ascii_lowercase(),
+    };
     let event = MaintenanceEvent {
         page: request.page.clone(),
         maintenance: id.clone(),
@@ -155,6 +163,14 @@ async fn append(api: &Api, base: Option<&Window>, event: MaintenanceEvent) -> Ap
             match window {
                 Some(window) => ApiReply::Ok { result: window },
                 None => ApiReply::failed("the window did not fold"),
+            }
+        }
+        // A new window whose subject is taken: the same idempotency key
+        // scheduled it before; answer with it.
+        Err(e) if e.kind() == PublishFailure::WrongLastSequence && base.is_none() => {
+            match read(api, &page, &id).await {
+                Ok(Some(window)) => ApiReply::Ok { result: window },
+                _ => ApiReply::failed("the window exists but cannot be read yet; try again"),
             }
         }
         Err(e) if e.kind() == PublishFailure::WrongLastSequence => ApiReply::Conflict {
