@@ -17,6 +17,7 @@ const PASSWORDS: &[(&str, &str)] = &[
     ("notifier", "change-me-notifier"),
     ("ctl", "change-me-ctl"),
     ("admin", "change-me-admin"),
+    ("api", "change-me-api"),
 ];
 
 fn password(user: &str) -> &'static str {
@@ -185,6 +186,46 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
         async move { uptime.get("perm.api").await.ok().flatten() }
     })
     .await;
+
+    // The api daemon, under its own user, makes a key for ctl and answers
+    // an authenticated request through the decider.
+    let api_port = beacon_testkit::free_port();
+    let api = DaemonProcess::spawn_with_admin(
+        "beacon-api",
+        bus_args(
+            &nats,
+            "api",
+            &["--listen", &format!("127.0.0.1:{api_port}")],
+        ),
+    );
+    api.wait_ready(READY).await;
+    let created = ctl
+        .request(
+            "beacon.api.apikey.create",
+            serde_json::to_vec(&serde_json::json!({"page": "perm", "name": "perm", "scopes": ["components:read"], "actor": "test"}))
+                .expect("json")
+                .into(),
+        )
+        .await
+        .expect("the api daemon answers ctl");
+    let created: serde_json::Value = serde_json::from_slice(&created.payload).expect("reply JSON");
+    let key = created["result"]["key"].as_str().expect("a key").to_owned();
+    let components = wait_until("the HTTP API to answer with the key", DECIDE, || {
+        let key = key.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .get(format!("http://127.0.0.1:{api_port}/api/v1/components"))
+                .header("authorization", format!("Bearer {key}"))
+                .send()
+                .await
+                .ok()?;
+            (response.status().as_u16() == 200).then_some(())?;
+            response.text().await.ok()
+        }
+    })
+    .await;
+    assert!(components.contains("\"api\""), "{components}");
+    drop(api);
 
     let denied = violations(&nats);
     assert!(

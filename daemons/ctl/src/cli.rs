@@ -93,6 +93,12 @@ pub enum Command {
         #[command(subcommand)]
         command: MaintenanceCommand,
     },
+    /// HTTP API keys (served by the api daemon).
+    Apikey {
+        /// What to do.
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
     /// SLA reports, computed by the recorder.
     Sla {
         /// What to do.
@@ -382,6 +388,43 @@ pub enum MaintenanceCommand {
         /// Include completed and cancelled windows.
         #[arg(long)]
         all: bool,
+    },
+}
+
+/// `beaconctl apikey …`.
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create a key; it is shown this once (only its hash is stored).
+    Create {
+        /// The page the key may act on.
+        #[arg(long)]
+        page: String,
+        /// A name for people, e.g. "ci deploys".
+        #[arg(long)]
+        name: String,
+        /// What it may do, e.g. incidents:write; repeat for more.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Requests per minute (default 600).
+        #[arg(long)]
+        rate_per_minute: Option<u32>,
+        /// Who.
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Only the keys of this page.
+        #[arg(long)]
+        page: Option<String>,
+    },
+    /// Revoke a key: it is refused from now on.
+    Revoke {
+        /// Key id (the part after `bk_`, before the second `_`).
+        id: String,
+        /// Who.
+        #[command(flatten)]
+        actor: ActorArgs,
     },
 }
 

@@ -60,6 +60,9 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Maintenance { command } => {
             commands::maintenance::run(&cli.nats, command, format, cli.timeout).await
         }
+        Command::Apikey { command } => {
+            commands::apikey::run(&cli.nats, command, format, cli.timeout).await
+        }
         Command::Sla {
             command: SlaCommand::Report { page, month, year },
         } => {

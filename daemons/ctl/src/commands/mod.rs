@@ -1,6 +1,7 @@
 //! One module per subcommand. Each does its I/O and hands plain data to
 //! [`crate::output`] for rendering.
 
+pub mod apikey;
 pub mod apply;
 pub mod bus;
 pub mod component;

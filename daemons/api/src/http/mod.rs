@@ -1,0 +1,205 @@
+//! The HTTP side: shared state, authentication and rate limits, the JSON
+//! body reader, metrics, and the router.
+//!
+//! - [`dto`]: the JSON shapes of Beacon's own routes and of Statuspage's.
+//! - [`seed`]: `/api/v1/…`, Beacon's operator routes (the page is the key's).
+//! - [`statuspage`]: `/v1/pages/{page_id}/…`, Statuspage's management routes.
+
+pub mod dto;
+pub mod seed;
+pub mod statuspage;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use beacon_core::api::ApiScope;
+use beacon_core::messages::ApiKeyRecord;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::keys::{authorize, Keys, Refused};
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The bus.
+    pub client: async_nats::Client,
+    /// Every API key.
+    pub keys: Keys,
+    /// Rate limiters.
+    pub limits: Limits,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// How long an owner may take to answer.
+    pub timeout: Duration,
+    /// Whether to believe `X-Forwarded-For` (behind the edge).
+    pub trust_forwarded: bool,
+}
+
+impl AppState {
+    /// The key of the request, checked for `scope` on `page` (the key's own
+    /// page when `None`) and counted against its rate limit.
+    pub fn authorize(
+        &self,
+        headers: &HeaderMap,
+        page: Option<&str>,
+        scope: ApiScope,
+    ) -> Result<ApiKeyRecord, ApiError> {
+        let refuse = |refused: Refused| {
+            self.metrics
+                .refused
+                .with_label_values(&[refused.as_str()])
+                .inc();
+            ApiError::refused(refused)
+        };
+        let text = bearer(headers).map_err(refuse)?;
+        let record = self.keys.authenticate(text).map_err(refuse)?;
+        authorize(&record, page.unwrap_or(&record.page), scope).map_err(refuse)?;
+        if let Err(wait) = self.limits.key(&record.id, record.rate_per_minute) {
+            self.metrics.rate_limited.with_label_values(&["key"]).inc();
+            return Err(ApiError::rate_limited(wait));
+        }
+        Ok(record)
+    }
+
+    /// Counts a public request from the client against its address's limit.
+    pub fn limit_address(&self, client: IpAddr) -> Result<(), ApiError> {
+        self.limits.address(client).map_err(|wait| {
+            self.metrics
+                .rate_limited
+                .with_label_values(&["address"])
+                .inc();
+            ApiError::rate_limited(wait)
+        })
+    }
+
+    /// The client's address: the peer, or behind a trusted proxy the first
+    /// `X-Forwarded-For` address.
+    pub fn client_address(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        if self.trust_forwarded {
+            let forwarded = headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().parse::<IpAddr>().ok());
+            if let Some(address) = forwarded {
+                return address;
+            }
+        }
+        peer.ip()
+    }
+}
+
+/// The key in `Authorization: Bearer …` or Statuspage's `OAuth …`.
+fn bearer(headers: &HeaderMap) -> Result<&str, Refused> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(Refused::Missing)?
+        .to_str()
+        .map_err(|_| Refused::Malformed)?;
+    let (scheme, key) = value.split_once(' ').ok_or(Refused::Malformed)?;
+    if !(scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("oauth")) {
+        return Err(Refused::Malformed);
+    }
+    Ok(key.trim())
+}
+
+/// A JSON body read strictly: unknown fields and bad values are a 422
+/// naming the field (`incident.impact`), unreadable JSON a 400, an
+/// oversized body a 413.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large(BODY_LIMIT)
+            } else {
+                ApiError::bad_request(e.body_text())
+            }
+        })?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize(&mut deserializer) {
+            Ok(value) => Ok(JsonBody(value)),
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if inner.is_syntax() || inner.is_eof() {
+                    Err(ApiError::bad_request(format!(
+                        "the body is not JSON: {inner}"
+                    )))
+                } else {
+                    let field = if path.is_empty() || path == "." {
+                        "body".to_owned()
+                    } else {
+                        path
+                    };
+                    Err(ApiError::invalid(&field, inner.to_string()))
+                }
+            }
+        }
+    }
+}
+
+/// Counts and times every request by its route template.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .requests
+        .with_label_values(&[&route, &method, response.status().as_str()])
+        .inc();
+    state
+        .metrics
+        .request_seconds
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(seed::routes())
+        .merge(statuspage::routes())
+        .route(
+            "/openapi.json",
+            axum::routing::get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    crate::openapi::document(),
+                )
+                    .into_response()
+            }),
+        )
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// The peer address of a request (set by the server).
+pub type Peer = ConnectInfo<SocketAddr>;

@@ -1,0 +1,749 @@
+//! The HTTP API over real HTTP, against real NATS, a real decider and probe,
+//! and the real api daemon; keys made with `beaconctl apikey`. Responses are
+//! checked against the checked-in OpenAPI document.
+
+use std::time::Duration;
+
+use beacon_core::messages::ComponentStatus;
+use beacon_testkit::{free_port, wait_until, DaemonProcess};
+use beacon_tests::rig::Rig;
+use beacon_tests::{HttpTarget, DECIDE, READY};
+use serde_json::{json, Value};
+
+/// A page with components `api` (checked) and `db` (set by hand).
+fn page(page: &str, target: &str) -> String {
+    format!(
+        r#"
+[page]
+id = "{page}"
+name = "API test"
+[defaults]
+regions = ["eu"]
+interval = "1s"
+timeout = "1s"
+failure_threshold = 2
+recovery_threshold = 2
+[[components]]
+id = "api"
+name = "API"
+[[components.checks]]
+type = "http"
+url = "{target}"
+[[components]]
+id = "db"
+name = "Database"
+"#
+    )
+}
+
+struct Api {
+    rig: Rig,
+    _daemon: DaemonProcess,
+    url: String,
+    http: reqwest::Client,
+    document: Value,
+    _target: HttpTarget,
+}
+
+impl Api {
+    async fn start(pages: &[&str]) -> Api {
+        let rig = Rig::start(&["eu"], &[]).await;
+        let target = HttpTarget::start().await;
+        for p in pages {
+            rig.apply(&page(p, &target.url())).await;
+        }
+        for p in pages {
+            rig.wait_status(p, "api", ComponentStatus::Operational)
+                .await;
+        }
+        let port = free_port();
+        let daemon = DaemonProcess::spawn_with_admin(
+            "beacon-api",
+            vec![
+                "--nats-url".into(),
+                rig.nats.url(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+            ],
+        );
+        daemon.wait_ready(READY).await;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../schemas/openapi/beacon-api.json"
+        );
+        let document = serde_json::from_str(
+            &std::fs::read_to_string(path).expect("read the OpenAPI document"),
+        )
+        .expect("the OpenAPI document is JSON");
+        Api {
+            rig,
+            _daemon: daemon,
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            document,
+            _target: target,
+        }
+    }
+
+    async fn key(&self, page: &str, scopes: &[&str], rate: Option<u32>) -> (String, String) {
+        let mut args = vec!["apikey", "create", "--page", page, "--name", "test key"];
+        for scope in scopes {
+            args.extend(["--scope", scope]);
+        }
+        let rate_text = rate.map(|r| r.to_string());
+        if let Some(rate) = &rate_text {
+            args.extend(["--rate-per-minute", rate]);
+        }
+        let created = self.rig.ctl_json(&args).await;
+        (
+            created["key"].as_str().expect("key").to_owned(),
+            created["view"]["id"].as_str().expect("id").to_owned(),
+        )
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.expect("the API answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("a body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value, headers)
+    }
+
+    /// `value` is valid against `#/components/schemas/{schema}`.
+    fn assert_schema(&self, schema: &str, value: &Value) {
+        let wrapper = json!({
+            "$ref": format!("#/components/schemas/{schema}"),
+            "components": self.document["components"],
+        });
+        let validator = jsonschema::validator_for(&wrapper).expect("a valid schema");
+        let errors: Vec<String> = validator
+            .iter_errors(value)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{schema} does not match the OpenAPI document: {errors:#?}\n{value:#}"
+        );
+    }
+}
+
+fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+#[tokio::test]
+async fn the_seed_routes_write_through_the_owners() {
+    let api = Api::start(&["seed"]).await;
+    let (key, key_id) = api
+        .key(
+            "seed",
+            &["incidents:write", "components:write", "maintenance:write"],
+            None,
+        )
+        .await;
+    let auth = bearer(&key);
+    use reqwest::Method as M;
+
+    let (status, incident, _) = api
+        .send(
+            M::POST,
+            "/api/v1/incidents",
+            Some(&auth),
+            Some(json!({"title": "Checkout <b>errors</b>\r\nX-Injected: 1", "impact": "major", "components": ["api"], "message": "Looking"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{incident}");
+    api.assert_schema("Incident", &incident);
+    assert_eq!(
+        incident["title"], "Checkout <b>errors</b>\r\nX-Injected: 1",
+        "text is stored as text"
+    );
+    assert_eq!(
+        incident["components"][0],
+        json!({"id": "api", "status": "major_outage"})
+    );
+    let id = incident["id"].as_str().expect("id").to_owned();
+    assert!(
+        incident["updates"][0]["author"]
+            .as_str()
+            .is_some_and(|a| a.contains(&key_id)),
+        "{incident}"
+    );
+
+    // The component shows what the incident says.
+    api.rig
+        .wait_status("seed", "api", ComponentStatus::MajorOutage)
+        .await;
+
+    let (status, updated, _) = api
+        .send(
+            M::POST,
+            &format!("/api/v1/incidents/{id}/updates"),
+            Some(&auth),
+            Some(json!({"status": "resolved", "message": "Fixed"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{updated}");
+    api.assert_schema("Incident", &updated);
+    assert_eq!(updated["status"], "resolved");
+    api.rig
+        .wait_status("seed", "api", ComponentStatus::Operational)
+        .await;
+
+    let (status, list, _) = api
+        .send(M::GET, "/api/v1/incidents?all=true", Some(&auth), None, &[])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    let (status, one, _) = api
+        .send(
+            M::GET,
+            &format!("/api/v1/incidents/{id}"),
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!((status, one["id"].as_str()), (200, Some(id.as_str())));
+    let (status, _, _) = api
+        .send(M::GET, "/api/v1/incidents/nope", Some(&auth), None, &[])
+        .await;
+    assert_eq!(status, 404);
+
+    // Components: read, override, hand back.
+    let (status, components, _) = api
+        .send(M::GET, "/api/v1/components", Some(&auth), None, &[])
+        .await;
+    assert_eq!(status, 200);
+    for component in components.as_array().expect("a list") {
+        api.assert_schema("Component", component);
+    }
+    let (status, set, _) = api
+        .send(
+            M::PUT,
+            "/api/v1/components/db/status",
+            Some(&auth),
+            Some(
+                json!({"status": "under_maintenance", "expires_in": "10m", "reason": "migration"}),
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{set}");
+    api.rig
+        .wait_status("seed", "db", ComponentStatus::UnderMaintenance)
+        .await;
+    let (status, _, _) = api
+        .send(
+            M::DELETE,
+            "/api/v1/components/db/status",
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Maintenance: schedule, list, cancel.
+    let (status, window, _) = api
+        .send(
+            M::POST,
+            "/api/v1/maintenance",
+            Some(&auth),
+            Some(json!({"title": "DB upgrade", "starts_at": "2030-01-01T03:00:00Z", "ends_at": "2030-01-01T04:00:00Z", "components": ["db"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{window}");
+    api.assert_schema("Maintenance", &window);
+    let window_id = window["id"].as_str().expect("id").to_owned();
+    let (status, cancelled, _) = api
+        .send(
+            M::POST,
+            &format!("/api/v1/maintenance/{window_id}/cancel"),
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, cancelled["phase"].as_str()),
+        (200, Some("cancelled"))
+    );
+
+    // Bad input names the field and changes nothing.
+    let (status, error, _) = api
+        .send(
+            M::POST,
+            "/api/v1/incidents",
+            Some(&auth),
+            Some(json!({"title": "x", "impact": "huge"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["field"], "impact");
+    let (status, error, _) = api
+        .send(
+            M::POST,
+            "/api/v1/incidents",
+            Some(&auth),
+            Some(json!({"title": "x", "impact": "minor", "colour": "red"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("colour")),
+        "{error}"
+    );
+    let (status, _, _) = api
+        .send(
+            M::POST,
+            "/api/v1/incidents",
+            Some(&auth),
+            Some(json!({"title": "x", "impact": "minor", "components": ["ghost"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422);
+    let huge = "x".repeat(100_000);
+    let (status, _, _) = api
+        .send(
+            M::POST,
+            "/api/v1/incidents",
+            Some(&auth),
+            Some(json!({"title": huge, "impact": "minor"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 413);
+    let response = api
+        .http
+        .post(format!("{}/api/v1/incidents", api.url))
+        .header("authorization", &auth)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status().as_u16(), 400);
+    let (_, list, _) = api
+        .send(M::GET, "/api/v1/incidents?all=true", Some(&auth), None, &[])
+        .await;
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(1),
+        "nothing was created by the bad requests"
+    );
+}
+
+#[tokio::test]
+async fn keys_are_scoped_revocable_and_rate_limited() {
+    let api = Api::start(&["alpha", "beta"]).await;
+    use reqwest::Method as M;
+    let (reader, _) = api.key("alpha", &["incidents:read"], None).await;
+    let (beta_writer, _) = api.key("beta", &["incidents:write"], None).await;
+    let body = || Some(json!({"title": "x", "impact": "minor"}));
+
+    // A read key cannot write.
+    let (status, error, _) = api
+        .send(
+            M::POST,
+            "/api/v1/incidents",
+            Some(&bearer(&reader)),
+            body(),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    // A key for page beta cannot touch page alpha.
+    let (status, _, _) = api
+        .send(
+            M::GET,
+            "/v1/pages/alpha/incidents",
+            Some(&format!("OAuth {beta_writer}")),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = api
+        .send(
+            M::GET,
+            "/v1/pages/beta/incidents",
+            Some(&format!("OAuth {beta_writer}")),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Missing, malformed and unknown keys.
+    let (status, error, headers) = api.send(M::GET, "/api/v1/incidents", None, None, &[]).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    assert!(headers.contains_key("www-authenticate"));
+    let (status, _, _) = api
+        .send(
+            M::GET,
+            "/api/v1/incidents",
+            Some("Bearer nonsense"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 401);
+    let forged = format!("{}0", &reader[..reader.len() - 1]);
+    let forged = if forged == reader {
+        format!("{}1", &reader[..reader.len() - 1])
+    } else {
+        forged
+    };
+    let (status, _, _) = api
+        .send(
+            M::GET,
+            "/api/v1/incidents",
+            Some(&bearer(&forged)),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 401);
+
+    // A revoked key is refused from then on.
+    let (revoked, revoked_id) = api.key("alpha", &["incidents:read"], None).await;
+    let (status, _, _) = api
+        .send(
+            M::GET,
+            "/api/v1/incidents",
+            Some(&bearer(&revoked)),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let output = api.rig.ctl(&["apikey", "revoke", &revoked_id]).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    wait_until("the revoked key to be refused", DECIDE, || async {
+        let (status, error, _) = api
+            .send(
+                M::GET,
+                "/api/v1/incidents",
+                Some(&bearer(&revoked)),
+                None,
+                &[],
+            )
+            .await;
+        (status == 401
+            && error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("revoked")))
+        .then_some(())
+    })
+    .await;
+    let listed = api
+        .rig
+        .ctl_json(&["apikey", "list", "--page", "alpha"])
+        .await;
+    let text = listed.to_string();
+    assert!(!text.contains(&revoked[20..]), "list never shows a secret");
+
+    // Rate limits: 6 a minute is a burst of one.
+    let (slow, _) = api.key("alpha", &["incidents:read"], Some(6)).await;
+    let (status, _, _) = api
+        .send(M::GET, "/api/v1/incidents", Some(&bearer(&slow)), None, &[])
+        .await;
+    assert_eq!(status, 200);
+    let (status, error, headers) = api
+        .send(M::GET, "/api/v1/incidents", Some(&bearer(&slow)), None, &[])
+        .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    let retry: u64 = headers["retry-after"]
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("seconds");
+    assert!((1..=10).contains(&retry), "{retry}");
+}
+
+#[tokio::test]
+async fn retries_with_an_idempotency_key_create_one_incident_and_one_update() {
+    let api = Api::start(&["idem"]).await;
+    use reqwest::Method as M;
+    let (key, _) = api.key("idem", &["incidents:write"], None).await;
+    let auth = bearer(&key);
+    let body = json!({"title": "Retried", "impact": "minor", "components": ["api"]});
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (status, incident, _) = api
+            .send(
+                M::POST,
+                "/api/v1/incidents",
+                Some(&auth),
+                Some(body.clone()),
+                &[("idempotency-key", "deploy-42")],
+            )
+            .await;
+        assert_eq!(status, 201, "{incident}");
+        ids.push(incident["id"].as_str().expect("id").to_owned());
+    }
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+    let update = json!({"status": "identified", "message": "Cause found"});
+    for _ in 0..3 {
+        let (status, incident, _) = api
+            .send(
+                M::POST,
+                &format!("/api/v1/incidents/{}/updates", ids[0]),
+                Some(&auth),
+                Some(update.clone()),
+                &[("idempotency-key", "update-1")],
+            )
+            .await;
+        assert_eq!(status, 201, "{incident}");
+    }
+    let (_, incident, _) = api
+        .send(
+            M::GET,
+            &format!("/api/v1/incidents/{}", ids[0]),
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    let messages: Vec<&str> = incident["updates"]
+        .as_array()
+        .expect("updates")
+        .iter()
+        .filter_map(|u| u["message"].as_str())
+        .filter(|m| *m == "Cause found")
+        .collect();
+    assert_eq!(messages.len(), 1, "{incident:#}");
+    let (_, list, _) = api
+        .send(M::GET, "/api/v1/incidents?all=true", Some(&auth), None, &[])
+        .await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn the_statuspage_routes_speak_statuspage() {
+    let api = Api::start(&["sp"]).await;
+    use reqwest::Method as M;
+    let (key, _) = api
+        .key(
+            "sp",
+            &["incidents:write", "components:write", "maintenance:write"],
+            None,
+        )
+        .await;
+    let auth = format!("OAuth {key}");
+
+    let (status, created, _) = api
+        .send(
+            M::POST,
+            "/v1/pages/sp/incidents",
+            Some(&auth),
+            Some(json!({"incident": {"name": "Elevated errors", "status": "investigating", "impact_override": "major",
+                "body": "We are looking into it.", "components": {"api": "partial_outage"}, "deliver_notifications": true}})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    api.assert_schema("SpIncident", &created);
+    assert_eq!(created["status"], "investigating");
+    assert_eq!(created["impact"], "major");
+    let id = created["id"].as_str().expect("id").to_owned();
+    api.rig
+        .wait_status("sp", "api", ComponentStatus::PartialOutage)
+        .await;
+
+    let (status, updated, _) = api
+        .send(
+            M::PATCH,
+            &format!("/v1/pages/sp/incidents/{id}"),
+            Some(&auth),
+            Some(json!({"incident": {"status": "resolved", "body": "All good.", "components": {"api": "operational"}}})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    api.assert_schema("SpIncident", &updated);
+    assert_eq!(updated["status"], "resolved");
+    assert!(updated["resolved_at"].is_string());
+    assert_eq!(
+        updated["incident_updates"][0]["status"], "resolved",
+        "newest first"
+    );
+    assert_eq!(
+        updated["incident_updates"][0]["affected_components"][0]["new_status"],
+        "operational"
+    );
+
+    let (status, unresolved, _) = api
+        .send(
+            M::GET,
+            "/v1/pages/sp/incidents/unresolved",
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, unresolved.as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+
+    // Components.
+    let (status, components, _) = api
+        .send(M::GET, "/v1/pages/sp/components", Some(&auth), None, &[])
+        .await;
+    assert_eq!(status, 200);
+    for component in components.as_array().expect("list") {
+        api.assert_schema("SpComponent", component);
+    }
+    let (status, component, _) = api
+        .send(
+            M::PATCH,
+            "/v1/pages/sp/components/api",
+            Some(&auth),
+            Some(json!({"component": {"status": "degraded_performance"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, component["status"].as_str()),
+        (200, Some("degraded_performance")),
+        "{component}"
+    );
+    api.rig
+        .wait_status("sp", "api", ComponentStatus::DegradedPerformance)
+        .await;
+    let (status, error, _) = api
+        .send(
+            M::PATCH,
+            "/v1/pages/sp/components/api",
+            Some(&auth),
+            Some(json!({"component": {"status": "down"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (422, Some("component.status")),
+        "{error}"
+    );
+    let (status, error, _) = api
+        .send(
+            M::PATCH,
+            "/v1/pages/sp/components/api",
+            Some(&auth),
+            Some(json!({"component": {"name": "Renamed", "status": "operational"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+
+    // Scheduled maintenance is an incident with scheduled_for.
+    let (status, scheduled, _) = api
+        .send(
+            M::POST,
+            "/v1/pages/sp/incidents",
+            Some(&auth),
+            Some(json!({"incident": {"name": "DB upgrade", "status": "scheduled", "scheduled_for": "2030-01-01T03:00:00Z",
+                "scheduled_until": "2030-01-01T04:00:00Z", "component_ids": ["db"], "scheduled_remind_prior": true}})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{scheduled}");
+    api.assert_schema("SpIncident", &scheduled);
+    assert_eq!(scheduled["status"], "scheduled");
+    let window = scheduled["id"].as_str().expect("id").to_owned();
+    let (status, listed, _) = api
+        .send(
+            M::GET,
+            "/v1/pages/sp/incidents/scheduled",
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!((status, listed.as_array().map(Vec::len)), (200, Some(1)));
+    let (status, deleted, _) = api
+        .send(
+            M::DELETE,
+            &format!("/v1/pages/sp/incidents/{window}"),
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{deleted}");
+    let (status, _, _) = api
+        .send(
+            M::DELETE,
+            &format!("/v1/pages/sp/incidents/{id}"),
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "incidents are resolved, not deleted");
+
+    // An unknown field is named.
+    let (status, error, _) = api
+        .send(
+            M::POST,
+            "/v1/pages/sp/incidents",
+            Some(&auth),
+            Some(json!({"incident": {"name": "x", "severity": "high"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("severity")),
+        "{error}"
+    );
+    let (status, _, _) = api
+        .send(M::GET, "/v1/pages/sp/nothing", Some(&auth), None, &[])
+        .await;
+    assert_eq!(status, 404);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
