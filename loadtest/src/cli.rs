@@ -32,6 +32,9 @@ pub enum Scenario {
     /// clickhouse-client in the same run, publish-to-queryable latency, and
     /// the SLA report time for a large page.
     Recorder(RecorderArgs),
+    /// Authenticated incident updates through the HTTP API against the
+    /// decider's own bus API in the same run.
+    Api(ApiArgs),
     /// Internal: hold a lease and print `LEADER <term>` when acquired (the
     /// processes `lease-takeover` kills).
     #[command(hide = true)]
@@ -164,6 +167,26 @@ pub struct RecorderArgs {
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=365))]
     pub sla_days: u64,
     /// Longest any single phase may take.
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    pub phase_timeout: Duration,
+}
+
+/// Flags of `api`.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// NATS server to use; without it a private nats-server is started.
+    #[arg(long = "nats-url")]
+    pub nats_url: Option<String>,
+    /// Updates per path.
+    #[arg(long, default_value_t = 4_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub requests: u64,
+    /// Clients at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub workers: u64,
+    /// Incidents each client owns (updates spread over them).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub incidents_per_worker: u64,
+    /// Longest any phase may take.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     pub phase_timeout: Duration,
 }

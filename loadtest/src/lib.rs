@@ -10,6 +10,8 @@
 //!
 //! - [`cli`]: the command line, one subcommand per scenario.
 //! - [`server`]: where the bus comes from: a private `nats-server` or a URL.
+//! - [`api`]: the `api` scenario: incident updates through the HTTP API
+//!   against the decider's bus API, same run.
 //! - [`baseline`]: the `bus-baseline` scenario: core publish, JetStream
 //!   publish (async and awaited acks) and consume-and-ack rates.
 //! - [`core_bus`]: the `core-bus` scenario: core's pipelined publisher and
@@ -27,6 +29,7 @@
 //! - [`report`]: pure arithmetic and the JSON shape: rates, medians, ratios.
 //! - [`error`]: the error enum and its exit codes.
 
+pub mod api;
 pub mod baseline;
 pub mod cli;
 pub mod core_bus;
@@ -61,6 +64,10 @@ pub async fn run(cli: Cli) -> Result<String, LoadError> {
         }
         Scenario::Decider(args) => {
             let report = decider::run(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
+        Scenario::Api(args) => {
+            let report = api::run(&args).await?;
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
         }
         Scenario::LeaseHold(args) => lease_takeover::hold(&args).await,
