@@ -54,9 +54,38 @@ impl Serialize for EventId {
 
 impl<'de> Deserialize<'de> for EventId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        parse_text(deserializer)
     }
+}
+
+/// Deserializes a string into `T` with its `FromStr`, without copying the
+/// string first: ids and timestamps are in every message a consumer
+/// decodes.
+pub(crate) fn parse_text<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    struct Text<T>(std::marker::PhantomData<T>);
+
+    impl<T> serde::de::Visitor<'_> for Text<T>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<T, E> {
+            text.parse().map_err(E::custom)
+        }
+    }
+
+    deserializer.deserialize_str(Text(std::marker::PhantomData))
 }
 
 impl JsonSchema for EventId {
@@ -153,12 +182,22 @@ impl<T: Message> Envelope<T> {
     }
 
     /// Decodes an envelope of kind `T`, refusing other kinds and versions.
+    ///
+    /// Parses once when the bytes are a good envelope (the hot path of
+    /// every consumer); only a failure parses the head again, to say
+    /// whether the kind, the version or the body is wrong.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         #[derive(Deserialize)]
         struct Head {
             kind: String,
             version: u32,
         }
+        let whole = match serde_json::from_slice::<Self>(bytes) {
+            Ok(envelope) if envelope.kind == T::KIND && envelope.version == T::VERSION => {
+                return Ok(envelope)
+            }
+            whole => whole,
+        };
         let head: Head =
             serde_json::from_slice(bytes).map_err(|e| DecodeError::NotAnEnvelope(e.to_string()))?;
         if head.kind != T::KIND {
@@ -174,7 +213,7 @@ impl<T: Message> Envelope<T> {
                 supported: T::VERSION,
             });
         }
-        serde_json::from_slice(bytes).map_err(|e| DecodeError::InvalidBody {
+        whole.map_err(|e| DecodeError::InvalidBody {
             kind: T::KIND,
             reason: e.to_string(),
         })
