@@ -261,7 +261,7 @@ fn tsv_of(envelopes: &[Envelope<HealthResult>], now: u64) -> Result<String, Load
     };
     let mut text = String::with_capacity(envelopes.len() * 160);
     for envelope in envelopes {
-        let r = HealthRow::from_envelope(envelope, now)
+        let r = HealthRow::from_envelope(envelope.clone(), now)
             .map_err(|e| LoadError::Unexpected(e.to_string()))?;
         text.push_str(&format!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",

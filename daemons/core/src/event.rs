@@ -54,9 +54,38 @@ impl Serialize for EventId {
 
 impl<'de> Deserialize<'de> for EventId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        parse_text(deserializer)
     }
+}
+
+/// Deserializes a string into `T` with its `FromStr`, without copying the
+/// string first: ids and timestamps are in every message a consumer
+/// decodes.
+pub(crate) fn parse_text<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    struct Text<T>(std::marker::PhantomData<T>);
+
+    impl<T> serde::de::Visitor<'_> for Text<T>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<T, E> {
+            text.parse().map_err(E::custom)
+        }
+    }
+
+    deserializer.deserialize_str(Text(std::marker::PhantomData))
 }
 
 impl JsonSchema for EventId {
@@ -154,48 +183,40 @@ impl<T: Message> Envelope<T> {
 
     /// Decodes an envelope of kind `T`, refusing other kinds and versions.
     ///
-    /// The common case parses once: the whole envelope, then its kind and
-    /// version are checked. Only when that fails is the head read on its
-    /// own, to say precisely why (another kind, a version this build does
-    /// not read, or a bad body).
+    /// Parses once when the bytes are a good envelope (the hot path of
+    /// every consumer); only a failure parses the head again, to say
+    /// whether the kind, the version or the body is wrong.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         #[derive(Deserialize)]
         struct Head {
             kind: String,
             version: u32,
         }
-        let refuse = |kind: &str, version: u32| {
-            if kind != T::KIND {
-                Some(DecodeError::WrongKind {
-                    expected: T::KIND,
-                    found: kind.to_owned(),
-                })
-            } else if version != T::VERSION {
-                Some(DecodeError::UnsupportedVersion {
-                    kind: T::KIND,
-                    found: version,
-                    supported: T::VERSION,
-                })
-            } else {
-                None
+        let whole = match serde_json::from_slice::<Self>(bytes) {
+            Ok(envelope) if envelope.kind == T::KIND && envelope.version == T::VERSION => {
+                return Ok(envelope)
             }
+            whole => whole,
         };
-        match serde_json::from_slice::<Self>(bytes) {
-            Ok(envelope) => match refuse(&envelope.kind, envelope.version) {
-                Some(error) => Err(error),
-                None => Ok(envelope),
-            },
-            Err(body_error) => {
-                let head: Head = serde_json::from_slice(bytes)
-                    .map_err(|e| DecodeError::NotAnEnvelope(e.to_string()))?;
-                Err(
-                    refuse(&head.kind, head.version).unwrap_or(DecodeError::InvalidBody {
-                        kind: T::KIND,
-                        reason: body_error.to_string(),
-                    }),
-                )
-            }
+        let head: Head =
+            serde_json::from_slice(bytes).map_err(|e| DecodeError::NotAnEnvelope(e.to_string()))?;
+        if head.kind != T::KIND {
+            return Err(DecodeError::WrongKind {
+                expected: T::KIND,
+                found: head.kind,
+            });
         }
+        if head.version != T::VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                kind: T::KIND,
+                found: head.version,
+                supported: T::VERSION,
+            });
+        }
+        whole.map_err(|e| DecodeError::InvalidBody {
+            kind: T::KIND,
+            reason: e.to_string(),
+        })
     }
 }
 

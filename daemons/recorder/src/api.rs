@@ -38,12 +38,14 @@ async fn serve_endpoint(
     let mut reports = group
         .endpoint(api::SLA_REPORT.trim_start_matches("beacon.api."))
         .await?;
+    // Requests are handled one at a time, so the snapshots need no lock.
+    let mut snapshots = report::Snapshots::default();
     loop {
         tokio::select! {
             _ = daemon.process.shutdown.cancelled() => break,
             Some(request) = reports.next() => {
                 let reply = match serde_json::from_slice::<SlaReportRequest>(&request.message.payload) {
-                    Ok(parsed) => report::handle(store, pages, &parsed, wall_clock_ms()).await,
+                    Ok(parsed) => report::handle(store, pages, &mut snapshots, &parsed, wall_clock_ms()).await,
                     Err(e) => ApiReply::<SlaReport>::invalid("request", format!("not an SlaReportRequest: {e}")),
                 };
                 let body = serde_json::to_vec(&reply).unwrap_or_default();

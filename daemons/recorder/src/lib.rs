@@ -15,6 +15,7 @@
 //! - [`schema`]: the migrations of `schemas/clickhouse/`, single or sharded.
 //! - [`rows`]: pure mapping from messages to row structs.
 //! - [`sink`]: the consumers and their handlers: decode, map, insert, isolate refused rows.
+//! - [`group`]: group inserts: batches that arrive while an insert runs go in the next one together.
 //! - [`service`]: ClickHouse I/O: migrations, inserts, queries, error classes, metrics.
 //! - [`uptime`]: the uptime SQL and the pure reference it is tested against.
 //! - [`rollup`]: daily rollups in ClickHouse and the last 90 days in KV `uptime`.
@@ -25,6 +26,7 @@
 
 pub mod api;
 pub mod config;
+pub mod group;
 pub mod pages;
 pub mod report;
 pub mod rollup;

@@ -5,13 +5,24 @@
 //! the rollups' state); incidents are folded with
 //! [`beacon_core::incident::Incident::fold`] from the stored envelopes, so
 //! the report agrees with what the decider shows.
+//!
+//! A large page's report comes in slices ([`SLA_REPORT_MAX_COMPONENTS`]
+//! components each), and every slice's query would read the whole page's
+//! events: ids in config order are spread over the table's key order, so
+//! ClickHouse cannot skip any of them. The first slice of a report
+//! therefore computes the whole page in one query and keeps it as a
+//! [`Snapshot`]; the slices that follow (`after` set) are cut from it and
+//! carry its end and generation time, so every slice of one report covers
+//! the same period.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use beacon_core::api::{
     ApiReply, SlaComponent, SlaIncidents, SlaPeriod, SlaReport, SlaReportRequest,
     SLA_REPORT_MAX_COMPONENTS,
 };
+use beacon_core::config::sla::StatusWeights;
 use beacon_core::config::{Component, ConfigError, PageConfig};
 use beacon_core::event::Envelope;
 use beacon_core::incident::Incident;
@@ -114,15 +125,75 @@ struct EnvelopeRow {
     envelope: String,
 }
 
-/// Serves one `sla.report` request.
+/// How long a snapshot serves the slices after the first: a client reads
+/// a report's slices back to back, and one that comes back later gets
+/// fresh numbers.
+pub const SNAPSHOT_TTL: Duration = Duration::from_secs(60);
+
+/// Snapshots kept at once, the oldest dropped first: a few reports being
+/// read at the same time, each at most a few MB.
+pub const MAX_SNAPSHOTS: usize = 8;
+
+/// A page's uptime for a period, every component, and its incidents, as
+/// computed for the first slice of a report.
+#[derive(Debug)]
+pub struct Snapshot {
+    page: String,
+    period: SlaPeriod,
+    weights: StatusWeights,
+    /// End of the period it was computed to (now, while the period runs).
+    to_ms: u64,
+    generated_at_ms: u64,
+    taken: Instant,
+    rows: Vec<UptimeRow>,
+    incidents: Vec<Incident>,
+}
+
+/// The snapshots of the reports being read. Owned by the endpoint, which
+/// handles one request at a time.
+#[derive(Debug, Default)]
+pub struct Snapshots {
+    kept: Vec<Snapshot>,
+}
+
+impl Snapshots {
+    /// Where the snapshot is that a continuing slice of `plan` can be cut
+    /// from: same page, period and weights, younger than [`SNAPSHOT_TTL`].
+    fn find(&self, plan: &Plan<'_>) -> Option<usize> {
+        self.kept.iter().position(|s| {
+            s.page == plan.page.id
+                && s.period == plan.period
+                && s.weights == plan.page.sla.weights
+                && s.taken.elapsed() < SNAPSHOT_TTL
+        })
+    }
+
+    /// Keeps `snapshot` in place of an older one of the same report;
+    /// returns where it is.
+    fn keep(&mut self, snapshot: Snapshot) -> usize {
+        self.kept.retain(|s| {
+            (s.page != snapshot.page || s.period != snapshot.period)
+                && s.taken.elapsed() < SNAPSHOT_TTL
+        });
+        if self.kept.len() >= MAX_SNAPSHOTS {
+            self.kept.remove(0);
+        }
+        self.kept.push(snapshot);
+        self.kept.len() - 1
+    }
+}
+
+/// Serves one `sla.report` request: a continuing slice from the report's
+/// snapshot when there is one, anything else from a fresh snapshot.
 pub async fn handle(
     store: &ClickHouse,
     pages: &Pages,
+    snapshots: &mut Snapshots,
     request: &SlaReportRequest,
     now_ms: u64,
 ) -> ApiReply<SlaReport> {
     let config = pages.get(&request.page);
-    let plan = match plan(request, config.as_deref(), now_ms) {
+    let mut plan = match plan(request, config.as_deref(), now_ms) {
         Ok(plan) => plan,
         Err(error) => {
             return ApiReply::Invalid {
@@ -130,37 +201,49 @@ pub async fn handle(
             }
         }
     };
-    match build(store, &plan, now_ms).await {
-        Ok(report) => ApiReply::Ok { result: report },
-        Err(e) => ApiReply::failed(format!("cannot read history from ClickHouse: {e}")),
+    let at = match snapshots.find(&plan) {
+        Some(at) if request.after.is_some() => at,
+        _ => match snapshot(store, &plan, now_ms).await {
+            Ok(fresh) => snapshots.keep(fresh),
+            Err(e) => return ApiReply::failed(format!("cannot read history from ClickHouse: {e}")),
+        },
+    };
+    let kept = &snapshots.kept[at];
+    plan.to_ms = kept.to_ms;
+    ApiReply::Ok {
+        result: assemble(&plan, &kept.rows, &kept.incidents, kept.generated_at_ms),
     }
 }
 
-/// Computes the report of `plan`.
-pub async fn build(
+/// Computes the whole page of `plan` (every component, not only the
+/// slice) in one uptime query, and its incidents.
+pub async fn snapshot(
     store: &ClickHouse,
     plan: &Plan<'_>,
     now_ms: u64,
-) -> Result<SlaReport, StoreError> {
-    let ids: Vec<String> = plan.components.iter().map(|c| c.id.clone()).collect();
+) -> Result<Snapshot, StoreError> {
     let weights = plan.page.sla.weights;
-    let rows: Vec<UptimeRow> = if ids.is_empty() {
-        Vec::new()
-    } else {
-        store
-            .fetch(&status_ms_sql(&UptimeQuery {
-                database: store.database(),
-                page: &plan.page.id,
-                components: Some(&ids),
-                from_ms: plan.from_ms,
-                to_ms: plan.to_ms,
-                by_day: false,
-                weights,
-            }))
-            .await?
-    };
-    let incidents = incidents(store, &plan.page.id).await?;
-    Ok(assemble(plan, &rows, &incidents, now_ms))
+    let rows: Vec<UptimeRow> = store
+        .fetch(&status_ms_sql(&UptimeQuery {
+            database: store.database(),
+            page: &plan.page.id,
+            components: None,
+            from_ms: plan.from_ms,
+            to_ms: plan.to_ms,
+            by_day: false,
+            weights,
+        }))
+        .await?;
+    Ok(Snapshot {
+        page: plan.page.id.clone(),
+        period: plan.period,
+        weights,
+        to_ms: plan.to_ms,
+        generated_at_ms: now_ms,
+        taken: Instant::now(),
+        rows,
+        incidents: incidents(store, &plan.page.id).await?,
+    })
 }
 
 /// Every incident of `page`, folded.
@@ -356,6 +439,41 @@ mod tests {
 
         let running = plan(&request("demo", "2026"), Some(&page), NOW).expect("valid");
         assert_eq!(running.to_ms, NOW);
+    }
+
+    #[test]
+    fn a_snapshot_serves_its_own_report_only_and_few_are_kept() {
+        let page = page();
+        let october = plan(&request("demo", "2026-10"), Some(&page), NOW).expect("valid");
+        let year = plan(&request("demo", "2026"), Some(&page), NOW).expect("valid");
+        let taken = |plan: &Plan<'_>, page: &str, generated_at_ms: u64| Snapshot {
+            page: page.into(),
+            period: plan.period,
+            weights: plan.page.sla.weights,
+            to_ms: plan.to_ms,
+            generated_at_ms,
+            taken: Instant::now(),
+            rows: Vec::new(),
+            incidents: Vec::new(),
+        };
+        let mut snapshots = Snapshots::default();
+        assert_eq!(snapshots.find(&october), None);
+        snapshots.keep(taken(&october, "demo", 1));
+        assert_eq!(snapshots.find(&year), None, "another period");
+        // A new first slice replaces the report's snapshot.
+        let at = snapshots.keep(taken(&october, "demo", 2));
+        assert_eq!(snapshots.find(&october), Some(at));
+        assert_eq!(snapshots.kept[at].generated_at_ms, 2);
+        assert_eq!(snapshots.kept.len(), 1);
+        // Other weights: the numbers would differ.
+        let mut reweighted = page.clone();
+        reweighted.sla.weights.partial_outage = 50.0;
+        let other = plan(&request("demo", "2026-10"), Some(&reweighted), NOW).expect("valid");
+        assert_eq!(snapshots.find(&other), None);
+        for i in 0..2 * MAX_SNAPSHOTS {
+            snapshots.keep(taken(&october, &format!("p{i}"), 3));
+        }
+        assert_eq!(snapshots.kept.len(), MAX_SNAPSHOTS);
     }
 
     #[test]

@@ -294,25 +294,27 @@ pub struct DeliveryRow {
 
 impl HealthRow {
     /// Maps a probe result envelope to its row; `now_ms` is the recorder's
-    /// clock, to refuse results from the future.
-    pub fn from_envelope(envelope: &Envelope<HealthResult>, now_ms: u64) -> Result<Self, RowError> {
-        let result = &envelope.data;
+    /// clock, to refuse results from the future. Takes the envelope by
+    /// value: probe results are the busy stream, and their strings move
+    /// into the row instead of being copied.
+    pub fn from_envelope(envelope: Envelope<HealthResult>, now_ms: u64) -> Result<Self, RowError> {
+        let result = envelope.data;
         let (started_at, day) = plausible("started_at_ms", result.started_at_ms, now_ms)?;
         Ok(Self {
             event_id: envelope.id.to_string(),
             hlc: envelope.hlc.to_string(),
-            origin: envelope.origin.clone(),
-            page: result.page.clone(),
-            component: result.component.clone(),
-            check_id: result.check.clone(),
-            region: result.region.clone(),
+            origin: envelope.origin,
+            page: result.page,
+            component: result.component,
+            check_id: result.check,
+            region: result.region,
             kind: result.kind.as_str().to_owned(),
             outcome: result.outcome.as_str().to_owned(),
             started_at,
             started_at_ms: result.started_at_ms,
             latency_ms: result.latency_ms,
             http_status: result.http_status.unwrap_or(0),
-            error: result.error.clone().unwrap_or_default(),
+            error: result.error.unwrap_or_default(),
             day,
         })
     }
@@ -629,9 +631,8 @@ mod tests {
 
     #[test]
     fn health_result_maps_every_column() {
-        let row =
-            HealthRow::from_envelope(&health(Some(503), Some("bad gateway"), MARCH_1_MS), NOW)
-                .unwrap();
+        let row = HealthRow::from_envelope(health(Some(503), Some("bad gateway"), MARCH_1_MS), NOW)
+            .unwrap();
         assert_eq!(
             row,
             HealthRow {
@@ -656,7 +657,7 @@ mod tests {
 
     #[test]
     fn absent_optional_fields_become_zero_and_empty() {
-        let row = HealthRow::from_envelope(&health(None, None, MARCH_1_MS), NOW).unwrap();
+        let row = HealthRow::from_envelope(health(None, None, MARCH_1_MS), NOW).unwrap();
         assert_eq!((row.http_status, row.error.as_str()), (0, ""));
     }
 
@@ -671,7 +672,7 @@ mod tests {
             let mut envelope = health(None, None, MARCH_1_MS);
             envelope.data.kind = kind;
             envelope.data.outcome = outcome_value;
-            let row = HealthRow::from_envelope(&envelope, NOW).unwrap();
+            let row = HealthRow::from_envelope(envelope, NOW).unwrap();
             assert_eq!(want_kind, row.kind);
             assert_eq!(want_outcome, row.outcome);
         }
@@ -699,7 +700,7 @@ mod tests {
     #[test]
     fn impossible_times_are_refused_not_truncated() {
         let far = u64::from(u32::MAX) * 1000 + 1000;
-        let err = HealthRow::from_envelope(&health(None, None, far), far).unwrap_err();
+        let err = HealthRow::from_envelope(health(None, None, far), far).unwrap_err();
         assert_eq!(
             err,
             RowError::TimeOutOfRange {
@@ -707,15 +708,15 @@ mod tests {
                 ms: far
             }
         );
-        let err = HealthRow::from_envelope(&health(None, None, u64::MAX), NOW).unwrap_err();
+        let err = HealthRow::from_envelope(health(None, None, u64::MAX), NOW).unwrap_err();
         assert!(matches!(err, RowError::TimeInFuture { .. }), "{err}");
         assert!(err.to_string().contains("ahead of the recorder's clock"));
-        let err = HealthRow::from_envelope(&health(None, None, 0), NOW).unwrap_err();
+        let err = HealthRow::from_envelope(health(None, None, 0), NOW).unwrap_err();
         assert!(matches!(err, RowError::TimeTooEarly { .. }), "{err}");
         assert_eq!(err.label(), "impossible_time");
         assert!(StatusRow::from_envelope(&change(None, u64::MAX), NOW).is_err());
         // A day ahead is clock drift, not impossible.
-        assert!(HealthRow::from_envelope(&health(None, None, NOW + MAX_AHEAD_MS), NOW).is_ok());
+        assert!(HealthRow::from_envelope(health(None, None, NOW + MAX_AHEAD_MS), NOW).is_ok());
         let mut late = change(None, MARCH_1_MS);
         late.data.at_ms = NOW + 2 * MAX_AHEAD_MS;
         assert!(StatusRow::from_envelope(&late, NOW).is_err());

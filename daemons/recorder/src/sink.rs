@@ -33,6 +33,7 @@ use beacon_core::retry::{Class, Classify};
 use beacon_core::telemetry::{MetricError, Metrics};
 use prometheus::{IntCounterVec, IntGaugeVec};
 
+use crate::group::GroupInsert;
 use crate::rollup::Dirty;
 use crate::rows::{
     DeliveryRow, HealthRow, IncidentRow, IncidentUpdateRow, MaintenanceRow, RowError, StatusRow,
@@ -69,17 +70,17 @@ pub const RETRY: RetryPolicy = RetryPolicy {
     give_up_after: None,
 };
 
-/// The consumer of probe results: large batches, because ClickHouse
-/// wants few big inserts, and two in flight so one insert's round trip
-/// overlaps the next batch's collection. Row order does not matter: rows
-/// carry their own timestamps.
+/// The consumer of probe results: batches of up to 10,000, several in
+/// flight, so that while one group insert runs the next batches are pulled
+/// and decoded and then go into ClickHouse together ([`crate::group`]).
+/// Row order does not matter: rows carry their own timestamps.
 pub fn health_spec() -> ConsumerSpec {
     ConsumerSpec {
         retry: RETRY,
         batch: BatchSettings {
-            max_messages: 5_000,
+            max_messages: 10_000,
             max_wait: Duration::from_millis(200),
-            concurrency: 2,
+            concurrency: 8,
         },
         ..ConsumerSpec::new(STREAM_HEALTH, HEALTH_CONSUMER)
     }
@@ -149,6 +150,9 @@ impl SinkMetrics {
 #[derive(Debug, Clone)]
 pub struct Sink {
     store: Arc<ClickHouse>,
+    /// Probe results go through a group insert: their consumer has several
+    /// batches in flight, and ClickHouse wants them in few large inserts.
+    health: GroupInsert<HealthRow>,
     dirty: Dirty,
     metrics: SinkMetrics,
 }
@@ -190,9 +194,12 @@ impl Outcomes {
 }
 
 impl Sink {
-    /// A sink that writes through `store` and marks changed days in `dirty`.
+    /// A sink that writes through `store` and marks changed days in
+    /// `dirty`. Starts the group insert task of probe results, so it must
+    /// be called within a tokio runtime.
     pub fn new(store: Arc<ClickHouse>, dirty: Dirty, metrics: SinkMetrics) -> Self {
         Self {
+            health: GroupInsert::start(store.clone(), HEALTH_TABLE),
             store,
             dirty,
             metrics,
@@ -206,7 +213,7 @@ impl Sink {
         &self,
         batch: &[Delivery],
         outcomes: &mut Outcomes,
-        mut to_rows: impl FnMut(&Envelope<M>, u64) -> Result<R, RowError>,
+        mut to_rows: impl FnMut(Envelope<M>, u64) -> Result<R, RowError>,
     ) -> Vec<(usize, R)>
     where
         M: Message,
@@ -217,7 +224,7 @@ impl Sink {
             match delivery.decode::<M>() {
                 Ok(envelope) => {
                     outcomes.stamps[index] = envelope.hlc.wall_ms;
-                    match to_rows(&envelope, now_ms) {
+                    match to_rows(envelope, now_ms) {
                         Ok(row) => rows.push((index, row)),
                         Err(e) => {
                             self.count_dead(outcomes.table, e.label());
@@ -248,23 +255,58 @@ impl Sink {
     where
         R: clickhouse::RowOwned + clickhouse::RowWrite,
     {
-        let (owners, rows): (Vec<usize>, Vec<R>) = rows
-            .into_iter()
-            .filter(|(index, _)| outcomes.is_open(*index))
-            .unzip();
+        let (owners, rows) = open_rows(rows, outcomes);
+        self.split_insert(table, &owners, &rows, outcomes).await;
+    }
+
+    /// [`Sink::land`] through the group insert of probe results: the rows
+    /// go with the other batches waiting. If the group was refused, the
+    /// fault may lie in another batch's rows, so this batch inserts its own
+    /// rows alone and splits them as [`Sink::land`] does.
+    async fn land_grouped(&self, rows: Vec<(usize, HealthRow)>, outcomes: &mut Outcomes) {
+        let (owners, rows) = open_rows(rows, outcomes);
+        if rows.is_empty() {
+            return;
+        }
+        let Some(landed) = self.health.insert(rows).await else {
+            // The rows went with the task; nothing says they were stored.
+            for &owner in &owners {
+                outcomes.set(owner, Outcome::retry("the group insert stopped"));
+            }
+            return;
+        };
+        match landed.result {
+            Ok(()) => self.note_landed(HEALTH_TABLE, &owners, outcomes),
+            Err(e) if e.class() == Class::Retryable => {
+                for &owner in &owners {
+                    outcomes.set(owner, Outcome::retry(&e));
+                }
+            }
+            Err(_) => {
+                self.split_insert(HEALTH_TABLE, &owners, &landed.rows, outcomes)
+                    .await
+            }
+        }
+    }
+
+    /// Inserts `rows` (of the messages `owners`), halving a refused part
+    /// until the refused rows are alone.
+    async fn split_insert<R>(
+        &self,
+        table: &'static str,
+        owners: &[usize],
+        rows: &[R],
+        outcomes: &mut Outcomes,
+    ) where
+        R: clickhouse::RowOwned + clickhouse::RowWrite,
+    {
         let mut parts = vec![(0, rows.len())];
-        let mut oldest: Option<u64> = None;
         while let Some((start, end)) = parts.pop() {
             if start == end {
                 continue;
             }
             match self.store.insert(table, &rows[start..end]).await {
-                Ok(()) => {
-                    for &owner in &owners[start..end] {
-                        let stamp = outcomes.stamps[owner];
-                        oldest = Some(oldest.map_or(stamp, |o| o.min(stamp)));
-                    }
-                }
+                Ok(()) => self.note_landed(table, &owners[start..end], outcomes),
                 Err(e) if e.class() == Class::Retryable => {
                     for &owner in &owners[start..end] {
                         outcomes.set(owner, Outcome::retry(&e));
@@ -284,30 +326,38 @@ impl Sink {
                 }
             }
         }
-        if let Some(oldest) = oldest {
-            let lag = wall_clock_ms().saturating_sub(oldest);
-            self.metrics
-                .lag
-                .with_label_values(&[table])
-                .set(i64::try_from(lag).unwrap_or(i64::MAX));
-        }
+    }
+
+    /// Sets the lag gauge from the oldest event of rows just stored.
+    fn note_landed(&self, table: &'static str, owners: &[usize], outcomes: &Outcomes) {
+        let Some(oldest) = owners.iter().map(|&owner| outcomes.stamps[owner]).min() else {
+            return;
+        };
+        let lag = wall_clock_ms().saturating_sub(oldest);
+        self.metrics
+            .lag
+            .with_label_values(&[table])
+            .set(i64::try_from(lag).unwrap_or(i64::MAX));
     }
 
     /// Handles a batch of `HEALTH` messages.
     pub async fn record_health(self, batch: Vec<Delivery>) -> Vec<Outcome> {
         let mut outcomes = Outcomes::new(HEALTH_TABLE, batch.len());
-        let rows = self.decode(&batch, &mut outcomes, |e: &Envelope<HealthResult>, now| {
+        let rows = self.decode(&batch, &mut outcomes, |e: Envelope<HealthResult>, now| {
             HealthRow::from_envelope(e, now)
         });
-        self.land(HEALTH_TABLE, rows, &mut outcomes).await;
+        // The rows are what waits for the group insert; the deliveries'
+        // copies of subjects and headers need not wait with them.
+        drop(batch);
+        self.land_grouped(rows, &mut outcomes).await;
         outcomes.finish()
     }
 
     /// Handles a batch of `STATUS` messages; marks the days they change.
     pub async fn record_status(self, batch: Vec<Delivery>) -> Vec<Outcome> {
         let mut outcomes = Outcomes::new(STATUS_TABLE, batch.len());
-        let rows = self.decode(&batch, &mut outcomes, |e: &Envelope<StatusChange>, now| {
-            StatusRow::from_envelope(e, now)
+        let rows = self.decode(&batch, &mut outcomes, |e: Envelope<StatusChange>, now| {
+            StatusRow::from_envelope(&e, now)
         });
         let changed: Vec<(usize, String, String, u64)> = rows
             .iter()
@@ -326,8 +376,8 @@ impl Sink {
     /// timeline updates they add. A message is done when both landed.
     pub async fn record_incidents(self, batch: Vec<Delivery>) -> Vec<Outcome> {
         let mut outcomes = Outcomes::new(INCIDENT_TABLE, batch.len());
-        let pairs = self.decode(&batch, &mut outcomes, |e: &Envelope<IncidentEvent>, now| {
-            IncidentRow::from_envelope(e, now)
+        let pairs = self.decode(&batch, &mut outcomes, |e: Envelope<IncidentEvent>, now| {
+            IncidentRow::from_envelope(&e, now)
         });
         let mut events = Vec::with_capacity(pairs.len());
         let mut updates: Vec<(usize, IncidentUpdateRow)> = Vec::new();
@@ -350,7 +400,7 @@ impl Sink {
         let rows = self.decode(
             &batch,
             &mut outcomes,
-            |e: &Envelope<MaintenanceEvent>, now| MaintenanceRow::from_envelope(e, now),
+            |e: Envelope<MaintenanceEvent>, now| MaintenanceRow::from_envelope(&e, now),
         );
         let changed: Vec<(usize, String, Vec<String>, u64)> = rows
             .iter()
@@ -380,11 +430,25 @@ impl Sink {
         let rows = self.decode(
             &batch,
             &mut outcomes,
-            |e: &Envelope<DeliveryReceipt>, now| DeliveryRow::from_envelope(e, now),
+            |e: Envelope<DeliveryReceipt>, now| DeliveryRow::from_envelope(&e, now),
         );
         self.land(DELIVERY_TABLE, rows, &mut outcomes).await;
         outcomes.finish()
     }
+}
+
+/// The rows of the messages still open, with the index of each row's
+/// message.
+fn open_rows<R>(rows: Vec<(usize, R)>, outcomes: &Outcomes) -> (Vec<usize>, Vec<R>) {
+    let mut owners = Vec::with_capacity(rows.len());
+    let mut open = Vec::with_capacity(rows.len());
+    for (index, row) in rows {
+        if outcomes.is_open(index) {
+            owners.push(index);
+            open.push(row);
+        }
+    }
+    (owners, open)
 }
 
 /// The dead-letter reason for a row ClickHouse refused.

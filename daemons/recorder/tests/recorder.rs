@@ -1052,6 +1052,31 @@ async fn sla_reports_and_kv_rollups_come_from_every_stream() {
     );
     assert_eq!(report.incidents.mttr_minutes, Some(30.0));
 
+    // The same report read one component at a time: the second slice is
+    // cut from the first one's snapshot, so both cover the same period and
+    // say the same as the whole report.
+    let slice = |after: Option<&str>| {
+        let client = client.clone();
+        let request =
+            serde_json::json!({"page": "shop", "period": month, "limit": 1, "after": after});
+        async move {
+            match sla_report(&client, request).await {
+                ApiReply::Ok { result } => result,
+                other => panic!("expected a slice, got {other:?}"),
+            }
+        }
+    };
+    let first = slice(None).await;
+    let second = slice(first.next.as_deref()).await;
+    assert_eq!(first.next.as_deref(), Some("api"));
+    assert_eq!(second.next, None);
+    assert_eq!(
+        (second.to_ms, second.generated_at_ms),
+        (first.to_ms, first.generated_at_ms)
+    );
+    assert_eq!(first.components[0].major_ms, api.major_ms);
+    assert_eq!(second.components[0].no_data_ms, web.no_data_ms);
+
     // Bad input: a clear refusal, nothing computed.
     for (request, location) in [
         (
