@@ -35,6 +35,10 @@ fn rows(checks: &[&str]) -> Vec<HealthRow> {
                 latency_ms: 12,
                 http_status: Some(200),
                 error: None,
+                error_kind: None,
+                failed_condition: None,
+                timings: None,
+                observed: Default::default(),
             };
             HealthRow::from_envelope(Envelope::new(&clock, "eu-west", result), now)
                 .expect("a plausible result")
