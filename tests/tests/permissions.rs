@@ -199,15 +199,25 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
         ),
     );
     api.wait_ready(READY).await;
-    let created = ctl
-        .request(
-            "beacon.api.apikey.create",
-            serde_json::to_vec(&serde_json::json!({"page": "perm", "name": "perm", "scopes": ["components:read"], "actor": "test"}))
-                .expect("json")
-                .into(),
-        )
-        .await
-        .expect("the api daemon answers ctl");
+    // Ready is logged as the subscription is sent; give the server a moment
+    // to register it before treating "no responders" as a failure.
+    let request = serde_json::to_vec(&serde_json::json!({"page": "perm", "name": "perm", "scopes": ["components:read"], "actor": "test"}))
+        .expect("json");
+    let mut attempts = 0;
+    let created = loop {
+        attempts += 1;
+        match ctl
+            .request("beacon.api.apikey.create", request.clone().into())
+            .await
+        {
+            Ok(reply) => break reply,
+            Err(err) if attempts < 20 => {
+                eprintln!("api daemon not answering yet: {err}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(err) => panic!("the api daemon answers ctl: {err}"),
+        }
+    };
     let created: serde_json::Value = serde_json::from_slice(&created.payload).expect("reply JSON");
     let key = created["result"]["key"].as_str().expect("a key").to_owned();
     let components = wait_until("the HTTP API to answer with the key", DECIDE, || {
