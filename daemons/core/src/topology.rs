@@ -23,8 +23,10 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// The version of the settings below. Version 1 was the foundation's
 /// (no version recorded); 2 adds the `leases` and `timers` buckets; 3 adds
-/// the `PROBES` stream and the `overrides` bucket.
-pub const TOPOLOGY_VERSION: u32 = 3;
+/// the `PROBES` stream and the `overrides` bucket; 4 adds the notifier's
+/// `notices`, `ledger` and `suppressions` buckets and keeps two revisions
+/// per subscriber (so the older can be erased, not just dropped).
+pub const TOPOLOGY_VERSION: u32 = 4;
 
 /// Stream metadata key holding the topology version that configured it.
 pub const VERSION_KEY: &str = "beacon_topology_version";
@@ -108,10 +110,28 @@ impl Topology {
         vec![
             bucket(KV_STATUS, 5, "Current status of every component (decider)"),
             bucket(KV_CONFIG, 10, "Validated page configs (decider)"),
-            bucket(KV_SUBSCRIBERS, 1, "Subscribers (notifier)"),
+            // Two revisions: after an update the notifier securely erases
+            // the older one, which a history of one would only drop.
+            bucket(KV_SUBSCRIBERS, 2, "Subscribers (notifier)"),
             bucket(KV_UPTIME, 1, "Daily uptime rollups (recorder)"),
             bucket(KV_TIMERS, 1, "Durable timers, by owner (decider, notifier)"),
             bucket(KV_OVERRIDES, 1, "Operators' status overrides (decider)"),
+            kv::Config {
+                // Threads of long-over incidents go by themselves.
+                max_age: 90 * DAY,
+                ..bucket(KV_NOTICES, 1, "Notice threads of the notifier's planner")
+            },
+            kv::Config {
+                // Longer than NOTIFY keeps a batch, so every redelivery
+                // finds its ledger.
+                max_age: 8 * DAY,
+                ..bucket(KV_LEDGER, 1, "Delivery states per batch (notifier)")
+            },
+            bucket(
+                KV_SUPPRESSIONS,
+                1,
+                "Suppressed addresses, as keyed hashes (notifier)",
+            ),
             leases,
         ]
     }
@@ -459,12 +479,12 @@ mod tests {
         let hash = crate::lease::fnv1a(text.as_bytes());
         assert_eq!(
             (TOPOLOGY_VERSION, hash),
-            (3, PINNED_FINGERPRINT),
+            (4, PINNED_FINGERPRINT),
             "the topology settings changed: bump TOPOLOGY_VERSION and pin the new fingerprint"
         );
     }
 
-    const PINNED_FINGERPRINT: u64 = 14_422_482_592_571_623_166;
+    const PINNED_FINGERPRINT: u64 = 9_850_068_336_260_983_302;
 
     #[test]
     fn every_part_names_its_stream() {
