@@ -257,6 +257,7 @@ pub fn channel_for<'p>(page: &'p PageConfig, kind: ChannelKind, subscriber: &str
 /// Every sender, and the accounts each has built.
 #[derive(Debug)]
 pub struct Senders {
+    guard: Guard,
     guarded: reqwest::Client,
     provider: reqwest::Client,
     send_timeout: Duration,
@@ -281,8 +282,9 @@ impl Senders {
         };
         Ok(Self {
             guarded: base()
-                .dns_resolver(Arc::new(GuardResolver(guard)))
+                .dns_resolver(Arc::new(GuardResolver(guard.clone())))
                 .build()?,
+            guard,
             provider: base().build()?,
             send_timeout,
             email: Accounts::default(),
@@ -309,6 +311,15 @@ impl Senders {
                 kind.as_str()
             ))
         })?;
+        if matches!(kind, ChannelKind::Webhook | ChannelKind::Slack | ChannelKind::Teams) {
+            // A name is checked by the client's resolver; an IP literal
+            // never reaches it, so it is checked here.
+            let url = crate::addresses::parse_url(delivery.address)
+                .map_err(|_| SendError::permanent(format!("{}: not a usable URL", kind.as_str())))?;
+            self.guard
+                .check_url_form(&url)
+                .map_err(|e| SendError::permanent(format!("{}: {e}", kind.as_str())))?;
+        }
         match kind {
             ChannelKind::Email => {
                 let account = self.email.get(channel, || email::Provider::build(channel, self.send_timeout))?;
