@@ -137,7 +137,7 @@ pub async fn run(daemon: Daemon, settings: Settings) -> Result<(), RunError> {
     tracing::info!(subscribers = ctx.subscribers.count(), took = ?started.elapsed(), "Subscribers loaded.");
 
     // The planner's consumers exist from now on, whoever leads.
-    for spec in planner::specs() {
+    for spec in planner::specs(ctx.settings.ack_wait) {
         let policy = beacon_core::retry::RetryPolicy::new(Duration::from_millis(250), Duration::from_secs(5));
         let ensured = beacon_core::retry::until_ok(&shutdown, policy, "create the planner's consumers", || {
             let spec = spec.clone();

@@ -55,7 +55,8 @@ pub struct NotifierArgs {
     /// How long a confirmation link works.
     #[arg(long, env = "BEACON_CONFIRM_TTL", default_value = "48h", value_parser = humantime::parse_duration)]
     pub confirm_ttl: Duration,
-    /// How long the server waits for a sender's ack before redelivering a batch.
+    /// How long the server waits for an ack (of a delivery batch, or of an
+    /// event the planner is planning) before redelivering it.
     #[arg(long, env = "BEACON_ACK_WAIT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub ack_wait: Duration,
     /// The planner's lease.

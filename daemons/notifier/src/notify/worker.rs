@@ -42,9 +42,9 @@ use crate::index::{parse_id, Endpoint};
 use crate::render::Links;
 
 /// Receipts gathered before they are published and the ledger written.
-const FLUSH_EVERY: usize = 256;
+const FLUSH_EVERY: usize = 128;
 /// Longest time between flushes while deliveries complete.
-const FLUSH_AFTER: Duration = Duration::from_millis(250);
+const FLUSH_AFTER: Duration = Duration::from_millis(100);
 
 /// What became of one delivery, as the ledger writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -66,8 +66,10 @@ enum Source {
 
 /// The planner's durable consumers, one per stream it reads. A brand-new
 /// consumer starts with new events: a notifier deployed today does not
-/// announce last year's incidents.
-pub fn specs() -> Vec<ConsumerSpec> {
+/// announce last year's incidents. `ack_wait` bounds how long an event
+/// whose planner died waits for the next one (a long plan sends progress
+/// acks meanwhile).
+pub fn specs(ack_wait: Duration) -> Vec<ConsumerSpec> {
     [
         (STREAM_INCIDENTS, "notifier-incidents"),
         (STREAM_MAINTENANCE, "notifier-maintenance"),
@@ -77,7 +79,7 @@ pub fn specs() -> Vec<ConsumerSpec> {
     .map(|(stream, durable)| {
         let mut spec = ConsumerSpec::new(stream, durable);
         spec.deliver_policy = async_nats::jetstream::consumer::DeliverPolicy::New;
-        spec.ack_wait = Duration::from_secs(60);
+        spec.ack_wait = ack_wait;
         spec.batch.max_messages = 16;
         spec
     })
@@ -125,7 +127,7 @@ pub async fn run(ctx: Context, lease: Lease, mut leadership: watch::Receiver<Lea
         let term = shutdown.child();
         let (inputs, receiver) = mpsc::channel::<Input>(16);
         let mut consumers = Vec::new();
-        for spec in specs() {
+        for spec in specs(ctx.settings.ack_wait) {
             let inputs = inputs.clone();
             let source = source_of(&spec.stream);
             consumers.push(shutdown.spawn(run_consumer(

@@ -99,28 +99,7 @@ impl Harness {
         }
         let port = free_port();
         let inbound = format!("http://127.0.0.1:{port}");
-        let mut args: Vec<String> = vec![
-            "--nats-url".into(),
-            nats.url(),
-            "--public-url".into(),
-            inbound.clone(),
-            "--inbound-listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--signing-secret".into(),
-            SECRET.into(),
-            "--webhook-allow".into(),
-            "127.0.0.1/32".into(),
-            "--retry-first".into(),
-            "300ms".into(),
-            "--retry-max".into(),
-            "2s".into(),
-            "--lease-ttl".into(),
-            "2s".into(),
-            "--lease-renew".into(),
-            "500ms".into(),
-        ];
-        args.extend(extra.iter().map(|a| a.to_string()));
-        let notifier = DaemonProcess::spawn_with_admin("beacon-notifier", args);
+        let notifier = DaemonProcess::spawn_with_admin("beacon-notifier", notifier_args(&nats, port, extra));
         notifier.wait_ready(WAIT).await;
         let harness = Harness {
             nats,
@@ -132,6 +111,13 @@ impl Harness {
         };
         harness.wait_leading().await;
         harness
+    }
+
+    /// Another notifier on the same bus, with its own inbound port.
+    pub async fn spawn_another(&self, extra: &[&str]) -> DaemonProcess {
+        let notifier = DaemonProcess::spawn_with_admin("beacon-notifier", notifier_args(&self.nats, free_port(), extra));
+        notifier.wait_ready(WAIT).await;
+        notifier
     }
 
     /// Waits until this harness's notifier holds the planner lease.
@@ -232,6 +218,32 @@ impl Harness {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
+}
+
+/// The flags of a test notifier.
+pub fn notifier_args(nats: &NatsServer, port: u16, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--nats-url".into(),
+        nats.url(),
+        "--public-url".into(),
+        format!("http://127.0.0.1:{port}"),
+        "--inbound-listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--signing-secret".into(),
+        SECRET.into(),
+        "--webhook-allow".into(),
+        "127.0.0.1/32".into(),
+        "--retry-first".into(),
+        "300ms".into(),
+        "--retry-max".into(),
+        "2s".into(),
+        "--lease-ttl".into(),
+        "2s".into(),
+        "--lease-renew".into(),
+        "500ms".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
 }
 
 /// An incident event that opens an incident (`created`).
