@@ -225,7 +225,9 @@ fn raw_message(n: u64) -> String {
     text
 }
 
-/// Raw SMTP: messages/s into the sink over `connections` connections.
+/// Raw SMTP: messages/s into the sink over `connections` connections, one
+/// MAIL/RCPT/DATA exchange per message like the notifier's client, each
+/// body and its final dot in one write, `TCP_NODELAY` set.
 async fn raw_smtp(port: u16, messages: u64, connections: u64) -> Result<f64, LoadError> {
     let per = messages / connections.max(1);
     let started = Instant::now();
@@ -233,6 +235,7 @@ async fn raw_smtp(port: u16, messages: u64, connections: u64) -> Result<f64, Loa
     for c in 0..connections {
         tasks.push(tokio::spawn(async move {
             let socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+            socket.set_nodelay(true).map_err(|e| e.to_string())?;
             let (read, mut write) = socket.into_split();
             let mut lines = BufReader::new(read);
             let mut line = String::new();
@@ -267,8 +270,9 @@ async fn raw_smtp(port: u16, messages: u64, connections: u64) -> Result<f64, Loa
                 expect(&mut lines, "250").await?;
                 write.write_all(b"DATA\r\n").await.map_err(|e| e.to_string())?;
                 expect(&mut lines, "354").await?;
-                write.write_all(raw_message(n).as_bytes()).await.map_err(|e| e.to_string())?;
-                write.write_all(b".\r\n").await.map_err(|e| e.to_string())?;
+                let mut body = raw_message(n);
+                body.push_str(".\r\n");
+                write.write_all(body.as_bytes()).await.map_err(|e| e.to_string())?;
                 expect(&mut lines, "250").await?;
             }
             write.write_all(b"QUIT\r\n").await.map_err(|e| e.to_string())?;
