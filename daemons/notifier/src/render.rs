@@ -8,7 +8,8 @@
 //! signed unsubscribe link.
 
 use beacon_core::messages::{
-    ComponentStatus, IncidentState, MaintenancePhase, Notice, NoticeKind, NoticeSubject,
+    ChannelKind, ComponentStatus, IncidentState, MaintenancePhase, Notice, NoticeKind,
+    NoticeSubject,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
@@ -427,6 +428,179 @@ pub fn teams(notice: &Notice, links: &Links) -> Value {
     })
 }
 
+/// A piece of a [`Template`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Text(String),
+    Unsubscribe,
+    Confirm,
+    Key,
+}
+
+/// One rendered text with holes for a recipient's own values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filled {
+    segments: Vec<Segment>,
+    html: bool,
+}
+
+impl Filled {
+    fn parse(text: &str, marks: &Marks, html: bool) -> Filled {
+        let mut segments = Vec::new();
+        let mut rest = text;
+        loop {
+            let next = [
+                (marks.unsubscribe.as_str(), Segment::Unsubscribe),
+                (marks.confirm.as_str(), Segment::Confirm),
+                (marks.key.as_str(), Segment::Key),
+            ]
+            .into_iter()
+            .filter_map(|(mark, segment)| rest.find(mark).map(|at| (at, mark.len(), segment)))
+            .min_by_key(|(at, _, _)| *at);
+            match next {
+                Some((at, len, segment)) => {
+                    if at > 0 {
+                        segments.push(Segment::Text(rest[..at].to_owned()));
+                    }
+                    segments.push(segment);
+                    rest = &rest[at + len..];
+                }
+                None => {
+                    if !rest.is_empty() {
+                        segments.push(Segment::Text(rest.to_owned()));
+                    }
+                    return Filled { segments, html };
+                }
+            }
+        }
+    }
+
+    /// The text for one recipient.
+    pub fn fill(&self, links: &Links, key: &str) -> String {
+        let capacity = self
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Text(t) => t.len(),
+                _ => 200,
+            })
+            .sum();
+        let mut out = String::with_capacity(capacity);
+        for segment in &self.segments {
+            // The template's text is encoded already; a recipient's values
+            // are encoded for where they go.
+            let value = match segment {
+                Segment::Text(t) => {
+                    out.push_str(t);
+                    continue;
+                }
+                Segment::Unsubscribe => links.unsubscribe.as_str(),
+                Segment::Confirm => links.confirm.as_deref().unwrap_or_default(),
+                Segment::Key => key,
+            };
+            if self.html {
+                out.push_str(&html_escape::encode_double_quoted_attribute(value));
+            } else {
+                out.push_str(value);
+            }
+        }
+        out
+    }
+}
+
+/// Markers no text of a notice can contain: a private-use character and a
+/// random token, fresh for every template.
+struct Marks {
+    unsubscribe: String,
+    confirm: String,
+    key: String,
+}
+
+impl Marks {
+    fn new() -> Marks {
+        let token: u64 = rand::random();
+        let mark = |what: char| format!("\u{E000}{token:016x}{what}\u{E000}");
+        Marks {
+            unsubscribe: mark('u'),
+            confirm: mark('c'),
+            key: mark('k'),
+        }
+    }
+
+    fn links(&self, confirm: bool) -> Links {
+        Links {
+            unsubscribe: self.unsubscribe.clone(),
+            confirm: confirm.then(|| self.confirm.clone()),
+        }
+    }
+}
+
+/// A notice rendered once for every recipient of a batch on one channel,
+/// with holes for each recipient's links and key: the per-delivery work is
+/// filling them in. SMS is rendered per recipient (its length depends on
+/// the link).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Template {
+    /// Subject, plain text and HTML.
+    Email {
+        /// Subject (no holes).
+        subject: String,
+        /// Plain text.
+        text: Filled,
+        /// HTML.
+        html: Filled,
+    },
+    /// A JSON body (webhook, Slack, Teams).
+    Json(Filled),
+    /// Rendered per recipient.
+    PerRecipient,
+}
+
+impl Template {
+    /// Renders `notice` for `kind`.
+    pub fn new(kind: ChannelKind, notice: &Notice, page_id: &str) -> Template {
+        let marks = Marks::new();
+        let links = marks.links(notice.kind == NoticeKind::Confirmation);
+        let json = |value: Value| {
+            Template::Json(Filled::parse(&serde_json::to_string(&value).unwrap_or_default(), &marks, false))
+        };
+        match kind {
+            ChannelKind::Email => {
+                let email = email(notice, &links);
+                Template::Email {
+                    subject: email.subject,
+                    text: Filled::parse(&email.text, &marks, false),
+                    html: Filled::parse(&email.html, &marks, true),
+                }
+            }
+            ChannelKind::Webhook => json(webhook(notice, page_id, &links, &marks.key)),
+            ChannelKind::Slack => json(slack(notice, &links)),
+            ChannelKind::Teams => json(teams(notice, &links)),
+            ChannelKind::Sms => Template::PerRecipient,
+        }
+    }
+
+    /// The email for one recipient.
+    pub fn email(&self, notice: &Notice, links: &Links) -> Email {
+        match self {
+            Template::Email { subject, text, html } => Email {
+                subject: subject.clone(),
+                text: text.fill(links, ""),
+                html: html.fill(links, ""),
+            },
+            _ => email(notice, links),
+        }
+    }
+
+    /// The JSON body for one recipient, if this is a JSON template.
+    pub fn json(&self, links: &Links, key: &str) -> Option<String> {
+        match self {
+            Template::Json(body) => Some(body.fill(links, key)),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,6 +688,25 @@ mod tests {
         assert!(text.chars().count() <= MAX_SMS, "{}", text.chars().count());
         assert!(text.ends_with("Reply STOP to stop."));
         assert!(text.contains("unsubscribe?token=abc.def"));
+    }
+
+    #[test]
+    fn templates_fill_in_exactly_what_rendering_each_time_gives() {
+        let n = notice("Errors & <more>", "Body with \u{E000} in it");
+        let links = links();
+        let email_template = Template::new(ChannelKind::Email, &n, "demo");
+        assert_eq!(email_template.email(&n, &links), email(&n, &links));
+        for kind in [ChannelKind::Webhook, ChannelKind::Slack, ChannelKind::Teams] {
+            let template = Template::new(kind, &n, "demo");
+            let filled: Value = serde_json::from_str(&template.json(&links, "k1").expect("json")).expect("valid JSON");
+            let direct = match kind {
+                ChannelKind::Webhook => webhook(&n, "demo", &links, "k1"),
+                ChannelKind::Slack => slack(&n, &links),
+                _ => teams(&n, &links),
+            };
+            assert_eq!(filled, direct, "{kind:?}");
+        }
+        assert_eq!(Template::new(ChannelKind::Sms, &n, "demo"), Template::PerRecipient);
     }
 
     #[test]

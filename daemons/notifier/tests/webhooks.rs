@@ -255,6 +255,7 @@ async fn dns_rebinding_between_check_and_connect_reaches_nothing_private() {
         confirm: None,
     };
     let address = url.to_string();
+    let template = beacon_notifier::render::Template::new(ChannelKind::Webhook, &notice, "hooks");
     let delivery = Delivery {
         page: &page,
         notice: &notice,
@@ -262,6 +263,7 @@ async fn dns_rebinding_between_check_and_connect_reaches_nothing_private() {
         address: &address,
         key: "incident-x.0:01jd5k2s9x8y7z6w5v4t3r2q1p:webhook",
         links: &links,
+        template: &template,
     };
     let result = senders.send(ChannelKind::Webhook, &delivery, &Waits::default()).await;
     assert!(

@@ -134,7 +134,7 @@ impl Provider {
             .address
             .parse()
             .map_err(|_| SendError::permanent("the address cannot be used"))?;
-        let content = render::email(delivery.notice, delivery.links);
+        let content = delivery.template.email(delivery.notice, delivery.links);
         Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -325,6 +325,7 @@ mod tests {
             unsubscribe: "https://n.example/unsubscribe?token=a.b".into(),
             confirm: None,
         };
+        let template = render::Template::new(beacon_core::messages::ChannelKind::Email, &notice, "demo");
         let delivery = Delivery {
             page: &page,
             notice: &notice,
@@ -332,6 +333,7 @@ mod tests {
             address: "ada@example.com",
             key: "incident-i.0:s1:email",
             links: &links,
+            template: &template,
         };
         let raw = String::from_utf8(provider.message(&delivery).expect("a message").formatted()).expect("utf-8");
         let headers: Vec<&str> = raw.split("\r\n\r\n").next().expect("headers").split("\r\n").collect();

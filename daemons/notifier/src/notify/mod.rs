@@ -50,6 +50,8 @@ pub struct Delivery<'a> {
     pub key: &'a str,
     /// The recipient's signed links.
     pub links: &'a Links,
+    /// The notice rendered once for the batch, with holes for the links.
+    pub template: &'a crate::render::Template,
 }
 
 /// The provider took it.

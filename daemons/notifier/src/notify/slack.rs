@@ -17,8 +17,11 @@ impl Provider {
     pub async fn send(&self, client: &reqwest::Client, delivery: &Delivery<'_>) -> Result<Accepted, SendError> {
         let url = crate::addresses::parse_url(delivery.address)
             .map_err(|_| SendError::permanent("slack: not a usable URL"))?;
-        let body = serde_json::to_vec(&render::slack(delivery.notice, delivery.links))
-            .map_err(|_| SendError::permanent("slack: cannot encode the message"))?;
+        let body = match delivery.template.json(delivery.links, delivery.key) {
+            Some(body) => body.into_bytes(),
+            None => serde_json::to_vec(&render::slack(delivery.notice, delivery.links))
+                .map_err(|_| SendError::permanent("slack: cannot encode the message"))?,
+        };
         let response = client
             .post(url)
             .header("content-type", "application/json")

@@ -50,13 +50,16 @@ impl Provider {
     pub async fn send(&self, client: &reqwest::Client, delivery: &Delivery<'_>) -> Result<Accepted, SendError> {
         let url = crate::addresses::parse_url(delivery.address)
             .map_err(|_| SendError::permanent("webhook: not a usable URL"))?;
-        let body = serde_json::to_vec(&render::webhook(
-            delivery.notice,
-            &delivery.page.id,
-            delivery.links,
-            delivery.key,
-        ))
-        .map_err(|_| SendError::permanent("webhook: cannot encode the payload"))?;
+        let body = match delivery.template.json(delivery.links, delivery.key) {
+            Some(body) => body.into_bytes(),
+            None => serde_json::to_vec(&render::webhook(
+                delivery.notice,
+                &delivery.page.id,
+                delivery.links,
+                delivery.key,
+            ))
+            .map_err(|_| SendError::permanent("webhook: cannot encode the payload"))?,
+        };
         let id = message_id(delivery.key);
         let timestamp = chrono::Utc::now().timestamp();
         let secret = webhook_secret(self.secret.as_bytes(), &delivery.page.id, delivery.subscriber);

@@ -209,9 +209,10 @@ impl Worker {
         let mut receipts: Vec<Envelope<DeliveryReceipt>> = Vec::new();
         let mut retry_after: Option<Duration> = None;
         let mut last_flush = Instant::now();
-        let (page_ref, batch_ref) = (&*page, &batch);
+        let template = crate::render::Template::new(self.kind, &batch.notice, &batch.page);
+        let (page_ref, batch_ref, template_ref) = (&*page, &batch, &template);
         let mut sends = futures::stream::iter(todo)
-            .map(|i| async move { (i, self.deliver(page_ref, batch_ref, i).await) })
+            .map(|i| async move { (i, self.deliver(page_ref, batch_ref, template_ref, i).await) })
             .buffer_unordered(self.ctx.settings.send_concurrency);
         while let Some((i, done)) = sends.next().await {
             let subscriber = &batch.subscribers[i];
@@ -424,7 +425,13 @@ impl Worker {
         })
     }
 
-    async fn deliver(&self, page: &beacon_core::config::PageConfig, batch: &NotifyBatch, index: usize) -> Done {
+    async fn deliver(
+        &self,
+        page: &beacon_core::config::PageConfig,
+        batch: &NotifyBatch,
+        template: &crate::render::Template,
+        index: usize,
+    ) -> Done {
         let subscriber = batch.subscribers[index].as_str();
         let Some(id) = parse_id(subscriber) else {
             return Done::Skipped("not a subscriber id");
@@ -457,6 +464,7 @@ impl Worker {
             address: &endpoint.address,
             key: &key,
             links: &links,
+            template,
         };
         let waits = Waits::default();
         let started = Instant::now();
