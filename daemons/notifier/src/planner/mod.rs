@@ -56,6 +56,9 @@ pub const ROLE: &str = "notifier";
 /// The thread of a page's changelog digest.
 pub const DIGEST_THREAD: &str = "digest";
 
+/// Source of the send that starts a digest thread (nothing is sent).
+const DIGEST_START: &str = "start";
+
 /// Which stream an event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
@@ -673,7 +676,7 @@ impl Engine {
                 stored.thread.sends.push(ThreadSend {
                     index: 0,
                     at_ms: now,
-                    source: "start".into(),
+                    source: DIGEST_START.into(),
                     components: vec![],
                     after: None,
                     notice: format!("{DIGEST_THREAD}.0"),
@@ -697,20 +700,23 @@ impl Engine {
         let Some(page) = self.ctx.pages.get(page_id) else { return Ok(()) };
         let key = format!("{page_id}.{DIGEST_THREAD}");
         let now = wall_clock_ms();
-        let since = self
-            .threads
-            .get(&key)
-            .and_then(|s| s.thread.sends.last())
-            .map_or(0, |s| s.at_ms);
-        if now < since + page.notifications.digest_every_ms {
+        let every = page.notifications.digest_every_ms;
+        let Some(last) = self.threads.get(&key).and_then(|s| s.thread.sends.last()).cloned() else {
+            return Ok(());
+        };
+        if now < last.at_ms + every {
             // Rescheduled (the period changed): not due yet.
-            self.timers.schedule_wall(
-                TimerKey::Digest { page: page_id.to_owned() },
-                since + page.notifications.digest_every_ms,
-                now,
-            );
+            self.timers
+                .schedule_wall(TimerKey::Digest { page: page_id.to_owned() }, last.at_ms + every, now);
             return Ok(());
         }
+        // The first digest also covers the period before the planner first
+        // saw the page.
+        let since = if last.source == DIGEST_START {
+            last.at_ms.saturating_sub(every)
+        } else {
+            last.at_ms
+        };
         let entries = self.changelog(page_id, since, now).await?;
         let index = self.thread(page_id, DIGEST_THREAD).thread.sends.len() as u32;
         let notice = Notice {
