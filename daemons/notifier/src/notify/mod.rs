@@ -279,7 +279,9 @@ impl Senders {
                 .no_proxy()
                 .timeout(send_timeout)
                 .connect_timeout(send_timeout.min(Duration::from_secs(5)))
-                .pool_max_idle_per_host(64)
+                // No cap on idle connections per host: Slack's and Teams'
+                // webhooks share one host, and a connection closed after
+                // each burst is a new TCP (and TLS) handshake for the next.
                 .user_agent(concat!("Beacon-Notifier/", env!("CARGO_PKG_VERSION")))
         };
         Ok(Self {
