@@ -35,6 +35,11 @@ pub enum Scenario {
     /// Authenticated incident updates through the HTTP API against the
     /// decider's own bus API in the same run.
     Api(ApiArgs),
+    /// One incident update fanned out by a real notifier to a million
+    /// subscribers with mixed channels, to loopback receivers (Postfix's
+    /// smtp-sink for email); deliveries/s per channel against each
+    /// receiver's raw capacity measured in the same run, and peak RSS.
+    Notifier(NotifierArgs),
     /// Internal: hold a lease and print `LEADER <term>` when acquired (the
     /// processes `lease-takeover` kills).
     #[command(hide = true)]
@@ -142,6 +147,45 @@ pub struct DeciderArgs {
     pub background_rate: u64,
     /// Longest any phase may take.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    pub phase_timeout: Duration,
+}
+
+/// Flags of `notifier`.
+#[derive(Debug, Clone, Args)]
+pub struct NotifierArgs {
+    /// NATS server to use; without it a private nats-server is started.
+    #[arg(long = "nats-url")]
+    pub nats_url: Option<String>,
+    /// Subscribers of the page.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(100..=10_000_000))]
+    pub subscribers: u64,
+    /// Share of subscribers per channel, in percent:
+    /// `email=70,webhook=12,slack=6,teams=6,sms=6`.
+    #[arg(long, default_value = "email=70,webhook=12,slack=6,teams=6,sms=6")]
+    pub mix: String,
+    /// Messages each raw-capacity baseline sends.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(100..=10_000_000))]
+    pub raw_messages: u64,
+    /// Connections (SMTP) or requests in flight (HTTP) of the raw baselines.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub raw_concurrency: u64,
+    /// Path of the smtp-sink binary (Postfix; `scripts/install-deps --bench`).
+    #[arg(long, default_value = "/usr/sbin/smtp-sink")]
+    pub smtp_sink: std::path::PathBuf,
+    /// The notifier's `--notify-batch`.
+    #[arg(long, default_value_t = 1000)]
+    pub notify_batch: u64,
+    /// The notifier's `--send-concurrency`.
+    #[arg(long, default_value_t = 256)]
+    pub send_concurrency: u64,
+    /// The notifier's `--sender-batches`.
+    #[arg(long, default_value_t = 4)]
+    pub sender_batches: u64,
+    /// Write the notifier's log to this file at the end.
+    #[arg(long)]
+    pub notifier_log: Option<std::path::PathBuf>,
+    /// Longest any phase may take.
+    #[arg(long, default_value = "600s", value_parser = humantime::parse_duration)]
     pub phase_timeout: Duration,
 }
 

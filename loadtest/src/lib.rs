@@ -26,6 +26,9 @@
 //! - [`recorder`]: the `recorder` scenario: rows/s against raw consume and
 //!   `clickhouse-client` in the same run, result-to-queryable latency, SLA
 //!   report time.
+//! - [`notifier`]: the `notifier` scenario: a million-subscriber fan-out
+//!   through a real notifier against each loopback receiver's raw capacity
+//!   in the same run.
 //! - [`report`]: pure arithmetic and the JSON shape: rates, medians, ratios.
 //! - [`error`]: the error enum and its exit codes.
 
@@ -37,6 +40,7 @@ pub mod decider;
 pub mod error;
 pub mod lease_takeover;
 pub mod probe_fleet;
+pub mod notifier;
 pub mod recorder;
 pub mod report;
 pub mod server;
@@ -76,6 +80,10 @@ pub async fn run(cli: Cli) -> Result<String, LoadError> {
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
         }
         Scenario::HttpTarget => probe_fleet::serve_target().await,
+        Scenario::Notifier(args) => {
+            let report = notifier::run(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
         Scenario::Recorder(args) => {
             let report = recorder::run(&args).await?;
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))

@@ -92,7 +92,19 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
                 &["--clickhouse-url", &clickhouse.http_url()],
             ),
         ),
-        DaemonProcess::spawn_with_admin("beacon-notifier", bus_args(&nats, "notifier", &[])),
+        DaemonProcess::spawn_with_admin(
+            "beacon-notifier",
+            bus_args(
+                &nats,
+                "notifier",
+                &[
+                    "--public-url",
+                    "http://127.0.0.1:9/notify",
+                    "--signing-secret",
+                    "permissions-test-secret-0123456789abcdef",
+                ],
+            ),
+        ),
     ];
     for daemon in &others {
         daemon.wait_ready(READY).await;
@@ -237,6 +249,11 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
     assert!(components.contains("\"api\""), "{components}");
     drop(api);
 
+    // The notifier, under its own user: a subscriber added through ctl's
+    // request, an incident opened through ctl, the email sent, the
+    // receipt recorded, then the address erased.
+    notify_under_own_users(&ctl).await;
+
     let denied = violations(&nats);
     assert!(
         denied.is_empty(),
@@ -335,6 +352,51 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
     );
     drop(others);
     drop(stack);
+}
+
+async fn notify_under_own_users(ctl: &async_nats::Client) {
+    use beacon_testkit::receivers::smtp::SmtpSink;
+    let smtp = SmtpSink::start().await;
+    let page = format!(
+        "[page]\nid = \"permnote\"\nname = \"Notify\"\n[[components]]\nid = \"api\"\nname = \"API\"\n\
+         [[channels]]\nid = \"mail\"\ntype = \"email\"\nfrom = \"status@example.com\"\nendpoint = \"{}\"\ntls = \"none\"\n",
+        smtp.endpoint()
+    );
+    apply_config(ctl, &page).await;
+    let call = |subject: &'static str, body: serde_json::Value| async move {
+        wait_until(&format!("{subject} to answer ok"), DECIDE, || {
+            let body = body.clone();
+            async move {
+                let reply = ctl
+                    .request(subject, serde_json::to_vec(&body).ok()?.into())
+                    .await
+                    .ok()?;
+                let reply: serde_json::Value = serde_json::from_slice(&reply.payload).ok()?;
+                (reply["status"] == "ok").then_some(reply)
+            }
+        })
+        .await
+    };
+    call(
+        "beacon.api.subscriber.add",
+        serde_json::json!({"page": "permnote", "subscriber": {"endpoints": [{"type": "email", "address": "perm@example.com"}]}, "confirmed": true, "actor": "ctl"}),
+    )
+    .await;
+    call(
+        "beacon.api.incident.create",
+        serde_json::json!({"page": "permnote", "title": "Down", "impact": "major", "components": [{"component": "api", "status": "major_outage"}], "body": "Looking", "actor": "ctl"}),
+    )
+    .await;
+    wait_until("the notifier to send the email", DECIDE, || {
+        let n = smtp.count();
+        async move { (n >= 1).then_some(()) }
+    })
+    .await;
+    call(
+        "beacon.api.subscriber.erase",
+        serde_json::json!({"page": "permnote", "address": "perm@example.com", "actor": "ctl"}),
+    )
+    .await;
 }
 
 /// Year and month of a day number since 1970-01-01 (Howard Hinnant's

@@ -312,6 +312,22 @@ impl ConsumerSpec {
         i64::try_from(in_hand).unwrap_or(i64::MAX)
     }
 
+    /// Creates the durable consumer now, with exactly the settings the
+    /// consumer loop uses, so a role that consumes only while it leads
+    /// (the notifier's planner) misses nothing published before it first
+    /// led. Creating it again with the same settings changes nothing.
+    pub async fn ensure(&self, js: &jetstream::Context) -> Result<(), String> {
+        let stream = js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        stream
+            .create_consumer(self.consumer_config())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     fn consumer_config(&self) -> consumer::pull::Config {
         let mut config = consumer::pull::Config {
             durable_name: Some(self.durable.clone()),

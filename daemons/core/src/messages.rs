@@ -1122,8 +1122,8 @@ impl Message for ChangelogEntry {
     const VERSION: u32 = 1;
 }
 
-/// Where a subscriber wants to be told.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// Where a subscriber wants to be told: one address of one channel kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SubscriberChannel {
     /// Email by SMTP.
@@ -1153,32 +1153,163 @@ pub enum SubscriberChannel {
     },
 }
 
+impl SubscriberChannel {
+    /// The channel kind.
+    pub fn kind(&self) -> ChannelKind {
+        match self {
+            SubscriberChannel::Email { .. } => ChannelKind::Email,
+            SubscriberChannel::Sms { .. } => ChannelKind::Sms,
+            SubscriberChannel::Webhook { .. } => ChannelKind::Webhook,
+            SubscriberChannel::Slack { .. } => ChannelKind::Slack,
+            SubscriberChannel::Teams { .. } => ChannelKind::Teams,
+        }
+    }
+
+    /// The address, phone number or URL.
+    pub fn address(&self) -> &str {
+        match self {
+            SubscriberChannel::Email { address } => address,
+            SubscriberChannel::Sms { phone } => phone,
+            SubscriberChannel::Webhook { url }
+            | SubscriberChannel::Slack { url }
+            | SubscriberChannel::Teams { url } => url,
+        }
+    }
+
+    /// A channel of `kind` at `address`.
+    pub fn new(kind: ChannelKind, address: impl Into<String>) -> Self {
+        let address = address.into();
+        match kind {
+            ChannelKind::Email => SubscriberChannel::Email { address },
+            ChannelKind::Sms => SubscriberChannel::Sms { phone: address },
+            ChannelKind::Webhook => SubscriberChannel::Webhook { url: address },
+            ChannelKind::Slack => SubscriberChannel::Slack { url: address },
+            ChannelKind::Teams => SubscriberChannel::Teams { url: address },
+        }
+    }
+}
+
+/// Whether an endpoint gets messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointState {
+    /// Waiting for the double opt-in (email): gets only its confirmation.
+    Pending,
+    /// Gets messages.
+    Active,
+    /// The subscriber said STOP (SMS), or the provider says they did;
+    /// START makes it active again.
+    Stopped,
+    /// The endpoint refused for good (a webhook answered 410 Gone).
+    Disabled,
+}
+
+impl EndpointState {
+    /// The wire name, e.g. `active`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointState::Pending => "pending",
+            EndpointState::Active => "active",
+            EndpointState::Stopped => "stopped",
+            EndpointState::Disabled => "disabled",
+        }
+    }
+}
+
+/// A double opt-in waiting for its link to be followed. The link is signed
+/// by the notifier over the nonce and the expiry; the nonce is cleared when
+/// it is used, so a link works once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PendingConfirmation {
+    /// Random, hex; part of what the link signs.
+    pub nonce: String,
+    /// When the link stops working (Unix milliseconds).
+    pub expires_at_ms: u64,
+}
+
+/// One of a subscriber's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriberEndpoint {
+    /// Kind and address.
+    pub channel: SubscriberChannel,
+    /// Whether it gets messages.
+    pub state: EndpointState,
+    /// When it entered its state (Unix milliseconds).
+    pub since_ms: u64,
+    /// The double opt-in in progress, while `pending`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<PendingConfirmation>,
+}
+
+/// How a subscriber with several endpoints wants an update.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DedupMode {
+    /// On every active endpoint.
+    #[default]
+    Every,
+    /// Once: on the first active endpoint, in the subscriber's order, that
+    /// the update may go to.
+    First,
+}
+
+impl DedupMode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DedupMode::Every => "every",
+            DedupMode::First => "first",
+        }
+    }
+}
+
 /// A subscriber: the value under `{page}.{subscriber}` in KV `subscribers`.
+///
+/// Version 2: a subscriber has endpoints (at most one per channel kind, in
+/// order of preference) instead of one channel, so an update can be sent
+/// once across them. No plaintext address is kept anywhere else: delivery
+/// batches, receipts and the ledger name subscribers by id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subscriber {
     /// Page id.
     pub page: String,
-    /// Subscriber id.
+    /// Subscriber id (a lowercase ULID the notifier assigns).
     pub subscriber: String,
-    /// Where to deliver.
-    pub channel: SubscriberChannel,
-    /// Components of interest; empty means all.
+    /// Where to deliver, in order of preference; one per channel kind.
+    pub endpoints: Vec<SubscriberEndpoint>,
+    /// Components of interest; empty means the whole page.
     #[serde(default)]
     pub components: Vec<String>,
-    /// Whether the subscriber confirmed (double opt-in).
-    pub confirmed: bool,
-    /// Token for confirmation and unsubscribe links.
-    pub token: String,
+    /// Components whose updates go at once, never held in a batching window.
+    #[serde(default)]
+    pub instant: Vec<String>,
+    /// Every endpoint, or the first one only.
+    #[serde(default)]
+    pub dedup: DedupMode,
+    /// Whether to get the weekly changelog digest (email).
+    #[serde(default)]
+    pub digest: bool,
+    /// When it was created (Unix milliseconds).
+    pub created_at_ms: u64,
+}
+
+impl Subscriber {
+    /// The endpoint of `kind`, if it has one.
+    pub fn endpoint(&self, kind: ChannelKind) -> Option<&SubscriberEndpoint> {
+        self.endpoints.iter().find(|e| e.channel.kind() == kind)
+    }
 }
 
 impl Message for Subscriber {
     const KIND: &'static str = "subscriber";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
 }
 
 /// Channel kinds a delivery can go out on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChannelKind {
     /// Email.
@@ -1194,6 +1325,16 @@ pub enum ChannelKind {
 }
 
 impl ChannelKind {
+    /// Every kind, in the order a very large audience is served: email,
+    /// then webhooks, Slack and Teams, then SMS.
+    pub const ALL: [ChannelKind; 5] = [
+        ChannelKind::Email,
+        ChannelKind::Webhook,
+        ChannelKind::Slack,
+        ChannelKind::Teams,
+        ChannelKind::Sms,
+    ];
+
     /// The subject token, e.g. `email`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -1204,9 +1345,212 @@ impl ChannelKind {
             ChannelKind::Teams => "teams",
         }
     }
+
+    /// The kind with this wire name.
+    pub fn parse(text: &str) -> Option<ChannelKind> {
+        ChannelKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
 }
 
-/// A batch of deliveries for one channel. Subject: `beacon.notify.{channel}` (work queue).
+/// Which queue a delivery batch waits in: urgent batches (new and resolved
+/// incidents, confirmations) go before normal ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Lane {
+    /// First.
+    Urgent,
+    /// When no urgent batch waits.
+    Normal,
+}
+
+impl Lane {
+    /// Both lanes, urgent first.
+    pub const ALL: [Lane; 2] = [Lane::Urgent, Lane::Normal];
+
+    /// The subject token, e.g. `urgent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Urgent => "urgent",
+            Lane::Normal => "normal",
+        }
+    }
+}
+
+/// What a notice tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// An incident was opened (created, or a proposal confirmed).
+    IncidentCreated,
+    /// An incident has a new update.
+    IncidentUpdated,
+    /// An incident was resolved.
+    IncidentResolved,
+    /// Maintenance was announced.
+    MaintenanceScheduled,
+    /// Maintenance begins soon.
+    MaintenanceReminded,
+    /// Maintenance began.
+    MaintenanceStarted,
+    /// Maintenance is over.
+    MaintenanceCompleted,
+    /// A component changed status (pages that opt in).
+    ComponentStatus,
+    /// The weekly changelog digest.
+    Digest,
+    /// The double opt-in message of a new email endpoint.
+    Confirmation,
+}
+
+impl NoticeKind {
+    /// The wire name, e.g. `incident_created`; also a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::IncidentCreated => "incident_created",
+            NoticeKind::IncidentUpdated => "incident_updated",
+            NoticeKind::IncidentResolved => "incident_resolved",
+            NoticeKind::MaintenanceScheduled => "maintenance_scheduled",
+            NoticeKind::MaintenanceReminded => "maintenance_reminded",
+            NoticeKind::MaintenanceStarted => "maintenance_started",
+            NoticeKind::MaintenanceCompleted => "maintenance_completed",
+            NoticeKind::ComponentStatus => "component_status",
+            NoticeKind::Digest => "digest",
+            NoticeKind::Confirmation => "confirmation",
+        }
+    }
+}
+
+/// A component named in a notice, with its title and status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeComponent {
+    /// Component id.
+    pub id: String,
+    /// Title.
+    pub name: String,
+    /// Status it shows, when the notice says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ComponentStatus>,
+}
+
+/// One changelog entry in a digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DigestEntry {
+    /// Entry id.
+    pub entry: String,
+    /// Title.
+    pub title: String,
+    /// Body, markdown (escaped where rendered).
+    pub body: String,
+    /// Category, e.g. `feature`.
+    pub category: String,
+    /// When it was published (Unix milliseconds).
+    pub at_ms: u64,
+}
+
+/// What a notice is about, with what each channel needs to render it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NoticeSubject {
+    /// An incident, in its newest state.
+    Incident {
+        /// Incident id.
+        id: String,
+        /// Title.
+        title: String,
+        /// Impact.
+        impact: Impact,
+        /// State.
+        state: IncidentState,
+        /// Affected components.
+        components: Vec<NoticeComponent>,
+        /// Timeline, newest first (at most a few).
+        updates: Vec<IncidentUpdate>,
+        /// When it was opened.
+        created_at_ms: u64,
+        /// When it last changed.
+        updated_at_ms: u64,
+        /// When it was resolved, if it is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resolved_at_ms: Option<u64>,
+    },
+    /// A maintenance window.
+    Maintenance {
+        /// Maintenance id.
+        id: String,
+        /// Title.
+        title: String,
+        /// Text for users.
+        body: String,
+        /// Phase.
+        phase: MaintenancePhase,
+        /// Start (Unix milliseconds).
+        starts_at_ms: u64,
+        /// End.
+        ends_at_ms: u64,
+        /// Components under maintenance.
+        components: Vec<NoticeComponent>,
+    },
+    /// A component's status change.
+    Component {
+        /// The component, with its new status.
+        component: NoticeComponent,
+        /// Status before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<ComponentStatus>,
+        /// Status now.
+        to: ComponentStatus,
+    },
+    /// Changelog entries since the last digest.
+    Digest {
+        /// The entries, oldest first.
+        entries: Vec<DigestEntry>,
+    },
+    /// A link to confirm an email endpoint; the sender signs it.
+    Confirmation,
+}
+
+/// One message's content, the same for every recipient: each channel
+/// renders it, adding the recipient's own signed links.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Notice {
+    /// Unique per message content (`{thread}.{send}`, or `confirm.{nonce}`);
+    /// each delivery's idempotency key is `{notice}:{subscriber}:{channel}`.
+    pub id: String,
+    /// What it tells.
+    pub kind: NoticeKind,
+    /// Page title.
+    pub page_name: String,
+    /// Public URL of the page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_url: Option<String>,
+    /// What it is about.
+    pub subject: NoticeSubject,
+    /// When the newest change it tells of happened (Unix milliseconds).
+    pub at_ms: u64,
+    /// Updates folded into this message by the batching window (1: none).
+    #[serde(default = "one")]
+    pub updates: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Notice {
+    /// The idempotency key of one delivery of this notice.
+    pub fn key(&self, subscriber: &str, channel: ChannelKind) -> String {
+        format!("{}:{subscriber}:{}", self.id, channel.as_str())
+    }
+}
+
+/// A batch of deliveries for one channel. Subject:
+/// `beacon.notify.{channel}.{lane}` (work queue).
+///
+/// Version 2: the batch carries the notice itself (each sender renders it)
+/// and its lane; subscribers are named by id only, never by address.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyBatch {
@@ -1214,19 +1558,18 @@ pub struct NotifyBatch {
     pub channel: ChannelKind,
     /// Page id.
     pub page: String,
-    /// The event the batch tells about.
-    pub source_event: EventId,
-    /// Subscriber ids; each delivery's idempotency key is `{source_event}:{subscriber}`.
+    /// Urgent or normal.
+    pub lane: Lane,
+    /// What to tell.
+    pub notice: Notice,
+    /// Subscriber ids; each delivery's idempotency key is
+    /// `{notice.id}:{subscriber}:{channel}`.
     pub subscribers: Vec<String>,
-    /// Subject line or title.
-    pub subject: String,
-    /// Plain-text body.
-    pub text: String,
 }
 
 impl Message for NotifyBatch {
     const KIND: &'static str = "notify_batch";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
 }
 
 /// How one delivery ended.
@@ -1241,7 +1584,23 @@ pub enum DeliveryOutcome {
     Dead,
 }
 
+impl DeliveryOutcome {
+    /// The wire name; also the subject token and a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Delivered => "delivered",
+            DeliveryOutcome::Retrying => "retrying",
+            DeliveryOutcome::Dead => "dead",
+        }
+    }
+}
+
 /// A delivery receipt. Subject: `beacon.delivery.{channel}.{outcome}`.
+///
+/// It names the subscriber by id and never carries an address or a
+/// provider's free text (which may echo one), so erasing a subscriber from
+/// KV `subscribers` leaves no plaintext address in `DELIVERIES` or in the
+/// recorder's `delivery_receipts`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryReceipt {
@@ -1257,13 +1616,136 @@ pub struct DeliveryReceipt {
     pub outcome: DeliveryOutcome,
     /// Attempts so far.
     pub attempts: u32,
-    /// Provider response or error, for people.
+    /// Provider status or error code, for people (never an address).
     #[serde(default)]
     pub detail: String,
 }
 
 impl Message for DeliveryReceipt {
     const KIND: &'static str = "delivery_receipt";
+    const VERSION: u32 = 1;
+}
+
+/// One send of a notice thread: who got it is what the rule says, applied
+/// to the subscribers in turn ([`NoticeThread`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadSend {
+    /// Its place in the thread, from 0.
+    pub index: u32,
+    /// When it was planned (Unix milliseconds).
+    pub at_ms: u64,
+    /// What caused it: the event or update id, or `flush-{after}`.
+    pub source: String,
+    /// Components the news is about; a subscriber is in the audience when
+    /// its filter names one of them (or it has no filter).
+    pub components: Vec<String>,
+    /// None: sent at once, to the audience whose window is closed (and to
+    /// instant subscribers). Some(k): the window flush of those whose last
+    /// message was send `k`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u32>,
+    /// Notice id.
+    pub notice: String,
+    /// Batches per channel, fixed when planned so a replay makes the same
+    /// batches.
+    pub chunks: Vec<SendChunks>,
+    /// Whether every batch is in `NOTIFY`.
+    pub published: bool,
+}
+
+/// How many batches one channel of a send has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendChunks {
+    /// Channel kind.
+    pub channel: ChannelKind,
+    /// Number of batches.
+    pub count: u32,
+}
+
+/// A window flush waiting for its time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PendingFlush {
+    /// The send whose recipients' window it closes.
+    pub after: u32,
+    /// When (Unix milliseconds).
+    pub due_ms: u64,
+    /// Components of the updates it holds.
+    pub components: Vec<String>,
+}
+
+/// The notifier planner's memory of one thread of news (an incident, a
+/// maintenance window, a component's status, the digest): the value under
+/// `{page}.{thread}` in KV `notices`. It lists sends, never recipients, so
+/// it stays small for a million subscribers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeThread {
+    /// Page id.
+    pub page: String,
+    /// Thread id, e.g. `incident-01j…`, `component-api`, `digest`.
+    pub thread: String,
+    /// Sends so far, in order.
+    pub sends: Vec<ThreadSend>,
+    /// Window flushes waiting.
+    #[serde(default)]
+    pub pending: Vec<PendingFlush>,
+    /// The newest notice: what a flush sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<Notice>,
+    /// Lane of the newest notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_lane: Option<Lane>,
+}
+
+impl Message for NoticeThread {
+    const KIND: &'static str = "notice_thread";
+    const VERSION: u32 = 1;
+}
+
+/// What became of each delivery of one batch: the value under the batch's
+/// event id in KV `ledger`. A redelivered batch sends only what is still
+/// pending, so a restart does not resend what a provider accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryLedger {
+    /// One character per subscriber of the batch, in its order:
+    /// `.` not sent yet, `r` failed and will be retried, `d` delivered,
+    /// `x` given up, `s` skipped (no such subscriber or endpoint any more).
+    pub states: String,
+}
+
+impl Message for DeliveryLedger {
+    const KIND: &'static str = "delivery_ledger";
+    const VERSION: u32 = 1;
+}
+
+/// Why an address may not be subscribed again without its owner's consent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressionReason {
+    /// Its owner's data was erased (GDPR).
+    Erased,
+}
+
+/// A suppressed address: the value under `{page}.{hash}` in KV
+/// `suppressions`, where the hash is a keyed hash of the address. Operator
+/// adds and imports refuse it; a double opt-in (its owner's consent) lifts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Suppression {
+    /// Page id.
+    pub page: String,
+    /// Why.
+    pub reason: SuppressionReason,
+    /// When (Unix milliseconds).
+    pub at_ms: u64,
+}
+
+impl Message for Suppression {
+    const KIND: &'static str = "suppression";
     const VERSION: u32 = 1;
 }
 

@@ -44,6 +44,12 @@ pub const KV_TIMERS: &str = "timers";
 pub const KV_OVERRIDES: &str = "overrides";
 /// KV bucket with the HTTP API's keys (hashed): `{id}`.
 pub const KV_APIKEYS: &str = "apikeys";
+/// KV bucket with the notifier planner's threads: `{page}.{thread}`.
+pub const KV_NOTICES: &str = "notices";
+/// KV bucket with what became of each delivery batch: `{batch event id}`.
+pub const KV_LEDGER: &str = "ledger";
+/// KV bucket with suppressed addresses (keyed hashes): `{page}.{hash}`.
+pub const KV_SUPPRESSIONS: &str = "suppressions";
 /// Object store with rendered pages.
 pub const OBJECT_PAGES: &str = "pages";
 
@@ -125,9 +131,10 @@ pub fn probe_verdict_subject(region: &str) -> String {
     format!("{SUBJECT_ROOT}.probe.{region}.verdict")
 }
 
-/// Subject of a delivery batch for one channel kind: `beacon.notify.{channel}`.
-pub fn notify_subject(channel: &str) -> String {
-    format!("{SUBJECT_ROOT}.notify.{channel}")
+/// Subject of a delivery batch for one channel kind and lane:
+/// `beacon.notify.{channel}.{lane}`.
+pub fn notify_subject(channel: &str, lane: &str) -> String {
+    format!("{SUBJECT_ROOT}.notify.{channel}.{lane}")
 }
 
 /// Subject of a delivery receipt: `beacon.delivery.{channel}.{outcome}`.
@@ -213,6 +220,24 @@ pub mod api {
     pub const APIKEY_REVOKE: &str = "beacon.api.apikey.revoke";
     /// Recorder: a page's SLA report for a month or a year.
     pub const SLA_REPORT: &str = "beacon.api.sla.report";
+    /// Notifier: subscribe (operators, and public sign-up with double opt-in).
+    pub const SUBSCRIBER_ADD: &str = "beacon.api.subscriber.add";
+    /// Notifier: subscribe many at once (CSV import).
+    pub const SUBSCRIBER_IMPORT: &str = "beacon.api.subscriber.import";
+    /// Notifier: a page's subscribers, in slices.
+    pub const SUBSCRIBER_LIST: &str = "beacon.api.subscriber.list";
+    /// Notifier: one subscriber.
+    pub const SUBSCRIBER_SHOW: &str = "beacon.api.subscriber.show";
+    /// Notifier: remove a subscriber (operators).
+    pub const SUBSCRIBER_REMOVE: &str = "beacon.api.subscriber.remove";
+    /// Notifier: follow a double opt-in link.
+    pub const SUBSCRIBER_CONFIRM: &str = "beacon.api.subscriber.confirm";
+    /// Notifier: follow a signed unsubscribe link.
+    pub const SUBSCRIBER_UNSUBSCRIBE: &str = "beacon.api.subscriber.unsubscribe";
+    /// Notifier: erase every trace of an address (GDPR).
+    pub const SUBSCRIBER_ERASE: &str = "beacon.api.subscriber.erase";
+    /// Notifier: an inbound SMS (STOP, START) as the provider's webhook posted it.
+    pub const SUBSCRIBER_SMS_INBOUND: &str = "beacon.api.subscriber.sms_inbound";
 }
 
 #[cfg(test)]

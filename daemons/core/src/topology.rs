@@ -23,8 +23,12 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// The version of the settings below. Version 1 was the foundation's
 /// (no version recorded); 2 adds the `leases` and `timers` buckets; 3 adds
-/// the `PROBES` stream and the `overrides` bucket; 4 the `apikeys` bucket.
-pub const TOPOLOGY_VERSION: u32 = 4;
+/// the `PROBES` stream and the `overrides` bucket; 4 the `apikeys` bucket;
+/// 5 adds the notifier's `notices`, `ledger` and `suppressions` buckets,
+/// and makes `subscribers` a bucket whose messages may be securely erased
+/// (GDPR), keeping two revisions so the older can be erased, not just
+/// dropped.
+pub const TOPOLOGY_VERSION: u32 = 5;
 
 /// Stream metadata key holding the topology version that configured it.
 pub const VERSION_KEY: &str = "beacon_topology_version";
@@ -82,7 +86,33 @@ impl Topology {
             stream(STREAM_DELIVERIES, "delivery", 30 * DAY, Limits),
             stream(STREAM_DEADLETTER, "deadletter", 30 * DAY, Limits),
             stream(STREAM_PROBES, "probe", 7 * DAY, Limits),
+            self.subscribers(),
         ]
+    }
+
+    /// KV `subscribers`, as the stream under it. A KV bucket made by the
+    /// client forbids deleting single messages, and the server never lifts
+    /// that; subscribers must be erasable (GDPR: JetStream overwrites an
+    /// erased message on disk), so this bucket is a stream with exactly a
+    /// bucket's settings except that. Two revisions per key, so after a
+    /// change the notifier erases the older one rather than leaving the
+    /// history limit to drop it unerased.
+    fn subscribers(&self) -> stream::Config {
+        stream::Config {
+            name: format!("KV_{KV_SUBSCRIBERS}"),
+            description: Some("Subscribers (notifier); messages may be erased".to_owned()),
+            subjects: vec![format!("$KV.{KV_SUBSCRIBERS}.>")],
+            max_messages_per_subject: 2,
+            discard: stream::DiscardPolicy::New,
+            allow_rollup: true,
+            allow_direct: true,
+            deny_delete: false,
+            deny_purge: false,
+            storage: stream::StorageType::File,
+            num_replicas: self.replicas,
+            duplicate_window: DEDUP_WINDOW,
+            ..Default::default()
+        }
     }
 
     /// Configuration of every KV bucket.
@@ -108,11 +138,26 @@ impl Topology {
         vec![
             bucket(KV_STATUS, 5, "Current status of every component (decider)"),
             bucket(KV_CONFIG, 10, "Validated page configs (decider)"),
-            bucket(KV_SUBSCRIBERS, 1, "Subscribers (notifier)"),
             bucket(KV_UPTIME, 1, "Daily uptime rollups (recorder)"),
             bucket(KV_TIMERS, 1, "Durable timers, by owner (decider, notifier)"),
             bucket(KV_OVERRIDES, 1, "Operators' status overrides (decider)"),
             bucket(KV_APIKEYS, 1, "HTTP API keys, hashed (api)"),
+            kv::Config {
+                // Threads of long-over incidents go by themselves.
+                max_age: 90 * DAY,
+                ..bucket(KV_NOTICES, 1, "Notice threads of the notifier's planner")
+            },
+            kv::Config {
+                // Longer than NOTIFY keeps a batch, so every redelivery
+                // finds its ledger.
+                max_age: 8 * DAY,
+                ..bucket(KV_LEDGER, 1, "Delivery states per batch (notifier)")
+            },
+            bucket(
+                KV_SUPPRESSIONS,
+                1,
+                "Suppressed addresses, as keyed hashes (notifier)",
+            ),
             leases,
         ]
     }
@@ -319,9 +364,34 @@ async fn apply(
             config
                 .metadata
                 .insert(VERSION_KEY.to_owned(), version.to_string());
-            js.create_or_update_stream(config)
-                .await
-                .map_err(|e| failed("create or update", e.to_string()))?;
+            if let Err(e) = js.create_or_update_stream(config.clone()).await {
+                // Some settings the server never changes in place (an old
+                // KV `subscribers` forbade message deletes). An empty
+                // stream is made again; one with data is left for an
+                // operator, named in the error.
+                let mut existing = js
+                    .get_stream(&config.name)
+                    .await
+                    .map_err(|_| failed("create or update", e.to_string()))?;
+                let messages = existing
+                    .info()
+                    .await
+                    .map_err(|_| failed("create or update", e.to_string()))?
+                    .state
+                    .messages;
+                if messages > 0 {
+                    return Err(failed(
+                        "create or update",
+                        format!("{e}; it holds {messages} messages, so it is not recreated: export them, delete the stream, run ensure, import"),
+                    ));
+                }
+                js.delete_stream(&config.name)
+                    .await
+                    .map_err(|e| failed("recreate", e.to_string()))?;
+                js.create_stream(config)
+                    .await
+                    .map_err(|e| failed("recreate", e.to_string()))?;
+            }
             return Ok(());
         }
         Part::Bucket(config) => {

@@ -363,6 +363,46 @@ async fn an_older_ensure_against_a_newer_topology_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_subscribers_bucket_is_made_erasable_when_empty_and_left_when_not() {
+    for with_data in [false, true] {
+        let (_server, js) = {
+            let server = NatsServer::start();
+            let js = connect_to(&server).await;
+            (server, js)
+        };
+        // What topology version 3 made: a client-made bucket, which forbids
+        // deleting (so erasing) single messages.
+        let old = js
+            .create_key_value(async_nats::jetstream::kv::Config {
+                bucket: "subscribers".into(),
+                history: 1,
+                ..Default::default()
+            })
+            .await
+            .expect("an old bucket");
+        if with_data {
+            old.put("p.s", "x".into()).await.expect("a value");
+        }
+        let result = ensure(&js, &Topology::default()).await;
+        let mut stream = js.get_stream("KV_subscribers").await.expect("the bucket's stream");
+        let config = stream.info().await.expect("info").config.clone();
+        if with_data {
+            let error = result.expect_err("not recreated with data in it");
+            assert!(error.to_string().contains("1 messages"), "{error}");
+            assert!(config.deny_delete, "left as it was");
+        } else {
+            result.expect("recreated");
+            assert!(!config.deny_delete);
+            assert_eq!(config.max_messages_per_subject, 2);
+            // Still a KV bucket to the client.
+            let kv = js.get_key_value("subscribers").await.expect("KV subscribers");
+            let revision = kv.put("p.s", "y".into()).await.expect("put");
+            assert!(stream.delete_message(revision).await.expect("erase a message"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_names_what_is_missing_and_changes_nothing() {
     let server = NatsServer::start();
     let js = connect_to(&server).await;

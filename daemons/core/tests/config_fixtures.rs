@@ -41,6 +41,17 @@ const INVALID: &[(&str, &[&str])] = &[
     ),
     ("bad-duration", &["components[0].checks[0].interval"]),
     (
+        "bad-notifications",
+        &[
+            "channels[0].concurrency",
+            "channels[0].tls",
+            "channels[1].pool[0]",
+            "notifications.digest_every",
+            "notifications.sms_impacts[1]",
+            "notifications.window",
+        ],
+    ),
+    (
         "timeout-over-interval",
         &["components[0].checks[0].timeout"],
     ),
@@ -346,6 +357,41 @@ fn sla_settings_default_to_statuspage_and_can_be_set() {
         targets,
         [99.99, 99.95],
         "a component's own target wins over the page's"
+    );
+}
+
+#[test]
+fn notification_settings_default_and_can_be_set() {
+    use config::notifications::{Notifications, SmsImpact};
+    use config::{ChannelProvider, SmtpTls};
+    let defaults = config::load(&read("valid", "minimal")).expect("valid.minimal.toml loads");
+    assert_eq!(defaults.notifications, Notifications::default());
+    assert_eq!(defaults.notifications.window_ms, 15 * 60 * 1000);
+
+    let page = config::load(&read("valid", "notifications")).expect("loads");
+    assert_eq!(page.notifications.window_ms, 10 * 60 * 1000);
+    assert!(page.notifications.component_status);
+    assert_eq!(
+        page.notifications.sms_impacts,
+        [SmsImpact::Critical, SmsImpact::Maintenance]
+    );
+    assert_eq!(page.notifications.digest_every_ms, 24 * 3600 * 1000);
+    let mail = &page.channels[0];
+    assert_eq!((mail.rate_per_second, mail.burst, mail.concurrency), (50, 100, 8));
+    assert!(matches!(
+        page.channels[1].provider,
+        ChannelProvider::Email {
+            tls: SmtpTls::None,
+            ..
+        }
+    ));
+    assert!(
+        matches!(&page.channels[2].provider, ChannelProvider::Sms { pool, .. } if pool.len() == 2)
+    );
+    assert_eq!(page.channels[3].destination_rate_per_second, 2);
+    assert_eq!(
+        page.channels[4].destination_rate_per_second, 1,
+        "a Slack webhook takes one message a second"
     );
 }
 

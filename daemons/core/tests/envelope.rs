@@ -147,22 +147,51 @@ fn every_kind_round_trips() {
             url: "https://example.webhook.office.com/x".into(),
         },
     ] {
+        assert_eq!(
+            SubscriberChannel::new(channel.kind(), channel.address()),
+            channel
+        );
         round_trip(Subscriber {
             page: "demo".into(),
             subscriber: "sub-1".into(),
-            channel,
+            endpoints: vec![SubscriberEndpoint {
+                channel,
+                state: EndpointState::Pending,
+                since_ms: 1,
+                confirmation: Some(PendingConfirmation {
+                    nonce: "n".into(),
+                    expires_at_ms: 2,
+                }),
+            }],
             components: vec!["api".into()],
-            confirmed: false,
-            token: "t".into(),
+            instant: vec![],
+            dedup: DedupMode::First,
+            digest: false,
+            created_at_ms: 1,
         });
     }
     round_trip(NotifyBatch {
         channel: ChannelKind::Sms,
         page: "demo".into(),
-        source_event: EventId::new(),
+        lane: Lane::Normal,
+        notice: Notice {
+            id: "component-api.0".into(),
+            kind: NoticeKind::ComponentStatus,
+            page_name: "Demo".into(),
+            page_url: None,
+            subject: NoticeSubject::Component {
+                component: NoticeComponent {
+                    id: "api".into(),
+                    name: "API".into(),
+                    status: Some(ComponentStatus::MajorOutage),
+                },
+                from: Some(ComponentStatus::Operational),
+                to: ComponentStatus::MajorOutage,
+            },
+            at_ms: 1,
+            updates: 1,
+        },
         subscribers: vec!["a".into(), "b".into()],
-        subject: "API down".into(),
-        text: "API is down.".into(),
     });
     round_trip(DeliveryReceipt {
         channel: ChannelKind::Webhook,

@@ -292,32 +292,54 @@ fn samples() -> Vec<(String, Value)> {
             components: vec![],
             withdrawn: false,
         }),
-        envelope(Subscriber {
-            page: "demo".into(),
-            subscriber: "sub-1".into(),
-            channel: SubscriberChannel::Webhook {
-                url: "https://hooks.example.com/beacon".into(),
-            },
-            components: vec!["api".into()],
-            confirmed: true,
-            token: "t0k3n".into(),
-        }),
+        envelope(subscriber()),
         envelope(NotifyBatch {
             channel: ChannelKind::Email,
             page: "demo".into(),
-            source_event: trigger,
-            subscribers: vec!["sub-1".into(), "sub-2".into()],
-            subject: "[Beacon Demo] API: major outage".into(),
-            text: "API is down.".into(),
+            lane: Lane::Urgent,
+            notice: notice(),
+            subscribers: vec!["01jd5k2s9x8y7z6w5v4t3r2q1p".into()],
         }),
         envelope(DeliveryReceipt {
             channel: ChannelKind::Email,
             page: "demo".into(),
-            subscriber: "sub-1".into(),
-            idempotency_key: format!("{trigger}:sub-1"),
+            subscriber: "01jd5k2s9x8y7z6w5v4t3r2q1p".into(),
+            idempotency_key: notice().key("01jd5k2s9x8y7z6w5v4t3r2q1p", ChannelKind::Email),
             outcome: DeliveryOutcome::Retrying,
             attempts: 2,
             detail: "421 try again later".into(),
+        }),
+        envelope(NoticeThread {
+            page: "demo".into(),
+            thread: "incident-inc-1".into(),
+            sends: vec![ThreadSend {
+                index: 0,
+                at_ms: now_ms,
+                source: "upd-1".into(),
+                components: vec!["api".into()],
+                after: None,
+                notice: notice().id,
+                chunks: vec![SendChunks {
+                    channel: ChannelKind::Email,
+                    count: 3,
+                }],
+                published: true,
+            }],
+            pending: vec![PendingFlush {
+                after: 0,
+                due_ms: now_ms + 900_000,
+                components: vec!["api".into()],
+            }],
+            latest: Some(notice()),
+            latest_lane: Some(Lane::Normal),
+        }),
+        envelope(DeliveryLedger {
+            states: "dd.rxs".into(),
+        }),
+        envelope(Suppression {
+            page: "demo".into(),
+            reason: SuppressionReason::Erased,
+            at_ms: now_ms,
         }),
         envelope(UptimeRollup {
             page: "demo".into(),
@@ -470,6 +492,72 @@ fn maintenance_event() -> MaintenanceEvent {
     }
 }
 
+fn subscriber() -> Subscriber {
+    Subscriber {
+        page: "demo".into(),
+        subscriber: "01jd5k2s9x8y7z6w5v4t3r2q1p".into(),
+        endpoints: vec![
+            SubscriberEndpoint {
+                channel: SubscriberChannel::Email {
+                    address: "ada@example.com".into(),
+                },
+                state: EndpointState::Pending,
+                since_ms: 1_732_233_000_000,
+                confirmation: Some(PendingConfirmation {
+                    nonce: "9f2c".into(),
+                    expires_at_ms: 1_732_400_000_000,
+                }),
+            },
+            SubscriberEndpoint {
+                channel: SubscriberChannel::Webhook {
+                    url: "https://hooks.example.com/beacon".into(),
+                },
+                state: EndpointState::Active,
+                since_ms: 1_732_233_000_000,
+                confirmation: None,
+            },
+        ],
+        components: vec!["api".into()],
+        instant: vec!["api".into()],
+        dedup: DedupMode::First,
+        digest: true,
+        created_at_ms: 1_732_233_000_000,
+    }
+}
+
+fn notice() -> Notice {
+    Notice {
+        id: "incident-inc-1.0".into(),
+        kind: NoticeKind::IncidentCreated,
+        page_name: "Beacon Demo".into(),
+        page_url: Some("https://status.example.com".into()),
+        subject: NoticeSubject::Incident {
+            id: "inc-1".into(),
+            title: "Checkout errors".into(),
+            impact: Impact::Major,
+            state: IncidentState::Investigating,
+            components: vec![NoticeComponent {
+                id: "api".into(),
+                name: "API".into(),
+                status: Some(ComponentStatus::MajorOutage),
+            }],
+            updates: vec![IncidentUpdate {
+                id: "upd-1".into(),
+                state: IncidentState::Investigating,
+                body: "We are looking into it.".into(),
+                components: vec![],
+                at_ms: 1_732_233_000_000,
+                actor: "alice".into(),
+            }],
+            created_at_ms: 1_732_233_000_000,
+            updated_at_ms: 1_732_233_000_000,
+            resolved_at_ms: None,
+        },
+        at_ms: 1_732_233_000_000,
+        updates: 1,
+    }
+}
+
 /// A request and a reply for every operator endpoint.
 fn api_samples(trigger: EventId) -> Vec<(String, Value)> {
     let view = ComponentView {
@@ -540,7 +628,179 @@ fn api_samples(trigger: EventId) -> Vec<(String, Value)> {
             mttr_minutes: Some(22.3),
         },
     };
-    vec![
+    let subscriber_view = SubscriberView {
+        subscriber: subscriber(),
+        webhook_secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+    };
+    let new_subscriber = NewSubscriber {
+        endpoints: vec![SubscriberChannel::Sms {
+            phone: "+15551234567".into(),
+        }],
+        components: vec!["api".into()],
+        instant: vec![],
+        dedup: DedupMode::Every,
+        digest: false,
+    };
+    let mut samples = vec![
+        (
+            file("subscriber.add", "request"),
+            to_value(&AddSubscriberRequest {
+                page: "demo".into(),
+                subscriber: new_subscriber.clone(),
+                confirmed: false,
+                actor: "public".into(),
+            }),
+        ),
+        (
+            file("subscriber.add", "reply"),
+            to_value(&ApiReply::Ok {
+                result: subscriber_view.clone(),
+            }),
+        ),
+        (
+            file("subscriber.add", "reply"),
+            to_value(&ApiReply::<SubscriberView>::invalid(
+                "subscriber.endpoints[0].phone",
+                "\"555\" is not an E.164 phone number like +15551234567",
+            )),
+        ),
+        (
+            file("subscriber.import", "request"),
+            to_value(&ImportSubscribersRequest {
+                page: "demo".into(),
+                rows: vec![new_subscriber],
+                confirmed: true,
+                actor: "alice".into(),
+            }),
+        ),
+        (
+            file("subscriber.import", "reply"),
+            to_value(&ApiReply::Ok {
+                result: ImportResult {
+                    created: 998,
+                    existing: 1,
+                    refused: vec![ConfigError {
+                        location: "rows[7].endpoints[0].address".into(),
+                        message: "not an email address".into(),
+                    }],
+                },
+            }),
+        ),
+        (
+            file("subscriber.list", "request"),
+            to_value(&ListSubscribersRequest {
+                page: "demo".into(),
+                after: Some("01jd5k2s9x8y7z6w5v4t3r2q1p".into()),
+                limit: Some(500),
+            }),
+        ),
+        (
+            file("subscriber.list", "reply"),
+            to_value(&ApiReply::Ok {
+                result: SubscriberList {
+                    subscribers: vec![subscriber()],
+                    total: 1,
+                    next: None,
+                },
+            }),
+        ),
+        (
+            file("subscriber.show", "request"),
+            to_value(&SubscriberRequest {
+                page: "demo".into(),
+                subscriber: "01jd5k2s9x8y7z6w5v4t3r2q1p".into(),
+                actor: String::new(),
+            }),
+        ),
+        (
+            file("subscriber.show", "reply"),
+            to_value(&ApiReply::Ok {
+                result: subscriber_view.clone(),
+            }),
+        ),
+        (
+            file("subscriber.remove", "request"),
+            to_value(&SubscriberRequest {
+                page: "demo".into(),
+                subscriber: "01jd5k2s9x8y7z6w5v4t3r2q1p".into(),
+                actor: "alice".into(),
+            }),
+        ),
+        (
+            file("subscriber.remove", "reply"),
+            to_value(&ApiReply::Ok {
+                result: RemovedSubscriber {
+                    page: "demo".into(),
+                    subscriber: "01jd5k2s9x8y7z6w5v4t3r2q1p".into(),
+                },
+            }),
+        ),
+        (
+            file("subscriber.confirm", "request"),
+            to_value(&LinkRequest {
+                token: "v1.ZGVtbw.c2ln".into(),
+            }),
+        ),
+        (
+            file("subscriber.confirm", "reply"),
+            to_value(&ApiReply::Ok {
+                result: subscriber_view,
+            }),
+        ),
+        (
+            file("subscriber.unsubscribe", "request"),
+            to_value(&LinkRequest {
+                token: "v1.ZGVtbw.c2ln".into(),
+            }),
+        ),
+        (
+            file("subscriber.unsubscribe", "reply"),
+            to_value(&ApiReply::Ok {
+                result: Unsubscribed {
+                    page: "demo".into(),
+                    subscriber: "01jd5k2s9x8y7z6w5v4t3r2q1p".into(),
+                    channel: ChannelKind::Email,
+                    removed_subscriber: false,
+                },
+            }),
+        ),
+        (
+            file("subscriber.erase", "request"),
+            to_value(&EraseRequest {
+                page: "demo".into(),
+                address: Some("ada@example.com".into()),
+                subscriber: None,
+                actor: "dpo".into(),
+            }),
+        ),
+        (
+            file("subscriber.erase", "reply"),
+            to_value(&ApiReply::Ok {
+                result: Erased {
+                    subscribers: vec!["01jd5k2s9x8y7z6w5v4t3r2q1p".into()],
+                    suppressed: 1,
+                },
+            }),
+        ),
+        (
+            file("subscriber.sms_inbound", "request"),
+            to_value(&SmsInboundRequest {
+                url: "https://status.example.com/notify/sms/twilio".into(),
+                params: [("Body".to_owned(), "STOP".to_owned())].into(),
+                signature: "0/KCTR6DLpKmkAf8muzZqo1nDgQ=".into(),
+            }),
+        ),
+        (
+            file("subscriber.sms_inbound", "reply"),
+            to_value(&ApiReply::Ok {
+                result: SmsInboundResult {
+                    action: SmsAction::Stop,
+                    changed: 1,
+                },
+            }),
+        ),
+    ];
+    samples.extend(vec![
         (
             file("sla.report", "request"),
             to_value(&SlaReportRequest {
@@ -717,7 +977,8 @@ fn api_samples(trigger: EventId) -> Vec<(String, Value)> {
                 result: vec![window],
             }),
         ),
-    ]
+    ]);
+    samples
 }
 
 #[test]
@@ -789,9 +1050,14 @@ fn broken_samples_fail_validation() {
             |v| v["hlc"] = json!("yesterday"),
         ),
         (
-            "subscriber.v1.schema.json",
+            "subscriber.v2.schema.json",
             "channel without its type tag",
-            |v| v["data"]["channel"] = json!({"url": "https://x"}),
+            |v| v["data"]["endpoints"][0]["channel"] = json!({"url": "https://x"}),
+        ),
+        (
+            "subscriber.v2.schema.json",
+            "unknown endpoint state",
+            |v| v["data"]["endpoints"][0]["state"] = json!("maybe"),
         ),
         (
             "status_change.v1.schema.json",
@@ -803,8 +1069,11 @@ fn broken_samples_fail_validation() {
             "a version this schema does not describe",
             |v| v["version"] = json!(2),
         ),
-        ("notify_batch.v1.schema.json", "unknown channel kind", |v| {
+        ("notify_batch.v2.schema.json", "unknown channel kind", |v| {
             v["data"]["channel"] = json!("fax")
+        }),
+        ("notify_batch.v2.schema.json", "unknown lane", |v| {
+            v["data"]["lane"] = json!("fastest")
         }),
     ];
     let samples = samples();

@@ -99,6 +99,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// Subscribers of a page (served by the notifier).
+    Subscriber {
+        /// What to do.
+        #[command(subcommand)]
+        command: SubscriberCommand,
+    },
     /// SLA reports, computed by the recorder.
     Sla {
         /// What to do.
@@ -422,6 +428,121 @@ pub enum ApikeyCommand {
     Revoke {
         /// Key id (the part after `bk_`, before the second `_`).
         id: String,
+        /// Who.
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+}
+
+/// Where a new subscriber is told.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EndpointArgs {
+    /// Email address.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Phone number for SMS, E.164 (`+15551234567`).
+    #[arg(long)]
+    pub sms: Option<String>,
+    /// Webhook URL.
+    #[arg(long)]
+    pub webhook: Option<String>,
+    /// Slack incoming-webhook URL.
+    #[arg(long)]
+    pub slack: Option<String>,
+    /// Teams incoming-webhook URL.
+    #[arg(long)]
+    pub teams: Option<String>,
+}
+
+/// `beaconctl subscriber …`.
+#[derive(Debug, Subcommand)]
+pub enum SubscriberCommand {
+    /// Subscribe someone who agreed (or, with `--double-opt-in`, send them a
+    /// confirmation link first).
+    Add {
+        /// Page id.
+        page: String,
+        /// Endpoints, in order of preference: email, sms, webhook, slack, teams.
+        #[command(flatten)]
+        endpoints: EndpointArgs,
+        /// A component of interest; repeat for more (none: the whole page).
+        #[arg(long = "component")]
+        components: Vec<String>,
+        /// A component whose updates go at once, never batched; repeat for more.
+        #[arg(long = "instant")]
+        instant: Vec<String>,
+        /// `every` endpoint (default) or the `first` one only.
+        #[arg(long, default_value = "every")]
+        dedup: String,
+        /// Also send the weekly changelog digest (email).
+        #[arg(long)]
+        digest: bool,
+        /// Send email endpoints a confirmation link; they get nothing else
+        /// until it is followed.
+        #[arg(long)]
+        double_opt_in: bool,
+        /// Who.
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Every subscriber of a page (addresses included).
+    List {
+        /// Page id.
+        page: String,
+    },
+    /// One subscriber, with its webhook secret.
+    Show {
+        /// Page id.
+        page: String,
+        /// Subscriber id.
+        subscriber: String,
+    },
+    /// Remove a subscriber.
+    Remove {
+        /// Page id.
+        page: String,
+        /// Subscriber id.
+        subscriber: String,
+        /// Who.
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Import subscribers from CSV (header: email,sms,webhook,slack,teams,
+    /// components,instant,dedup,digest; any subset; lists separated by `|`).
+    Import {
+        /// Page id.
+        page: String,
+        /// The CSV file (`-` for stdin).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Send email endpoints a confirmation link instead of treating the
+        /// people as having agreed.
+        #[arg(long)]
+        double_opt_in: bool,
+        /// Who.
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Export a page's subscribers as CSV (the import format, with `id` and
+    /// each endpoint's state).
+    Export {
+        /// Page id.
+        page: String,
+        /// Write here instead of stdout.
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+    },
+    /// Erase an address, or a subscriber, everywhere (GDPR); only a keyed
+    /// hash stays, so it is not imported again.
+    Erase {
+        /// Page id.
+        page: String,
+        /// The email address, phone number or URL.
+        #[arg(long, conflicts_with = "subscriber", required_unless_present = "subscriber")]
+        address: Option<String>,
+        /// Or the subscriber id.
+        #[arg(long)]
+        subscriber: Option<String>,
         /// Who.
         #[command(flatten)]
         actor: ActorArgs,

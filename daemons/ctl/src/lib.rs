@@ -63,6 +63,9 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Apikey { command } => {
             commands::apikey::run(&cli.nats, command, format, cli.timeout).await
         }
+        Command::Subscriber { command } => {
+            commands::subscriber::run(&cli.nats, command, format, cli.timeout).await
+        }
         Command::Sla {
             command: SlaCommand::Report { page, month, year },
         } => {

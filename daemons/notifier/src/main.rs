@@ -2,19 +2,42 @@
 
 use std::process::ExitCode;
 
-use beacon_core::daemon::{CommonArgs, Daemon};
+use beacon_core::daemon::{config_exit, CommonArgs, Daemon};
+use beacon_notifier::settings::{NotifierArgs, Settings};
 use clap::Parser;
 
-/// Delivers incident updates to subscribers.
+/// Tells subscribers about incidents, maintenance and status changes.
 #[derive(Debug, Parser)]
 #[command(name = "beacon-notifier", version)]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    notifier: NotifierArgs,
+    /// Region this notifier runs in, written as the origin of its events.
+    #[arg(long, env = "BEACON_REGION", default_value = "global")]
+    region: String,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    Daemon::run_main("notifier", "global", &args.common, beacon_notifier::run).await
+    let mut errors = Vec::new();
+    if let Err(e) = beacon_core::names::check_token(&args.region) {
+        errors.push(format!("--region: {e}"));
+    }
+    let settings = match Settings::from_args(&args.notifier) {
+        Ok(settings) => Some(settings),
+        Err(problems) => {
+            errors.extend(problems);
+            None
+        }
+    };
+    let Some(settings) = settings.filter(|_| errors.is_empty()) else {
+        return config_exit("notifier", &errors);
+    };
+    Daemon::run_main("notifier", &args.region, &args.common, |daemon| {
+        beacon_notifier::run(daemon, settings)
+    })
+    .await
 }

@@ -13,6 +13,8 @@
 //! - [`nats`]: a real `nats-server` with JetStream in a temp dir.
 //! - [`clickhouse`]: a real `clickhouse-server` with a minimal generated config.
 //! - [`daemon`]: runs one of the project's binaries as a child process with its log captured.
+//! - [`receivers`]: loopback SMTP and HTTP servers speaking the paid
+//!   providers' protocols (SMTP, webhooks, Twilio, Slack, Teams).
 //! - `bin` (private): finds external programs on `PATH`.
 //! - `child` (private): running, reaping and killing the child a handle owns.
 //! - `http` (private): a tiny blocking HTTP/1.0 client over `std::net`.
@@ -22,6 +24,7 @@ pub mod clickhouse;
 pub mod daemon;
 pub mod nats;
 pub mod ports;
+pub mod receivers;
 pub mod wait;
 
 mod bin;

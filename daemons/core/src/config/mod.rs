@@ -22,6 +22,8 @@
 //! - [`channels`]: the same for channel kinds (`email`, `sms`, `webhook`,
 //!   `slack`, `teams`).
 //! - [`sla`]: status weights and uptime targets for uptime and SLA reports.
+//! - [`notifications`]: batching window, component notices, SMS impacts,
+//!   digest period.
 
 pub mod channels;
 pub mod checks;
@@ -32,6 +34,7 @@ pub use checks::http::HttpTarget;
 pub use checks::icmp::IcmpTarget;
 pub use checks::push::{PushFormat, PushTarget};
 pub use checks::tcp::TcpTarget;
+pub mod notifications;
 pub mod sla;
 
 use std::collections::HashSet;
@@ -71,6 +74,9 @@ pub struct RawPageConfig {
     /// Status weights and the default uptime target ([`sla`]).
     #[serde(default)]
     pub sla: sla::RawSla,
+    /// How subscribers are notified ([`notifications`]).
+    #[serde(default)]
+    pub notifications: notifications::RawNotifications,
 }
 
 /// `[page]`.
@@ -204,6 +210,9 @@ pub struct PageConfig {
     /// Status weights and the default target.
     #[serde(default)]
     pub sla: sla::Sla,
+    /// How subscribers are notified.
+    #[serde(default)]
+    pub notifications: notifications::Notifications,
 }
 
 impl Message for PageConfig {
@@ -452,6 +461,16 @@ pub struct Channel {
     pub provider: ChannelProvider,
     /// Most messages per second for the provider account.
     pub rate_per_second: u32,
+    /// Most messages at once above the rate (a token bucket's size).
+    #[serde(default = "fallback::burst")]
+    pub burst: u32,
+    /// Most deliveries in flight at once through the account.
+    #[serde(default = "fallback::concurrency")]
+    pub concurrency: u32,
+    /// Most messages per second to one destination URL (webhook, Slack,
+    /// Teams); Slack's incoming webhooks take one a second.
+    #[serde(default = "fallback::destination_rate")]
+    pub destination_rate_per_second: u32,
 }
 
 /// A channel kind with its provider settings.
@@ -464,8 +483,11 @@ pub enum ChannelProvider {
         from: String,
         /// Relay `host:port`.
         relay: String,
-        /// Env var with the relay password, if any.
+        /// Env var with the relay credentials `USER:PASSWORD`, if any.
         secret_env: Option<String>,
+        /// How the connection is secured.
+        #[serde(default)]
+        tls: SmtpTls,
     },
     /// Twilio API.
     Sms {
@@ -475,6 +497,10 @@ pub enum ChannelProvider {
         api_base: String,
         /// Env var with `ACCOUNT_SID:AUTH_TOKEN`.
         secret_env: String,
+        /// More sender numbers of the account; a recipient always gets
+        /// messages from the same one, so its STOP reaches the right number.
+        #[serde(default)]
+        pool: Vec<String>,
     },
     /// Signed webhooks; subscribers give their URLs.
     Webhook {
@@ -485,6 +511,19 @@ pub enum ChannelProvider {
     Slack,
     /// Teams incoming webhooks.
     Teams,
+}
+
+/// How an SMTP connection is secured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS: only for a relay on the same host or a test sink.
+    None,
 }
 
 // ---------------------------------------------------------------------------
@@ -562,6 +601,25 @@ pub mod fallback {
     pub const RECOVERY_THRESHOLD: u32 = 2;
     /// Channel rate.
     pub const RATE_PER_SECOND: u32 = 10;
+    /// Deliveries in flight at once per channel account.
+    pub const CONCURRENCY: u32 = 16;
+    /// Messages per second to one destination URL.
+    pub const DESTINATION_RATE: u32 = 5;
+
+    /// For serde: a channel stored before bursts existed allows none.
+    pub fn burst() -> u32 {
+        1
+    }
+
+    /// For serde: [`CONCURRENCY`].
+    pub fn concurrency() -> u32 {
+        CONCURRENCY
+    }
+
+    /// For serde: [`DESTINATION_RATE`].
+    pub fn destination_rate() -> u32 {
+        DESTINATION_RATE
+    }
     /// Flap transitions.
     pub const FLAP_TRANSITIONS: u32 = 6;
     /// Flap window.
@@ -709,6 +767,7 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
     }
 
     let page_sla = sla::validate(&mut errors, &raw.sla);
+    let page_notifications = notifications::validate(&mut errors, &raw.notifications);
 
     let mut group_ids = HashSet::new();
     let mut groups = Vec::new();
@@ -851,6 +910,7 @@ pub fn validate(raw: &RawPageConfig) -> Result<PageConfig, ConfigErrors> {
         components,
         channels,
         sla: page_sla,
+        notifications: page_notifications,
     })
 }
 

@@ -9,6 +9,7 @@ pub mod incident;
 pub mod maintenance;
 pub mod sla;
 pub mod status;
+pub mod subscriber;
 pub mod tail;
 pub mod validate;
 

@@ -4,10 +4,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{required, RawChannelCommon};
-use crate::config::{check_host_port, ChannelProvider, Errors};
+use crate::config::{check_host_port, ChannelProvider, Errors, SmtpTls};
 
 /// The fields of an email channel besides the common ones.
-pub const FIELDS: &[&str] = &["from", "endpoint", "secret_env"];
+pub const FIELDS: &[&str] = &["from", "endpoint", "secret_env", "tls"];
 
 /// An email channel as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -21,9 +21,13 @@ pub struct RawEmailChannel {
     /// SMTP relay `host:port`.
     #[serde(default)]
     pub endpoint: Option<String>,
-    /// Name of the environment variable holding the relay password, if any.
+    /// Name of the environment variable holding the relay credentials,
+    /// `USER:PASSWORD`, if it needs any.
     #[serde(default)]
     pub secret_env: Option<String>,
+    /// `starttls` (default), `tls`, or `none` (a relay on the same host, a test sink).
+    #[serde(default)]
+    pub tls: Option<String>,
 }
 
 /// Validates what is particular to an email channel.
@@ -45,10 +49,23 @@ pub(super) fn validate(
     if !relay.is_empty() {
         check_host_port(errors, &format!("{at}.endpoint"), &relay);
     }
+    let tls = match raw.tls.as_deref() {
+        None | Some("starttls") => SmtpTls::Starttls,
+        Some("tls") => SmtpTls::Tls,
+        Some("none") => SmtpTls::None,
+        Some(other) => {
+            errors.add(
+                format!("{at}.tls"),
+                format!("{other:?} is not one of starttls, tls, none"),
+            );
+            SmtpTls::Starttls
+        }
+    };
     (errors.0.len() == before).then_some(ChannelProvider::Email {
         from,
         relay,
         secret_env: raw.secret_env.clone(),
+        tls,
     })
 }
 

@@ -33,7 +33,13 @@ pub enum RawChannel {
 pub const KINDS: &[&str] = &["email", "sms", "webhook", "slack", "teams"];
 
 /// Fields every channel kind has.
-pub const COMMON_FIELDS: &[&str] = &["id", "rate_per_second"];
+pub const COMMON_FIELDS: &[&str] = &[
+    "id",
+    "rate_per_second",
+    "burst",
+    "concurrency",
+    "destination_rate_per_second",
+];
 
 /// The fields of channel kind `kind` besides the common ones.
 fn fields(kind: &str) -> &'static [&'static str] {
@@ -56,6 +62,15 @@ pub struct RawChannelCommon {
     /// Most messages per second the provider account accepts; default 10.
     #[serde(default)]
     pub rate_per_second: Option<u32>,
+    /// Most messages at once above the rate; default the rate.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Most deliveries in flight at once; default 16.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// Most messages per second to one destination URL; default 5 (Slack: 1).
+    #[serde(default)]
+    pub destination_rate_per_second: Option<u32>,
 }
 
 /// Validates the channel `table` at `at`, reporting every problem; the
@@ -73,8 +88,32 @@ pub(super) fn validate(errors: &mut Errors, at: &str, table: &toml::Table) -> Op
     };
     errors.token(&format!("{at}.id"), &common.id);
     let rate_per_second = common.rate_per_second.unwrap_or(fallback::RATE_PER_SECOND);
-    if rate_per_second == 0 {
-        errors.add(format!("{at}.rate_per_second"), "must be at least 1");
+    let burst = common.burst.unwrap_or(rate_per_second.max(1));
+    let concurrency = common.concurrency.unwrap_or(fallback::CONCURRENCY);
+    // Slack's incoming webhooks take one message a second.
+    let destination_default = match &raw {
+        RawChannel::Slack(_) => 1,
+        _ => fallback::DESTINATION_RATE,
+    };
+    let destination_rate_per_second = common
+        .destination_rate_per_second
+        .unwrap_or(destination_default);
+    for (field, value, max) in [
+        ("rate_per_second", rate_per_second, 1_000_000),
+        ("burst", burst, 1_000_000),
+        ("concurrency", concurrency, 10_000),
+        (
+            "destination_rate_per_second",
+            destination_rate_per_second,
+            1_000_000,
+        ),
+    ] {
+        if !(1..=max).contains(&value) {
+            errors.add(
+                format!("{at}.{field}"),
+                format!("must be between 1 and {max}, got {value}"),
+            );
+        }
     }
     if errors.0.len() > before {
         return None;
@@ -83,6 +122,9 @@ pub(super) fn validate(errors: &mut Errors, at: &str, table: &toml::Table) -> Op
         id: common.id.clone(),
         provider: provider?,
         rate_per_second,
+        burst,
+        concurrency,
+        destination_rate_per_second,
     })
 }
 
@@ -116,6 +158,9 @@ mod tests {
         let common = RawChannelCommon {
             id: "x".into(),
             rate_per_second: Some(1),
+            burst: Some(1),
+            concurrency: Some(1),
+            destination_rate_per_second: Some(1),
         };
         let some = || Some("x".to_owned());
         let samples = [
@@ -124,12 +169,14 @@ mod tests {
                 from: some(),
                 endpoint: some(),
                 secret_env: some(),
+                tls: some(),
             }),
             RawChannel::Sms(sms::RawSmsChannel {
                 common: common.clone(),
                 from: some(),
                 endpoint: some(),
                 secret_env: some(),
+                pool: Some(vec!["+15551234567".into()]),
             }),
             RawChannel::Webhook(webhook::RawWebhookChannel {
                 common: common.clone(),

@@ -7,7 +7,7 @@ use super::{required, RawChannelCommon};
 use crate::config::{check_http_url, ChannelProvider, Errors};
 
 /// The fields of a sms channel besides the common ones.
-pub const FIELDS: &[&str] = &["from", "endpoint", "secret_env"];
+pub const FIELDS: &[&str] = &["from", "endpoint", "secret_env", "pool"];
 
 /// An sms channel as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -24,6 +24,9 @@ pub struct RawSmsChannel {
     /// Name of the environment variable holding `ACCOUNT_SID:AUTH_TOKEN`.
     #[serde(default)]
     pub secret_env: Option<String>,
+    /// More sender numbers of the same account, E.164.
+    #[serde(default)]
+    pub pool: Option<Vec<String>>,
 }
 
 /// Validates what is particular to an sms channel.
@@ -45,15 +48,25 @@ pub(super) fn validate(
     if !api_base.is_empty() {
         check_http_url(errors, &format!("{at}.endpoint"), &api_base);
     }
+    let pool = raw.pool.clone().unwrap_or_default();
+    for (i, number) in pool.iter().enumerate() {
+        if !is_e164(number) {
+            errors.add(
+                format!("{at}.pool[{i}]"),
+                format!("{number:?} is not an E.164 phone number like +15551234567"),
+            );
+        }
+    }
     (errors.0.len() == before).then_some(ChannelProvider::Sms {
         from,
         api_base,
         secret_env,
+        pool,
     })
 }
 
 /// `+` and 8 to 15 digits.
-fn is_e164(text: &str) -> bool {
+pub fn is_e164(text: &str) -> bool {
     let digits = text.strip_prefix('+').unwrap_or("");
     (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
 }

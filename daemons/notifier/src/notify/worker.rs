@@ -1,0 +1,532 @@
+//! The NOTIFY consumers: one durable consumer per channel kind and lane
+//! (`notifier-{channel}-{lane}`, filter `beacon.notify.{channel}.{lane}`),
+//! shared by every notifier instance.
+//!
+//! For each batch:
+//!
+//! 1. On a redelivery (a crash, a retry), the batch's ledger (KV `ledger`,
+//!    keyed by the batch's event id) says which deliveries are done; only
+//!    the others are sent again. A first delivery needs no ledger read.
+//! 2. Deliveries go out up to `--send-concurrency` at once, each within
+//!    its account's limits ([`super::limits`]). An urgent batch of a
+//!    channel is waited for by that channel's normal batches.
+//! 3. Every so often (and at the end), receipts are published to
+//!    `DELIVERIES` and acknowledged, *then* the ledger is written: a crash
+//!    in between resends a delivery (same idempotency key, so the same
+//!    `Message-ID` or `webhook-id`) rather than losing its receipt.
+//! 4. The batch is acked when nothing is left to retry; otherwise it is
+//!    nak'ed with exponential backoff and jitter (or the provider's
+//!    `Retry-After`); after the last attempt what is left is given up: dead
+//!    receipts, and the batch is copied to `DEADLETTER`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use beacon_core::consume::{run_batch_consumer, BatchSettings, ConsumerMetrics, ConsumerSpec, Delivery as Message, Outcome};
+use beacon_core::event::{Envelope, EventId};
+use beacon_core::messages::{
+    ChannelKind, DeliveryLedger, DeliveryOutcome, DeliveryReceipt, EndpointState, Lane, NoticeKind,
+    NotifyBatch,
+};
+use beacon_core::names::{delivery_subject, notify_subject, STREAM_NOTIFY};
+use beacon_core::retry::RetryPolicy;
+use beacon_core::shutdown::Shutdown;
+use futures::StreamExt;
+use rand::Rng;
+
+use super::{limits::Waits, Accepted, Delivery, SendError, Senders};
+use crate::api::set_state;
+use crate::context::Context;
+use crate::index::{parse_id, Endpoint};
+use crate::render::Links;
+
+/// Receipts gathered before they are published and the ledger written.
+const FLUSH_EVERY: usize = 128;
+/// Longest time between flushes while deliveries complete.
+const FLUSH_AFTER: Duration = Duration::from_millis(100);
+
+/// What became of one delivery, as the ledger writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Not sent yet.
+    Pending,
+    /// Failed, will be retried.
+    Retry,
+    /// The provider accepted it.
+    Delivered,
+    /// Given up (permanent failure, or the last attempt).
+    Dead,
+    /// Not sent: no such subscriber or endpoint any more.
+    Skipped,
+}
+
+impl State {
+    /// The ledger character.
+    pub fn code(self) -> char {
+        match self {
+            State::Pending => '.',
+            State::Retry => 'r',
+            State::Delivered => 'd',
+            State::Dead => 'x',
+            State::Skipped => 's',
+        }
+    }
+
+    /// From a ledger character (anything unknown is still to do).
+    pub fn of(code: char) -> State {
+        match code {
+            'r' => State::Retry,
+            'd' => State::Delivered,
+            'x' => State::Dead,
+            's' => State::Skipped,
+            _ => State::Pending,
+        }
+    }
+
+    /// Whether it still has to be sent.
+    pub fn is_open(self) -> bool {
+        matches!(self, State::Pending | State::Retry)
+    }
+}
+
+/// The durable consumer name of a channel and lane.
+pub fn consumer_name(kind: ChannelKind, lane: Lane) -> String {
+    format!("notifier-{}-{}", kind.as_str(), lane.as_str())
+}
+
+/// The consumer of a channel and lane.
+pub fn spec(kind: ChannelKind, lane: Lane, ctx: &Context) -> ConsumerSpec {
+    let mut spec = ConsumerSpec::new(STREAM_NOTIFY, &consumer_name(kind, lane));
+    spec.filter_subjects = vec![notify_subject(kind.as_str(), lane.as_str())];
+    spec.ack_wait = ctx.settings.ack_wait;
+    spec.batch = BatchSettings {
+        max_messages: 1,
+        max_wait: Duration::from_millis(10),
+        concurrency: ctx.settings.sender_batches,
+    };
+    spec.retry = ctx.settings.retry;
+    spec
+}
+
+/// Sends the batches of one channel and lane.
+#[derive(Clone)]
+pub struct Worker {
+    ctx: Context,
+    senders: Arc<Senders>,
+    kind: ChannelKind,
+    lane: Lane,
+    /// Urgent batches of this channel being sent right now.
+    urgent: Arc<AtomicUsize>,
+}
+
+struct UrgentGuard(Arc<AtomicUsize>);
+
+impl Drop for UrgentGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One delivery's end.
+enum Done {
+    Sent(Result<Accepted, SendError>),
+    Skipped(&'static str),
+}
+
+impl Worker {
+    /// A worker; `urgent` is shared by the two lanes of one channel.
+    pub fn new(ctx: Context, senders: Arc<Senders>, kind: ChannelKind, lane: Lane, urgent: Arc<AtomicUsize>) -> Self {
+        Self {
+            ctx,
+            senders,
+            kind,
+            lane,
+            urgent,
+        }
+    }
+
+    /// Consumes until shutdown.
+    pub async fn run(self, metrics: ConsumerMetrics, shutdown: Shutdown) {
+        let spec = spec(self.kind, self.lane, &self.ctx);
+        let js = self.ctx.daemon.js.clone();
+        let worker = &self;
+        run_batch_consumer(js, spec, metrics, shutdown, move |messages| async move {
+            let handled = messages.into_iter().map(|m| worker.handle(m));
+            futures::future::join_all(handled).await
+        })
+        .await
+    }
+
+    async fn handle(&self, message: Message) -> Outcome {
+        let envelope = match message.decode::<NotifyBatch>() {
+            Ok(envelope) => envelope,
+            Err(e) => return Outcome::poison(e),
+        };
+        let batch_id = envelope.id;
+        let batch = envelope.data;
+        if batch.channel != self.kind {
+            return Outcome::poison(format!(
+                "a {} batch on the {} subject",
+                batch.channel.as_str(),
+                self.kind.as_str()
+            ));
+        }
+        let _urgent = (self.lane == Lane::Urgent).then(|| {
+            self.urgent.fetch_add(1, Ordering::SeqCst);
+            UrgentGuard(self.urgent.clone())
+        });
+        let attempt = message.attempt.max(1) as u32;
+        let ledger_key = batch_id.to_string().to_ascii_lowercase();
+        let mut states = vec![State::Pending; batch.subscribers.len()];
+        if attempt > 1 {
+            match self.read_ledger(&ledger_key, states.len()).await {
+                Ok(Some(stored)) => {
+                    let done = stored.iter().filter(|s| !s.is_open()).count();
+                    self.ctx
+                        .metrics
+                        .ledger_hits
+                        .with_label_values(&[self.kind.as_str()])
+                        .inc_by(done as u64);
+                    states = stored;
+                }
+                Ok(None) => {}
+                Err(e) => return Outcome::retry(e),
+            }
+        }
+        let Some(page) = self.ctx.pages.get(&batch.page) else {
+            let reason = format!("page {} is not known (yet)", batch.page);
+            return if attempt >= self.ctx.settings.max_attempts {
+                Outcome::poison(reason)
+            } else {
+                Outcome::Retry {
+                    reason,
+                    after: Some(self.backoff(attempt)),
+                }
+            };
+        };
+        let todo: Vec<usize> = (0..states.len()).filter(|i| states[*i].is_open()).collect();
+        let mut receipts: Vec<Envelope<DeliveryReceipt>> = Vec::new();
+        let mut retry_after: Option<Duration> = None;
+        let mut last_flush = Instant::now();
+        let template = crate::render::Template::new(self.kind, &batch.notice, &batch.page);
+        let (page_ref, batch_ref, template_ref) = (&*page, &batch, &template);
+        let mut sends = futures::stream::iter(todo)
+            .map(|i| async move { (i, self.deliver(page_ref, batch_ref, template_ref, i).await) })
+            .buffer_unordered(self.ctx.settings.send_concurrency);
+        while let Some((i, done)) = sends.next().await {
+            let subscriber = &batch.subscribers[i];
+            let key = batch.notice.key(subscriber, self.kind);
+            let (state, outcome, detail) = match done {
+                Done::Skipped(why) => {
+                    tracing::debug!(page = %batch.page, channel = self.kind.as_str(), why, "Delivery skipped.");
+                    (State::Skipped, None, String::new())
+                }
+                Done::Sent(Ok(accepted)) => (State::Delivered, Some(DeliveryOutcome::Delivered), accepted.detail),
+                Done::Sent(Err(SendError::Retryable { detail, after })) => {
+                    if let Some(after) = after {
+                        retry_after = Some(retry_after.map_or(after, |r| r.max(after)));
+                    }
+                    (State::Retry, Some(DeliveryOutcome::Retrying), detail)
+                }
+                Done::Sent(Err(SendError::Permanent { detail, endpoint })) => {
+                    if let Some(to) = endpoint {
+                        self.change_endpoint(&batch.page, subscriber, to).await;
+                    }
+                    (State::Dead, Some(DeliveryOutcome::Dead), detail)
+                }
+            };
+            states[i] = state;
+            let label = outcome.map_or("skipped", DeliveryOutcome::as_str);
+            self.ctx
+                .metrics
+                .deliveries
+                .with_label_values(&[self.kind.as_str(), label])
+                .inc();
+            if let Some(outcome) = outcome {
+                receipts.push(self.receipt(&batch, subscriber, key, outcome, attempt, detail));
+            }
+            if receipts.len() >= FLUSH_EVERY || last_flush.elapsed() >= FLUSH_AFTER {
+                if let Err(e) = self.flush(&ledger_key, &states, &mut receipts).await {
+                    return Outcome::retry(e);
+                }
+                last_flush = Instant::now();
+            }
+        }
+        drop(sends);
+        let open: Vec<usize> = (0..states.len()).filter(|i| states[*i].is_open()).collect();
+        if !open.is_empty() && attempt >= self.ctx.settings.max_attempts {
+            for i in &open {
+                states[*i] = State::Dead;
+                let subscriber = &batch.subscribers[*i];
+                let key = batch.notice.key(subscriber, self.kind);
+                self.ctx
+                    .metrics
+                    .deliveries
+                    .with_label_values(&[self.kind.as_str(), "dead"])
+                    .inc();
+                receipts.push(self.receipt(
+                    &batch,
+                    subscriber,
+                    key,
+                    DeliveryOutcome::Dead,
+                    attempt,
+                    format!("gave up after {attempt} attempts"),
+                ));
+            }
+        }
+        if let Err(e) = self.flush(&ledger_key, &states, &mut receipts).await {
+            return Outcome::retry(e);
+        }
+        if open.is_empty() {
+            Outcome::Done
+        } else if attempt >= self.ctx.settings.max_attempts {
+            Outcome::poison(format!(
+                "{} of {} deliveries given up after {attempt} attempts",
+                open.len(),
+                states.len()
+            ))
+        } else {
+            let after = retry_after.map_or_else(|| self.backoff(attempt), |r| r.max(self.backoff(attempt)));
+            Outcome::Retry {
+                reason: format!("{} of {} deliveries to retry", open.len(), states.len()),
+                after: Some(after),
+            }
+        }
+    }
+
+    /// The nak delay after failed attempt `attempt`: the policy's, plus up
+    /// to a quarter more at random.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let policy: RetryPolicy = self.ctx.settings.retry;
+        let base = policy.delay(i64::from(attempt));
+        base + base.mul_f64(rand::rng().random_range(0.0..0.25))
+    }
+
+    async fn read_ledger(&self, key: &str, len: usize) -> Result<Option<Vec<State>>, String> {
+        let entry = self
+            .ctx
+            .store
+            .ledger
+            .get(key)
+            .await
+            .map_err(|e| format!("cannot read the ledger: {e}"))?;
+        let Some(bytes) = entry else { return Ok(None) };
+        let ledger = match Envelope::<DeliveryLedger>::decode(&bytes) {
+            Ok(envelope) => envelope.data,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "A ledger entry cannot be read; sending the batch as new.");
+                return Ok(None);
+            }
+        };
+        if ledger.states.chars().count() != len {
+            tracing::warn!(key, "A ledger entry does not match its batch; sending the batch as new.");
+            return Ok(None);
+        }
+        Ok(Some(ledger.states.chars().map(State::of).collect()))
+    }
+
+    /// Publishes the receipts (acked), then writes the ledger.
+    async fn flush(&self, key: &str, states: &[State], receipts: &mut Vec<Envelope<DeliveryReceipt>>) -> Result<(), String> {
+        if !receipts.is_empty() {
+            let subjects: Vec<String> = receipts
+                .iter()
+                .map(|r| delivery_subject(r.data.channel.as_str(), r.data.outcome.as_str()))
+                .collect();
+            let results = self
+                .ctx
+                .store
+                .publisher()
+                .publish_all(subjects.iter().map(String::as_str).zip(receipts.iter()))
+                .await;
+            if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+                return Err(format!("cannot publish receipts: {e}"));
+            }
+            receipts.clear();
+        }
+        let ledger = DeliveryLedger {
+            states: states.iter().map(|s| s.code()).collect(),
+        };
+        let value = Envelope::new(&self.ctx.daemon.clock, &self.ctx.daemon.origin, ledger)
+            .encode()
+            .map_err(|e| e.to_string())?;
+        self.ctx
+            .store
+            .ledger
+            .put(key, value.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("cannot write the ledger: {e}"))
+    }
+
+    fn receipt(
+        &self,
+        batch: &NotifyBatch,
+        subscriber: &str,
+        key: String,
+        outcome: DeliveryOutcome,
+        attempt: u32,
+        detail: String,
+    ) -> Envelope<DeliveryReceipt> {
+        // The same delivery's final receipt has the same id on every
+        // attempt, so a repeat after a crash is dropped by the stream.
+        let seed = match outcome {
+            DeliveryOutcome::Retrying => format!("{key}|{}|{attempt}", outcome.as_str()),
+            _ => format!("{key}|{}", outcome.as_str()),
+        };
+        let high = beacon_core::lease::fnv1a(seed.as_bytes());
+        let low = beacon_core::lease::fnv1a(format!("{seed}|low").as_bytes());
+        let random = (u128::from(high) << 64 | u128::from(low)) & ((1u128 << 80) - 1);
+        let id = EventId(ulid::Ulid::from_parts(batch.notice.at_ms, random));
+        Envelope::with_id(
+            id,
+            self.ctx.daemon.clock.now(),
+            &self.ctx.daemon.origin,
+            DeliveryReceipt {
+                channel: self.kind,
+                page: batch.page.clone(),
+                subscriber: subscriber.to_owned(),
+                idempotency_key: key,
+                outcome,
+                attempts: attempt,
+                detail,
+            },
+        )
+    }
+
+    async fn change_endpoint(&self, page: &str, subscriber: &str, to: EndpointState) {
+        let changed = set_state(&self.ctx, page, subscriber, self.kind, &[EndpointState::Active], to).await;
+        match changed {
+            Ok(true) => {
+                self.ctx
+                    .metrics
+                    .endpoint_changes
+                    .with_label_values(&[self.kind.as_str(), to.as_str()])
+                    .inc();
+                tracing::info!(page, channel = self.kind.as_str(), state = to.as_str(), "Endpoint changed by the provider's answer.");
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(page, error = %e, "Cannot change an endpoint the provider refused."),
+        }
+    }
+
+    /// The endpoint from the index; when the index does not have the
+    /// subscriber (created on another instance a moment ago), from KV.
+    async fn endpoint(&self, page: &str, id: u128, subscriber: &str) -> Option<Endpoint> {
+        if let Some(endpoint) = self.ctx.subscribers.endpoint(page, id, self.kind) {
+            return Some(endpoint);
+        }
+        let (record, _) = self.ctx.store.read_subscriber(page, subscriber).await.ok()??;
+        let endpoint = record.endpoint(self.kind)?;
+        Some(Endpoint {
+            address: endpoint.channel.address().to_owned(),
+            state: endpoint.state,
+            confirmation: endpoint.confirmation.clone(),
+        })
+    }
+
+    async fn deliver(
+        &self,
+        page: &beacon_core::config::PageConfig,
+        batch: &NotifyBatch,
+        template: &crate::render::Template,
+        index: usize,
+    ) -> Done {
+        let subscriber = batch.subscribers[index].as_str();
+        let Some(id) = parse_id(subscriber) else {
+            return Done::Skipped("not a subscriber id");
+        };
+        let Some(endpoint) = self.endpoint(&batch.page, id, subscriber).await else {
+            return Done::Skipped("no such subscriber or endpoint");
+        };
+        let confirmation = batch.notice.kind == NoticeKind::Confirmation;
+        let confirm = match (confirmation, endpoint.state, &endpoint.confirmation) {
+            (false, EndpointState::Active, _) => None,
+            (true, EndpointState::Pending, Some(c)) => {
+                Some(self.ctx.confirm_link(&batch.page, subscriber, &c.nonce, c.expires_at_ms))
+            }
+            _ => return Done::Skipped("the endpoint does not take this message"),
+        };
+        let links = Links {
+            unsubscribe: self.ctx.unsubscribe_link(&batch.page, subscriber, self.kind),
+            confirm,
+        };
+        let key = batch.notice.key(subscriber, self.kind);
+        if self.lane == Lane::Normal {
+            while self.urgent.load(Ordering::SeqCst) > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let delivery = Delivery {
+            page,
+            notice: &batch.notice,
+            subscriber,
+            address: &endpoint.address,
+            key: &key,
+            links: &links,
+            template,
+        };
+        let waits = Waits::default();
+        let started = Instant::now();
+        let result = self.senders.send(self.kind, &delivery, &waits).await;
+        let (account, destination) = waits.take();
+        let kind = self.kind.as_str();
+        let metrics = &self.ctx.metrics;
+        metrics
+            .send_seconds
+            .with_label_values(&[kind])
+            .observe(started.elapsed().saturating_sub(account + destination).as_secs_f64());
+        if !account.is_zero() {
+            metrics
+                .rate_limit_wait_seconds
+                .with_label_values(&[kind, "account"])
+                .observe(account.as_secs_f64());
+        }
+        if !destination.is_zero() {
+            metrics
+                .rate_limit_wait_seconds
+                .with_label_values(&[kind, "destination"])
+                .observe(destination.as_secs_f64());
+        }
+        Done::Sent(result)
+    }
+}
+
+/// Keeps `beacon_notifier_queue_depth` current for every channel and lane.
+pub async fn watch_depth(ctx: Context, shutdown: Shutdown) {
+    while !shutdown.is_cancelled() {
+        if let Ok(stream) = ctx.daemon.js.get_stream(STREAM_NOTIFY).await {
+            for kind in ChannelKind::ALL {
+                for lane in Lane::ALL {
+                    let name = consumer_name(kind, lane);
+                    let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> = stream.get_consumer(&name).await;
+                    if let Ok(mut consumer) = consumer {
+                        if let Ok(info) = consumer.info().await {
+                            let depth = info.num_pending as i64 + info.num_ack_pending as i64;
+                            ctx.metrics
+                                .queue_depth
+                                .with_label_values(&[kind.as_str(), lane.as_str()])
+                                .set(depth);
+                        }
+                    }
+                }
+            }
+        }
+        shutdown.sleep(Duration::from_secs(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_codes_round_trip() {
+        for state in [State::Pending, State::Retry, State::Delivered, State::Dead, State::Skipped] {
+            assert_eq!(State::of(state.code()), state);
+        }
+        assert!(State::Retry.is_open() && State::Pending.is_open());
+        assert!(!State::Delivered.is_open() && !State::Dead.is_open() && !State::Skipped.is_open());
+        assert_eq!(consumer_name(ChannelKind::Sms, Lane::Urgent), "notifier-sms-urgent");
+    }
+}
