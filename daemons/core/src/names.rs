@@ -205,6 +205,14 @@ pub mod api {
     pub const MAINTENANCE_LIST: &str = "beacon.api.maintenance.list";
     /// Recorder: a page's SLA report for a month or a year.
     pub const SLA_REPORT: &str = "beacon.api.sla.report";
+    /// Publisher: publish a changelog entry.
+    pub const CHANGELOG_PUBLISH: &str = "beacon.api.changelog.publish";
+    /// Publisher: change a changelog entry.
+    pub const CHANGELOG_EDIT: &str = "beacon.api.changelog.edit";
+    /// Publisher: withdraw a changelog entry.
+    pub const CHANGELOG_DELETE: &str = "beacon.api.changelog.delete";
+    /// Publisher: a page's changelog entries.
+    pub const CHANGELOG_LIST: &str = "beacon.api.changelog.list";
 }
 
 #[cfg(test)]

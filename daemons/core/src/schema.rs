@@ -58,6 +58,10 @@ pub fn bus_schemas() -> Vec<NamedSchema> {
         api::<ChangeMaintenanceRequest, crate::maintenance::Window>("maintenance.change"),
         api::<ListMaintenanceRequest, MaintenanceList>("maintenance.list"),
         api::<SlaReportRequest, SlaReport>("sla.report"),
+        api::<PublishChangelogRequest, ChangelogView>("changelog.publish"),
+        api::<EditChangelogRequest, ChangelogView>("changelog.edit"),
+        api::<DeleteChangelogRequest, ChangelogView>("changelog.delete"),
+        api::<ListChangelogRequest, ChangelogList>("changelog.list"),
     ];
     let mut schemas = vec![
         envelope::<HealthResult>(),
