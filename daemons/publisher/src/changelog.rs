@@ -256,8 +256,8 @@ mod tests {
         let mut results = Vec::new();
         for order in orders {
             let mut log = Changelog::default();
-            for (seq, i) in order.iter().enumerate() {
-                log.apply(&events[*i], seq as u64 + 1);
+            for i in order {
+                log.apply(&events[i], i as u64 + 1);
             }
             results.push(log.list(true));
         }
