@@ -3,7 +3,9 @@
 
 pub mod apply;
 pub mod bus;
+pub mod changelog;
 pub mod component;
+pub mod emergency;
 pub mod incident;
 pub mod maintenance;
 pub mod sla;
