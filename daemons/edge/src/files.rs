@@ -15,7 +15,8 @@ pub enum BadPath {
 /// refused rather than decoded: the publisher never writes a name that
 /// needs it, and a decoded `%2e%2e` must never become `..`.
 pub fn relative_file(url_path: &str) -> Result<String, BadPath> {
-    let trimmed = url_path.trim_start_matches('/');
+    // Exactly one leading slash: `//x` is not `/x`.
+    let trimmed = url_path.strip_prefix('/').unwrap_or(url_path);
     let mut path = trimmed.to_owned();
     if path.is_empty() || path.ends_with('/') {
         path.push_str("index.html");
@@ -181,6 +182,7 @@ mod tests {
             ("/../etc/passwd", Err(BadPath::Refused)),
             ("/api/../../x", Err(BadPath::Refused)),
             ("/a//b", Err(BadPath::Refused)),
+            ("//index.html", Err(BadPath::Refused)),
             ("/%2e%2e/x", Err(BadPath::Refused)),
             ("/..%2fetc", Err(BadPath::Refused)),
             ("/a b", Err(BadPath::Refused)),
