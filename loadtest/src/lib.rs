@@ -24,6 +24,8 @@
 //! - [`recorder`]: the `recorder` scenario: rows/s against raw consume and
 //!   `clickhouse-client` in the same run, result-to-queryable latency, SLA
 //!   report time.
+//! - [`pages`]: the `render`, `edge` (against nginx under wrk) and `sse`
+//!   (10,000 live clients) scenarios.
 //! - [`report`]: pure arithmetic and the JSON shape: rates, medians, ratios.
 //! - [`error`]: the error enum and its exit codes.
 
@@ -33,6 +35,7 @@ pub mod core_bus;
 pub mod decider;
 pub mod error;
 pub mod lease_takeover;
+pub mod pages;
 pub mod probe_fleet;
 pub mod recorder;
 pub mod report;
@@ -69,6 +72,18 @@ pub async fn run(cli: Cli) -> Result<String, LoadError> {
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
         }
         Scenario::HttpTarget => probe_fleet::serve_target().await,
+        Scenario::Render(args) => {
+            let report = pages::render(&args)?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
+        Scenario::Edge(args) => {
+            let report = pages::edge(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
+        Scenario::Sse(args) => {
+            let report = pages::sse(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
         Scenario::Recorder(args) => {
             let report = recorder::run(&args).await?;
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
