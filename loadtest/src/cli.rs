@@ -59,10 +59,10 @@ pub enum Scenario {
 #[derive(Debug, Clone, Args)]
 pub struct RenderArgs {
     /// Components on the page.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000).map(|v| v as usize))]
+    #[arg(long, default_value_t = 50)]
     pub components: usize,
     /// Renders measured.
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000).map(|v| v as usize))]
+    #[arg(long, default_value_t = 200)]
     pub iterations: usize,
 }
 

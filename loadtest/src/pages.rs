@@ -68,7 +68,9 @@ impl BenchPage {
         let now = wall_clock_ms();
         let mut toml = format!("[page]\nid = \"{id}\"\nname = \"Benchmark page\"\n");
         for g in 0..components.div_ceil(10) {
-            toml.push_str(&format!("[[groups]]\nid = \"g{g}\"\nname = \"Group {g}\"\n"));
+            toml.push_str(&format!(
+                "[[groups]]\nid = \"g{g}\"\nname = \"Group {g}\"\n"
+            ));
         }
         for c in 0..components {
             toml.push_str(&format!(
@@ -106,7 +108,11 @@ impl BenchPage {
                 .rev()
                 .map(|back| {
                     let date = chrono_day(now - back * DAY);
-                    let down = if (back + c as u64) % 23 == 0 { 600_000 } else { 0 };
+                    let down = if (back + c as u64) % 23 == 0 {
+                        600_000
+                    } else {
+                        0
+                    };
                     DayRollup {
                         date,
                         up_ms: DAY - down,
@@ -132,11 +138,21 @@ impl BenchPage {
         let clock = beacon_core::hlc::HlcClock::new();
         let mut incidents = Vec::new();
         for n in 0..5u64 {
-            let mut event = IncidentEvent::new(id, &format!("inc{n}"), IncidentAction::Created, "bench", now - n * DAY);
+            let mut event = IncidentEvent::new(
+                id,
+                &format!("inc{n}"),
+                IncidentAction::Created,
+                "bench",
+                now - n * DAY,
+            );
             event.lifecycle = Some(IncidentLifecycle::Open);
             event.title = Some(format!("Incident {n}"));
             event.impact = Some(Impact::Minor);
-            event.state = Some(if n == 0 { IncidentState::Investigating } else { IncidentState::Resolved });
+            event.state = Some(if n == 0 {
+                IncidentState::Investigating
+            } else {
+                IncidentState::Resolved
+            });
             event.components = Some(vec![AffectedComponent {
                 component: "c7".into(),
                 status: ComponentStatus::PartialOutage,
@@ -149,7 +165,8 @@ impl BenchPage {
                 at_ms: now - n * DAY,
                 actor: "bench".into(),
             });
-            let envelope = Envelope::with_id(EventId::new(), Hlc::new(now - n * DAY, 0), "bench", event);
+            let envelope =
+                Envelope::with_id(EventId::new(), Hlc::new(now - n * DAY, 0), "bench", event);
             if let Some(incident) = Incident::fold([&envelope], 1) {
                 incidents.push(incident);
             }
@@ -187,7 +204,8 @@ impl BenchPage {
                     page: id.into(),
                     entry: format!("e{n}"),
                     title: format!("Entry {n}"),
-                    body_markdown: "Something **better**, with a [link](https://example.com).".into(),
+                    body_markdown: "Something **better**, with a [link](https://example.com)."
+                        .into(),
                     category: "improvement".into(),
                     components: vec![],
                     withdrawn: false,
@@ -331,18 +349,32 @@ pub fn render(args: &RenderArgs) -> Result<RenderReport, LoadError> {
 // Processes: the edge and nginx.
 // ---------------------------------------------------------------------------
 
-/// Writes the benchmark page into `origin` the way the publisher does.
-fn publish_page(origin: &Path, page: &BenchPage, compressor: &mut Compressor) -> Result<String, LoadError> {
+/// Renders and compresses the benchmark page, ready to write.
+fn build_page(page: &BenchPage, compressor: &mut Compressor) -> beacon_publisher::site::Built {
     let version = EventId::new().to_string();
-    let built = compressor.build(
+    compressor.build(
         &page.config.id,
         &version,
         wall_clock_ms(),
         vec![],
         site(&page.state()),
-    );
-    publish_local(origin, &built).map_err(|e| LoadError::Unexpected(format!("publish: {e}")))?;
-    Ok(version)
+    )
+}
+
+/// Writes a built version into `origin` the way the publisher does;
+/// returns its id once it is live.
+fn write_page(origin: &Path, built: &beacon_publisher::site::Built) -> Result<String, LoadError> {
+    publish_local(origin, built).map_err(|e| LoadError::Unexpected(format!("publish: {e}")))?;
+    Ok(built.manifest.version.clone())
+}
+
+/// Renders and writes the benchmark page.
+fn publish_page(
+    origin: &Path,
+    page: &BenchPage,
+    compressor: &mut Compressor,
+) -> Result<String, LoadError> {
+    write_page(origin, &build_page(page, compressor))
 }
 
 fn sibling(name: &str) -> Result<PathBuf, LoadError> {
@@ -367,7 +399,10 @@ fn free_port() -> u16 {
 async fn wait_http(url: &str, timeout: Duration) -> Result<(), LoadError> {
     let deadline = Instant::now() + timeout;
     loop {
-        if reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) {
+        if reqwest::get(url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -394,8 +429,16 @@ async fn start_edge(origin: &Path, page: &str, threads: usize) -> Result<(Child,
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| LoadError::Unexpected(format!("start the edge: {e}")))?;
-    wait_http(&format!("http://127.0.0.1:{admin}/readyz"), Duration::from_secs(20)).await?;
-    wait_http(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(20)).await?;
+    wait_http(
+        &format!("http://127.0.0.1:{admin}/readyz"),
+        Duration::from_secs(20),
+    )
+    .await?;
+    wait_http(
+        &format!("http://127.0.0.1:{port}/"),
+        Duration::from_secs(20),
+    )
+    .await?;
     Ok((child, port))
 }
 
@@ -426,8 +469,16 @@ http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  tcp_nodelay on;\
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| LoadError::Unexpected(format!("start nginx ({program}): {e}; scripts/install-deps --bench installs it")))?;
-    wait_http(&format!("http://127.0.0.1:{port}/index.html"), Duration::from_secs(20)).await?;
+        .map_err(|e| {
+            LoadError::Unexpected(format!(
+                "start nginx ({program}): {e}; scripts/install-deps --bench installs it"
+            ))
+        })?;
+    wait_http(
+        &format!("http://127.0.0.1:{port}/index.html"),
+        Duration::from_secs(20),
+    )
+    .await?;
     Ok((child, port))
 }
 
@@ -520,16 +571,18 @@ async fn wrk(args: &EdgeBenchArgs, url: &str, gzip: bool) -> Result<(f64, f64, f
     if gzip {
         command.args(["-H", "Accept-Encoding: gzip"]);
     }
-    let output = command
-        .arg(url)
-        .output()
-        .await
-        .map_err(|e| LoadError::Unexpected(format!("run wrk ({}): {e}; scripts/install-deps --bench installs it", args.wrk)))?;
+    let output = command.arg(url).output().await.map_err(|e| {
+        LoadError::Unexpected(format!(
+            "run wrk ({}): {e}; scripts/install-deps --bench installs it",
+            args.wrk
+        ))
+    })?;
     let text = String::from_utf8_lossy(&output.stdout);
     if text.contains("Non-2xx") || text.contains("Socket errors") {
         progress(&format!("wrk reported errors for {url}: {text}"));
     }
-    parse_wrk(&text).ok_or_else(|| LoadError::Unexpected(format!("cannot read wrk's output: {text}")))
+    parse_wrk(&text)
+        .ok_or_else(|| LoadError::Unexpected(format!("cannot read wrk's output: {text}")))
 }
 
 /// Runs `edge`.
@@ -544,7 +597,9 @@ pub async fn edge(args: &EdgeBenchArgs) -> Result<EdgeReport, LoadError> {
     std::fs::create_dir_all(&nginx_dir).map_err(|e| LoadError::Unexpected(e.to_string()))?;
     let (_edge, edge_port) = start_edge(&origin, "bench", args.edge_threads).await?;
     let (_nginx, nginx_port) = start_nginx(&args.nginx, &nginx_dir, &root).await?;
-    progress(&format!("edge on {edge_port}, nginx on {nginx_port}; index.html {index_bytes} bytes"));
+    progress(&format!(
+        "edge on {edge_port}, nginx on {nginx_port}; index.html {index_bytes} bytes"
+    ));
 
     let cases: [(&'static str, bool); 4] = [
         ("/index.html", false),
@@ -562,8 +617,11 @@ pub async fn edge(args: &EdgeBenchArgs) -> Result<EdgeReport, LoadError> {
                 [("edge", edge_port), ("nginx", nginx_port)]
             };
             for (server, port) in order {
-                let (rps, p50, p99) = wrk(args, &format!("http://127.0.0.1:{port}{path}"), gzip).await?;
-                progress(&format!("run {run} {server} {path} gzip={gzip}: {rps:.0} req/s, p99 {p99:.2} ms"));
+                let (rps, p50, p99) =
+                    wrk(args, &format!("http://127.0.0.1:{port}{path}"), gzip).await?;
+                progress(&format!(
+                    "run {run} {server} {path} gzip={gzip}: {rps:.0} req/s, p99 {p99:.2} ms"
+                ));
                 all.push(WrkRun {
                     server,
                     path,
@@ -604,7 +662,13 @@ pub async fn edge(args: &EdgeBenchArgs) -> Result<EdgeReport, LoadError> {
     Ok(EdgeReport {
         scenario: "edge",
         wrk: version
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_owned())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
             .unwrap_or_default(),
         threads: args.threads,
         connections: args.connections,
@@ -666,13 +730,20 @@ async fn open_stream(port: u16) -> Result<tokio::net::TcpStream, String> {
 }
 
 /// Reads until `version` arrives; returns when.
-async fn await_version(mut stream: tokio::net::TcpStream, version: String, limit: Duration) -> Option<Instant> {
+async fn await_version(
+    mut stream: tokio::net::TcpStream,
+    version: String,
+    limit: Duration,
+) -> Option<Instant> {
     let needle = format!("id: {version}");
     let mut seen = Vec::new();
     let mut buffer = [0u8; 8192];
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let n = tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await.ok()?.ok()?;
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buffer))
+            .await
+            .ok()?
+            .ok()?;
         if n == 0 {
             return None;
         }
@@ -698,8 +769,11 @@ pub async fn sse(args: &SseArgs) -> Result<SseReport, LoadError> {
     // Baseline: one client, one change.
     let one = open_stream(port).await.map_err(LoadError::Unexpected)?;
     page.now += 1;
+    // The clock starts when the publisher's part is done: the version is
+    // built and its write begins.
+    let built = build_page(&page, &mut compressor);
     let started = Instant::now();
-    let version = publish_page(&origin, &page, &mut compressor)?;
+    let version = write_page(&origin, &built)?;
     let baseline = await_version(one, version, Duration::from_secs(5))
         .await
         .map_or(f64::NAN, |at| (at - started).as_secs_f64() * 1000.0);
@@ -720,15 +794,25 @@ pub async fn sse(args: &SseArgs) -> Result<SseReport, LoadError> {
         }
     }
     let connect_s = connect_started.elapsed().as_secs_f64();
-    progress(&format!("{} connected ({failures} failed) in {connect_s:.1}s", streams.len()));
+    progress(&format!(
+        "{} connected ({failures} failed) in {connect_s:.1}s",
+        streams.len()
+    ));
     let connected = streams.len();
 
     page.now += 1;
+    let built = build_page(&page, &mut compressor);
     let published_at = Instant::now();
-    let version = publish_page(&origin, &page, &mut compressor)?;
+    let version = write_page(&origin, &built)?;
     let tasks: Vec<_> = streams
         .into_iter()
-        .map(|stream| tokio::spawn(await_version(stream, version.clone(), Duration::from_secs(10))))
+        .map(|stream| {
+            tokio::spawn(await_version(
+                stream,
+                version.clone(),
+                Duration::from_secs(10),
+            ))
+        })
         .collect();
     let mut latencies = Vec::with_capacity(tasks.len());
     for task in tasks {

@@ -63,23 +63,69 @@ async fn incidents_and_the_changelog_reach_the_edge_inert() {
     let title = format!("Checkout errors {HOSTILE}");
     let created = ctl(
         &nats,
-        &["incident", "create", "pages", "--title", &title, "--impact", "minor", "--component", "api=partial_outage", "-m", "Looking [x](javascript:alert(3))", "--output", "json"],
+        &[
+            "incident",
+            "create",
+            "pages",
+            "--title",
+            &title,
+            "--impact",
+            "minor",
+            "--component",
+            "api=partial_outage",
+            "-m",
+            "Looking [x](javascript:alert(3))",
+            "--output",
+            "json",
+        ],
     )
     .await;
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let incident: serde_json::Value = serde_json::from_slice(&created.stdout).expect("json");
     let id = incident["id"].as_str().expect("id").to_owned();
-    let unresolved = wait_for(&stack, "/api/v2/incidents/unresolved.json", "the incident in the API", |b| b.contains(&id)).await;
+    let unresolved = wait_for(
+        &stack,
+        "/api/v2/incidents/unresolved.json",
+        "the incident in the API",
+        |b| b.contains(&id),
+    )
+    .await;
     let value: serde_json::Value = serde_json::from_str(&unresolved).expect("json");
-    assert_eq!(value["incidents"][0]["name"], title.as_str(), "JSON keeps the text");
+    assert_eq!(
+        value["incidents"][0]["name"],
+        title.as_str(),
+        "JSON keeps the text"
+    );
     assert!(!unresolved.contains('<'), "and escapes angle brackets");
-    assert_eq!(value["incidents"][0]["incident_updates"][0]["affected_components"][0]["code"], "api");
-    assert_ne!(value["incidents"][0]["created_at"], "1970-01-01T00:00:00.000Z");
+    assert_eq!(
+        value["incidents"][0]["incident_updates"][0]["affected_components"][0]["code"],
+        "api"
+    );
+    assert_ne!(
+        value["incidents"][0]["created_at"],
+        "1970-01-01T00:00:00.000Z"
+    );
     let index = wait_for(&stack, "/", "the incident on the page", |b| b.contains(&id)).await;
-    assert!(!index.contains("<script>alert") && !index.contains("<img src=x"), "escaped on the page");
-    let atom = wait_for(&stack, "/history.atom", "the incident in the feed", |b| b.contains(&id)).await;
+    assert!(
+        !index.contains("<script>alert") && !index.contains("<img src=x"),
+        "escaped on the page"
+    );
+    let atom = wait_for(&stack, "/history.atom", "the incident in the feed", |b| {
+        b.contains(&id)
+    })
+    .await;
     assert!(feed_rs::parser::parse(atom.as_bytes()).is_ok());
-    let page = wait_for(&stack, &format!("/incidents/{id}.html"), "the incident page", |_| true).await;
+    let page = wait_for(
+        &stack,
+        &format!("/incidents/{id}.html"),
+        "the incident page",
+        |_| true,
+    )
+    .await;
     assert!(!page.contains("href=\"javascript:"), "no javascript: links");
 
     // The changelog: publish with an image, hostile markdown sanitized.
@@ -95,37 +141,126 @@ async fn incidents_and_the_changelog_reach_the_edge_inert() {
         ],
     )
     .await;
-    assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
     let view: serde_json::Value = serde_json::from_slice(&published.stdout).expect("json");
-    let entry = view["entry"]["entry"].as_str().expect("entry id").to_owned();
-    let html = wait_for(&stack, "/changelog.html", "the entry on the changelog page", |b| b.contains(&entry)).await;
+    let entry = view["entry"]["entry"]
+        .as_str()
+        .expect("entry id")
+        .to_owned();
+    let html = wait_for(
+        &stack,
+        "/changelog.html",
+        "the entry on the changelog page",
+        |b| b.contains(&entry),
+    )
+    .await;
     assert!(html.contains("<strong>Bold</strong>"), "{html}");
-    assert!(!html.contains("<script>alert") && !html.contains("onerror") && !html.contains("href=\"javascript:"), "{html}");
+    assert!(
+        !html.contains("<script>alert")
+            && !html.contains("onerror")
+            && !html.contains("href=\"javascript:"),
+        "{html}"
+    );
     assert!(html.contains("Faster &lt;b&gt;pages&lt;/b&gt;"));
     assert!(html.contains("<img src=\"assets/chart.png\" alt=\"chart\">"));
-    let (status, png) = get(&format!("{}/assets/chart.png", stack.edge_url)).await.expect("asset");
+    let (status, png) = get(&format!("{}/assets/chart.png", stack.edge_url))
+        .await
+        .expect("asset");
     assert_eq!(status, 200);
     assert!(png.starts_with("\u{fffd}PNG") || png.contains("PNG"));
-    let rss = wait_for(&stack, "/changelog.rss", "the entry in the RSS feed", |b| b.contains(&entry)).await;
+    let rss = wait_for(&stack, "/changelog.rss", "the entry in the RSS feed", |b| {
+        b.contains(&entry)
+    })
+    .await;
     let feed = feed_rs::parser::parse(rss.as_bytes()).expect("rss parses");
-    assert_eq!(feed.entries[0].title.as_ref().expect("title").content, "Faster <b>pages</b>");
+    assert_eq!(
+        feed.entries[0].title.as_ref().expect("title").content,
+        "Faster <b>pages</b>"
+    );
 
     // A bad category is refused with the reason, exit 64.
-    let bad = ctl(&nats, &["changelog", "publish", "pages", "--title", "x", "--category", "feature", "-m", "x"]).await;
-    assert_eq!(bad.status.code(), Some(64), "{}", String::from_utf8_lossy(&bad.stderr));
+    let bad = ctl(
+        &nats,
+        &[
+            "changelog",
+            "publish",
+            "pages",
+            "--title",
+            "x",
+            "--category",
+            "feature",
+            "-m",
+            "x",
+        ],
+    )
+    .await;
+    assert_eq!(
+        bad.status.code(),
+        Some(64),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
     assert!(String::from_utf8_lossy(&bad.stderr).contains("category"));
 
     // Edit, list, delete.
-    let edited = ctl(&nats, &["changelog", "edit", "pages", &entry, "--title", "Much faster pages", "--revision", &view["revision"].to_string()]).await;
-    assert!(edited.status.success(), "{}", String::from_utf8_lossy(&edited.stderr));
-    wait_for(&stack, "/changelog.html", "the edited title", |b| b.contains("Much faster pages")).await;
-    let stale = ctl(&nats, &["changelog", "edit", "pages", &entry, "--title", "stale", "--revision", &view["revision"].to_string()]).await;
-    assert_eq!(stale.status.code(), Some(75), "a stale revision is a conflict");
+    let edited = ctl(
+        &nats,
+        &[
+            "changelog",
+            "edit",
+            "pages",
+            &entry,
+            "--title",
+            "Much faster pages",
+            "--revision",
+            &view["revision"].to_string(),
+        ],
+    )
+    .await;
+    assert!(
+        edited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&edited.stderr)
+    );
+    wait_for(&stack, "/changelog.html", "the edited title", |b| {
+        b.contains("Much faster pages")
+    })
+    .await;
+    let stale = ctl(
+        &nats,
+        &[
+            "changelog",
+            "edit",
+            "pages",
+            &entry,
+            "--title",
+            "stale",
+            "--revision",
+            &view["revision"].to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        stale.status.code(),
+        Some(75),
+        "a stale revision is a conflict"
+    );
     let listed = ctl(&nats, &["changelog", "list", "pages"]).await;
     assert!(String::from_utf8_lossy(&listed.stdout).contains("Much faster pages"));
     let deleted = ctl(&nats, &["changelog", "delete", "pages", &entry]).await;
-    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
-    wait_for(&stack, "/changelog.html", "the entry gone", |b| !b.contains(&entry)).await;
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    wait_for(&stack, "/changelog.html", "the entry gone", |b| {
+        !b.contains(&entry)
+    })
+    .await;
     drop(stack);
 }
 
@@ -164,19 +299,36 @@ impl Driver {
         let url = format!("http://127.0.0.1:{port}");
         let profile = tempfile::tempdir().expect("profile dir");
         let path = profile.path().display().to_string();
-        let driver = Driver { child, url, _profile: profile, profile: path };
+        let driver = Driver {
+            child,
+            url,
+            _profile: profile,
+            profile: path,
+        };
         let status = format!("{}/status", driver.url);
         wait_until("chromedriver to start", Duration::from_secs(20), || {
             let status = status.clone();
-            async move { reqwest::get(&status).await.ok().filter(|r| r.status().is_success()) }
+            async move {
+                reqwest::get(&status)
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+            }
         })
         .await;
         driver
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
         let client = reqwest::Client::new();
-        let mut request = client.request(method, format!("{}{path}", self.url)).timeout(Duration::from_secs(60));
+        let mut request = client
+            .request(method, format!("{}{path}", self.url))
+            .timeout(Duration::from_secs(60));
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")
@@ -218,24 +370,46 @@ async fn a_browser_sees_the_page_and_a_live_change() {
             })),
         )
         .await;
-    let id = session["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {session}")).to_owned();
+    let id = session["value"]["sessionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no session: {session}"))
+        .to_owned();
     let base = format!("/session/{id}");
-    driver.call(reqwest::Method::POST, &format!("{base}/url"), Some(serde_json::json!({"url": format!("{}/", stack.edge_url)}))).await;
+    driver
+        .call(
+            reqwest::Method::POST,
+            &format!("{base}/url"),
+            Some(serde_json::json!({"url": format!("{}/", stack.edge_url)})),
+        )
+        .await;
     let script = |code: &str| serde_json::json!({"script": code, "args": []});
     let read = |code: &'static str| {
         let driver = &driver;
         let base = base.clone();
         async move {
-            driver.call(reqwest::Method::POST, &format!("{base}/execute/sync"), Some(script(code))).await["value"].clone()
+            driver
+                .call(
+                    reqwest::Method::POST,
+                    &format!("{base}/execute/sync"),
+                    Some(script(code)),
+                )
+                .await["value"]
+                .clone()
         }
     };
 
     // The page shows the status, and its live script is connected.
-    wait_until("the page to show operational, live", Duration::from_secs(20), || async {
-        let status = read("return document.getElementById('page-status').getAttribute('data-status')").await;
-        let live = read("return document.documentElement.getAttribute('data-live')").await;
-        (status == "operational" && live == "sse").then_some(())
-    })
+    wait_until(
+        "the page to show operational, live",
+        Duration::from_secs(20),
+        || async {
+            let status =
+                read("return document.getElementById('page-status').getAttribute('data-status')")
+                    .await;
+            let live = read("return document.documentElement.getAttribute('data-live')").await;
+            (status == "operational" && live == "sse").then_some(())
+        },
+    )
     .await;
     let title = read("return document.querySelector('h1').textContent").await;
     assert_eq!(title, "Live <Page>", "operator text shown as text");
@@ -244,16 +418,24 @@ async fn a_browser_sees_the_page_and_a_live_change() {
     // The target goes down: the change arrives without a reload.
     target.down();
     wait_until("the page to show major_outage live", DECIDE, || async {
-        let status = read("return document.getElementById('page-status').getAttribute('data-status')").await;
+        let status =
+            read("return document.getElementById('page-status').getAttribute('data-status')").await;
         (status == "major_outage").then_some(())
     })
     .await;
-    assert_eq!(read("return window.__same_document").await, 42, "updated in place, not reloaded");
-    let row = read("return document.getElementById('component-api').getAttribute('data-status')").await;
+    assert_eq!(
+        read("return window.__same_document").await,
+        42,
+        "updated in place, not reloaded"
+    );
+    let row =
+        read("return document.getElementById('component-api').getAttribute('data-status')").await;
     assert_eq!(row, "major_outage");
 
     // A screenshot, kept next to the build for people to look at.
-    let shot = driver.call(reqwest::Method::GET, &format!("{base}/screenshot"), None).await;
+    let shot = driver
+        .call(reqwest::Method::GET, &format!("{base}/screenshot"), None)
+        .await;
     use base64::Engine;
     let png = base64::engine::general_purpose::STANDARD
         .decode(shot["value"].as_str().expect("screenshot"))
@@ -265,12 +447,17 @@ async fn a_browser_sees_the_page_and_a_live_change() {
 
     // Every request the page made went to the edge's own origin.
     let logs = driver
-        .call(reqwest::Method::POST, &format!("{base}/se/log"), Some(serde_json::json!({"type": "performance"})))
+        .call(
+            reqwest::Method::POST,
+            &format!("{base}/se/log"),
+            Some(serde_json::json!({"type": "performance"})),
+        )
         .await;
     let origin = stack.edge_url.clone();
     let mut urls = Vec::new();
     for entry in logs["value"].as_array().expect("performance log") {
-        let message: serde_json::Value = serde_json::from_str(entry["message"].as_str().unwrap_or("{}")).unwrap_or_default();
+        let message: serde_json::Value =
+            serde_json::from_str(entry["message"].as_str().unwrap_or("{}")).unwrap_or_default();
         if message["message"]["method"] == "Network.requestWillBeSent" {
             if let Some(url) = message["message"]["params"]["request"]["url"].as_str() {
                 urls.push(url.to_owned());
@@ -281,11 +468,22 @@ async fn a_browser_sees_the_page_and_a_live_change() {
     assert!(urls.iter().any(|u| u.ends_with("/events")), "{urls:?}");
     for url in &urls {
         // chrome:// and about: are the browser's own start tab, not the network.
-        let network = ["http:", "https:", "ws:", "wss:", "ftp:"].iter().any(|s| url.starts_with(s));
-        assert!(!network || url.starts_with(&origin), "request to another origin: {url}");
+        let network = ["http:", "https:", "ws:", "wss:", "ftp:"]
+            .iter()
+            .any(|s| url.starts_with(s));
+        assert!(
+            !network || url.starts_with(&origin),
+            "request to another origin: {url}"
+        );
     }
     // And the CSP blocked nothing of the page's own.
-    let console = driver.call(reqwest::Method::POST, &format!("{base}/se/log"), Some(serde_json::json!({"type": "browser"}))).await;
+    let console = driver
+        .call(
+            reqwest::Method::POST,
+            &format!("{base}/se/log"),
+            Some(serde_json::json!({"type": "browser"})),
+        )
+        .await;
     let messages = console["value"].to_string();
     assert!(!messages.contains("Content Security Policy"), "{messages}");
 

@@ -224,11 +224,17 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
         ),
     );
     mirror.wait_ready(READY).await;
-    wait_until("the mirroring edge to serve the page", DECIDE, || async move {
-        let (status, body) =
-            beacon_tests::get(&format!("http://127.0.0.1:{mirror_port}/perm/changelog.html")).await?;
-        (status == 200 && body.contains("Permissions")).then_some(())
-    })
+    wait_until(
+        "the mirroring edge to serve the page",
+        DECIDE,
+        || async move {
+            let (status, body) = beacon_tests::get(&format!(
+                "http://127.0.0.1:{mirror_port}/perm/changelog.html"
+            ))
+            .await?;
+            (status == 200 && body.contains("Permissions")).then_some(())
+        },
+    )
     .await;
 
     let denied = violations(&nats);

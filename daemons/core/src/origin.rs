@@ -188,8 +188,8 @@ pub fn write_version(
         ];
         for (suffix, sha) in variants {
             let Some(sha) = sha else { continue };
-            let bytes = blob(sha)
-                .ok_or_else(|| invalid(format!("no bytes for {path}{suffix} ({sha})")))?;
+            let bytes =
+                blob(sha).ok_or_else(|| invalid(format!("no bytes for {path}{suffix} ({sha})")))?;
             let mut name = target.clone().into_os_string();
             name.push(suffix);
             std::fs::write(PathBuf::from(name), bytes)?;

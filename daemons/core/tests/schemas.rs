@@ -564,7 +564,8 @@ fn api_samples(trigger: EventId) -> Vec<(String, Value)> {
             to_value(&PublishChangelogRequest {
                 page: "demo".into(),
                 title: "Faster pages".into(),
-                body_markdown: "Pages render in *half* the time.\n\n![chart](assets/chart.png)".into(),
+                body_markdown: "Pages render in *half* the time.\n\n![chart](assets/chart.png)"
+                    .into(),
                 category: "improvement".into(),
                 components: vec!["api".into()],
                 published_at_ms: None,

@@ -238,15 +238,34 @@ mod tests {
         let table: &[(Option<&str>, Option<&str>, &str, Route)] = &[
             (Some("custom"), Some("demo"), "/", page("custom", "/")),
             (None, Some("demo"), "/", page("demo", "/")),
-            (None, Some("demo"), "/api/v2/summary.json", page("demo", "/api/v2/summary.json")),
-            (None, Some("demo"), "/other/live.json", page("other", "/live.json")),
-            (None, Some("demo"), "/other", Route::AddSlash("/other/".into())),
+            (
+                None,
+                Some("demo"),
+                "/api/v2/summary.json",
+                page("demo", "/api/v2/summary.json"),
+            ),
+            (
+                None,
+                Some("demo"),
+                "/other/live.json",
+                page("other", "/live.json"),
+            ),
+            (
+                None,
+                Some("demo"),
+                "/other",
+                Route::AddSlash("/other/".into()),
+            ),
             (None, Some("demo"), "/nope.html", page("demo", "/nope.html")),
             (None, None, "/nope.html", Route::NotFound),
             (None, None, "/other/", page("other", "/")),
         ];
         for (host, default, path, want) in table {
-            assert_eq!(&route(*host, *default, path, default_has, exists), want, "{path}");
+            assert_eq!(
+                &route(*host, *default, path, default_has, exists),
+                want,
+                "{path}"
+            );
         }
         assert_eq!(host_name("Status.Example.com:8080"), "status.example.com");
         assert_eq!(host_name("[::1]:80"), "::1");

@@ -77,7 +77,9 @@ impl EdgeConfig {
                 self.origin.display()
             ));
         }
-        if self.scan_interval < Duration::from_millis(10) || self.scan_interval > Duration::from_secs(10) {
+        if self.scan_interval < Duration::from_millis(10)
+            || self.scan_interval > Duration::from_secs(10)
+        {
             errors.push("--scan-interval: must be between 10ms and 10s".to_owned());
         }
         if self.max_connections == 0 {

@@ -23,7 +23,8 @@ use crate::site::Version;
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// One frame of an event stream.
-pub type FrameStream = Pin<Box<dyn Stream<Item = Result<Frame<Bytes>, std::convert::Infallible>> + Send>>;
+pub type FrameStream =
+    Pin<Box<dyn Stream<Item = Result<Frame<Bytes>, std::convert::Infallible>> + Send>>;
 
 /// The latest event of every page.
 pub struct Hub {
@@ -94,24 +95,30 @@ impl Hub {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let state = (receiver, true, heartbeat, guard);
-        let stream = futures::stream::unfold(state, |(mut receiver, first, mut heartbeat, guard)| async move {
-            if first {
-                // Reconnecting clients wait 2 s; the first event is now.
-                let current = receiver.borrow_and_update().clone();
-                let mut frame = b"retry: 2000\n\n".to_vec();
-                frame.extend_from_slice(&current);
-                heartbeat.reset();
-                return Some((Ok(Frame::data(Bytes::from(frame))), (receiver, false, heartbeat, guard)));
-            }
-            let frame = tokio::select! {
-                changed = receiver.changed() => match changed {
-                    Ok(()) => receiver.borrow_and_update().clone(),
-                    Err(_) => return None,
-                },
-                _ = heartbeat.tick() => Bytes::from_static(b": keep-alive\n\n"),
-            };
-            Some((Ok(Frame::data(frame)), (receiver, false, heartbeat, guard)))
-        });
+        let stream = futures::stream::unfold(
+            state,
+            |(mut receiver, first, mut heartbeat, guard)| async move {
+                if first {
+                    // Reconnecting clients wait 2 s; the first event is now.
+                    let current = receiver.borrow_and_update().clone();
+                    let mut frame = b"retry: 2000\n\n".to_vec();
+                    frame.extend_from_slice(&current);
+                    heartbeat.reset();
+                    return Some((
+                        Ok(Frame::data(Bytes::from(frame))),
+                        (receiver, false, heartbeat, guard),
+                    ));
+                }
+                let frame = tokio::select! {
+                    changed = receiver.changed() => match changed {
+                        Ok(()) => receiver.borrow_and_update().clone(),
+                        Err(_) => return None,
+                    },
+                    _ = heartbeat.tick() => Bytes::from_static(b": keep-alive\n\n"),
+                };
+                Some((Ok(Frame::data(frame)), (receiver, false, heartbeat, guard)))
+            },
+        );
         Some(Box::pin(stream))
     }
 }

@@ -36,7 +36,10 @@ pub async fn mirror_version(
     manifest: &Manifest,
 ) -> Result<bool, String> {
     if beacon_core::names::check_token(&manifest.page).is_err() {
-        return Err(format!("manifest names an invalid page {:?}", manifest.page));
+        return Err(format!(
+            "manifest names an invalid page {:?}",
+            manifest.page
+        ));
     }
     let page_dir = origin::page_dir(origin_dir, &manifest.page);
     if origin::resolve(&page_dir, origin::CURRENT).is_some_and(|(v, _)| v == manifest.version) {
@@ -53,7 +56,10 @@ pub async fn mirror_version(
             }
             let bytes = read_object(store, &origin::blob_object(&manifest.page, sha)).await?;
             if origin::sha256_hex(&bytes) != *sha {
-                return Err(format!("blob {sha} of {} does not match its hash", manifest.page));
+                return Err(format!(
+                    "blob {sha} of {} does not match its hash",
+                    manifest.page
+                ));
             }
             blobs.insert(sha.clone(), bytes);
         }

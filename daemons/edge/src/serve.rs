@@ -133,13 +133,9 @@ fn respond(edge: &Edge, request: &Request<Incoming>) -> Response<Body> {
                     .is_ok_and(|file| sites.pages.get(page).is_some_and(|p| p.has(&file)))
         })
     };
-    let (page_id, path) = match route(
-        host_page,
-        default,
-        request.uri().path(),
-        default_has,
-        |p| sites.pages.contains_key(p),
-    ) {
+    let (page_id, path) = match route(host_page, default, request.uri().path(), default_has, |p| {
+        sites.pages.contains_key(p)
+    }) {
         Route::Page { page, path } => (page, path),
         Route::AddSlash(location) => {
             let mut response = plain(StatusCode::MOVED_PERMANENTLY, "moved\n");

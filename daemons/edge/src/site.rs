@@ -125,7 +125,10 @@ fn prepared(path: &str, body: Vec<u8>, sha: &str, encoding: Option<&str>, csp: &
     let mut headers = HeaderMap::with_capacity(10);
     let kind = content_type(path);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
     headers.insert(header::ETAG, etag.clone());
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     headers.insert(

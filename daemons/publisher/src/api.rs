@@ -16,8 +16,8 @@ use beacon_core::api::{
 use beacon_core::config::PageConfig;
 use beacon_core::daemon::Daemon;
 use beacon_core::event::{Envelope, EventId};
-use beacon_core::hlc::wall_clock_ms;
 use beacon_core::history;
+use beacon_core::hlc::wall_clock_ms;
 use beacon_core::messages::ChangelogEntry;
 use beacon_core::names::{api, changelog_subject, check_token, STREAM_CHANGELOG};
 use beacon_core::publish::{publish_expecting, PublishFailure};
@@ -103,9 +103,15 @@ async fn serve_endpoints(api: Api) -> Result<(), async_nats::Error> {
             let payload = request.message.payload.clone();
             let name = subject.trim_start_matches("beacon.api.");
             match subject {
-                api::CHANGELOG_PUBLISH => respond(&api, name, &request, publish(&api, &payload).await).await,
-                api::CHANGELOG_EDIT => respond(&api, name, &request, edit(&api, &payload).await).await,
-                api::CHANGELOG_DELETE => respond(&api, name, &request, delete(&api, &payload).await).await,
+                api::CHANGELOG_PUBLISH => {
+                    respond(&api, name, &request, publish(&api, &payload).await).await
+                }
+                api::CHANGELOG_EDIT => {
+                    respond(&api, name, &request, edit(&api, &payload).await).await
+                }
+                api::CHANGELOG_DELETE => {
+                    respond(&api, name, &request, delete(&api, &payload).await).await
+                }
                 _ => respond(&api, name, &request, list(&api, &payload).await).await,
             }
         }
@@ -120,7 +126,10 @@ async fn serve_endpoints(api: Api) -> Result<(), async_nats::Error> {
 
 async fn page_config<T>(api: &Api, page: &str) -> Result<PageConfig, ApiReply<T>> {
     if let Err(e) = check_token(page) {
-        return Err(ApiReply::invalid("page", format!("invalid page id {page:?}: {e}")));
+        return Err(ApiReply::invalid(
+            "page",
+            format!("invalid page id {page:?}: {e}"),
+        ));
     }
     match api.configs.get(page).await {
         Ok(Some(bytes)) => Envelope::<PageConfig>::decode(&bytes)
@@ -130,7 +139,9 @@ async fn page_config<T>(api: &Api, page: &str) -> Result<PageConfig, ApiReply<T>
             "page",
             format!("no page {page:?}; apply its config first"),
         )),
-        Err(e) => Err(ApiReply::failed(format!("cannot read the page config: {e}"))),
+        Err(e) => Err(ApiReply::failed(format!(
+            "cannot read the page config: {e}"
+        ))),
     }
 }
 
@@ -151,10 +162,18 @@ async fn read_entry(api: &Api, page: &str, entry: &str) -> Result<Option<Changel
 
 /// Stores images before the event that names them, so a renderer never
 /// meets a name without bytes for long.
-async fn store_images<T>(api: &Api, page: &str, images: Vec<(String, Vec<u8>)>) -> Result<(), ApiReply<T>> {
+async fn store_images<T>(
+    api: &Api,
+    page: &str,
+    images: Vec<(String, Vec<u8>)>,
+) -> Result<(), ApiReply<T>> {
     for (name, bytes) in images {
         let object = beacon_core::origin::asset_object(page, &name);
-        if let Err(e) = api.objects.put(object.as_str(), &mut bytes.as_slice()).await {
+        if let Err(e) = api
+            .objects
+            .put(object.as_str(), &mut bytes.as_slice())
+            .await
+        {
             return Err(ApiReply::failed(format!("cannot store image {name}: {e}")));
         }
     }
@@ -201,7 +220,8 @@ pub async fn publish(api: &Api, payload: &[u8]) -> ApiReply<ChangelogView> {
     let id = match &request.idempotency_key {
         Some(key) => format!(
             "k{}",
-            &beacon_core::origin::sha256_hex(format!("{}\u{0}{key}", request.page).as_bytes())[..16]
+            &beacon_core::origin::sha256_hex(format!("{}\u{0}{key}", request.page).as_bytes())
+                [..16]
         ),
         None => EventId::new().to_string().to_ascii_lowercase(),
     };
@@ -226,9 +246,10 @@ pub async fn publish(api: &Api, payload: &[u8]) -> ApiReply<ChangelogView> {
     }
     match write(api, entry, 0).await {
         // The key was used before: answer with that entry.
-        ApiReply::Conflict { current: Some(view), .. } if request.idempotency_key.is_some() => {
-            ApiReply::Ok { result: view }
-        }
+        ApiReply::Conflict {
+            current: Some(view),
+            ..
+        } if request.idempotency_key.is_some() => ApiReply::Ok { result: view },
         other => other,
     }
 }
@@ -243,7 +264,14 @@ pub async fn edit(api: &Api, payload: &[u8]) -> ApiReply<ChangelogView> {
         Ok(config) => config,
         Err(reply) => return reply,
     };
-    let current = match current_entry(api, &request.page, &request.entry, request.expected_revision).await {
+    let current = match current_entry(
+        api,
+        &request.page,
+        &request.entry,
+        request.expected_revision,
+    )
+    .await
+    {
         Ok(current) => current,
         Err(reply) => return reply,
     };
@@ -293,7 +321,14 @@ pub async fn delete(api: &Api, payload: &[u8]) -> ApiReply<ChangelogView> {
     if let Err(reply) = page_config::<ChangelogView>(api, &request.page).await {
         return reply;
     }
-    let current = match current_entry(api, &request.page, &request.entry, request.expected_revision).await {
+    let current = match current_entry(
+        api,
+        &request.page,
+        &request.entry,
+        request.expected_revision,
+    )
+    .await
+    {
         Ok(current) => current,
         Err(reply) => return reply,
     };

@@ -118,10 +118,7 @@ pub fn validate(entry: &ChangelogEntry, page: Option<&PageConfig>) -> Vec<Config
         errors.push(error("title", format!("at most {MAX_TITLE} characters")));
     }
     if entry.body_markdown.len() > MAX_BODY {
-        errors.push(error(
-            "body_markdown",
-            format!("at most {MAX_BODY} bytes"),
-        ));
+        errors.push(error("body_markdown", format!("at most {MAX_BODY} bytes")));
     }
     if !CHANGELOG_CATEGORIES.contains(&entry.category.as_str()) {
         errors.push(error(
@@ -158,7 +155,9 @@ const IMAGE_KINDS: [(&str, &[u8]); 5] = [
 /// Decodes and checks uploaded images: a safe name with an image
 /// extension, bytes that really are that kind of image, within the size
 /// limit. Returns (name, bytes) or every problem.
-pub fn decode_images(images: &[ChangelogImage]) -> Result<Vec<(String, Vec<u8>)>, Vec<ConfigError>> {
+pub fn decode_images(
+    images: &[ChangelogImage],
+) -> Result<Vec<(String, Vec<u8>)>, Vec<ConfigError>> {
     use base64::Engine;
     let mut errors = Vec::new();
     let mut out = Vec::new();
@@ -186,7 +185,10 @@ pub fn decode_images(images: &[ChangelogImage]) -> Result<Vec<(String, Vec<u8>)>
         if !stem_ok {
             errors.push(error(
                 &location,
-                format!("{:?}: the name may contain only a-z, 0-9, '-' and '_' before the extension", image.name),
+                format!(
+                    "{:?}: the name may contain only a-z, 0-9, '-' and '_' before the extension",
+                    image.name
+                ),
             ));
             continue;
         }
@@ -205,10 +207,7 @@ pub fn decode_images(images: &[ChangelogImage]) -> Result<Vec<(String, Vec<u8>)>
             continue;
         }
         if !bytes.starts_with(magic) {
-            errors.push(error(
-                &location,
-                format!("the bytes are not a {ext} image"),
-            ));
+            errors.push(error(&location, format!("the bytes are not a {ext} image")));
             continue;
         }
         out.push((image.name.clone(), bytes));

@@ -20,8 +20,8 @@ use beacon_core::buckets::{self, Change};
 use beacon_core::config::PageConfig;
 use beacon_core::daemon::Daemon;
 use beacon_core::event::{Envelope, EventId};
-use beacon_core::hlc::wall_clock_ms;
 use beacon_core::history::{self, Event};
+use beacon_core::hlc::wall_clock_ms;
 use beacon_core::incident::Incident;
 use beacon_core::maintenance::Window;
 use beacon_core::messages::{
@@ -152,10 +152,20 @@ impl Follower {
         let mut config_changes = buckets::follow(configs, &shutdown);
         let mut status_changes = buckets::follow(statuses, &shutdown);
         let mut uptime_changes = buckets::follow(uptime, &shutdown);
-        let mut incidents = history::follow(js.clone(), STREAM_INCIDENTS, "beacon.incident.>", &shutdown);
-        let mut maintenance =
-            history::follow(js.clone(), STREAM_MAINTENANCE, "beacon.maintenance.>", &shutdown);
-        let mut changelog = history::follow(js.clone(), STREAM_CHANGELOG, "beacon.changelog.>", &shutdown);
+        let mut incidents =
+            history::follow(js.clone(), STREAM_INCIDENTS, "beacon.incident.>", &shutdown);
+        let mut maintenance = history::follow(
+            js.clone(),
+            STREAM_MAINTENANCE,
+            "beacon.maintenance.>",
+            &shutdown,
+        );
+        let mut changelog = history::follow(
+            js.clone(),
+            STREAM_CHANGELOG,
+            "beacon.changelog.>",
+            &shutdown,
+        );
         // config, status, uptime, incidents, maintenance, changelog
         let mut caught_up = [false; 6];
         let mut render_at: Option<tokio::time::Instant> = None;
@@ -429,11 +439,13 @@ impl Follower {
             let files = site(&state);
             let worst = state.worst().map_or("unknown", |s| s.as_str());
             let version = EventId::new().to_string();
-            let built = self
-                .compressors
-                .entry(page.clone())
-                .or_default()
-                .build(&page, &version, generated_at_ms, host_of(config.url.as_deref()), files);
+            let built = self.compressors.entry(page.clone()).or_default().build(
+                &page,
+                &version,
+                generated_at_ms,
+                host_of(config.url.as_deref()),
+                files,
+            );
             self.metrics
                 .render_seconds
                 .observe(timer.elapsed().as_secs_f64());
@@ -482,10 +494,8 @@ async fn open_objects(
     js: &async_nats::jetstream::Context,
     shutdown: &beacon_core::shutdown::Shutdown,
 ) -> Option<ObjectStore> {
-    let mut backoff = beacon_core::shutdown::Backoff::new(
-        Duration::from_millis(200),
-        Duration::from_secs(10),
-    );
+    let mut backoff =
+        beacon_core::shutdown::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         match js.get_object_store(OBJECT_PAGES).await {
             Ok(store) => return Some(store),

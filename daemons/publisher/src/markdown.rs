@@ -175,7 +175,9 @@ mod tests {
             let html = to_safe_html(input);
             for bad in *absent {
                 assert!(
-                    !html.to_ascii_lowercase().contains(&bad.to_ascii_lowercase()),
+                    !html
+                        .to_ascii_lowercase()
+                        .contains(&bad.to_ascii_lowercase()),
                     "{input:?} -> {html:?} contains {bad:?}"
                 );
             }

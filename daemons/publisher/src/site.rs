@@ -185,7 +185,10 @@ mod tests {
         assert_eq!(index.sha256, origin::sha256_hex(big.as_bytes()));
         let small = &built.manifest.files["badge.svg"];
         assert!(small.gzip.is_none(), "too small to compress");
-        assert!(built.manifest.files["assets/x.png"].gzip.is_none(), "not compressible");
+        assert!(
+            built.manifest.files["assets/x.png"].gzip.is_none(),
+            "not compressible"
+        );
         assert!(built.manifest.style_hashes[0].starts_with("sha256-"));
 
         let dir = tempfile::tempdir().expect("tempdir");
@@ -201,7 +204,10 @@ mod tests {
         let mut decoded = Vec::new();
         brotli::BrotliDecompress(&mut std::io::Cursor::new(br), &mut decoded).expect("unbrotli");
         assert_eq!(decoded, big.as_bytes());
-        assert_eq!(host_of(Some("https://Status.Example.com/x")), ["status.example.com"]);
+        assert_eq!(
+            host_of(Some("https://Status.Example.com/x")),
+            ["status.example.com"]
+        );
         assert!(host_of(None).is_empty());
     }
 }

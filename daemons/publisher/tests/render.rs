@@ -25,7 +25,13 @@ fn files(f: &fixture::Fixture) -> HashMap<String, Vec<u8>> {
 }
 
 fn text(files: &HashMap<String, Vec<u8>>, path: &str) -> String {
-    String::from_utf8(files.get(path).unwrap_or_else(|| panic!("no {path}")).clone()).expect("utf-8")
+    String::from_utf8(
+        files
+            .get(path)
+            .unwrap_or_else(|| panic!("no {path}"))
+            .clone(),
+    )
+    .expect("utf-8")
 }
 
 const GOLDEN: &[&str] = &[
@@ -88,44 +94,93 @@ fn the_page_shows_what_is_public_and_nothing_else() {
     assert!(index.contains("Database upgrade"), "upcoming maintenance");
     assert!(index.contains("id=\"component-search\" data-status=\"unknown\""));
     assert!(index.contains("No data yet"));
-    assert!(index.contains("aria-label=\"2026-11-26: 90.00% uptime\""), "a bar with its day's figure");
-    assert_eq!(index.matches("<li class=\"d").count(), 4 * 90, "90 bars per component");
+    assert!(
+        index.contains("aria-label=\"2026-11-26: 90.00% uptime\""),
+        "a bar with its day's figure"
+    );
+    assert_eq!(
+        index.matches("<li class=\"d").count(),
+        4 * 90,
+        "90 bars per component"
+    );
     assert!(index.contains("<script src=\"live.js\" defer></script>"));
     assert!(index.contains("prefers-color-scheme:dark"));
     for path in rendered.keys() {
-        assert!(!path.contains("inc-proposed") && !path.contains("inc-dismissed"), "{path}");
+        assert!(
+            !path.contains("inc-proposed") && !path.contains("inc-dismissed"),
+            "{path}"
+        );
     }
     for (path, bytes) in &rendered {
         let body = String::from_utf8_lossy(bytes);
-        for hidden in ["PROPOSED MUST NOT SHOW", "DISMISSED MUST NOT SHOW", "CANCELLED MUST NOT SHOW", "SERIES MUST NOT SHOW"] {
+        for hidden in [
+            "PROPOSED MUST NOT SHOW",
+            "DISMISSED MUST NOT SHOW",
+            "CANCELLED MUST NOT SHOW",
+            "SERIES MUST NOT SHOW",
+        ] {
             assert!(!body.contains(hidden), "{path} shows {hidden}");
         }
         if path.ends_with(".html") {
             // No request to another origin: every src is relative, and no
             // absolute http(s) URL is loaded (links to the page's own URL
             // in feeds are not loads).
-            assert!(!body.contains("src=\"http") && !body.contains("src=\"//"), "{path}");
+            assert!(
+                !body.contains("src=\"http") && !body.contains("src=\"//"),
+                "{path}"
+            );
             assert!(!body.contains("<link rel=\"stylesheet\""), "{path}");
         }
     }
     let summary: Value = serde_json::from_slice(&rendered["api/v2/summary.json"]).expect("json");
-    let ids: Vec<&str> = summary["components"].as_array().expect("array").iter().filter_map(|c| c["id"].as_str()).collect();
-    assert!(!ids.contains(&"search"), "undecided components stay out of components");
+    let ids: Vec<&str> = summary["components"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert!(
+        !ids.contains(&"search"),
+        "undecided components stay out of components"
+    );
     assert_eq!(summary["beacon_undecided"], serde_json::json!(["search"]));
-    assert_eq!(summary["incidents"].as_array().map(Vec::len), Some(1), "unresolved only");
-    let incidents: Value = serde_json::from_slice(&rendered["api/v2/incidents.json"]).expect("json");
+    assert_eq!(
+        summary["incidents"].as_array().map(Vec::len),
+        Some(1),
+        "unresolved only"
+    );
+    let incidents: Value =
+        serde_json::from_slice(&rendered["api/v2/incidents.json"]).expect("json");
     assert_eq!(incidents["incidents"].as_array().map(Vec::len), Some(2));
     assert_eq!(incidents["incidents"][1]["status"], "postmortem");
     let updates = &incidents["incidents"][0]["incident_updates"];
     assert_eq!(updates[0]["status"], "identified", "newest update first");
-    assert_eq!(updates[0]["affected_components"][0]["old_status"], "major_outage");
-    assert_eq!(updates[0]["affected_components"][0]["new_status"], "partial_outage");
-    assert_eq!(incidents["incidents"][0]["created_at"], "2026-11-27T10:00:00.000Z", "real times");
-    let group = summary["components"].as_array().expect("array").iter().find(|c| c["group"] == true).expect("a group");
+    assert_eq!(
+        updates[0]["affected_components"][0]["old_status"],
+        "major_outage"
+    );
+    assert_eq!(
+        updates[0]["affected_components"][0]["new_status"],
+        "partial_outage"
+    );
+    assert_eq!(
+        incidents["incidents"][0]["created_at"], "2026-11-27T10:00:00.000Z",
+        "real times"
+    );
+    let group = summary["components"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|c| c["group"] == true)
+        .expect("a group");
     assert_eq!(group["components"], serde_json::json!(["api", "db"]));
-    let upcoming: Value = serde_json::from_slice(&rendered["api/v2/scheduled-maintenances/upcoming.json"]).expect("json");
+    let upcoming: Value =
+        serde_json::from_slice(&rendered["api/v2/scheduled-maintenances/upcoming.json"])
+            .expect("json");
     assert_eq!(upcoming["scheduled_maintenances"][0]["id"], "mnt-next");
-    let active: Value = serde_json::from_slice(&rendered["api/v2/scheduled-maintenances/active.json"]).expect("json");
+    let active: Value =
+        serde_json::from_slice(&rendered["api/v2/scheduled-maintenances/active.json"])
+            .expect("json");
     assert_eq!(active["scheduled_maintenances"][0]["id"], "mnt-now");
     assert_eq!(active["scheduled_maintenances"][0]["status"], "in_progress");
     assert!(rendered.contains_key("assets/chart.png"));
@@ -178,12 +233,19 @@ impl Spec {
             "integer" if value.is_u64() => {}
             "boolean" if value.is_boolean() => {}
             "time" => {
-                if !value.as_str().is_some_and(|t| humantime::parse_rfc3339(t).is_ok()) {
+                if !value
+                    .as_str()
+                    .is_some_and(|t| humantime::parse_rfc3339(t).is_ok())
+                {
                     problems.push(format!("{at}: {value} is not an RFC 3339 time"));
                 }
             }
             "any_component" => {
-                let object = if value["group"] == true { "group_component" } else { "component" };
+                let object = if value["group"] == true {
+                    "group_component"
+                } else {
+                    "component"
+                };
                 self.check_object(object, value, at, problems);
             }
             object if self.0.get(object).is_some_and(Value::is_object) => {
@@ -201,13 +263,20 @@ impl Spec {
         };
         for (field, kind) in fields {
             match map.get(field) {
-                Some(v) => self.check_value(kind.as_str().expect("kind"), v, &format!("{at}.{field}"), problems),
+                Some(v) => self.check_value(
+                    kind.as_str().expect("kind"),
+                    v,
+                    &format!("{at}.{field}"),
+                    problems,
+                ),
                 None => problems.push(format!("{at}: missing {field}")),
             }
         }
         for field in map.keys() {
             if !fields.contains_key(field) && !field.starts_with("beacon_") {
-                problems.push(format!("{at}: {field} is not a Statuspage field and not beacon_-prefixed"));
+                problems.push(format!(
+                    "{at}: {field} is not a Statuspage field and not beacon_-prefixed"
+                ));
             }
         }
     }
@@ -222,16 +291,23 @@ fn every_endpoint_has_statuspages_fields_types_and_enums() {
         assert_eq!(endpoints.len(), 8);
         let mut problems = Vec::new();
         for (path, fields) in endpoints {
-            let value: Value = serde_json::from_slice(&rendered[path]).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let value: Value =
+                serde_json::from_slice(&rendered[path]).unwrap_or_else(|e| panic!("{path}: {e}"));
             let map = value.as_object().expect("object");
             for (field, kind) in fields.as_object().expect("fields") {
                 match map.get(field) {
-                    Some(v) => spec.check_value(kind.as_str().expect("kind"), v, &format!("{path}:{field}"), &mut problems),
+                    Some(v) => spec.check_value(
+                        kind.as_str().expect("kind"),
+                        v,
+                        &format!("{path}:{field}"),
+                        &mut problems,
+                    ),
                     None => problems.push(format!("{path}: missing {field}")),
                 }
             }
             for field in map.keys() {
-                let ours = field.starts_with("beacon_") || (path == "api/v2/summary.json" && field == "generated_at");
+                let ours = field.starts_with("beacon_")
+                    || (path == "api/v2/summary.json" && field == "generated_at");
                 if !fields.as_object().expect("fields").contains_key(field) && !ours {
                     problems.push(format!("{path}: unexpected {field}"));
                 }
@@ -249,13 +325,22 @@ fn every_endpoint_has_statuspages_fields_types_and_enums() {
 fn feeds_parse_with_a_real_feed_parser() {
     for (f, hostile_text) in [(normal(), false), (hostile(), true)] {
         let rendered = files(&f);
-        for (path, entries) in [("history.atom", 2), ("history.rss", 2), ("changelog.atom", 2), ("changelog.rss", 2)] {
-            let feed = feed_rs::parser::parse(&rendered[path][..]).unwrap_or_else(|e| panic!("{path}: {e}"));
+        for (path, entries) in [
+            ("history.atom", 2),
+            ("history.rss", 2),
+            ("changelog.atom", 2),
+            ("changelog.rss", 2),
+        ] {
+            let feed = feed_rs::parser::parse(&rendered[path][..])
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
             assert_eq!(feed.entries.len(), entries, "{path}");
             let first = &feed.entries[0];
             let title = first.title.as_ref().expect("title").content.clone();
             if hostile_text {
-                assert!(title.ends_with(HOSTILE), "{path}: titles are text, kept exactly: {title:?}");
+                assert!(
+                    title.ends_with(HOSTILE),
+                    "{path}: titles are text, kept exactly: {title:?}"
+                );
             }
             let content = first
                 .content
@@ -266,7 +351,10 @@ fn feeds_parse_with_a_real_feed_parser() {
             assert_inert_html(&content, &format!("{path} content"));
         }
         let atom = feed_rs::parser::parse(&rendered["history.atom"][..]).expect("atom");
-        assert_eq!(atom.entries[0].links[0].href, "https://status.example.com/incidents/inc-open.html");
+        assert_eq!(
+            atom.entries[0].links[0].href,
+            "https://status.example.com/incidents/inc-open.html"
+        );
     }
 }
 
@@ -287,7 +375,11 @@ fn calendars_parse_with_a_real_ical_parser() {
         let mut parser = ical::IcalParser::new(std::io::BufReader::new(&bytes[..]));
         let calendar = parser.next().expect("one calendar").expect("parses");
         assert!(parser.next().is_none());
-        assert_eq!(calendar.events.len(), 3, "next, now and done; not cancelled, not the series");
+        assert_eq!(
+            calendar.events.len(),
+            3,
+            "next, now and done; not cancelled, not the series"
+        );
         let prop = |event: &ical::parser::ical::component::IcalEvent, name: &str| {
             event
                 .properties
@@ -303,7 +395,11 @@ fn calendars_parse_with_a_real_ical_parser() {
             .expect("the upcoming window");
         assert_eq!(prop(next, "SEQUENCE"), "1", "scheduled, then updated once");
         assert_eq!(prop(next, "DTSTART"), "20261128T120000Z");
-        let now = calendar.events.iter().find(|e| prop(e, "UID").starts_with("mnt-now@")).expect("now");
+        let now = calendar
+            .events
+            .iter()
+            .find(|e| prop(e, "UID").starts_with("mnt-now@"))
+            .expect("now");
         assert_eq!(prop(now, "SEQUENCE"), "2");
         if hostile_text {
             assert!(unescape_ical(&prop(next, "SUMMARY")).ends_with(HOSTILE));
@@ -313,10 +409,26 @@ fn calendars_parse_with_a_real_ical_parser() {
         }
         let db = &rendered["maintenance/db.ics"];
         let mut parser = ical::IcalParser::new(std::io::BufReader::new(&db[..]));
-        assert_eq!(parser.next().expect("calendar").expect("parses").events.len(), 3);
+        assert_eq!(
+            parser
+                .next()
+                .expect("calendar")
+                .expect("parses")
+                .events
+                .len(),
+            3
+        );
         let api = &rendered["maintenance/api.ics"];
         let mut parser = ical::IcalParser::new(std::io::BufReader::new(&api[..]));
-        assert_eq!(parser.next().expect("calendar").expect("parses").events.len(), 0);
+        assert_eq!(
+            parser
+                .next()
+                .expect("calendar")
+                .expect("parses")
+                .events
+                .len(),
+            0
+        );
     }
 }
 
@@ -330,31 +442,88 @@ fn calendars_parse_with_a_real_ical_parser() {
 /// no script but the page's own `live.js`.
 fn assert_inert_html(html: &str, what: &str) {
     const TAGS: &[&str] = &[
-        "!doctype", "html", "head", "meta", "title", "link", "style", "script", "noscript", "body", "main", "header", "h1",
-        "h2", "h3", "h4", "h5", "h6", "p", "div", "span", "section", "a", "time", "footer", "ol", "ul", "li", "strong",
-        "em", "del", "code", "pre", "blockquote", "br", "hr", "table", "thead", "tbody", "tr", "th", "td", "img", "nav",
+        "!doctype",
+        "html",
+        "head",
+        "meta",
+        "title",
+        "link",
+        "style",
+        "script",
+        "noscript",
+        "body",
+        "main",
+        "header",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "p",
+        "div",
+        "span",
+        "section",
+        "a",
+        "time",
+        "footer",
+        "ol",
+        "ul",
+        "li",
+        "strong",
+        "em",
+        "del",
+        "code",
+        "pre",
+        "blockquote",
+        "br",
+        "hr",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "img",
+        "nav",
         "article",
     ];
     let mut rest = html;
     while let Some(start) = rest.find('<') {
         let after = &rest[start + 1..];
-        let end = tag_end(after).unwrap_or_else(|| panic!("{what}: unterminated tag in {after:.60}"));
+        let end =
+            tag_end(after).unwrap_or_else(|| panic!("{what}: unterminated tag in {after:.60}"));
         let tag = &after[..end];
         rest = &after[end + 1..];
         if tag.starts_with('/') {
             continue;
         }
-        let name: String = tag.chars().take_while(|c| !c.is_whitespace() && *c != '>' && *c != '/').collect();
+        let name: String = tag
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '>' && *c != '/')
+            .collect();
         let name = name.to_ascii_lowercase();
-        assert!(TAGS.contains(&name.as_str()), "{what}: unexpected tag <{name}> in <{tag}>");
+        assert!(
+            TAGS.contains(&name.as_str()),
+            "{what}: unexpected tag <{name}> in <{tag}>"
+        );
         for (attr, value) in attributes(&tag[name.len()..]) {
             let attr = attr.to_ascii_lowercase();
-            assert!(!attr.starts_with("on"), "{what}: event handler {attr} in <{tag}>");
+            assert!(
+                !attr.starts_with("on"),
+                "{what}: event handler {attr} in <{tag}>"
+            );
             assert!(attr != "style", "{what}: style attribute in <{tag}>");
             let v = value.trim().to_ascii_lowercase();
-            assert!(!v.starts_with("javascript:") && !v.starts_with("data:text"), "{what}: {attr}={value} in <{tag}>");
+            assert!(
+                !v.starts_with("javascript:") && !v.starts_with("data:text"),
+                "{what}: {attr}={value} in <{tag}>"
+            );
             if attr == "src" {
-                assert!(name != "script" || value == "live.js" || value == "../live.js", "{what}: script {value}");
+                assert!(
+                    name != "script" || value == "live.js" || value == "../live.js",
+                    "{what}: script {value}"
+                );
             }
         }
         if name == "script" {
@@ -437,25 +606,55 @@ fn injection_in_operator_text_is_inert_everywhere() {
             assert_inert_html(&body, path);
             // The hostile text is shown, as text.
             if path == "index.html" {
-                assert!(body.contains("&lt;script&gt;alert('x')&lt;/script&gt;") || body.contains("&lt;script&gt;"), "{path}");
+                assert!(
+                    body.contains("&lt;script&gt;alert('x')&lt;/script&gt;")
+                        || body.contains("&lt;script&gt;"),
+                    "{path}"
+                );
             }
         }
         if path.ends_with(".json") {
-            assert!(!body.contains('<') && !body.contains('>'), "{path}: raw angle brackets in JSON");
-            let value: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert!(
+                !body.contains('<') && !body.contains('>'),
+                "{path}: raw angle brackets in JSON"
+            );
+            let value: Value =
+                serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}"));
             let _ = value;
         }
         if path.ends_with(".svg") {
-            assert_inert_html(&body.replace("<svg", "<span").replace("</svg", "</span").replace("<rect", "<span").replace("<g ", "<span ").replace("</g>", "</span>").replace("<text", "<span").replace("</text", "</span"), path);
+            assert_inert_html(
+                &body
+                    .replace("<svg", "<span")
+                    .replace("</svg", "</span")
+                    .replace("<rect", "<span")
+                    .replace("<g ", "<span ")
+                    .replace("</g>", "</span>")
+                    .replace("<text", "<span")
+                    .replace("</text", "</span"),
+                path,
+            );
         }
     }
     // JSON keeps the operator's text exactly (data, not markup).
-    let incidents: Value = serde_json::from_slice(&rendered["api/v2/incidents.json"]).expect("json");
-    assert!(incidents["incidents"][0]["name"].as_str().expect("name").ends_with(HOSTILE));
+    let incidents: Value =
+        serde_json::from_slice(&rendered["api/v2/incidents.json"]).expect("json");
+    assert!(incidents["incidents"][0]["name"]
+        .as_str()
+        .expect("name")
+        .ends_with(HOSTILE));
     // The changelog page rendered the markdown through the sanitizer.
     let changelog = String::from_utf8_lossy(&rendered["changelog.html"]);
-    assert!(!changelog.to_ascii_lowercase().contains("href=\"javascript:"), "javascript: links removed");
-    assert!(changelog.contains("<img src=\"assets/chart.png\""), "own images kept");
+    assert!(
+        !changelog
+            .to_ascii_lowercase()
+            .contains("href=\"javascript:"),
+        "javascript: links removed"
+    );
+    assert!(
+        changelog.contains("<img src=\"assets/chart.png\""),
+        "own images kept"
+    );
 }
 
 #[test]

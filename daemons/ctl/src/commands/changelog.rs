@@ -44,13 +44,13 @@ fn images(paths: &[PathBuf]) -> Result<Vec<ChangelogImage>, CtlError> {
                 ),
             });
         }
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| CtlError::BadArgument {
-                flag: "--image",
-                reason: format!("{} has no file name", path.display()),
-            })?;
+        let name =
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| CtlError::BadArgument {
+                    flag: "--image",
+                    reason: format!("{} has no file name", path.display()),
+                })?;
         out.push(ChangelogImage {
             name: name.to_owned(),
             data_base64: base64::engine::general_purpose::STANDARD.encode(&bytes),
@@ -129,8 +129,8 @@ pub async fn run(
                 idempotency_key,
             };
             let client = connect(nats).await?;
-            let view = request::call(&client, endpoint(api::CHANGELOG_PUBLISH), &request, timeout)
-                .await?;
+            let view =
+                request::call(&client, endpoint(api::CHANGELOG_PUBLISH), &request, timeout).await?;
             (view, "published")
         }
         ChangelogCommand::Edit {

@@ -22,15 +22,15 @@ use crate::output;
 
 /// The notice's only style; its hash goes into the manifest so the edge's
 /// CSP allows exactly it.
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#fff4e6;color:#1d2430}\
+const STYLE: &str =
+    "body{font-family:system-ui,sans-serif;margin:0;background:#fff4e6;color:#1d2430}\
 main{max-width:720px;margin:0 auto;padding:32px 24px}h1{color:#c92a2a}\
 @media (prefers-color-scheme:dark){body{background:#2b1d12;color:#f1e8de}h1{color:#ff8787}}";
 
 /// The notice page: escaped title and message, inline style, no script.
 pub fn notice_html(title: &str, message: &str, at_ms: u64) -> String {
-    let when = humantime::format_rfc3339_seconds(
-        UNIX_EPOCH + std::time::Duration::from_millis(at_ms),
-    );
+    let when =
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_millis(at_ms));
     let paragraphs: String = message
         .split("\n\n")
         .filter(|p| !p.trim().is_empty())
@@ -148,7 +148,9 @@ pub fn run(command: EmergencyCommand, format: OutputFormat) -> Result<(), CtlErr
                     .map_err(|e| origin_error(origin_dir, e))?;
             }
             let text = match format {
-                OutputFormat::Json => output::json(&serde_json::json!({"page": page, "down": origins}))?,
+                OutputFormat::Json => {
+                    output::json(&serde_json::json!({"page": page, "down": origins}))?
+                }
                 _ => format!("emergency notice down on page {page}\n"),
             };
             output::print(&text)

@@ -50,7 +50,13 @@ pub fn digest(state: &PageState<'_>) -> String {
     }
     for item in state.public_maintenance() {
         let w = &item.window.state;
-        let _ = write!(text, "m:{}:{}:{};", w.maintenance, w.phase.as_str(), item.events.len());
+        let _ = write!(
+            text,
+            "m:{}:{}:{};",
+            w.maintenance,
+            w.phase.as_str(),
+            item.events.len()
+        );
     }
     beacon_core::origin::sha256_hex(text.as_bytes())[..16].to_owned()
 }

@@ -67,7 +67,10 @@ fn incident_item(state: &PageState<'_>, incident: &Incident) -> Item {
 
 fn changelog_item(state: &PageState<'_>, view: &ChangelogView) -> Item {
     Item {
-        id: format!("tag:beacon,{}:changelog/{}", state.config.id, view.entry.entry),
+        id: format!(
+            "tag:beacon,{}:changelog/{}",
+            state.config.id, view.entry.entry
+        ),
         title: view.entry.title.clone(),
         link: state.link(&format!("changelog.html#entry-{}", view.entry.entry)),
         updated_ms: view.updated_at_ms.max(published_at(view)),
@@ -76,7 +79,13 @@ fn changelog_item(state: &PageState<'_>, view: &ChangelogView) -> Item {
     }
 }
 
-fn atom(state: &PageState<'_>, title: &str, self_path: &str, alternate: &str, items: &[Item]) -> Vec<u8> {
+fn atom(
+    state: &PageState<'_>,
+    title: &str,
+    self_path: &str,
+    alternate: &str,
+    items: &[Item],
+) -> Vec<u8> {
     let updated = items
         .iter()
         .map(|i| i.updated_ms)
@@ -162,7 +171,13 @@ pub fn files(state: &PageState<'_>) -> Vec<(String, Vec<u8>)> {
     vec![
         (
             "history.atom".into(),
-            atom(state, &incidents_title, "history.atom", "history.html", &incidents),
+            atom(
+                state,
+                &incidents_title,
+                "history.atom",
+                "history.html",
+                &incidents,
+            ),
         ),
         (
             "history.rss".into(),
@@ -170,7 +185,13 @@ pub fn files(state: &PageState<'_>) -> Vec<(String, Vec<u8>)> {
         ),
         (
             "changelog.atom".into(),
-            atom(state, &changelog_title, "changelog.atom", "changelog.html", &changelog),
+            atom(
+                state,
+                &changelog_title,
+                "changelog.atom",
+                "changelog.html",
+                &changelog,
+            ),
         ),
         (
             "changelog.rss".into(),

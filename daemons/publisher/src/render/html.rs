@@ -12,7 +12,9 @@ use beacon_core::incident::Incident;
 use beacon_core::messages::{ComponentStatus, DayRollup, MaintenancePhase};
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 
-use super::{day, human_time, rfc3339, MaintenanceItem, PageState, CHANGELOG_PAGE_SIZE, UPTIME_DAYS};
+use super::{
+    day, human_time, rfc3339, MaintenanceItem, PageState, CHANGELOG_PAGE_SIZE, UPTIME_DAYS,
+};
 use crate::changelog::published_at;
 use crate::markdown::to_safe_html;
 
@@ -140,39 +142,58 @@ fn day_class(rollup: Option<&DayRollup>) -> &'static str {
     }
 }
 
+/// The last [`UPTIME_DAYS`] UTC days up to the render, oldest first.
+fn bar_days(state: &PageState<'_>) -> Vec<String> {
+    let today = state.generated_at_ms / 86_400_000;
+    (0..UPTIME_DAYS as u64)
+        .rev()
+        .map(|back| day(today.saturating_sub(back) * 86_400_000))
+        .collect()
+}
+
 /// 90 bars, oldest first, each focusable and labelled with its day and
 /// figure, which CSS shows on hover and focus.
-fn uptime_bars(state: &PageState<'_>, html: &mut String, component: &str) {
+fn uptime_bars(state: &PageState<'_>, html: &mut String, component: &str, dates: &[String]) {
     let s = state.strings;
-    let rollup = state.uptime.get(component);
-    let today = state.generated_at_ms / 86_400_000;
+    let by_day: std::collections::HashMap<&str, &DayRollup> = state
+        .uptime
+        .get(component)
+        .map(|r| r.days.iter().map(|d| (d.date.as_str(), d)).collect())
+        .unwrap_or_default();
     let mut counted = 0.0f64;
     let mut weighted = 0.0f64;
-    let _ = write!(html, "<ol class=\"bars\" aria-label=\"{}\">", attr(s.uptime_90_days));
-    for back in (0..UPTIME_DAYS as u64).rev() {
-        let date = day((today.saturating_sub(back)) * 86_400_000);
-        let figures = rollup.and_then(|r| r.days.iter().find(|d| d.date == date));
-        let label = match figures {
-            Some(DayRollup {
-                uptime_percent: Some(p),
-                ..
-            }) => {
-                let span = figures.map_or(0, |d| {
-                    (d.up_ms + d.degraded_ms + d.down_ms).saturating_sub(d.maintenance_ms)
-                }) as f64;
+    let _ = write!(
+        html,
+        "<ol class=\"bars\" aria-label=\"{}\">",
+        attr(s.uptime_90_days)
+    );
+    for date in dates {
+        let figures = by_day.get(date.as_str()).copied();
+        html.push_str("<li class=\"d");
+        html.push_str(day_class(figures));
+        html.push_str("\" tabindex=\"0\" aria-label=\"");
+        html.push_str(date);
+        match figures {
+            Some(
+                d @ DayRollup {
+                    uptime_percent: Some(p),
+                    ..
+                },
+            ) => {
+                let span =
+                    (d.up_ms + d.degraded_ms + d.down_ms).saturating_sub(d.maintenance_ms) as f64;
                 counted += span;
                 weighted += span * p;
-                format!("{date}: {p:.2}% {}", s.uptime_word)
+                let _ = write!(html, ": {p:.2}% {}", attr(s.uptime_word));
             }
-            Some(d) if d.maintenance_ms > 0 => format!("{date}: {}", s.day_maintenance),
-            _ => format!("{date}: {}", s.day_no_data),
-        };
-        let _ = write!(
-            html,
-            "<li class=\"d{}\" tabindex=\"0\" aria-label=\"{}\"></li>",
-            day_class(figures),
-            attr(&label)
-        );
+            Some(d) if d.maintenance_ms > 0 => {
+                let _ = write!(html, ": {}", attr(s.day_maintenance));
+            }
+            _ => {
+                let _ = write!(html, ": {}", attr(s.day_no_data));
+            }
+        }
+        html.push_str("\"></li>");
     }
     html.push_str("</ol>");
     let overall = if counted > 0.0 {
@@ -216,7 +237,11 @@ fn incident_summary(state: &PageState<'_>, html: &mut String, incident: &Inciden
 fn maintenance_row(state: &PageState<'_>, html: &mut String, item: &MaintenanceItem) {
     let s = state.strings;
     let w = &item.window.state;
-    let names: Vec<&str> = w.components.iter().map(|c| state.component_name(c)).collect();
+    let names: Vec<&str> = w
+        .components
+        .iter()
+        .map(|c| state.component_name(c))
+        .collect();
     let _ = write!(
         html,
         "<div class=\"row\" id=\"maintenance-{id}\"><div class=\"head\"><strong>{title}</strong><span class=\"s maintenance\">{phase}</span></div>\
@@ -292,6 +317,7 @@ pub fn index(state: &PageState<'_>) -> Vec<u8> {
         .map(|g| (Some(g.id.as_str()), g.name.as_str()))
         .collect();
     sections.push((None, s.other_components));
+    let dates = bar_days(state);
     for (group, title) in sections {
         let members: Vec<_> = config
             .components
@@ -312,7 +338,11 @@ pub fn index(state: &PageState<'_>) -> Vec<u8> {
                 name = text(&component.name),
             );
             if !component.description.is_empty() {
-                let _ = write!(html, "<div class=\"desc\">{}</div>", text(&component.description));
+                let _ = write!(
+                    html,
+                    "<div class=\"desc\">{}</div>",
+                    text(&component.description)
+                );
             }
             let _ = write!(
                 html,
@@ -320,7 +350,7 @@ pub fn index(state: &PageState<'_>) -> Vec<u8> {
                 css_class(status),
                 text(s.status(status))
             );
-            uptime_bars(state, &mut html, &component.id);
+            uptime_bars(state, &mut html, &component.id, &dates);
             html.push_str("</div>");
         }
         html.push_str("</section>");
@@ -408,7 +438,11 @@ pub fn history(state: &PageState<'_>) -> Vec<u8> {
     );
     let incidents = state.public_incidents();
     if incidents.is_empty() {
-        let _ = write!(html, "<div class=\"row muted\">{}</div>", text(s.no_incidents));
+        let _ = write!(
+            html,
+            "<div class=\"row muted\">{}</div>",
+            text(s.no_incidents)
+        );
     }
     for incident in incidents {
         incident_summary(state, &mut html, incident, "");
@@ -454,8 +488,16 @@ fn changelog_entry(state: &PageState<'_>, html: &mut String, view: &ChangelogVie
         day = day(when),
     );
     if !entry.components.is_empty() {
-        let names: Vec<&str> = entry.components.iter().map(|c| state.component_name(c)).collect();
-        let _ = write!(html, "<div class=\"muted\">{}</div>", text(&names.join(", ")));
+        let names: Vec<&str> = entry
+            .components
+            .iter()
+            .map(|c| state.component_name(c))
+            .collect();
+        let _ = write!(
+            html,
+            "<div class=\"muted\">{}</div>",
+            text(&names.join(", "))
+        );
     }
     html.push_str(&to_safe_html(&entry.body_markdown));
     html.push_str("</article>");
@@ -491,7 +533,11 @@ pub fn changelog_pages(state: &PageState<'_>) -> Vec<(String, Vec<u8>)> {
             text(s.rss_feed)
         );
         if chunk.is_empty() {
-            let _ = write!(html, "<div class=\"row muted\">{}</div>", text(s.no_changelog));
+            let _ = write!(
+                html,
+                "<div class=\"row muted\">{}</div>",
+                text(s.no_changelog)
+            );
         }
         for view in chunk {
             changelog_entry(state, &mut html, view);

@@ -53,7 +53,11 @@ fn calendar(state: &PageState<'_>, name: &str, items: &[&MaintenanceItem]) -> Ve
     line(&mut out, &format!("X-WR-CALNAME:{}", escape(name)));
     for item in items {
         let w = &item.window.state;
-        let names: Vec<&str> = w.components.iter().map(|c| state.component_name(c)).collect();
+        let names: Vec<&str> = w
+            .components
+            .iter()
+            .map(|c| state.component_name(c))
+            .collect();
         let mut description = w.body.clone();
         if !names.is_empty() {
             let _ = write!(
@@ -67,11 +71,18 @@ fn calendar(state: &PageState<'_>, name: &str, items: &[&MaintenanceItem]) -> Ve
         line(&mut out, "BEGIN:VEVENT");
         line(
             &mut out,
-            &format!("UID:{}@{}.beacon", escape(&w.maintenance), escape(&state.config.id)),
+            &format!(
+                "UID:{}@{}.beacon",
+                escape(&w.maintenance),
+                escape(&state.config.id)
+            ),
         );
         line(&mut out, &format!("DTSTAMP:{}", ical_time(w.at_ms)));
         line(&mut out, &format!("LAST-MODIFIED:{}", ical_time(w.at_ms)));
-        line(&mut out, &format!("CREATED:{}", ical_time(item.window.created_at_ms)));
+        line(
+            &mut out,
+            &format!("CREATED:{}", ical_time(item.window.created_at_ms)),
+        );
         line(&mut out, &format!("DTSTART:{}", ical_time(w.starts_at_ms)));
         line(&mut out, &format!("DTEND:{}", ical_time(w.ends_at_ms)));
         line(
@@ -104,8 +115,14 @@ fn calendar(state: &PageState<'_>, name: &str, items: &[&MaintenanceItem]) -> Ve
 /// Every calendar: (path, bytes).
 pub fn files(state: &PageState<'_>) -> Vec<(String, Vec<u8>)> {
     let shown = state.public_maintenance();
-    let title = format!("{} {}", state.config.name, state.strings.maintenance_calendar);
-    let mut files = vec![("maintenance.ics".to_owned(), calendar(state, &title, &shown))];
+    let title = format!(
+        "{} {}",
+        state.config.name, state.strings.maintenance_calendar
+    );
+    let mut files = vec![(
+        "maintenance.ics".to_owned(),
+        calendar(state, &title, &shown),
+    )];
     for component in &state.config.components {
         let items: Vec<&MaintenanceItem> = shown
             .iter()

@@ -99,7 +99,9 @@ pub fn human_time(ms: u64) -> String {
 
 /// RFC 2822, for RSS.
 pub fn rfc2822(ms: u64) -> String {
-    datetime(ms).format("%a, %d %b %Y %H:%M:%S +0000").to_string()
+    datetime(ms)
+        .format("%a, %d %b %Y %H:%M:%S +0000")
+        .to_string()
 }
 
 /// `20261127T170500Z`, for iCal.
