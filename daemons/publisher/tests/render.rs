@@ -233,10 +233,10 @@ impl Spec {
             "integer" if value.is_u64() => {}
             "boolean" if value.is_boolean() => {}
             "time" => {
-                if !value
+                let parses = value
                     .as_str()
-                    .is_some_and(|t| humantime::parse_rfc3339(t).is_ok())
-                {
+                    .is_some_and(|t| humantime::parse_rfc3339(t).is_ok());
+                if !parses {
                     problems.push(format!("{at}: {value} is not an RFC 3339 time"));
                 }
             }

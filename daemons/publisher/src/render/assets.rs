@@ -246,13 +246,13 @@ pub fn badge(label: &str, value: &str, class: &str) -> Vec<u8> {
     let (left, right) = (width(label), width(value));
     let total = left + right;
     let mut svg = String::with_capacity(1024);
-    let _ = write!(
+    let _ = writeln!(
         svg,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{total}\" height=\"20\" role=\"img\" aria-label=\"{aria}\">\
 <title>{aria}</title><rect width=\"{left}\" height=\"20\" fill=\"#555\"/>\
 <rect x=\"{left}\" width=\"{right}\" height=\"20\" fill=\"{color}\"/>\
 <g fill=\"#fff\" font-family=\"Verdana,DejaVu Sans,sans-serif\" font-size=\"11\" text-anchor=\"middle\">\
-<text x=\"{lx}\" y=\"14\">{label}</text><text x=\"{rx}\" y=\"14\">{value}</text></g></svg>\n",
+<text x=\"{lx}\" y=\"14\">{label}</text><text x=\"{rx}\" y=\"14\">{value}</text></g></svg>",
         aria = xml(&format!("{label}: {value}")),
         color = badge_color(class),
         lx = left / 2,

@@ -107,10 +107,10 @@ fn atom(
         name = xml(&state.config.name),
     );
     for item in items {
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<entry><id>{id}</id><title>{title}</title><link rel=\"alternate\" type=\"text/html\" href=\"{link}\"/>\
-<published>{published}</published><updated>{updated}</updated><content type=\"html\">{content}</content></entry>\n",
+<published>{published}</published><updated>{updated}</updated><content type=\"html\">{content}</content></entry>",
             id = xml(&item.id),
             title = xml(&item.title),
             link = xml(&item.link),
@@ -136,10 +136,10 @@ fn rss(state: &PageState<'_>, title: &str, alternate: &str, items: &[Item]) -> V
         built = rfc2822(state.generated_at_ms),
     );
     for item in items {
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<item><title>{title}</title><link>{link}</link><guid isPermaLink=\"false\">{id}</guid>\
-<pubDate>{date}</pubDate><description>{content}</description></item>\n",
+<pubDate>{date}</pubDate><description>{content}</description></item>",
             title = xml(&item.title),
             link = xml(&item.link),
             id = xml(&item.id),

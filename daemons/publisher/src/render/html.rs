@@ -110,13 +110,13 @@ fn open(state: &PageState<'_>, html: &mut String, title: &str, root: &str, live:
 fn close(state: &PageState<'_>, html: &mut String, root: &str) {
     let s = state.strings;
     let t = rfc3339(state.generated_at_ms);
-    let _ = write!(
+    let _ = writeln!(
         html,
         "<footer><p>{generated} <time id=\"generated-at\" datetime=\"{t}\">{human}</time></p><p>\
 <a href=\"{root}index.html\">{back}</a><a href=\"{root}history.html\">{history}</a>\
 <a href=\"{root}changelog.html\">{changelog}</a><a href=\"{root}api/v2/summary.json\">{json}</a>\
 <a href=\"{root}history.atom\">{atom}</a><a href=\"{root}history.rss\">{rss}</a>\
-<a href=\"{root}maintenance.ics\">{calendar}</a></p></footer></main></body></html>\n",
+<a href=\"{root}maintenance.ics\">{calendar}</a></p></footer></main></body></html>",
         generated = text(s.generated_at),
         human = text(&super::human_time(state.generated_at_ms)),
         back = text(s.back_to_status),
