@@ -33,6 +33,9 @@ pub type Body = Either<Full<Bytes>, StreamBody<FrameStream>>;
 /// bigger is answered 431 and the connection closed.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
+/// Socket send buffer asked for on every connection.
+pub const SEND_BUFFER_BYTES: usize = 512 * 1024;
+
 /// How long a client may take to send a request head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -246,6 +249,10 @@ pub async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // A whole page fits the socket at once, so a response is one write
+        // instead of waiting for the kernel's buffer to grow; the kernel
+        // only uses this memory while a response is in flight.
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
         let edge = edge.clone();
         // Connections are not tracked by shutdown: an event stream never
         // ends by itself, and the process ending closes them.
