@@ -851,4 +851,15 @@ mod tests {
         assert_eq!(chrono_day(0), "1970-01-01");
         assert_eq!(chrono_day(1_795_780_800_000), "2026-11-27");
     }
+
+    #[test]
+    fn the_render_scenario_runs() {
+        let report = render(&RenderArgs {
+            components: 5,
+            iterations: 2,
+        })
+        .expect("render");
+        assert!(report.files > 10);
+        assert!(report.index_html_bytes > 0);
+    }
 }

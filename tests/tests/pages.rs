@@ -6,7 +6,8 @@
 //! - A headless Chromium (through chromedriver's WebDriver API) loads the
 //!   page from the edge, sees the status, sees a status change arrive live
 //!   without a reload, takes a screenshot, and makes no request to another
-//!   origin.
+//!   origin; then a page of another origin embeds `widget.js` and shows the
+//!   status in its Shadow DOM.
 
 use std::process::Output;
 use std::time::Duration;
@@ -486,6 +487,36 @@ async fn a_browser_sees_the_page_and_a_live_change() {
         .await;
     let messages = console["value"].to_string();
     assert!(!messages.contains("Content Security Policy"), "{messages}");
+
+    // The widget on another site: a page of a second origin embeds
+    // widget.js from the edge and shows the status in its Shadow DOM.
+    let site = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let site_url = format!("http://{}", site.local_addr().expect("addr"));
+    let host_page = format!(
+        "<!doctype html><html><body><p>Elsewhere</p><beacon-status></beacon-status>\
+         <script src=\"{}/widget.js\"></script></body></html>",
+        stack.edge_url
+    );
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = site.accept().await {
+            let mut buffer = [0u8; 4096];
+            let _ = socket.read(&mut buffer).await;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{host_page}",
+                host_page.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+        }
+    });
+    driver.call(reqwest::Method::POST, &format!("{base}/url"), Some(serde_json::json!({"url": site_url}))).await;
+    let shown = wait_until("the widget to show the status", Duration::from_secs(15), || async {
+        let text = read("var w = document.querySelector('beacon-status'); return w && w.shadowRoot ? w.shadowRoot.textContent : ''").await;
+        text.as_str().filter(|t| t.contains("Major System Outage")).map(str::to_owned)
+    })
+    .await;
+    assert!(shown.contains("Live <Page>"), "{shown}");
+    server.abort();
 
     driver.call(reqwest::Method::DELETE, &base, None).await;
     drop(stack);
