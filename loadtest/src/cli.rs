@@ -53,6 +53,64 @@ pub enum Scenario {
     /// `LISTENING <addr>` (the target `probe-fleet` checks).
     #[command(hide = true)]
     HttpTarget,
+    /// Rendering a 50-component page with 90-day uptime bars (every file
+    /// of the site), against serializing its inputs in the same run.
+    Render(RenderArgs),
+    /// The release edge against nginx (one worker) serving the same files
+    /// in the same run, under wrk on loopback.
+    Edge(EdgeBenchArgs),
+    /// 10,000 concurrent SSE clients on one edge receiving a change.
+    Sse(SseArgs),
+}
+
+/// Flags of `render`.
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    /// Components on the page.
+    #[arg(long, default_value_t = 50)]
+    pub components: usize,
+    /// Renders measured.
+    #[arg(long, default_value_t = 200)]
+    pub iterations: usize,
+}
+
+/// Flags of `edge`.
+#[derive(Debug, Clone, Args)]
+pub struct EdgeBenchArgs {
+    /// Components on the page served.
+    #[arg(long, default_value_t = 50)]
+    pub components: usize,
+    /// Runs of every case (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// wrk duration of each measurement.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// wrk connections.
+    #[arg(long, default_value_t = 50)]
+    pub connections: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: u32,
+    /// The edge's worker threads (`TOKIO_WORKER_THREADS`): 1 is like for
+    /// like with nginx's one worker.
+    #[arg(long, default_value_t = 1)]
+    pub edge_threads: usize,
+    /// wrk binary (Debian's `wrk`).
+    #[arg(long, default_value = "wrk")]
+    pub wrk: String,
+    /// nginx binary (Debian's `nginx`).
+    #[arg(long, default_value = "nginx")]
+    pub nginx: String,
+}
+
+/// Flags of `sse`.
+#[derive(Debug, Clone, Args)]
+pub struct SseArgs {
+    /// Concurrent clients (each needs a file descriptor here and one in the
+    /// edge: raise `ulimit -n` above this).
+    #[arg(long, default_value_t = 10_000)]
+    pub clients: usize,
 }
 
 /// Flags of `probe-fleet`.

@@ -29,6 +29,8 @@
 //! - [`notifier`]: the `notifier` scenario: a million-subscriber fan-out
 //!   through a real notifier against each loopback receiver's raw capacity
 //!   in the same run.
+//! - [`pages`]: the `render`, `edge` (against nginx under wrk) and `sse`
+//!   (10,000 live clients) scenarios.
 //! - [`report`]: pure arithmetic and the JSON shape: rates, medians, ratios.
 //! - [`error`]: the error enum and its exit codes.
 
@@ -39,6 +41,7 @@ pub mod core_bus;
 pub mod decider;
 pub mod error;
 pub mod lease_takeover;
+pub mod pages;
 pub mod probe_fleet;
 pub mod notifier;
 pub mod recorder;
@@ -82,6 +85,18 @@ pub async fn run(cli: Cli) -> Result<String, LoadError> {
         Scenario::HttpTarget => probe_fleet::serve_target().await,
         Scenario::Notifier(args) => {
             let report = notifier::run(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
+        Scenario::Render(args) => {
+            let report = pages::render(&args)?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
+        Scenario::Edge(args) => {
+            let report = pages::edge(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
+        Scenario::Sse(args) => {
+            let report = pages::sse(&args).await?;
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
         }
         Scenario::Recorder(args) => {

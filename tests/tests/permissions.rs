@@ -16,6 +16,7 @@ const PASSWORDS: &[(&str, &str)] = &[
     ("recorder", "change-me-recorder"),
     ("notifier", "change-me-notifier"),
     ("ctl", "change-me-ctl"),
+    ("edge", "change-me-edge"),
     ("admin", "change-me-admin"),
     ("api", "change-me-api"),
 ];
@@ -254,6 +255,56 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
     // receipt recorded, then the address erased.
     notify_under_own_users(&ctl).await;
 
+    // ctl publishes a changelog entry with an image through the
+    // publisher, which writes CHANGELOG and the pages object store.
+    let reply = ctl
+        .request(
+            "beacon.api.changelog.publish",
+            serde_json::to_vec(&serde_json::json!({
+                "page": "perm", "title": "Permissions", "body_markdown": "![x](assets/x.png)",
+                "category": "announcement", "actor": "tester",
+                "images": [{"name": "x.png", "data_base64": "iVBORw0KGgpyZXN0"}]
+            }))
+            .expect("json")
+            .into(),
+        )
+        .await
+        .expect("the publisher answers ctl");
+    let reply: serde_json::Value = serde_json::from_slice(&reply.payload).expect("reply JSON");
+    assert_eq!(reply["status"], "ok", "{reply}");
+    stack_wait(&stack, "/changelog.html", "Permissions").await;
+
+    // An edge elsewhere mirrors the object store under its own user.
+    let mirror_dir = tempfile::tempdir().expect("mirror origin");
+    let mirror_port = beacon_testkit::free_port();
+    let mirror = DaemonProcess::spawn_with_admin(
+        "beacon-edge",
+        bus_args(
+            &nats,
+            "edge",
+            &[
+                "--mirror",
+                "--origin",
+                &mirror_dir.path().display().to_string(),
+                "--listen",
+                &format!("127.0.0.1:{mirror_port}"),
+            ],
+        ),
+    );
+    mirror.wait_ready(READY).await;
+    wait_until(
+        "the mirroring edge to serve the page",
+        DECIDE,
+        || async move {
+            let (status, body) = beacon_tests::get(&format!(
+                "http://127.0.0.1:{mirror_port}/perm/changelog.html"
+            ))
+            .await?;
+            (status == 200 && body.contains("Permissions")).then_some(())
+        },
+    )
+    .await;
+
     let denied = violations(&nats);
     assert!(
         denied.is_empty(),
@@ -350,6 +401,7 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
         Duration::from_secs(60),
         "STATUS retention unchanged"
     );
+    drop(mirror);
     drop(others);
     drop(stack);
 }
@@ -396,6 +448,19 @@ async fn notify_under_own_users(ctl: &async_nats::Client) {
         "beacon.api.subscriber.erase",
         serde_json::json!({"page": "permnote", "address": "perm@example.com", "actor": "ctl"}),
     )
+    .await;
+}
+
+/// Waits until the stack's edge serves `path` containing `want`.
+async fn stack_wait(stack: &Stack, path: &str, want: &str) {
+    let url = format!("{}{path}", stack.edge_url);
+    wait_until(&format!("{path} to show {want}"), DECIDE, || {
+        let url = url.clone();
+        async move {
+            let (status, body) = beacon_tests::get(&url).await?;
+            (status == 200 && body.contains(want)).then_some(())
+        }
+    })
     .await;
 }
 

@@ -238,6 +238,14 @@ pub mod api {
     pub const SUBSCRIBER_ERASE: &str = "beacon.api.subscriber.erase";
     /// Notifier: an inbound SMS (STOP, START) as the provider's webhook posted it.
     pub const SUBSCRIBER_SMS_INBOUND: &str = "beacon.api.subscriber.sms_inbound";
+    /// Publisher: publish a changelog entry.
+    pub const CHANGELOG_PUBLISH: &str = "beacon.api.changelog.publish";
+    /// Publisher: change a changelog entry.
+    pub const CHANGELOG_EDIT: &str = "beacon.api.changelog.edit";
+    /// Publisher: withdraw a changelog entry.
+    pub const CHANGELOG_DELETE: &str = "beacon.api.changelog.delete";
+    /// Publisher: a page's changelog entries.
+    pub const CHANGELOG_LIST: &str = "beacon.api.changelog.list";
 }
 
 #[cfg(test)]

@@ -70,6 +70,10 @@ pub fn bus_schemas() -> Vec<NamedSchema> {
         api::<LinkRequest, Unsubscribed>("subscriber.unsubscribe"),
         api::<EraseRequest, Erased>("subscriber.erase"),
         api::<SmsInboundRequest, SmsInboundResult>("subscriber.sms_inbound"),
+        api::<PublishChangelogRequest, ChangelogView>("changelog.publish"),
+        api::<EditChangelogRequest, ChangelogView>("changelog.edit"),
+        api::<DeleteChangelogRequest, ChangelogView>("changelog.delete"),
+        api::<ListChangelogRequest, ChangelogList>("changelog.list"),
     ];
     let mut schemas = vec![
         envelope::<HealthResult>(),

@@ -530,7 +530,7 @@ mod tests {
         let hash = crate::lease::fnv1a(text.as_bytes());
         assert_eq!(
             (TOPOLOGY_VERSION, hash),
-            (4, PINNED_FINGERPRINT),
+            (5, PINNED_FINGERPRINT),
             "the topology settings changed: bump TOPOLOGY_VERSION and pin the new fingerprint"
         );
     }

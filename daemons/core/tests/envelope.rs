@@ -129,6 +129,9 @@ fn every_kind_round_trips() {
         category: "fix".into(),
         components: vec![],
         withdrawn: true,
+        published_at_ms: 0,
+        images: vec![],
+        actor: String::new(),
     });
     for channel in [
         SubscriberChannel::Email {

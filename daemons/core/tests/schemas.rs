@@ -288,9 +288,12 @@ fn samples() -> Vec<(String, Value)> {
             entry: "chg-1".into(),
             title: "Faster pages".into(),
             body_markdown: "Pages render in *half* the time.".into(),
-            category: "feature".into(),
-            components: vec![],
+            category: "improvement".into(),
+            components: vec!["api".into()],
             withdrawn: false,
+            published_at_ms: 1_790_812_800_000,
+            images: vec!["chart.png".into()],
+            actor: "alice".into(),
         }),
         envelope(subscriber()),
         envelope(NotifyBatch {
@@ -800,7 +803,98 @@ fn api_samples(trigger: EventId) -> Vec<(String, Value)> {
             }),
         ),
     ];
+    let changelog = ChangelogView {
+        entry: ChangelogEntry {
+            page: "demo".into(),
+            entry: "01jchg".into(),
+            title: "Faster pages".into(),
+            body_markdown: "Pages render in *half* the time.".into(),
+            category: "improvement".into(),
+            components: vec!["api".into()],
+            withdrawn: false,
+            published_at_ms: 1_790_812_800_000,
+            images: vec![],
+            actor: "alice".into(),
+        },
+        created_at_ms: 1_790_812_800_000,
+        updated_at_ms: 1_790_812_900_000,
+        revision: 3,
+    };
     samples.extend(vec![
+        (
+            file("changelog.publish", "request"),
+            to_value(&PublishChangelogRequest {
+                page: "demo".into(),
+                title: "Faster pages".into(),
+                body_markdown: "Pages render in *half* the time.\n\n![chart](assets/chart.png)"
+                    .into(),
+                category: "improvement".into(),
+                components: vec!["api".into()],
+                published_at_ms: None,
+                images: vec![ChangelogImage {
+                    name: "chart.png".into(),
+                    data_base64: "iVBORw0KGgo=".into(),
+                }],
+                actor: "alice".into(),
+                idempotency_key: Some("k1".into()),
+            }),
+        ),
+        (
+            file("changelog.publish", "reply"),
+            to_value(&ApiReply::Ok {
+                result: changelog.clone(),
+            }),
+        ),
+        (
+            file("changelog.edit", "request"),
+            to_value(&EditChangelogRequest {
+                page: "demo".into(),
+                entry: "01jchg".into(),
+                expected_revision: Some(3),
+                title: Some("Much faster pages".into()),
+                body_markdown: None,
+                category: None,
+                components: None,
+                published_at_ms: None,
+                images: vec![],
+                actor: "alice".into(),
+            }),
+        ),
+        (
+            file("changelog.edit", "reply"),
+            to_value(&ApiReply::Conflict {
+                message: "entry 01jchg changed since revision 2".into(),
+                current: Some(changelog.clone()),
+            }),
+        ),
+        (
+            file("changelog.delete", "request"),
+            to_value(&DeleteChangelogRequest {
+                page: "demo".into(),
+                entry: "01jchg".into(),
+                expected_revision: None,
+                actor: "alice".into(),
+            }),
+        ),
+        (
+            file("changelog.delete", "reply"),
+            to_value(&ApiReply::Ok {
+                result: changelog.clone(),
+            }),
+        ),
+        (
+            file("changelog.list", "request"),
+            to_value(&ListChangelogRequest {
+                page: "demo".into(),
+                all: false,
+            }),
+        ),
+        (
+            file("changelog.list", "reply"),
+            to_value(&ApiReply::Ok {
+                result: vec![changelog],
+            }),
+        ),
         (
             file("sla.report", "request"),
             to_value(&SlaReportRequest {

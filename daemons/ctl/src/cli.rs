@@ -105,6 +105,20 @@ pub enum Command {
         #[command(subcommand)]
         command: SubscriberCommand,
     },
+    /// The changelog: entries with markdown, categories and images,
+    /// through the publisher.
+    Changelog {
+        /// What to do.
+        #[command(subcommand)]
+        command: ChangelogCommand,
+    },
+    /// A static notice written straight into origin directories, without
+    /// NATS or any daemon; `down` takes it away again.
+    Emergency {
+        /// What to do.
+        #[command(subcommand)]
+        command: EmergencyCommand,
+    },
     /// SLA reports, computed by the recorder.
     Sla {
         /// What to do.
@@ -546,6 +560,129 @@ pub enum SubscriberCommand {
         /// Who.
         #[command(flatten)]
         actor: ActorArgs,
+    },
+}
+
+/// `beaconctl changelog …`.
+#[derive(Debug, Subcommand)]
+pub enum ChangelogCommand {
+    /// Publish a new entry.
+    Publish {
+        /// Page id.
+        page: String,
+        /// Title.
+        #[arg(long)]
+        title: String,
+        /// `new_feature`, `improvement`, `fix` or `announcement`.
+        #[arg(long)]
+        category: String,
+        /// A component the entry is about; repeat for more.
+        #[arg(long = "component")]
+        components: Vec<String>,
+        /// The text, markdown.
+        #[arg(long, short = 'm', conflicts_with = "body_file")]
+        message: Option<String>,
+        /// Read the text (markdown) from a file.
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+        /// An image to upload (png, jpg, gif, webp, at most 512 KiB); the
+        /// text shows it with `![alt](assets/NAME)`. Repeat for more.
+        #[arg(long = "image")]
+        images: Vec<PathBuf>,
+        /// Publication date: RFC 3339, `now` or `+DURATION`; default now.
+        #[arg(long)]
+        published_at: Option<String>,
+        /// Makes a retried publish the same entry.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Who.
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Change an entry; what is not given stays.
+    Edit {
+        /// Page id.
+        page: String,
+        /// Entry id.
+        entry: String,
+        /// New title.
+        #[arg(long)]
+        title: Option<String>,
+        /// New category.
+        #[arg(long)]
+        category: Option<String>,
+        /// New components (replace the old ones); repeat for more.
+        #[arg(long = "component")]
+        components: Vec<String>,
+        /// New text, markdown.
+        #[arg(long, short = 'm', conflicts_with = "body_file")]
+        message: Option<String>,
+        /// Read the new text from a file.
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+        /// An image to add; repeat for more.
+        #[arg(long = "image")]
+        images: Vec<PathBuf>,
+        /// New publication date.
+        #[arg(long)]
+        published_at: Option<String>,
+        /// The revision you saw; refused if it changed since.
+        #[arg(long)]
+        revision: Option<u64>,
+        /// Who.
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Withdraw an entry from the page and the feeds.
+    Delete {
+        /// Page id.
+        page: String,
+        /// Entry id.
+        entry: String,
+        /// The revision you saw; refused if it changed since.
+        #[arg(long)]
+        revision: Option<u64>,
+        /// Who.
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Entries of a page, newest first (with `--all`, withdrawn ones too).
+    List {
+        /// Page id.
+        page: String,
+        /// Include withdrawn entries.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// `beaconctl emergency …`.
+#[derive(Debug, Subcommand)]
+pub enum EmergencyCommand {
+    /// Put a notice up: it replaces the page's `index.html` on every edge
+    /// serving these origin directories until `down`.
+    Up {
+        /// Page id.
+        #[arg(long)]
+        page: String,
+        /// An origin directory the edges serve; repeat for several.
+        #[arg(long = "origin", required = true)]
+        origins: Vec<PathBuf>,
+        /// Headline.
+        #[arg(long)]
+        title: String,
+        /// Text (plain; blank lines separate paragraphs).
+        #[arg(long, short = 'm')]
+        message: String,
+    },
+    /// Take the notice down; the last published page shows again.
+    Down {
+        /// Page id.
+        #[arg(long)]
+        page: String,
+        /// An origin directory; repeat for several.
+        #[arg(long = "origin", required = true)]
+        origins: Vec<PathBuf>,
     },
 }
 

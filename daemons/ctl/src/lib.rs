@@ -66,6 +66,10 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Subscriber { command } => {
             commands::subscriber::run(&cli.nats, command, format, cli.timeout).await
         }
+        Command::Changelog { command } => {
+            commands::changelog::run(&cli.nats, command, format, cli.timeout).await
+        }
+        Command::Emergency { command } => commands::emergency::run(command, format),
         Command::Sla {
             command: SlaCommand::Report { page, month, year },
         } => {

@@ -1,30 +1,31 @@
-//! Pure request-to-file mapping and response headers, table-tested.
+//! Pure request handling decisions, table-tested: which page and file a
+//! request means, content types, validator matching and content-encoding
+//! negotiation.
 
 /// Why a request path maps to no file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BadPath {
-    /// A segment is `.`/`..`, empty in the middle, or has characters outside
-    /// the set the publisher ever writes.
+    /// A segment is `.`/`..`, empty in the middle, percent-encoded, or has
+    /// characters outside the set the publisher ever writes.
     Refused,
 }
 
 /// Maps a URL path to a file path relative to a version directory.
-/// `/` and paths ending in `/` mean `index.html`.
+/// `/` and paths ending in `/` mean `index.html`. Percent-encoding is
+/// refused rather than decoded: the publisher never writes a name that
+/// needs it, and a decoded `%2e%2e` must never become `..`.
 pub fn relative_file(url_path: &str) -> Result<String, BadPath> {
-    let trimmed = url_path.trim_start_matches('/');
+    // Exactly one leading slash: `//x` is not `/x`.
+    let trimmed = url_path.strip_prefix('/').unwrap_or(url_path);
     let mut path = trimmed.to_owned();
     if path.is_empty() || path.ends_with('/') {
         path.push_str("index.html");
     }
-    for segment in path.split('/') {
-        let allowed = segment
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-        if segment.is_empty() || segment == "." || segment == ".." || !allowed {
-            return Err(BadPath::Refused);
-        }
+    if beacon_core::origin::is_safe_relative(&path) {
+        Ok(path)
+    } else {
+        Err(BadPath::Refused)
     }
-    Ok(path)
 }
 
 /// The content type for a file name.
@@ -41,17 +42,130 @@ pub fn content_type(path: &str) -> &'static str {
         Some("js") => "text/javascript; charset=utf-8",
         Some("txt") => "text/plain; charset=utf-8",
         Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
         _ => "application/octet-stream",
     }
 }
 
-/// Whether an `If-None-Match` header value matches `etag`.
+/// Whether an `If-None-Match` header value matches `etag` (weak
+/// comparison, as RFC 9110 asks for `If-None-Match`).
 pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
     if_none_match.trim() == "*"
         || if_none_match
             .split(',')
             .map(|t| t.trim().trim_start_matches("W/"))
-            .any(|t| t == etag)
+            .any(|t| t == etag.trim_start_matches("W/"))
+}
+
+/// A representation the client accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Brotli.
+    Br,
+    /// Gzip.
+    Gzip,
+    /// As is.
+    Identity,
+}
+
+/// The best encoding `accept_encoding` allows among those available:
+/// brotli, then gzip, then identity. A coding with `q=0` is refused.
+pub fn negotiate(accept_encoding: Option<&str>, has_br: bool, has_gzip: bool) -> Encoding {
+    let Some(header) = accept_encoding else {
+        return Encoding::Identity;
+    };
+    let accepts = |name: &str| {
+        header.split(',').any(|part| {
+            let mut pieces = part.split(';');
+            let coding = pieces.next().unwrap_or("").trim();
+            let refused = pieces.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            !refused && (coding.eq_ignore_ascii_case(name) || coding == "*")
+        })
+    };
+    if has_br && accepts("br") {
+        Encoding::Br
+    } else if has_gzip && accepts("gzip") {
+        Encoding::Gzip
+    } else {
+        Encoding::Identity
+    }
+}
+
+/// The host part of a `Host` header, lowercased, without a port.
+pub fn host_name(host: &str) -> String {
+    let host = host.trim();
+    let without_port = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(host, |(name, _)| name)
+    };
+    without_port.to_ascii_lowercase()
+}
+
+/// What a request is for, decided from the host, the path and which pages
+/// exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `path` (relative, e.g. `api/v2/summary.json` or `events`) of `page`.
+    Page {
+        /// Page id.
+        page: String,
+        /// Path within the page, as sent (not yet mapped to a file).
+        path: String,
+    },
+    /// `/{page}` without the slash: redirect so relative links resolve.
+    AddSlash(String),
+    /// Nothing here.
+    NotFound,
+}
+
+/// Routes a request: a custom domain (`host_page`) serves its page at the
+/// root; otherwise a path of the default page that exists serves that page,
+/// then `/{page}/…` serves a page by path, and anything else falls to the
+/// default page (where it is most likely a 404).
+pub fn route(
+    host_page: Option<&str>,
+    default_page: Option<&str>,
+    path: &str,
+    default_has: impl Fn(&str) -> bool,
+    page_exists: impl Fn(&str) -> bool,
+) -> Route {
+    let page_path = |page: &str, rest: &str| Route::Page {
+        page: page.to_owned(),
+        path: rest.to_owned(),
+    };
+    if let Some(page) = host_page {
+        return page_path(page, path);
+    }
+    if let Some(page) = default_page {
+        if default_has(path) {
+            return page_path(page, path);
+        }
+    }
+    let trimmed = path.trim_start_matches('/');
+    let (first, rest) = match trimmed.split_once('/') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (trimmed, None),
+    };
+    if !first.is_empty() && page_exists(first) {
+        return match rest {
+            None => Route::AddSlash(format!("/{first}/")),
+            Some(rest) => page_path(first, &format!("/{rest}")),
+        };
+    }
+    match default_page {
+        Some(page) => page_path(page, path),
+        None => Route::NotFound,
+    }
 }
 
 #[cfg(test)]
@@ -68,9 +182,12 @@ mod tests {
             ("/../etc/passwd", Err(BadPath::Refused)),
             ("/api/../../x", Err(BadPath::Refused)),
             ("/a//b", Err(BadPath::Refused)),
+            ("//index.html", Err(BadPath::Refused)),
             ("/%2e%2e/x", Err(BadPath::Refused)),
+            ("/..%2fetc", Err(BadPath::Refused)),
             ("/a b", Err(BadPath::Refused)),
             ("/./index.html", Err(BadPath::Refused)),
+            ("/a\\..\\b", Err(BadPath::Refused)),
         ];
         for (input, want) in table {
             assert_eq!(
@@ -90,5 +207,68 @@ mod tests {
         assert!(etag_matches("W/\"v1\", \"v2\"", "\"v1\""));
         assert!(etag_matches("*", "\"v1\""));
         assert!(!etag_matches("\"v2\"", "\"v1\""));
+    }
+
+    #[test]
+    fn encodings_are_negotiated() {
+        use Encoding::*;
+        let table: &[(Option<&str>, bool, bool, Encoding)] = &[
+            (None, true, true, Identity),
+            (Some("gzip, deflate, br"), true, true, Br),
+            (Some("gzip"), true, true, Gzip),
+            (Some("br;q=0, gzip"), true, true, Gzip),
+            (Some("br"), false, true, Identity),
+            (Some("*"), true, true, Br),
+            (Some("identity"), true, true, Identity),
+            (Some("GZIP"), false, true, Gzip),
+        ];
+        for (header, br, gz, want) in table {
+            assert_eq!(negotiate(*header, *br, *gz), *want, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn requests_route_by_host_then_path() {
+        let exists = |p: &str| p == "demo" || p == "other";
+        let default_has = |p: &str| p == "/" || p == "/api/v2/summary.json";
+        let page = |page: &str, path: &str| Route::Page {
+            page: page.into(),
+            path: path.into(),
+        };
+        let table: &[(Option<&str>, Option<&str>, &str, Route)] = &[
+            (Some("custom"), Some("demo"), "/", page("custom", "/")),
+            (None, Some("demo"), "/", page("demo", "/")),
+            (
+                None,
+                Some("demo"),
+                "/api/v2/summary.json",
+                page("demo", "/api/v2/summary.json"),
+            ),
+            (
+                None,
+                Some("demo"),
+                "/other/live.json",
+                page("other", "/live.json"),
+            ),
+            (
+                None,
+                Some("demo"),
+                "/other",
+                Route::AddSlash("/other/".into()),
+            ),
+            (None, Some("demo"), "/nope.html", page("demo", "/nope.html")),
+            (None, None, "/nope.html", Route::NotFound),
+            (None, None, "/other/", page("other", "/")),
+        ];
+        for (host, default, path, want) in table {
+            assert_eq!(
+                &route(*host, *default, path, default_has, exists),
+                want,
+                "{path}"
+            );
+        }
+        assert_eq!(host_name("Status.Example.com:8080"), "status.example.com");
+        assert_eq!(host_name("[::1]:80"), "::1");
+        assert_eq!(host_name("localhost"), "localhost");
     }
 }

@@ -1,42 +1,75 @@
-//! The edge: serves published pages from an origin directory to end users,
-//! and keeps serving the last good version when everything behind it is down.
+//! The edge: serves every published page to end users from memory, by
+//! Host (custom domains) and by path, with precompressed bodies, ETags,
+//! cache and security headers, and live updates over Server-Sent Events.
+//! It keeps serving the last good version when everything behind it is
+//! down, and can mirror the `pages` object store so it needs no shared disk.
 //!
 //! # Layout
 //!
-//! - [`files`]: pure URL-to-file mapping, content types and ETag matching.
-//! - [`serve`]: the HTTP handler reading the live version of a page.
+//! - [`files`]: pure decisions: routing, URL-to-file mapping, content
+//!   types, ETag matching, encoding negotiation.
+//! - [`site`]: the in-memory pages and the loader that follows the origin
+//!   directory.
+//! - [`live`]: Server-Sent Events hub.
+//! - [`serve`]: the HTTP server (hyper) and its handler.
+//! - [`mirror`]: object store to origin directory.
 
 pub mod files;
+pub mod live;
+pub mod mirror;
 pub mod serve;
+pub mod site;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::Router;
+use beacon_core::connect::NatsArgs;
 use beacon_core::daemon::Process;
-use beacon_core::origin;
-use beacon_core::telemetry::serve_router;
 
-use crate::serve::Site;
+use crate::live::Hub;
+use crate::serve::{Counters, Edge};
+use crate::site::Loader;
 
 /// Edge settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdgeConfig {
     /// Address to serve users on.
     pub listen: SocketAddr,
-    /// Origin directory the publisher writes to.
+    /// Origin directory the publisher writes to (or the mirror fills).
     pub origin: PathBuf,
-    /// Page served at `/`.
-    pub page: String,
+    /// Page served at `/` when neither the host nor the path names one.
+    pub page: Option<String>,
+    /// Custom domains: (host name, page id), besides those the pages'
+    /// manifests name.
+    pub hosts: Vec<(String, String)>,
+    /// How often the origin directory is looked at for new versions.
+    pub scan_interval: Duration,
+    /// Most connections at once.
+    pub max_connections: usize,
+    /// Most live-update clients at once.
+    pub max_sse_clients: usize,
+    /// Mirror the `pages` object store over this connection, if set.
+    pub mirror: Option<NatsArgs>,
 }
 
 impl EdgeConfig {
     /// Checks the settings, returning every problem.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
-        if let Err(e) = beacon_core::names::check_token(&self.page) {
-            errors.push(format!("--page: {e}"));
+        if let Some(page) = &self.page {
+            if let Err(e) = beacon_core::names::check_token(page) {
+                errors.push(format!("--page: {e}"));
+            }
+        }
+        for (host, page) in &self.hosts {
+            if host.is_empty() || host.contains('/') {
+                errors.push(format!("--host {host}={page}: not a host name"));
+            }
+            if let Err(e) = beacon_core::names::check_token(page) {
+                errors.push(format!("--host {host}={page}: {e}"));
+            }
         }
         if self.origin.exists() && !self.origin.is_dir() {
             errors.push(format!(
@@ -44,12 +77,28 @@ impl EdgeConfig {
                 self.origin.display()
             ));
         }
+        if self.scan_interval < Duration::from_millis(10)
+            || self.scan_interval > Duration::from_secs(10)
+        {
+            errors.push("--scan-interval: must be between 10ms and 10s".to_owned());
+        }
+        if self.max_connections == 0 {
+            errors.push("--max-connections: must be at least 1".to_owned());
+        }
         if errors.is_empty() {
             Ok(())
         } else {
             Err(errors)
         }
     }
+}
+
+/// Parses `--host status.example.com=demo`.
+pub fn parse_host(text: &str) -> Result<(String, String), String> {
+    let (host, page) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: write HOST=PAGE"))?;
+    Ok((host.trim().to_ascii_lowercase(), page.trim().to_owned()))
 }
 
 /// Why the edge could not serve.
@@ -68,27 +117,119 @@ pub enum RunError {
     },
 }
 
-/// Serves users until shutdown. Ready as soon as the listener is bound:
-/// serving needs nothing but the origin directory.
+/// Serves users until shutdown. Ready as soon as the listener is bound and
+/// the origin directory has been read once: serving needs nothing else.
 pub async fn run(process: Process, config: EdgeConfig) -> Result<(), RunError> {
-    let responses = process.metrics.counter(
+    let m = &process.metrics;
+    let responses = m.counter(
         "responses_total",
         "Responses to users, by status class",
         &["class"],
     )?;
-    let site = Arc::new(Site {
-        page_dir: origin::page_dir(&config.origin, &config.page),
-        responses,
+    let counters = Counters {
+        ok: responses.with_label_values(&["2xx"]),
+        redirect: responses.with_label_values(&["3xx"]),
+        client_error: responses.with_label_values(&["4xx"]),
+        server_error: responses.with_label_values(&["5xx"]),
+    };
+    let refused = m.single_counter(
+        "connections_refused_total",
+        "Connections closed at once because --max-connections were open",
+    )?;
+    let sse_clients = m.single_gauge("sse_clients", "Live-update (SSE) clients connected")?;
+    let versions = m.counter(
+        "versions_total",
+        "Page versions loaded into memory or mirrored, by outcome",
+        &["outcome"],
+    )?;
+    let page_age = m.single_gauge(
+        "oldest_page_age_seconds",
+        "Age of the oldest page version served (since its render): how stale a page can be",
+    )?;
+    let pages = m.single_gauge("pages", "Pages served")?;
+
+    let _ = std::fs::create_dir_all(&config.origin);
+    let mut loader = Loader::new(config.origin.clone());
+    let hub = Arc::new(Hub::new(sse_clients));
+    for changed in loader.scan() {
+        hub.publish(&changed.page, &changed.version);
+    }
+    let edge = Arc::new(Edge {
+        sites: loader.sites.clone(),
+        default_page: config.page.clone(),
+        hosts: config.hosts.clone(),
+        hub: hub.clone(),
+        max_sse_clients: i64::try_from(config.max_sse_clients).unwrap_or(i64::MAX),
+        counters,
     });
-    let router = Router::new().fallback(serve::handle).with_state(site);
-    let bound = serve_router(config.listen, router, &process.shutdown)
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| RunError::Listen {
             addr: config.listen,
             reason: e.to_string(),
         })?;
+    let bound = listener.local_addr().map_err(|e| RunError::Listen {
+        addr: config.listen,
+        reason: e.to_string(),
+    })?;
+    process.shutdown.spawn(serve::accept_loop(
+        listener,
+        edge,
+        config.max_connections,
+        refused,
+        process.shutdown.clone(),
+    ));
+
+    let scan_shutdown = process.shutdown.clone();
+    let interval = config.scan_interval;
+    let loaded = versions.with_label_values(&["loaded"]);
+    process.shutdown.spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = scan_shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            // Reading a version is file I/O; keep it off the serving threads.
+            let (back, changed) = match tokio::task::spawn_blocking(move || {
+                let changed = loader.scan();
+                (loader, changed)
+            })
+            .await
+            {
+                Ok(done) => done,
+                Err(_) => return,
+            };
+            loader = back;
+            for changed in changed {
+                loaded.inc();
+                hub.publish(&changed.page, &changed.version);
+            }
+            let sites = loader.sites.load();
+            pages.set(sites.pages.len() as i64);
+            let now = beacon_core::hlc::wall_clock_ms();
+            let oldest = sites
+                .pages
+                .values()
+                .filter_map(|p| p.current.as_ref())
+                .map(|v| now.saturating_sub(v.manifest.generated_at_ms) / 1000)
+                .max()
+                .unwrap_or(0);
+            page_age.set(i64::try_from(oldest).unwrap_or(i64::MAX));
+        }
+    });
+    if let Some(nats) = config.mirror.clone() {
+        process.shutdown.spawn(mirror::run(
+            nats,
+            config.origin.clone(),
+            versions.clone(),
+            process.shutdown.clone(),
+        ));
+    }
     process.readiness.set(true);
-    tracing::info!(listen = %bound, origin = %config.origin.display(), page = %config.page, "Edge serving.");
+    tracing::info!(listen = %bound, origin = %config.origin.display(), page = ?config.page, mirror = config.mirror.is_some(), "Edge serving.");
     process.shutdown.cancelled().await;
     Ok(())
 }

@@ -1,12 +1,15 @@
 //! `beacon-edge`: see the library crate for what it does. The edge needs
-//! no bus to serve, so it starts without NATS.
+//! no bus to serve, so it starts without NATS; with `--mirror` it also
+//! mirrors the `pages` object store, connecting in the background.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use beacon_core::connect::NatsArgs;
 use beacon_core::daemon::{config_exit, Process, ProcessArgs};
-use beacon_edge::EdgeConfig;
+use beacon_edge::{parse_host, EdgeConfig};
 use clap::Parser;
 
 /// Serves published status pages to users.
@@ -16,12 +19,31 @@ struct Args {
     /// Address to serve users on.
     #[arg(long, env = "BEACON_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Origin directory the publisher writes to.
+    /// Origin directory the publisher writes to (or the mirror fills).
     #[arg(long, env = "BEACON_ORIGIN")]
     origin: PathBuf,
-    /// Page served at `/`.
+    /// Page served at `/`; every page is also served at `/{page}/`.
     #[arg(long, env = "BEACON_PAGE")]
-    page: String,
+    page: Option<String>,
+    /// A custom domain: `status.example.com=demo`; repeat for several.
+    /// A page's config `url` names its domain too.
+    #[arg(long = "host", value_parser = parse_host)]
+    hosts: Vec<(String, String)>,
+    /// How often the origin directory is looked at for new versions.
+    #[arg(long, env = "BEACON_SCAN_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
+    scan_interval: Duration,
+    /// Most connections at once; more are closed at once.
+    #[arg(long, env = "BEACON_MAX_CONNECTIONS", default_value_t = 50_000)]
+    max_connections: usize,
+    /// Most live-update clients at once; more get 503 and poll instead.
+    #[arg(long, env = "BEACON_MAX_SSE_CLIENTS", default_value_t = 40_000)]
+    max_sse_clients: usize,
+    /// Mirror the `pages` object store into --origin (needs --nats-url).
+    #[arg(long, env = "BEACON_MIRROR")]
+    mirror: bool,
+    /// How to reach NATS for --mirror.
+    #[command(flatten)]
+    nats: NatsArgs,
     /// Admin port, logs, shutdown.
     #[command(flatten)]
     process: ProcessArgs,
@@ -34,6 +56,11 @@ async fn main() -> ExitCode {
         listen: args.listen,
         origin: args.origin,
         page: args.page,
+        hosts: args.hosts,
+        scan_interval: args.scan_interval,
+        max_connections: args.max_connections,
+        max_sse_clients: args.max_sse_clients,
+        mirror: args.mirror.then_some(args.nats),
     };
     if let Err(errors) = config.validate() {
         return config_exit("edge", &errors);

@@ -1,32 +1,83 @@
-//! Follows KV `config` and KV `status` and re-renders pages that changed,
-//! after a short debounce. A render that fails (disk full, origin gone)
-//! keeps the page dirty and is retried; the last good version stays live.
+//! Follows everything a page shows and re-renders pages that changed.
+//!
+//! Inputs: KV `config`, `status` and `uptime`, and the `INCIDENTS`,
+//! `MAINTENANCE` and `CHANGELOG` streams (folded with core's folds and
+//! [`crate::changelog`]). A change marks its page dirty; the first change
+//! of a quiet page arms a timer of `--debounce`, and every page dirty when
+//! it fires is rendered once, so a burst renders once and no change waits
+//! longer than the debounce plus one render (the staleness bound, at most
+//! 5 s by validation). A render that cannot be published (disk full, an
+//! origin gone, the object store away) keeps the page dirty and is retried;
+//! the last good version stays live.
 
-use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv;
+use async_nats::jetstream::object_store::ObjectStore;
+use beacon_core::api::ChangelogView;
 use beacon_core::buckets::{self, Change};
 use beacon_core::config::PageConfig;
 use beacon_core::daemon::Daemon;
 use beacon_core::event::{Envelope, EventId};
+use beacon_core::history::{self, Event};
 use beacon_core::hlc::wall_clock_ms;
-use beacon_core::messages::StatusRecord;
-use beacon_core::names::{split_component_key, KV_CONFIG, KV_STATUS};
-use prometheus::{HistogramVec, IntCounterVec};
+use beacon_core::incident::Incident;
+use beacon_core::maintenance::Window;
+use beacon_core::messages::{
+    ChangelogEntry, IncidentEvent, MaintenanceEvent, StatusRecord, UptimeRollup,
+};
+use beacon_core::names::{
+    split_component_key, KV_CONFIG, KV_STATUS, KV_UPTIME, OBJECT_PAGES, STREAM_CHANGELOG,
+    STREAM_INCIDENTS, STREAM_MAINTENANCE,
+};
+use prometheus::{Histogram, IntCounterVec, IntGauge};
+use tokio::io::AsyncReadExt;
 
-use crate::render::{site, PageState};
+use crate::changelog::Changelog;
+use crate::objects::ObjectOrigin;
+use crate::render::{site, MaintenanceItem, PageState};
+use crate::site::{host_of, publish_local, Compressor};
+use crate::strings::EN;
 use crate::PublisherConfig;
+
+/// Everything known about one page besides its config.
+#[derive(Default)]
+struct PageData {
+    statuses: HashMap<String, StatusRecord>,
+    uptime: HashMap<String, UptimeRollup>,
+    incident_events: BTreeMap<String, Vec<(Envelope<IncidentEvent>, u64)>>,
+    incidents: BTreeMap<String, Incident>,
+    maintenance_events: BTreeMap<String, Vec<(Envelope<MaintenanceEvent>, u64)>>,
+    maintenance: BTreeMap<String, MaintenanceItem>,
+    changelog: Changelog,
+    assets: BTreeMap<String, Vec<u8>>,
+    /// Assets a changelog entry names that could not be fetched yet.
+    missing_assets: BTreeSet<String>,
+}
+
+/// The publisher's metrics.
+#[derive(Clone)]
+struct Metrics {
+    renders: IntCounterVec,
+    render_seconds: Histogram,
+    publish_seconds: prometheus::HistogramVec,
+    staleness_seconds: Histogram,
+    oldest_pending_ms: IntGauge,
+    pages: IntGauge,
+}
 
 /// The follower's state: what it knows and what needs rendering.
 pub struct Follower {
     daemon: Daemon,
     config: PublisherConfig,
     pages: HashMap<String, PageConfig>,
-    statuses: HashMap<String, HashMap<String, StatusRecord>>,
-    dirty: BTreeSet<String>,
-    renders: IntCounterVec,
-    render_seconds: HistogramVec,
+    data: HashMap<String, PageData>,
+    /// Dirty pages and when each first became dirty.
+    dirty: BTreeMap<String, Instant>,
+    compressors: HashMap<String, Compressor>,
+    objects: Option<ObjectOrigin>,
+    metrics: Metrics,
 }
 
 impl Follower {
@@ -35,62 +86,134 @@ impl Follower {
         daemon: Daemon,
         config: PublisherConfig,
     ) -> Result<Self, beacon_core::telemetry::MetricError> {
-        let renders = daemon.process.metrics.counter(
-            "renders_total",
-            "Page renders, by outcome",
-            &["outcome"],
-        )?;
-        let render_seconds = daemon.process.metrics.histogram(
-            "render_seconds",
-            "Time to render and publish a page to every origin",
-            &[],
-        )?;
+        let m = &daemon.process.metrics;
+        let metrics = Metrics {
+            renders: m.counter("renders_total", "Page renders, by outcome", &["outcome"])?,
+            render_seconds: m
+                .histogram(
+                    "render_seconds",
+                    "Time to render and compress one page",
+                    &[],
+                )?
+                .with_label_values(&[] as &[&str]),
+            publish_seconds: m.histogram(
+                "publish_seconds",
+                "Time to publish one version to one kind of origin",
+                &["origin"],
+            )?,
+            staleness_seconds: m
+                .histogram(
+                    "staleness_seconds",
+                    "From the first change a render includes to its version being live everywhere",
+                    &[],
+                )?
+                .with_label_values(&[] as &[&str]),
+            oldest_pending_ms: m.single_gauge(
+                "oldest_pending_change_milliseconds",
+                "Age of the oldest change not yet published (0 when none waits)",
+            )?,
+            pages: m.single_gauge("pages", "Pages the publisher renders")?,
+        };
         Ok(Self {
             daemon,
             config,
             pages: HashMap::new(),
-            statuses: HashMap::new(),
-            dirty: BTreeSet::new(),
-            renders,
-            render_seconds,
+            data: HashMap::new(),
+            dirty: BTreeMap::new(),
+            compressors: HashMap::new(),
+            objects: None,
+            metrics,
         })
     }
 
-    /// Runs until shutdown. Ready once both buckets are caught up, so the
-    /// first render after a restart already has every status.
+    /// Runs until shutdown. Ready once every bucket and stream has caught
+    /// up, so the first render after a restart already has everything.
     pub async fn run(mut self) {
         let shutdown = self.daemon.process.shutdown.clone();
-        let js = &self.daemon.js;
-        let Some(configs) = buckets::open(js, KV_CONFIG, &shutdown).await else {
+        let js = self.daemon.js.clone();
+        let Some(configs) = buckets::open(&js, KV_CONFIG, &shutdown).await else {
             return;
         };
-        let Some(statuses) = buckets::open(js, KV_STATUS, &shutdown).await else {
+        let Some(statuses) = buckets::open(&js, KV_STATUS, &shutdown).await else {
             return;
+        };
+        let Some(uptime) = buckets::open(&js, KV_UPTIME, &shutdown).await else {
+            return;
+        };
+        let store = if self.config.object_store {
+            let Some(store) = open_objects(&js, &shutdown).await else {
+                return;
+            };
+            self.objects = Some(ObjectOrigin::new(store.clone()));
+            Some(store)
+        } else {
+            None
         };
         let mut config_changes = buckets::follow(configs, &shutdown);
         let mut status_changes = buckets::follow(statuses, &shutdown);
-        let (mut configs_current, mut statuses_current) = (false, false);
+        let mut uptime_changes = buckets::follow(uptime, &shutdown);
+        let mut incidents =
+            history::follow(js.clone(), STREAM_INCIDENTS, "beacon.incident.>", &shutdown);
+        let mut maintenance = history::follow(
+            js.clone(),
+            STREAM_MAINTENANCE,
+            "beacon.maintenance.>",
+            &shutdown,
+        );
+        let mut changelog = history::follow(
+            js.clone(),
+            STREAM_CHANGELOG,
+            "beacon.changelog.>",
+            &shutdown,
+        );
+        // config, status, uptime, incidents, maintenance, changelog
+        let mut caught_up = [false; 6];
         let mut render_at: Option<tokio::time::Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             let deadline = render_at
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 change = config_changes.recv() => match change {
                     Some(Change::Entry(entry)) => self.on_config(&entry),
-                    Some(Change::CaughtUp) => configs_current = true,
+                    Some(Change::CaughtUp) => caught_up[0] = true,
                     None => return,
                 },
                 change = status_changes.recv() => match change {
                     Some(Change::Entry(entry)) => self.on_status(&entry),
-                    Some(Change::CaughtUp) => statuses_current = true,
+                    Some(Change::CaughtUp) => caught_up[1] = true,
                     None => return,
                 },
+                change = uptime_changes.recv() => match change {
+                    Some(Change::Entry(entry)) => self.on_uptime(&entry),
+                    Some(Change::CaughtUp) => caught_up[2] = true,
+                    None => return,
+                },
+                event = incidents.recv() => match event {
+                    Some(Event::Message(stored)) => self.on_incident(&stored),
+                    Some(Event::CaughtUp) => caught_up[3] = true,
+                    None => return,
+                },
+                event = maintenance.recv() => match event {
+                    Some(Event::Message(stored)) => self.on_maintenance(&stored),
+                    Some(Event::CaughtUp) => caught_up[4] = true,
+                    None => return,
+                },
+                event = changelog.recv() => match event {
+                    Some(Event::Message(stored)) => self.on_changelog(&stored),
+                    Some(Event::CaughtUp) => caught_up[5] = true,
+                    None => return,
+                },
+                _ = tick.tick() => self.observe_pending(),
                 _ = tokio::time::sleep_until(deadline), if render_at.is_some() => {
                     render_at = None;
-                    self.render_dirty();
+                    if let Some(store) = &store {
+                        self.fetch_assets(store).await;
+                    }
+                    self.render_dirty().await;
                 }
             }
-            if configs_current && statuses_current {
+            if caught_up.iter().all(|c| *c) {
                 self.daemon.process.readiness.set(true);
             }
             if !self.dirty.is_empty() && render_at.is_none() {
@@ -99,13 +222,30 @@ impl Follower {
         }
     }
 
+    fn mark(&mut self, page: &str) {
+        self.dirty
+            .entry(page.to_owned())
+            .or_insert_with(Instant::now);
+    }
+
+    fn observe_pending(&self) {
+        let oldest = self
+            .dirty
+            .values()
+            .min()
+            .map_or(0, |since| since.elapsed().as_millis());
+        self.metrics
+            .oldest_pending_ms
+            .set(i64::try_from(oldest).unwrap_or(i64::MAX));
+    }
+
     fn on_config(&mut self, entry: &kv::Entry) {
         match entry.operation {
             kv::Operation::Put => match Envelope::<PageConfig>::decode(&entry.value) {
                 // A re-watch replays every value: only a real change renders.
                 Ok(envelope) if self.pages.get(&entry.key) != Some(&envelope.data) => {
                     self.pages.insert(entry.key.clone(), envelope.data);
-                    self.dirty.insert(entry.key.clone());
+                    self.mark(&entry.key.clone());
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -119,6 +259,7 @@ impl Follower {
                 self.dirty.remove(&entry.key);
             }
         }
+        self.metrics.pages.set(self.pages.len() as i64);
     }
 
     fn on_status(&mut self, entry: &kv::Entry) {
@@ -126,7 +267,7 @@ impl Follower {
             tracing::warn!(key = %entry.key, "Ignoring malformed status key.");
             return;
         };
-        let statuses = self.statuses.entry(page.to_owned()).or_default();
+        let statuses = &mut self.data.entry(page.to_owned()).or_default().statuses;
         match entry.operation {
             kv::Operation::Put => match Envelope::<StatusRecord>::decode(&entry.value) {
                 Ok(envelope) if statuses.get(component) == Some(&envelope.data) => return,
@@ -144,44 +285,240 @@ impl Follower {
                 }
             }
         }
-        self.dirty.insert(page.to_owned());
+        self.mark(page);
     }
 
-    fn render_dirty(&mut self) {
-        let empty = HashMap::new();
-        for page in std::mem::take(&mut self.dirty) {
-            // Statuses can arrive before their page's config; the config's
+    fn on_uptime(&mut self, entry: &kv::Entry) {
+        let Some((page, component)) = split_component_key(&entry.key) else {
+            return;
+        };
+        let uptime = &mut self.data.entry(page.to_owned()).or_default().uptime;
+        match entry.operation {
+            kv::Operation::Put => match Envelope::<UptimeRollup>::decode(&entry.value) {
+                Ok(envelope) if uptime.get(component) == Some(&envelope.data) => return,
+                Ok(envelope) => {
+                    uptime.insert(component.to_owned(), envelope.data);
+                }
+                Err(e) => {
+                    tracing::warn!(key = %entry.key, error = %e, "Uptime rollup is unreadable; ignoring it.");
+                    return;
+                }
+            },
+            kv::Operation::Delete | kv::Operation::Purge => {
+                if uptime.remove(component).is_none() {
+                    return;
+                }
+            }
+        }
+        self.mark(page);
+    }
+
+    fn on_incident(&mut self, stored: &history::Stored) {
+        let envelope = match Envelope::<IncidentEvent>::decode(&stored.payload) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                tracing::warn!(subject = %stored.subject, error = %e, "Incident event is unreadable; ignoring it.");
+                return;
+            }
+        };
+        let page = envelope.data.page.clone();
+        let id = envelope.data.incident.clone();
+        let data = self.data.entry(page.clone()).or_default();
+        let events = data.incident_events.entry(id.clone()).or_default();
+        if events.iter().any(|(e, _)| e.id == envelope.id) {
+            return;
+        }
+        events.push((envelope, stored.sequence));
+        let revision = events.iter().map(|(_, s)| *s).max().unwrap_or(0);
+        if let Some(incident) = Incident::fold(events.iter().map(|(e, _)| e), revision) {
+            data.incidents.insert(id, incident);
+        }
+        self.mark(&page);
+    }
+
+    fn on_maintenance(&mut self, stored: &history::Stored) {
+        let envelope = match Envelope::<MaintenanceEvent>::decode(&stored.payload) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                tracing::warn!(subject = %stored.subject, error = %e, "Maintenance event is unreadable; ignoring it.");
+                return;
+            }
+        };
+        let page = envelope.data.page.clone();
+        let id = envelope.data.maintenance.clone();
+        let data = self.data.entry(page.clone()).or_default();
+        let events = data.maintenance_events.entry(id.clone()).or_default();
+        if events.iter().any(|(e, _)| e.id == envelope.id) {
+            return;
+        }
+        events.push((envelope, stored.sequence));
+        events.sort_by_key(|(e, _)| (e.hlc, e.id));
+        if let Some(window) = Window::fold(events.iter().map(|(e, s)| (e, *s))) {
+            let item = MaintenanceItem {
+                window,
+                events: events.iter().map(|(e, _)| e.data.clone()).collect(),
+            };
+            data.maintenance.insert(id, item);
+        }
+        self.mark(&page);
+    }
+
+    fn on_changelog(&mut self, stored: &history::Stored) {
+        let envelope = match Envelope::<ChangelogEntry>::decode(&stored.payload) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                tracing::warn!(subject = %stored.subject, error = %e, "Changelog event is unreadable; ignoring it.");
+                return;
+            }
+        };
+        let page = envelope.data.page.clone();
+        let data = self.data.entry(page.clone()).or_default();
+        for image in &envelope.data.images {
+            if !data.assets.contains_key(image) {
+                data.missing_assets.insert(image.clone());
+            }
+        }
+        data.changelog.apply(&envelope, stored.sequence);
+        self.mark(&page);
+    }
+
+    /// Reads images changelog entries name from the object store. One
+    /// that cannot be read yet is tried again at the next render; the page
+    /// renders without it meanwhile.
+    async fn fetch_assets(&mut self, store: &ObjectStore) {
+        for (page, data) in &mut self.data {
+            for name in std::mem::take(&mut data.missing_assets) {
+                let object = beacon_core::origin::asset_object(page, &name);
+                let mut bytes = Vec::new();
+                let read = async {
+                    let mut object = store.get(&object).await.map_err(|e| e.to_string())?;
+                    object
+                        .read_to_end(&mut bytes)
+                        .await
+                        .map_err(|e| e.to_string())
+                };
+                match read.await {
+                    Ok(_) => {
+                        data.assets.insert(name, bytes);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%page, asset = %name, error = %e, "Cannot read a changelog image yet; rendering without it.");
+                        data.missing_assets.insert(name);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn render_dirty(&mut self) {
+        let empty = PageData::default();
+        let dirty = std::mem::take(&mut self.dirty);
+        for (page, since) in dirty {
+            // Data can arrive before its page's config; the config's
             // arrival marks the page dirty again.
             let Some(config) = self.pages.get(&page) else {
                 continue;
             };
-            let timer = self
-                .render_seconds
-                .with_label_values(&[] as &[&str])
-                .start_timer();
+            let data = self.data.get(&page).unwrap_or(&empty);
+            let timer = Instant::now();
+            let incidents: Vec<Incident> = data.incidents.values().cloned().collect();
+            let maintenance: Vec<MaintenanceItem> = data.maintenance.values().cloned().collect();
+            let changelog: Vec<ChangelogView> = data.changelog.list(false);
+            let generated_at_ms = wall_clock_ms();
             let state = PageState {
                 config,
-                statuses: self.statuses.get(&page).unwrap_or(&empty),
-                generated_at_ms: wall_clock_ms(),
+                statuses: &data.statuses,
+                uptime: &data.uptime,
+                incidents: &incidents,
+                maintenance: &maintenance,
+                changelog: &changelog,
+                assets: &data.assets,
+                generated_at_ms,
+                strings: &EN,
             };
             let files = site(&state);
+            let worst = state.worst().map_or("unknown", |s| s.as_str());
             let version = EventId::new().to_string();
+            let built = self.compressors.entry(page.clone()).or_default().build(
+                &page,
+                &version,
+                generated_at_ms,
+                host_of(config.url.as_deref()),
+                files,
+            );
+            self.metrics
+                .render_seconds
+                .observe(timer.elapsed().as_secs_f64());
+
             let mut failed = false;
             for origin in &self.config.origins {
-                if let Err(e) = crate::site::publish(origin, &page, &version, &files) {
+                let started = Instant::now();
+                if let Err(e) = publish_local(origin, &built) {
                     tracing::error!(page = %page, origin = %origin.display(), error = %e,
                         "Cannot publish page; the previous version stays live.");
                     failed = true;
                 }
+                self.metrics
+                    .publish_seconds
+                    .with_label_values(&["directory"])
+                    .observe(started.elapsed().as_secs_f64());
             }
-            timer.observe_duration();
+            if let Some(objects) = &mut self.objects {
+                let started = Instant::now();
+                if let Err(e) = objects.publish(&built).await {
+                    tracing::error!(page = %page, error = %e,
+                        "Cannot publish page to the object store; mirrors keep the previous version.");
+                    failed = true;
+                }
+                self.metrics
+                    .publish_seconds
+                    .with_label_values(&["object_store"])
+                    .observe(started.elapsed().as_secs_f64());
+            }
             if failed {
-                self.renders.with_label_values(&["failed"]).inc();
-                self.dirty.insert(page);
+                self.metrics.renders.with_label_values(&["failed"]).inc();
+                self.dirty.insert(page, since);
             } else {
-                self.renders.with_label_values(&["published"]).inc();
-                tracing::info!(page = %page, %version, status = state.worst().map_or("unknown", |s| s.as_str()), "Page published.");
+                self.metrics.renders.with_label_values(&["published"]).inc();
+                self.metrics
+                    .staleness_seconds
+                    .observe(since.elapsed().as_secs_f64());
+                tracing::info!(page = %page, %version, status = worst, "Page published.");
+            }
+        }
+        self.observe_pending();
+    }
+}
+
+async fn open_objects(
+    js: &async_nats::jetstream::Context,
+    shutdown: &beacon_core::shutdown::Shutdown,
+) -> Option<ObjectStore> {
+    let mut backoff =
+        beacon_core::shutdown::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        match js.get_object_store(OBJECT_PAGES).await {
+            Ok(store) => return Some(store),
+            Err(e) => {
+                tracing::warn!(bucket = OBJECT_PAGES, error = %e, "Cannot open the object store, retrying.");
+                if !shutdown.sleep(backoff.next_delay()).await {
+                    return None;
+                }
             }
         }
     }
+}
+
+/// Blob names a manifest references.
+pub fn referenced_blobs(manifest: &beacon_core::origin::Manifest) -> HashSet<String> {
+    let mut names = HashSet::new();
+    for entry in manifest.files.values() {
+        for sha in [Some(&entry.sha256), entry.gzip.as_ref(), entry.br.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            names.insert(beacon_core::origin::blob_object(&manifest.page, sha));
+        }
+    }
+    names
 }

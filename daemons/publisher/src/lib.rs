@@ -1,26 +1,46 @@
-//! The publisher: renders every page to static files whenever its config or
-//! a component status changes, and publishes them atomically to every origin.
+//! The publisher: renders every page to static files whenever anything it
+//! shows changes, and publishes them atomically to every origin (local
+//! directories and the `pages` object store). It also owns the changelog
+//! and serves its bus API.
 //!
 //! # Layout
 //!
-//! - [`render`]: pure renderers: Statuspage v2 JSON and the HTML page.
-//! - [`site`]: atomic version-directory-and-rename publishing to an origin.
-//! - [`follow`]: KV watches on `config` and `status`, debounced re-rendering.
+//! - [`strings`]: every word the site shows people, in one place.
+//! - [`render`]: pure renderers: the page, incident pages, history,
+//!   changelog, the Statuspage v2 API, feeds, calendars, widget, badges.
+//! - [`markdown`]: operator markdown to sanitized HTML.
+//! - [`changelog`]: the changelog fold and its validation (pure).
+//! - [`site`]: rendered files to a version: hashes, precompression,
+//!   manifest, and writing it to an origin directory.
+//! - [`objects`]: publishing a version to the `pages` object store.
+//! - [`follow`]: following KV buckets and streams, debounced re-rendering.
+//! - [`api`]: the changelog's bus API.
 
+pub mod api;
+pub mod changelog;
 pub mod follow;
+pub mod markdown;
+pub mod objects;
 pub mod render;
 pub mod site;
+pub mod strings;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use beacon_core::daemon::Daemon;
 
+/// Longest debounce accepted: it bounds how far a page may lag the bus.
+pub const MAX_DEBOUNCE: Duration = Duration::from_secs(5);
+
 /// Publisher settings beyond the common flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublisherConfig {
     /// Origin directories every page is written to.
     pub origins: Vec<PathBuf>,
+    /// Whether every page is also published to the `pages` object store
+    /// (which edges mirror).
+    pub object_store: bool,
     /// Quiet time after a change before rendering, so a burst renders once.
     pub debounce: Duration,
 }
@@ -29,8 +49,11 @@ impl PublisherConfig {
     /// Checks the settings, returning every problem.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
-        if self.origins.is_empty() {
-            errors.push("--origin: at least one origin directory is required".to_owned());
+        if self.origins.is_empty() && !self.object_store {
+            errors.push(
+                "--origin: at least one origin directory is required when --object-store is false"
+                    .to_owned(),
+            );
         }
         for origin in &self.origins {
             if origin.exists() && !origin.is_dir() {
@@ -40,8 +63,11 @@ impl PublisherConfig {
                 ));
             }
         }
-        if self.debounce > Duration::from_secs(60) {
-            errors.push("--debounce: must be at most 60s".to_owned());
+        if self.debounce > MAX_DEBOUNCE {
+            errors.push(format!(
+                "--debounce: must be at most {} (pages must not lag the bus longer)",
+                humantime::format_duration(MAX_DEBOUNCE)
+            ));
         }
         if errors.is_empty() {
             Ok(())
@@ -75,8 +101,45 @@ pub async fn run(daemon: Daemon, config: PublisherConfig) -> Result<(), RunError
             reason: e.to_string(),
         })?;
     }
+    let requests = daemon.process.metrics.counter(
+        "api_requests_total",
+        "Changelog API requests, by endpoint and outcome",
+        &["endpoint", "outcome"],
+    )?;
     let follower = follow::Follower::new(daemon.clone(), config)?;
     daemon.process.shutdown.spawn(follower.run());
+    let api_daemon = daemon.clone();
+    daemon.process.shutdown.spawn(async move {
+        let shutdown = api_daemon.process.shutdown.clone();
+        let Some(configs) =
+            beacon_core::buckets::open(&api_daemon.js, beacon_core::names::KV_CONFIG, &shutdown)
+                .await
+        else {
+            return;
+        };
+        let objects = loop {
+            match api_daemon
+                .js
+                .get_object_store(beacon_core::names::OBJECT_PAGES)
+                .await
+            {
+                Ok(store) => break store,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot open the object store for changelog images, retrying.");
+                    if !shutdown.sleep(Duration::from_secs(1)).await {
+                        return;
+                    }
+                }
+            }
+        };
+        api::serve(api::Api {
+            daemon: api_daemon,
+            configs,
+            objects,
+            requests,
+        })
+        .await;
+    });
     daemon.process.shutdown.cancelled().await;
     Ok(())
 }

@@ -8,21 +8,21 @@ use beacon_core::daemon::{config_exit, CommonArgs, Daemon};
 use beacon_publisher::PublisherConfig;
 use clap::Parser;
 
-/// Renders status pages and publishes them atomically to origin directories.
+/// Renders status pages and publishes them atomically to origin directories
+/// and the `pages` object store; serves the changelog API.
 #[derive(Debug, Parser)]
 #[command(name = "beacon-publisher", version)]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
     /// Origin directory to publish to; repeat for several.
-    #[arg(
-        long = "origin",
-        env = "BEACON_ORIGINS",
-        value_delimiter = ',',
-        required = true
-    )]
+    #[arg(long = "origin", env = "BEACON_ORIGINS", value_delimiter = ',')]
     origins: Vec<PathBuf>,
-    /// Quiet time after a change before rendering, e.g. `200ms`.
+    /// Also publish every page to the `pages` object store, which edges
+    /// in other places mirror.
+    #[arg(long, env = "BEACON_OBJECT_STORE", default_value_t = true, action = clap::ArgAction::Set)]
+    object_store: bool,
+    /// Quiet time after a change before rendering, e.g. `200ms`; at most 5s.
     #[arg(long, env = "BEACON_DEBOUNCE", default_value = "200ms", value_parser = humantime::parse_duration)]
     debounce: Duration,
 }
@@ -32,6 +32,7 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let config = PublisherConfig {
         origins: args.origins,
+        object_store: args.object_store,
         debounce: args.debounce,
     };
     if let Err(errors) = config.validate() {

@@ -4,7 +4,9 @@
 pub mod apikey;
 pub mod apply;
 pub mod bus;
+pub mod changelog;
 pub mod component;
+pub mod emergency;
 pub mod incident;
 pub mod maintenance;
 pub mod sla;

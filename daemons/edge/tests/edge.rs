@@ -1,0 +1,488 @@
+//! The edge as a process, against versions written the way the publisher
+//! writes them: routing by host and path, compression, validators, cache
+//! and security headers, 404s, path traversal, oversized and malformed
+//! requests (refused without affecting other clients), live updates over
+//! SSE, the emergency notice, and mirroring the `pages` object store from a
+//! real nats-server, then serving on with NATS gone.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use beacon_core::origin;
+use beacon_publisher::site::{publish_local, Built, Compressor};
+use beacon_testkit::{free_port, wait_until, DaemonProcess, NatsServer};
+
+const READY: Duration = Duration::from_secs(30);
+
+fn build(page: &str, version: &str, hosts: &[&str], index: &str, live: &str) -> Built {
+    let style = beacon_publisher::render::html::STYLE;
+    let html = format!(
+        "<!doctype html><html><head><style>{style}</style><script src=\"live.js\" defer></script></head><body>{}</body></html>",
+        index.repeat(20)
+    );
+    Compressor::default().build(
+        page,
+        version,
+        beacon_core::hlc::wall_clock_ms(),
+        hosts.iter().map(|h| h.to_string()).collect(),
+        vec![
+            ("index.html".into(), html.into_bytes()),
+            (
+                "api/v2/summary.json".into(),
+                format!("{{\"page\":\"{page}\",\"v\":\"{version}\"}}").into_bytes(),
+            ),
+            ("live.json".into(), live.as_bytes().to_vec()),
+            (
+                "live.js".into(),
+                beacon_publisher::render::assets::LIVE_JS
+                    .as_bytes()
+                    .to_vec(),
+            ),
+        ],
+    )
+}
+
+fn publish(origin_dir: &Path, built: &Built) {
+    publish_local(origin_dir, built).expect("publish");
+}
+
+/// One raw HTTP/1.1 exchange; returns (status, lower-case headers, body).
+fn http(addr: &str, request: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(request).expect("send");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    parse(&raw)
+}
+
+fn parse(raw: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, raw[split + 4..].to_vec())
+}
+
+fn get(addr: &str, path: &str, extra: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    http(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+struct Edge {
+    addr: String,
+    process: DaemonProcess,
+}
+
+fn start_edge(origin_dir: &Path, extra: &[&str]) -> Edge {
+    let port = free_port();
+    let mut args = vec![
+        "--origin".to_owned(),
+        origin_dir.display().to_string(),
+        "--listen".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--scan-interval".to_owned(),
+        "20ms".to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Edge {
+        addr: format!("127.0.0.1:{port}"),
+        process: DaemonProcess::spawn_with_admin("beacon-edge", args),
+    }
+}
+
+#[tokio::test]
+async fn pages_are_served_from_memory_with_the_right_headers() {
+    let origin_dir = tempfile::tempdir().expect("origin");
+    let demo = build(
+        "demo",
+        "01J0000000000000000000000A",
+        &["status.example.com"],
+        "demo page",
+        "{\"v\":1}",
+    );
+    publish(origin_dir.path(), &demo);
+    publish(
+        origin_dir.path(),
+        &build(
+            "other",
+            "01J0000000000000000000000B",
+            &[],
+            "other page",
+            "{}",
+        ),
+    );
+    let edge = start_edge(
+        origin_dir.path(),
+        &["--page", "demo", "--host", "custom.test=other"],
+    );
+    edge.process.wait_ready(READY).await;
+    let addr = edge.addr.clone();
+
+    // Default page, by path, by host (flag and manifest).
+    let (status, headers, body) = get(&addr, "/", "");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("demo page"));
+    let csp = header(&headers, "content-security-policy").expect("csp");
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    assert!(
+        csp.contains(&format!("'{}'", demo.manifest.style_hashes[0])),
+        "{csp}"
+    );
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("http"),
+        "{csp}"
+    );
+    assert_eq!(header(&headers, "x-content-type-options"), Some("nosniff"));
+    assert_eq!(header(&headers, "x-frame-options"), Some("DENY"));
+    let cache = header(&headers, "cache-control").expect("cache-control");
+    assert!(
+        cache.contains("max-age=5")
+            && cache.contains("stale-while-revalidate")
+            && cache.contains("stale-if-error")
+    );
+    let etag = header(&headers, "etag").expect("etag").to_owned();
+    assert_eq!(get(&addr, "/other/", "").0, 200);
+    assert!(String::from_utf8_lossy(&get(&addr, "/other/", "").2).contains("other page"));
+    let (status, headers, _) = get(&addr, "/other", "");
+    assert_eq!(status, 301);
+    assert_eq!(header(&headers, "location"), Some("/other/"));
+    let by_host = http(
+        &addr,
+        b"GET / HTTP/1.1\r\nHost: custom.test:8080\r\nConnection: close\r\n\r\n",
+    );
+    assert!(String::from_utf8_lossy(&by_host.2).contains("other page"));
+    let by_manifest = http(&addr, b"GET /api/v2/summary.json HTTP/1.1\r\nHost: STATUS.example.com\r\nConnection: close\r\n\r\n");
+    assert!(String::from_utf8_lossy(&by_manifest.2).contains("\"page\":\"demo\""));
+    let (_, json_headers, _) = get(&addr, "/api/v2/summary.json", "");
+    assert_eq!(
+        header(&json_headers, "access-control-allow-origin"),
+        Some("*")
+    );
+    assert_eq!(
+        header(&json_headers, "content-type"),
+        Some("application/json")
+    );
+
+    // Validators.
+    let (status, _, body) = get(&addr, "/", &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!((status, body.len()), (304, 0));
+    // Precompressed variants, each with its own ETag.
+    let (status, headers, body) = get(&addr, "/", "Accept-Encoding: gzip, br\r\n");
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-encoding"), Some("br"));
+    assert_eq!(header(&headers, "vary"), Some("Accept-Encoding"));
+    assert_ne!(header(&headers, "etag"), Some(etag.as_str()));
+    let mut decoded = Vec::new();
+    brotli::BrotliDecompress(&mut std::io::Cursor::new(body), &mut decoded).expect("brotli");
+    assert!(String::from_utf8_lossy(&decoded).contains("demo page"));
+    let (_, headers, body) = get(&addr, "/", "Accept-Encoding: gzip\r\n");
+    assert_eq!(header(&headers, "content-encoding"), Some("gzip"));
+    let mut decoded = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut decoded)
+        .expect("gzip");
+    assert!(decoded.contains("demo page"));
+
+    // Unknown pages and paths, traversal, methods.
+    for path in [
+        "/nope.html",
+        "/nopage/index.html",
+        "/demo/../../etc/passwd",
+        "/../../../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/..%2f..%2fetc%2fpasswd",
+        "/.manifest.json",
+        "/index.html.gz",
+        "/demo//index.html",
+    ] {
+        let (status, _, body) = get(&addr, path, "");
+        assert_eq!(status, 404, "{path}");
+        assert!(!String::from_utf8_lossy(&body).contains("root:"), "{path}");
+    }
+    let (status, _, _) = http(
+        &addr,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+    );
+    assert_eq!(status, 405);
+    let (status, headers, body) = http(
+        &addr,
+        b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(body.is_empty());
+    assert!(header(&headers, "content-length").is_some_and(|l| l != "0"));
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_without_affecting_others() {
+    let origin_dir = tempfile::tempdir().expect("origin");
+    publish(
+        origin_dir.path(),
+        &build("demo", "01J0000000000000000000000A", &[], "demo page", "{}"),
+    );
+    let edge = start_edge(origin_dir.path(), &["--page", "demo"]);
+    edge.process.wait_ready(READY).await;
+    let addr = edge.addr.clone();
+
+    // A slow client holding a half-sent request does not block anyone.
+    let mut slow = TcpStream::connect(&addr).expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .expect("partial");
+    // Oversized headers: 431, connection closed.
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let (status, _, _) = http(&addr, huge.as_bytes());
+    assert_eq!(status, 431);
+    // A long URL.
+    let long = format!(
+        "GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "a".repeat(40 * 1024)
+    );
+    let (status, _, _) = http(&addr, long.as_bytes());
+    assert!(status == 414 || status == 431, "{status}");
+    // Garbage.
+    let (status, _, _) = http(&addr, b"\x16\x03\x01\x02\x00 not http at all\r\n\r\n");
+    assert_eq!(status, 400);
+    let (status, _, _) = http(&addr, b"GET / HTTP/9.9\r\n\r\n");
+    assert!(status >= 400, "{status}");
+    // Meanwhile a normal client is served, at once.
+    let started = std::time::Instant::now();
+    let (status, _, body) = get(&addr, "/", "");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("demo page"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(slow);
+    // Counted by class.
+    let metrics = reqwest::get(format!("{}/metrics", edge.process.admin_url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("beacon_edge_responses_total{class=\"2xx\"}"),
+        "{metrics}"
+    );
+}
+
+/// Reads SSE frames until `want` appears in the stream.
+fn read_sse_until(stream: &mut TcpStream, seen: &mut String, want: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut buffer = [0u8; 4096];
+    while !seen.contains(want) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {want:?} in {seen:?}"
+        );
+        match stream.read(&mut buffer) {
+            Ok(0) => panic!("stream closed; saw {seen:?}"),
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buffer[..n])),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn new_versions_arrive_live_and_emergencies_go_up_and_down() {
+    let origin_dir = tempfile::tempdir().expect("origin");
+    publish(
+        origin_dir.path(),
+        &build(
+            "demo",
+            "01J0000000000000000000000A",
+            &[],
+            "first",
+            "{\"status\":\"one\"}",
+        ),
+    );
+    let edge = start_edge(origin_dir.path(), &["--page", "demo"]);
+    edge.process.wait_ready(READY).await;
+    let addr = edge.addr.clone();
+
+    let mut sse = TcpStream::connect(&addr).expect("connect");
+    sse.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    sse.write_all(b"GET /demo/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        .expect("send");
+    let mut seen = String::new();
+    read_sse_until(&mut sse, &mut seen, "\"status\":\"one\"");
+    assert!(seen.contains("content-type: text/event-stream"), "{seen}");
+    assert!(seen.contains("event: status"), "{seen}");
+
+    publish(
+        origin_dir.path(),
+        &build(
+            "demo",
+            "01J0000000000000000000000C",
+            &[],
+            "second",
+            "{\"status\":\"two\"}",
+        ),
+    );
+    read_sse_until(&mut sse, &mut seen, "\"status\":\"two\"");
+    assert!(seen.contains("id: 01J0000000000000000000000C"));
+    let (_, _, body) = get(&addr, "/", "");
+    assert!(String::from_utf8_lossy(&body).contains("second"));
+
+    // A version that cannot be read leaves the last good one in place.
+    let page_dir = origin::page_dir(origin_dir.path(), "demo");
+    let broken = origin::version_dir(&page_dir, "01J0000000000000000000000D");
+    std::fs::create_dir_all(&broken).expect("dir");
+    std::fs::write(broken.join(origin::MANIFEST), b"not json").expect("write");
+    let link = page_dir.join(".tmp-link");
+    std::os::unix::fs::symlink(origin::current_target("01J0000000000000000000000D"), &link)
+        .expect("link");
+    std::fs::rename(&link, page_dir.join(origin::CURRENT)).expect("swap");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _, body) = get(&addr, "/", "");
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8_lossy(&body).contains("second"),
+        "last good version"
+    );
+
+    // Emergency notice up, then down, without any daemon but the edge.
+    let ctl = beacon_testkit::daemon::binary("beaconctl");
+    let up = std::process::Command::new(&ctl)
+        .args(["emergency", "up", "--page", "demo", "--origin"])
+        .arg(origin_dir.path())
+        .args(["--title", "We are down <b>hard</b>", "-m", "Updates here."])
+        .output()
+        .expect("beaconctl");
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let body = wait_until("the notice", Duration::from_secs(5), || {
+        let addr = addr.clone();
+        async move {
+            let (_, headers, body) = get(&addr, "/", "");
+            let text = String::from_utf8_lossy(&body).to_string();
+            text.contains("id=\"emergency\"").then_some((headers, text))
+        }
+    })
+    .await;
+    assert!(body.1.contains("We are down &lt;b&gt;hard&lt;/b&gt;"));
+    let csp = header(&body.0, "content-security-policy").expect("csp");
+    assert!(csp.contains("style-src 'sha256-"), "{csp}");
+    let (_, _, json) = get(&addr, "/api/v2/summary.json", "");
+    assert!(
+        String::from_utf8_lossy(&json).contains("\"page\":\"demo\""),
+        "the API stays"
+    );
+    let down = std::process::Command::new(&ctl)
+        .args(["emergency", "down", "--page", "demo", "--origin"])
+        .arg(origin_dir.path())
+        .output()
+        .expect("beaconctl");
+    assert!(down.status.success());
+    wait_until("the notice to go", Duration::from_secs(5), || {
+        let addr = addr.clone();
+        async move {
+            let (_, _, body) = get(&addr, "/", "");
+            String::from_utf8_lossy(&body)
+                .contains("second")
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_edge_mirrors_the_object_store_and_serves_on_without_nats() {
+    let mut nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    beacon_core::topology::ensure(&js, &beacon_core::topology::Topology::default())
+        .await
+        .expect("topology");
+    let store = js
+        .get_object_store(beacon_core::names::OBJECT_PAGES)
+        .await
+        .expect("store");
+    let mut objects = beacon_publisher::objects::ObjectOrigin::new(store);
+    objects
+        .publish(&build(
+            "far",
+            "01J0000000000000000000000A",
+            &[],
+            "mirrored one",
+            "{}",
+        ))
+        .await
+        .expect("publish to the object store");
+
+    // An edge with an empty directory of its own.
+    let origin_dir = tempfile::tempdir().expect("origin");
+    let edge = start_edge(origin_dir.path(), &["--mirror", "--nats-url", &nats.url()]);
+    edge.process.wait_ready(READY).await;
+    let addr = edge.addr.clone();
+    let fetch = |want: &'static str| {
+        let addr = addr.clone();
+        async move {
+            wait_until(want, Duration::from_secs(15), || {
+                let addr = addr.clone();
+                async move {
+                    let (status, _, body) = get(&addr, "/far/", "");
+                    (status == 200 && String::from_utf8_lossy(&body).contains(want)).then_some(())
+                }
+            })
+            .await
+        }
+    };
+    fetch("mirrored one").await;
+    objects
+        .publish(&build(
+            "far",
+            "01J0000000000000000000000B",
+            &[],
+            "mirrored two",
+            "{}",
+        ))
+        .await
+        .expect("publish again");
+    fetch("mirrored two").await;
+
+    nats.stop();
+    let (status, _, body) = get(&addr, "/far/", "");
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8_lossy(&body).contains("mirrored two"),
+        "last good version without NATS"
+    );
+}

@@ -1,0 +1,401 @@
+//! The changelog's bus API (`beacon.api.changelog.publish|edit|delete|list`),
+//! a NATS micro service served by every publisher (one queue group). Each
+//! request reads what it needs from the bus itself (the page config from KV
+//! `config`, the entry from `CHANGELOG`), so instances share no state.
+//! Writes are conditional on the entry's subject's latest sequence: of two
+//! concurrent edits one wins and the other gets a conflict. Images are
+//! stored in the `pages` object store before the event that names them.
+
+use async_nats::jetstream::kv;
+use async_nats::jetstream::object_store::ObjectStore;
+use async_nats::service::{Request, ServiceExt};
+use beacon_core::api::{
+    ApiReply, ChangelogList, ChangelogView, DeleteChangelogRequest, EditChangelogRequest,
+    ListChangelogRequest, PublishChangelogRequest,
+};
+use beacon_core::config::PageConfig;
+use beacon_core::daemon::Daemon;
+use beacon_core::event::{Envelope, EventId};
+use beacon_core::history;
+use beacon_core::hlc::wall_clock_ms;
+use beacon_core::messages::ChangelogEntry;
+use beacon_core::names::{api, changelog_subject, check_token, STREAM_CHANGELOG};
+use beacon_core::publish::{publish_expecting, PublishFailure};
+use futures::StreamExt;
+use prometheus::IntCounterVec;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::changelog::{decode_images, validate, Changelog};
+
+/// What the handlers need.
+#[derive(Clone)]
+pub struct Api {
+    /// Bus, clock, origin.
+    pub daemon: Daemon,
+    /// KV `config`.
+    pub configs: kv::Store,
+    /// The `pages` object store (images).
+    pub objects: ObjectStore,
+    /// Requests by endpoint and outcome.
+    pub requests: IntCounterVec,
+}
+
+const ENDPOINTS: [&str; 4] = [
+    api::CHANGELOG_PUBLISH,
+    api::CHANGELOG_EDIT,
+    api::CHANGELOG_DELETE,
+    api::CHANGELOG_LIST,
+];
+
+fn parse<Req: DeserializeOwned, T>(payload: &[u8], what: &str) -> Result<Req, ApiReply<T>> {
+    serde_json::from_slice(payload)
+        .map_err(|e| ApiReply::invalid("request", format!("not a {what}: {e}")))
+}
+
+fn outcome<T>(reply: &ApiReply<T>) -> &'static str {
+    match reply {
+        ApiReply::Ok { .. } => "ok",
+        ApiReply::Invalid { .. } => "invalid",
+        ApiReply::Failed { .. } => "failed",
+        ApiReply::Conflict { .. } => "conflict",
+    }
+}
+
+async fn respond<T: Serialize>(api: &Api, endpoint: &str, request: &Request, reply: ApiReply<T>) {
+    api.requests
+        .with_label_values(&[endpoint, outcome(&reply)])
+        .inc();
+    let body = serde_json::to_vec(&reply).unwrap_or_default();
+    if let Err(e) = request.respond(Ok(body.into())).await {
+        tracing::warn!(endpoint, error = %e, "Cannot send API reply.");
+    }
+}
+
+/// Serves the changelog endpoints until shutdown.
+pub async fn serve(api: Api) {
+    if let Err(e) = serve_endpoints(api).await {
+        tracing::error!(error = %e, "Changelog API stopped; operators cannot publish changelog entries.");
+    }
+}
+
+async fn serve_endpoints(api: Api) -> Result<(), async_nats::Error> {
+    let service = api
+        .daemon
+        .client
+        .service_builder()
+        .description("Beacon publisher: the changelog")
+        .start("beacon-publisher", env!("CARGO_PKG_VERSION"))
+        .await?;
+    let group = service.group(api::GROUP);
+    let mut streams = Vec::new();
+    for subject in ENDPOINTS {
+        let endpoint = group
+            .endpoint(subject.trim_start_matches("beacon.api."))
+            .await?;
+        streams.push(endpoint.map(move |request| (subject, request)).boxed());
+    }
+    let requests = futures::stream::select_all(streams);
+    let shutdown = api.daemon.process.shutdown.clone();
+    let handled = requests.for_each_concurrent(16, |(subject, request)| {
+        let api = api.clone();
+        async move {
+            let payload = request.message.payload.clone();
+            let name = subject.trim_start_matches("beacon.api.");
+            match subject {
+                api::CHANGELOG_PUBLISH => {
+                    respond(&api, name, &request, publish(&api, &payload).await).await
+                }
+                api::CHANGELOG_EDIT => {
+                    respond(&api, name, &request, edit(&api, &payload).await).await
+                }
+                api::CHANGELOG_DELETE => {
+                    respond(&api, name, &request, delete(&api, &payload).await).await
+                }
+                _ => respond(&api, name, &request, list(&api, &payload).await).await,
+            }
+        }
+    });
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = handled => {}
+    }
+    let _ = service.stop().await;
+    Ok(())
+}
+
+async fn page_config<T>(api: &Api, page: &str) -> Result<PageConfig, ApiReply<T>> {
+    if let Err(e) = check_token(page) {
+        return Err(ApiReply::invalid(
+            "page",
+            format!("invalid page id {page:?}: {e}"),
+        ));
+    }
+    match api.configs.get(page).await {
+        Ok(Some(bytes)) => Envelope::<PageConfig>::decode(&bytes)
+            .map(|e| e.data)
+            .map_err(|e| ApiReply::failed(format!("the stored config is unreadable: {e}"))),
+        Ok(None) => Err(ApiReply::invalid(
+            "page",
+            format!("no page {page:?}; apply its config first"),
+        )),
+        Err(e) => Err(ApiReply::failed(format!(
+            "cannot read the page config: {e}"
+        ))),
+    }
+}
+
+/// Folds one entry's events from the stream.
+async fn read_entry(api: &Api, page: &str, entry: &str) -> Result<Option<ChangelogView>, String> {
+    let subject = changelog_subject(page, entry);
+    let stored = history::read(&api.daemon.js, STREAM_CHANGELOG, &subject)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut log = Changelog::default();
+    for message in &stored {
+        if let Ok(envelope) = Envelope::<ChangelogEntry>::decode(&message.payload) {
+            log.apply(&envelope, message.sequence);
+        }
+    }
+    Ok(log.get(entry).cloned())
+}
+
+/// Stores images before the event that names them, so a renderer never
+/// meets a name without bytes for long.
+async fn store_images<T>(
+    api: &Api,
+    page: &str,
+    images: Vec<(String, Vec<u8>)>,
+) -> Result<(), ApiReply<T>> {
+    for (name, bytes) in images {
+        let object = beacon_core::origin::asset_object(page, &name);
+        if let Err(e) = api
+            .objects
+            .put(object.as_str(), &mut bytes.as_slice())
+            .await
+        {
+            return Err(ApiReply::failed(format!("cannot store image {name}: {e}")));
+        }
+    }
+    Ok(())
+}
+
+/// Appends `entry` on its subject if the subject is still at `expected`.
+async fn write(api: &Api, entry: ChangelogEntry, expected: u64) -> ApiReply<ChangelogView> {
+    let subject = changelog_subject(&entry.page, &entry.entry);
+    let (page, id) = (entry.page.clone(), entry.entry.clone());
+    let envelope = Envelope::new(&api.daemon.clock, &api.daemon.origin, entry);
+    match publish_expecting(&api.daemon.js, &subject, &envelope, expected).await {
+        Ok(_) => match read_entry(api, &page, &id).await {
+            Ok(Some(view)) => {
+                tracing::info!(%page, entry = %id, actor = %envelope.data.actor, withdrawn = envelope.data.withdrawn, "Changelog entry stored.");
+                ApiReply::Ok { result: view }
+            }
+            _ => ApiReply::failed("the entry is stored but cannot be read back; list it again"),
+        },
+        Err(e) if e.kind() == PublishFailure::WrongLastSequence => ApiReply::Conflict {
+            message: format!("entry {id} changed while this change was being made; read it again"),
+            current: read_entry(api, &page, &id).await.ok().flatten(),
+        },
+        Err(e) => ApiReply::failed(format!("cannot store the entry: {e}")),
+    }
+}
+
+/// `beacon.api.changelog.publish`.
+pub async fn publish(api: &Api, payload: &[u8]) -> ApiReply<ChangelogView> {
+    let request: PublishChangelogRequest = match parse(payload, "PublishChangelogRequest") {
+        Ok(request) => request,
+        Err(reply) => return reply,
+    };
+    let config = match page_config(api, &request.page).await {
+        Ok(config) => config,
+        Err(reply) => return reply,
+    };
+    let images = match decode_images(&request.images) {
+        Ok(images) => images,
+        Err(errors) => return ApiReply::Invalid { errors },
+    };
+    // The same idempotency key names the same entry, so a retried publish
+    // finds the first one instead of making a second.
+    let id = match &request.idempotency_key {
+        Some(key) => format!(
+            "k{}",
+            &beacon_core::origin::sha256_hex(format!("{}\u{0}{key}", request.page).as_bytes())
+                [..16]
+        ),
+        None => EventId::new().to_string().to_ascii_lowercase(),
+    };
+    let entry = ChangelogEntry {
+        page: request.page.clone(),
+        entry: id.clone(),
+        title: request.title,
+        body_markdown: request.body_markdown,
+        category: request.category,
+        components: request.components,
+        withdrawn: false,
+        published_at_ms: request.published_at_ms.unwrap_or_else(wall_clock_ms),
+        images: images.iter().map(|(name, _)| name.clone()).collect(),
+        actor: request.actor,
+    };
+    let errors = validate(&entry, Some(&config));
+    if !errors.is_empty() {
+        return ApiReply::Invalid { errors };
+    }
+    if let Err(reply) = store_images(api, &request.page, images).await {
+        return reply;
+    }
+    match write(api, entry, 0).await {
+        // The key was used before: answer with that entry.
+        ApiReply::Conflict {
+            current: Some(view),
+            ..
+        } if request.idempotency_key.is_some() => ApiReply::Ok { result: view },
+        other => other,
+    }
+}
+
+/// `beacon.api.changelog.edit`.
+pub async fn edit(api: &Api, payload: &[u8]) -> ApiReply<ChangelogView> {
+    let request: EditChangelogRequest = match parse(payload, "EditChangelogRequest") {
+        Ok(request) => request,
+        Err(reply) => return reply,
+    };
+    let config = match page_config(api, &request.page).await {
+        Ok(config) => config,
+        Err(reply) => return reply,
+    };
+    let current = match current_entry(
+        api,
+        &request.page,
+        &request.entry,
+        request.expected_revision,
+    )
+    .await
+    {
+        Ok(current) => current,
+        Err(reply) => return reply,
+    };
+    let images = match decode_images(&request.images) {
+        Ok(images) => images,
+        Err(errors) => return ApiReply::Invalid { errors },
+    };
+    let mut entry = current.entry.clone();
+    if let Some(title) = request.title {
+        entry.title = title;
+    }
+    if let Some(body) = request.body_markdown {
+        entry.body_markdown = body;
+    }
+    if let Some(category) = request.category {
+        entry.category = category;
+    }
+    if let Some(components) = request.components {
+        entry.components = components;
+    }
+    if let Some(at) = request.published_at_ms {
+        entry.published_at_ms = at;
+    }
+    for (name, _) in &images {
+        if !entry.images.contains(name) {
+            entry.images.push(name.clone());
+        }
+    }
+    entry.actor = request.actor;
+    let errors = validate(&entry, Some(&config));
+    if !errors.is_empty() {
+        return ApiReply::Invalid { errors };
+    }
+    if let Err(reply) = store_images(api, &request.page, images).await {
+        return reply;
+    }
+    write(api, entry, current.revision).await
+}
+
+/// `beacon.api.changelog.delete`: withdraws the entry (the record stays
+/// on the stream).
+pub async fn delete(api: &Api, payload: &[u8]) -> ApiReply<ChangelogView> {
+    let request: DeleteChangelogRequest = match parse(payload, "DeleteChangelogRequest") {
+        Ok(request) => request,
+        Err(reply) => return reply,
+    };
+    if let Err(reply) = page_config::<ChangelogView>(api, &request.page).await {
+        return reply;
+    }
+    let current = match current_entry(
+        api,
+        &request.page,
+        &request.entry,
+        request.expected_revision,
+    )
+    .await
+    {
+        Ok(current) => current,
+        Err(reply) => return reply,
+    };
+    if current.entry.withdrawn {
+        return ApiReply::Ok { result: current };
+    }
+    let mut entry = current.entry.clone();
+    entry.withdrawn = true;
+    entry.actor = request.actor;
+    write(api, entry, current.revision).await
+}
+
+/// The entry as stored, checked against the revision the client saw.
+async fn current_entry(
+    api: &Api,
+    page: &str,
+    entry: &str,
+    expected: Option<u64>,
+) -> Result<ChangelogView, ApiReply<ChangelogView>> {
+    if let Err(e) = check_token(entry) {
+        return Err(ApiReply::invalid("entry", format!("invalid entry id: {e}")));
+    }
+    let current = match read_entry(api, page, entry).await {
+        Ok(Some(view)) => view,
+        Ok(None) => {
+            return Err(ApiReply::invalid(
+                "entry",
+                format!("page {page} has no changelog entry {entry:?}"),
+            ))
+        }
+        Err(e) => return Err(ApiReply::failed(e)),
+    };
+    if let Some(expected) = expected {
+        if expected != current.revision {
+            return Err(ApiReply::Conflict {
+                message: format!(
+                    "entry {entry} is at revision {}, not {expected}; read it again",
+                    current.revision
+                ),
+                current: Some(current),
+            });
+        }
+    }
+    Ok(current)
+}
+
+/// `beacon.api.changelog.list`.
+pub async fn list(api: &Api, payload: &[u8]) -> ApiReply<ChangelogList> {
+    let request: ListChangelogRequest = match parse(payload, "ListChangelogRequest") {
+        Ok(request) => request,
+        Err(reply) => return reply,
+    };
+    if let Err(reply) = page_config::<ChangelogList>(api, &request.page).await {
+        return reply;
+    }
+    let filter = format!("beacon.changelog.{}.*", request.page);
+    let stored = match history::read(&api.daemon.js, STREAM_CHANGELOG, &filter).await {
+        Ok(stored) => stored,
+        Err(e) => return ApiReply::failed(e),
+    };
+    let mut log = Changelog::default();
+    for message in &stored {
+        if let Ok(envelope) = Envelope::<ChangelogEntry>::decode(&message.payload) {
+            log.apply(&envelope, message.sequence);
+        }
+    }
+    ApiReply::Ok {
+        result: log.list(request.all),
+    }
+}
