@@ -390,6 +390,7 @@ async fn write_pages(
             components,
             channels: Vec::new(),
             sla: Default::default(),
+            notifications: Default::default(),
         };
         let payload = Envelope::new(&clock, "global", config)
             .encode()

@@ -535,7 +535,7 @@ mod tests {
         );
     }
 
-    const PINNED_FINGERPRINT: u64 = 11_179_293_944_893_629_658;
+    const PINNED_FINGERPRINT: u64 = 13_838_424_404_689_535_156;
 
     #[test]
     fn every_part_names_its_stream() {

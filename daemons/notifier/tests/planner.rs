@@ -193,6 +193,9 @@ async fn the_changelog_digest_goes_to_those_who_asked_with_only_new_entries() {
         category: "feature".into(),
         components: vec![],
         withdrawn,
+        published_at_ms: 0,
+        images: vec![],
+        actor: "alice".into(),
     };
     h.publish(&changelog_subject("digest", "c1"), entry("c1", "Faster pages", false)).await;
     h.publish(&changelog_subject("digest", "c2"), entry("c2", "Dark mode", false)).await;

@@ -32,7 +32,6 @@ use lettre::Message;
 
 use super::{Accepted, Delivery, SendError};
 use crate::context::env_secret;
-use crate::render;
 use crate::signing::sha256_hex;
 
 /// Idle connections older than this are closed rather than reused.
@@ -321,11 +320,11 @@ mod tests {
             at_ms: 0,
             updates: 1,
         };
-        let links = render::Links {
+        let links = crate::render::Links {
             unsubscribe: "https://n.example/unsubscribe?token=a.b".into(),
             confirm: None,
         };
-        let template = render::Template::new(beacon_core::messages::ChannelKind::Email, &notice, "demo");
+        let template = crate::render::Template::new(beacon_core::messages::ChannelKind::Email, &notice, "demo");
         let delivery = Delivery {
             page: &page,
             notice: &notice,

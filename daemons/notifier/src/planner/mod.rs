@@ -786,15 +786,20 @@ impl Engine {
                 latest.insert(envelope.data.entry.clone(), envelope);
             }
         }
+        // An entry counts from its publication date (an edit does not
+        // announce it again; one dated in the future waits for its day),
+        // or from its first event where it has none.
         let mut entries: Vec<DigestEntry> = latest
             .into_values()
-            .filter(|e| !e.data.withdrawn && e.hlc.wall_ms > since && e.hlc.wall_ms <= until)
-            .map(|e| DigestEntry {
-                entry: e.data.entry,
-                title: e.data.title,
-                body: e.data.body_markdown,
-                category: e.data.category,
-                at_ms: e.hlc.wall_ms,
+            .filter_map(|e| {
+                let at_ms = if e.data.published_at_ms > 0 { e.data.published_at_ms } else { e.hlc.wall_ms };
+                (!e.data.withdrawn && at_ms > since && at_ms <= until).then(|| DigestEntry {
+                    entry: e.data.entry,
+                    title: e.data.title,
+                    body: e.data.body_markdown,
+                    category: e.data.category,
+                    at_ms,
+                })
             })
             .collect();
         entries.sort_by_key(|e| e.at_ms);
