@@ -939,7 +939,7 @@ impl Engine {
                 } else {
                     e.hlc.wall_ms
                 };
-                (!e.data.withdrawn && at_ms > since && at_ms <= until).then(|| DigestEntry {
+                (!e.data.withdrawn && at_ms > since && at_ms <= until).then_some(DigestEntry {
                     entry: e.data.entry,
                     title: e.data.title,
                     body: e.data.body_markdown,
