@@ -288,7 +288,7 @@ async fn raw_smtp(port: u16, messages: u64, connections: u64) -> Result<f64, Loa
             for m in 0..per {
                 let n = c * per + m;
                 write
-                    .write_all(format!("MAIL FROM:<status@example.com>\r\n").as_bytes())
+                    .write_all(b"MAIL FROM:<status@example.com>\r\n")
                     .await
                     .map_err(|e| e.to_string())?;
                 expect(&mut lines, "250").await?;

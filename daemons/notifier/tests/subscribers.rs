@@ -312,7 +312,10 @@ async fn erasure_leaves_no_plaintext_address_on_the_bus_or_on_disk() {
     let ApiReply::Ok { result } = erased else {
         panic!("erase: {erased:?}")
     };
-    assert_eq!(result.subscribers, [sub.subscriber.subscriber.clone()]);
+    assert_eq!(
+        result.subscribers,
+        std::slice::from_ref(&sub.subscriber.subscriber)
+    );
     assert!(result.suppressed >= 1);
 
     // Every message of every stream, as the bus serves it.

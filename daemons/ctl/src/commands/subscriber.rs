@@ -423,7 +423,6 @@ pub async fn run(
                 Ok(())
             };
             fetch_all(&client, &page, timeout, Some(&mut write)).await?;
-            drop(write);
             writer.flush().map_err(CtlError::Output)?;
             if file.is_some() {
                 output::warn(&format!("exported {} subscribers", written.get()));
@@ -525,13 +524,16 @@ pub async fn run(
     }
 }
 
+/// What `fetch_all` hands each subscriber to, instead of collecting it.
+type EachSubscriber<'a> = dyn FnMut(&Subscriber) -> Result<(), CtlError> + 'a;
+
 /// Every subscriber of a page, slice by slice; with `each`, handed over as
 /// they come instead of collected.
 async fn fetch_all(
     client: &async_nats::Client,
     page: &str,
     timeout: Duration,
-    mut each: Option<&mut dyn FnMut(&Subscriber) -> Result<(), CtlError>>,
+    mut each: Option<&mut EachSubscriber<'_>>,
 ) -> Result<Vec<Subscriber>, CtlError> {
     let mut all = Vec::new();
     let mut after = None;

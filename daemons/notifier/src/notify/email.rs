@@ -365,15 +365,11 @@ mod tests {
             .split("\r\n")
             .collect();
         assert!(
-            headers
-                .iter()
-                .any(|h| *h == "List-Unsubscribe: <https://n.example/unsubscribe?token=a.b>"),
+            headers.contains(&"List-Unsubscribe: <https://n.example/unsubscribe?token=a.b>"),
             "{raw}"
         );
         assert!(
-            headers
-                .iter()
-                .any(|h| *h == "List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
+            headers.contains(&"List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
             "{raw}"
         );
         let message_id = format!(
