@@ -186,7 +186,10 @@ async fn readers_sign_up_confirm_and_unsubscribe_through_the_edge() {
     let signup_url = format!("{edge_url}/api/v2/subscribers.json");
     let down = sign_up_json(&signup_url, "ada@example.com").await;
     assert_eq!(down.status, 503, "{}", down.body);
-    assert!(down.retry_after.is_some(), "Retry-After when the API is down");
+    assert!(
+        down.retry_after.is_some(),
+        "Retry-After when the API is down"
+    );
     assert!(down.content_type.starts_with("application/json"));
     assert!(down.body.contains("try again later"), "{}", down.body);
     let html = post(
@@ -196,11 +199,19 @@ async fn readers_sign_up_confirm_and_unsubscribe_through_the_edge() {
     )
     .await;
     assert_eq!(html.status, 503);
-    assert!(html.content_type.starts_with("text/html"), "{}", html.content_type);
-    let (status, _) = get(&format!("{edge_url}/index.html")).await.expect("the edge answers");
+    assert!(
+        html.content_type.starts_with("text/html"),
+        "{}",
+        html.content_type
+    );
+    let (status, _) = get(&format!("{edge_url}/index.html"))
+        .await
+        .expect("the edge answers");
     assert_eq!(status, 200, "the page keeps serving without the API");
     // Nothing else is forwarded.
-    let (status, _) = get(&format!("{edge_url}/api/v1/incidents")).await.expect("answers");
+    let (status, _) = get(&format!("{edge_url}/api/v1/incidents"))
+        .await
+        .expect("answers");
     assert_eq!(status, 404);
 
     // The API comes up: a new address gets 202 and a confirmation email.
@@ -255,13 +266,22 @@ async fn readers_sign_up_confirm_and_unsubscribe_through_the_edge() {
     )
     .await;
     assert_eq!(bad.status, 422, "{}", bad.body);
-    assert!(bad.body.contains("\"field\":\"subscriber\""), "{}", bad.body);
+    assert!(
+        bad.body.contains("\"field\":\"subscriber\""),
+        "{}",
+        bad.body
+    );
 
     // The confirmation link, through the edge: a GET only shows a button.
     let (status, page) = get(&confirm_link).await.expect("the edge answers");
     assert_eq!(status, 200);
     assert!(page.contains("<form method=\"post\""), "{page}");
-    let confirmed = post(&confirm_link, "application/x-www-form-urlencoded", String::new()).await;
+    let confirmed = post(
+        &confirm_link,
+        "application/x-www-form-urlencoded",
+        String::new(),
+    )
+    .await;
     assert_eq!(confirmed.status, 200, "{}", confirmed.body);
     assert!(confirmed.body.contains("confirmed"), "{}", confirmed.body);
 
@@ -270,27 +290,50 @@ async fn readers_sign_up_confirm_and_unsubscribe_through_the_edge() {
     let created = ctl(
         &nats,
         &[
-            "incident", "create", PAGE, "--title", "Checkout errors", "--impact", "major",
-            "--component", "api=major_outage", "-m", "Looking into it", "--output", "json",
+            "incident",
+            "create",
+            PAGE,
+            "--title",
+            "Checkout errors",
+            "--impact",
+            "major",
+            "--component",
+            "api=major_outage",
+            "-m",
+            "Looking into it",
+            "--output",
+            "json",
         ],
     )
     .await;
     let incident: Value = serde_json::from_str(&ok(&created, "incident create")).expect("JSON");
     let id = incident["id"].as_str().expect("an id").to_owned();
-    let news = mail_to(&smtp, "ada@example.com", "the incident to Ada", "Checkout errors").await;
-    let status_url = format!("{edge_url}/api/v1/status/{PAGE}");
-    let (status_body, cache_control, etag) = wait_until("the incident in /api/v1/status", DECIDE, || {
-        let url = status_url.clone();
-        let id = id.clone();
-        async move {
-            let response = reqwest::get(&url).await.ok()?;
-            let cache = response.headers().get("cache-control")?.to_str().ok()?.to_owned();
-            let etag = response.headers().get("etag")?.to_str().ok()?.to_owned();
-            let body = response.text().await.ok()?;
-            body.contains(&id).then_some((body, cache, etag))
-        }
-    })
+    let news = mail_to(
+        &smtp,
+        "ada@example.com",
+        "the incident to Ada",
+        "Checkout errors",
+    )
     .await;
+    let status_url = format!("{edge_url}/api/v1/status/{PAGE}");
+    let (status_body, cache_control, etag) =
+        wait_until("the incident in /api/v1/status", DECIDE, || {
+            let url = status_url.clone();
+            let id = id.clone();
+            async move {
+                let response = reqwest::get(&url).await.ok()?;
+                let cache = response
+                    .headers()
+                    .get("cache-control")?
+                    .to_str()
+                    .ok()?
+                    .to_owned();
+                let etag = response.headers().get("etag")?.to_str().ok()?.to_owned();
+                let body = response.text().await.ok()?;
+                body.contains(&id).then_some((body, cache, etag))
+            }
+        })
+        .await;
     assert!(cache_control.contains("max-age=30"), "{cache_control}");
     let value: Value = serde_json::from_str(&status_body).expect("JSON");
     assert_eq!(value["incidents"][0]["title"], "Checkout errors");
@@ -312,10 +355,9 @@ async fn readers_sign_up_confirm_and_unsubscribe_through_the_edge() {
         .expect("the edge answers");
     assert_eq!(revalidated.status(), 304);
     assert!(
-        !smtp
-            .mails()
-            .iter()
-            .any(|m| m.to == ["bob@example.com"] && m.header("Subject").is_some_and(|s| s.contains("Checkout errors"))),
+        !smtp.mails().iter().any(|m| m.to == ["bob@example.com"]
+            && m.header("Subject")
+                .is_some_and(|s| s.contains("Checkout errors"))),
         "Bob has not confirmed"
     );
 
@@ -326,9 +368,17 @@ async fn readers_sign_up_confirm_and_unsubscribe_through_the_edge() {
         link.starts_with(&format!("{edge_url}/api/v2/subscribers/unsubscribe?token=")),
         "{link}"
     );
-    let gone = post(&link, "application/x-www-form-urlencoded", "List-Unsubscribe=One-Click".into()).await;
+    let gone = post(
+        &link,
+        "application/x-www-form-urlencoded",
+        "List-Unsubscribe=One-Click".into(),
+    )
+    .await;
     assert_eq!(gone.status, 200, "{}", gone.body);
-    let listed = ok(&ctl(&nats, &["subscriber", "list", PAGE]).await, "subscriber list");
+    let listed = ok(
+        &ctl(&nats, &["subscriber", "list", PAGE]).await,
+        "subscriber list",
+    );
     assert!(!listed.contains("ada@example.com"), "{listed}");
     assert!(listed.contains("bob@example.com"), "{listed}");
     let forged = post(
@@ -342,7 +392,12 @@ async fn readers_sign_up_confirm_and_unsubscribe_through_the_edge() {
     // One client address is limited; the API names when to retry.
     let mut limited = None;
     for n in 0..40 {
-        let answer = post(&signup_url, "application/json", r#"{"subscriber":{}}"#.into()).await;
+        let answer = post(
+            &signup_url,
+            "application/json",
+            r#"{"subscriber":{}}"#.into(),
+        )
+        .await;
         if answer.status == 429 {
             limited = Some((n, answer));
             break;

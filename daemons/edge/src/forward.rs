@@ -226,7 +226,11 @@ impl Forwarder {
                 } else {
                     StatusCode::BAD_REQUEST
                 };
-                return full(status, "text/plain; charset=utf-8", "unreadable request body\n");
+                return full(
+                    status,
+                    "text/plain; charset=utf-8",
+                    "unreadable request body\n",
+                );
             }
             Err(_) => {
                 self.count(Outcome::BadBody);
@@ -247,7 +251,11 @@ impl Forwarder {
             Ok(uri) => uri,
             Err(_) => {
                 self.count(Outcome::BadBody);
-                return full(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", "bad request\n");
+                return full(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain; charset=utf-8",
+                    "bad request\n",
+                );
             }
         };
         let headers = upstream.headers_mut();
@@ -349,7 +357,10 @@ mod tests {
             api_authority("http://api.internal/").as_deref(),
             Ok("api.internal:80")
         );
-        assert_eq!(api_authority("https://api.example.com"), Err(BadApiUrl::NotHttp));
+        assert_eq!(
+            api_authority("https://api.example.com"),
+            Err(BadApiUrl::NotHttp)
+        );
         assert_eq!(api_authority("http://api/x"), Err(BadApiUrl::HasPath));
         assert!(api_authority("not a url").is_err());
     }

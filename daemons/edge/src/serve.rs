@@ -111,8 +111,15 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 /// with `--api-url`, and only sign-up and its links, routed like files.
 /// The links carry a signed token that names the page, so they also work
 /// where no page is routed.
-pub fn forward_target(edge: &Edge, request: &Request<Incoming>) -> Option<(Forward, Option<String>)> {
+pub fn forward_target(
+    edge: &Edge,
+    request: &Request<Incoming>,
+) -> Option<(Forward, Option<String>)> {
     edge.forward.as_ref()?;
+    // Most requests are for files: skip routing twice for them.
+    if !request.uri().path().contains("/api/v2/subscribers") {
+        return None;
+    }
     let sites = edge.sites.load();
     match page_route(edge, &sites, request) {
         Route::Page { page, path } => forwarded(&path).map(|kind| (kind, Some(page))),
@@ -130,7 +137,9 @@ pub async fn handle_any(edge: &Edge, request: Request<Incoming>, peer: IpAddr) -
         return handle(edge, &request);
     };
     let response = if kind.takes(request.method().as_str()) {
-        forwarder.forward(request, kind, page.as_deref(), peer).await
+        forwarder
+            .forward(request, kind, page.as_deref(), peer)
+            .await
     } else {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         if let Ok(allow) = HeaderValue::from_str(kind.allow()) {
@@ -161,7 +170,11 @@ fn respond(edge: &Edge, request: &Request<Incoming>) -> Response<Body> {
     let sites = edge.sites.load();
     let headers = request.headers();
     if let Some(page_id) = status_v1_page(request.uri().path()) {
-        let Some(file) = sites.pages.get(page_id).and_then(|p| p.file(STATUS_V1_FILE)) else {
+        let Some(file) = sites
+            .pages
+            .get(page_id)
+            .and_then(|p| p.file(STATUS_V1_FILE))
+        else {
             return plain(StatusCode::NOT_FOUND, "not found\n");
         };
         let mut response = file_response(file, headers, head);
@@ -230,7 +243,11 @@ fn page_route(edge: &Edge, sites: &Sites, request: &Request<Incoming>) -> Route 
 
 /// A file's response: the negotiated variant, 304 for a matching
 /// `If-None-Match`, no body for HEAD.
-fn file_response(file: &crate::site::File, headers: &hyper::HeaderMap, head: bool) -> Response<Body> {
+fn file_response(
+    file: &crate::site::File,
+    headers: &hyper::HeaderMap,
+    head: bool,
+) -> Response<Body> {
     let encoding = negotiate(
         headers
             .get(header::ACCEPT_ENCODING)

@@ -91,7 +91,11 @@ impl AppState {
     /// peer there, so nothing a client sends gets this far).
     pub fn client_address(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         let peer_ip = peer.ip().to_canonical();
-        if self.trusted_proxies.iter().any(|net| net.contains(&peer_ip)) {
+        if self
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&peer_ip))
+        {
             let forwarded = headers
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok())

@@ -318,7 +318,11 @@ async fn sign_up_inner(
     };
     let new = to_new_subscriber(parsed)?;
     let channel = new.endpoints[0].clone();
-    if state.limits.recipient(&recipient_key(&page, &channel)).is_err() {
+    if state
+        .limits
+        .recipient(&recipient_key(&page, &channel))
+        .is_err()
+    {
         // Quietly: the same answer, and nothing more is sent to this inbox.
         count(state, "recipient_limited");
         return Ok(accepted());
@@ -410,9 +414,14 @@ fn token_of(query: &TokenQuery) -> String {
 
 /// What a link's POST did.
 async fn follow(state: &AppState, subject: &'static str, token: String) -> Result<(), ApiError> {
-    bus::call::<_, serde_json::Value>(&state.client, subject, &LinkRequest { token }, state.timeout)
-        .await
-        .map(|_| ())
+    bus::call::<_, serde_json::Value>(
+        &state.client,
+        subject,
+        &LinkRequest { token },
+        state.timeout,
+    )
+    .await
+    .map(|_| ())
 }
 
 fn link_failed(state: &AppState, kind: &str, error: &ApiError) -> Response {
@@ -543,17 +552,33 @@ mod tests {
     #[test]
     fn malformed_sign_ups_name_the_field() {
         let cases: &[(&[u8], bool, &str)] = &[
-            (br#"{"subscriber":{"email":"a@x.io","phone_number":"+15550100"}}"#, false, "subscriber"),
+            (
+                br#"{"subscriber":{"email":"a@x.io","phone_number":"+15550100"}}"#,
+                false,
+                "subscriber",
+            ),
             (br#"{"subscriber":{}}"#, false, "subscriber"),
-            (br#"{"subscriber":{"email":"a@x.io","admin":true}}"#, false, "subscriber.admin"),
+            (
+                br#"{"subscriber":{"email":"a@x.io","admin":true}}"#,
+                false,
+                "subscriber.admin",
+            ),
             (br#"{"subscriber":{"email":7}}"#, false, "subscriber.email"),
-            (b"subscriber%5Bemail%5D=a&subscriber%5Bemail%5D=b", true, "subscriber.email"),
+            (
+                b"subscriber%5Bemail%5D=a&subscriber%5Bemail%5D=b",
+                true,
+                "subscriber.email",
+            ),
             (b"confirmed=true&subscriber%5Bemail%5D=a", true, "confirmed"),
         ];
         for (body, form, field) in cases {
-            let error = if *form { parse_form(body) } else { parse_json(body) }
-                .and_then(to_new_subscriber)
-                .expect_err("refused");
+            let error = if *form {
+                parse_form(body)
+            } else {
+                parse_json(body)
+            }
+            .and_then(to_new_subscriber)
+            .expect_err("refused");
             assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY, "{error:?}");
             assert_eq!(
                 error.errors.first().map(|e| e.location.as_str()),
