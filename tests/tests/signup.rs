@@ -116,6 +116,30 @@ async fn mail_to(smtp: &SmtpSink, to: &str, what: &str, subject: &str) -> Mail {
     .await
 }
 
+/// `value` is valid against the checked-in OpenAPI document's `schema`.
+fn assert_documented(schema: &str, value: &Value) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../schemas/openapi/beacon-api.json"
+    );
+    let document: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("read the OpenAPI document"))
+            .expect("the OpenAPI document is JSON");
+    let wrapper = serde_json::json!({
+        "$ref": format!("#/components/schemas/{schema}"),
+        "components": document["components"],
+    });
+    let validator = jsonschema::validator_for(&wrapper).expect("a valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{value} does not match {schema}: {errors:?}"
+    );
+}
+
 #[tokio::test]
 async fn readers_sign_up_confirm_and_unsubscribe_through_the_edge() {
     let nats = NatsServer::start();
@@ -231,6 +255,7 @@ async fn readers_sign_up_confirm_and_unsubscribe_through_the_edge() {
     assert_eq!(first.status, 202, "{}", first.body);
     let body: Value = serde_json::from_str(&first.body).expect("JSON");
     assert_eq!(body["status"], "pending");
+    assert_documented("SignUpAccepted", &body);
     let confirmation = mail_to(&smtp, "ada@example.com", "Ada's confirmation", "confirm").await;
     let confirm_link = link_in(&confirmation, "/api/v2/subscribers/confirm?token=");
     assert!(
