@@ -9,7 +9,8 @@
 //! # Layout
 //!
 //! - [`keys`]: key text, hashing and checking (pure).
-//! - [`limits`]: rate limits per key and per client address.
+//! - [`limits`]: rate limits per key, per client address and per address
+//!   being subscribed.
 //! - [`admin`]: KV `apikeys` and the `beacon.api.apikey.*` endpoints.
 //! - [`bus`]: requests to the owners' bus APIs.
 //! - [`error`]: the JSON error every route returns.
@@ -61,8 +62,8 @@ pub struct ApiSettings {
     pub timeout: Duration,
     /// Public requests per minute per client address.
     pub per_address_per_minute: u32,
-    /// Whether to believe `X-Forwarded-For` (behind the edge).
-    pub trust_forwarded: bool,
+    /// Peers whose `X-Forwarded-For` is believed (`--trusted-proxy`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Runs the api daemon until shutdown.
@@ -97,7 +98,7 @@ pub async fn run(daemon: Daemon, settings: ApiSettings) -> Result<(), RunError> 
         limits: limits::Limits::new(settings.per_address_per_minute),
         metrics,
         timeout: settings.timeout,
-        trust_forwarded: settings.trust_forwarded,
+        trusted_proxies: settings.trusted_proxies,
     };
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     daemon.process.readiness.set(true);

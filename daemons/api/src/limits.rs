@@ -1,6 +1,7 @@
-//! Rate limits: per API key (its own rate) and per client address (public
-//! sign-up), on `governor`'s GCRA limiters. A request over the limit is
-//! refused with how long to wait; nothing queues.
+//! Rate limits: per API key (its own rate), per client address (public
+//! sign-up) and per address being subscribed (so nobody can flood one
+//! inbox with confirmations), on `governor`'s GCRA limiters. A request over
+//! the limit is refused with how long to wait; nothing queues.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -31,7 +32,15 @@ pub struct Limits {
     keys: Arc<Mutex<HashMap<String, KeyLimiter>>>,
     addresses: Arc<Mutex<HashMap<IpAddr, Arc<DefaultDirectRateLimiter>>>>,
     per_address_per_minute: u32,
+    recipients: Arc<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>>,
 }
+
+/// Sign-ups of one email address or phone number (on one page) allowed per
+/// hour, after a burst of [`RECIPIENT_BURST`].
+pub const RECIPIENT_PER_HOUR: u32 = 4;
+
+/// Sign-ups of one address allowed at once.
+pub const RECIPIENT_BURST: u32 = 2;
 
 impl Limits {
     /// Limits with `per_address_per_minute` for public requests.
@@ -40,6 +49,7 @@ impl Limits {
             keys: Arc::default(),
             addresses: Arc::default(),
             per_address_per_minute,
+            recipients: Arc::default(),
         }
     }
 
@@ -83,6 +93,28 @@ impl Limits {
         };
         Self::check(&limiter)
     }
+
+    /// One sign-up of `recipient` (the page and the address being
+    /// subscribed, normalized by the caller).
+    pub fn recipient(&self, recipient: &str) -> Result<(), u64> {
+        let limiter = {
+            let mut recipients = self.recipients.lock().unwrap_or_else(|p| p.into_inner());
+            if recipients.len() >= MAX_ADDRESSES && !recipients.contains_key(recipient) {
+                recipients.clear();
+            }
+            recipients
+                .entry(recipient.to_owned())
+                .or_insert_with(|| {
+                    let rate = NonZeroU32::new(RECIPIENT_PER_HOUR).unwrap_or(NonZeroU32::MIN);
+                    let burst = NonZeroU32::new(RECIPIENT_BURST).unwrap_or(NonZeroU32::MIN);
+                    Arc::new(RateLimiter::direct(
+                        Quota::per_hour(rate).allow_burst(burst),
+                    ))
+                })
+                .clone()
+        };
+        Self::check(&limiter)
+    }
 }
 
 #[cfg(test)]
@@ -109,5 +141,18 @@ mod tests {
         assert!(limits.address(a).is_ok());
         assert!(limits.address(a).is_err());
         assert!(limits.address(b).is_ok());
+    }
+
+    #[test]
+    fn one_recipient_gets_a_burst_then_waits() {
+        let limits = Limits::new(6);
+        for n in 0..RECIPIENT_BURST {
+            assert!(limits.recipient("demo email a@example.com").is_ok(), "{n}");
+        }
+        let wait = limits
+            .recipient("demo email a@example.com")
+            .expect_err("over the limit");
+        assert!(wait > 60, "{wait}");
+        assert!(limits.recipient("demo email b@example.com").is_ok());
     }
 }

@@ -26,9 +26,11 @@ struct Args {
     /// Public sign-up requests per minute per client address.
     #[arg(long, env = "BEACON_API_PER_ADDRESS", default_value_t = 30)]
     per_address_per_minute: u32,
-    /// Believe `X-Forwarded-For` for the client address (only behind the edge).
-    #[arg(long, env = "BEACON_API_TRUST_FORWARDED")]
-    trust_forwarded: bool,
+    /// A peer (CIDR) whose `X-Forwarded-For` names the client, e.g. the
+    /// edge; repeat for several. Other peers are the client themselves.
+    #[arg(long = "trusted-proxy", env = "BEACON_API_TRUSTED_PROXY", value_delimiter = ',',
+        default_values = ["127.0.0.0/8", "::1/128"])]
+    trusted_proxy: Vec<ipnet::IpNet>,
 }
 
 #[tokio::main]
@@ -51,7 +53,7 @@ async fn main() -> ExitCode {
         listen: args.listen,
         timeout: args.timeout,
         per_address_per_minute: args.per_address_per_minute,
-        trust_forwarded: args.trust_forwarded,
+        trusted_proxies: args.trusted_proxy,
     };
     Daemon::run_main("api", &args.region, &args.common, |daemon| {
         beacon_api::run(daemon, settings)

@@ -15,6 +15,8 @@ pub struct Metrics {
     pub refused: IntCounterVec,
     /// Requests over a rate limit, by kind (key, address).
     pub rate_limited: IntCounterVec,
+    /// Public sign-ups and link follows, by outcome.
+    pub signups: IntCounterVec,
 }
 
 impl Metrics {
@@ -43,6 +45,11 @@ impl Metrics {
                 "rate_limited_total",
                 "Requests refused for a rate limit, by kind (key, address)",
                 &["kind"],
+            )?,
+            signups: registry.counter(
+                "signups_total",
+                "Public sign-up requests and link follows by outcome (pending, known, recipient_limited, invalid, rate_limited, unavailable, confirmed, confirm_invalid, unsubscribed, unsubscribe_invalid)",
+                &["outcome"],
             )?,
         })
     }

@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{dto, seed, statuspage};
+use crate::http::{dto, public, seed, statuspage};
 
 struct Security;
 
@@ -43,14 +43,16 @@ impl Modify for Security {
         statuspage::list, statuspage::unresolved, statuspage::scheduled, statuspage::create,
         statuspage::show_one, statuspage::update, statuspage::delete,
         statuspage::list_components, statuspage::show_component, statuspage::update_component,
+        public::sign_up, public::confirm_page, public::confirm, public::unsubscribe_page, public::unsubscribe,
     ),
     components(schemas(
         dto::Status, dto::Impact, dto::IncidentStatus, dto::Affected, dto::Update, dto::Incident,
         dto::Component, dto::Maintenance, dto::SpComponent, dto::SpAffectedComponent,
         dto::SpIncidentUpdate, dto::SpIncident,
+        public::SignUp, public::NewPublicSubscriber, public::SignUpAccepted,
     )),
     modifiers(&Security),
-    tags((name = "incidents"), (name = "components"), (name = "maintenance"), (name = "statuspage", description = "Statuspage's REST API v1 paths and fields")),
+    tags((name = "incidents"), (name = "components"), (name = "maintenance"), (name = "statuspage", description = "Statuspage's REST API v1 paths and fields"), (name = "sign-up", description = "Public sign-up without a key, and the links subscribers are mailed")),
 )]
 pub struct ApiDoc;
 

@@ -1,6 +1,6 @@
 //! Pure request handling decisions, table-tested: which page and file a
-//! request means, content types, validator matching and content-encoding
-//! negotiation.
+//! request means, which requests go to the HTTP API, content types,
+//! validator matching and content-encoding negotiation.
 
 /// Why a request path maps to no file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,9 +168,94 @@ pub fn route(
     }
 }
 
+/// A request the edge hands to the HTTP API (`--api-url`): public sign-up
+/// and the links subscribers are mailed. Nothing else is forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    /// `POST /api/v2/subscribers.json`.
+    SignUp,
+    /// `GET|POST /api/v2/subscribers/confirm`.
+    Confirm,
+    /// `GET|POST /api/v2/subscribers/unsubscribe`.
+    Unsubscribe,
+}
+
+impl Forward {
+    /// The path on the HTTP API.
+    pub fn api_path(self) -> &'static str {
+        match self {
+            Forward::SignUp => "/api/v2/subscribers.json",
+            Forward::Confirm => "/api/v2/subscribers/confirm",
+            Forward::Unsubscribe => "/api/v2/subscribers/unsubscribe",
+        }
+    }
+
+    /// The methods it takes, as an `Allow` header says them.
+    pub fn allow(self) -> &'static str {
+        match self {
+            Forward::SignUp => "POST",
+            Forward::Confirm | Forward::Unsubscribe => "GET, POST",
+        }
+    }
+
+    /// Whether it takes `method`.
+    pub fn takes(self, method: &str) -> bool {
+        match self {
+            Forward::SignUp => method == "POST",
+            Forward::Confirm | Forward::Unsubscribe => method == "GET" || method == "POST",
+        }
+    }
+}
+
+/// Whether a path within a page (as [`route`] gives it) is one the HTTP API
+/// answers.
+pub fn forwarded(page_path: &str) -> Option<Forward> {
+    [Forward::SignUp, Forward::Confirm, Forward::Unsubscribe]
+        .into_iter()
+        .find(|f| f.api_path() == page_path)
+}
+
+/// The file behind `/api/v1/status/{page}`, in every page's version.
+pub const STATUS_V1_FILE: &str = "api/v1/status.json";
+
+/// The page of a `/api/v1/status/{page}` request, if it is one.
+pub fn status_v1_page(path: &str) -> Option<&str> {
+    let page = path.strip_prefix("/api/v1/status/")?;
+    beacon_core::names::check_token(page).ok().map(|()| page)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_sign_up_and_its_links_are_forwarded() {
+        assert_eq!(forwarded("/api/v2/subscribers.json"), Some(Forward::SignUp));
+        assert_eq!(
+            forwarded("/api/v2/subscribers/confirm"),
+            Some(Forward::Confirm)
+        );
+        assert_eq!(
+            forwarded("/api/v2/subscribers/unsubscribe"),
+            Some(Forward::Unsubscribe)
+        );
+        for other in [
+            "/api/v2/subscribers",
+            "/api/v2/subscribers/",
+            "/api/v2/subscribers/x",
+            "/api/v1/incidents",
+            "/openapi.json",
+            "/api/v2/summary.json",
+        ] {
+            assert_eq!(forwarded(other), None, "{other}");
+        }
+        assert!(Forward::SignUp.takes("POST") && !Forward::SignUp.takes("GET"));
+        assert!(Forward::Confirm.takes("GET") && !Forward::Confirm.takes("PUT"));
+        assert_eq!(status_v1_page("/api/v1/status/demo"), Some("demo"));
+        assert_eq!(status_v1_page("/api/v1/status/../x"), None);
+        assert_eq!(status_v1_page("/api/v1/status/"), None);
+        assert_eq!(status_v1_page("/demo/api/v1/status/demo"), None);
+    }
 
     #[test]
     fn paths_map_to_files_or_are_refused() {

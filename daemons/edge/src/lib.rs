@@ -12,9 +12,11 @@
 //!   directory.
 //! - [`live`]: Server-Sent Events hub.
 //! - [`serve`]: the HTTP server (hyper) and its handler.
+//! - [`forward`]: public sign-up handed to the HTTP API (`--api-url`).
 //! - [`mirror`]: object store to origin directory.
 
 pub mod files;
+pub mod forward;
 pub mod live;
 pub mod mirror;
 pub mod serve;
@@ -52,6 +54,8 @@ pub struct EdgeConfig {
     pub max_sse_clients: usize,
     /// Mirror the `pages` object store over this connection, if set.
     pub mirror: Option<NatsArgs>,
+    /// The HTTP API that answers public sign-up (`http://host:port`), if any.
+    pub api_url: Option<String>,
 }
 
 impl EdgeConfig {
@@ -81,6 +85,11 @@ impl EdgeConfig {
             || self.scan_interval > Duration::from_secs(10)
         {
             errors.push("--scan-interval: must be between 10ms and 10s".to_owned());
+        }
+        if let Some(url) = &self.api_url {
+            if let Err(e) = forward::api_authority(url) {
+                errors.push(format!("--api-url {url}: {e}"));
+            }
         }
         if self.max_connections == 0 {
             errors.push("--max-connections: must be at least 1".to_owned());
@@ -147,6 +156,19 @@ pub async fn run(process: Process, config: EdgeConfig) -> Result<(), RunError> {
         "Age of the oldest page version served (since its render): how stale a page can be",
     )?;
     let pages = m.single_gauge("pages", "Pages served")?;
+    let forwarded = m.counter(
+        "forwarded_total",
+        "Sign-up requests forwarded to the HTTP API, by outcome (answered, api_failed, unreachable, timeout, bad_body)",
+        &["outcome"],
+    )?;
+    let forward = config
+        .api_url
+        .as_deref()
+        .and_then(|url| forward::api_authority(url).ok())
+        .map(|authority| forward::Forwarder {
+            authority,
+            outcomes: forwarded,
+        });
 
     let _ = std::fs::create_dir_all(&config.origin);
     let mut loader = Loader::new(config.origin.clone());
@@ -161,6 +183,7 @@ pub async fn run(process: Process, config: EdgeConfig) -> Result<(), RunError> {
         hub: hub.clone(),
         max_sse_clients: i64::try_from(config.max_sse_clients).unwrap_or(i64::MAX),
         counters,
+        forward,
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -229,7 +252,7 @@ pub async fn run(process: Process, config: EdgeConfig) -> Result<(), RunError> {
         ));
     }
     process.readiness.set(true);
-    tracing::info!(listen = %bound, origin = %config.origin.display(), page = ?config.page, mirror = config.mirror.is_some(), "Edge serving.");
+    tracing::info!(listen = %bound, origin = %config.origin.display(), page = ?config.page, mirror = config.mirror.is_some(), api = ?config.api_url, "Edge serving.");
     process.shutdown.cancelled().await;
     Ok(())
 }

@@ -41,6 +41,11 @@ struct Args {
     /// Mirror the `pages` object store into --origin (needs --nats-url).
     #[arg(long, env = "BEACON_MIRROR")]
     mirror: bool,
+    /// The HTTP API (`http://host:port`) that answers public sign-up:
+    /// `POST /api/v2/subscribers.json` and the confirm and unsubscribe
+    /// links are forwarded there; without it they are 404.
+    #[arg(long, env = "BEACON_API_URL")]
+    api_url: Option<String>,
     /// How to reach NATS for --mirror.
     #[command(flatten)]
     nats: NatsArgs,
@@ -61,6 +66,7 @@ async fn main() -> ExitCode {
         max_connections: args.max_connections,
         max_sse_clients: args.max_sse_clients,
         mirror: args.mirror.then_some(args.nats),
+        api_url: args.api_url,
     };
     if let Err(errors) = config.validate() {
         return config_exit("edge", &errors);

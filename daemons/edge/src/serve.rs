@@ -2,10 +2,12 @@
 //! connection limit, HTTP/1.1 connections with small header buffers and a
 //! header timeout (a slow or oversized client is cut off alone), and one
 //! handler that serves every page from memory. It reads no file, so it keeps
-//! answering when NATS, ClickHouse and every other daemon are down.
+//! answering when NATS, ClickHouse and every other daemon are down. With
+//! `--api-url`, public sign-up and its links go to the HTTP API
+//! ([`crate::forward`]); nothing else does.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +24,11 @@ use prometheus::IntCounter;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::files::{etag_matches, host_name, negotiate, relative_file, route, Route};
+use crate::files::{
+    etag_matches, forwarded, host_name, negotiate, relative_file, route, status_v1_page, Forward,
+    Route, STATUS_V1_FILE,
+};
+use crate::forward::Forwarder;
 use crate::live::{FrameStream, Hub};
 use crate::site::Sites;
 
@@ -78,7 +84,12 @@ pub struct Edge {
     pub max_sse_clients: i64,
     /// Responses by class.
     pub counters: Counters,
+    /// Where public sign-up goes (`--api-url`), if anywhere.
+    pub forward: Option<Forwarder>,
 }
+
+/// Cache policy of `/api/v1/status/{page}`: pollers may reuse it for 30 s.
+pub const STATUS_V1_CACHE_CONTROL: &str = "public, max-age=30";
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut response = Response::new(Either::Left(Full::new(Bytes::from_static(text.as_bytes()))));
@@ -93,6 +104,50 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    response
+}
+
+/// What the HTTP API answers for this request, and for which page: only
+/// with `--api-url`, and only sign-up and its links, routed like files.
+/// The links carry a signed token that names the page, so they also work
+/// where no page is routed.
+pub fn forward_target(
+    edge: &Edge,
+    request: &Request<Incoming>,
+) -> Option<(Forward, Option<String>)> {
+    edge.forward.as_ref()?;
+    // Most requests are for files: skip routing twice for them.
+    if !request.uri().path().contains("/api/v2/subscribers") {
+        return None;
+    }
+    let sites = edge.sites.load();
+    match page_route(edge, &sites, request) {
+        Route::Page { page, path } => forwarded(&path).map(|kind| (kind, Some(page))),
+        Route::AddSlash(_) => None,
+        Route::NotFound => forwarded(request.uri().path())
+            .filter(|kind| *kind != Forward::SignUp)
+            .map(|kind| (kind, None)),
+    }
+}
+
+/// Serves one request, handing sign-up to the HTTP API.
+pub async fn handle_any(edge: &Edge, request: Request<Incoming>, peer: IpAddr) -> Response<Body> {
+    let (Some(forwarder), Some((kind, page))) = (&edge.forward, forward_target(edge, &request))
+    else {
+        return handle(edge, &request);
+    };
+    let response = if kind.takes(request.method().as_str()) {
+        forwarder
+            .forward(request, kind, page.as_deref(), peer)
+            .await
+    } else {
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        if let Ok(allow) = HeaderValue::from_str(kind.allow()) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        response
+    };
+    edge.counters.count(response.status());
     response
 }
 
@@ -113,6 +168,51 @@ fn respond(edge: &Edge, request: &Request<Incoming>) -> Response<Body> {
         return response;
     }
     let sites = edge.sites.load();
+    let headers = request.headers();
+    if let Some(page_id) = status_v1_page(request.uri().path()) {
+        let Some(file) = sites
+            .pages
+            .get(page_id)
+            .and_then(|p| p.file(STATUS_V1_FILE))
+        else {
+            return plain(StatusCode::NOT_FOUND, "not found\n");
+        };
+        let mut response = file_response(file, headers, head);
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(STATUS_V1_CACHE_CONTROL),
+        );
+        return response;
+    }
+    let (page_id, path) = match page_route(edge, &sites, request) {
+        Route::Page { page, path } => (page, path),
+        Route::AddSlash(location) => {
+            let mut response = plain(StatusCode::MOVED_PERMANENTLY, "moved\n");
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            return response;
+        }
+        Route::NotFound => return plain(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    let Some(page) = sites.pages.get(&page_id) else {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    };
+    if path.trim_start_matches('/') == "events" {
+        return events(edge, &page_id);
+    }
+    let Ok(file_path) = relative_file(&path) else {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let Some(file) = page.file(&file_path) else {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    };
+    file_response(file, headers, head)
+}
+
+/// Which page and path a request means: by host, then default page, then
+/// path prefix (see [`route`]).
+fn page_route(edge: &Edge, sites: &Sites, request: &Request<Incoming>) -> Route {
     let headers = request.headers();
     let host = headers
         .get(header::HOST)
@@ -136,31 +236,18 @@ fn respond(edge: &Edge, request: &Request<Incoming>) -> Response<Body> {
                     .is_ok_and(|file| sites.pages.get(page).is_some_and(|p| p.has(&file)))
         })
     };
-    let (page_id, path) = match route(host_page, default, request.uri().path(), default_has, |p| {
+    route(host_page, default, request.uri().path(), default_has, |p| {
         sites.pages.contains_key(p)
-    }) {
-        Route::Page { page, path } => (page, path),
-        Route::AddSlash(location) => {
-            let mut response = plain(StatusCode::MOVED_PERMANENTLY, "moved\n");
-            if let Ok(value) = HeaderValue::from_str(&location) {
-                response.headers_mut().insert(header::LOCATION, value);
-            }
-            return response;
-        }
-        Route::NotFound => return plain(StatusCode::NOT_FOUND, "not found\n"),
-    };
-    let Some(page) = sites.pages.get(&page_id) else {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
-    };
-    if path.trim_start_matches('/') == "events" {
-        return events(edge, &page_id);
-    }
-    let Ok(file_path) = relative_file(&path) else {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
-    };
-    let Some(file) = page.file(&file_path) else {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
-    };
+    })
+}
+
+/// A file's response: the negotiated variant, 304 for a matching
+/// `If-None-Match`, no body for HEAD.
+fn file_response(
+    file: &crate::site::File,
+    headers: &hyper::HeaderMap,
+    head: bool,
+) -> Response<Body> {
     let encoding = negotiate(
         headers
             .get(header::ACCEPT_ENCODING)
@@ -234,7 +321,7 @@ pub async fn accept_loop(
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
-        let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = match accepted {
+        let (stream, peer): (tokio::net::TcpStream, SocketAddr) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, usually: wait a little, go on.
@@ -258,8 +345,8 @@ pub async fn accept_loop(
         // ends by itself, and the process ending closes them.
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
-                let response = handle(&edge, &request);
-                async move { Ok::<_, Infallible>(response) }
+                let edge = edge.clone();
+                async move { Ok::<_, Infallible>(handle_any(&edge, request, peer.ip()).await) }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())

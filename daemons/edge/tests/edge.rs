@@ -2,8 +2,9 @@
 //! writes them: routing by host and path, compression, validators, cache
 //! and security headers, 404s, path traversal, oversized and malformed
 //! requests (refused without affecting other clients), live updates over
-//! SSE, the emergency notice, and mirroring the `pages` object store from a
-//! real nats-server, then serving on with NATS gone.
+//! SSE, the emergency notice, mirroring the `pages` object store from a
+//! real nats-server, then serving on with NATS gone, and handing sign-up
+//! (and nothing else) to the HTTP API, with a clear 503 when it fails.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -484,5 +485,154 @@ async fn the_edge_mirrors_the_object_store_and_serves_on_without_nats() {
     assert!(
         String::from_utf8_lossy(&body).contains("mirrored two"),
         "last good version without NATS"
+    );
+}
+
+fn post(
+    addr: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    http(addr, &request)
+}
+
+// The fake API runs on the runtime's workers while the test blocks on
+// plain sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_sign_up_goes_to_the_api_and_its_failures_are_a_clear_503() {
+    use beacon_testkit::receivers::web::{Reply, WebSink};
+
+    let origin_dir = tempfile::tempdir().expect("origin");
+    for (page, version) in [
+        ("demo", "01J0000000000000000000000A"),
+        ("other", "01J0000000000000000000000B"),
+    ] {
+        let status = format!("{{\"page\":{{\"id\":\"{page}\"}}}}\n");
+        let built = Compressor::default().build(
+            page,
+            version,
+            beacon_core::hlc::wall_clock_ms(),
+            Vec::new(),
+            vec![
+                ("index.html".into(), b"<!doctype html><p>page</p>".to_vec()),
+                ("api/v1/status.json".into(), status.into_bytes()),
+            ],
+        );
+        publish(origin_dir.path(), &built);
+    }
+    let api = WebSink::start().await;
+    api.respond(|_| Reply::json(202, serde_json::json!({"status": "pending"})));
+    let edge = start_edge(
+        origin_dir.path(),
+        &["--page", "demo", "--api-url", &api.url()],
+    );
+    edge.process.wait_ready(READY).await;
+    let addr = edge.addr.clone();
+    let json =
+        "Content-Type: application/json\r\nX-Beacon-Page: evil\r\nX-Forwarded-For: 203.0.113.9\r\n";
+    let body = br#"{"subscriber":{"email":"a@example.com"}}"#;
+
+    // At the root (the default page) and under a page's prefix; the edge
+    // names the page and the client, whatever the client said.
+    let (status, headers, answer) = post(&addr, "/api/v2/subscribers.json?x=1", json, body);
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(header(&headers, "cache-control"), Some("no-store"));
+    let (status, _, _) = post(&addr, "/other/api/v2/subscribers.json", json, body);
+    assert_eq!(status, 202);
+    let received = api.received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].method, "POST");
+    assert_eq!(received[0].path, "/api/v2/subscribers.json?x=1");
+    assert_eq!(received[0].header("x-beacon-page"), Some("demo"));
+    assert_eq!(received[0].header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(received[0].body, body.to_vec());
+    assert_eq!(received[1].path, "/api/v2/subscribers.json");
+    assert_eq!(received[1].header("x-beacon-page"), Some("other"));
+
+    // The links go as GET and POST; nothing else is forwarded.
+    let (status, _, _) = get(&addr, "/api/v2/subscribers/confirm?token=abc", "");
+    assert_eq!(status, 202);
+    assert_eq!(
+        api.received()[2].path,
+        "/api/v2/subscribers/confirm?token=abc"
+    );
+    for path in [
+        "/api/v1/incidents",
+        "/api/v2/subscribers",
+        "/openapi.json",
+        "/api/v2/subscribers/x",
+    ] {
+        let (status, _, _) = get(&addr, path, "");
+        assert_eq!(status, 404, "{path}");
+    }
+    let (status, headers, _) = get(&addr, "/api/v2/subscribers.json", "");
+    assert_eq!(status, 405);
+    assert_eq!(header(&headers, "allow"), Some("POST"));
+    assert_eq!(api.count(), 3, "nothing else reached the API");
+
+    // Too large a body never leaves the edge.
+    let big = vec![b'x'; 20 * 1024];
+    let (status, _, _) = post(&addr, "/api/v2/subscribers.json", json, &big);
+    assert_eq!(status, 413);
+    assert_eq!(api.count(), 3);
+
+    // The API failing is a 503 with Retry-After, JSON or HTML as asked.
+    api.respond(|_| Reply::status(500));
+    let (status, headers, answer) = post(&addr, "/api/v2/subscribers.json", json, body);
+    assert_eq!(status, 503);
+    assert!(header(&headers, "retry-after").is_some());
+    assert_eq!(header(&headers, "content-type"), Some("application/json"));
+    assert!(String::from_utf8_lossy(&answer).contains("try again later"));
+    let form = "Content-Type: application/x-www-form-urlencoded\r\n";
+    let (status, headers, answer) = post(
+        &addr,
+        "/api/v2/subscribers.json",
+        form,
+        b"subscriber%5Bemail%5D=a",
+    );
+    assert_eq!(status, 503);
+    assert!(header(&headers, "content-type").is_some_and(|v| v.starts_with("text/html")));
+    assert!(String::from_utf8_lossy(&answer).contains("try again later"));
+    // And the API gone altogether: the same, and the pages serve on.
+    drop(api);
+    let (status, headers, _) = post(&addr, "/api/v2/subscribers.json", json, body);
+    assert_eq!(status, 503);
+    assert!(header(&headers, "retry-after").is_some());
+    let (status, _, _) = get(&addr, "/", "");
+    assert_eq!(status, 200);
+
+    // /api/v1/status/{page}: that page's file, polled at most every 30 s.
+    let (status, headers, answer) = get(&addr, "/api/v1/status/other", "");
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "cache-control"),
+        Some("public, max-age=30")
+    );
+    assert!(String::from_utf8_lossy(&answer).contains("\"other\""));
+    let etag = header(&headers, "etag").expect("an ETag").to_owned();
+    let (status, _, _) = get(
+        &addr,
+        "/api/v1/status/other",
+        &format!("If-None-Match: {etag}\r\n"),
+    );
+    assert_eq!(status, 304);
+    let (status, _, _) = get(&addr, "/api/v1/status/nope", "");
+    assert_eq!(status, 404);
+    let metrics = reqwest::get(format!("{}/metrics", edge.process.admin_url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("beacon_edge_forwarded_total{outcome=\"api_failed\"} 2"),
+        "{metrics}"
     );
 }

@@ -39,6 +39,7 @@ const GOLDEN: &[&str] = &[
     "history.html",
     "incidents/inc-open.html",
     "changelog.html",
+    "api/v1/status.json",
     "api/v2/summary.json",
     "api/v2/status.json",
     "api/v2/components.json",

@@ -4,8 +4,10 @@
 //! - [`dto`]: the JSON shapes of Beacon's own routes and of Statuspage's.
 //! - [`seed`]: `/api/v1/…`, Beacon's operator routes (the page is the key's).
 //! - [`statuspage`]: `/v1/pages/{page_id}/…`, Statuspage's management routes.
+//! - [`public`]: `/api/v2/subscribers…`, public sign-up without a key.
 
 pub mod dto;
+pub mod public;
 pub mod seed;
 pub mod statuspage;
 
@@ -43,8 +45,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// How long an owner may take to answer.
     pub timeout: Duration,
-    /// Whether to believe `X-Forwarded-For` (behind the edge).
-    pub trust_forwarded: bool,
+    /// Peers whose `X-Forwarded-For` is believed (the edge, a proxy).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl AppState {
@@ -84,10 +86,16 @@ impl AppState {
         })
     }
 
-    /// The client's address: the peer, or behind a trusted proxy the first
-    /// `X-Forwarded-For` address.
+    /// The client's address: the peer, or when the peer is a trusted proxy
+    /// the first `X-Forwarded-For` address (the edge writes only its own
+    /// peer there, so nothing a client sends gets this far).
     pub fn client_address(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-        if self.trust_forwarded {
+        let peer_ip = peer.ip().to_canonical();
+        if self
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&peer_ip))
+        {
             let forwarded = headers
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok())
@@ -185,6 +193,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(seed::routes())
         .merge(statuspage::routes())
+        .merge(public::routes())
         .route(
             "/openapi.json",
             axum::routing::get(|| async {

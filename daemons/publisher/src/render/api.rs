@@ -453,9 +453,72 @@ fn maintenance_file<'a>(state: &'a PageState<'_>, list: Vec<&'a MaintenanceItem>
     })
 }
 
+/// `api/v1/status.json`: Beacon's lightweight status, served by the edge
+/// at `/api/v1/status/{page}`: the overall status, every component (with
+/// `null` while undecided, never a guess) and the active incidents.
+pub fn status_v1_json(state: &PageState<'_>) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Page<'a> {
+        id: &'a str,
+        name: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Component<'a> {
+        id: &'a str,
+        name: &'a str,
+        status: Option<&'static str>,
+    }
+    #[derive(Serialize)]
+    struct ActiveIncident<'a> {
+        id: &'a str,
+        title: &'a str,
+        impact: &'static str,
+        status: &'static str,
+        updated_at: String,
+    }
+    #[derive(Serialize)]
+    struct Status<'a> {
+        page: Page<'a>,
+        status: ApiStatus,
+        components: Vec<Component<'a>>,
+        incidents: Vec<ActiveIncident<'a>>,
+        generated_at: String,
+    }
+    to_json(&Status {
+        page: Page {
+            id: &state.config.id,
+            name: &state.config.name,
+        },
+        status: status_object(state),
+        components: state
+            .config
+            .components
+            .iter()
+            .map(|c| Component {
+                id: &c.id,
+                name: &c.name,
+                status: state.status_of(&c.id).map(|s| s.as_str()),
+            })
+            .collect(),
+        incidents: state
+            .unresolved_incidents()
+            .into_iter()
+            .map(|i| ActiveIncident {
+                id: &i.id,
+                title: &i.title,
+                impact: i.impact.as_str(),
+                status: i.state.as_str(),
+                updated_at: rfc3339(i.updated_at_ms),
+            })
+            .collect(),
+        generated_at: rfc3339(state.generated_at_ms),
+    })
+}
+
 /// Every API file: (path, bytes).
 pub fn files(state: &PageState<'_>) -> Vec<(String, Vec<u8>)> {
     vec![
+        ("api/v1/status.json".into(), status_v1_json(state)),
         ("api/v2/summary.json".into(), summary_json(state)),
         ("api/v2/status.json".into(), status_json(state)),
         ("api/v2/components.json".into(), components_json(state)),
