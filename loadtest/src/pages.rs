@@ -444,7 +444,31 @@ async fn start_edge(origin: &Path, page: &str, threads: usize) -> Result<(Child,
 
 /// Starts nginx with one worker serving `root` (the same version
 /// directory), gzip_static on, the same cache headers, logging off.
-async fn start_nginx(program: &str, dir: &Path, root: &Path) -> Result<(Child, u16), LoadError> {
+/// nginx, stopped on drop the way nginx wants: SIGTERM to the master,
+/// which stops its worker. (Killing the master alone leaves the worker
+/// running, holding the port.)
+struct Nginx {
+    child: Child,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+async fn start_nginx(program: &str, dir: &Path, root: &Path) -> Result<(Nginx, u16), LoadError> {
     let port = free_port();
     let conf = format!(
         "worker_processes 1;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log warn;\n\
@@ -479,7 +503,7 @@ http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  tcp_nodelay on;\
         Duration::from_secs(20),
     )
     .await?;
-    Ok((child, port))
+    Ok((Nginx { child }, port))
 }
 
 // ---------------------------------------------------------------------------
