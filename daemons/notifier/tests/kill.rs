@@ -18,17 +18,16 @@ use beacon_testkit::receivers::web::WebSink;
 use beacon_testkit::wait_until;
 use common::*;
 
-/// Recipients of the fan-out: 20,000 in the suite, where every process is
-/// a debug build on two cores (loading the subscribers after each restart
-/// alone takes seconds); `BEACON_KILL_RECIPIENTS=100000` runs a larger
-/// fan-out with waits scaled to match, and `loadtest/` fans out to
-/// 1,000,000 with release builds.
+/// Recipients of the fan-out: 100,000 (about 100 s with every process a
+/// debug build on two cores); `BEACON_KILL_RECIPIENTS` sets another count,
+/// with the waits scaled to it. `loadtest/` fans out to 1,000,000 with
+/// release builds.
 fn recipients() -> usize {
     std::env::var("BEACON_KILL_RECIPIENTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|n| *n >= 1000)
-        .unwrap_or(20_000)
+        .unwrap_or(100_000)
 }
 
 /// A wait sized for 20,000 recipients, scaled to the fan-out's size.
