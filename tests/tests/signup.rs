@@ -474,5 +474,21 @@ async fn readers_sign_up_confirm_and_unsubscribe_through_the_edge() {
         .await
         .expect("the API answers");
     assert_eq!(other.status(), 422);
+    // An oversized body is refused with the API's JSON error.
+    let oversized = reqwest::Client::new()
+        .post(format!("{api_url}/api/v2/subscribers.json?page={PAGE}"))
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", "192.0.2.8")
+        .body(format!(
+            r#"{{"subscriber":{{"email":"{}@example.com"}}}}"#,
+            "a".repeat(70_000)
+        ))
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(oversized.status(), 413);
+    let error: serde_json::Value =
+        serde_json::from_str(&oversized.text().await.expect("a body")).expect("a JSON error");
+    assert_eq!(error["error"]["code"], "too_large", "{error}");
     drop((api, edge, publisher, notifier, decider));
 }

@@ -162,6 +162,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// A body of at most the API's limit, read as bytes; an oversized one is
+/// the API's JSON 413 rather than the framework's plain-text one.
+pub struct LimitedBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for LimitedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(request, state)
+            .await
+            .map(LimitedBody)
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::too_large(BODY_LIMIT)
+                } else {
+                    ApiError::bad_request(e.body_text())
+                }
+            })
+    }
+}
+
 /// Counts and times every request by its route template.
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request

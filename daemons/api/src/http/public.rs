@@ -23,7 +23,6 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -36,7 +35,7 @@ use beacon_core::names::api;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{AppState, Peer};
+use super::{AppState, LimitedBody, Peer};
 use crate::bus;
 use crate::error::ApiError;
 
@@ -285,9 +284,13 @@ pub async fn sign_up(
     peer: Peer,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-    body: Bytes,
+    body: Result<LimitedBody, ApiError>,
 ) -> Response {
-    match sign_up_inner(&state, &peer, &headers, &query, &body).await {
+    let result = match body {
+        Ok(LimitedBody(body)) => sign_up_inner(&state, &peer, &headers, &query, &body).await,
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(response) => response,
         Err(e) => {
             let outcome = match e.status.as_u16() {

@@ -2,7 +2,6 @@
 //! paths name no page. Each write goes to the decider's bus API with the
 //! key as its actor, and is logged on the `audit` target.
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
@@ -22,7 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::dto::{
     parse_time, Affected, Component, Impact, Incident, IncidentStatus, Maintenance, Status,
 };
-use super::{AppState, JsonBody};
+use super::{AppState, JsonBody, LimitedBody};
 use crate::bus::call;
 use crate::error::ApiError;
 use crate::keys::actor;
@@ -475,7 +474,7 @@ pub async fn change_maintenance(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
-    body: Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> Result<Json<Maintenance>, ApiError> {
     let record = state.authorize(&headers, None, ApiScope::MaintenanceWrite)?;
     let subject = match action.as_str() {
