@@ -106,7 +106,7 @@ pub fn headline(notice: &Notice) -> String {
             format!("{what}: {title}")
         }
         NoticeSubject::Component { component, to, .. } => {
-            format!("{} is {}", component.name, to.label().to_lowercase())
+            format!("{}: {}", component.name, to.label().to_lowercase())
         }
         NoticeSubject::Digest { entries } => format!("What's new: {} change(s)", entries.len()),
         NoticeSubject::Confirmation => "Confirm your subscription".to_owned(),

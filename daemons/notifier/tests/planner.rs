@@ -213,7 +213,7 @@ async fn proposals_and_inhibited_changes_notify_no_one_and_opted_in_status_chang
     );
     let subject = mails[0].header("Subject").expect("subject");
     assert!(
-        subject.contains("Component api is major outage"),
+        subject.contains("Component api: major outage"),
         "{subject}"
     );
 }

@@ -2,24 +2,55 @@
 //!
 //! Starts a real nats-server and clickhouse-server (data under
 //! `.beacon/demo/`), three demo targets on the ports `examples/demo.toml`
-//! checks, every Beacon daemon as its own process (two probe regions),
-//! applies the demo config with `beaconctl`, and prints the page URL. The
-//! website target goes down for a while every few minutes so the page has
-//! something to show. Ctrl-C stops everything: daemons get SIGTERM and
-//! shut down cleanly, then the servers are stopped.
+//! checks, a mail catcher on the port of the demo's email channel, every
+//! Beacon daemon as its own process (two probe regions, the HTTP API behind
+//! the edge's sign-up paths), applies the demo config with `beaconctl`, and
+//! prints the page URL. The website target goes down for a while every few
+//! minutes so the page has something to show; mail the notifier sends
+//! (confirmations, incident updates) is printed with its first link.
+//! Ctrl-C stops everything: daemons get SIGTERM and shut down cleanly, then
+//! the servers are stopped.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use beacon_testkit::daemon::binary;
-use beacon_testkit::{ClickHouseServer, DaemonProcess, NatsServer};
+use beacon_testkit::receivers::smtp::{Mail, SmtpSink};
+use beacon_testkit::{free_port, ClickHouseServer, DaemonProcess, NatsServer};
 use beacon_tests::HttpTarget;
 
 /// Ports of the demo targets, as in `examples/demo.toml`.
 const API_PORT: u16 = 18081;
 const WEB_PORT: u16 = 18082;
 const DB_PORT: u16 = 18083;
+/// The mail catcher, where `examples/demo.toml`'s email channel sends.
+const SMTP_ADDRESS: &str = "127.0.0.1:2525";
+
+/// A random secret for the notifier's signed links, new every run.
+fn link_secret() -> String {
+    let mut bytes = [0u8; 32];
+    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = urandom.read_exact(&mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One line per mail: who, what, and the first link in it.
+fn describe(mail: &Mail) -> String {
+    let text = mail.decoded();
+    let link = text
+        .split_whitespace()
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+        .map(|w| w.trim_end_matches(['>', '"', ')', '.']))
+        .unwrap_or("");
+    format!(
+        "Mail to {}: {}\n  {link}",
+        mail.to.join(", "),
+        mail.header("Subject").unwrap_or_default()
+    )
+}
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -45,6 +76,16 @@ async fn main() -> std::process::ExitCode {
     eprintln!("Starting nats-server and clickhouse-server...");
     let nats = NatsServer::start();
     let clickhouse = ClickHouseServer::start();
+
+    let mailbox = match SmtpSink::start_on(SMTP_ADDRESS).await {
+        Ok(mailbox) => mailbox,
+        Err(e) => {
+            eprintln!("beacon-demo: cannot start the mail catcher on {SMTP_ADDRESS}: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let api_port = free_port();
+    let edge_url = format!("http://127.0.0.1:{edge_port}");
 
     let mut targets = Vec::new();
     for port in [API_PORT, WEB_PORT, DB_PORT] {
@@ -78,7 +119,25 @@ async fn main() -> std::process::ExitCode {
             "beacon-recorder",
             with(nats_args(), &[s("--clickhouse-url"), clickhouse.http_url()]),
         ),
-        DaemonProcess::spawn_with_admin("beacon-notifier", nats_args()),
+        DaemonProcess::spawn_with_admin(
+            "beacon-notifier",
+            with(
+                nats_args(),
+                &[
+                    s("--public-url"),
+                    format!("{edge_url}/api/v2/subscribers"),
+                    s("--signing-secret"),
+                    link_secret(),
+                ],
+            ),
+        ),
+        DaemonProcess::spawn_with_admin(
+            "beacon-api",
+            with(
+                nats_args(),
+                &[s("--listen"), format!("127.0.0.1:{api_port}")],
+            ),
+        ),
         DaemonProcess::spawn_with_admin(
             "beacon-publisher",
             with(nats_args(), &[s("--origin"), origin.display().to_string()]),
@@ -92,6 +151,8 @@ async fn main() -> std::process::ExitCode {
                 s("demo"),
                 s("--listen"),
                 format!("127.0.0.1:{edge_port}"),
+                s("--api-url"),
+                format!("http://127.0.0.1:{api_port}"),
             ],
         ),
     ];
@@ -116,6 +177,8 @@ async fn main() -> std::process::ExitCode {
     println!("Beacon demo is running.");
     println!("  Status page:   http://127.0.0.1:{edge_port}/");
     println!("  Summary JSON:  http://127.0.0.1:{edge_port}/api/v2/summary.json");
+    println!("  HTTP API:      http://127.0.0.1:{api_port}/api/v1 (keys: beaconctl apikey create)");
+    println!("  Mail catcher:  {SMTP_ADDRESS} (mail is printed here)");
     println!("  NATS:          {}", nats.url());
     println!("  ClickHouse:    {}", clickhouse.http_url());
     for daemon in &daemons {
@@ -129,13 +192,25 @@ async fn main() -> std::process::ExitCode {
         "  Try: target/debug/beaconctl --nats-url {} status",
         nats.url()
     );
+    println!(
+        "  Subscribe:     curl -d 'subscriber[email]=you@example.com' {edge_url}/api/v2/subscribers.json"
+    );
     println!("The website goes down for 40s every 2 minutes. Ctrl-C stops everything.");
 
     let mut ticker = tokio::time::interval(Duration::from_secs(20));
     let mut tick = 0u32;
+    let mut mail_check = tokio::time::interval(Duration::from_secs(1));
+    let mut mails_shown = 0;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = mail_check.tick() => {
+                let mails = mailbox.mails();
+                for mail in mails.iter().skip(mails_shown) {
+                    println!("{}", describe(mail));
+                }
+                mails_shown = mails.len();
+            }
             _ = ticker.tick() => {
                 tick += 1;
                 // Six ticks make the two-minute cycle; down on ticks 4 and 5.

@@ -108,8 +108,15 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Starts it on a free loopback port.
     pub async fn start() -> SmtpSink {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind SMTP");
-        let port = listener.local_addr().expect("SMTP address").port();
+        Self::start_on("127.0.0.1:0")
+            .await
+            .expect("bind SMTP on a free loopback port")
+    }
+
+    /// Starts it on `address` (the demo's mail catcher has a fixed port).
+    pub async fn start_on(address: &str) -> std::io::Result<SmtpSink> {
+        let listener = TcpListener::bind(address).await?;
+        let port = listener.local_addr()?.port();
         let mails = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(Script::default()));
         let (m, s) = (mails.clone(), script.clone());
@@ -118,12 +125,12 @@ impl SmtpSink {
                 tokio::spawn(session(socket, m.clone(), s.clone()));
             }
         });
-        SmtpSink {
+        Ok(SmtpSink {
             port,
             mails,
             script,
             task,
-        }
+        })
     }
 
     /// Its port.
