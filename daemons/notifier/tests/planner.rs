@@ -212,10 +212,7 @@ async fn proposals_and_inhibited_changes_notify_no_one_and_opted_in_status_chang
             .collect::<Vec<_>>()
     );
     let subject = mails[0].header("Subject").expect("subject");
-    assert!(
-        subject.contains("Component api: major outage"),
-        "{subject}"
-    );
+    assert!(subject.contains("Component api: major outage"), "{subject}");
 }
 
 #[tokio::test]
