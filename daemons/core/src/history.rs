@@ -89,6 +89,11 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every message on `filter` in `stream`, in stream order, up to the moment
 /// of the call.
+///
+/// Each read is an ordered (ephemeral) consumer, deleted when the read is
+/// done: left to its inactivity threshold, a few hundred reads a second
+/// (an API answering every write from the stream) would keep thousands of
+/// consumers alive until the server refuses more.
 pub async fn read(
     js: &jetstream::Context,
     stream: &str,
@@ -107,6 +112,20 @@ pub async fn read(
         })
         .await
         .map_err(|e| error(what(), e))?;
+    let name = consumer.cached_info().name.clone();
+    let result = read_all(&mut consumer, &what).await;
+    // Best effort: the server's inactivity threshold for ordered consumers
+    // removes it otherwise.
+    if let Err(e) = handle.delete_consumer(&name).await {
+        tracing::debug!(stream, consumer = %name, error = %e, "could not delete a read's consumer");
+    }
+    result
+}
+
+async fn read_all(
+    consumer: &mut jetstream::consumer::Consumer<consumer::pull::OrderedConfig>,
+    what: &dyn Fn() -> String,
+) -> Result<Vec<Stored>, HistoryError> {
     let pending = consumer
         .info()
         .await
@@ -116,7 +135,11 @@ pub async fn read(
     if pending == 0 {
         return Ok(stored);
     }
-    let mut messages = consumer.messages().await.map_err(|e| error(what(), e))?;
+    let mut messages = consumer
+        .clone()
+        .messages()
+        .await
+        .map_err(|e| error(what(), e))?;
     loop {
         let next = tokio::time::timeout(READ_TIMEOUT, messages.next())
             .await
