@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{dto, seed, statuspage};
+use crate::http::{changelog, dto, seed, statuspage, subscribers};
 
 struct Security;
 
@@ -56,7 +56,10 @@ pub struct ApiDoc;
 
 /// The document as pretty JSON with a trailing newline, as checked in.
 pub fn document() -> String {
-    let mut text = ApiDoc::openapi().to_pretty_json().unwrap_or_default();
+    let mut document = ApiDoc::openapi();
+    document.merge(subscribers::SubscribersDoc::openapi());
+    document.merge(changelog::ChangelogDoc::openapi());
+    let mut text = document.to_pretty_json().unwrap_or_default();
     text.push('\n');
     text
 }

@@ -4,10 +4,14 @@
 //! - [`dto`]: the JSON shapes of Beacon's own routes and of Statuspage's.
 //! - [`seed`]: `/api/v1/…`, Beacon's operator routes (the page is the key's).
 //! - [`statuspage`]: `/v1/pages/{page_id}/…`, Statuspage's management routes.
+//! - [`subscribers`]: subscribers, Beacon's and Statuspage's routes (notifier).
+//! - [`changelog`]: `/api/v1/changelog` (publisher).
 
+pub mod changelog;
 pub mod dto;
 pub mod seed;
 pub mod statuspage;
+pub mod subscribers;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -185,6 +189,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(seed::routes())
         .merge(statuspage::routes())
+        .merge(subscribers::routes())
+        .merge(changelog::routes())
         .route(
             "/openapi.json",
             axum::routing::get(|| async {

@@ -1,0 +1,734 @@
+//! Subscribers for operators' tools: Beacon's `/api/v1/subscribers` (the
+//! page is the key's) and Statuspage's `/v1/pages/{page_id}/subscribers`
+//! with its field names. The notifier owns subscribers; every request here
+//! becomes a request to its bus API (`beacon.api.subscriber.…`), which
+//! validates addresses, refuses duplicates and sends the double opt-in.
+//!
+//! Statuspage gives a subscriber one channel; Beacon gives it endpoints,
+//! at most one per kind. A Statuspage write maps `endpoint` to a webhook,
+//! `email` to email and `phone_number` to SMS; with more than one, the
+//! subscriber gets each update once, on the first of them that is active.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use beacon_core::api::{
+    AddSubscriberRequest, ApiScope, ListSubscribersRequest, NewSubscriber, RemovedSubscriber,
+    SubscriberList, SubscriberRequest, SubscriberView, SUBSCRIBER_LIST_MAX,
+};
+use beacon_core::messages::{
+    ChannelKind, DedupMode, EndpointState, Subscriber as CoreSubscriber, SubscriberChannel,
+};
+use beacon_core::names::api;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use super::dto::rfc3339;
+use super::{AppState, JsonBody};
+use crate::bus::call;
+use crate::error::ApiError;
+use crate::keys::actor;
+
+/// The routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/subscribers",
+            get(list_subscribers).post(create_subscriber),
+        )
+        .route(
+            "/api/v1/subscribers/{id}",
+            get(show_subscriber).delete(remove_subscriber),
+        )
+        .route(
+            "/v1/pages/{page_id}/subscribers",
+            get(sp_list_subscribers).post(sp_create_subscriber),
+        )
+        .route(
+            "/v1/pages/{page_id}/subscribers/{subscriber_id}",
+            get(sp_show_subscriber).delete(sp_remove_subscriber),
+        )
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        list_subscribers, create_subscriber, show_subscriber, remove_subscriber,
+        sp_list_subscribers, sp_create_subscriber, sp_show_subscriber, sp_remove_subscriber,
+    ),
+    components(schemas(
+        Endpoint, EndpointOut, EndpointStateOut, Dedup, NewSubscriberBody, Subscriber,
+        SubscriberPage, SpSubscriberBody, SpSubscriberFields, SpSubscriber,
+    )),
+    tags((name = "subscribers", description = "Who is told, kept by the notifier"))
+)]
+pub struct SubscribersDoc;
+
+fn audit(record: &beacon_core::messages::ApiKeyRecord, what: &str, target: &str) {
+    tracing::info!(target: "audit", key = %record.id, key_name = %record.name, page = %record.page, what, target, "API write.");
+}
+
+/// Where to deliver: one address of one channel kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Endpoint {
+    /// Email (double opt-in unless `confirmed`).
+    Email {
+        /// Address.
+        address: String,
+    },
+    /// SMS.
+    Sms {
+        /// E.164 phone number, e.g. `+14155550100`.
+        phone: String,
+    },
+    /// A signed HTTP POST (Standard Webhooks).
+    Webhook {
+        /// Target URL.
+        url: String,
+    },
+    /// A Slack incoming webhook.
+    Slack {
+        /// Incoming-webhook URL.
+        url: String,
+    },
+    /// A Microsoft Teams incoming webhook.
+    Teams {
+        /// Incoming-webhook URL.
+        url: String,
+    },
+}
+
+impl From<Endpoint> for SubscriberChannel {
+    fn from(endpoint: Endpoint) -> Self {
+        match endpoint {
+            Endpoint::Email { address } => SubscriberChannel::Email { address },
+            Endpoint::Sms { phone } => SubscriberChannel::Sms { phone },
+            Endpoint::Webhook { url } => SubscriberChannel::Webhook { url },
+            Endpoint::Slack { url } => SubscriberChannel::Slack { url },
+            Endpoint::Teams { url } => SubscriberChannel::Teams { url },
+        }
+    }
+}
+
+/// Whether an endpoint gets messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointStateOut {
+    /// Waiting for its double opt-in: gets only the confirmation.
+    Pending,
+    /// Gets messages.
+    Active,
+    /// Stopped by its owner (SMS STOP).
+    Stopped,
+    /// Refused for good (a webhook answered 410 Gone).
+    Disabled,
+}
+
+impl From<EndpointState> for EndpointStateOut {
+    fn from(state: EndpointState) -> Self {
+        match state {
+            EndpointState::Pending => EndpointStateOut::Pending,
+            EndpointState::Active => EndpointStateOut::Active,
+            EndpointState::Stopped => EndpointStateOut::Stopped,
+            EndpointState::Disabled => EndpointStateOut::Disabled,
+        }
+    }
+}
+
+/// Every endpoint, or only the first active one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Dedup {
+    /// Each update on every active endpoint.
+    #[default]
+    Every,
+    /// Each update once, on the first active endpoint in order.
+    First,
+}
+
+impl From<Dedup> for DedupMode {
+    fn from(dedup: Dedup) -> Self {
+        match dedup {
+            Dedup::Every => DedupMode::Every,
+            Dedup::First => DedupMode::First,
+        }
+    }
+}
+
+impl From<DedupMode> for Dedup {
+    fn from(dedup: DedupMode) -> Self {
+        match dedup {
+            DedupMode::Every => Dedup::Every,
+            DedupMode::First => Dedup::First,
+        }
+    }
+}
+
+/// `POST /api/v1/subscribers`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSubscriberBody {
+    /// Where to deliver, in order of preference; at most one per kind.
+    pub endpoints: Vec<Endpoint>,
+    /// Components of interest; none means the whole page.
+    #[serde(default)]
+    pub components: Vec<String>,
+    /// Components whose updates go at once, never held in a batching window.
+    #[serde(default)]
+    pub instant: Vec<String>,
+    /// Every endpoint (default) or the first active one.
+    #[serde(default)]
+    pub dedup: Dedup,
+    /// Get the changelog digest by email.
+    #[serde(default)]
+    pub digest: bool,
+    /// The people agreed elsewhere: skip the email double opt-in.
+    #[serde(default)]
+    pub confirmed: bool,
+}
+
+/// An endpoint as shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EndpointOut {
+    /// Kind and address.
+    #[serde(flatten)]
+    pub endpoint: Endpoint,
+    /// Whether it gets messages.
+    pub state: EndpointStateOut,
+    /// When it entered its state, RFC 3339.
+    pub since: String,
+}
+
+/// A subscriber.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Subscriber {
+    /// Subscriber id.
+    pub id: String,
+    /// Where it is told, in order of preference.
+    pub endpoints: Vec<EndpointOut>,
+    /// Components of interest; empty: the whole page.
+    pub components: Vec<String>,
+    /// Components whose updates go at once.
+    pub instant: Vec<String>,
+    /// Every endpoint or the first active one.
+    pub dedup: Dedup,
+    /// Gets the changelog digest.
+    pub digest: bool,
+    /// Created, RFC 3339.
+    pub created_at: String,
+    /// `whsec_…`: the secret its webhook deliveries are signed with (shown
+    /// when it has a webhook endpoint, on create and show).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+}
+
+fn endpoint_of(channel: &SubscriberChannel) -> Endpoint {
+    match channel.clone() {
+        SubscriberChannel::Email { address } => Endpoint::Email { address },
+        SubscriberChannel::Sms { phone } => Endpoint::Sms { phone },
+        SubscriberChannel::Webhook { url } => Endpoint::Webhook { url },
+        SubscriberChannel::Slack { url } => Endpoint::Slack { url },
+        SubscriberChannel::Teams { url } => Endpoint::Teams { url },
+    }
+}
+
+impl Subscriber {
+    fn from_core(s: &CoreSubscriber, webhook_secret: Option<String>) -> Self {
+        Subscriber {
+            id: s.subscriber.clone(),
+            endpoints: s
+                .endpoints
+                .iter()
+                .map(|e| EndpointOut {
+                    endpoint: endpoint_of(&e.channel),
+                    state: e.state.into(),
+                    since: rfc3339(e.since_ms),
+                })
+                .collect(),
+            components: s.components.clone(),
+            instant: s.instant.clone(),
+            dedup: s.dedup.into(),
+            digest: s.digest,
+            created_at: rfc3339(s.created_at_ms),
+            webhook_secret,
+        }
+    }
+}
+
+impl From<&SubscriberView> for Subscriber {
+    fn from(view: &SubscriberView) -> Self {
+        Subscriber::from_core(&view.subscriber, view.webhook_secret.clone())
+    }
+}
+
+/// One slice of a page's subscribers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SubscriberPage {
+    /// This slice, in id order.
+    pub subscribers: Vec<Subscriber>,
+    /// Subscribers the page has in all.
+    pub total: u64,
+    /// Ask again with `after` set to this; absent at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// `?after=…&limit=…`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only subscribers after this id (the previous reply's `next`).
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Most subscribers in the reply (default and at most 1000).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+async fn slice(
+    state: &AppState,
+    page: &str,
+    after: Option<String>,
+    limit: Option<u32>,
+) -> Result<SubscriberList, ApiError> {
+    let request = ListSubscribersRequest {
+        page: page.to_owned(),
+        after,
+        limit,
+    };
+    call(&state.client, api::SUBSCRIBER_LIST, &request, state.timeout).await
+}
+
+/// Turns the notifier's "no such subscriber" into a 404.
+fn missing_is_404(e: ApiError) -> ApiError {
+    if e.status == StatusCode::UNPROCESSABLE_ENTITY
+        && e.errors.iter().any(|x| x.location == "subscriber")
+    {
+        ApiError::not_found(e.message)
+    } else {
+        e
+    }
+}
+
+async fn fetch(state: &AppState, page: &str, id: String) -> Result<SubscriberView, ApiError> {
+    let request = SubscriberRequest {
+        page: page.to_owned(),
+        subscriber: id,
+        actor: String::new(),
+    };
+    call(&state.client, api::SUBSCRIBER_SHOW, &request, state.timeout)
+        .await
+        .map_err(missing_is_404)
+}
+
+async fn delete(
+    state: &AppState,
+    record: &beacon_core::messages::ApiKeyRecord,
+    page: &str,
+    id: String,
+) -> Result<RemovedSubscriber, ApiError> {
+    let request = SubscriberRequest {
+        page: page.to_owned(),
+        subscriber: id,
+        actor: actor(record),
+    };
+    let removed: RemovedSubscriber = call(
+        &state.client,
+        api::SUBSCRIBER_REMOVE,
+        &request,
+        state.timeout,
+    )
+    .await
+    .map_err(missing_is_404)?;
+    audit(record, "subscriber.remove", &removed.subscriber);
+    Ok(removed)
+}
+
+async fn add(
+    state: &AppState,
+    record: &beacon_core::messages::ApiKeyRecord,
+    page: &str,
+    subscriber: NewSubscriber,
+    confirmed: bool,
+) -> Result<SubscriberView, ApiError> {
+    let request = AddSubscriberRequest {
+        page: page.to_owned(),
+        subscriber,
+        confirmed,
+        actor: actor(record),
+    };
+    let view: SubscriberView =
+        call(&state.client, api::SUBSCRIBER_ADD, &request, state.timeout).await?;
+    audit(record, "subscriber.add", &view.subscriber.subscriber);
+    Ok(view)
+}
+
+/// The key's page's subscribers, a slice at a time in id order.
+#[utoipa::path(get, path = "/api/v1/subscribers", tag = "subscribers", params(ListQuery),
+    responses((status = 200, body = SubscriberPage), (status = 401), (status = 403), (status = 422), (status = 503)),
+    security(("api_key" = ["subscribers:read"])))]
+pub async fn list_subscribers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<SubscriberPage>, ApiError> {
+    let record = state.authorize(&headers, None, ApiScope::SubscribersRead)?;
+    let list = slice(&state, &record.page, query.after, query.limit).await?;
+    Ok(Json(SubscriberPage {
+        subscribers: list
+            .subscribers
+            .iter()
+            .map(|s| Subscriber::from_core(s, None))
+            .collect(),
+        total: list.total,
+        next: list.next,
+    }))
+}
+
+/// Subscribes someone. Email endpoints wait for their double opt-in
+/// unless `confirmed`; an address the page already has is a 409 with that
+/// subscriber.
+#[utoipa::path(post, path = "/api/v1/subscribers", tag = "subscribers", request_body = NewSubscriberBody,
+    responses((status = 201, body = Subscriber), (status = 401), (status = 403), (status = 409), (status = 422), (status = 429), (status = 503)),
+    security(("api_key" = ["subscribers:write"])))]
+pub async fn create_subscriber(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<NewSubscriberBody>,
+) -> Result<(StatusCode, Json<Subscriber>), ApiError> {
+    let record = state.authorize(&headers, None, ApiScope::SubscribersWrite)?;
+    let new = NewSubscriber {
+        endpoints: body.endpoints.into_iter().map(Into::into).collect(),
+        components: body.components,
+        instant: body.instant,
+        dedup: body.dedup.into(),
+        digest: body.digest,
+    };
+    let view = add(&state, &record, &record.page, new, body.confirmed).await?;
+    Ok((StatusCode::CREATED, Json(Subscriber::from(&view))))
+}
+
+/// One subscriber.
+#[utoipa::path(get, path = "/api/v1/subscribers/{id}", tag = "subscribers",
+    params(("id" = String, Path, description = "Subscriber id")),
+    responses((status = 200, body = Subscriber), (status = 401), (status = 403), (status = 404), (status = 503)),
+    security(("api_key" = ["subscribers:read"])))]
+pub async fn show_subscriber(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Subscriber>, ApiError> {
+    let record = state.authorize(&headers, None, ApiScope::SubscribersRead)?;
+    let view = fetch(&state, &record.page, id).await?;
+    Ok(Json(Subscriber::from(&view)))
+}
+
+/// Removes a subscriber and everything it asked for.
+#[utoipa::path(delete, path = "/api/v1/subscribers/{id}", tag = "subscribers",
+    params(("id" = String, Path, description = "Subscriber id")),
+    responses((status = 204), (status = 401), (status = 403), (status = 404), (status = 503)),
+    security(("api_key" = ["subscribers:write"])))]
+pub async fn remove_subscriber(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let record = state.authorize(&headers, None, ApiScope::SubscribersWrite)?;
+    delete(&state, &record, &record.page.clone(), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------
+// Statuspage's shapes.
+// ---------------------------------------------------------------------------
+
+/// `{"subscriber": {…}}`, as Statuspage's clients send it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpSubscriberBody {
+    /// The subscriber.
+    pub subscriber: SpSubscriberFields,
+}
+
+/// A Statuspage subscriber write: at least one of `email`, `phone_number`
+/// and `endpoint`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpSubscriberFields {
+    /// Email address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Phone number for SMS, E.164 (`+14155550100`).
+    #[serde(default)]
+    pub phone_number: Option<String>,
+    /// Accepted when `phone_number` is already E.164; Beacon does not
+    /// complete national numbers.
+    #[serde(default)]
+    pub phone_country: Option<String>,
+    /// Webhook URL.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Components of interest; none: the whole page.
+    #[serde(default)]
+    pub component_ids: Option<Vec<String>>,
+    /// Skip the email double opt-in.
+    #[serde(default)]
+    pub skip_confirmation_notification: Option<bool>,
+    /// Ignored: Beacon has no audience-specific pages.
+    #[serde(default)]
+    pub page_access_user: Option<serde_json::Value>,
+}
+
+/// A subscriber as Statuspage's management API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SpSubscriber {
+    /// Subscriber id.
+    pub id: String,
+    /// `email`, `sms`, `webhook`, `slack` or `teams`: its first endpoint's kind.
+    pub mode: String,
+    /// Email address.
+    pub email: Option<String>,
+    /// Webhook (or Slack, Teams) URL.
+    pub endpoint: Option<String>,
+    /// Phone number, E.164.
+    pub phone_number: Option<String>,
+    /// Not kept: numbers are E.164.
+    pub phone_country: Option<String>,
+    /// The phone number as shown.
+    pub display_phone_number: Option<String>,
+    /// Not used.
+    pub obfuscated_channel_name: Option<String>,
+    /// Not used.
+    pub workspace_name: Option<String>,
+    /// When its endpoints were stopped or disabled, if every one is.
+    pub quarantined_at: Option<String>,
+    /// Not used.
+    pub purge_at: Option<String>,
+    /// Component ids of interest; empty: the whole page.
+    pub components: Vec<String>,
+    /// Not used.
+    pub page_access_user_id: Option<String>,
+    /// False while an email endpoint waits for its confirmation.
+    pub skip_confirmation_notification: bool,
+    /// Created.
+    pub created_at: String,
+    /// Each endpoint's state (Beacon's own field).
+    pub beacon_endpoints: Vec<EndpointOut>,
+}
+
+impl From<&CoreSubscriber> for SpSubscriber {
+    fn from(s: &CoreSubscriber) -> Self {
+        let address = |kind: ChannelKind| s.endpoint(kind).map(|e| e.channel.address().to_owned());
+        let url = address(ChannelKind::Webhook)
+            .or_else(|| address(ChannelKind::Slack))
+            .or_else(|| address(ChannelKind::Teams));
+        let phone = address(ChannelKind::Sms);
+        let quarantined = !s.endpoints.is_empty()
+            && s.endpoints
+                .iter()
+                .all(|e| matches!(e.state, EndpointState::Stopped | EndpointState::Disabled));
+        SpSubscriber {
+            id: s.subscriber.clone(),
+            mode: s
+                .endpoints
+                .first()
+                .map_or("email", |e| e.channel.kind().as_str())
+                .to_owned(),
+            email: address(ChannelKind::Email),
+            endpoint: url,
+            display_phone_number: phone.clone(),
+            phone_number: phone,
+            phone_country: None,
+            obfuscated_channel_name: None,
+            workspace_name: None,
+            quarantined_at: quarantined
+                .then(|| s.endpoints.iter().map(|e| e.since_ms).max().map(rfc3339))
+                .flatten(),
+            purge_at: None,
+            components: s.components.clone(),
+            page_access_user_id: None,
+            skip_confirmation_notification: !s
+                .endpoints
+                .iter()
+                .any(|e| e.state == EndpointState::Pending),
+            created_at: rfc3339(s.created_at_ms),
+            beacon_endpoints: Subscriber::from_core(s, None).endpoints,
+        }
+    }
+}
+
+/// Statuspage's paging: `?page=2&per_page=100` (or `limit`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SpListQuery {
+    /// Page number, from 1.
+    #[serde(default)]
+    pub page: Option<u32>,
+    /// Subscribers per page (default 100, at most 1000).
+    #[serde(default)]
+    pub per_page: Option<u32>,
+    /// Same as `per_page`.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// The page's subscribers, Statuspage's way: a page of them at a time.
+#[utoipa::path(get, path = "/v1/pages/{page_id}/subscribers", tag = "statuspage",
+    params(("page_id" = String, Path, description = "Page id"), SpListQuery),
+    responses((status = 200, body = [SpSubscriber]), (status = 401), (status = 403), (status = 422), (status = 503)),
+    security(("oauth_key" = ["subscribers:read"])))]
+pub async fn sp_list_subscribers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(page): Path<String>,
+    Query(query): Query<SpListQuery>,
+) -> Result<Json<Vec<SpSubscriber>>, ApiError> {
+    state.authorize(&headers, Some(&page), ApiScope::SubscribersRead)?;
+    let per_page = query.per_page.or(query.limit).unwrap_or(100);
+    if per_page == 0 || per_page > SUBSCRIBER_LIST_MAX {
+        return Err(ApiError::invalid(
+            "per_page",
+            format!("must be 1 to {SUBSCRIBER_LIST_MAX}"),
+        ));
+    }
+    let number = query.page.unwrap_or(1);
+    if number == 0 {
+        return Err(ApiError::invalid("page", "pages are numbered from 1"));
+    }
+    let mut after = None;
+    for _ in 1..number {
+        match slice(&state, &page, after, Some(per_page)).await?.next {
+            Some(next) => after = Some(next),
+            None => return Ok(Json(Vec::new())),
+        }
+    }
+    let list = slice(&state, &page, after, Some(per_page)).await?;
+    Ok(Json(
+        list.subscribers.iter().map(SpSubscriber::from).collect(),
+    ))
+}
+
+fn sp_new(fields: SpSubscriberFields) -> Result<(NewSubscriber, bool), ApiError> {
+    let mut endpoints = Vec::new();
+    if let Some(url) = fields.endpoint {
+        endpoints.push(SubscriberChannel::Webhook { url });
+    }
+    if let Some(address) = fields.email {
+        endpoints.push(SubscriberChannel::Email { address });
+    }
+    if let Some(phone) = fields.phone_number {
+        if !phone.starts_with('+') {
+            return Err(ApiError::invalid(
+                "subscriber.phone_number",
+                "give the number in E.164 form with its country code, e.g. +14155550100",
+            ));
+        }
+        endpoints.push(SubscriberChannel::Sms { phone });
+    }
+    if endpoints.is_empty() {
+        return Err(ApiError::invalid(
+            "subscriber",
+            "give an email, a phone_number or an endpoint",
+        ));
+    }
+    let dedup = if endpoints.len() > 1 {
+        DedupMode::First
+    } else {
+        DedupMode::Every
+    };
+    Ok((
+        NewSubscriber {
+            endpoints,
+            components: fields.component_ids.unwrap_or_default(),
+            instant: Vec::new(),
+            dedup,
+            digest: false,
+        },
+        fields.skip_confirmation_notification.unwrap_or(false),
+    ))
+}
+
+/// Renames the notifier's field paths to Statuspage's.
+fn sp_fields(mut e: ApiError, new: &NewSubscriber) -> ApiError {
+    for error in &mut e.errors {
+        let location = &error.location;
+        let renamed = if let Some(rest) = location.strip_prefix("subscriber.endpoints[") {
+            let index: Option<usize> = rest.split(']').next().and_then(|i| i.parse().ok());
+            match index.and_then(|i| new.endpoints.get(i)).map(|c| c.kind()) {
+                Some(ChannelKind::Email) => Some("subscriber.email".to_owned()),
+                Some(ChannelKind::Sms) => Some("subscriber.phone_number".to_owned()),
+                Some(_) => Some("subscriber.endpoint".to_owned()),
+                None => None,
+            }
+        } else {
+            location
+                .strip_prefix("subscriber.components")
+                .map(|rest| format!("subscriber.component_ids{rest}"))
+        };
+        if let Some(renamed) = renamed {
+            error.location = renamed;
+        }
+    }
+    if let [one] = e.errors.as_slice() {
+        e.message = format!("{}: {}", one.location, one.message);
+    }
+    e
+}
+
+/// Subscribes someone, Statuspage's way.
+#[utoipa::path(post, path = "/v1/pages/{page_id}/subscribers", tag = "statuspage", request_body = SpSubscriberBody,
+    params(("page_id" = String, Path, description = "Page id")),
+    responses((status = 201, body = SpSubscriber), (status = 401), (status = 403), (status = 409), (status = 422), (status = 503)),
+    security(("oauth_key" = ["subscribers:write"])))]
+pub async fn sp_create_subscriber(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(page): Path<String>,
+    JsonBody(body): JsonBody<SpSubscriberBody>,
+) -> Result<(StatusCode, Json<SpSubscriber>), ApiError> {
+    let record = state.authorize(&headers, Some(&page), ApiScope::SubscribersWrite)?;
+    let (new, confirmed) = sp_new(body.subscriber)?;
+    let view = add(&state, &record, &page, new.clone(), confirmed)
+        .await
+        .map_err(|e| sp_fields(e, &new))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SpSubscriber::from(&view.subscriber)),
+    ))
+}
+
+/// One subscriber, Statuspage's way.
+#[utoipa::path(get, path = "/v1/pages/{page_id}/subscribers/{subscriber_id}", tag = "statuspage",
+    params(("page_id" = String, Path, description = "Page id"),
+        ("subscriber_id" = String, Path, description = "Subscriber id")),
+    responses((status = 200, body = SpSubscriber), (status = 401), (status = 403), (status = 404), (status = 503)),
+    security(("oauth_key" = ["subscribers:read"])))]
+pub async fn sp_show_subscriber(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((page, id)): Path<(String, String)>,
+) -> Result<Json<SpSubscriber>, ApiError> {
+    state.authorize(&headers, Some(&page), ApiScope::SubscribersRead)?;
+    let view = fetch(&state, &page, id).await?;
+    Ok(Json(SpSubscriber::from(&view.subscriber)))
+}
+
+/// Unsubscribes someone; answers with the subscriber as it was.
+#[utoipa::path(delete, path = "/v1/pages/{page_id}/subscribers/{subscriber_id}", tag = "statuspage",
+    params(("page_id" = String, Path, description = "Page id"),
+        ("subscriber_id" = String, Path, description = "Subscriber id")),
+    responses((status = 200, body = SpSubscriber), (status = 401), (status = 403), (status = 404), (status = 503)),
+    security(("oauth_key" = ["subscribers:write"])))]
+pub async fn sp_remove_subscriber(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((page, id)): Path<(String, String)>,
+) -> Result<Json<SpSubscriber>, ApiError> {
+    let record = state.authorize(&headers, Some(&page), ApiScope::SubscribersWrite)?;
+    let view = fetch(&state, &page, id.clone()).await?;
+    delete(&state, &record, &page, id).await?;
+    Ok(Json(SpSubscriber::from(&view.subscriber)))
+}
