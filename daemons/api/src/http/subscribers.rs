@@ -407,7 +407,9 @@ pub async fn create_subscriber(
         dedup: body.dedup.into(),
         digest: body.digest,
     };
-    let view = add(&state, &record, &record.page, new, body.confirmed).await?;
+    let view = add(&state, &record, &record.page, new, body.confirmed)
+        .await
+        .map_err(|e| relocate(e, beacon_field))?;
     Ok((StatusCode::CREATED, Json(Subscriber::from(&view))))
 }
 
@@ -651,31 +653,41 @@ fn sp_new(fields: SpSubscriberFields) -> Result<(NewSubscriber, bool), ApiError>
     ))
 }
 
-/// Renames the notifier's field paths to Statuspage's.
-fn sp_fields(mut e: ApiError, new: &NewSubscriber) -> ApiError {
-    for error in &mut e.errors {
-        let location = &error.location;
-        let renamed = if let Some(rest) = location.strip_prefix("subscriber.endpoints[") {
-            let index: Option<usize> = rest.split(']').next().and_then(|i| i.parse().ok());
-            match index.and_then(|i| new.endpoints.get(i)).map(|c| c.kind()) {
-                Some(ChannelKind::Email) => Some("subscriber.email".to_owned()),
-                Some(ChannelKind::Sms) => Some("subscriber.phone_number".to_owned()),
-                Some(_) => Some("subscriber.endpoint".to_owned()),
-                None => None,
-            }
-        } else {
-            location
-                .strip_prefix("subscriber.components")
-                .map(|rest| format!("subscriber.component_ids{rest}"))
-        };
-        if let Some(renamed) = renamed {
+/// The owner's invalid-input reply with each field renamed by `rename`
+/// (to the names of the body the client sent); other errors as they are.
+fn relocate(e: ApiError, rename: impl Fn(&str) -> Option<String>) -> ApiError {
+    if e.status != StatusCode::UNPROCESSABLE_ENTITY || e.errors.is_empty() {
+        return e;
+    }
+    let mut errors = e.errors;
+    for error in &mut errors {
+        if let Some(renamed) = rename(&error.location) {
             error.location = renamed;
         }
     }
-    if let [one] = e.errors.as_slice() {
-        e.message = format!("{}: {}", one.location, one.message);
+    ApiError::invalid_all(errors)
+}
+
+/// The notifier's `subscriber.endpoints[0].address` is the body's
+/// `endpoints[0].address`.
+fn beacon_field(location: &str) -> Option<String> {
+    location.strip_prefix("subscriber.").map(str::to_owned)
+}
+
+/// The notifier's field paths in Statuspage's names.
+fn sp_field(location: &str, new: &NewSubscriber) -> Option<String> {
+    if let Some(rest) = location.strip_prefix("subscriber.endpoints[") {
+        let index: Option<usize> = rest.split(']').next().and_then(|i| i.parse().ok());
+        return match index.and_then(|i| new.endpoints.get(i)).map(|c| c.kind()) {
+            Some(ChannelKind::Email) => Some("subscriber.email".to_owned()),
+            Some(ChannelKind::Sms) => Some("subscriber.phone_number".to_owned()),
+            Some(_) => Some("subscriber.endpoint".to_owned()),
+            None => None,
+        };
     }
-    e
+    location
+        .strip_prefix("subscriber.components")
+        .map(|rest| format!("subscriber.component_ids{rest}"))
 }
 
 /// Subscribes someone, Statuspage's way.
@@ -693,7 +705,7 @@ pub async fn sp_create_subscriber(
     let (new, confirmed) = sp_new(body.subscriber)?;
     let view = add(&state, &record, &page, new.clone(), confirmed)
         .await
-        .map_err(|e| sp_fields(e, &new))?;
+        .map_err(|e| relocate(e, |l| sp_field(l, &new)))?;
     Ok((
         StatusCode::CREATED,
         Json(SpSubscriber::from(&view.subscriber)),
