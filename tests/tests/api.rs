@@ -875,6 +875,32 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
         .await;
     assert_eq!(status, 409, "{error}");
     assert!(error.to_string().contains(&ada_id), "{error}");
+    // A retry with an Idempotency-Key finds the subscriber it made; one
+    // asking for other endpoints is still a conflict.
+    let (status, again, _) = api
+        .send(
+            M::POST,
+            "/api/v1/subscribers",
+            Some(&auth),
+            Some(json!({"endpoints": [{"type": "email", "address": "ada@example.com"}], "components": ["api"]})),
+            &[("idempotency-key", "signup-ada")],
+        )
+        .await;
+    assert_eq!(
+        (status, again["id"].as_str()),
+        (200, Some(ada_id.as_str())),
+        "{again}"
+    );
+    let (status, _, _) = api
+        .send(
+            M::POST,
+            "/api/v1/subscribers",
+            Some(&auth),
+            Some(json!({"endpoints": [{"type": "email", "address": "ada@example.com"}, {"type": "sms", "phone": "+14155550123"}]})),
+            &[("idempotency-key", "signup-ada-2")],
+        )
+        .await;
+    assert_eq!(status, 409);
 
     // Bad input names the field.
     for (body, field) in [

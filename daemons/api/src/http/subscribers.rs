@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::dto::rfc3339;
+use super::seed::idempotency_key;
 use super::{AppState, JsonBody};
 use crate::bus::call;
 use crate::error::ApiError;
@@ -347,23 +348,52 @@ async fn delete(
     Ok(removed)
 }
 
+/// Whether `existing` has exactly the endpoints `new` asks for.
+fn same_endpoints(existing: &CoreSubscriber, new: &NewSubscriber) -> bool {
+    existing.endpoints.len() == new.endpoints.len()
+        && existing.endpoints.iter().zip(&new.endpoints).all(|(e, n)| {
+            e.channel.kind() == n.kind()
+                && e.channel.address().trim().to_lowercase() == n.address().trim().to_lowercase()
+        })
+}
+
+/// Adds a subscriber; `StatusCode::CREATED` with it, or, for a retry
+/// (`Idempotency-Key` sent) that finds the subscriber it made before with
+/// the same endpoints, `StatusCode::OK` with that one.
 async fn add(
     state: &AppState,
     record: &beacon_core::messages::ApiKeyRecord,
     page: &str,
     subscriber: NewSubscriber,
     confirmed: bool,
-) -> Result<SubscriberView, ApiError> {
+    retry: bool,
+) -> Result<(StatusCode, SubscriberView), ApiError> {
     let request = AddSubscriberRequest {
         page: page.to_owned(),
         subscriber,
         confirmed,
         actor: actor(record),
     };
-    let view: SubscriberView =
-        call(&state.client, api::SUBSCRIBER_ADD, &request, state.timeout).await?;
-    audit(record, "subscriber.add", &view.subscriber.subscriber);
-    Ok(view)
+    match call::<_, SubscriberView>(&state.client, api::SUBSCRIBER_ADD, &request, state.timeout)
+        .await
+    {
+        Ok(view) => {
+            audit(record, "subscriber.add", &view.subscriber.subscriber);
+            Ok((StatusCode::CREATED, view))
+        }
+        Err(e) if retry && e.status == StatusCode::CONFLICT => {
+            let found = e
+                .current
+                .clone()
+                .and_then(|c| serde_json::from_value::<SubscriberView>(c).ok())
+                .filter(|view| same_endpoints(&view.subscriber, &request.subscriber));
+            match found {
+                Some(view) => Ok((StatusCode::OK, view)),
+                None => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The key's page's subscribers, a slice at a time in id order.
@@ -390,9 +420,11 @@ pub async fn list_subscribers(
 
 /// Subscribes someone. Email endpoints wait for their double opt-in
 /// unless `confirmed`; an address the page already has is a 409 with that
-/// subscriber.
+/// subscriber, except for a retry with an `Idempotency-Key` that finds the
+/// same endpoints: 200 with the subscriber.
 #[utoipa::path(post, path = "/api/v1/subscribers", tag = "subscribers", request_body = NewSubscriberBody,
-    responses((status = 201, body = Subscriber), (status = 401), (status = 403), (status = 409), (status = 422), (status = 429), (status = 503)),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry that finds the same subscriber answers 200 with it")),
+    responses((status = 201, body = Subscriber), (status = 200, body = Subscriber), (status = 401), (status = 403), (status = 409), (status = 422), (status = 429), (status = 503)),
     security(("api_key" = ["subscribers:write"])))]
 pub async fn create_subscriber(
     State(state): State<AppState>,
@@ -407,10 +439,11 @@ pub async fn create_subscriber(
         dedup: body.dedup.into(),
         digest: body.digest,
     };
-    let view = add(&state, &record, &record.page, new, body.confirmed)
+    let retry = idempotency_key(&headers)?.is_some();
+    let (status, view) = add(&state, &record, &record.page, new, body.confirmed, retry)
         .await
         .map_err(|e| relocate(e, beacon_field))?;
-    Ok((StatusCode::CREATED, Json(Subscriber::from(&view))))
+    Ok((status, Json(Subscriber::from(&view))))
 }
 
 /// One subscriber.
@@ -692,8 +725,9 @@ fn sp_field(location: &str, new: &NewSubscriber) -> Option<String> {
 
 /// Subscribes someone, Statuspage's way.
 #[utoipa::path(post, path = "/v1/pages/{page_id}/subscribers", tag = "statuspage", request_body = SpSubscriberBody,
-    params(("page_id" = String, Path, description = "Page id")),
-    responses((status = 201, body = SpSubscriber), (status = 401), (status = 403), (status = 409), (status = 422), (status = 503)),
+    params(("page_id" = String, Path, description = "Page id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A retry that finds the same subscriber answers 200 with it")),
+    responses((status = 201, body = SpSubscriber), (status = 200, body = SpSubscriber), (status = 401), (status = 403), (status = 409), (status = 422), (status = 503)),
     security(("oauth_key" = ["subscribers:write"])))]
 pub async fn sp_create_subscriber(
     State(state): State<AppState>,
@@ -703,13 +737,11 @@ pub async fn sp_create_subscriber(
 ) -> Result<(StatusCode, Json<SpSubscriber>), ApiError> {
     let record = state.authorize(&headers, Some(&page), ApiScope::SubscribersWrite)?;
     let (new, confirmed) = sp_new(body.subscriber)?;
-    let view = add(&state, &record, &page, new.clone(), confirmed)
+    let retry = idempotency_key(&headers)?.is_some();
+    let (status, view) = add(&state, &record, &page, new.clone(), confirmed, retry)
         .await
         .map_err(|e| relocate(e, |l| sp_field(l, &new)))?;
-    Ok((
-        StatusCode::CREATED,
-        Json(SpSubscriber::from(&view.subscriber)),
-    ))
+    Ok((status, Json(SpSubscriber::from(&view.subscriber))))
 }
 
 /// One subscriber, Statuspage's way.
