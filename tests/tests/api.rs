@@ -943,6 +943,22 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
         );
     }
 
+    let (status, error, _) = api
+        .send(
+            M::GET,
+            "/api/v1/subscribers?cursor=x",
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cursor")),
+        "{error}"
+    );
     // Reading, in slices.
     let (status, first, _) = api
         .send(

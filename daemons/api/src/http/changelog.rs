@@ -3,6 +3,7 @@
 //! request to its bus API (`beacon.api.changelog.publish`), which validates
 //! the entry, appends the event and re-renders the page and feeds.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
@@ -16,6 +17,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::dto::{parse_time, rfc3339};
 use super::seed::idempotency_key;
+use super::subscribers::query_of;
 use super::{AppState, JsonBody};
 use crate::bus::call;
 use crate::error::ApiError;
@@ -207,8 +209,9 @@ pub async fn publish_changelog(
 pub async fn list_changelog(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Entry>>, ApiError> {
+    let query = query_of(query)?;
     let record = state.authorize(&headers, None, ApiScope::ChangelogRead)?;
     let request = ListChangelogRequest {
         page: record.page.clone(),

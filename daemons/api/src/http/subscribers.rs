@@ -9,6 +9,7 @@
 //! `email` to email and `phone_number` to SMS; with more than one, the
 //! subscriber gets each update once, on the first of them that is active.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
@@ -303,6 +304,18 @@ async fn slice(
     call(&state.client, api::SUBSCRIBER_LIST, &request, state.timeout).await
 }
 
+/// A query string read strictly: an unknown parameter or a bad value is a
+/// 422 whose message names it.
+pub fn query_of<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query.map(|Query(q)| q).map_err(|e| {
+        let text = e.body_text();
+        let message = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text);
+        ApiError::invalid("query", message.to_owned())
+    })
+}
+
 /// Turns the notifier's "no such subscriber" into a 404.
 fn missing_is_404(e: ApiError) -> ApiError {
     if e.status == StatusCode::UNPROCESSABLE_ENTITY
@@ -403,8 +416,9 @@ async fn add(
 pub async fn list_subscribers(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<SubscriberPage>, ApiError> {
+    let query = query_of(query)?;
     let record = state.authorize(&headers, None, ApiScope::SubscribersRead)?;
     let list = slice(&state, &record.page, query.after, query.limit).await?;
     Ok(Json(SubscriberPage {
@@ -619,8 +633,9 @@ pub async fn sp_list_subscribers(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(page): Path<String>,
-    Query(query): Query<SpListQuery>,
+    query: Result<Query<SpListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<SpSubscriber>>, ApiError> {
+    let query = query_of(query)?;
     state.authorize(&headers, Some(&page), ApiScope::SubscribersRead)?;
     let per_page = query.per_page.or(query.limit).unwrap_or(100);
     if per_page == 0 || per_page > SUBSCRIBER_LIST_MAX {
