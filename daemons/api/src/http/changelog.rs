@@ -211,8 +211,8 @@ pub async fn list_changelog(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Entry>>, ApiError> {
-    let query = query_of(query)?;
     let record = state.authorize(&headers, None, ApiScope::ChangelogRead)?;
+    let query = query_of(query)?;
     let request = ListChangelogRequest {
         page: record.page.clone(),
         all: query.all,

@@ -418,8 +418,8 @@ pub async fn list_subscribers(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<SubscriberPage>, ApiError> {
-    let query = query_of(query)?;
     let record = state.authorize(&headers, None, ApiScope::SubscribersRead)?;
+    let query = query_of(query)?;
     let list = slice(&state, &record.page, query.after, query.limit).await?;
     Ok(Json(SubscriberPage {
         subscribers: list
@@ -635,8 +635,8 @@ pub async fn sp_list_subscribers(
     Path(page): Path<String>,
     query: Result<Query<SpListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<SpSubscriber>>, ApiError> {
-    let query = query_of(query)?;
     state.authorize(&headers, Some(&page), ApiScope::SubscribersRead)?;
+    let query = query_of(query)?;
     let per_page = query.per_page.or(query.limit).unwrap_or(100);
     if per_page == 0 || per_page > SUBSCRIBER_LIST_MAX {
         return Err(ApiError::invalid(
