@@ -791,3 +791,109 @@ pub async fn sp_remove_subscriber(
     delete(&state, &record, &page, id).await?;
     Ok(Json(SpSubscriber::from(&view.subscriber)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beacon_core::messages::SubscriberEndpoint;
+
+    fn fields(email: Option<&str>, phone: Option<&str>, url: Option<&str>) -> SpSubscriberFields {
+        SpSubscriberFields {
+            email: email.map(str::to_owned),
+            phone_number: phone.map(str::to_owned),
+            endpoint: url.map(str::to_owned),
+            ..SpSubscriberFields::default()
+        }
+    }
+
+    #[test]
+    fn a_statuspage_subscriber_becomes_endpoints_told_once() {
+        let (new, confirmed) = sp_new(fields(
+            Some("a@example.com"),
+            Some("+14155550100"),
+            Some("https://hooks.example.com/x"),
+        ))
+        .expect("valid");
+        assert!(!confirmed);
+        let kinds: Vec<ChannelKind> = new.endpoints.iter().map(SubscriberChannel::kind).collect();
+        assert_eq!(
+            kinds,
+            [ChannelKind::Webhook, ChannelKind::Email, ChannelKind::Sms]
+        );
+        assert_eq!(new.dedup, DedupMode::First);
+        let (one, _) = sp_new(fields(Some("a@example.com"), None, None)).expect("valid");
+        assert_eq!(one.dedup, DedupMode::Every);
+        let none = sp_new(fields(None, None, None)).expect_err("nothing to deliver to");
+        assert_eq!(none.errors[0].location, "subscriber");
+        let national = sp_new(fields(None, Some("4155550100"), None)).expect_err("not E.164");
+        assert_eq!(national.errors[0].location, "subscriber.phone_number");
+    }
+
+    #[test]
+    fn owner_fields_are_renamed_to_the_request_names() {
+        let (new, _) =
+            sp_new(fields(Some("a@example.com"), Some("+14155550100"), None)).expect("valid");
+        let e = ApiError::invalid_all(vec![
+            beacon_core::config::ConfigError {
+                location: "subscriber.endpoints[1].phone".into(),
+                message: "bad".into(),
+            },
+            beacon_core::config::ConfigError {
+                location: "subscriber.components[2]".into(),
+                message: "no such component".into(),
+            },
+        ]);
+        let renamed = relocate(e, |l| sp_field(l, &new));
+        let locations: Vec<&str> = renamed.errors.iter().map(|e| e.location.as_str()).collect();
+        assert_eq!(
+            locations,
+            ["subscriber.phone_number", "subscriber.component_ids[2]"]
+        );
+        let one = relocate(
+            ApiError::invalid("subscriber.endpoints[0].address", "bad"),
+            beacon_field,
+        );
+        assert_eq!(one.errors[0].location, "endpoints[0].address");
+        assert!(
+            one.message.starts_with("endpoints[0].address:"),
+            "{}",
+            one.message
+        );
+        let other = relocate(ApiError::not_found("x"), beacon_field);
+        assert_eq!(other.status, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_retry_matches_only_the_same_endpoints() {
+        let endpoint = |channel: SubscriberChannel, state| SubscriberEndpoint {
+            channel,
+            state,
+            since_ms: 5,
+            confirmation: None,
+        };
+        let existing = CoreSubscriber {
+            page: "p".into(),
+            subscriber: "01".into(),
+            endpoints: vec![endpoint(
+                SubscriberChannel::Email {
+                    address: "Ada@Example.com".into(),
+                },
+                EndpointState::Pending,
+            )],
+            components: vec![],
+            instant: vec![],
+            dedup: DedupMode::Every,
+            digest: false,
+            created_at_ms: 1,
+        };
+        let (same, _) = sp_new(fields(Some("ada@example.com"), None, None)).expect("valid");
+        assert!(same_endpoints(&existing, &same));
+        let (more, _) =
+            sp_new(fields(Some("ada@example.com"), Some("+14155550100"), None)).expect("valid");
+        assert!(!same_endpoints(&existing, &more));
+        let shown = SpSubscriber::from(&existing);
+        assert_eq!(shown.mode, "email");
+        assert!(!shown.skip_confirmation_notification);
+        assert_eq!(shown.quarantined_at, None);
+    }
+}
