@@ -1223,6 +1223,51 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
         .send(M::GET, "/api/v1/subscribers", Some(&auth), None, &[])
         .await;
     assert_eq!(all["total"], 2, "{all}");
+
+    // Erasure at its owner's request: gone, and an operator cannot add the
+    // address again.
+    let (status, error, _) = api
+        .send(
+            M::DELETE,
+            &format!("/api/v1/subscribers/{ada_id}?erase=maybe"),
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    let (status, _, _) = api
+        .send(
+            M::DELETE,
+            &format!("/api/v1/subscribers/{ada_id}?erase=true"),
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _, _) = api
+        .send(
+            M::GET,
+            &format!("/api/v1/subscribers/{ada_id}"),
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, error, _) = api
+        .send(
+            M::POST,
+            "/api/v1/subscribers",
+            Some(&auth),
+            Some(json!({"endpoints": [{"type": "email", "address": "ada@example.com"}], "confirmed": true})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["field"], "endpoints[0]", "{error}");
+    assert!(error.to_string().contains("erased"), "{error}");
 }
 
 #[tokio::test]

@@ -15,8 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use beacon_core::api::{
-    AddSubscriberRequest, ApiScope, ListSubscribersRequest, NewSubscriber, RemovedSubscriber,
-    SubscriberList, SubscriberRequest, SubscriberView, SUBSCRIBER_LIST_MAX,
+    AddSubscriberRequest, ApiScope, EraseRequest, Erased, ListSubscribersRequest, NewSubscriber,
+    RemovedSubscriber, SubscriberList, SubscriberRequest, SubscriberView, SUBSCRIBER_LIST_MAX,
 };
 use beacon_core::messages::{
     ChannelKind, DedupMode, EndpointState, Subscriber as CoreSubscriber, SubscriberChannel,
@@ -475,18 +475,52 @@ pub async fn show_subscriber(
     Ok(Json(Subscriber::from(&view)))
 }
 
-/// Removes a subscriber and everything it asked for.
+/// `?erase=true` to erase rather than remove.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveQuery {
+    /// Also erase every plaintext trace of its addresses and keep a keyed
+    /// hash of them, so an import or an operator cannot add them again
+    /// (only their owner, by signing up with confirmation).
+    #[serde(default)]
+    pub erase: bool,
+}
+
+/// Removes a subscriber and everything it asked for; with `erase`, at its
+/// owner's request, as the right to erasure needs.
 #[utoipa::path(delete, path = "/api/v1/subscribers/{id}", tag = "subscribers",
-    params(("id" = String, Path, description = "Subscriber id")),
-    responses((status = 204), (status = 401), (status = 403), (status = 404), (status = 503)),
+    params(("id" = String, Path, description = "Subscriber id"), RemoveQuery),
+    responses((status = 204), (status = 401), (status = 403), (status = 404), (status = 422), (status = 503)),
     security(("api_key" = ["subscribers:write"])))]
 pub async fn remove_subscriber(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    query: Result<Query<RemoveQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     let record = state.authorize(&headers, None, ApiScope::SubscribersWrite)?;
-    delete(&state, &record, &record.page.clone(), id).await?;
+    let query = query_of(query)?;
+    let page = record.page.clone();
+    if !query.erase {
+        delete(&state, &record, &page, id).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    fetch(&state, &page, id.clone()).await?;
+    let request = EraseRequest {
+        page,
+        address: None,
+        subscriber: Some(id.clone()),
+        actor: actor(&record),
+    };
+    let _: Erased = call(
+        &state.client,
+        api::SUBSCRIBER_ERASE,
+        &request,
+        state.timeout,
+    )
+    .await
+    .map_err(missing_is_404)?;
+    audit(&record, "subscriber.erase", &id);
     Ok(StatusCode::NO_CONTENT)
 }
 
