@@ -1174,20 +1174,65 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
             "{body} should name {field}: {error}"
         );
     }
-    let (status, listed, _) = api
+    // Three subscribers: ada waits for her confirmation, grace (email) and
+    // the SMS one are active.
+    let sp_ids = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .expect("a list")
+            .iter()
+            .map(|s| s["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    for (query, want) in [
+        ("state=all&per_page=2&page=2", 1),
+        ("state=all", 3),
+        ("", 2),
+        ("per_page=1&page=2", 1),
+        ("per_page=1&page=3", 0),
+        ("state=unconfirmed", 1),
+        ("type=sms", 1),
+        ("type=email&state=all", 2),
+        ("type=integration_partner&state=all", 0),
+    ] {
+        let (status, listed, _) = api
+            .send(
+                M::GET,
+                &format!("/v1/pages/subs/subscribers?{query}"),
+                Some(&sp_auth),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(status, 200, "{query}: {listed}");
+        assert_eq!(sp_ids(&listed).len(), want, "{query}: {listed:#}");
+        for subscriber in listed.as_array().expect("list") {
+            api.assert_schema("SpSubscriber", subscriber);
+        }
+    }
+    let (_, unconfirmed, _) = api
         .send(
             M::GET,
-            "/v1/pages/subs/subscribers?per_page=2&page=2",
+            "/v1/pages/subs/subscribers?state=unconfirmed",
             Some(&sp_auth),
             None,
             &[],
         )
         .await;
-    assert_eq!(status, 200, "{listed}");
-    assert_eq!(listed.as_array().map(Vec::len), Some(1), "three in all");
-    for subscriber in listed.as_array().expect("list") {
-        api.assert_schema("SpSubscriber", subscriber);
-    }
+    assert_eq!(sp_ids(&unconfirmed), [ada_id.clone()]);
+    let (status, error, _) = api
+        .send(
+            M::GET,
+            "/v1/pages/subs/subscribers?state=sometimes",
+            Some(&sp_auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (422, Some("state")),
+        "{error}"
+    );
     let (status, shown, _) = api
         .send(
             M::GET,

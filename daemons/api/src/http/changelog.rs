@@ -3,9 +3,8 @@
 //! request to its bus API (`beacon.api.changelog.publish`), which validates
 //! the entry, appends the event and re-renders the page and feeds.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
 use beacon_core::api::{
@@ -209,10 +208,10 @@ pub async fn publish_changelog(
 pub async fn list_changelog(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    uri: Uri,
 ) -> Result<Json<Vec<Entry>>, ApiError> {
     let record = state.authorize(&headers, None, ApiScope::ChangelogRead)?;
-    let query = query_of(query)?;
+    let query: ListQuery = query_of(&uri)?;
     let request = ListChangelogRequest {
         page: record.page.clone(),
         all: query.all,

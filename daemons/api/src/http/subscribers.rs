@@ -9,9 +9,8 @@
 //! `email` to email and `phone_number` to SMS; with more than one, the
 //! subscriber gets each update once, on the first of them that is active.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
 use beacon_core::api::{
@@ -22,6 +21,7 @@ use beacon_core::messages::{
     ChannelKind, DedupMode, EndpointState, Subscriber as CoreSubscriber, SubscriberChannel,
 };
 use beacon_core::names::api;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -62,7 +62,7 @@ pub fn routes() -> Router<AppState> {
     ),
     components(schemas(
         Endpoint, EndpointOut, EndpointStateOut, Dedup, NewSubscriberBody, Subscriber,
-        SubscriberPage, SpSubscriberBody, SpSubscriberFields, SpSubscriber,
+        SubscriberPage, SpSubscriberBody, SpSubscriberFields, SpSubscriber, SpState, SpMode,
     )),
     tags((name = "subscribers", description = "Who is told, kept by the notifier"))
 )]
@@ -305,14 +305,19 @@ async fn slice(
 }
 
 /// A query string read strictly: an unknown parameter or a bad value is a
-/// 422 whose message names it.
-pub fn query_of<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query.map(|Query(q)| q).map_err(|e| {
-        let text = e.body_text();
-        let message = text
-            .strip_prefix("Failed to deserialize query string: ")
-            .unwrap_or(&text);
-        ApiError::invalid("query", message.to_owned())
+/// 422 naming it (`state`, or `query` with the unknown name in the message).
+pub fn query_of<T: DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
+    let text = uri.query().unwrap_or_default();
+    let deserializer =
+        serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(text.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path.is_empty() || path == "." {
+            "query".to_owned()
+        } else {
+            path
+        };
+        ApiError::invalid(&field, e.into_inner().to_string())
     })
 }
 
@@ -416,10 +421,10 @@ async fn add(
 pub async fn list_subscribers(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    uri: Uri,
 ) -> Result<Json<SubscriberPage>, ApiError> {
     let record = state.authorize(&headers, None, ApiScope::SubscribersRead)?;
-    let query = query_of(query)?;
+    let query: ListQuery = query_of(&uri)?;
     let list = slice(&state, &record.page, query.after, query.limit).await?;
     Ok(Json(SubscriberPage {
         subscribers: list
@@ -496,10 +501,10 @@ pub async fn remove_subscriber(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    query: Result<Query<RemoveQuery>, QueryRejection>,
+    uri: Uri,
 ) -> Result<StatusCode, ApiError> {
     let record = state.authorize(&headers, None, ApiScope::SubscribersWrite)?;
-    let query = query_of(query)?;
+    let query: RemoveQuery = query_of(&uri)?;
     let page = record.page.clone();
     if !query.erase {
         delete(&state, &record, &page, id).await?;
@@ -643,7 +648,68 @@ impl From<&CoreSubscriber> for SpSubscriber {
     }
 }
 
-/// Statuspage's paging: `?page=2&per_page=100` (or `limit`).
+/// Statuspage's subscriber states.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SpState {
+    /// An endpoint gets messages (the default).
+    #[default]
+    Active,
+    /// Waiting for the email confirmation, nothing active yet.
+    Unconfirmed,
+    /// Every endpoint stopped or disabled.
+    Quarantined,
+    /// Every subscriber.
+    All,
+}
+
+/// Statuspage's subscriber kinds (`integration_partner` matches none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SpMode {
+    /// Email.
+    Email,
+    /// SMS.
+    Sms,
+    /// Webhook.
+    Webhook,
+    /// Slack.
+    Slack,
+    /// Teams.
+    Teams,
+    /// Statuspage's partner integrations; Beacon has none.
+    IntegrationPartner,
+}
+
+fn sp_state(s: &CoreSubscriber) -> SpState {
+    if s.endpoints.iter().any(|e| e.state == EndpointState::Active) {
+        SpState::Active
+    } else if s
+        .endpoints
+        .iter()
+        .any(|e| e.state == EndpointState::Pending)
+    {
+        SpState::Unconfirmed
+    } else {
+        SpState::Quarantined
+    }
+}
+
+fn sp_matches(s: &CoreSubscriber, state: SpState, mode: Option<SpMode>) -> bool {
+    let kind = match mode {
+        None => None,
+        Some(SpMode::Email) => Some(ChannelKind::Email),
+        Some(SpMode::Sms) => Some(ChannelKind::Sms),
+        Some(SpMode::Webhook) => Some(ChannelKind::Webhook),
+        Some(SpMode::Slack) => Some(ChannelKind::Slack),
+        Some(SpMode::Teams) => Some(ChannelKind::Teams),
+        Some(SpMode::IntegrationPartner) => return false,
+    };
+    (state == SpState::All || sp_state(s) == state) && kind.is_none_or(|k| s.endpoint(k).is_some())
+}
+
+/// Statuspage's paging and filters: `?page=2&per_page=100` (or `limit`),
+/// `type`, `state`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct SpListQuery {
@@ -656,9 +722,18 @@ pub struct SpListQuery {
     /// Same as `per_page`.
     #[serde(default)]
     pub limit: Option<u32>,
+    /// Only subscribers with an endpoint of this kind.
+    #[serde(default, rename = "type")]
+    #[param(rename = "type", value_type = Option<SpMode>)]
+    pub mode: Option<SpMode>,
+    /// Only subscribers in this state (default `active`).
+    #[serde(default)]
+    #[param(value_type = Option<SpState>)]
+    pub state: Option<SpState>,
 }
 
-/// The page's subscribers, Statuspage's way: a page of them at a time.
+/// The page's subscribers, Statuspage's way: those in `state` (active by
+/// default) and of `type`, in id order, a page of them at a time.
 #[utoipa::path(get, path = "/v1/pages/{page_id}/subscribers", tag = "statuspage",
     params(("page_id" = String, Path, description = "Page id"), SpListQuery),
     responses((status = 200, body = [SpSubscriber]), (status = 401), (status = 403), (status = 422), (status = 503)),
@@ -667,10 +742,10 @@ pub async fn sp_list_subscribers(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(page): Path<String>,
-    query: Result<Query<SpListQuery>, QueryRejection>,
+    uri: Uri,
 ) -> Result<Json<Vec<SpSubscriber>>, ApiError> {
     state.authorize(&headers, Some(&page), ApiScope::SubscribersRead)?;
-    let query = query_of(query)?;
+    let query: SpListQuery = query_of(&uri)?;
     let per_page = query.per_page.or(query.limit).unwrap_or(100);
     if per_page == 0 || per_page > SUBSCRIBER_LIST_MAX {
         return Err(ApiError::invalid(
@@ -682,17 +757,31 @@ pub async fn sp_list_subscribers(
     if number == 0 {
         return Err(ApiError::invalid("page", "pages are numbered from 1"));
     }
+    let wanted = query.state.unwrap_or_default();
+    let mut skip = u64::from(number - 1) * u64::from(per_page);
+    let mut out = Vec::new();
     let mut after = None;
-    for _ in 1..number {
-        match slice(&state, &page, after, Some(per_page)).await?.next {
+    loop {
+        let list = slice(&state, &page, after, Some(SUBSCRIBER_LIST_MAX)).await?;
+        for subscriber in list
+            .subscribers
+            .iter()
+            .filter(|s| sp_matches(s, wanted, query.mode))
+        {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            out.push(SpSubscriber::from(subscriber));
+            if out.len() == per_page as usize {
+                return Ok(Json(out));
+            }
+        }
+        match list.next {
             Some(next) => after = Some(next),
-            None => return Ok(Json(Vec::new())),
+            None => return Ok(Json(out)),
         }
     }
-    let list = slice(&state, &page, after, Some(per_page)).await?;
-    Ok(Json(
-        list.subscribers.iter().map(SpSubscriber::from).collect(),
-    ))
 }
 
 fn sp_new(fields: SpSubscriberFields) -> Result<(NewSubscriber, bool), ApiError> {
