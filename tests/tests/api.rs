@@ -1218,7 +1218,7 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
             &[],
         )
         .await;
-    assert_eq!(sp_ids(&unconfirmed), [ada_id.clone()]);
+    assert_eq!(sp_ids(&unconfirmed), vec![ada_id.as_str()]);
     let (status, error, _) = api
         .send(
             M::GET,
