@@ -874,7 +874,8 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
         )
         .await;
     assert_eq!(status, 409, "{error}");
-    assert!(error.to_string().contains(&ada_id), "{error}");
+    api.assert_schema("Subscriber", &error["error"]["current"]);
+    assert_eq!(error["error"]["current"]["id"], ada_id.as_str(), "{error}");
     // A retry with an Idempotency-Key finds the subscriber it made; one
     // asking for other endpoints is still a conflict.
     let (status, again, _) = api

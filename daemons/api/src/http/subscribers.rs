@@ -366,6 +366,21 @@ async fn delete(
     Ok(removed)
 }
 
+/// A conflict's current subscriber in the route's own shape.
+fn reshape_current<T: Serialize>(
+    mut e: ApiError,
+    shape: impl Fn(&SubscriberView) -> T,
+) -> ApiError {
+    if e.status == StatusCode::CONFLICT {
+        e.current = e
+            .current
+            .take()
+            .and_then(|c| serde_json::from_value::<SubscriberView>(c).ok())
+            .and_then(|view| serde_json::to_value(shape(&view)).ok());
+    }
+    e
+}
+
 /// Whether `existing` has exactly the endpoints `new` asks for.
 fn same_endpoints(existing: &CoreSubscriber, new: &NewSubscriber) -> bool {
     existing.endpoints.len() == new.endpoints.len()
@@ -461,7 +476,7 @@ pub async fn create_subscriber(
     let retry = idempotency_key(&headers)?.is_some();
     let (status, view) = add(&state, &record, &record.page, new, body.confirmed, retry)
         .await
-        .map_err(|e| relocate(e, beacon_field))?;
+        .map_err(|e| reshape_current(relocate(e, beacon_field), |v| Subscriber::from(v)))?;
     Ok((status, Json(Subscriber::from(&view))))
 }
 
@@ -878,7 +893,11 @@ pub async fn sp_create_subscriber(
     let retry = idempotency_key(&headers)?.is_some();
     let (status, view) = add(&state, &record, &page, new.clone(), confirmed, retry)
         .await
-        .map_err(|e| relocate(e, |l| sp_field(l, &new)))?;
+        .map_err(|e| {
+            reshape_current(relocate(e, |l| sp_field(l, &new)), |view| {
+                SpSubscriber::from(&view.subscriber)
+            })
+        })?;
     Ok((status, Json(SpSubscriber::from(&view.subscriber))))
 }
 
