@@ -38,8 +38,7 @@ async fn operators_subscribe_import_and_erase_with_beaconctl_and_an_incident_rea
     let nats = NatsServer::start();
     let clickhouse = ClickHouseServer::start();
     let smtp = SmtpSink::start().await;
-    let decider =
-        DaemonProcess::spawn_with_admin("beacon-decider", vec!["--nats-url".into(), nats.url()]);
+    let decider = DaemonProcess::spawn_with_admin("beacon-decider", vec!["--nats-url".into(), nats.url()]);
     let notifier = DaemonProcess::spawn_with_admin(
         "beacon-notifier",
         vec![
@@ -53,12 +52,7 @@ async fn operators_subscribe_import_and_erase_with_beaconctl_and_an_incident_rea
     );
     let recorder = DaemonProcess::spawn_with_admin(
         "beacon-recorder",
-        vec![
-            "--nats-url".into(),
-            nats.url(),
-            "--clickhouse-url".into(),
-            clickhouse.http_url(),
-        ],
+        vec!["--nats-url".into(), nats.url(), "--clickhouse-url".into(), clickhouse.http_url()],
     );
     for daemon in [&decider, &notifier, &recorder] {
         daemon.wait_ready(READY).await;
@@ -73,28 +67,11 @@ async fn operators_subscribe_import_and_erase_with_beaconctl_and_an_incident_rea
 
     // One by hand, three from a CSV (one of them refused, by line).
     let added = ok(
-        &ctl(
-            &nats,
-            &[
-                "subscriber",
-                "add",
-                "e2e",
-                "--email",
-                "ada@example.com",
-                "--component",
-                "api",
-                "--output",
-                "json",
-            ],
-        )
-        .await,
+        &ctl(&nats, &["subscriber", "add", "e2e", "--email", "ada@example.com", "--component", "api", "--output", "json"]).await,
         "subscriber add",
     );
     let view: serde_json::Value = serde_json::from_str(&added).expect("JSON");
-    let ada = view["subscriber"]["subscriber"]
-        .as_str()
-        .expect("an id")
-        .to_owned();
+    let ada = view["subscriber"]["subscriber"].as_str().expect("an id").to_owned();
     let dir = tempfile::tempdir().expect("a temp dir");
     let csv = dir.path().join("people.csv");
     std::fs::write(
@@ -102,66 +79,21 @@ async fn operators_subscribe_import_and_erase_with_beaconctl_and_an_incident_rea
         "email,components,dedup\nbob@example.com,api,every\ncy@example.com,db|api,first\nnot-an-address,,\n",
     )
     .expect("write the CSV");
-    let import = ctl(
-        &nats,
-        &[
-            "subscriber",
-            "import",
-            "e2e",
-            "-f",
-            csv.to_str().expect("a path"),
-        ],
-    )
-    .await;
-    assert_eq!(
-        import.status.code(),
-        Some(64),
-        "one row refused: {}",
-        String::from_utf8_lossy(&import.stderr)
-    );
+    let import = ctl(&nats, &["subscriber", "import", "e2e", "-f", csv.to_str().expect("a path")]).await;
+    assert_eq!(import.status.code(), Some(64), "one row refused: {}", String::from_utf8_lossy(&import.stderr));
     assert!(String::from_utf8_lossy(&import.stdout).contains("imported 2 new subscribers"));
-    assert!(
-        String::from_utf8_lossy(&import.stderr).contains("line 4"),
-        "{}",
-        String::from_utf8_lossy(&import.stderr)
-    );
-    let listed = ok(
-        &ctl(&nats, &["subscriber", "list", "e2e"]).await,
-        "subscriber list",
-    );
+    assert!(String::from_utf8_lossy(&import.stderr).contains("line 4"), "{}", String::from_utf8_lossy(&import.stderr));
+    let listed = ok(&ctl(&nats, &["subscriber", "list", "e2e"]).await, "subscriber list");
     for address in ["ada@example.com", "bob@example.com", "cy@example.com"] {
         assert!(listed.contains(address), "{listed}");
     }
-    let exported = ok(
-        &ctl(&nats, &["subscriber", "export", "e2e"]).await,
-        "subscriber export",
-    );
-    assert!(
-        exported
-            .starts_with("id,email,sms,webhook,slack,teams,components,instant,dedup,digest,state"),
-        "{exported}"
-    );
+    let exported = ok(&ctl(&nats, &["subscriber", "export", "e2e"]).await, "subscriber export");
+    assert!(exported.starts_with("id,email,sms,webhook,slack,teams,components,instant,dedup,digest,state"), "{exported}");
     assert_eq!(exported.lines().count(), 4, "{exported}");
 
     // An incident opened with beaconctl reaches all three.
     ok(
-        &ctl(
-            &nats,
-            &[
-                "incident",
-                "create",
-                "e2e",
-                "--title",
-                "Checkout errors",
-                "--impact",
-                "major",
-                "--component",
-                "api=major_outage",
-                "-m",
-                "Looking into it",
-            ],
-        )
-        .await,
+        &ctl(&nats, &["incident", "create", "e2e", "--title", "Checkout errors", "--impact", "major", "--component", "api=major_outage", "-m", "Looking into it"]).await,
         "incident create",
     );
     wait_until("three emails", DECIDE, || {
@@ -169,61 +101,30 @@ async fn operators_subscribe_import_and_erase_with_beaconctl_and_an_incident_rea
         async move { (n >= 3).then_some(()) }
     })
     .await;
-    assert!(smtp.mails().iter().all(|m| m
-        .header("Subject")
-        .is_some_and(|s| s.contains("Checkout errors"))));
+    assert!(smtp.mails().iter().all(|m| m.header("Subject").is_some_and(|s| s.contains("Checkout errors"))));
 
     // The recorder stores the receipts; then Ada is erased everywhere.
     wait_until("receipts in ClickHouse", DECIDE, || {
-        let counted = clickhouse
-            .try_query("SELECT count() FROM beacon.delivery_receipts WHERE outcome = 'delivered'");
-        async move {
-            counted
-                .ok()
-                .filter(|n| n.trim().parse::<u64>().unwrap_or(0) >= 3)
-        }
+        let counted = clickhouse.try_query("SELECT count() FROM beacon.delivery_receipts WHERE outcome = 'delivered'");
+        async move { counted.ok().filter(|n| n.trim().parse::<u64>().unwrap_or(0) >= 3) }
     })
     .await;
-    let erased = ok(
-        &ctl(
-            &nats,
-            &["subscriber", "erase", "e2e", "--address", "ada@example.com"],
-        )
-        .await,
-        "subscriber erase",
-    );
+    let erased = ok(&ctl(&nats, &["subscriber", "erase", "e2e", "--address", "ada@example.com"]).await, "subscriber erase");
     assert!(erased.contains("erased 1 subscriber"), "{erased}");
     let rows = clickhouse.query(
         "SELECT count() FROM beacon.delivery_receipts WHERE positionCaseInsensitive(concat(page, channel, subscriber, idempotency_key, detail), 'example.com') > 0",
     );
     assert_eq!(rows.trim(), "0", "ClickHouse never got an address");
-    let has_ada = clickhouse.query(&format!(
-        "SELECT count() FROM beacon.delivery_receipts WHERE subscriber = '{ada}'"
-    ));
+    let has_ada = clickhouse.query(&format!("SELECT count() FROM beacon.delivery_receipts WHERE subscriber = '{ada}'"));
     assert_eq!(has_ada.trim(), "1", "the receipt stays, naming only the id");
-    let listed = ok(
-        &ctl(&nats, &["subscriber", "list", "e2e"]).await,
-        "subscriber list",
-    );
+    let listed = ok(&ctl(&nats, &["subscriber", "list", "e2e"]).await, "subscriber list");
     assert!(!listed.contains("ada@example.com"));
     // An operator may not add the erased address back.
-    let again = ctl(
-        &nats,
-        &["subscriber", "add", "e2e", "--email", "ada@example.com"],
-    )
-    .await;
+    let again = ctl(&nats, &["subscriber", "add", "e2e", "--email", "ada@example.com"]).await;
     assert_eq!(again.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&again.stderr).contains("erased"));
 
-    let removed = ctl(
-        &nats,
-        &["subscriber", "remove", "e2e", "01jd5k2s9x8y7z6w5v4t3r2q1p"],
-    )
-    .await;
-    assert_eq!(
-        removed.status.code(),
-        Some(64),
-        "an unknown subscriber is refused"
-    );
+    let removed = ctl(&nats, &["subscriber", "remove", "e2e", "01jd5k2s9x8y7z6w5v4t3r2q1p"]).await;
+    assert_eq!(removed.status.code(), Some(64), "an unknown subscriber is refused");
     drop((decider, notifier, recorder));
 }

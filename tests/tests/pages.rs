@@ -490,9 +490,7 @@ async fn a_browser_sees_the_page_and_a_live_change() {
 
     // The widget on another site: a page of a second origin embeds
     // widget.js from the edge and shows the status in its Shadow DOM.
-    let site = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let site = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let site_url = format!("http://{}", site.local_addr().expect("addr"));
     let host_page = format!(
         "<!doctype html><html><body><p>Elsewhere</p><beacon-status></beacon-status>\
@@ -511,13 +509,7 @@ async fn a_browser_sees_the_page_and_a_live_change() {
             let _ = socket.write_all(response.as_bytes()).await;
         }
     });
-    driver
-        .call(
-            reqwest::Method::POST,
-            &format!("{base}/url"),
-            Some(serde_json::json!({"url": site_url})),
-        )
-        .await;
+    driver.call(reqwest::Method::POST, &format!("{base}/url"), Some(serde_json::json!({"url": site_url}))).await;
     let shown = wait_until("the widget to show the status", Duration::from_secs(15), || async {
         let text = read("var w = document.querySelector('beacon-status'); return w && w.shadowRoot ? w.shadowRoot.textContent : ''").await;
         text.as_str().filter(|t| t.contains("Major System Outage")).map(str::to_owned)

@@ -384,10 +384,7 @@ async fn an_older_subscribers_bucket_is_made_erasable_when_empty_and_left_when_n
             old.put("p.s", "x".into()).await.expect("a value");
         }
         let result = ensure(&js, &Topology::default()).await;
-        let mut stream = js
-            .get_stream("KV_subscribers")
-            .await
-            .expect("the bucket's stream");
+        let mut stream = js.get_stream("KV_subscribers").await.expect("the bucket's stream");
         let config = stream.info().await.expect("info").config.clone();
         if with_data {
             let error = result.expect_err("not recreated with data in it");
@@ -398,15 +395,9 @@ async fn an_older_subscribers_bucket_is_made_erasable_when_empty_and_left_when_n
             assert!(!config.deny_delete);
             assert_eq!(config.max_messages_per_subject, 2);
             // Still a KV bucket to the client.
-            let kv = js
-                .get_key_value("subscribers")
-                .await
-                .expect("KV subscribers");
+            let kv = js.get_key_value("subscribers").await.expect("KV subscribers");
             let revision = kv.put("p.s", "y".into()).await.expect("put");
-            assert!(stream
-                .delete_message(revision)
-                .await
-                .expect("erase a message"));
+            assert!(stream.delete_message(revision).await.expect("erase a message"));
         }
     }
 }

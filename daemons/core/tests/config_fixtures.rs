@@ -377,10 +377,7 @@ fn notification_settings_default_and_can_be_set() {
     );
     assert_eq!(page.notifications.digest_every_ms, 24 * 3600 * 1000);
     let mail = &page.channels[0];
-    assert_eq!(
-        (mail.rate_per_second, mail.burst, mail.concurrency),
-        (50, 100, 8)
-    );
+    assert_eq!((mail.rate_per_second, mail.burst, mail.concurrency), (50, 100, 8));
     assert!(matches!(
         page.channels[1].provider,
         ChannelProvider::Email {

@@ -1148,9 +1148,11 @@ fn broken_samples_fail_validation() {
             "channel without its type tag",
             |v| v["data"]["endpoints"][0]["channel"] = json!({"url": "https://x"}),
         ),
-        ("subscriber.v2.schema.json", "unknown endpoint state", |v| {
-            v["data"]["endpoints"][0]["state"] = json!("maybe")
-        }),
+        (
+            "subscriber.v2.schema.json",
+            "unknown endpoint state",
+            |v| v["data"]["endpoints"][0]["state"] = json!("maybe"),
+        ),
         (
             "status_change.v1.schema.json",
             "an envelope claiming another kind",

@@ -552,11 +552,7 @@ pub enum SubscriberCommand {
         /// Page id.
         page: String,
         /// The email address, phone number or URL.
-        #[arg(
-            long,
-            conflicts_with = "subscriber",
-            required_unless_present = "subscriber"
-        )]
+        #[arg(long, conflicts_with = "subscriber", required_unless_present = "subscriber")]
         address: Option<String>,
         /// Or the subscriber id.
         #[arg(long)]

@@ -47,10 +47,7 @@ fn check_email(address: &str) -> Result<(), String> {
     if address.is_empty() || address.len() > MAX_EMAIL {
         return Err(format!("must be 1 to {MAX_EMAIL} characters"));
     }
-    if address
-        .chars()
-        .any(|c| c.is_whitespace() || matches!(c, '<' | '>' | ',' | ';' | '"'))
-    {
+    if address.chars().any(|c| c.is_whitespace() || matches!(c, '<' | '>' | ',' | ';' | '"')) {
         return Err(bad());
     }
     let parsed: lettre::Address = address.parse().map_err(|_| bad())?;
@@ -126,12 +123,7 @@ mod tests {
             ("", false),
         ];
         for (address, ok) in table {
-            assert_eq!(
-                check(&email(address)).is_ok(),
-                *ok,
-                "{address:?}: {:?}",
-                check(&email(address))
-            );
+            assert_eq!(check(&email(address)).is_ok(), *ok, "{address:?}: {:?}", check(&email(address)));
         }
         let long = format!("{}@example.com", "a".repeat(250));
         assert!(check(&email(&long)).is_err());
@@ -141,13 +133,7 @@ mod tests {
     fn phones_are_e164_and_urls_http() {
         let sms = |p: &str| SubscriberChannel::Sms { phone: p.into() };
         assert!(check(&sms("+15551234567")).is_ok());
-        for bad in [
-            "5551234567",
-            "+1 555 123 4567",
-            "+1555",
-            "+15551234567\n",
-            "tel:+15551234567",
-        ] {
+        for bad in ["5551234567", "+1 555 123 4567", "+1555", "+15551234567\n", "tel:+15551234567"] {
             let error = check(&sms(bad)).expect_err(bad);
             assert!(!error.is_empty());
         }
@@ -166,10 +152,7 @@ mod tests {
 
     #[test]
     fn normal_forms() {
-        assert_eq!(
-            normalize(ChannelKind::Email, " Ada@Example.COM "),
-            "ada@example.com"
-        );
+        assert_eq!(normalize(ChannelKind::Email, " Ada@Example.COM "), "ada@example.com");
         assert_eq!(normalize(ChannelKind::Sms, "+15551234567"), "+15551234567");
         assert_eq!(kind_of("+15551234567"), ChannelKind::Sms);
         assert_eq!(kind_of("https://x.example/y"), ChannelKind::Webhook);

@@ -93,12 +93,7 @@ async fn serve_endpoints(ctx: Context) -> Result<(), async_nats::Error> {
     Ok(())
 }
 
-async fn respond<T: Serialize>(
-    ctx: &Context,
-    endpoint: &str,
-    request: &Request,
-    reply: ApiReply<T>,
-) {
+async fn respond<T: Serialize>(ctx: &Context, endpoint: &str, request: &Request, reply: ApiReply<T>) {
     let outcome = match &reply {
         ApiReply::Ok { .. } => "ok",
         ApiReply::Invalid { .. } => "invalid",
@@ -134,20 +129,14 @@ async fn dispatch(ctx: &Context, subject: &'static str, request: Request) {
         api::SUBSCRIBER_ERASE => answer!(erase(ctx, &payload)),
         api::SUBSCRIBER_SMS_INBOUND => answer!(sms_inbound(ctx, &payload)),
         other => {
-            tracing::error!(
-                subject = other,
-                "No handler for an endpoint that is registered."
-            );
+            tracing::error!(subject = other, "No handler for an endpoint that is registered.");
             let reply = ApiReply::<()>::failed(format!("{other} has no handler in this notifier"));
             respond(ctx, name, &request, reply).await
         }
     }
 }
 
-fn parse<Req: serde::de::DeserializeOwned, T>(
-    payload: &[u8],
-    what: &str,
-) -> Result<Req, ApiReply<T>> {
+fn parse<Req: serde::de::DeserializeOwned, T>(payload: &[u8], what: &str) -> Result<Req, ApiReply<T>> {
     serde_json::from_slice(payload)
         .map_err(|e| ApiReply::invalid("request", format!("not a {what}: {e}")))
 }
@@ -163,14 +152,11 @@ macro_rules! try_reply {
 
 fn page<T>(ctx: &Context, page: &str) -> Result<std::sync::Arc<PageConfig>, ApiReply<T>> {
     if let Err(e) = check_token(page) {
-        return Err(ApiReply::invalid(
-            "page",
-            format!("invalid page id {page:?}: {e}"),
-        ));
+        return Err(ApiReply::invalid("page", format!("invalid page id {page:?}: {e}")));
     }
-    ctx.pages.get(page).ok_or_else(|| {
-        ApiReply::invalid("page", format!("no page {page:?}; apply its config first"))
-    })
+    ctx.pages
+        .get(page)
+        .ok_or_else(|| ApiReply::invalid("page", format!("no page {page:?}; apply its config first")))
 }
 
 fn error(location: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -196,24 +182,13 @@ fn offers(page: &PageConfig, kind: ChannelKind) -> bool {
 
 /// Every problem with a new subscriber, at `at`: addresses, channels the
 /// page offers, components, and (for URLs) the SSRF guard.
-async fn check_new(
-    ctx: &Context,
-    page: &PageConfig,
-    new: &NewSubscriber,
-    at: &str,
-) -> Vec<ConfigError> {
+async fn check_new(ctx: &Context, page: &PageConfig, new: &NewSubscriber, at: &str) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     if new.endpoints.is_empty() {
-        errors.push(error(
-            format!("{at}.endpoints"),
-            "give at least one endpoint",
-        ));
+        errors.push(error(format!("{at}.endpoints"), "give at least one endpoint"));
     }
     if new.endpoints.len() > MAX_ENDPOINTS {
-        errors.push(error(
-            format!("{at}.endpoints"),
-            format!("at most {MAX_ENDPOINTS} endpoints, one per kind"),
-        ));
+        errors.push(error(format!("{at}.endpoints"), format!("at most {MAX_ENDPOINTS} endpoints, one per kind")));
     }
     let mut kinds = HashSet::new();
     for (i, channel) in new.endpoints.iter().enumerate() {
@@ -225,26 +200,17 @@ async fn check_new(
         let location = format!("{at}.endpoints[{i}].{field}");
         let kind = channel.kind();
         if !kinds.insert(kind) {
-            errors.push(error(
-                &location,
-                format!("a second {} endpoint; one per kind", kind.as_str()),
-            ));
+            errors.push(error(&location, format!("a second {} endpoint; one per kind", kind.as_str())));
         }
         if !offers(page, kind) {
-            errors.push(error(
-                &location,
-                format!("page {} offers no {} channel", page.id, kind.as_str()),
-            ));
+            errors.push(error(&location, format!("page {} offers no {} channel", page.id, kind.as_str())));
             continue;
         }
         if let Err(message) = addresses::check(channel) {
             errors.push(error(&location, message));
             continue;
         }
-        if matches!(
-            kind,
-            ChannelKind::Webhook | ChannelKind::Slack | ChannelKind::Teams
-        ) {
+        if matches!(kind, ChannelKind::Webhook | ChannelKind::Slack | ChannelKind::Teams) {
             let checked = match addresses::parse_url(channel.address()) {
                 Ok(url) => ctx.guard.check_url(&url).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e),
@@ -265,10 +231,7 @@ async fn check_new(
         }
     }
     if new.digest && !kinds.contains(&ChannelKind::Email) {
-        errors.push(error(
-            format!("{at}.digest"),
-            "the digest goes by email: add an email endpoint",
-        ));
+        errors.push(error(format!("{at}.digest"), "the digest goes by email: add an email endpoint"));
     }
     errors
 }
@@ -280,13 +243,7 @@ fn nonce() -> String {
 }
 
 /// Builds the record of a new subscriber.
-fn build(
-    ctx: &Context,
-    page: &PageConfig,
-    new: &NewSubscriber,
-    confirmed: bool,
-    now_ms: u64,
-) -> Subscriber {
+fn build(ctx: &Context, page: &PageConfig, new: &NewSubscriber, confirmed: bool, now_ms: u64) -> Subscriber {
     let expires_at_ms = now_ms + ctx.settings.confirm_ttl.as_millis() as u64;
     Subscriber {
         page: page.id.clone(),
@@ -298,11 +255,7 @@ fn build(
                 let pending = channel.kind() == ChannelKind::Email && !confirmed;
                 SubscriberEndpoint {
                     channel: channel.clone(),
-                    state: if pending {
-                        EndpointState::Pending
-                    } else {
-                        EndpointState::Active
-                    },
+                    state: if pending { EndpointState::Pending } else { EndpointState::Active },
                     since_ms: now_ms,
                     confirmation: pending.then(|| PendingConfirmation {
                         nonce: nonce(),
@@ -377,15 +330,9 @@ async fn add(ctx: &Context, payload: &[u8]) -> ApiReply<SubscriberView> {
         return ApiReply::Invalid { errors };
     }
     if let Some(id) = existing(ctx, &page.id, &request.subscriber) {
-        let current = ctx
-            .subscribers
-            .get(&page.id, &id)
-            .map(|(s, _)| view(ctx, &page, s));
+        let current = ctx.subscribers.get(&page.id, &id).map(|(s, _)| view(ctx, &page, s));
         return ApiReply::Conflict {
-            message: format!(
-                "page {} already has a subscriber with this address ({id})",
-                page.id
-            ),
+            message: format!("page {} already has a subscriber with this address ({id})", page.id),
             current,
         };
     }
@@ -402,9 +349,7 @@ async fn add(ctx: &Context, payload: &[u8]) -> ApiReply<SubscriberView> {
         lift_suppressions(ctx, &subscriber, |kind| kind != ChannelKind::Email).await;
     }
     if let Err(e) = confirmations(ctx, &page, std::slice::from_ref(&subscriber)).await {
-        return ApiReply::failed(format!(
-            "subscribed, but the confirmation email could not be queued: {e}"
-        ));
+        return ApiReply::failed(format!("subscribed, but the confirmation email could not be queued: {e}"));
     }
     tracing::info!(page = %page.id, subscriber = %subscriber.subscriber, actor = %request.actor, "Subscriber added.");
     ApiReply::Ok {
@@ -412,11 +357,7 @@ async fn add(ctx: &Context, payload: &[u8]) -> ApiReply<SubscriberView> {
     }
 }
 
-async fn lift_suppressions(
-    ctx: &Context,
-    subscriber: &Subscriber,
-    which: impl Fn(ChannelKind) -> bool,
-) {
+async fn lift_suppressions(ctx: &Context, subscriber: &Subscriber, which: impl Fn(ChannelKind) -> bool) {
     for endpoint in &subscriber.endpoints {
         let kind = endpoint.channel.kind();
         if !which(kind) {
@@ -432,24 +373,13 @@ async fn lift_suppressions(
 }
 
 /// Queues the confirmation email of every pending email endpoint.
-async fn confirmations(
-    ctx: &Context,
-    page: &PageConfig,
-    subscribers: &[Subscriber],
-) -> Result<(), String> {
+async fn confirmations(ctx: &Context, page: &PageConfig, subscribers: &[Subscriber]) -> Result<(), String> {
     for subscriber in subscribers {
         for endpoint in &subscriber.endpoints {
-            if let (EndpointState::Pending, Some(confirmation)) =
-                (endpoint.state, &endpoint.confirmation)
-            {
-                ctx.publish_confirmation(
-                    page,
-                    &subscriber.subscriber,
-                    &confirmation.nonce,
-                    subscriber.created_at_ms,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+            if let (EndpointState::Pending, Some(confirmation)) = (endpoint.state, &endpoint.confirmation) {
+                ctx.publish_confirmation(page, &subscriber.subscriber, &confirmation.nonce, subscriber.created_at_ms)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
         }
     }
@@ -462,10 +392,7 @@ async fn import(ctx: &Context, payload: &[u8]) -> ApiReply<ImportResult> {
     if request.rows.len() > SUBSCRIBER_IMPORT_MAX_ROWS {
         return ApiReply::invalid(
             "rows",
-            format!(
-                "at most {SUBSCRIBER_IMPORT_MAX_ROWS} rows per request, got {}",
-                request.rows.len()
-            ),
+            format!("at most {SUBSCRIBER_IMPORT_MAX_ROWS} rows per request, got {}", request.rows.len()),
         );
     }
     let now_ms = wall_clock_ms();
@@ -505,9 +432,7 @@ async fn import(ctx: &Context, payload: &[u8]) -> ApiReply<ImportResult> {
         }
     }
     if let Err(e) = confirmations(ctx, &page, &created).await {
-        return ApiReply::failed(format!(
-            "imported, but confirmation emails could not be queued: {e}"
-        ));
+        return ApiReply::failed(format!("imported, but confirmation emails could not be queued: {e}"));
     }
     tracing::info!(page = %page.id, created = created.len(), existing = existing_rows, refused = refused.len(), actor = %request.actor, "Subscribers imported.");
     ApiReply::Ok {
@@ -529,10 +454,7 @@ fn list(ctx: &Context, payload: &[u8]) -> ApiReply<SubscriberList> {
             None => return ApiReply::invalid("after", format!("{after:?} is not a subscriber id")),
         },
     };
-    let limit = request
-        .limit
-        .unwrap_or(SUBSCRIBER_LIST_MAX)
-        .clamp(1, SUBSCRIBER_LIST_MAX);
+    let limit = request.limit.unwrap_or(SUBSCRIBER_LIST_MAX).clamp(1, SUBSCRIBER_LIST_MAX);
     let (subscribers, total, next) = ctx.subscribers.list(&page.id, after, limit as usize);
     ApiReply::Ok {
         result: SubscriberList {
@@ -552,10 +474,7 @@ fn show(ctx: &Context, payload: &[u8]) -> ApiReply<SubscriberView> {
         },
         None => ApiReply::invalid(
             "subscriber",
-            format!(
-                "page {} has no subscriber {:?}",
-                page.id, request.subscriber
-            ),
+            format!("page {} has no subscriber {:?}", page.id, request.subscriber),
         ),
     }
 }
@@ -564,25 +483,15 @@ async fn remove(ctx: &Context, payload: &[u8]) -> ApiReply<RemovedSubscriber> {
     let request: SubscriberRequest = try_reply!(parse(payload, "SubscriberRequest"));
     let page = try_reply!(page(ctx, &request.page));
     if parse_id(&request.subscriber).is_none() {
-        return ApiReply::invalid(
-            "subscriber",
-            format!("{:?} is not a subscriber id", request.subscriber),
-        );
+        return ApiReply::invalid("subscriber", format!("{:?} is not a subscriber id", request.subscriber));
     }
     if ctx.subscribers.get(&page.id, &request.subscriber).is_none() {
         return ApiReply::invalid(
             "subscriber",
-            format!(
-                "page {} has no subscriber {:?}",
-                page.id, request.subscriber
-            ),
+            format!("page {} has no subscriber {:?}", page.id, request.subscriber),
         );
     }
-    if let Err(e) = ctx
-        .store
-        .erase_subscriber(&page.id, &request.subscriber)
-        .await
-    {
+    if let Err(e) = ctx.store.erase_subscriber(&page.id, &request.subscriber).await {
         return ApiReply::failed(e);
     }
     ctx.subscribers.remove(&page.id, &request.subscriber);
@@ -605,10 +514,7 @@ pub async fn confirm(ctx: &Context, payload: &[u8]) -> ApiReply<SubscriberView> 
     let page = try_reply!(page(ctx, &link.page));
     let now_ms = wall_clock_ms();
     if link.expires_at_ms.is_some_and(|at| now_ms >= at) {
-        return ApiReply::invalid(
-            "token",
-            "the link has expired; subscribe again for a new one",
-        );
+        return ApiReply::invalid("token", "the link has expired; subscribe again for a new one");
     }
     let changed = ctx
         .store
@@ -616,11 +522,7 @@ pub async fn confirm(ctx: &Context, payload: &[u8]) -> ApiReply<SubscriberView> 
             let Some(record) = record else {
                 return Change::Keep(Err("the subscription no longer exists"));
             };
-            let Some(endpoint) = record
-                .endpoints
-                .iter_mut()
-                .find(|e| e.channel.kind() == link.channel)
-            else {
+            let Some(endpoint) = record.endpoints.iter_mut().find(|e| e.channel.kind() == link.channel) else {
                 return Change::Keep(Err("the subscription no longer exists"));
             };
             match (&endpoint.state, &endpoint.confirmation) {
@@ -664,9 +566,7 @@ pub async fn unsubscribe(ctx: &Context, payload: &[u8]) -> ApiReply<Unsubscribed
                 return Change::Keep(true);
             };
             let before = record.endpoints.len();
-            record
-                .endpoints
-                .retain(|e| e.channel.kind() != link.channel);
+            record.endpoints.retain(|e| e.channel.kind() != link.channel);
             if record.endpoints.is_empty() {
                 Change::Erase(true)
             } else if record.endpoints.len() < before {
@@ -716,10 +616,7 @@ async fn erase(ctx: &Context, payload: &[u8]) -> ApiReply<Erased> {
         }
         (None, Some(subscriber)) => {
             if parse_id(subscriber).is_none() {
-                return ApiReply::invalid(
-                    "subscriber",
-                    format!("{subscriber:?} is not a subscriber id"),
-                );
+                return ApiReply::invalid("subscriber", format!("{subscriber:?} is not a subscriber id"));
             }
             ids.push(subscriber.clone());
         }
@@ -734,10 +631,7 @@ async fn erase(ctx: &Context, payload: &[u8]) -> ApiReply<Erased> {
         };
         if let Some((record, _)) = record {
             for endpoint in &record.endpoints {
-                addresses.push((
-                    endpoint.channel.kind(),
-                    endpoint.channel.address().to_owned(),
-                ));
+                addresses.push((endpoint.channel.kind(), endpoint.channel.address().to_owned()));
             }
         }
     }
@@ -775,16 +669,7 @@ async fn erase(ctx: &Context, payload: &[u8]) -> ApiReply<Erased> {
 }
 
 /// Words that stop and restart SMS, as carriers and Twilio treat them.
-const STOP_WORDS: &[&str] = &[
-    "STOP",
-    "STOPALL",
-    "UNSUBSCRIBE",
-    "CANCEL",
-    "END",
-    "QUIT",
-    "REVOKE",
-    "OPTOUT",
-];
+const STOP_WORDS: &[&str] = &["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"];
 const START_WORDS: &[&str] = &["START", "YES", "UNSTOP"];
 
 /// The auth token of the SMS account `account_sid`, and the pages whose SMS
@@ -795,12 +680,8 @@ fn sms_account(ctx: &Context, account_sid: &str) -> Option<(String, Vec<String>)
     for page in ctx.pages.all() {
         for channel in &page.channels {
             if let ChannelProvider::Sms { secret_env, .. } = &channel.provider {
-                let Some(secret) = env_secret(secret_env) else {
-                    continue;
-                };
-                let Some((sid, auth)) = secret.split_once(':') else {
-                    continue;
-                };
+                let Some(secret) = env_secret(secret_env) else { continue };
+                let Some((sid, auth)) = secret.split_once(':') else { continue };
                 if constant_time_eq(sid.as_bytes(), account_sid.as_bytes()) {
                     token = Some(auth.to_owned());
                     pages.push(page.id.clone());
@@ -815,17 +696,10 @@ fn sms_account(ctx: &Context, account_sid: &str) -> Option<(String, Vec<String>)
 pub async fn sms_inbound(ctx: &Context, payload: &[u8]) -> ApiReply<SmsInboundResult> {
     let request: SmsInboundRequest = try_reply!(parse(payload, "SmsInboundRequest"));
     let forged = || {
-        ctx.metrics
-            .inbound
-            .with_label_values(&["sms", "forged"])
-            .inc();
+        ctx.metrics.inbound.with_label_values(&["sms", "forged"]).inc();
         ApiReply::invalid("signature", "the request signature does not match")
     };
-    let account_sid = request
-        .params
-        .get("AccountSid")
-        .cloned()
-        .unwrap_or_default();
+    let account_sid = request.params.get("AccountSid").cloned().unwrap_or_default();
     let Some((auth_token, pages)) = sms_account(ctx, &account_sid) else {
         return forged();
     };
@@ -850,10 +724,7 @@ pub async fn sms_inbound(ctx: &Context, payload: &[u8]) -> ApiReply<SmsInboundRe
         SmsAction::Stop => (EndpointState::Active, EndpointState::Stopped),
         SmsAction::Start => (EndpointState::Stopped, EndpointState::Active),
         SmsAction::Ignored => {
-            ctx.metrics
-                .inbound
-                .with_label_values(&["sms", "ignored"])
-                .inc();
+            ctx.metrics.inbound.with_label_values(&["sms", "ignored"]).inc();
             return ApiReply::Ok {
                 result: SmsInboundResult { action, changed: 0 },
             };
@@ -865,16 +736,7 @@ pub async fn sms_inbound(ctx: &Context, payload: &[u8]) -> ApiReply<SmsInboundRe
         if !pages.contains(&page) {
             continue;
         }
-        match set_state(
-            ctx,
-            &page,
-            &id,
-            ChannelKind::Sms,
-            &[from_state, EndpointState::Pending],
-            to_state,
-        )
-        .await
-        {
+        match set_state(ctx, &page, &id, ChannelKind::Sms, &[from_state, EndpointState::Pending], to_state).await {
             Ok(true) => changed += 1,
             Ok(false) => {}
             Err(e) => return ApiReply::failed(e),
@@ -882,14 +744,7 @@ pub async fn sms_inbound(ctx: &Context, payload: &[u8]) -> ApiReply<SmsInboundRe
     }
     ctx.metrics
         .inbound
-        .with_label_values(&[
-            "sms",
-            if action == SmsAction::Stop {
-                "stop"
-            } else {
-                "start"
-            },
-        ])
+        .with_label_values(&["sms", if action == SmsAction::Stop { "stop" } else { "start" }])
         .inc();
     tracing::info!(changed, action = ?action, "SMS reply applied.");
     ApiReply::Ok {
@@ -910,9 +765,7 @@ pub async fn set_state(
     let (changed, record) = ctx
         .store
         .modify(page, subscriber, |record| {
-            let Some(endpoint) =
-                record.and_then(|r| r.endpoints.iter_mut().find(|e| e.channel.kind() == kind))
-            else {
+            let Some(endpoint) = record.and_then(|r| r.endpoints.iter_mut().find(|e| e.channel.kind() == kind)) else {
                 return Change::Keep(false);
             };
             if !from.contains(&endpoint.state) {

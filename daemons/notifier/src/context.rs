@@ -60,13 +60,7 @@ impl Context {
     }
 
     /// The signed double opt-in link of a pending email endpoint.
-    pub fn confirm_link(
-        &self,
-        page: &str,
-        subscriber: &str,
-        nonce: &str,
-        expires_at_ms: u64,
-    ) -> String {
+    pub fn confirm_link(&self, page: &str, subscriber: &str, nonce: &str, expires_at_ms: u64) -> String {
         let token = self.keys.link(&Link {
             purpose: Purpose::Confirm,
             page: page.to_owned(),
@@ -87,13 +81,11 @@ impl Context {
     /// The Standard Webhooks secret of a subscriber's webhook endpoint,
     /// when the page has a webhook channel whose secret is set.
     pub fn webhook_secret(&self, page: &PageConfig, subscriber: &str) -> Option<String> {
-        page.channels
-            .iter()
-            .find_map(|channel| match &channel.provider {
-                ChannelProvider::Webhook { secret_env } => env_secret(secret_env)
-                    .map(|secret| webhook_secret(secret.as_bytes(), &page.id, subscriber)),
-                _ => None,
-            })
+        page.channels.iter().find_map(|channel| match &channel.provider {
+            ChannelProvider::Webhook { secret_env } => env_secret(secret_env)
+                .map(|secret| webhook_secret(secret.as_bytes(), &page.id, subscriber)),
+            _ => None,
+        })
     }
 
     /// Queues the double opt-in email of one subscriber.
@@ -128,21 +120,14 @@ impl Context {
             .publisher()
             .publish_all([(subject.as_str(), &envelope)])
             .await;
-        results
-            .into_iter()
-            .try_for_each(|result| result.map(|_| ()))
+        results.into_iter().try_for_each(|result| result.map(|_| ()))
     }
 }
 
 /// The event id of batch `chunk` of a notice on a channel and lane: the same
 /// on every replay, so the stream drops a batch published twice.
 pub fn batch_id(notice: &Notice, channel: ChannelKind, lane: Lane, chunk: u32) -> EventId {
-    let seed = format!(
-        "{}|{}|{}|{chunk}",
-        notice.id,
-        channel.as_str(),
-        lane.as_str()
-    );
+    let seed = format!("{}|{}|{}|{chunk}", notice.id, channel.as_str(), lane.as_str());
     let high = beacon_core::lease::fnv1a(seed.as_bytes());
     let low = beacon_core::lease::fnv1a(format!("{seed}|low").as_bytes());
     let random = (u128::from(high) << 64 | u128::from(low)) & ((1u128 << 80) - 1);

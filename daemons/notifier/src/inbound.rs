@@ -76,10 +76,7 @@ fn payload<T: serde::Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn count(ctx: &Context, kind: &str, outcome: &str) {
-    ctx.metrics
-        .inbound
-        .with_label_values(&[kind, outcome])
-        .inc();
+    ctx.metrics.inbound.with_label_values(&[kind, outcome]).inc();
 }
 
 async fn sms(State(ctx): State<Context>, headers: HeaderMap, body: Bytes) -> Response {
@@ -99,9 +96,7 @@ async fn sms(State(ctx): State<Context>, headers: HeaderMap, body: Bytes) -> Res
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
         )
             .into_response(),
-        ApiReply::Invalid { .. } => {
-            (StatusCode::FORBIDDEN, "signature does not match").into_response()
-        }
+        ApiReply::Invalid { .. } => (StatusCode::FORBIDDEN, "signature does not match").into_response(),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response(),
     }
 }
@@ -116,35 +111,18 @@ async fn unsubscribe_page(Query(query): Query<HashMap<String, String>>) -> Html<
     )
 }
 
-async fn unsubscribe(
-    State(ctx): State<Context>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let request = LinkRequest {
-        token: token(&query),
-    };
+async fn unsubscribe(State(ctx): State<Context>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let request = LinkRequest { token: token(&query) };
     match api::unsubscribe(&ctx, &payload(&request)).await {
         ApiReply::Ok { .. } => {
             count(&ctx, "unsubscribe", "ok");
-            page(
-                "Unsubscribed",
-                "<p>You will not get these updates any more.</p>",
-            )
-            .into_response()
+            page("Unsubscribed", "<p>You will not get these updates any more.</p>").into_response()
         }
         ApiReply::Invalid { .. } => {
             count(&ctx, "unsubscribe", "invalid");
-            (
-                StatusCode::BAD_REQUEST,
-                page("Not valid", "<p>This link is not valid.</p>"),
-            )
-                .into_response()
+            (StatusCode::BAD_REQUEST, page("Not valid", "<p>This link is not valid.</p>")).into_response()
         }
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            page("Try again", "<p>Please try again in a minute.</p>"),
-        )
-            .into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, page("Try again", "<p>Please try again in a minute.</p>")).into_response(),
     }
 }
 
@@ -158,13 +136,8 @@ async fn confirm_page(Query(query): Query<HashMap<String, String>>) -> Html<Stri
     )
 }
 
-async fn confirm(
-    State(ctx): State<Context>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let request = LinkRequest {
-        token: token(&query),
-    };
+async fn confirm(State(ctx): State<Context>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let request = LinkRequest { token: token(&query) };
     match api::confirm(&ctx, &payload(&request)).await {
         ApiReply::Ok { .. } => {
             count(&ctx, "confirm", "ok");
@@ -172,23 +145,13 @@ async fn confirm(
         }
         ApiReply::Invalid { errors } => {
             count(&ctx, "confirm", "invalid");
-            let why = errors
-                .first()
-                .map(|e| e.message.clone())
-                .unwrap_or_default();
+            let why = errors.first().map(|e| e.message.clone()).unwrap_or_default();
             (
                 StatusCode::BAD_REQUEST,
-                page(
-                    "Not confirmed",
-                    &format!("<p>{}</p>", html_escape::encode_text(&why)),
-                ),
+                page("Not confirmed", &format!("<p>{}</p>", html_escape::encode_text(&why))),
             )
                 .into_response()
         }
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            page("Try again", "<p>Please try again in a minute.</p>"),
-        )
-            .into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, page("Try again", "<p>Please try again in a minute.</p>")).into_response(),
     }
 }

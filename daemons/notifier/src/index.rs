@@ -72,9 +72,7 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 /// Parses a subscriber id (a ULID, any case).
 pub fn parse_id(id: &str) -> Option<u128> {
-    Ulid::from_string(&id.to_ascii_uppercase())
-        .ok()
-        .map(u128::from)
+    Ulid::from_string(&id.to_ascii_uppercase()).ok().map(u128::from)
 }
 
 /// The wire form of a subscriber id: a lowercase ULID.
@@ -319,10 +317,7 @@ impl Subscribers {
 
     /// Subscribers of one page.
     pub fn page_count(&self, page: &str) -> usize {
-        read(&self.inner)
-            .pages
-            .get(page)
-            .map_or(0, |p| p.by_id.len())
+        read(&self.inner).pages.get(page).map_or(0, |p| p.by_id.len())
     }
 
     /// The record and its revision.
@@ -384,12 +379,7 @@ impl Subscribers {
     }
 
     /// A slice of the page's subscribers in id order, after `after`.
-    pub fn list(
-        &self,
-        page: &str,
-        after: Option<u128>,
-        limit: usize,
-    ) -> (Vec<Subscriber>, u64, Option<String>) {
+    pub fn list(&self, page: &str, after: Option<u128>, limit: usize) -> (Vec<Subscriber>, u64, Option<String>) {
         let inner = read(&self.inner);
         let Some(p) = inner.pages.get(page) else {
             return (Vec::new(), 0, None);
@@ -439,10 +429,7 @@ impl Subscribers {
     pub fn numbers(&self, page: &str, components: &[String]) -> Vec<u16> {
         let inner = read(&self.inner);
         inner.pages.get(page).map_or_else(Vec::new, |p| {
-            components
-                .iter()
-                .filter_map(|c| p.components.known(c))
-                .collect()
+            components.iter().filter_map(|c| p.components.known(c)).collect()
         })
     }
 }
@@ -505,36 +492,20 @@ mod tests {
         assert_eq!(index.count(), 5);
         let (got, revision) = index.get("demo", &ids[2]).expect("found");
         assert_eq!((got, revision), (subscriber(&ids[2], "p2@example.com"), 3));
-        assert_eq!(
-            index.with_address("demo", ChannelKind::Email, "P2@Example.com"),
-            [ids[2].clone()]
-        );
+        assert_eq!(index.with_address("demo", ChannelKind::Email, "P2@Example.com"), [ids[2].clone()]);
 
         // Updating keeps the count and moves the address.
         index.put(&subscriber(&ids[2], "new@example.com"), 9);
         assert_eq!(index.count(), 5);
-        assert!(index
-            .with_address("demo", ChannelKind::Email, "p2@example.com")
-            .is_empty());
-        assert_eq!(
-            index
-                .with_address("demo", ChannelKind::Email, "new@example.com")
-                .len(),
-            1
-        );
+        assert!(index.with_address("demo", ChannelKind::Email, "p2@example.com").is_empty());
+        assert_eq!(index.with_address("demo", ChannelKind::Email, "new@example.com").len(), 1);
 
         // Listing pages through in id order.
         let mut sorted = ids.clone();
         sorted.sort();
         let (first, total, next) = index.list("demo", None, 2);
         assert_eq!(total, 5);
-        assert_eq!(
-            first
-                .iter()
-                .map(|s| s.subscriber.clone())
-                .collect::<Vec<_>>(),
-            sorted[..2]
-        );
+        assert_eq!(first.iter().map(|s| s.subscriber.clone()).collect::<Vec<_>>(), sorted[..2]);
         let after = parse_id(&next.expect("more")).expect("id");
         let (rest, _, end) = index.list("demo", Some(after), 10);
         assert_eq!(rest.len(), 3);

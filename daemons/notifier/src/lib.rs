@@ -50,7 +50,7 @@ use beacon_core::config::PageConfig;
 use beacon_core::consume::ConsumerMetrics;
 use beacon_core::daemon::Daemon;
 use beacon_core::event::Envelope;
-use beacon_core::lease::{Leadership, Lease, LeaseMetrics};
+use beacon_core::lease::{Lease, LeaseMetrics, Leadership};
 use beacon_core::messages::{ChannelKind, Lane, Subscriber};
 use beacon_core::names::KV_CONFIG;
 use beacon_core::publish::Publisher;
@@ -138,20 +138,12 @@ pub async fn run(daemon: Daemon, settings: Settings) -> Result<(), RunError> {
 
     // The planner's consumers exist from now on, whoever leads.
     for spec in planner::specs(ctx.settings.ack_wait) {
-        let policy = beacon_core::retry::RetryPolicy::new(
-            Duration::from_millis(250),
-            Duration::from_secs(5),
-        );
-        let ensured = beacon_core::retry::until_ok(
-            &shutdown,
-            policy,
-            "create the planner's consumers",
-            || {
-                let spec = spec.clone();
-                let js = daemon.js.clone();
-                async move { spec.ensure(&js).await.map_err(Retryable) }
-            },
-        )
+        let policy = beacon_core::retry::RetryPolicy::new(Duration::from_millis(250), Duration::from_secs(5));
+        let ensured = beacon_core::retry::until_ok(&shutdown, policy, "create the planner's consumers", || {
+            let spec = spec.clone();
+            let js = daemon.js.clone();
+            async move { spec.ensure(&js).await.map_err(Retryable) }
+        })
         .await;
         if ensured.is_err() {
             return Ok(());
@@ -179,15 +171,7 @@ pub async fn run(daemon: Daemon, settings: Settings) -> Result<(), RunError> {
     shutdown.spawn(worker::watch_depth(ctx.clone(), shutdown.clone()));
 
     let lease = loop {
-        match Lease::open(
-            &daemon.js,
-            planner::ROLE,
-            0,
-            ctx.settings.lease,
-            lease_metrics.clone(),
-        )
-        .await
-        {
+        match Lease::open(&daemon.js, planner::ROLE, 0, ctx.settings.lease, lease_metrics.clone()).await {
             Ok(lease) => break lease,
             Err(e) => {
                 tracing::warn!(error = %e, "Cannot open the planner's lease, retrying.");
@@ -199,12 +183,7 @@ pub async fn run(daemon: Daemon, settings: Settings) -> Result<(), RunError> {
     };
     let (leading, leadership) = watch::channel(Leadership::Follower);
     shutdown.spawn(lease.clone().run(shutdown.clone(), leading));
-    shutdown.spawn(planner::run(
-        ctx.clone(),
-        lease,
-        leadership,
-        consumer_metrics,
-    ));
+    shutdown.spawn(planner::run(ctx.clone(), lease, leadership, consumer_metrics));
 
     daemon.process.readiness.set(true);
     tracing::info!("Notifier ready.");

@@ -171,11 +171,7 @@ fn body_lines(notice: &Notice) -> Vec<String> {
                 lines.push(format!("Components: {}", names.join(", ")));
             }
         }
-        NoticeSubject::Component {
-            component,
-            from,
-            to,
-        } => {
+        NoticeSubject::Component { component, from, to } => {
             let from = from.map_or("unknown", |s| s.label());
             lines.push(format!("{}: {} → {}", component.name, from, to.label()));
         }
@@ -200,10 +196,7 @@ fn body_lines(notice: &Notice) -> Vec<String> {
 
 /// The email for one recipient.
 pub fn email(notice: &Notice, links: &Links) -> Email {
-    let subject = header_text(
-        &format!("[{}] {}", notice.page_name, headline(notice)),
-        MAX_SUBJECT,
-    );
+    let subject = header_text(&format!("[{}] {}", notice.page_name, headline(notice)), MAX_SUBJECT);
     let lines = body_lines(notice);
     let mut text = format!("{}\n\n", headline(notice));
     for line in &lines {
@@ -245,20 +238,13 @@ pub fn email(notice: &Notice, links: &Links) -> Email {
         "<p style=\"font-size:small;color:#777\"><a href=\"{}\">Unsubscribe</a></p></body></html>",
         attr(&links.unsubscribe)
     ));
-    Email {
-        subject,
-        text,
-        html,
-    }
+    Email { subject, text, html }
 }
 
 /// The SMS for one recipient, at most [`MAX_SMS`] characters.
 pub fn sms(notice: &Notice, links: &Links) -> String {
     let tail = format!(" Unsubscribe: {} Reply STOP to stop.", links.unsubscribe);
-    let mut head = header_text(
-        &format!("{}: {}", notice.page_name, headline(notice)),
-        MAX_SMS,
-    );
+    let mut head = header_text(&format!("{}: {}", notice.page_name, headline(notice)), MAX_SMS);
     if let NoticeSubject::Incident { updates, .. } = &notice.subject {
         if let Some(update) = updates.first() {
             head.push_str(". ");
@@ -359,11 +345,7 @@ pub fn webhook(notice: &Notice, page_id: &str, links: &Links, idempotency_key: &
                 }],
             },
         }),
-        NoticeSubject::Component {
-            component,
-            from,
-            to,
-        } => json!({
+        NoticeSubject::Component { component, from, to } => json!({
             "meta": meta,
             "page": page,
             "component_update": {
@@ -426,13 +408,9 @@ pub fn teams(notice: &Notice, links: &Links) -> Value {
     for line in body_lines(notice) {
         body.push(json!({"type": "TextBlock", "wrap": true, "text": line}));
     }
-    let mut actions =
-        vec![json!({"type": "Action.OpenUrl", "title": "Unsubscribe", "url": links.unsubscribe})];
+    let mut actions = vec![json!({"type": "Action.OpenUrl", "title": "Unsubscribe", "url": links.unsubscribe})];
     if let Some(url) = &notice.page_url {
-        actions.insert(
-            0,
-            json!({"type": "Action.OpenUrl", "title": "Status page", "url": url}),
-        );
+        actions.insert(0, json!({"type": "Action.OpenUrl", "title": "Status page", "url": url}));
     }
     json!({
         "type": "message",
@@ -584,11 +562,7 @@ impl Template {
         let marks = Marks::new();
         let links = marks.links(notice.kind == NoticeKind::Confirmation);
         let json = |value: Value| {
-            Template::Json(Filled::parse(
-                &serde_json::to_string(&value).unwrap_or_default(),
-                &marks,
-                false,
-            ))
+            Template::Json(Filled::parse(&serde_json::to_string(&value).unwrap_or_default(), &marks, false))
         };
         match kind {
             ChannelKind::Email => {
@@ -609,11 +583,7 @@ impl Template {
     /// The email for one recipient.
     pub fn email(&self, notice: &Notice, links: &Links) -> Email {
         match self {
-            Template::Email {
-                subject,
-                text,
-                html,
-            } => Email {
+            Template::Email { subject, text, html } => Email {
                 subject: subject.clone(),
                 text: text.fill(links, ""),
                 html: html.fill(links, ""),
@@ -680,41 +650,22 @@ mod tests {
     fn header_injection_in_titles_is_flattened() {
         let n = notice("Down\r\nBcc: eve@example.com\r\n\r\nbody", "x");
         let email = email(&n, &links());
-        assert!(
-            !email.subject.contains('\r') && !email.subject.contains('\n'),
-            "{:?}",
-            email.subject
-        );
-        assert!(
-            email.subject.contains("Bcc: eve@example.com"),
-            "kept as text: {:?}",
-            email.subject
-        );
+        assert!(!email.subject.contains('\r') && !email.subject.contains('\n'), "{:?}", email.subject);
+        assert!(email.subject.contains("Bcc: eve@example.com"), "kept as text: {:?}", email.subject);
         assert_eq!(header_text("a\u{0}b\tc\u{7f}d", 100), "a b c d");
         assert_eq!(header_text(&"x".repeat(300), 10).len(), 10);
     }
 
     #[test]
     fn html_is_escaped_everywhere() {
-        let n = notice(
-            "<script>alert(1)</script>",
-            "<img src=x onerror=alert(1)> & more",
-        );
+        let n = notice("<script>alert(1)</script>", "<img src=x onerror=alert(1)> & more");
         let email = email(&n, &links());
         assert!(!email.html.contains("<script>"), "{}", email.html);
         assert!(!email.html.contains("<img"), "{}", email.html);
         assert!(email.html.contains("&lt;script&gt;"));
         assert!(email.html.contains("Acme &lt;Status&gt;"));
-        assert!(
-            email
-                .html
-                .contains("href=\"https://status.example.com/?a=1&amp;b=&quot;2&quot;\""),
-            "{}",
-            email.html
-        );
-        assert!(email
-            .text
-            .contains("Unsubscribe: https://notify.example.com/unsubscribe?token=abc.def"));
+        assert!(email.html.contains("href=\"https://status.example.com/?a=1&amp;b=&quot;2&quot;\""), "{}", email.html);
+        assert!(email.text.contains("Unsubscribe: https://notify.example.com/unsubscribe?token=abc.def"));
     }
 
     #[test]
@@ -747,8 +698,7 @@ mod tests {
         assert_eq!(email_template.email(&n, &links), email(&n, &links));
         for kind in [ChannelKind::Webhook, ChannelKind::Slack, ChannelKind::Teams] {
             let template = Template::new(kind, &n, "demo");
-            let filled: Value = serde_json::from_str(&template.json(&links, "k1").expect("json"))
-                .expect("valid JSON");
+            let filled: Value = serde_json::from_str(&template.json(&links, "k1").expect("json")).expect("valid JSON");
             let direct = match kind {
                 ChannelKind::Webhook => webhook(&n, "demo", &links, "k1"),
                 ChannelKind::Slack => slack(&n, &links),
@@ -756,10 +706,7 @@ mod tests {
             };
             assert_eq!(filled, direct, "{kind:?}");
         }
-        assert_eq!(
-            Template::new(ChannelKind::Sms, &n, "demo"),
-            Template::PerRecipient
-        );
+        assert_eq!(Template::new(ChannelKind::Sms, &n, "demo"), Template::PerRecipient);
     }
 
     #[test]

@@ -208,14 +208,7 @@ mod tests {
         .expect("parses");
         let errors = Settings::from_args(&cli.args).expect_err("refused");
         let joined = errors.join("\n");
-        for part in [
-            "--public-url",
-            "--signing-secret",
-            "--webhook-allow",
-            "--notify-batch",
-            "--retry-first",
-            "--ack-wait",
-        ] {
+        for part in ["--public-url", "--signing-secret", "--webhook-allow", "--notify-batch", "--retry-first", "--ack-wait"] {
             assert!(joined.contains(part), "{part} missing in:\n{joined}");
         }
         let good = Cli::try_parse_from([

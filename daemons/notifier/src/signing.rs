@@ -125,9 +125,7 @@ impl Keys {
         let payload = URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|_| LinkError::Invalid)?;
-        let mac = URL_SAFE_NO_PAD
-            .decode(mac)
-            .map_err(|_| LinkError::Invalid)?;
+        let mac = URL_SAFE_NO_PAD.decode(mac).map_err(|_| LinkError::Invalid)?;
         let want = self.mac(LINK_CONTEXT, &payload);
         if !constant_time_eq(&mac, &want.as_ref()[..MAC_BYTES]) {
             return Err(LinkError::Invalid);
@@ -269,10 +267,7 @@ mod tests {
             keys.verify(&format!("{forged_payload}.{mac}")),
             Err(LinkError::Invalid)
         );
-        assert_eq!(
-            keys.verify(&token[..token.len() - 2]),
-            Err(LinkError::Invalid)
-        );
+        assert_eq!(keys.verify(&token[..token.len() - 2]), Err(LinkError::Invalid));
         assert_eq!(keys.verify("nonsense"), Err(LinkError::Invalid));
         assert_eq!(keys.verify(""), Err(LinkError::Invalid));
     }
@@ -349,8 +344,7 @@ mod tests {
         assert_ne!(one, keys.suppression_hash("other", "ada@example.com"));
         assert_ne!(
             one,
-            Keys::new(b"another secret, also thirty-two bytes")
-                .suppression_hash("demo", "ada@example.com")
+            Keys::new(b"another secret, also thirty-two bytes").suppression_hash("demo", "ada@example.com")
         );
     }
 }

@@ -80,14 +80,10 @@ impl Cidr {
     /// Whether `ip` is inside.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(
-                u128::from(u32::from(net)) << 96,
-                u128::from(u32::from(ip)) << 96,
-                self.prefix,
-            ),
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                prefix_eq(u128::from(net), u128::from(ip), self.prefix)
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                prefix_eq(u128::from(u32::from(net)) << 96, u128::from(u32::from(ip)) << 96, self.prefix)
             }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(u128::from(net), u128::from(ip), self.prefix),
             _ => false,
         }
     }
@@ -177,11 +173,7 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
         ([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48, "local NAT64"),
         ([0x100, 0, 0, 0, 0, 0, 0, 0], 64, "discard"),
         // Teredo, ORCHID and other protocol assignments.
-        (
-            [0x2001, 0, 0, 0, 0, 0, 0, 0],
-            23,
-            "IETF protocol assignments",
-        ),
+        ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23, "IETF protocol assignments"),
         ([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32, "documentation"),
         // fd00:ec2::254 (a metadata service) is in here too.
         ([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7, "unique local"),
@@ -380,12 +372,7 @@ mod tests {
         ];
         for (text, allowed) in table {
             let ip: IpAddr = text.parse().expect("an address");
-            assert_eq!(
-                forbidden(ip).is_none(),
-                *allowed,
-                "{text}: {:?}",
-                forbidden(ip)
-            );
+            assert_eq!(forbidden(ip).is_none(), *allowed, "{text}: {:?}", forbidden(ip));
         }
     }
 
@@ -394,14 +381,10 @@ mod tests {
         let guard = Guard::system(vec![Cidr::parse("127.0.0.1/32").expect("cidr")]);
         assert!(guard.check_ip("127.0.0.1".parse().expect("ip")).is_ok());
         assert!(guard.check_ip("127.0.0.2".parse().expect("ip")).is_err());
-        assert!(guard
-            .check_ip("::ffff:127.0.0.2".parse().expect("ip"))
-            .is_err());
+        assert!(guard.check_ip("::ffff:127.0.0.2".parse().expect("ip")).is_err());
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         assert!(Cidr::parse("nope").is_err());
-        assert!(Cidr::parse("::/0")
-            .expect("all")
-            .contains("::1".parse().expect("ip")));
+        assert!(Cidr::parse("::/0").expect("all").contains("::1".parse().expect("ip")));
     }
 
     #[test]
@@ -414,10 +397,7 @@ mod tests {
         assert!(check("http://127.0.0.1:8080/").is_err());
         assert!(check("http://[::ffff:127.0.0.1]/").is_err());
         assert!(check("http://[::1]/").is_err());
-        assert!(
-            check("http://2130706433/").is_err(),
-            "127.0.0.1 as a number"
-        );
+        assert!(check("http://2130706433/").is_err(), "127.0.0.1 as a number");
         assert!(check("http://0x7f.1/").is_err(), "127.0.0.1 in hex");
     }
 }

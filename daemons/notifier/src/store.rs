@@ -98,7 +98,10 @@ pub fn subscriber_key(page: &str, subscriber: &str) -> String {
 
 impl Store {
     /// Opens the buckets (retrying until they exist); `None` at shutdown.
-    pub async fn open(daemon: &beacon_core::daemon::Daemon, publisher: Publisher) -> Option<Store> {
+    pub async fn open(
+        daemon: &beacon_core::daemon::Daemon,
+        publisher: Publisher,
+    ) -> Option<Store> {
         let shutdown = &daemon.process.shutdown;
         let open = |name| beacon_core::buckets::open(&daemon.js, name, shutdown);
         Some(Store {
@@ -242,11 +245,7 @@ impl Store {
 
     /// Securely erases one stored message of KV `subscribers`.
     async fn erase_revision(&self, revision: u64) {
-        let stream = match self
-            .js
-            .get_stream_no_info(format!("KV_{KV_SUBSCRIBERS}"))
-            .await
-        {
+        let stream = match self.js.get_stream_no_info(format!("KV_{KV_SUBSCRIBERS}")).await {
             Ok(stream) => stream,
             Err(e) => {
                 tracing::warn!(error = %e, "Cannot open the subscribers stream to erase an old revision.");

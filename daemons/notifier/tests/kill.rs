@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use beacon_core::event::Envelope;
 use beacon_core::messages::{
-    DedupMode, DeliveryOutcome, EndpointState, Impact, Subscriber, SubscriberChannel,
-    SubscriberEndpoint,
+    DedupMode, DeliveryOutcome, EndpointState, Impact, Subscriber, SubscriberChannel, SubscriberEndpoint,
 };
 use beacon_core::publish::Publisher;
 use beacon_testkit::receivers::web::WebSink;
@@ -24,16 +23,7 @@ use common::*;
 /// runs 20,000, and `loadtest/` fans out to 1,000,000 with release builds.
 const RECIPIENTS: usize = 20_000;
 
-const FLAGS: &[&str] = &[
-    "--ack-wait",
-    "6s",
-    "--send-timeout",
-    "3s",
-    "--notify-batch",
-    "500",
-    "--send-concurrency",
-    "64",
-];
+const FLAGS: &[&str] = &["--ack-wait", "6s", "--send-timeout", "3s", "--notify-batch", "500", "--send-concurrency", "64"];
 
 #[tokio::test]
 async fn sigkill_three_times_during_a_fan_out_loses_nothing_and_repeats_only_the_same_key() {
@@ -68,49 +58,25 @@ async fn sigkill_three_times_during_a_fan_out_loses_nothing_and_repeats_only_the
             created_at_ms: 1,
         };
         let envelope = Envelope::new(&h.clock, "test", subscriber);
-        records.push((
-            format!("{kv_prefix}{id}"),
-            envelope.id.to_string(),
-            envelope.encode().expect("encode").into(),
-        ));
+        records.push((format!("{kv_prefix}{id}"), envelope.id.to_string(), envelope.encode().expect("encode").into()));
     }
     for result in publisher
-        .publish_all_bytes(
-            records
-                .iter()
-                .map(|(s, id, p): &(String, String, bytes::Bytes)| {
-                    (s.as_str(), id.clone(), p.clone())
-                }),
-        )
+        .publish_all_bytes(records.iter().map(|(s, id, p): &(String, String, bytes::Bytes)| (s.as_str(), id.clone(), p.clone())))
         .await
     {
         result.expect("store a subscriber");
     }
     drop(records);
-    wait_until(
-        "the notifier to load every subscriber",
-        Duration::from_secs(60),
-        || {
-            let n = h.metric("beacon_notifier_subscribers");
-            async move { (n.await as usize >= RECIPIENTS).then_some(()) }
-        },
-    )
+    wait_until("the notifier to load every subscriber", Duration::from_secs(60), || {
+        let n = h.metric("beacon_notifier_subscribers");
+        async move { (n.await as usize >= RECIPIENTS).then_some(()) }
+    })
     .await;
     let mut other = h.spawn_another(FLAGS).await;
     eprintln!("setup took {:?}", started.elapsed());
 
     let fan_out = Instant::now();
-    incident(
-        &h,
-        created(
-            "fanout",
-            &incident_id(),
-            "Everything is down",
-            Impact::Critical,
-            &["api"],
-        ),
-    )
-    .await;
+    incident(&h, created("fanout", &incident_id(), "Everything is down", Impact::Critical, &["api"])).await;
     // Kill one: the planner, while it plans.
     tokio::time::sleep(Duration::from_millis(300)).await;
     h.notifier.restart();
@@ -138,14 +104,10 @@ async fn sigkill_three_times_during_a_fan_out_loses_nothing_and_repeats_only_the
         }
         keys
     };
-    wait_until(
-        "every subscriber to hear of it",
-        Duration::from_secs(90),
-        || {
-            let n = distinct(&hooks.received()).len();
-            async move { (n >= RECIPIENTS).then_some(()) }
-        },
-    )
+    wait_until("every subscriber to hear of it", Duration::from_secs(90), || {
+        let n = distinct(&hooks.received()).len();
+        async move { (n >= RECIPIENTS).then_some(()) }
+    })
     .await;
     eprintln!("fan-out with three kills took {:?}", fan_out.elapsed());
     let received = hooks.received();
@@ -153,26 +115,15 @@ async fn sigkill_three_times_during_a_fan_out_loses_nothing_and_repeats_only_the
     assert_eq!(by_subscriber.len(), RECIPIENTS, "nothing lost");
     let mut repeats = 0;
     for (path, ids) in &by_subscriber {
-        assert!(
-            ids.iter().all(|id| id == &ids[0]),
-            "{path} got different keys: {ids:?}"
-        );
+        assert!(ids.iter().all(|id| id == &ids[0]), "{path} got different keys: {ids:?}");
         repeats += ids.len() - 1;
     }
-    eprintln!(
-        "{} requests for {RECIPIENTS} subscribers: {repeats} repeats, each with the same key",
-        received.len()
-    );
+    eprintln!("{} requests for {RECIPIENTS} subscribers: {repeats} repeats, each with the same key", received.len());
     // Every delivery has its receipt.
     let receipts = h
-        .wait_receipts("a receipt for every delivery", RECIPIENTS, |r| {
-            r.outcome == DeliveryOutcome::Delivered
-        })
+        .wait_receipts("a receipt for every delivery", RECIPIENTS, |r| r.outcome == DeliveryOutcome::Delivered)
         .await;
-    let keys: std::collections::HashSet<&str> = receipts
-        .iter()
-        .map(|r| r.idempotency_key.as_str())
-        .collect();
+    let keys: std::collections::HashSet<&str> = receipts.iter().map(|r| r.idempotency_key.as_str()).collect();
     assert_eq!(keys.len(), RECIPIENTS);
     drop(other);
 }

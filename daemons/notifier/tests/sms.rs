@@ -25,10 +25,7 @@ fn phone(number: &str) -> SubscriberChannel {
 }
 
 fn created_reply() -> Reply {
-    Reply::json(
-        201,
-        json!({"sid": "SM0123456789abcdef", "status": "queued"}),
-    )
+    Reply::json(201, json!({"sid": "SM0123456789abcdef", "status": "queued"}))
 }
 
 async fn state_of(h: &Harness, page: &str, subscriber: &str) -> EndpointState {
@@ -99,29 +96,14 @@ async fn sms_goes_through_the_twilio_api_and_429_and_21610_are_honoured() {
     let slow = h.add("sms", vec![phone("+15551110002")], true).await;
     let gone = h.add("sms", vec![phone("+15551110003")], true).await;
 
-    incident(
-        &h,
-        created(
-            "sms",
-            &incident_id(),
-            "Database down",
-            Impact::Major,
-            &["api"],
-        ),
-    )
-    .await;
-    h.wait_receipts("two delivered", 2, |r| {
-        r.outcome == DeliveryOutcome::Delivered
-    })
-    .await;
+    incident(&h, created("sms", &incident_id(), "Database down", Impact::Major, &["api"])).await;
+    h.wait_receipts("two delivered", 2, |r| r.outcome == DeliveryOutcome::Delivered)
+        .await;
     let dead = h
         .wait_receipts("21610 dead", 1, |r| r.outcome == DeliveryOutcome::Dead)
         .await;
     assert_eq!(dead[0].subscriber, gone.subscriber.subscriber);
-    assert_eq!(
-        dead[0].detail, "twilio 400 error 21610",
-        "no provider text, which echoes the number"
-    );
+    assert_eq!(dead[0].detail, "twilio 400 error 21610", "no provider text, which echoes the number");
 
     // What Twilio got: basic auth, To, From from the pool, a body with the
     // unsubscribe link and STOP instructions.
@@ -130,23 +112,17 @@ async fn sms_goes_through_the_twilio_api_and_429_and_21610_are_honoured() {
         .iter()
         .find(|r| r.form().get("To").map(String::as_str) == Some("+15551110001"))
         .expect("a message to the first number");
-    assert_eq!(
-        first.path,
-        format!("/2010-04-01/Accounts/{TWILIO_SID}/Messages.json")
-    );
+    assert_eq!(first.path, format!("/2010-04-01/Accounts/{TWILIO_SID}/Messages.json"));
     let auth = first.header("authorization").expect("basic auth");
     use base64::Engine;
-    let expected =
-        base64::engine::general_purpose::STANDARD.encode(format!("{TWILIO_SID}:{TWILIO_TOKEN}"));
+    let expected = base64::engine::general_purpose::STANDARD.encode(format!("{TWILIO_SID}:{TWILIO_TOKEN}"));
     assert_eq!(auth, format!("Basic {expected}"));
     let form = first.form();
     assert!(["+15550000001", "+15550000002"].contains(&form["From"].as_str()));
     assert!(form["Body"].contains("Database down"), "{}", form["Body"]);
     assert!(form["Body"].contains("Reply STOP"));
     assert!(form["Body"].contains("/unsubscribe?token="));
-    assert!(first
-        .header("idempotency-key")
-        .is_some_and(|k| k.ends_with(":sms")));
+    assert!(first.header("idempotency-key").is_some_and(|k| k.ends_with(":sms")));
 
     // The 429 was waited out: the retry came at least a second later.
     let slow_requests: Vec<_> = requests
@@ -155,10 +131,7 @@ async fn sms_goes_through_the_twilio_api_and_429_and_21610_are_honoured() {
         .collect();
     assert_eq!(slow_requests.len(), 2, "throttled once, then accepted");
     let gap = slow_requests[1].at.duration_since(slow_requests[0].at);
-    assert!(
-        gap >= Duration::from_millis(950),
-        "retried after {gap:?}, before Retry-After"
-    );
+    assert!(gap >= Duration::from_millis(950), "retried after {gap:?}, before Retry-After");
     assert_eq!(
         slow_requests[0].header("idempotency-key"),
         slow_requests[1].header("idempotency-key"),
@@ -166,18 +139,9 @@ async fn sms_goes_through_the_twilio_api_and_429_and_21610_are_honoured() {
     );
 
     // 21610 stopped the endpoint; the others are untouched.
-    assert_eq!(
-        state_of(&h, "sms", &gone.subscriber.subscriber).await,
-        EndpointState::Stopped
-    );
-    assert_eq!(
-        state_of(&h, "sms", &ok.subscriber.subscriber).await,
-        EndpointState::Active
-    );
-    assert_eq!(
-        state_of(&h, "sms", &slow.subscriber.subscriber).await,
-        EndpointState::Active
-    );
+    assert_eq!(state_of(&h, "sms", &gone.subscriber.subscriber).await, EndpointState::Stopped);
+    assert_eq!(state_of(&h, "sms", &ok.subscriber.subscriber).await, EndpointState::Active);
+    assert_eq!(state_of(&h, "sms", &slow.subscriber.subscriber).await, EndpointState::Active);
 }
 
 #[tokio::test]
@@ -189,68 +153,34 @@ async fn stop_and_start_arrive_signed_and_a_forged_stop_changes_nothing() {
     let id = sub.subscriber.subscriber.clone();
 
     // Forged: signed with the wrong token, or not signed at all.
-    assert_eq!(
-        inbound(&h, "+15552220001", "STOP", "not-the-token").await,
-        403
-    );
+    assert_eq!(inbound(&h, "+15552220001", "STOP", "not-the-token").await, 403);
     let unsigned = reqwest::Client::new()
         .post(format!("{}/sms/twilio", h.inbound))
-        .form(&[
-            ("AccountSid", TWILIO_SID),
-            ("From", "+15552220001"),
-            ("Body", "STOP"),
-        ])
+        .form(&[("AccountSid", TWILIO_SID), ("From", "+15552220001"), ("Body", "STOP")])
         .send()
         .await
         .expect("POST");
     assert_eq!(unsigned.status(), 403);
     assert_eq!(state_of(&h, "stop", &id).await, EndpointState::Active);
-    assert!(
-        h.metric("beacon_notifier_inbound_total{kind=\"sms\",outcome=\"forged\"}")
-            .await
-            >= 2.0
-    );
+    assert!(h.metric("beacon_notifier_inbound_total{kind=\"sms\",outcome=\"forged\"}").await >= 2.0);
 
     // A real STOP stops it, and nothing more goes out to it.
     assert_eq!(inbound(&h, "+15552220001", "stop", TWILIO_TOKEN).await, 200);
     assert_eq!(state_of(&h, "stop", &id).await, EndpointState::Stopped);
-    incident(
-        &h,
-        created("stop", &incident_id(), "Down", Impact::Critical, &["api"]),
-    )
-    .await;
+    incident(&h, created("stop", &incident_id(), "Down", Impact::Critical, &["api"])).await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(twilio.count(), 0, "a stopped number gets nothing");
 
     // START brings it back.
-    assert_eq!(
-        inbound(&h, "+15552220001", "START", TWILIO_TOKEN).await,
-        200
-    );
+    assert_eq!(inbound(&h, "+15552220001", "START", TWILIO_TOKEN).await, 200);
     assert_eq!(state_of(&h, "stop", &id).await, EndpointState::Active);
-    incident(
-        &h,
-        created(
-            "stop",
-            &incident_id(),
-            "Down again",
-            Impact::Critical,
-            &["api"],
-        ),
-    )
-    .await;
-    h.wait_receipts("delivered after START", 1, |r| {
-        r.outcome == DeliveryOutcome::Delivered
-    })
-    .await;
+    incident(&h, created("stop", &incident_id(), "Down again", Impact::Critical, &["api"])).await;
+    h.wait_receipts("delivered after START", 1, |r| r.outcome == DeliveryOutcome::Delivered)
+        .await;
 
     // Minor incidents do not go by SMS on a page that allows only major
     // and critical ones (the default).
-    incident(
-        &h,
-        created("stop", &incident_id(), "Slow", Impact::Minor, &["api"]),
-    )
-    .await;
+    incident(&h, created("stop", &incident_id(), "Slow", Impact::Minor, &["api"])).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(twilio.count(), 1);
 }

@@ -11,14 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use beacon_core::api::{
-    AddSubscriberRequest, ApiReply, NewSubscriber, SubscriberRequest, SubscriberView,
-};
+use beacon_core::api::{AddSubscriberRequest, ApiReply, NewSubscriber, SubscriberRequest, SubscriberView};
 use beacon_core::event::Envelope;
 use beacon_core::hlc::wall_clock_ms;
 use beacon_core::messages::{
-    ChannelKind, DedupMode, DeliveryOutcome, EndpointState, Impact, IncidentState, Notice,
-    NoticeKind, NoticeSubject, Subscriber, SubscriberChannel, SubscriberEndpoint,
+    ChannelKind, DedupMode, DeliveryOutcome, EndpointState, Impact, IncidentState, Notice, NoticeKind,
+    NoticeSubject, Subscriber, SubscriberChannel, SubscriberEndpoint,
 };
 use beacon_core::names::{api, KV_SUBSCRIBERS};
 use beacon_notifier::notify::limits::Waits;
@@ -50,107 +48,48 @@ async fn webhooks_are_signed_in_statuspage_shape_and_a_410_disables_the_endpoint
     let gone = WebSink::start().await;
     gone.respond(|_| Reply::status(410));
     let h = Harness::start(&[pages_with_hooks()], &[]).await;
-    let sub = h
-        .add(
-            "hooks",
-            vec![hook(&format!("{}/beacon", receiver.url()))],
-            true,
-        )
+    let sub = h.add("hooks", vec![hook(&format!("{}/beacon", receiver.url()))], true).await;
+    let secret = sub.webhook_secret.clone().expect("the add reply gives the webhook secret");
+    h.add("hooks", vec![SubscriberChannel::Slack { url: format!("{}/services/T/B/x", slack.url()) }], true)
         .await;
-    let secret = sub
-        .webhook_secret
-        .clone()
-        .expect("the add reply gives the webhook secret");
-    h.add(
-        "hooks",
-        vec![SubscriberChannel::Slack {
-            url: format!("{}/services/T/B/x", slack.url()),
-        }],
-        true,
-    )
-    .await;
-    h.add(
-        "hooks",
-        vec![SubscriberChannel::Teams {
-            url: format!("{}/webhookb2/x", teams.url()),
-        }],
-        true,
-    )
-    .await;
-    let doomed = h
-        .add("hooks", vec![hook(&format!("{}/old", gone.url()))], true)
+    h.add("hooks", vec![SubscriberChannel::Teams { url: format!("{}/webhookb2/x", teams.url()) }], true)
         .await;
+    let doomed = h.add("hooks", vec![hook(&format!("{}/old", gone.url()))], true).await;
 
     let id = incident_id();
-    incident(
-        &h,
-        created("hooks", &id, "API errors", Impact::Major, &["api"]),
-    )
-    .await;
-    h.wait_receipts("three delivered", 3, |r| {
-        r.outcome == DeliveryOutcome::Delivered
-    })
-    .await;
+    incident(&h, created("hooks", &id, "API errors", Impact::Major, &["api"])).await;
+    h.wait_receipts("three delivered", 3, |r| r.outcome == DeliveryOutcome::Delivered)
+        .await;
     h.wait_receipts("the 410 dead", 1, |r| r.outcome == DeliveryOutcome::Dead)
         .await;
 
     let request = &receiver.received()[0];
     let (wid, timestamp, signature) = (
         request.header("webhook-id").expect("webhook-id"),
-        request
-            .header("webhook-timestamp")
-            .expect("webhook-timestamp"),
-        request
-            .header("webhook-signature")
-            .expect("webhook-signature"),
+        request.header("webhook-timestamp").expect("webhook-timestamp"),
+        request.header("webhook-signature").expect("webhook-signature"),
     );
     assert!(
         signatures::standard_webhooks_valid(&secret, wid, timestamp, &request.body, signature),
         "the receiver verifies the signature with its own secret"
     );
-    assert!(!signatures::standard_webhooks_valid(
-        &secret,
-        wid,
-        timestamp,
-        b"{\"tampered\":1}",
-        signature
-    ));
-    let other = h
-        .add(
-            "hooks",
-            vec![hook(&format!("{}/other", receiver.url()))],
-            true,
-        )
-        .await;
-    assert_ne!(
-        other.webhook_secret,
-        Some(secret),
-        "each endpoint has its own secret"
-    );
+    assert!(!signatures::standard_webhooks_valid(&secret, wid, timestamp, b"{\"tampered\":1}", signature));
+    let other = h.add("hooks", vec![hook(&format!("{}/other", receiver.url()))], true).await;
+    assert_ne!(other.webhook_secret, Some(secret), "each endpoint has its own secret");
     let body = request.json();
     assert_eq!(body["incident"]["id"], id);
     assert_eq!(body["incident"]["name"], "API errors");
     assert_eq!(body["incident"]["status"], "investigating");
     assert_eq!(body["incident"]["impact"], "major");
-    assert_eq!(
-        body["incident"]["incident_updates"][0]["body"],
-        "We are looking into it."
-    );
+    assert_eq!(body["incident"]["incident_updates"][0]["body"], "We are looking into it.");
     assert_eq!(body["page"]["id"], "hooks");
-    assert!(body["meta"]["unsubscribe"]
-        .as_str()
-        .is_some_and(|u| u.contains("/unsubscribe?token=")));
+    assert!(body["meta"]["unsubscribe"].as_str().is_some_and(|u| u.contains("/unsubscribe?token=")));
 
     let slack_body = slack.received()[0].json();
-    assert!(slack_body["text"]
-        .as_str()
-        .is_some_and(|t| t.contains("API errors")));
+    assert!(slack_body["text"].as_str().is_some_and(|t| t.contains("API errors")));
     assert_eq!(slack_body["blocks"][0]["type"], "header");
     let teams_body = teams.received()[0].json();
-    assert_eq!(
-        teams_body["attachments"][0]["contentType"],
-        "application/vnd.microsoft.card.adaptive"
-    );
+    assert_eq!(teams_body["attachments"][0]["contentType"], "application/vnd.microsoft.card.adaptive");
 
     // 410 disabled the endpoint: the next update does not try it.
     let state: ApiReply<SubscriberView> = h
@@ -163,22 +102,14 @@ async fn webhooks_are_signed_in_statuspage_shape_and_a_410_disables_the_endpoint
             },
         )
         .await;
-    assert!(
-        matches!(&state, ApiReply::Ok { result } if result.subscriber.endpoints[0].state == EndpointState::Disabled),
-        "{state:?}"
-    );
-    incident(
-        &h,
-        updated("hooks", &id, "u1", IncidentState::Resolved, "Fixed"),
-    )
-    .await;
+    assert!(matches!(&state, ApiReply::Ok { result } if result.subscriber.endpoints[0].state == EndpointState::Disabled), "{state:?}");
+    incident(&h, updated("hooks", &id, "u1", IncidentState::Resolved, "Fixed")).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(gone.count(), 1, "a disabled endpoint gets nothing more");
 }
 
 #[tokio::test]
-async fn private_addresses_are_refused_at_sign_up_and_at_send_time_and_redirects_are_not_followed()
-{
+async fn private_addresses_are_refused_at_sign_up_and_at_send_time_and_redirects_are_not_followed() {
     // 127.0.0.2 is loopback but not in the harness's --webhook-allow.
     let private = WebSink::start_on("127.0.0.2").await;
     let redirector = WebSink::start().await;
@@ -216,11 +147,7 @@ async fn private_addresses_are_refused_at_sign_up_and_at_send_time_and_redirects
         match reply {
             ApiReply::Invalid { errors } => {
                 assert_eq!(errors[0].location, "subscriber.endpoints[0].url", "{url}");
-                assert!(
-                    errors[0].message.contains("refused"),
-                    "{url}: {}",
-                    errors[0].message
-                );
+                assert!(errors[0].message.contains("refused"), "{url}: {}", errors[0].message);
             }
             other => panic!("{url} was accepted: {other:?}"),
         }
@@ -243,24 +170,11 @@ async fn private_addresses_are_refused_at_sign_up_and_at_send_time_and_redirects
         digest: false,
         created_at_ms: 1,
     };
-    let kv =
-        h.js.get_key_value(KV_SUBSCRIBERS)
-            .await
-            .expect("KV subscribers");
-    let value = Envelope::new(&h.clock, "test", sneaky.clone())
-        .encode()
-        .expect("encode");
-    kv.put(format!("hooks.{}", sneaky.subscriber), value.into())
-        .await
-        .expect("write");
+    let kv = h.js.get_key_value(KV_SUBSCRIBERS).await.expect("KV subscribers");
+    let value = Envelope::new(&h.clock, "test", sneaky.clone()).encode().expect("encode");
+    kv.put(format!("hooks.{}", sneaky.subscriber), value.into()).await.expect("write");
     // And one whose endpoint redirects to it.
-    let bounced = h
-        .add(
-            "hooks",
-            vec![hook(&format!("{}/bounce", redirector.url()))],
-            true,
-        )
-        .await;
+    let bounced = h.add("hooks", vec![hook(&format!("{}/bounce", redirector.url()))], true).await;
     let show = SubscriberRequest {
         page: "hooks".into(),
         subscriber: sneaky.subscriber.clone(),
@@ -272,35 +186,15 @@ async fn private_addresses_are_refused_at_sign_up_and_at_send_time_and_redirects
     })
     .await;
 
-    incident(
-        &h,
-        created("hooks", &incident_id(), "Down", Impact::Major, &["api"]),
-    )
-    .await;
-    let dead = h
-        .wait_receipts("both refused", 2, |r| r.outcome == DeliveryOutcome::Dead)
-        .await;
-    let refused = dead
-        .iter()
-        .find(|r| r.subscriber == sneaky.subscriber)
-        .expect("the private one");
-    assert!(
-        refused.detail.contains("refused range"),
-        "{}",
-        refused.detail
-    );
-    let redirected = dead
-        .iter()
-        .find(|r| r.subscriber == bounced.subscriber.subscriber)
-        .expect("the redirect");
+    incident(&h, created("hooks", &incident_id(), "Down", Impact::Major, &["api"])).await;
+    let dead = h.wait_receipts("both refused", 2, |r| r.outcome == DeliveryOutcome::Dead).await;
+    let refused = dead.iter().find(|r| r.subscriber == sneaky.subscriber).expect("the private one");
+    assert!(refused.detail.contains("refused range"), "{}", refused.detail);
+    let redirected = dead.iter().find(|r| r.subscriber == bounced.subscriber.subscriber).expect("the redirect");
     assert!(redirected.detail.contains("302"), "{}", redirected.detail);
     assert_eq!(redirector.count(), 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        private.count(),
-        0,
-        "nothing ever reached the private address"
-    );
+    assert_eq!(private.count(), 0, "nothing ever reached the private address");
 }
 
 /// Answers a scripted list of addresses, one per lookup, counting lookups.
@@ -310,10 +204,7 @@ struct Scripted {
 }
 
 impl Lookup for Scripted {
-    fn lookup(
-        &self,
-        _host: String,
-    ) -> Pin<Box<dyn std::future::Future<Output = std::io::Result<Vec<IpAddr>>> + Send>> {
+    fn lookup(&self, _host: String) -> Pin<Box<dyn std::future::Future<Output = std::io::Result<Vec<IpAddr>>> + Send>> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
         let ip = self.answers[call.min(self.answers.len() - 1)];
         Box::pin(async move { Ok(vec![ip]) })
@@ -325,9 +216,7 @@ async fn dns_rebinding_between_check_and_connect_reaches_nothing_private() {
     // The same port on an allowed and a refused loopback address.
     let allowed = WebSink::start_on("127.0.0.1").await;
     let port = allowed.addr().port();
-    let refused = tokio::net::TcpListener::bind(("127.0.0.2", port))
-        .await
-        .expect("bind 127.0.0.2");
+    let refused = tokio::net::TcpListener::bind(("127.0.0.2", port)).await.expect("bind 127.0.0.2");
     let refused_hits = Arc::new(AtomicUsize::new(0));
     let hits = refused_hits.clone();
     tokio::spawn(async move {
@@ -339,10 +228,7 @@ async fn dns_rebinding_between_check_and_connect_reaches_nothing_private() {
     let guard = Guard::new(
         vec![Cidr::parse("127.0.0.1/32").expect("cidr")],
         Arc::new(Scripted {
-            answers: vec![
-                "127.0.0.1".parse().expect("ip"),
-                "127.0.0.2".parse().expect("ip"),
-            ],
+            answers: vec!["127.0.0.1".parse().expect("ip"), "127.0.0.2".parse().expect("ip")],
             calls: calls.clone(),
         }),
     );
@@ -379,18 +265,12 @@ async fn dns_rebinding_between_check_and_connect_reaches_nothing_private() {
         links: &links,
         template: &template,
     };
-    let result = senders
-        .send(ChannelKind::Webhook, &delivery, &Waits::default())
-        .await;
+    let result = senders.send(ChannelKind::Webhook, &delivery, &Waits::default()).await;
     assert!(
         matches!(&result, Err(SendError::Permanent { detail, .. }) if detail.contains("refused range")),
         "{result:?}"
     );
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        2,
-        "one lookup for the check, one for the send"
-    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "one lookup for the check, one for the send");
     // A name that resolves to the allowed address is delivered there.
     let good = Guard::new(
         vec![Cidr::parse("127.0.0.1/32").expect("cidr")],
@@ -400,15 +280,9 @@ async fn dns_rebinding_between_check_and_connect_reaches_nothing_private() {
         }),
     );
     let senders = Senders::new(good, Duration::from_secs(2)).expect("senders");
-    let result = senders
-        .send(ChannelKind::Webhook, &delivery, &Waits::default())
-        .await;
+    let result = senders.send(ChannelKind::Webhook, &delivery, &Waits::default()).await;
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(allowed.count(), 1);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        refused_hits.load(Ordering::SeqCst),
-        0,
-        "nothing connected to the refused address"
-    );
+    assert_eq!(refused_hits.load(Ordering::SeqCst), 0, "nothing connected to the refused address");
 }

@@ -131,9 +131,7 @@ pub(super) fn validate(errors: &mut Errors, raw: &RawNotifications) -> Notificat
     let mut notifications = Notifications::default();
     if let Some(text) = &raw.window {
         match humantime::parse_duration(text) {
-            Ok(window) if window <= MAX_WINDOW => {
-                notifications.window_ms = window.as_millis() as u64
-            }
+            Ok(window) if window <= MAX_WINDOW => notifications.window_ms = window.as_millis() as u64,
             Ok(_) => errors.add(
                 "notifications.window",
                 format!("must be at most 24h, got {text}"),

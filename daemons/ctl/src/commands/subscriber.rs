@@ -75,20 +75,13 @@ fn endpoints_of(args: &EndpointArgs) -> Vec<SubscriberChannel> {
         (&args.teams, ChannelKind::Teams),
     ]
     .into_iter()
-    .filter_map(|(value, kind)| {
-        value
-            .as_ref()
-            .map(|v| SubscriberChannel::new(kind, v.clone()))
-    })
+    .filter_map(|(value, kind)| value.as_ref().map(|v| SubscriberChannel::new(kind, v.clone())))
     .collect()
 }
 
 /// Parses a CSV of subscribers; every bad row is an error `line N: …`.
 pub fn parse_csv(text: &[u8]) -> Result<Vec<NewSubscriber>, Vec<ConfigError>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(false)
-        .from_reader(text);
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(false).from_reader(text);
     let headers = match reader.headers() {
         Ok(headers) => headers.clone(),
         Err(e) => {
@@ -98,36 +91,17 @@ pub fn parse_csv(text: &[u8]) -> Result<Vec<NewSubscriber>, Vec<ConfigError>> {
             }])
         }
     };
-    let known = [
-        "email",
-        "sms",
-        "webhook",
-        "slack",
-        "teams",
-        "components",
-        "instant",
-        "dedup",
-        "digest",
-        "id",
-        "state",
-        "created",
-    ];
+    let known = ["email", "sms", "webhook", "slack", "teams", "components", "instant", "dedup", "digest", "id", "state", "created"];
     let mut errors = Vec::new();
     for name in headers.iter() {
         if !known.contains(&name) {
             errors.push(ConfigError {
                 location: "line 1".into(),
-                message: format!(
-                    "unknown column {name:?}; columns are {}",
-                    known[..9].join(", ")
-                ),
+                message: format!("unknown column {name:?}; columns are {}", known[..9].join(", ")),
             });
         }
     }
-    if !ENDPOINT_COLUMNS
-        .iter()
-        .any(|(c, _)| headers.iter().any(|h| h == *c))
-    {
+    if !ENDPOINT_COLUMNS.iter().any(|(c, _)| headers.iter().any(|h| h == *c)) {
         errors.push(ConfigError {
             location: "line 1".into(),
             message: "no endpoint column (email, sms, webhook, slack or teams)".into(),
@@ -194,17 +168,7 @@ pub fn parse_csv(text: &[u8]) -> Result<Vec<NewSubscriber>, Vec<ConfigError>> {
 
 /// The CSV header of an export.
 pub const EXPORT_HEADER: [&str; 11] = [
-    "id",
-    "email",
-    "sms",
-    "webhook",
-    "slack",
-    "teams",
-    "components",
-    "instant",
-    "dedup",
-    "digest",
-    "state",
+    "id", "email", "sms", "webhook", "slack", "teams", "components", "instant", "dedup", "digest", "state",
 ];
 
 /// One subscriber as an export row.
@@ -292,8 +256,7 @@ pub async fn run(
             if endpoints.is_empty() {
                 return Err(CtlError::BadArgument {
                     flag: "--email",
-                    reason: "give at least one of --email, --sms, --webhook, --slack, --teams"
-                        .into(),
+                    reason: "give at least one of --email, --sms, --webhook, --slack, --teams".into(),
                 });
             }
             let client = connect(nats).await?;
@@ -353,10 +316,7 @@ pub async fn run(
             .await?;
             match format {
                 OutputFormat::Json => output::print(&output::json(&removed)?),
-                _ => output::print(&format!(
-                    "removed subscriber {} of {}\n",
-                    removed.subscriber, removed.page
-                )),
+                _ => output::print(&format!("removed subscriber {} of {}\n", removed.subscriber, removed.page)),
             }
         }
         SubscriberCommand::Erase {
@@ -400,16 +360,13 @@ pub async fn run(
         SubscriberCommand::Export { page, file } => {
             check_id("PAGE", &page)?;
             let client = connect(nats).await?;
-            let out: Box<dyn Write> =
-                match &file {
-                    Some(path) => Box::new(std::fs::File::create(path).map_err(|source| {
-                        CtlError::ReadFile {
-                            path: path.clone(),
-                            source,
-                        }
-                    })?),
-                    None => Box::new(std::io::stdout().lock()),
-                };
+            let out: Box<dyn Write> = match &file {
+                Some(path) => Box::new(std::fs::File::create(path).map_err(|source| CtlError::ReadFile {
+                    path: path.clone(),
+                    source,
+                })?),
+                None => Box::new(std::io::stdout().lock()),
+            };
             let mut writer = csv::Writer::from_writer(out);
             writer
                 .write_record(EXPORT_HEADER)
@@ -489,10 +446,7 @@ pub async fn run(
                     if let Some(rest) = error.location.strip_prefix("rows[") {
                         if let Some((index, tail)) = rest.split_once(']') {
                             if let Ok(index) = index.parse::<usize>() {
-                                error.location = format!(
-                                    "line {}{tail}",
-                                    n * SUBSCRIBER_IMPORT_MAX_ROWS + index + 2
-                                );
+                                error.location = format!("line {}{tail}", n * SUBSCRIBER_IMPORT_MAX_ROWS + index + 2);
                             }
                         }
                     }
@@ -580,12 +534,7 @@ fn print_view(format: OutputFormat, view: &SubscriberView, verb: &str) -> Result
             let s = &view.subscriber;
             let mut text = format!("{verb} {} on page {}\n", s.subscriber, s.page);
             for e in &s.endpoints {
-                text.push_str(&format!(
-                    "  {} {} ({})\n",
-                    e.channel.kind().as_str(),
-                    e.channel.address(),
-                    e.state.as_str()
-                ));
+                text.push_str(&format!("  {} {} ({})\n", e.channel.kind().as_str(), e.channel.address(), e.state.as_str()));
             }
             if let Some(secret) = &view.webhook_secret {
                 text.push_str(&format!("  webhook secret: {secret}\n"));
@@ -608,30 +557,16 @@ pub fn list(subscribers: &[Subscriber]) -> String {
                 s.subscriber.clone(),
                 s.endpoints
                     .iter()
-                    .map(|e| {
-                        format!(
-                            "{} {} ({})",
-                            e.channel.kind().as_str(),
-                            e.channel.address(),
-                            e.state.as_str()
-                        )
-                    })
+                    .map(|e| format!("{} {} ({})", e.channel.kind().as_str(), e.channel.address(), e.state.as_str()))
                     .collect::<Vec<_>>()
                     .join(", "),
-                if s.components.is_empty() {
-                    "all".to_owned()
-                } else {
-                    s.components.join(",")
-                },
+                if s.components.is_empty() { "all".to_owned() } else { s.components.join(",") },
                 s.dedup.as_str().to_owned(),
                 utc_timestamp(s.created_at_ms),
             ]
         })
         .collect();
-    table(
-        &["ID", "ENDPOINTS", "COMPONENTS", "DEDUP", "CREATED"],
-        &rows,
-    )
+    table(&["ID", "ENDPOINTS", "COMPONENTS", "DEDUP", "CREATED"], &rows)
 }
 
 #[cfg(test)]
@@ -652,13 +587,9 @@ mod tests {
 
         let errors = parse_csv(b"email,colour\nx@example.com,red\n").expect_err("unknown column");
         assert!(errors[0].message.contains("colour"));
-        let errors = parse_csv(b"email,dedup\na@example.com,sometimes\nb@example.com,every\n")
-            .expect_err("bad dedup");
+        let errors = parse_csv(b"email,dedup\na@example.com,sometimes\nb@example.com,every\n").expect_err("bad dedup");
         assert_eq!(errors[0].location, "line 2");
-        assert!(
-            parse_csv(b"components\napi\n").is_err(),
-            "no endpoint column"
-        );
+        assert!(parse_csv(b"components\napi\n").is_err(), "no endpoint column");
     }
 
     #[test]
@@ -685,14 +616,7 @@ mod tests {
         writer.write_record(export_row(&subscriber)).expect("row");
         let bytes = writer.into_inner().expect("bytes");
         let rows = parse_csv(&bytes).expect("an export imports");
-        assert_eq!(
-            rows[0].endpoints,
-            subscriber
-                .endpoints
-                .iter()
-                .map(|e| e.channel.clone())
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(rows[0].endpoints, subscriber.endpoints.iter().map(|e| e.channel.clone()).collect::<Vec<_>>());
         assert_eq!(rows[0].components, ["api"]);
         assert!(rows[0].digest);
     }

@@ -35,9 +35,7 @@ impl Waits {
 
     /// Takes what was recorded: (account, destination).
     pub fn take(&self) -> (Duration, Duration) {
-        let take = |slot: &Mutex<Duration>| {
-            std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()))
-        };
+        let take = |slot: &Mutex<Duration>| std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
         (take(&self.account), take(&self.destination))
     }
 }
@@ -71,11 +69,7 @@ impl AccountLimits {
     }
 
     /// Waits for every limit; the permit is held until the delivery ends.
-    pub async fn acquire(
-        &self,
-        destination: Option<&str>,
-        waits: &Waits,
-    ) -> Option<SemaphorePermit<'_>> {
+    pub async fn acquire(&self, destination: Option<&str>, waits: &Waits) -> Option<SemaphorePermit<'_>> {
         let permit = self.concurrency.acquire().await.ok();
         let started = Instant::now();
         let paused = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
@@ -105,10 +99,7 @@ impl AccountLimits {
     /// After a throttled answer, holds the whole account back for the
     /// provider's `Retry-After`.
     pub fn pause_on(&self, result: &Result<Accepted, SendError>) {
-        if let Err(SendError::Retryable {
-            after: Some(after), ..
-        }) = result
-        {
+        if let Err(SendError::Retryable { after: Some(after), .. }) = result {
             let until = Instant::now() + *after;
             let mut paused = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
             if paused.is_none_or(|p| p < until) {
@@ -119,14 +110,8 @@ impl AccountLimits {
 
     /// After a throttled answer from one destination, holds it back.
     pub fn pause_destination_on(&self, destination: &str, result: &Result<Accepted, SendError>) {
-        if let Err(SendError::Retryable {
-            after: Some(after), ..
-        }) = result
-        {
-            let mut pauses = self
-                .destination_pauses
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+        if let Err(SendError::Retryable { after: Some(after), .. }) = result {
+            let mut pauses = self.destination_pauses.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
             pauses.retain(|_, until| *until > now);
             pauses.insert(destination.to_owned(), now + *after);
@@ -173,21 +158,13 @@ mod tests {
         let waits = Waits::default();
         let started = Instant::now();
         for i in 0..5 {
-            let _permit = limits
-                .acquire(Some(&format!("https://hooks.example/{i}")), &waits)
-                .await;
+            let _permit = limits.acquire(Some(&format!("https://hooks.example/{i}")), &waits).await;
         }
         assert!(started.elapsed() < Duration::from_millis(50));
         for _ in 0..3 {
-            let _permit = limits
-                .acquire(Some("https://hooks.example/same"), &waits)
-                .await;
+            let _permit = limits.acquire(Some("https://hooks.example/same"), &waits).await;
         }
-        assert!(
-            started.elapsed() >= Duration::from_millis(190),
-            "{:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() >= Duration::from_millis(190), "{:?}", started.elapsed());
     }
 
     #[tokio::test]

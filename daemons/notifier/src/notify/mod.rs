@@ -247,11 +247,7 @@ pub fn channels_of(page: &PageConfig, kind: ChannelKind) -> Vec<&Channel> {
 /// The channel (account) a subscriber's deliveries of `kind` go through:
 /// always the same one for the same subscriber, so an SMS STOP reaches
 /// the account that sent.
-pub fn channel_for<'p>(
-    page: &'p PageConfig,
-    kind: ChannelKind,
-    subscriber: &str,
-) -> Option<&'p Channel> {
+pub fn channel_for<'p>(page: &'p PageConfig, kind: ChannelKind, subscriber: &str) -> Option<&'p Channel> {
     let channels = channels_of(page, kind);
     if channels.is_empty() {
         return None;
@@ -319,24 +315,18 @@ impl Senders {
                 kind.as_str()
             ))
         })?;
-        if matches!(
-            kind,
-            ChannelKind::Webhook | ChannelKind::Slack | ChannelKind::Teams
-        ) {
+        if matches!(kind, ChannelKind::Webhook | ChannelKind::Slack | ChannelKind::Teams) {
             // A name is checked by the client's resolver; an IP literal
             // never reaches it, so it is checked here.
-            let url = crate::addresses::parse_url(delivery.address).map_err(|_| {
-                SendError::permanent(format!("{}: not a usable URL", kind.as_str()))
-            })?;
+            let url = crate::addresses::parse_url(delivery.address)
+                .map_err(|_| SendError::permanent(format!("{}: not a usable URL", kind.as_str())))?;
             self.guard
                 .check_url_form(&url)
                 .map_err(|e| SendError::permanent(format!("{}: {e}", kind.as_str())))?;
         }
         match kind {
             ChannelKind::Email => {
-                let account = self.email.get(channel, || {
-                    email::Provider::build(channel, self.send_timeout)
-                })?;
+                let account = self.email.get(channel, || email::Provider::build(channel, self.send_timeout))?;
                 let _permit = account.limits.acquire(None, waits).await;
                 account.provider.send(delivery).await
             }
@@ -348,9 +338,7 @@ impl Senders {
                 result
             }
             ChannelKind::Webhook => {
-                let account = self
-                    .webhook
-                    .get(channel, || webhook::Provider::build(channel))?;
+                let account = self.webhook.get(channel, || webhook::Provider::build(channel))?;
                 let _permit = account.limits.acquire(Some(delivery.address), waits).await;
                 account.provider.send(&self.guarded, delivery).await
             }
@@ -358,18 +346,14 @@ impl Senders {
                 let account = self.slack.get(channel, || Ok(slack::Provider))?;
                 let _permit = account.limits.acquire(Some(delivery.address), waits).await;
                 let result = account.provider.send(&self.guarded, delivery).await;
-                account
-                    .limits
-                    .pause_destination_on(delivery.address, &result);
+                account.limits.pause_destination_on(delivery.address, &result);
                 result
             }
             ChannelKind::Teams => {
                 let account = self.teams.get(channel, || Ok(teams::Provider))?;
                 let _permit = account.limits.acquire(Some(delivery.address), waits).await;
                 let result = account.provider.send(&self.guarded, delivery).await;
-                account
-                    .limits
-                    .pause_destination_on(delivery.address, &result);
+                account.limits.pause_destination_on(delivery.address, &result);
                 result
             }
         }
@@ -422,25 +406,12 @@ type = "slack"
 "#,
         )
         .expect("a page");
-        let first = channel_for(&page, ChannelKind::Slack, "sub-1")
-            .expect("a channel")
-            .id
-            .clone();
+        let first = channel_for(&page, ChannelKind::Slack, "sub-1").expect("a channel").id.clone();
         for _ in 0..10 {
-            assert_eq!(
-                channel_for(&page, ChannelKind::Slack, "sub-1")
-                    .expect("a channel")
-                    .id,
-                first
-            );
+            assert_eq!(channel_for(&page, ChannelKind::Slack, "sub-1").expect("a channel").id, first);
         }
         let used: std::collections::HashSet<String> = (0..50)
-            .map(|i| {
-                channel_for(&page, ChannelKind::Slack, &format!("sub-{i}"))
-                    .expect("a channel")
-                    .id
-                    .clone()
-            })
+            .map(|i| channel_for(&page, ChannelKind::Slack, &format!("sub-{i}")).expect("a channel").id.clone())
             .collect();
         assert_eq!(used.len(), 2, "both accounts carry traffic");
         assert!(channel_for(&page, ChannelKind::Email, "sub-1").is_none());

@@ -14,11 +14,7 @@ pub struct Provider;
 
 impl Provider {
     /// Sends one delivery.
-    pub async fn send(
-        &self,
-        client: &reqwest::Client,
-        delivery: &Delivery<'_>,
-    ) -> Result<Accepted, SendError> {
+    pub async fn send(&self, client: &reqwest::Client, delivery: &Delivery<'_>) -> Result<Accepted, SendError> {
         let url = crate::addresses::parse_url(delivery.address)
             .map_err(|_| SendError::permanent("slack: not a usable URL"))?;
         let body = match delivery.template.json(delivery.links, delivery.key) {

@@ -60,16 +60,10 @@ impl Provider {
             return Err(SendError::permanent("not an sms channel"));
         };
         let secret = env_secret(secret_env).ok_or_else(|| {
-            SendError::retry(format!(
-                "sms channel {}: environment variable {secret_env} is not set",
-                channel.id
-            ))
+            SendError::retry(format!("sms channel {}: environment variable {secret_env} is not set", channel.id))
         })?;
         let (sid, token) = secret.split_once(':').ok_or_else(|| {
-            SendError::permanent(format!(
-                "sms channel {}: its secret must be ACCOUNT_SID:AUTH_TOKEN",
-                channel.id
-            ))
+            SendError::permanent(format!("sms channel {}: its secret must be ACCOUNT_SID:AUTH_TOKEN", channel.id))
         })?;
         let mut numbers = vec![from.clone()];
         numbers.extend(pool.iter().cloned());
@@ -91,11 +85,7 @@ impl Provider {
     }
 
     /// Sends one delivery.
-    pub async fn send(
-        &self,
-        client: &reqwest::Client,
-        delivery: &Delivery<'_>,
-    ) -> Result<Accepted, SendError> {
+    pub async fn send(&self, client: &reqwest::Client, delivery: &Delivery<'_>) -> Result<Accepted, SendError> {
         let body = render::sms(delivery.notice, delivery.links);
         let form = [
             ("To", delivery.address),
@@ -124,9 +114,7 @@ impl Provider {
                 detail: format!("twilio {code} {sid}").trim_end().to_owned(),
             });
         }
-        let twilio_code = serde_json::from_slice::<TwilioError>(&bytes)
-            .ok()
-            .and_then(|e| e.code);
+        let twilio_code = serde_json::from_slice::<TwilioError>(&bytes).ok().and_then(|e| e.code);
         let detail = match twilio_code {
             Some(c) => format!("twilio {code} error {c}"),
             None => format!("twilio {code}"),

@@ -41,20 +41,13 @@ impl Provider {
             return Err(SendError::permanent("not a webhook channel"));
         };
         let secret = env_secret(secret_env).ok_or_else(|| {
-            SendError::retry(format!(
-                "webhook channel {}: environment variable {secret_env} is not set",
-                channel.id
-            ))
+            SendError::retry(format!("webhook channel {}: environment variable {secret_env} is not set", channel.id))
         })?;
         Ok(Self { secret })
     }
 
     /// Sends one delivery.
-    pub async fn send(
-        &self,
-        client: &reqwest::Client,
-        delivery: &Delivery<'_>,
-    ) -> Result<Accepted, SendError> {
+    pub async fn send(&self, client: &reqwest::Client, delivery: &Delivery<'_>) -> Result<Accepted, SendError> {
         let url = crate::addresses::parse_url(delivery.address)
             .map_err(|_| SendError::permanent("webhook: not a usable URL"))?;
         let body = match delivery.template.json(delivery.links, delivery.key) {
@@ -69,11 +62,7 @@ impl Provider {
         };
         let id = message_id(delivery.key);
         let timestamp = chrono::Utc::now().timestamp();
-        let secret = webhook_secret(
-            self.secret.as_bytes(),
-            &delivery.page.id,
-            delivery.subscriber,
-        );
+        let secret = webhook_secret(self.secret.as_bytes(), &delivery.page.id, delivery.subscriber);
         let signature = standard_webhooks_signature(&secret, &id, timestamp, &body)
             .ok_or_else(|| SendError::permanent("webhook: cannot sign"))?;
         let response = client
@@ -86,10 +75,6 @@ impl Provider {
             .send()
             .await
             .map_err(|e| transport_error("webhook", &e))?;
-        http_outcome(
-            "webhook",
-            response.status(),
-            retry_after(response.headers()),
-        )
+        http_outcome("webhook", response.status(), retry_after(response.headers()))
     }
 }

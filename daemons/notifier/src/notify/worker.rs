@@ -23,9 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use beacon_core::consume::{
-    run_batch_consumer, BatchSettings, ConsumerMetrics, ConsumerSpec, Delivery as Message, Outcome,
-};
+use beacon_core::consume::{run_batch_consumer, BatchSettings, ConsumerMetrics, ConsumerSpec, Delivery as Message, Outcome};
 use beacon_core::event::{Envelope, EventId};
 use beacon_core::messages::{
     ChannelKind, DeliveryLedger, DeliveryOutcome, DeliveryReceipt, EndpointState, Lane, NoticeKind,
@@ -138,13 +136,7 @@ enum Done {
 
 impl Worker {
     /// A worker; `urgent` is shared by the two lanes of one channel.
-    pub fn new(
-        ctx: Context,
-        senders: Arc<Senders>,
-        kind: ChannelKind,
-        lane: Lane,
-        urgent: Arc<AtomicUsize>,
-    ) -> Self {
+    pub fn new(ctx: Context, senders: Arc<Senders>, kind: ChannelKind, lane: Lane, urgent: Arc<AtomicUsize>) -> Self {
         Self {
             ctx,
             senders,
@@ -230,11 +222,7 @@ impl Worker {
                     tracing::debug!(page = %batch.page, channel = self.kind.as_str(), why, "Delivery skipped.");
                     (State::Skipped, None, String::new())
                 }
-                Done::Sent(Ok(accepted)) => (
-                    State::Delivered,
-                    Some(DeliveryOutcome::Delivered),
-                    accepted.detail,
-                ),
+                Done::Sent(Ok(accepted)) => (State::Delivered, Some(DeliveryOutcome::Delivered), accepted.detail),
                 Done::Sent(Err(SendError::Retryable { detail, after })) => {
                     if let Some(after) = after {
                         retry_after = Some(retry_after.map_or(after, |r| r.max(after)));
@@ -299,8 +287,7 @@ impl Worker {
                 states.len()
             ))
         } else {
-            let after =
-                retry_after.map_or_else(|| self.backoff(attempt), |r| r.max(self.backoff(attempt)));
+            let after = retry_after.map_or_else(|| self.backoff(attempt), |r| r.max(self.backoff(attempt)));
             Outcome::Retry {
                 reason: format!("{} of {} deliveries to retry", open.len(), states.len()),
                 after: Some(after),
@@ -333,22 +320,14 @@ impl Worker {
             }
         };
         if ledger.states.chars().count() != len {
-            tracing::warn!(
-                key,
-                "A ledger entry does not match its batch; sending the batch as new."
-            );
+            tracing::warn!(key, "A ledger entry does not match its batch; sending the batch as new.");
             return Ok(None);
         }
         Ok(Some(ledger.states.chars().map(State::of).collect()))
     }
 
     /// Publishes the receipts (acked), then writes the ledger.
-    async fn flush(
-        &self,
-        key: &str,
-        states: &[State],
-        receipts: &mut Vec<Envelope<DeliveryReceipt>>,
-    ) -> Result<(), String> {
+    async fn flush(&self, key: &str, states: &[State], receipts: &mut Vec<Envelope<DeliveryReceipt>>) -> Result<(), String> {
         if !receipts.is_empty() {
             let subjects: Vec<String> = receipts
                 .iter()
@@ -416,15 +395,7 @@ impl Worker {
     }
 
     async fn change_endpoint(&self, page: &str, subscriber: &str, to: EndpointState) {
-        let changed = set_state(
-            &self.ctx,
-            page,
-            subscriber,
-            self.kind,
-            &[EndpointState::Active],
-            to,
-        )
-        .await;
+        let changed = set_state(&self.ctx, page, subscriber, self.kind, &[EndpointState::Active], to).await;
         match changed {
             Ok(true) => {
                 self.ctx
@@ -432,17 +403,10 @@ impl Worker {
                     .endpoint_changes
                     .with_label_values(&[self.kind.as_str(), to.as_str()])
                     .inc();
-                tracing::info!(
-                    page,
-                    channel = self.kind.as_str(),
-                    state = to.as_str(),
-                    "Endpoint changed by the provider's answer."
-                );
+                tracing::info!(page, channel = self.kind.as_str(), state = to.as_str(), "Endpoint changed by the provider's answer.");
             }
             Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(page, error = %e, "Cannot change an endpoint the provider refused.")
-            }
+            Err(e) => tracing::warn!(page, error = %e, "Cannot change an endpoint the provider refused."),
         }
     }
 
@@ -452,12 +416,7 @@ impl Worker {
         if let Some(endpoint) = self.ctx.subscribers.endpoint(page, id, self.kind) {
             return Some(endpoint);
         }
-        let (record, _) = self
-            .ctx
-            .store
-            .read_subscriber(page, subscriber)
-            .await
-            .ok()??;
+        let (record, _) = self.ctx.store.read_subscriber(page, subscriber).await.ok()??;
         let endpoint = record.endpoint(self.kind)?;
         Some(Endpoint {
             address: endpoint.channel.address().to_owned(),
@@ -484,17 +443,12 @@ impl Worker {
         let confirm = match (confirmation, endpoint.state, &endpoint.confirmation) {
             (false, EndpointState::Active, _) => None,
             (true, EndpointState::Pending, Some(c)) => {
-                Some(
-                    self.ctx
-                        .confirm_link(&batch.page, subscriber, &c.nonce, c.expires_at_ms),
-                )
+                Some(self.ctx.confirm_link(&batch.page, subscriber, &c.nonce, c.expires_at_ms))
             }
             _ => return Done::Skipped("the endpoint does not take this message"),
         };
         let links = Links {
-            unsubscribe: self
-                .ctx
-                .unsubscribe_link(&batch.page, subscriber, self.kind),
+            unsubscribe: self.ctx.unsubscribe_link(&batch.page, subscriber, self.kind),
             confirm,
         };
         let key = batch.notice.key(subscriber, self.kind);
@@ -518,12 +472,10 @@ impl Worker {
         let (account, destination) = waits.take();
         let kind = self.kind.as_str();
         let metrics = &self.ctx.metrics;
-        metrics.send_seconds.with_label_values(&[kind]).observe(
-            started
-                .elapsed()
-                .saturating_sub(account + destination)
-                .as_secs_f64(),
-        );
+        metrics
+            .send_seconds
+            .with_label_values(&[kind])
+            .observe(started.elapsed().saturating_sub(account + destination).as_secs_f64());
         if !account.is_zero() {
             metrics
                 .rate_limit_wait_seconds
@@ -547,8 +499,7 @@ pub async fn watch_depth(ctx: Context, shutdown: Shutdown) {
             for kind in ChannelKind::ALL {
                 for lane in Lane::ALL {
                     let name = consumer_name(kind, lane);
-                    let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
-                        stream.get_consumer(&name).await;
+                    let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> = stream.get_consumer(&name).await;
                     if let Ok(mut consumer) = consumer {
                         if let Ok(info) = consumer.info().await {
                             let depth = info.num_pending as i64 + info.num_ack_pending as i64;
@@ -571,20 +522,11 @@ mod tests {
 
     #[test]
     fn ledger_codes_round_trip() {
-        for state in [
-            State::Pending,
-            State::Retry,
-            State::Delivered,
-            State::Dead,
-            State::Skipped,
-        ] {
+        for state in [State::Pending, State::Retry, State::Delivered, State::Dead, State::Skipped] {
             assert_eq!(State::of(state.code()), state);
         }
         assert!(State::Retry.is_open() && State::Pending.is_open());
         assert!(!State::Delivered.is_open() && !State::Dead.is_open() && !State::Skipped.is_open());
-        assert_eq!(
-            consumer_name(ChannelKind::Sms, Lane::Urgent),
-            "notifier-sms-urgent"
-        );
+        assert_eq!(consumer_name(ChannelKind::Sms, Lane::Urgent), "notifier-sms-urgent");
     }
 }

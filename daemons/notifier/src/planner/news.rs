@@ -118,9 +118,9 @@ pub fn maintenance(page: &PageConfig, event: &MaintenanceEvent, source: &str) ->
         MaintenanceAction::Reminded => NoticeKind::MaintenanceReminded,
         MaintenanceAction::Started => NoticeKind::MaintenanceStarted,
         MaintenanceAction::Completed => NoticeKind::MaintenanceCompleted,
-        MaintenanceAction::Updated
-        | MaintenanceAction::Verifying
-        | MaintenanceAction::Cancelled => return None,
+        MaintenanceAction::Updated | MaintenanceAction::Verifying | MaintenanceAction::Cancelled => {
+            return None
+        }
     };
     Some(News {
         thread: format!("maintenance-{}", event.maintenance),
@@ -147,12 +147,7 @@ pub fn status(page: &PageConfig, change: &StatusChange, source: &str) -> Option<
         return None;
     }
     let from = change.from?;
-    if from == change.to
-        || !matches!(
-            change.source,
-            StatusSource::Automatic | StatusSource::Override
-        )
-    {
+    if from == change.to || !matches!(change.source, StatusSource::Automatic | StatusSource::Override) {
         return None;
     }
     Some(News {
@@ -232,23 +227,14 @@ mod tests {
             let news = super::incident(&page, action, Some("u1"), "ev", &open);
             assert_eq!(news.as_ref().map(|n| n.kind), want, "{action:?}");
         }
-        let news =
-            super::incident(&page, IncidentAction::Created, Some("u1"), "ev", &open).expect("news");
+        let news = super::incident(&page, IncidentAction::Created, Some("u1"), "ev", &open)
+            .expect("news");
         assert_eq!(news.thread, "incident-inc1");
         assert_eq!(news.source, "u1");
         assert_eq!(news.components, ["api"]);
-        assert!(
-            matches!(&news.subject, NoticeSubject::Incident { components, .. } if components[0].name == "Public API")
-        );
+        assert!(matches!(&news.subject, NoticeSubject::Incident { components, .. } if components[0].name == "Public API"));
         for lifecycle in [IncidentLifecycle::Proposed, IncidentLifecycle::Dismissed] {
-            assert!(super::incident(
-                &page,
-                IncidentAction::Created,
-                None,
-                "ev",
-                &incident(lifecycle)
-            )
-            .is_none());
+            assert!(super::incident(&page, IncidentAction::Created, None, "ev", &incident(lifecycle)).is_none());
         }
     }
 
@@ -299,24 +285,11 @@ mod tests {
                 None
             ]
         );
-        assert!(maintenance(
-            &page,
-            &window(MaintenanceAction::Scheduled, Some("RRULE:FREQ=DAILY")),
-            "e"
-        )
-        .is_none());
-        assert!(
-            !maintenance(&page, &window(MaintenanceAction::Started, None), "e")
-                .expect("news")
-                .windowed
-        );
+        assert!(maintenance(&page, &window(MaintenanceAction::Scheduled, Some("RRULE:FREQ=DAILY")), "e").is_none());
+        assert!(!maintenance(&page, &window(MaintenanceAction::Started, None), "e").expect("news").windowed);
     }
 
-    fn change(
-        from: Option<ComponentStatus>,
-        source: StatusSource,
-        inhibited: bool,
-    ) -> StatusChange {
+    fn change(from: Option<ComponentStatus>, source: StatusSource, inhibited: bool) -> StatusChange {
         StatusChange {
             page: "demo".into(),
             component: "api".into(),
@@ -346,15 +319,9 @@ mod tests {
         assert!(status(&on, &change(up, StatusSource::Automatic, false), "e").is_some());
         assert!(status(&on, &change(up, StatusSource::Override, false), "e").is_some());
         assert!(status(&off, &change(up, StatusSource::Automatic, false), "e").is_none());
-        assert!(
-            status(&on, &change(up, StatusSource::Automatic, true), "e").is_none(),
-            "inhibited"
-        );
+        assert!(status(&on, &change(up, StatusSource::Automatic, true), "e").is_none(), "inhibited");
         assert!(status(&on, &change(up, StatusSource::Incident, false), "e").is_none());
         assert!(status(&on, &change(up, StatusSource::Maintenance, false), "e").is_none());
-        assert!(
-            status(&on, &change(None, StatusSource::Automatic, false), "e").is_none(),
-            "first decision"
-        );
+        assert!(status(&on, &change(None, StatusSource::Automatic, false), "e").is_none(), "first decision");
     }
 }

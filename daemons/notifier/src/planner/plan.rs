@@ -342,10 +342,7 @@ mod tests {
             components: &[API],
             after: Some(0),
         };
-        assert_eq!(
-            verdict(&everyone, &[first, second], &flush, WINDOW),
-            Verdict::Receives
-        );
+        assert_eq!(verdict(&everyone, &[first, second], &flush, WINDOW), Verdict::Receives);
         // The flush opened a new window.
         let third = now(t0 + WINDOW + 2 * MIN, &[API]);
         assert_eq!(
@@ -373,27 +370,13 @@ mod tests {
             // Instant for db only, and the second is also about db.
             (member(3, &[], &[DB]), Verdict::Receives, Verdict::Receives),
             // Nothing special: held.
-            (
-                member(4, &[API], &[]),
-                Verdict::Receives,
-                Verdict::Held { after: 0 },
-            ),
+            (member(4, &[API], &[]), Verdict::Receives, Verdict::Held { after: 0 }),
             // Interested in neither.
             (member(5, &[7], &[]), Verdict::Outside, Verdict::Outside),
         ];
         for (m, want_first, want_second) in table {
-            assert_eq!(
-                verdict(m, &[], &first, WINDOW),
-                *want_first,
-                "member {}",
-                m.id
-            );
-            assert_eq!(
-                verdict(m, &[first], &second, WINDOW),
-                *want_second,
-                "member {}",
-                m.id
-            );
+            assert_eq!(verdict(m, &[], &first, WINDOW), *want_first, "member {}", m.id);
+            assert_eq!(verdict(m, &[first], &second, WINDOW), *want_second, "member {}", m.id);
         }
         // A subscriber whose endpoint became active after a send was not
         // in it: its next update goes at once.
@@ -447,10 +430,7 @@ mod tests {
         .into();
         let all = |_: ChannelKind| true;
         let no_sms = |k: ChannelKind| k != ChannelKind::Sms;
-        assert_eq!(
-            endpoints_for(&m, &all),
-            [ChannelKind::Sms, ChannelKind::Email]
-        );
+        assert_eq!(endpoints_for(&m, &all), [ChannelKind::Sms, ChannelKind::Email]);
         m.dedup = DedupMode::First;
         assert_eq!(endpoints_for(&m, &all), [ChannelKind::Sms]);
         // SMS not allowed for this news: the next preference takes it.
@@ -459,11 +439,7 @@ mod tests {
 
     #[test]
     fn plans_group_by_channel_and_collect_held_sends() {
-        let members = [
-            member(1, &[], &[]),
-            member(2, &[DB], &[]),
-            member(3, &[], &[API]),
-        ];
+        let members = [member(1, &[], &[]), member(2, &[DB], &[]), member(3, &[], &[API])];
         let first = now(0, &[API]);
         let plan1 = plan(&members, &[], &first, WINDOW, &|_| true);
         assert_eq!(plan1.by_channel[&ChannelKind::Email], [1, 3]);
@@ -506,17 +482,11 @@ mod tests {
             to,
         };
         assert_eq!(
-            sms_impact(&component(
-                Some(ComponentStatus::MajorOutage),
-                ComponentStatus::Operational
-            )),
+            sms_impact(&component(Some(ComponentStatus::MajorOutage), ComponentStatus::Operational)),
             Some(SmsImpact::Major)
         );
         assert_eq!(
-            sms_impact(&component(
-                Some(ComponentStatus::Operational),
-                ComponentStatus::DegradedPerformance
-            )),
+            sms_impact(&component(Some(ComponentStatus::Operational), ComponentStatus::DegradedPerformance)),
             Some(SmsImpact::Minor)
         );
         assert_eq!(sms_impact(&NoticeSubject::Confirmation), None);
@@ -560,10 +530,8 @@ mod tests {
         let rules = |sends: &[(u64, Vec<u16>, Option<u32>)]| -> Vec<(u64, Vec<u16>, Option<u32>)> {
             sends.to_vec()
         };
-        let mut events: Vec<(u64, Option<Vec<u16>>)> = updates
-            .iter()
-            .map(|(at, c)| (*at, Some(c.clone())))
-            .collect();
+        let mut events: Vec<(u64, Option<Vec<u16>>)> =
+            updates.iter().map(|(at, c)| (*at, Some(c.clone()))).collect();
         events.sort_by_key(|e| e.0);
         let mut i = 0;
         loop {
@@ -579,11 +547,7 @@ mod tests {
             let owned = rules(&sends);
             let borrowed: Vec<Rule<'_>> = owned
                 .iter()
-                .map(|(at, c, after)| Rule {
-                    at_ms: *at,
-                    components: c,
-                    after: *after,
-                })
+                .map(|(at, c, after)| Rule { at_ms: *at, components: c, after: *after })
                 .collect();
             let (rule_at, components, after) = if take_flush {
                 let (due, k) = next_flush.expect("a flush");
@@ -594,11 +558,7 @@ mod tests {
                 i += 1;
                 (at, components.expect("an update"), None)
             };
-            let rule = Rule {
-                at_ms: rule_at,
-                components: &components,
-                after,
-            };
+            let rule = Rule { at_ms: rule_at, components: &components, after };
             let planned = plan(members, &borrowed, &rule, WINDOW, &|_| true);
             for k in planned.held {
                 let due = owned[k as usize].0 + WINDOW;
@@ -614,11 +574,7 @@ mod tests {
         let owned = sends.clone();
         let borrowed: Vec<Rule<'_>> = owned
             .iter()
-            .map(|(at, c, after)| Rule {
-                at_ms: *at,
-                components: c,
-                after: *after,
-            })
+            .map(|(at, c, after)| Rule { at_ms: *at, components: c, after: *after })
             .collect();
         members
             .iter()

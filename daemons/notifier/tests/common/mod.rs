@@ -55,13 +55,9 @@ pub fn set_secrets() {
 /// A page with one component per id and the given extra TOML (channels,
 /// `[notifications]`).
 pub fn page(id: &str, components: &[&str], extra: &str) -> String {
-    let mut text = format!(
-        "[page]\nid = \"{id}\"\nname = \"Test page {id}\"\nurl = \"https://status.example.com\"\n"
-    );
+    let mut text = format!("[page]\nid = \"{id}\"\nname = \"Test page {id}\"\nurl = \"https://status.example.com\"\n");
     for c in components {
-        text.push_str(&format!(
-            "[[components]]\nid = \"{c}\"\nname = \"Component {c}\"\n"
-        ));
+        text.push_str(&format!("[[components]]\nid = \"{c}\"\nname = \"Component {c}\"\n"));
     }
     text.push_str(extra);
     text
@@ -99,15 +95,11 @@ impl Harness {
             let value = Envelope::new(&harness_clock, "test", page.clone())
                 .encode()
                 .expect("encode");
-            config
-                .put(&page.id, value.into())
-                .await
-                .expect("store the page");
+            config.put(&page.id, value.into()).await.expect("store the page");
         }
         let port = free_port();
         let inbound = format!("http://127.0.0.1:{port}");
-        let notifier =
-            DaemonProcess::spawn_with_admin("beacon-notifier", notifier_args(&nats, port, extra));
+        let notifier = DaemonProcess::spawn_with_admin("beacon-notifier", notifier_args(&nats, port, extra));
         notifier.wait_ready(WAIT).await;
         let harness = Harness {
             nats,
@@ -123,10 +115,7 @@ impl Harness {
 
     /// Another notifier on the same bus, with its own inbound port.
     pub async fn spawn_another(&self, extra: &[&str]) -> DaemonProcess {
-        let notifier = DaemonProcess::spawn_with_admin(
-            "beacon-notifier",
-            notifier_args(&self.nats, free_port(), extra),
-        );
+        let notifier = DaemonProcess::spawn_with_admin("beacon-notifier", notifier_args(&self.nats, free_port(), extra));
         notifier.wait_ready(WAIT).await;
         notifier
     }
@@ -137,18 +126,9 @@ impl Harness {
         wait_until("the notifier to lead the planner", WAIT, || {
             let admin = admin.clone();
             async move {
-                let body = reqwest::get(format!("{admin}/metrics"))
-                    .await
-                    .ok()?
-                    .text()
-                    .await
-                    .ok()?;
+                let body = reqwest::get(format!("{admin}/metrics")).await.ok()?.text().await.ok()?;
                 body.lines()
-                    .any(|l| {
-                        l.starts_with(
-                            "beacon_notifier_lease_holder{partition=\"0\",role=\"notifier\"} 1",
-                        )
-                    })
+                    .any(|l| l.starts_with("beacon_notifier_lease_holder{partition=\"0\",role=\"notifier\"} 1"))
                     .then_some(())
             }
         })
@@ -156,50 +136,29 @@ impl Harness {
     }
 
     /// A request to the subscriber API.
-    pub async fn request<Req: Serialize, Res: DeserializeOwned>(
-        &self,
-        subject: &str,
-        body: &Req,
-    ) -> ApiReply<Res> {
+    pub async fn request<Req: Serialize, Res: DeserializeOwned>(&self, subject: &str, body: &Req) -> ApiReply<Res> {
         let payload = serde_json::to_vec(body).expect("encode request");
-        let reply = tokio::time::timeout(
-            Duration::from_secs(10),
-            self.client.request(subject.to_owned(), payload.into()),
-        )
-        .await
-        .expect("the notifier answers in time")
-        .expect("the notifier answers");
+        let reply = tokio::time::timeout(Duration::from_secs(10), self.client.request(subject.to_owned(), payload.into()))
+            .await
+            .expect("the notifier answers in time")
+            .expect("the notifier answers");
         serde_json::from_slice(&reply.payload).expect("an ApiReply")
     }
 
     /// Adds a subscriber, expecting success.
-    pub async fn add(
-        &self,
-        page: &str,
-        endpoints: Vec<SubscriberChannel>,
-        confirmed: bool,
-    ) -> SubscriberView {
-        self.add_with(
-            page,
-            NewSubscriber {
-                endpoints,
-                components: vec![],
-                instant: vec![],
-                dedup: DedupMode::Every,
-                digest: false,
-            },
-            confirmed,
-        )
+    pub async fn add(&self, page: &str, endpoints: Vec<SubscriberChannel>, confirmed: bool) -> SubscriberView {
+        self.add_with(page, NewSubscriber {
+            endpoints,
+            components: vec![],
+            instant: vec![],
+            dedup: DedupMode::Every,
+            digest: false,
+        }, confirmed)
         .await
     }
 
     /// Adds a subscriber with every field, expecting success.
-    pub async fn add_with(
-        &self,
-        page: &str,
-        subscriber: NewSubscriber,
-        confirmed: bool,
-    ) -> SubscriberView {
+    pub async fn add_with(&self, page: &str, subscriber: NewSubscriber, confirmed: bool) -> SubscriberView {
         let reply: ApiReply<SubscriberView> = self
             .request(
                 beacon_core::names::api::SUBSCRIBER_ADD,
@@ -220,9 +179,7 @@ impl Harness {
     /// Publishes an event envelope on `subject`.
     pub async fn publish<T: Message>(&self, subject: &str, body: T) -> Envelope<T> {
         let envelope = Envelope::new(&self.clock, "test", body);
-        publish(&self.js, subject, &envelope)
-            .await
-            .expect("publish an event");
+        publish(&self.js, subject, &envelope).await.expect("publish an event");
         envelope
     }
 
@@ -232,27 +189,17 @@ impl Harness {
             .await
             .expect("read DELIVERIES")
             .iter()
-            .map(|m| {
-                Envelope::<DeliveryReceipt>::decode(&m.payload)
-                    .expect("a receipt")
-                    .data
-            })
+            .map(|m| Envelope::<DeliveryReceipt>::decode(&m.payload).expect("a receipt").data)
             .collect()
     }
 
     /// Waits until at least `n` receipts satisfy `want`.
-    pub async fn wait_receipts(
-        &self,
-        what: &str,
-        n: usize,
-        want: impl Fn(&DeliveryReceipt) -> bool,
-    ) -> Vec<DeliveryReceipt> {
+    pub async fn wait_receipts(&self, what: &str, n: usize, want: impl Fn(&DeliveryReceipt) -> bool) -> Vec<DeliveryReceipt> {
         wait_until(what, WAIT, || {
             let receipts = self.receipts();
             let want = &want;
             async move {
-                let matching: Vec<DeliveryReceipt> =
-                    receipts.await.into_iter().filter(|r| want(r)).collect();
+                let matching: Vec<DeliveryReceipt> = receipts.await.into_iter().filter(|r| want(r)).collect();
                 (matching.len() >= n).then_some(matching)
             }
         })
@@ -262,8 +209,7 @@ impl Harness {
     /// A metric's value from the notifier's `/metrics` (summed over lines
     /// starting with `prefix`).
     pub async fn metric(&self, prefix: &str) -> f64 {
-        let Ok(response) = reqwest::get(format!("{}/metrics", self.notifier.admin_url())).await
-        else {
+        let Ok(response) = reqwest::get(format!("{}/metrics", self.notifier.admin_url())).await else {
             return 0.0;
         };
         let body = response.text().await.unwrap_or_default();
@@ -301,20 +247,8 @@ pub fn notifier_args(nats: &NatsServer, port: u16, extra: &[&str]) -> Vec<String
 }
 
 /// An incident event that opens an incident (`created`).
-pub fn created(
-    page: &str,
-    incident: &str,
-    title: &str,
-    impact: Impact,
-    components: &[&str],
-) -> IncidentEvent {
-    let mut event = IncidentEvent::new(
-        page,
-        incident,
-        IncidentAction::Created,
-        "op",
-        wall_clock_ms(),
-    );
+pub fn created(page: &str, incident: &str, title: &str, impact: Impact, components: &[&str]) -> IncidentEvent {
+    let mut event = IncidentEvent::new(page, incident, IncidentAction::Created, "op", wall_clock_ms());
     event.lifecycle = Some(IncidentLifecycle::Open);
     event.title = Some(title.into());
     event.impact = Some(impact);
@@ -328,22 +262,12 @@ pub fn created(
             })
             .collect(),
     );
-    event.update = Some(update(
-        "u0",
-        IncidentState::Investigating,
-        "We are looking into it.",
-    ));
+    event.update = Some(update("u0", IncidentState::Investigating, "We are looking into it."));
     event
 }
 
 /// A timeline update of an incident.
-pub fn updated(
-    page: &str,
-    incident: &str,
-    id: &str,
-    state: IncidentState,
-    body: &str,
-) -> IncidentEvent {
+pub fn updated(page: &str, incident: &str, id: &str, state: IncidentState, body: &str) -> IncidentEvent {
     let action = if state == IncidentState::Resolved {
         IncidentAction::Resolved
     } else {
@@ -374,16 +298,10 @@ pub async fn incident(harness: &Harness, event: IncidentEvent) {
 
 /// The `token` query parameter of a link.
 pub fn token_of(link: &str) -> String {
-    link.split("token=")
-        .nth(1)
-        .unwrap_or_default()
-        .trim_end_matches('>')
-        .to_owned()
+    link.split("token=").nth(1).unwrap_or_default().trim_end_matches('>').to_owned()
 }
 
 /// A fresh lowercase incident id.
 pub fn incident_id() -> String {
-    beacon_core::event::EventId::new()
-        .to_string()
-        .to_ascii_lowercase()
+    beacon_core::event::EventId::new().to_string().to_ascii_lowercase()
 }

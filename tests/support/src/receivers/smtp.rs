@@ -51,13 +51,10 @@ impl Mail {
         let Some((head, body)) = self.data.split_once("\r\n\r\n") else {
             return String::new();
         };
-        let boundary = head.split("boundary=").nth(1).map(|b| {
-            b.split([';', '\r'])
-                .next()
-                .unwrap_or("")
-                .trim_matches('"')
-                .to_owned()
-        });
+        let boundary = head
+            .split("boundary=")
+            .nth(1)
+            .map(|b| b.split([';', '\r']).next().unwrap_or("").trim_matches('"').to_owned());
         let Some(boundary) = boundary else {
             let encoding = self.header("Content-Transfer-Encoding").unwrap_or_default();
             return decode_part(&encoding, body);
@@ -71,8 +68,7 @@ impl Mail {
                 .split("\r\n")
                 .find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-transfer-encoding")
-                        .then(|| v.trim().to_owned())
+                    k.eq_ignore_ascii_case("content-transfer-encoding").then(|| v.trim().to_owned())
                 })
                 .unwrap_or_default();
             out.push_str(&decode_part(&encoding, part_body));

@@ -32,9 +32,7 @@ pub struct Received {
 impl Received {
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
 
     /// The body as JSON.
@@ -226,11 +224,7 @@ async fn handle(
                 )
             })
             .collect(),
-        body: if shared.lean {
-            Vec::new()
-        } else {
-            body.to_vec()
-        },
+        body: if shared.lean { Vec::new() } else { body.to_vec() },
         at: Instant::now(),
     };
     let responder = shared.responder.lock().expect("responder").clone();
