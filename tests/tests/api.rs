@@ -42,7 +42,7 @@ struct Api {
     url: String,
     http: reqwest::Client,
     document: Value,
-    _target: HttpTarget,
+    target: HttpTarget,
 }
 
 impl Api {
@@ -81,7 +81,7 @@ impl Api {
             url: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
             document,
-            _target: target,
+            target,
         }
     }
 
@@ -746,4 +746,759 @@ async fn the_statuspage_routes_speak_statuspage() {
         .await;
     assert_eq!(status, 404);
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// `page(…)` with the channels subscribers may use: email to `smtp`, SMS
+/// and webhooks.
+fn page_with_channels(page_id: &str, target: &str, smtp: &str) -> String {
+    format!(
+        "{}\n[[channels]]\nid = \"mail\"\ntype = \"email\"\nfrom = \"status@example.com\"\nendpoint = \"{smtp}\"\ntls = \"none\"\n\
+         [[channels]]\nid = \"sms\"\ntype = \"sms\"\nfrom = \"+15550000001\"\nendpoint = \"http://127.0.0.1:9\"\nsecret_env = \"API_TEST_TWILIO\"\n\
+         [[channels]]\nid = \"hooks\"\ntype = \"webhook\"\nsecret_env = \"API_TEST_HOOKS\"\n",
+        page(page_id, target)
+    )
+}
+
+fn notifier(api: &Api) -> DaemonProcess {
+    DaemonProcess::spawn_with_admin(
+        "beacon-notifier",
+        vec![
+            "--nats-url".into(),
+            api.rig.nats.url(),
+            "--public-url".into(),
+            "http://127.0.0.1:9/notify".into(),
+            "--signing-secret".into(),
+            "api-test-secret-0123456789abcdefghij".into(),
+            "--webhook-allow".into(),
+            "127.0.0.0/8".into(),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
+    use reqwest::Method as M;
+    let api = Api::start(&["subs", "other"]).await;
+    let smtp = beacon_testkit::receivers::smtp::SmtpSink::start().await;
+    for p in ["subs", "other"] {
+        api.rig
+            .apply(&page_with_channels(p, &api.target.url(), &smtp.endpoint()))
+            .await;
+    }
+    let (writer, writer_id) = api.key("subs", &["subscribers:write"], None).await;
+    let (reader, _) = api.key("subs", &["subscribers:read"], None).await;
+    let (other, _) = api.key("other", &["subscribers:write"], None).await;
+    let (incidents_only, _) = api.key("subs", &["incidents:write"], None).await;
+    let auth = bearer(&writer);
+
+    // No notifier yet: the owner is down.
+    let (status, error, headers) = api
+        .send(M::GET, "/api/v1/subscribers", Some(&auth), None, &[])
+        .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (503, Some("unavailable")),
+        "{error}"
+    );
+    assert!(headers.contains_key("retry-after"));
+
+    let notifier = notifier(&api);
+    notifier.wait_ready(READY).await;
+    wait_until("the notifier to answer", DECIDE, || async {
+        let (status, _, _) = api
+            .send(M::GET, "/api/v1/subscribers", Some(&auth), None, &[])
+            .await;
+        (status == 200).then_some(())
+    })
+    .await;
+
+    // Double opt-in: the email endpoint waits, and its confirmation is sent.
+    let (status, ada, _) = api
+        .send(
+            M::POST,
+            "/api/v1/subscribers",
+            Some(&auth),
+            Some(json!({"endpoints": [{"type": "email", "address": "ada@example.com"}], "components": ["api"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{ada}");
+    api.assert_schema("Subscriber", &ada);
+    assert_eq!(ada["endpoints"][0]["state"], "pending", "{ada}");
+    assert_eq!(ada["components"], json!(["api"]));
+    let ada_id = ada["id"].as_str().expect("id").to_owned();
+    wait_until("the confirmation email", DECIDE, || async {
+        smtp.mails()
+            .iter()
+            .any(|m| m.to.iter().any(|t| t.contains("ada@example.com")))
+            .then_some(())
+    })
+    .await;
+    wait_until("the key recorded as the actor", DECIDE, || async {
+        notifier.logs().contains(&writer_id).then_some(())
+    })
+    .await;
+
+    // Confirmed elsewhere: every endpoint is live at once.
+    let (status, hooked, _) = api
+        .send(
+            M::POST,
+            "/api/v1/subscribers",
+            Some(&auth),
+            Some(json!({"endpoints": [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}, {"type": "sms", "phone": "+14155550100"}],
+                "dedup": "first", "confirmed": true})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{hooked}");
+    api.assert_schema("Subscriber", &hooked);
+    assert_eq!(hooked["dedup"], "first");
+    assert!(
+        hooked["endpoints"]
+            .as_array()
+            .expect("endpoints")
+            .iter()
+            .all(|e| e["state"] == "active"),
+        "{hooked}"
+    );
+    let hooked_id = hooked["id"].as_str().expect("id").to_owned();
+
+    // The same address again is a conflict naming the subscriber.
+    let (status, error, _) = api
+        .send(
+            M::POST,
+            "/api/v1/subscribers",
+            Some(&auth),
+            Some(json!({"endpoints": [{"type": "email", "address": "ada@example.com"}]})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 409, "{error}");
+    api.assert_schema("Subscriber", &error["error"]["current"]);
+    assert_eq!(error["error"]["current"]["id"], ada_id.as_str(), "{error}");
+    // A retry with an Idempotency-Key finds the subscriber it made; one
+    // asking for other endpoints is still a conflict.
+    let (status, again, _) = api
+        .send(
+            M::POST,
+            "/api/v1/subscribers",
+            Some(&auth),
+            Some(json!({"endpoints": [{"type": "email", "address": "ada@example.com"}], "components": ["api"]})),
+            &[("idempotency-key", "signup-ada")],
+        )
+        .await;
+    assert_eq!(
+        (status, again["id"].as_str()),
+        (200, Some(ada_id.as_str())),
+        "{again}"
+    );
+    let (status, _, _) = api
+        .send(
+            M::POST,
+            "/api/v1/subscribers",
+            Some(&auth),
+            Some(json!({"endpoints": [{"type": "email", "address": "ada@example.com"}, {"type": "sms", "phone": "+14155550123"}]})),
+            &[("idempotency-key", "signup-ada-2")],
+        )
+        .await;
+    assert_eq!(status, 409);
+
+    // Bad input names the field.
+    for (body, field) in [
+        (
+            json!({"endpoints": [{"type": "pigeon", "address": "x"}]}),
+            "endpoints[0]",
+        ),
+        (
+            json!({"endpoints": [{"type": "email", "address": "b@example.com"}], "colour": "red"}),
+            "colour",
+        ),
+        (
+            json!({"endpoints": [{"type": "email", "address": "b@example.com"}], "components": ["ghost"]}),
+            "components[0]",
+        ),
+        (
+            json!({"endpoints": [{"type": "email", "address": "not an address"}]}),
+            "endpoints[0].address",
+        ),
+        (
+            json!({"endpoints": [{"type": "sms", "phone": "+14155550199"}], "dedup": "sometimes"}),
+            "dedup",
+        ),
+    ] {
+        let (status, error, _) = api
+            .send(
+                M::POST,
+                "/api/v1/subscribers",
+                Some(&auth),
+                Some(body.clone()),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 422, "{body} → {error}");
+        let named = error["error"]["field"].as_str().unwrap_or_default();
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            named.starts_with(field) || message.contains(field),
+            "{body} should name {field}: {error}"
+        );
+    }
+
+    let (status, error, _) = api
+        .send(
+            M::GET,
+            "/api/v1/subscribers?cursor=x",
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cursor")),
+        "{error}"
+    );
+    // Reading, in slices.
+    let (status, first, _) = api
+        .send(
+            M::GET,
+            "/api/v1/subscribers?limit=1",
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{first}");
+    api.assert_schema("SubscriberPage", &first);
+    assert_eq!(first["total"], 2, "the bad requests stored nothing");
+    assert_eq!(first["subscribers"].as_array().map(Vec::len), Some(1));
+    let next = first["next"].as_str().expect("a next slice").to_owned();
+    let (status, second, _) = api
+        .send(
+            M::GET,
+            &format!("/api/v1/subscribers?limit=1&after={next}"),
+            Some(&bearer(&reader)),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{second}");
+    assert!(second.get("next").is_none(), "{second}");
+    let mut ids = vec![
+        first["subscribers"][0]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned(),
+        second["subscribers"][0]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned(),
+    ];
+    ids.sort();
+    let mut want = vec![ada_id.clone(), hooked_id.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+    let (status, shown, _) = api
+        .send(
+            M::GET,
+            &format!("/api/v1/subscribers/{hooked_id}"),
+            Some(&bearer(&reader)),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{shown}");
+    api.assert_schema("Subscriber", &shown);
+    assert_eq!(shown["endpoints"][1]["phone"], "+14155550100");
+
+    // Scopes and pages.
+    let (status, _, _) = api
+        .send(
+            M::POST,
+            "/api/v1/subscribers",
+            Some(&bearer(&reader)),
+            Some(json!({"endpoints": [{"type": "email", "address": "c@example.com"}]})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 403, "a read key cannot add");
+    let (status, _, _) = api
+        .send(
+            M::GET,
+            "/api/v1/subscribers",
+            Some(&bearer(&incidents_only)),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 403, "an incidents key cannot read subscribers");
+    for method in [M::GET, M::DELETE] {
+        let (status, _, _) = api
+            .send(
+                method,
+                &format!("/api/v1/subscribers/{ada_id}"),
+                Some(&bearer(&other)),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(status, 404, "page other has no such subscriber");
+    }
+    let other_auth = format!("OAuth {other}");
+    let (status, _, _) = api
+        .send(
+            M::GET,
+            "/v1/pages/subs/subscribers",
+            Some(&other_auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = api
+        .send(
+            M::DELETE,
+            &format!("/v1/pages/subs/subscribers/{ada_id}"),
+            Some(&other_auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = api
+        .send(
+            M::GET,
+            &format!("/api/v1/subscribers/{ada_id}"),
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "ada is still there");
+
+    // Removing.
+    let (status, _, _) = api
+        .send(
+            M::DELETE,
+            &format!("/api/v1/subscribers/{hooked_id}"),
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _, _) = api
+        .send(
+            M::GET,
+            &format!("/api/v1/subscribers/{hooked_id}"),
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // Statuspage's shapes.
+    let sp_auth = format!("OAuth {writer}");
+    let (status, sp, _) = api
+        .send(
+            M::POST,
+            "/v1/pages/subs/subscribers",
+            Some(&sp_auth),
+            Some(json!({"subscriber": {"email": "grace@example.com", "component_ids": ["db"], "skip_confirmation_notification": true}})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{sp}");
+    api.assert_schema("SpSubscriber", &sp);
+    assert_eq!(sp["mode"], "email");
+    assert_eq!(sp["email"], "grace@example.com");
+    assert_eq!(sp["skip_confirmation_notification"], true);
+    assert_eq!(sp["components"], json!(["db"]));
+    let grace = sp["id"].as_str().expect("id").to_owned();
+    let (status, sms, _) = api
+        .send(
+            M::POST,
+            "/v1/pages/subs/subscribers",
+            Some(&sp_auth),
+            Some(json!({"subscriber": {"phone_number": "+14155550111", "phone_country": "US"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{sms}");
+    assert_eq!(
+        (sms["mode"].as_str(), sms["phone_number"].as_str()),
+        (Some("sms"), Some("+14155550111"))
+    );
+    let (status, pending, _) = api
+        .send(
+            M::POST,
+            "/v1/pages/subs/subscribers",
+            Some(&sp_auth),
+            Some(json!({"subscriber": {"email": "<b>lin</b>@example.com"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "{pending}");
+    assert_eq!(pending["error"]["field"], "subscriber.email", "{pending}");
+    for (body, field) in [
+        (
+            json!({"subscriber": {"email": "x@example.com", "severity": 1}}),
+            "severity",
+        ),
+        (
+            json!({"subscriber": {"email": "x@example.com", "component_ids": ["ghost"]}}),
+            "subscriber.component_ids[0]",
+        ),
+        (json!({"subscriber": {}}), "subscriber"),
+        (
+            json!({"subscriber": {"phone_number": "4155550100"}}),
+            "subscriber.phone_number",
+        ),
+    ] {
+        let (status, error, _) = api
+            .send(
+                M::POST,
+                "/v1/pages/subs/subscribers",
+                Some(&sp_auth),
+                Some(body.clone()),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 422, "{body} → {error}");
+        let named = error["error"]["field"].as_str().unwrap_or_default();
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            named == field || message.contains(field),
+            "{body} should name {field}: {error}"
+        );
+    }
+    // Three subscribers: ada waits for her confirmation, grace (email) and
+    // the SMS one are active.
+    let sp_ids = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .expect("a list")
+            .iter()
+            .map(|s| s["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    for (query, want) in [
+        ("state=all&per_page=2&page=2", 1),
+        ("state=all", 3),
+        ("", 2),
+        ("per_page=1&page=2", 1),
+        ("per_page=1&page=3", 0),
+        ("state=unconfirmed", 1),
+        ("type=sms", 1),
+        ("type=email&state=all", 2),
+        ("type=integration_partner&state=all", 0),
+    ] {
+        let (status, listed, _) = api
+            .send(
+                M::GET,
+                &format!("/v1/pages/subs/subscribers?{query}"),
+                Some(&sp_auth),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(status, 200, "{query}: {listed}");
+        assert_eq!(sp_ids(&listed).len(), want, "{query}: {listed:#}");
+        for subscriber in listed.as_array().expect("list") {
+            api.assert_schema("SpSubscriber", subscriber);
+        }
+    }
+    let (_, unconfirmed, _) = api
+        .send(
+            M::GET,
+            "/v1/pages/subs/subscribers?state=unconfirmed",
+            Some(&sp_auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(sp_ids(&unconfirmed), vec![ada_id.as_str()]);
+    let (status, error, _) = api
+        .send(
+            M::GET,
+            "/v1/pages/subs/subscribers?state=sometimes",
+            Some(&sp_auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (422, Some("state")),
+        "{error}"
+    );
+    let (status, shown, _) = api
+        .send(
+            M::GET,
+            &format!("/v1/pages/subs/subscribers/{grace}"),
+            Some(&format!("OAuth {reader}")),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!((status, shown["id"].as_str()), (200, Some(grace.as_str())));
+    let (status, removed, _) = api
+        .send(
+            M::DELETE,
+            &format!("/v1/pages/subs/subscribers/{grace}"),
+            Some(&sp_auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(removed["email"], "grace@example.com");
+    let (status, _, _) = api
+        .send(
+            M::GET,
+            &format!("/v1/pages/subs/subscribers/{grace}"),
+            Some(&sp_auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (_, all, _) = api
+        .send(M::GET, "/api/v1/subscribers", Some(&auth), None, &[])
+        .await;
+    assert_eq!(all["total"], 2, "{all}");
+
+    // Erasure at its owner's request: gone, and an operator cannot add the
+    // address again.
+    let (status, error, _) = api
+        .send(
+            M::DELETE,
+            &format!("/api/v1/subscribers/{ada_id}?erase=maybe"),
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    let (status, _, _) = api
+        .send(
+            M::DELETE,
+            &format!("/api/v1/subscribers/{ada_id}?erase=true"),
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _, _) = api
+        .send(
+            M::GET,
+            &format!("/api/v1/subscribers/{ada_id}"),
+            Some(&auth),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, error, _) = api
+        .send(
+            M::POST,
+            "/api/v1/subscribers",
+            Some(&auth),
+            Some(json!({"endpoints": [{"type": "email", "address": "ada@example.com"}], "confirmed": true})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["field"], "endpoints[0]", "{error}");
+    assert!(error.to_string().contains("erased"), "{error}");
+}
+
+#[tokio::test]
+async fn changelog_entries_are_published_once_through_the_publisher() {
+    use reqwest::Method as M;
+    let api = Api::start(&["notes"]).await;
+    let (writer, writer_id) = api.key("notes", &["changelog:write"], None).await;
+    let (reader, _) = api.key("notes", &["changelog:read"], None).await;
+    let (incidents_only, _) = api.key("notes", &["incidents:write"], None).await;
+    let auth = bearer(&writer);
+    let body = json!({"title": "Faster <b>exports</b>", "body": "Exports are **twice** as fast. <script>alert(1)</script>",
+        "category": "improvement", "components": ["api"]});
+
+    // No publisher yet: the owner is down.
+    let (status, error, _) = api
+        .send(
+            M::POST,
+            "/api/v1/changelog",
+            Some(&auth),
+            Some(body.clone()),
+            &[("idempotency-key", "release-7")],
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (503, Some("unavailable")),
+        "{error}"
+    );
+
+    let origin = tempfile::tempdir().expect("origin dir");
+    let publisher = DaemonProcess::spawn_with_admin(
+        "beacon-publisher",
+        vec![
+            "--nats-url".into(),
+            api.rig.nats.url(),
+            "--origin".into(),
+            origin.path().display().to_string(),
+            "--debounce".into(),
+            "50ms".into(),
+        ],
+    );
+    publisher.wait_ready(READY).await;
+
+    // A retried publish makes one entry.
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (status, entry, _) = api
+            .send(
+                M::POST,
+                "/api/v1/changelog",
+                Some(&auth),
+                Some(body.clone()),
+                &[("idempotency-key", "release-7")],
+            )
+            .await;
+        assert_eq!(status, 201, "{entry}");
+        api.assert_schema("Entry", &entry);
+        assert_eq!(entry["title"], "Faster <b>exports</b>", "text as text");
+        assert!(
+            entry["author"]
+                .as_str()
+                .is_some_and(|a| a.contains(&writer_id)),
+            "{entry}"
+        );
+        ids.push(entry["id"].as_str().expect("id").to_owned());
+    }
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+    let id = ids[0].clone();
+
+    let (status, list, _) = api
+        .send(
+            M::GET,
+            "/api/v1/changelog",
+            Some(&bearer(&reader)),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let list = list.as_array().expect("a list").clone();
+    assert_eq!(list.len(), 1, "{list:#?}");
+    api.assert_schema("Entry", &list[0]);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["category"], "improvement");
+
+    // The publisher's own list has it, and the rendered page shows it.
+    let reply = api
+        .rig
+        .client
+        .request(
+            "beacon.api.changelog.list",
+            json!({"page": "notes"}).to_string().into(),
+        )
+        .await
+        .expect("the publisher answers");
+    let reply: Value = serde_json::from_slice(&reply.payload).expect("JSON");
+    assert!(reply.to_string().contains(&id), "{reply}");
+    let page = origin.path().join("notes/current/changelog.html");
+    let html = wait_until("the entry on the changelog page", DECIDE, || async {
+        std::fs::read_to_string(&page)
+            .ok()
+            .filter(|h| h.contains("Faster &lt;b&gt;exports&lt;/b&gt;"))
+    })
+    .await;
+    assert!(html.contains("<strong>twice</strong>"), "{html}");
+    assert!(!html.contains("<script>alert"), "{html}");
+
+    // Another key makes another entry.
+    let (status, second, _) = api
+        .send(
+            M::POST,
+            "/api/v1/changelog",
+            Some(&auth),
+            Some(json!({"title": "Status API", "body": "New.", "category": "new_feature", "published_at": "2026-11-01T09:00:00Z"})),
+            &[("idempotency-key", "release-8")],
+        )
+        .await;
+    assert_eq!(status, 201, "{second}");
+    assert_ne!(second["id"], id.as_str());
+    assert_eq!(second["published_at"], "2026-11-01T09:00:00.000Z");
+
+    // Bad input names the field and stores nothing.
+    for (bad, field) in [
+        (
+            json!({"title": "x", "body": "y", "category": "rumour"}),
+            "category",
+        ),
+        (
+            json!({"title": "x", "body": "y", "category": "fix", "colour": "red"}),
+            "colour",
+        ),
+        (
+            json!({"title": "x", "body": "y", "category": "fix", "components": ["ghost"]}),
+            "components[0]",
+        ),
+        (
+            json!({"title": " ", "body": "y", "category": "fix"}),
+            "title",
+        ),
+        (
+            json!({"title": "x", "body": "y", "category": "fix", "published_at": "yesterday"}),
+            "published_at",
+        ),
+    ] {
+        let (status, error, _) = api
+            .send(
+                M::POST,
+                "/api/v1/changelog",
+                Some(&auth),
+                Some(bad.clone()),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 422, "{bad} → {error}");
+        let named = error["error"]["field"].as_str().unwrap_or_default();
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            named == field || message.contains(field),
+            "{bad} should name {field}: {error}"
+        );
+    }
+
+    // Scopes.
+    let (status, _, _) = api
+        .send(
+            M::POST,
+            "/api/v1/changelog",
+            Some(&bearer(&reader)),
+            Some(body.clone()),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 403, "a read key cannot publish");
+    let (status, _, _) = api
+        .send(
+            M::GET,
+            "/api/v1/changelog",
+            Some(&bearer(&incidents_only)),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (_, list, _) = api
+        .send(M::GET, "/api/v1/changelog", Some(&auth), None, &[])
+        .await;
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
 }

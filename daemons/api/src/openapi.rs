@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{dto, public, seed, statuspage};
+use crate::http::{changelog, dto, public, seed, statuspage, subscribers};
 
 struct Security;
 
@@ -58,7 +58,10 @@ pub struct ApiDoc;
 
 /// The document as pretty JSON with a trailing newline, as checked in.
 pub fn document() -> String {
-    let mut text = ApiDoc::openapi().to_pretty_json().unwrap_or_default();
+    let mut document = ApiDoc::openapi();
+    document.merge(subscribers::SubscribersDoc::openapi());
+    document.merge(changelog::ChangelogDoc::openapi());
+    let mut text = document.to_pretty_json().unwrap_or_default();
     text.push('\n');
     text
 }

@@ -36,6 +36,14 @@ fn every_route_is_documented() {
         "/v1/pages/{page_id}/incidents/{incident_id}",
         "/v1/pages/{page_id}/components",
         "/v1/pages/{page_id}/components/{component_id}",
+        "/api/v1/subscribers",
+        "/api/v1/subscribers/{id}",
+        "/v1/pages/{page_id}/subscribers",
+        "/v1/pages/{page_id}/subscribers/{subscriber_id}",
+        "/api/v1/changelog",
+        "/api/v2/subscribers.json",
+        "/api/v2/subscribers/confirm",
+        "/api/v2/subscribers/unsubscribe",
     ] {
         assert!(paths.contains_key(path), "{path} is not in the document");
     }

@@ -983,6 +983,9 @@ pub enum ApiScope {
     /// Publish changelog entries.
     #[serde(rename = "changelog:write")]
     ChangelogWrite,
+    /// Read changelog entries (including withdrawn ones).
+    #[serde(rename = "changelog:read")]
+    ChangelogRead,
     /// Read subscribers.
     #[serde(rename = "subscribers:read")]
     SubscribersRead,
@@ -993,7 +996,7 @@ pub enum ApiScope {
 
 impl ApiScope {
     /// Every scope.
-    pub const ALL: [ApiScope; 9] = [
+    pub const ALL: [ApiScope; 10] = [
         ApiScope::IncidentsRead,
         ApiScope::IncidentsWrite,
         ApiScope::ComponentsRead,
@@ -1001,6 +1004,7 @@ impl ApiScope {
         ApiScope::MaintenanceRead,
         ApiScope::MaintenanceWrite,
         ApiScope::ChangelogWrite,
+        ApiScope::ChangelogRead,
         ApiScope::SubscribersRead,
         ApiScope::SubscribersWrite,
     ];
@@ -1015,6 +1019,7 @@ impl ApiScope {
             ApiScope::MaintenanceRead => "maintenance:read",
             ApiScope::MaintenanceWrite => "maintenance:write",
             ApiScope::ChangelogWrite => "changelog:write",
+            ApiScope::ChangelogRead => "changelog:read",
             ApiScope::SubscribersRead => "subscribers:read",
             ApiScope::SubscribersWrite => "subscribers:write",
         }
@@ -1035,6 +1040,7 @@ impl ApiScope {
                 (S::IncidentsWrite, S::IncidentsRead)
                     | (S::ComponentsWrite, S::ComponentsRead)
                     | (S::MaintenanceWrite, S::MaintenanceRead)
+                    | (S::ChangelogWrite, S::ChangelogRead)
                     | (S::SubscribersWrite, S::SubscribersRead)
             )
     }

@@ -5,11 +5,15 @@
 //! - [`seed`]: `/api/v1/…`, Beacon's operator routes (the page is the key's).
 //! - [`statuspage`]: `/v1/pages/{page_id}/…`, Statuspage's management routes.
 //! - [`public`]: `/api/v2/subscribers…`, public sign-up without a key.
+//! - [`subscribers`]: subscribers, Beacon's and Statuspage's routes (notifier).
+//! - [`changelog`]: `/api/v1/changelog` (publisher).
 
+pub mod changelog;
 pub mod dto;
 pub mod public;
 pub mod seed;
 pub mod statuspage;
+pub mod subscribers;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -215,6 +219,8 @@ pub fn router(state: AppState) -> Router {
         .merge(seed::routes())
         .merge(statuspage::routes())
         .merge(public::routes())
+        .merge(subscribers::routes())
+        .merge(changelog::routes())
         .route(
             "/openapi.json",
             axum::routing::get(|| async {
