@@ -124,7 +124,7 @@ pub async fn read(
 
 async fn read_all(
     consumer: &mut jetstream::consumer::Consumer<consumer::pull::OrderedConfig>,
-    what: &dyn Fn() -> String,
+    what: &(dyn Fn() -> String + Sync),
 ) -> Result<Vec<Stored>, HistoryError> {
     let pending = consumer
         .info()
