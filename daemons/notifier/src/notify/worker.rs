@@ -13,7 +13,8 @@
 //! 3. Every so often (and at the end), receipts are published to
 //!    `DELIVERIES` and acknowledged, *then* the ledger is written: a crash
 //!    in between resends a delivery (same idempotency key, so the same
-//!    `Message-ID` or `webhook-id`) rather than losing its receipt.
+//!    `Message-ID` or `webhook-id`) rather than losing its receipt. Sends
+//!    go on while a flush is in flight (one at a time per batch).
 //! 4. The batch is acked when nothing is left to retry; otherwise it is
 //!    nak'ed with exponential backoff and jitter (or the provider's
 //!    `Retry-After`); after the last attempt what is left is given up: dead
@@ -23,7 +24,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use beacon_core::consume::{run_batch_consumer, BatchSettings, ConsumerMetrics, ConsumerSpec, Delivery as Message, Outcome};
+use beacon_core::consume::{
+    run_batch_consumer, BatchSettings, ConsumerMetrics, ConsumerSpec, Delivery as Message, Outcome,
+};
 use beacon_core::event::{Envelope, EventId};
 use beacon_core::messages::{
     ChannelKind, DeliveryLedger, DeliveryOutcome, DeliveryReceipt, EndpointState, Lane, NoticeKind,
@@ -90,6 +93,11 @@ impl State {
     }
 }
 
+/// The ledger's text for these states.
+fn ledger_of(states: &[State]) -> String {
+    states.iter().map(|s| s.code()).collect()
+}
+
 /// The durable consumer name of a channel and lane.
 pub fn consumer_name(kind: ChannelKind, lane: Lane) -> String {
     format!("notifier-{}-{}", kind.as_str(), lane.as_str())
@@ -136,7 +144,13 @@ enum Done {
 
 impl Worker {
     /// A worker; `urgent` is shared by the two lanes of one channel.
-    pub fn new(ctx: Context, senders: Arc<Senders>, kind: ChannelKind, lane: Lane, urgent: Arc<AtomicUsize>) -> Self {
+    pub fn new(
+        ctx: Context,
+        senders: Arc<Senders>,
+        kind: ChannelKind,
+        lane: Lane,
+        urgent: Arc<AtomicUsize>,
+    ) -> Self {
         Self {
             ctx,
             senders,
@@ -214,7 +228,27 @@ impl Worker {
         let mut sends = futures::stream::iter(todo)
             .map(|i| async move { (i, self.deliver(page_ref, batch_ref, template_ref, i).await) })
             .buffer_unordered(self.ctx.settings.send_concurrency);
-        while let Some((i, done)) = sends.next().await {
+        // At most one flush is in flight, and the sends go on meanwhile: a
+        // delivery holds its account's permit (and an SMTP connection) until
+        // it is polled again, so waiting for the bus here would idle them.
+        // Each flush carries the receipts gathered before it started and the
+        // ledger as it was then, so the ledger never marks a delivery done
+        // before its receipt is stored, and ledger writes stay in order.
+        let mut flushes = futures::stream::FuturesUnordered::new();
+        loop {
+            let (i, done) = tokio::select! {
+                biased;
+                Some(flushed) = flushes.next(), if !flushes.is_empty() => {
+                    if let Err(e) = flushed {
+                        return Outcome::retry(e);
+                    }
+                    continue;
+                }
+                next = sends.next() => match next {
+                    Some(next) => next,
+                    None => break,
+                },
+            };
             let subscriber = &batch.subscribers[i];
             let key = batch.notice.key(subscriber, self.kind);
             let (state, outcome, detail) = match done {
@@ -222,7 +256,11 @@ impl Worker {
                     tracing::debug!(page = %batch.page, channel = self.kind.as_str(), why, "Delivery skipped.");
                     (State::Skipped, None, String::new())
                 }
-                Done::Sent(Ok(accepted)) => (State::Delivered, Some(DeliveryOutcome::Delivered), accepted.detail),
+                Done::Sent(Ok(accepted)) => (
+                    State::Delivered,
+                    Some(DeliveryOutcome::Delivered),
+                    accepted.detail,
+                ),
                 Done::Sent(Err(SendError::Retryable { detail, after })) => {
                     if let Some(after) = after {
                         retry_after = Some(retry_after.map_or(after, |r| r.max(after)));
@@ -246,14 +284,23 @@ impl Worker {
             if let Some(outcome) = outcome {
                 receipts.push(self.receipt(&batch, subscriber, key, outcome, attempt, detail));
             }
-            if receipts.len() >= FLUSH_EVERY || last_flush.elapsed() >= FLUSH_AFTER {
-                if let Err(e) = self.flush(&ledger_key, &states, &mut receipts).await {
-                    return Outcome::retry(e);
-                }
+            if flushes.is_empty()
+                && (receipts.len() >= FLUSH_EVERY || last_flush.elapsed() >= FLUSH_AFTER)
+            {
+                flushes.push(self.flush(
+                    &ledger_key,
+                    ledger_of(&states),
+                    std::mem::take(&mut receipts),
+                ));
                 last_flush = Instant::now();
             }
         }
         drop(sends);
+        while let Some(flushed) = flushes.next().await {
+            if let Err(e) = flushed {
+                return Outcome::retry(e);
+            }
+        }
         let open: Vec<usize> = (0..states.len()).filter(|i| states[*i].is_open()).collect();
         if !open.is_empty() && attempt >= self.ctx.settings.max_attempts {
             for i in &open {
@@ -275,7 +322,7 @@ impl Worker {
                 ));
             }
         }
-        if let Err(e) = self.flush(&ledger_key, &states, &mut receipts).await {
+        if let Err(e) = self.flush(&ledger_key, ledger_of(&states), receipts).await {
             return Outcome::retry(e);
         }
         if open.is_empty() {
@@ -287,7 +334,8 @@ impl Worker {
                 states.len()
             ))
         } else {
-            let after = retry_after.map_or_else(|| self.backoff(attempt), |r| r.max(self.backoff(attempt)));
+            let after =
+                retry_after.map_or_else(|| self.backoff(attempt), |r| r.max(self.backoff(attempt)));
             Outcome::Retry {
                 reason: format!("{} of {} deliveries to retry", open.len(), states.len()),
                 after: Some(after),
@@ -320,14 +368,22 @@ impl Worker {
             }
         };
         if ledger.states.chars().count() != len {
-            tracing::warn!(key, "A ledger entry does not match its batch; sending the batch as new.");
+            tracing::warn!(
+                key,
+                "A ledger entry does not match its batch; sending the batch as new."
+            );
             return Ok(None);
         }
         Ok(Some(ledger.states.chars().map(State::of).collect()))
     }
 
     /// Publishes the receipts (acked), then writes the ledger.
-    async fn flush(&self, key: &str, states: &[State], receipts: &mut Vec<Envelope<DeliveryReceipt>>) -> Result<(), String> {
+    async fn flush(
+        &self,
+        key: &str,
+        ledger: String,
+        receipts: Vec<Envelope<DeliveryReceipt>>,
+    ) -> Result<(), String> {
         if !receipts.is_empty() {
             let subjects: Vec<String> = receipts
                 .iter()
@@ -342,11 +398,8 @@ impl Worker {
             if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
                 return Err(format!("cannot publish receipts: {e}"));
             }
-            receipts.clear();
         }
-        let ledger = DeliveryLedger {
-            states: states.iter().map(|s| s.code()).collect(),
-        };
+        let ledger = DeliveryLedger { states: ledger };
         let value = Envelope::new(&self.ctx.daemon.clock, &self.ctx.daemon.origin, ledger)
             .encode()
             .map_err(|e| e.to_string())?;
@@ -395,7 +448,15 @@ impl Worker {
     }
 
     async fn change_endpoint(&self, page: &str, subscriber: &str, to: EndpointState) {
-        let changed = set_state(&self.ctx, page, subscriber, self.kind, &[EndpointState::Active], to).await;
+        let changed = set_state(
+            &self.ctx,
+            page,
+            subscriber,
+            self.kind,
+            &[EndpointState::Active],
+            to,
+        )
+        .await;
         match changed {
             Ok(true) => {
                 self.ctx
@@ -403,10 +464,17 @@ impl Worker {
                     .endpoint_changes
                     .with_label_values(&[self.kind.as_str(), to.as_str()])
                     .inc();
-                tracing::info!(page, channel = self.kind.as_str(), state = to.as_str(), "Endpoint changed by the provider's answer.");
+                tracing::info!(
+                    page,
+                    channel = self.kind.as_str(),
+                    state = to.as_str(),
+                    "Endpoint changed by the provider's answer."
+                );
             }
             Ok(false) => {}
-            Err(e) => tracing::warn!(page, error = %e, "Cannot change an endpoint the provider refused."),
+            Err(e) => {
+                tracing::warn!(page, error = %e, "Cannot change an endpoint the provider refused.")
+            }
         }
     }
 
@@ -416,7 +484,12 @@ impl Worker {
         if let Some(endpoint) = self.ctx.subscribers.endpoint(page, id, self.kind) {
             return Some(endpoint);
         }
-        let (record, _) = self.ctx.store.read_subscriber(page, subscriber).await.ok()??;
+        let (record, _) = self
+            .ctx
+            .store
+            .read_subscriber(page, subscriber)
+            .await
+            .ok()??;
         let endpoint = record.endpoint(self.kind)?;
         Some(Endpoint {
             address: endpoint.channel.address().to_owned(),
@@ -443,12 +516,17 @@ impl Worker {
         let confirm = match (confirmation, endpoint.state, &endpoint.confirmation) {
             (false, EndpointState::Active, _) => None,
             (true, EndpointState::Pending, Some(c)) => {
-                Some(self.ctx.confirm_link(&batch.page, subscriber, &c.nonce, c.expires_at_ms))
+                Some(
+                    self.ctx
+                        .confirm_link(&batch.page, subscriber, &c.nonce, c.expires_at_ms),
+                )
             }
             _ => return Done::Skipped("the endpoint does not take this message"),
         };
         let links = Links {
-            unsubscribe: self.ctx.unsubscribe_link(&batch.page, subscriber, self.kind),
+            unsubscribe: self
+                .ctx
+                .unsubscribe_link(&batch.page, subscriber, self.kind),
             confirm,
         };
         let key = batch.notice.key(subscriber, self.kind);
@@ -472,10 +550,12 @@ impl Worker {
         let (account, destination) = waits.take();
         let kind = self.kind.as_str();
         let metrics = &self.ctx.metrics;
-        metrics
-            .send_seconds
-            .with_label_values(&[kind])
-            .observe(started.elapsed().saturating_sub(account + destination).as_secs_f64());
+        metrics.send_seconds.with_label_values(&[kind]).observe(
+            started
+                .elapsed()
+                .saturating_sub(account + destination)
+                .as_secs_f64(),
+        );
         if !account.is_zero() {
             metrics
                 .rate_limit_wait_seconds
@@ -499,7 +579,8 @@ pub async fn watch_depth(ctx: Context, shutdown: Shutdown) {
             for kind in ChannelKind::ALL {
                 for lane in Lane::ALL {
                     let name = consumer_name(kind, lane);
-                    let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> = stream.get_consumer(&name).await;
+                    let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
+                        stream.get_consumer(&name).await;
                     if let Ok(mut consumer) = consumer {
                         if let Ok(info) = consumer.info().await {
                             let depth = info.num_pending as i64 + info.num_ack_pending as i64;
@@ -522,11 +603,20 @@ mod tests {
 
     #[test]
     fn ledger_codes_round_trip() {
-        for state in [State::Pending, State::Retry, State::Delivered, State::Dead, State::Skipped] {
+        for state in [
+            State::Pending,
+            State::Retry,
+            State::Delivered,
+            State::Dead,
+            State::Skipped,
+        ] {
             assert_eq!(State::of(state.code()), state);
         }
         assert!(State::Retry.is_open() && State::Pending.is_open());
         assert!(!State::Delivered.is_open() && !State::Dead.is_open() && !State::Skipped.is_open());
-        assert_eq!(consumer_name(ChannelKind::Sms, Lane::Urgent), "notifier-sms-urgent");
+        assert_eq!(
+            consumer_name(ChannelKind::Sms, Lane::Urgent),
+            "notifier-sms-urgent"
+        );
     }
 }
