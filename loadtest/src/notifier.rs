@@ -110,9 +110,9 @@ pub struct NotifierReport {
 fn parse_mix(text: &str) -> Result<Vec<(&'static str, u64)>, LoadError> {
     let mut mix = Vec::new();
     for part in text.split(',') {
-        let (name, share) = part
-            .split_once('=')
-            .ok_or_else(|| LoadError::Unexpected(format!("--mix: {part:?} is not channel=percent")))?;
+        let (name, share) = part.split_once('=').ok_or_else(|| {
+            LoadError::Unexpected(format!("--mix: {part:?} is not channel=percent"))
+        })?;
         let channel = CHANNELS
             .iter()
             .find(|c| **c == name.trim())
@@ -124,7 +124,9 @@ fn parse_mix(text: &str) -> Result<Vec<(&'static str, u64)>, LoadError> {
         mix.push((*channel, share));
     }
     if mix.iter().map(|(_, s)| s).sum::<u64>() != 100 {
-        return Err(LoadError::Unexpected("--mix: the shares must add up to 100".into()));
+        return Err(LoadError::Unexpected(
+            "--mix: the shares must add up to 100".into(),
+        ));
     }
     Ok(mix)
 }
@@ -159,7 +161,9 @@ async fn counting(twilio: bool) -> Result<Counting, LoadError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| LoadError::Unexpected(format!("bind a receiver: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| LoadError::Unexpected(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| LoadError::Unexpected(e.to_string()))?;
     let count = Arc::new(AtomicU64::new(0));
     let counter = count.clone();
     let app = axum::Router::new().fallback(move |_body: axum::body::Bytes| {
@@ -173,7 +177,11 @@ async fn counting(twilio: bool) -> Result<Counting, LoadError> {
                     "{\"sid\":\"SM0123456789abcdef0123456789abcdef\",\"status\":\"queued\"}",
                 )
             } else {
-                (axum::http::StatusCode::OK, [("content-type", "text/plain")], "ok")
+                (
+                    axum::http::StatusCode::OK,
+                    [("content-type", "text/plain")],
+                    "ok",
+                )
             }
         }
     });
@@ -206,8 +214,17 @@ fn smtp_sink(path: &std::path::Path) -> Result<SmtpSink, LoadError> {
     let port = free_port();
     let mut command = std::process::Command::new(path);
     // As root it must drop privileges; -m raises its connection limit.
-    command.args(["-u", "nobody", "-m", "2000", &format!("127.0.0.1:{port}"), "4096"]);
-    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    command.args([
+        "-u",
+        "nobody",
+        "-m",
+        "2000",
+        &format!("127.0.0.1:{port}"),
+        "4096",
+    ]);
+    command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     let child = command
         .spawn()
         .map_err(|e| LoadError::Unexpected(format!("start smtp-sink: {e}")))?;
@@ -234,15 +251,24 @@ async fn raw_smtp(port: u16, messages: u64, connections: u64) -> Result<f64, Loa
     let mut tasks = Vec::new();
     for c in 0..connections {
         tasks.push(tokio::spawn(async move {
-            let socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+            let socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .map_err(|e| e.to_string())?;
             socket.set_nodelay(true).map_err(|e| e.to_string())?;
             let (read, mut write) = socket.into_split();
             let mut lines = BufReader::new(read);
             let mut line = String::new();
-            let mut expect = async |lines: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, code: &str| -> Result<(), String> {
+            let mut expect = async |lines: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+                                    code: &str|
+                   -> Result<(), String> {
                 loop {
                     line.clear();
-                    if lines.read_line(&mut line).await.map_err(|e| e.to_string())? == 0 {
+                    if lines
+                        .read_line(&mut line)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        == 0
+                    {
                         return Err("closed".into());
                     }
                     if !line.starts_with(code) {
@@ -254,12 +280,15 @@ async fn raw_smtp(port: u16, messages: u64, connections: u64) -> Result<f64, Loa
                 }
             };
             expect(&mut lines, "220").await?;
-            write.write_all(b"EHLO bench.example.com\r\n").await.map_err(|e| e.to_string())?;
+            write
+                .write_all(b"EHLO bench.example.com\r\n")
+                .await
+                .map_err(|e| e.to_string())?;
             expect(&mut lines, "250").await?;
             for m in 0..per {
                 let n = c * per + m;
                 write
-                    .write_all(format!("MAIL FROM:<status@example.com>\r\n").as_bytes())
+                    .write_all(b"MAIL FROM:<status@example.com>\r\n")
                     .await
                     .map_err(|e| e.to_string())?;
                 expect(&mut lines, "250").await?;
@@ -268,14 +297,23 @@ async fn raw_smtp(port: u16, messages: u64, connections: u64) -> Result<f64, Loa
                     .await
                     .map_err(|e| e.to_string())?;
                 expect(&mut lines, "250").await?;
-                write.write_all(b"DATA\r\n").await.map_err(|e| e.to_string())?;
+                write
+                    .write_all(b"DATA\r\n")
+                    .await
+                    .map_err(|e| e.to_string())?;
                 expect(&mut lines, "354").await?;
                 let mut body = raw_message(n);
                 body.push_str(".\r\n");
-                write.write_all(body.as_bytes()).await.map_err(|e| e.to_string())?;
+                write
+                    .write_all(body.as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
                 expect(&mut lines, "250").await?;
             }
-            write.write_all(b"QUIT\r\n").await.map_err(|e| e.to_string())?;
+            write
+                .write_all(b"QUIT\r\n")
+                .await
+                .map_err(|e| e.to_string())?;
             Ok::<u64, String>(per)
         }));
     }
@@ -304,11 +342,16 @@ async fn raw_http(url: &str, messages: u64, in_flight: u64, form: bool) -> Resul
             let body = body.clone();
             async move {
                 let request = if form {
-                    client
-                        .post(url)
-                        .form(&[("To", format!("+1555{n:07}")), ("From", "+15550000001".into()), ("Body", "x".repeat(300))])
+                    client.post(url).form(&[
+                        ("To", format!("+1555{n:07}")),
+                        ("From", "+15550000001".into()),
+                        ("Body", "x".repeat(300)),
+                    ])
                 } else {
-                    client.post(format!("{url}/raw/{n}")).header("content-type", "application/json").body(body)
+                    client
+                        .post(format!("{url}/raw/{n}"))
+                        .header("content-type", "application/json")
+                        .body(body)
                 };
                 request.send().await.map(|r| r.status().is_success())
             }
@@ -319,7 +362,9 @@ async fn raw_http(url: &str, messages: u64, in_flight: u64, form: bool) -> Resul
     let elapsed = started.elapsed();
     let ok = results.iter().filter(|r| matches!(r, Ok(true))).count() as u64;
     if ok != messages {
-        return Err(LoadError::Unexpected(format!("raw HTTP: {ok} of {messages} accepted")));
+        return Err(LoadError::Unexpected(format!(
+            "raw HTTP: {ok} of {messages} accepted"
+        )));
     }
     Ok(rate(ok, elapsed))
 }
@@ -369,25 +414,29 @@ pub async fn run(args: &NotifierArgs) -> Result<NotifierReport, LoadError> {
     // The page.
     std::env::set_var(WEBHOOK_ENV, "loadtest-webhook-channel-secret");
     std::env::set_var(TWILIO_ENV, "AC0123456789:loadtest-token");
-    let high = "rate_per_second = 1000000\nburst = 1000000\ndestination_rate_per_second = 1000000\n";
+    let high =
+        "rate_per_second = 1000000\nburst = 1000000\ndestination_rate_per_second = 1000000\n";
     let page_text = format!(
         "[page]\nid = \"bench\"\nname = \"Bench\"\nurl = \"https://status.example.com\"\n\
          [notifications]\nsms_impacts = [\"critical\"]\n\
          [[components]]\nid = \"api\"\nname = \"API\"\n\
-         [[channels]]\nid = \"mail\"\ntype = \"email\"\nfrom = \"status@example.com\"\nendpoint = \"127.0.0.1:{}\"\ntls = \"none\"\nconcurrency = 64\n{high}\
+         [[channels]]\nid = \"mail\"\ntype = \"email\"\nfrom = \"status@example.com\"\nendpoint = \"127.0.0.1:{}\"\ntls = \"none\"\nconcurrency = {}\n{high}\
          [[channels]]\nid = \"hooks\"\ntype = \"webhook\"\nsecret_env = \"{WEBHOOK_ENV}\"\nconcurrency = 256\n{high}\
          [[channels]]\nid = \"slack\"\ntype = \"slack\"\nconcurrency = 256\n{high}\
          [[channels]]\nid = \"teams\"\ntype = \"teams\"\nconcurrency = 256\n{high}\
          [[channels]]\nid = \"sms\"\ntype = \"sms\"\nfrom = \"+15550000001\"\nendpoint = \"http://{}\"\nsecret_env = \"{TWILIO_ENV}\"\nconcurrency = 256\n{high}",
-        sink.port, twilio.addr
+        sink.port, args.email_concurrency, twilio.addr
     );
-    let page = beacon_core::config::load(&page_text).map_err(|e| LoadError::Unexpected(format!("bench page: {e}")))?;
+    let page = beacon_core::config::load(&page_text)
+        .map_err(|e| LoadError::Unexpected(format!("bench page: {e}")))?;
     let clock = HlcClock::new();
     let config = js
         .get_key_value(KV_CONFIG)
         .await
         .map_err(|e| LoadError::bus("open KV config", e))?;
-    let value = Envelope::new(&clock, "bench", page).encode().map_err(|e| LoadError::Report(e.to_string()))?;
+    let value = Envelope::new(&clock, "bench", page)
+        .encode()
+        .map_err(|e| LoadError::Report(e.to_string()))?;
     config
         .put("bench", value.into())
         .await
@@ -405,11 +454,21 @@ pub async fn run(args: &NotifierArgs) -> Result<NotifierReport, LoadError> {
             let channel = channel_of(n, &mix);
             *expected.entry(channel.to_owned()).or_default() += 1;
             let endpoint = match channel {
-                "email" => SubscriberChannel::Email { address: format!("s{n}@example.com") },
-                "sms" => SubscriberChannel::Sms { phone: format!("+1555{n:07}") },
-                "webhook" => SubscriberChannel::Webhook { url: format!("http://{}/w/{n}", webhook.addr) },
-                "slack" => SubscriberChannel::Slack { url: format!("http://{}/services/{n}", slack.addr) },
-                _ => SubscriberChannel::Teams { url: format!("http://{}/webhookb2/{n}", teams.addr) },
+                "email" => SubscriberChannel::Email {
+                    address: format!("s{n}@example.com"),
+                },
+                "sms" => SubscriberChannel::Sms {
+                    phone: format!("+1555{n:07}"),
+                },
+                "webhook" => SubscriberChannel::Webhook {
+                    url: format!("http://{}/w/{n}", webhook.addr),
+                },
+                "slack" => SubscriberChannel::Slack {
+                    url: format!("http://{}/services/{n}", slack.addr),
+                },
+                _ => SubscriberChannel::Teams {
+                    url: format!("http://{}/webhookb2/{n}", teams.addr),
+                },
             };
             let id = ulid::Ulid::new().to_string().to_ascii_lowercase();
             let subscriber = Subscriber {
@@ -428,14 +487,25 @@ pub async fn run(args: &NotifierArgs) -> Result<NotifierReport, LoadError> {
                 created_at_ms: 1,
             };
             let envelope = Envelope::new(&clock, "bench", subscriber);
-            let payload: bytes::Bytes = envelope.encode().map_err(|e| LoadError::Report(e.to_string()))?.into();
-            records.push((format!("$KV.subscribers.bench.{id}"), envelope.id.to_string(), payload));
+            let payload: bytes::Bytes = envelope
+                .encode()
+                .map_err(|e| LoadError::Report(e.to_string()))?
+                .into();
+            records.push((
+                format!("$KV.subscribers.bench.{id}"),
+                envelope.id.to_string(),
+                payload,
+            ));
         }
-        let results = bounded(
-            "write subscribers",
-            limit,
-            async { Ok(publisher.publish_all_bytes(records.iter().map(|(s, i, p)| (s.as_str(), i.clone(), p.clone()))).await) },
-        )
+        let results = bounded("write subscribers", limit, async {
+            Ok(publisher
+                .publish_all_bytes(
+                    records
+                        .iter()
+                        .map(|(s, i, p)| (s.as_str(), i.clone(), p.clone())),
+                )
+                .await)
+        })
         .await?;
         if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
             return Err(LoadError::bus("write subscribers", e));
@@ -445,12 +515,27 @@ pub async fn run(args: &NotifierArgs) -> Result<NotifierReport, LoadError> {
 
     // Raw capacity of each receiver, before the notifier competes for the cores.
     progress("Measuring each receiver's raw capacity.");
-    let raw_smtp = bounded("raw SMTP", limit, raw_smtp(sink.port, args.raw_messages, args.raw_concurrency)).await?;
+    let raw_smtp = bounded(
+        "raw SMTP",
+        limit,
+        raw_smtp(sink.port, args.raw_messages, args.raw_concurrency),
+    )
+    .await?;
     let mut raw = BTreeMap::new();
     raw.insert("email".to_owned(), raw_smtp);
-    for (name, receiver, form) in [("webhook", &webhook, false), ("slack", &slack, false), ("teams", &teams, false), ("sms", &twilio, true)] {
+    for (name, receiver, form) in [
+        ("webhook", &webhook, false),
+        ("slack", &slack, false),
+        ("teams", &teams, false),
+        ("sms", &twilio, true),
+    ] {
         let url = format!("http://{}", receiver.addr);
-        let per_s = bounded("raw HTTP", limit, raw_http(&url, args.raw_messages, args.raw_concurrency, form)).await?;
+        let per_s = bounded(
+            "raw HTTP",
+            limit,
+            raw_http(&url, args.raw_messages, args.raw_concurrency, form),
+        )
+        .await?;
         raw.insert(name.to_owned(), per_s);
         progress(&format!("Raw {name}: {per_s:.0}/s."));
     }
@@ -485,7 +570,13 @@ pub async fn run(args: &NotifierArgs) -> Result<NotifierReport, LoadError> {
     notifier.wait_ready(limit).await;
     let admin = notifier.admin_url();
     bounded("the notifier to lead", limit, async {
-        while metric(&admin, "beacon_notifier_lease_holder{partition=\"0\",role=\"notifier\"} 1").await < 1.0 {
+        while metric(
+            &admin,
+            "beacon_notifier_lease_holder{partition=\"0\",role=\"notifier\"} 1",
+        )
+        .await
+            < 1.0
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(())
@@ -493,7 +584,10 @@ pub async fn run(args: &NotifierArgs) -> Result<NotifierReport, LoadError> {
     .await?;
     let load_seconds = load_started.elapsed().as_secs_f64();
     let pid = notifier.pid().unwrap_or(0);
-    progress(&format!("Notifier loaded {} subscribers in {load_seconds:.1} s.", args.subscribers));
+    progress(&format!(
+        "Notifier loaded {} subscribers in {load_seconds:.1} s.",
+        args.subscribers
+    ));
 
     // Count receipts as they come (core subscription: subjects only).
     let mut receipts = bus
@@ -504,7 +598,13 @@ pub async fn run(args: &NotifierArgs) -> Result<NotifierReport, LoadError> {
     let total: u64 = expected.values().sum();
 
     let event = {
-        let mut event = IncidentEvent::new("bench", "01jbench0000000000000000000", IncidentAction::Created, "bench", wall_clock_ms());
+        let mut event = IncidentEvent::new(
+            "bench",
+            "01jbench0000000000000000000",
+            IncidentAction::Created,
+            "bench",
+            wall_clock_ms(),
+        );
         event.lifecycle = Some(IncidentLifecycle::Open);
         event.title = Some("Everything is down".into());
         event.impact = Some(Impact::Critical);
@@ -525,9 +625,13 @@ pub async fn run(args: &NotifierArgs) -> Result<NotifierReport, LoadError> {
     };
     progress("Publishing the incident.");
     let started = Instant::now();
-    publish(&js, &incident_subject("bench", "01jbench0000000000000000000"), &event)
-        .await
-        .map_err(|e| LoadError::bus("publish the incident", e))?;
+    publish(
+        &js,
+        &incident_subject("bench", "01jbench0000000000000000000"),
+        &event,
+    )
+    .await
+    .map_err(|e| LoadError::bus("publish the incident", e))?;
     let mut delivered: BTreeMap<String, u64> = BTreeMap::new();
     let mut dead: BTreeMap<String, u64> = BTreeMap::new();
     let mut last: BTreeMap<String, Duration> = BTreeMap::new();
@@ -536,10 +640,14 @@ pub async fn run(args: &NotifierArgs) -> Result<NotifierReport, LoadError> {
     bounded("the fan-out", limit, async {
         while done < total {
             let Some(message) = receipts.next().await else {
-                return Err(LoadError::Unexpected("the receipt subscription ended".into()));
+                return Err(LoadError::Unexpected(
+                    "the receipt subscription ended".into(),
+                ));
             };
             let mut tokens = message.subject.as_str().split('.').skip(2);
-            let (Some(channel), Some(outcome)) = (tokens.next(), tokens.next()) else { continue };
+            let (Some(channel), Some(outcome)) = (tokens.next(), tokens.next()) else {
+                continue;
+            };
             match outcome {
                 "delivered" => *delivered.entry(channel.to_owned()).or_default() += 1,
                 "dead" => *dead.entry(channel.to_owned()).or_default() += 1,
@@ -548,7 +656,10 @@ pub async fn run(args: &NotifierArgs) -> Result<NotifierReport, LoadError> {
             done += 1;
             last.insert(channel.to_owned(), started.elapsed());
             if Instant::now() >= next_report {
-                progress(&format!("{done} of {total} delivered after {:.1} s.", started.elapsed().as_secs_f64()));
+                progress(&format!(
+                    "{done} of {total} delivered after {:.1} s.",
+                    started.elapsed().as_secs_f64()
+                ));
                 next_report += Duration::from_secs(5);
             }
         }
@@ -566,7 +677,11 @@ pub async fn run(args: &NotifierArgs) -> Result<NotifierReport, LoadError> {
     let mut channels = BTreeMap::new();
     for (name, deliveries) in &expected {
         let seconds = last.get(name).copied().unwrap_or_default().as_secs_f64();
-        let per_s = if seconds > 0.0 { *deliveries as f64 / seconds } else { 0.0 };
+        let per_s = if seconds > 0.0 {
+            *deliveries as f64 / seconds
+        } else {
+            0.0
+        };
         let raw_capacity = raw.get(name).copied().unwrap_or(0.0);
         channels.insert(
             name.clone(),

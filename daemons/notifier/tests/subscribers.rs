@@ -31,7 +31,12 @@ fn new(endpoints: Vec<SubscriberChannel>) -> NewSubscriber {
     }
 }
 
-async fn add(h: &Harness, page: &str, subscriber: NewSubscriber, confirmed: bool) -> ApiReply<SubscriberView> {
+async fn add(
+    h: &Harness,
+    page: &str,
+    subscriber: NewSubscriber,
+    confirmed: bool,
+) -> ApiReply<SubscriberView> {
     h.request(
         api::SUBSCRIBER_ADD,
         &AddSubscriberRequest {
@@ -51,15 +56,47 @@ fn email(a: &str) -> SubscriberChannel {
 #[tokio::test]
 async fn bad_input_is_refused_at_its_field_with_a_clear_error() {
     let smtp = SmtpSink::start().await;
-    let extra = format!("{}{}", email_channel(&smtp.endpoint()), sms_channel("http://127.0.0.1:9"));
+    let extra = format!(
+        "{}{}",
+        email_channel(&smtp.endpoint()),
+        sms_channel("http://127.0.0.1:9")
+    );
     let h = Harness::start(&[page("bad", &["api"], &extra)], &[]).await;
     let cases: Vec<(NewSubscriber, &str, &str)> = vec![
-        (new(vec![email("ada@example.com\r\nBcc: eve@example.com")]), "subscriber.endpoints[0].address", "control characters"),
-        (new(vec![email("not-an-address")]), "subscriber.endpoints[0].address", "not an email address"),
-        (new(vec![email("Ada <ada@example.com>")]), "subscriber.endpoints[0].address", "not an email address"),
-        (new(vec![SubscriberChannel::Sms { phone: "555-1234".into() }]), "subscriber.endpoints[0].phone", "E.164"),
-        (new(vec![SubscriberChannel::Webhook { url: "https://hooks.example.com/x".into() }]), "subscriber.endpoints[0].url", "offers no webhook channel"),
-        (new(vec![email("a@example.com"), email("b@example.com")]), "subscriber.endpoints[1].address", "one per kind"),
+        (
+            new(vec![email("ada@example.com\r\nBcc: eve@example.com")]),
+            "subscriber.endpoints[0].address",
+            "control characters",
+        ),
+        (
+            new(vec![email("not-an-address")]),
+            "subscriber.endpoints[0].address",
+            "not an email address",
+        ),
+        (
+            new(vec![email("Ada <ada@example.com>")]),
+            "subscriber.endpoints[0].address",
+            "not an email address",
+        ),
+        (
+            new(vec![SubscriberChannel::Sms {
+                phone: "555-1234".into(),
+            }]),
+            "subscriber.endpoints[0].phone",
+            "E.164",
+        ),
+        (
+            new(vec![SubscriberChannel::Webhook {
+                url: "https://hooks.example.com/x".into(),
+            }]),
+            "subscriber.endpoints[0].url",
+            "offers no webhook channel",
+        ),
+        (
+            new(vec![email("a@example.com"), email("b@example.com")]),
+            "subscriber.endpoints[1].address",
+            "one per kind",
+        ),
         (new(vec![]), "subscriber.endpoints", "at least one"),
         (
             NewSubscriber {
@@ -72,7 +109,9 @@ async fn bad_input_is_refused_at_its_field_with_a_clear_error() {
         (
             NewSubscriber {
                 digest: true,
-                ..new(vec![SubscriberChannel::Sms { phone: "+15551234567".into() }])
+                ..new(vec![SubscriberChannel::Sms {
+                    phone: "+15551234567".into(),
+                }])
             },
             "subscriber.digest",
             "by email",
@@ -82,7 +121,9 @@ async fn bad_input_is_refused_at_its_field_with_a_clear_error() {
         match add(&h, "bad", subscriber.clone(), true).await {
             ApiReply::Invalid { errors } => {
                 assert!(
-                    errors.iter().any(|e| e.location == location && e.message.contains(words)),
+                    errors
+                        .iter()
+                        .any(|e| e.location == location && e.message.contains(words)),
                     "{subscriber:?}: want {location} saying {words:?}, got {errors:?}"
                 );
             }
@@ -100,7 +141,10 @@ async fn bad_input_is_refused_at_its_field_with_a_clear_error() {
             },
         )
         .await;
-    assert!(matches!(&unknown_page, ApiReply::Invalid { errors } if errors[0].location == "page"), "{unknown_page:?}");
+    assert!(
+        matches!(&unknown_page, ApiReply::Invalid { errors } if errors[0].location == "page"),
+        "{unknown_page:?}"
+    );
 
     // An import stores the good rows, skips what exists, and names each bad row.
     add(&h, "bad", new(vec![email("exists@example.com")]), true).await;
@@ -113,7 +157,9 @@ async fn bad_input_is_refused_at_its_field_with_a_clear_error() {
                     new(vec![email("one@example.com")]),
                     new(vec![email("broken")]),
                     new(vec![email("EXISTS@example.com")]),
-                    new(vec![SubscriberChannel::Sms { phone: "+15557654321".into() }]),
+                    new(vec![SubscriberChannel::Sms {
+                        phone: "+15557654321".into(),
+                    }]),
                     new(vec![email("one@example.com")]),
                 ],
                 confirmed: true,
@@ -121,14 +167,22 @@ async fn bad_input_is_refused_at_its_field_with_a_clear_error() {
             },
         )
         .await;
-    let ApiReply::Ok { result } = reply else { panic!("import: {reply:?}") };
+    let ApiReply::Ok { result } = reply else {
+        panic!("import: {reply:?}")
+    };
     assert_eq!((result.created, result.existing), (2, 2), "{result:?}");
     assert_eq!(result.refused.len(), 1);
     assert_eq!(result.refused[0].location, "rows[1].endpoints[0].address");
 
     // Operators' text with a line break cannot start a header of its own.
     add(&h, "bad", new(vec![email("reader@example.com")]), true).await;
-    let mut event = created("bad", &incident_id(), "Down\r\nBcc: eve@example.com", Impact::Minor, &["api"]);
+    let mut event = created(
+        "bad",
+        &incident_id(),
+        "Down\r\nBcc: eve@example.com",
+        Impact::Minor,
+        &["api"],
+    );
     event.title = Some("Down\r\nBcc: eve@example.com\r\nX-Injected: 1".into());
     incident(&h, event).await;
     wait_until("the email", WAIT, || {
@@ -138,7 +192,12 @@ async fn bad_input_is_refused_at_its_field_with_a_clear_error() {
     .await;
     for mail in smtp.mails() {
         let names = mail.header_names();
-        assert!(!names.iter().any(|n| n.eq_ignore_ascii_case("bcc") || n.eq_ignore_ascii_case("x-injected")), "{names:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case("bcc") || n.eq_ignore_ascii_case("x-injected")),
+            "{names:?}"
+        );
         assert!(!mail.to.contains(&"eve@example.com".to_owned()));
     }
 }
@@ -172,7 +231,9 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(path) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&path) else { continue };
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -192,23 +253,50 @@ async fn erasure_leaves_no_plaintext_address_on_the_bus_or_on_disk() {
     let smtp = SmtpSink::start().await;
     let twilio = WebSink::start().await;
     twilio.respond(|_| Reply::json(201, json!({"sid": "SM1"})));
-    let extra = format!("{}{}", email_channel(&smtp.endpoint()), sms_channel(&twilio.url()));
+    let extra = format!(
+        "{}{}",
+        email_channel(&smtp.endpoint()),
+        sms_channel(&twilio.url())
+    );
     let h = Harness::start(&[page("gdpr", &["api"], &extra)], &[]).await;
     let address = "forget.me@example.com";
     let phone = "+15559990001";
     let sub = h
-        .add("gdpr", vec![email(address), SubscriberChannel::Sms { phone: phone.into() }], true)
+        .add(
+            "gdpr",
+            vec![
+                email(address),
+                SubscriberChannel::Sms {
+                    phone: phone.into(),
+                },
+            ],
+            true,
+        )
         .await;
-    incident(&h, created("gdpr", &incident_id(), "Down", Impact::Major, &["api"])).await;
-    h.wait_receipts("both delivered", 2, |r| r.outcome == DeliveryOutcome::Delivered)
-        .await;
+    incident(
+        &h,
+        created("gdpr", &incident_id(), "Down", Impact::Major, &["api"]),
+    )
+    .await;
+    h.wait_receipts("both delivered", 2, |r| {
+        r.outcome == DeliveryOutcome::Delivered
+    })
+    .await;
     // Leave a superseded revision behind: unsubscribe the SMS by its link.
     let sms = twilio.received()[0].form();
     let body = &sms["Body"];
     let start = body.find("token=").expect("a link in the SMS") + "token=".len();
-    let token: String = body[start..].chars().take_while(|c| !c.is_whitespace()).collect();
-    let reply: ApiReply<Unsubscribed> = h.request(api::SUBSCRIBER_UNSUBSCRIBE, &LinkRequest { token }).await;
-    assert!(matches!(&reply, ApiReply::Ok { result } if !result.removed_subscriber), "{reply:?}");
+    let token: String = body[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    let reply: ApiReply<Unsubscribed> = h
+        .request(api::SUBSCRIBER_UNSUBSCRIBE, &LinkRequest { token })
+        .await;
+    assert!(
+        matches!(&reply, ApiReply::Ok { result } if !result.removed_subscriber),
+        "{reply:?}"
+    );
 
     let erased: ApiReply<Erased> = h
         .request(
@@ -221,8 +309,13 @@ async fn erasure_leaves_no_plaintext_address_on_the_bus_or_on_disk() {
             },
         )
         .await;
-    let ApiReply::Ok { result } = erased else { panic!("erase: {erased:?}") };
-    assert_eq!(result.subscribers, [sub.subscriber.subscriber.clone()]);
+    let ApiReply::Ok { result } = erased else {
+        panic!("erase: {erased:?}")
+    };
+    assert_eq!(
+        result.subscribers,
+        std::slice::from_ref(&sub.subscriber.subscriber)
+    );
     assert!(result.suppressed >= 1);
 
     // Every message of every stream, as the bus serves it.
@@ -236,9 +329,14 @@ async fn erasure_leaves_no_plaintext_address_on_the_bus_or_on_disk() {
         let mut stream = h.js.get_stream(name).await.expect("a stream");
         let state = stream.info().await.expect("stream info").state.clone();
         for sequence in state.first_sequence..=state.last_sequence {
-            let Ok(message) = stream.get_raw_message(sequence).await else { continue };
+            let Ok(message) = stream.get_raw_message(sequence).await else {
+                continue;
+            };
             let text = String::from_utf8_lossy(&message.payload).to_lowercase();
-            assert!(!text.contains(address) && !text.contains(phone), "{name} still has it: {text}");
+            assert!(
+                !text.contains(address) && !text.contains(phone),
+                "{name} still has it: {text}"
+            );
         }
     }
     // And the server's files on disk, after it has written them out.
@@ -253,7 +351,11 @@ async fn erasure_leaves_no_plaintext_address_on_the_bus_or_on_disk() {
 #[tokio::test]
 async fn an_erased_address_comes_back_only_through_its_owners_own_sign_up() {
     let smtp = SmtpSink::start().await;
-    let h = Harness::start(&[page("supp", &["api"], &email_channel(&smtp.endpoint()))], &[]).await;
+    let h = Harness::start(
+        &[page("supp", &["api"], &email_channel(&smtp.endpoint()))],
+        &[],
+    )
+    .await;
     h.add("supp", vec![email("gone@example.com")], true).await;
     let erased: ApiReply<Erased> = h
         .request(
@@ -274,7 +376,9 @@ async fn an_erased_address_comes_back_only_through_its_owners_own_sign_up() {
     }
     // Its owner may, by signing up and confirming.
     match add(&h, "supp", new(vec![email("gone@example.com")]), false).await {
-        ApiReply::Ok { result } => assert_eq!(result.subscriber.endpoints[0].state, EndpointState::Pending),
+        ApiReply::Ok { result } => {
+            assert_eq!(result.subscriber.endpoints[0].state, EndpointState::Pending)
+        }
         other => panic!("sign-up refused: {other:?}"),
     }
 }

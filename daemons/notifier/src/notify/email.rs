@@ -52,7 +52,9 @@ pub struct Provider {
 
 impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("email::Provider").field("domain", &self.domain).finish()
+        f.debug_struct("email::Provider")
+            .field("domain", &self.domain)
+            .finish()
     }
 }
 
@@ -94,19 +96,30 @@ impl Provider {
         else {
             return Err(SendError::permanent("not an email channel"));
         };
-        let bad = |what: &str| SendError::permanent(format!("email channel {}: {what}", channel.id));
-        let from: Mailbox = from.parse().map_err(|_| bad("the sender is not an address"))?;
+        let bad =
+            |what: &str| SendError::permanent(format!("email channel {}: {what}", channel.id));
+        let from: Mailbox = from
+            .parse()
+            .map_err(|_| bad("the sender is not an address"))?;
         let domain = from.email.domain().to_owned();
         let (host, port) = relay
             .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_owned(), p.parse::<u16>().ok()?)))
+            .and_then(|(h, p)| {
+                Some((
+                    h.trim_matches(['[', ']']).to_owned(),
+                    p.parse::<u16>().ok()?,
+                ))
+            })
             .ok_or_else(|| bad("the relay is not host:port"))?;
         let credentials = match secret_env {
             None => None,
             Some(name) => {
                 // A missing secret is an operator's step away: retryable.
                 let secret = env_secret(name).ok_or_else(|| {
-                    SendError::retry(format!("email channel {}: environment variable {name} is not set", channel.id))
+                    SendError::retry(format!(
+                        "email channel {}: environment variable {name} is not set",
+                        channel.id
+                    ))
                 })?;
                 let (user, password) = secret
                     .split_once(':')
@@ -147,7 +160,10 @@ impl Provider {
             .header(ListUnsubscribePost("List-Unsubscribe=One-Click".to_owned()))
             .header(IdempotencyKey(delivery.key.to_owned()))
             .header(AutoSubmitted("auto-generated".to_owned()))
-            .multipart(MultiPart::alternative_plain_html(content.text, content.html))
+            .multipart(MultiPart::alternative_plain_html(
+                content.text,
+                content.html,
+            ))
             .map_err(|e| SendError::permanent(format!("cannot build the message: {}", kind_of(&e))))
     }
 
@@ -156,19 +172,20 @@ impl Provider {
     }
 
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
-        let tls_parameters = || self.tls_parameters().map_err(|_| SendError::permanent("smtp: cannot set up TLS for the relay"));
+        let tls_parameters = || {
+            self.tls_parameters()
+                .map_err(|_| SendError::permanent("smtp: cannot set up TLS for the relay"))
+        };
         let mut connection = match self.tls {
-            SmtpTls::Tls => {
-                AsyncSmtpConnection::connect_tokio1(
-                    (self.host.as_str(), self.port),
-                    Some(self.timeout),
-                    &self.hello,
-                    Some(tls_parameters()?),
-                    None,
-                )
-                .await
-                .map_err(|e| classify(&e))?
-            }
+            SmtpTls::Tls => AsyncSmtpConnection::connect_tokio1(
+                (self.host.as_str(), self.port),
+                Some(self.timeout),
+                &self.hello,
+                Some(tls_parameters()?),
+                None,
+            )
+            .await
+            .map_err(|e| classify(&e))?,
             SmtpTls::None | SmtpTls::Starttls => {
                 let stream = tokio::time::timeout(
                     self.timeout,
@@ -179,9 +196,10 @@ impl Provider {
                 .map_err(|_| SendError::retry("smtp: cannot connect"))?;
                 // Without it every message waits for the server's delayed ACK.
                 let _ = stream.set_nodelay(true);
-                let mut connection = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
-                    .await
-                    .map_err(|e| classify(&e))?;
+                let mut connection =
+                    AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+                        .await
+                        .map_err(|e| classify(&e))?;
                 if self.tls == SmtpTls::Starttls {
                     connection
                         .starttls(tls_parameters()?, &self.hello)
@@ -251,9 +269,9 @@ fn kind_of(error: &lettre::error::Error) -> &'static str {
         lettre::error::Error::MissingFrom => "no sender",
         lettre::error::Error::MissingTo => "no recipient",
         lettre::error::Error::TooManyFrom => "several senders",
-        lettre::error::Error::EmailMissingAt | lettre::error::Error::EmailMissingLocalPart | lettre::error::Error::EmailMissingDomain => {
-            "bad address"
-        }
+        lettre::error::Error::EmailMissingAt
+        | lettre::error::Error::EmailMissingLocalPart
+        | lettre::error::Error::EmailMissingDomain => "bad address",
         _ => "invalid",
     }
 }
@@ -324,7 +342,11 @@ mod tests {
             unsubscribe: "https://n.example/unsubscribe?token=a.b".into(),
             confirm: None,
         };
-        let template = crate::render::Template::new(beacon_core::messages::ChannelKind::Email, &notice, "demo");
+        let template = crate::render::Template::new(
+            beacon_core::messages::ChannelKind::Email,
+            &notice,
+            "demo",
+        );
         let delivery = Delivery {
             page: &page,
             notice: &notice,
@@ -334,13 +356,33 @@ mod tests {
             links: &links,
             template: &template,
         };
-        let raw = String::from_utf8(provider.message(&delivery).expect("a message").formatted()).expect("utf-8");
-        let headers: Vec<&str> = raw.split("\r\n\r\n").next().expect("headers").split("\r\n").collect();
-        assert!(headers.iter().any(|h| *h == "List-Unsubscribe: <https://n.example/unsubscribe?token=a.b>"), "{raw}");
-        assert!(headers.iter().any(|h| *h == "List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{raw}");
-        let message_id = format!("Message-ID: <{}@example.com>", &sha256_hex("incident-i.0:s1:email")[..32]);
+        let raw = String::from_utf8(provider.message(&delivery).expect("a message").formatted())
+            .expect("utf-8");
+        let headers: Vec<&str> = raw
+            .split("\r\n\r\n")
+            .next()
+            .expect("headers")
+            .split("\r\n")
+            .collect();
+        assert!(
+            headers.contains(&"List-Unsubscribe: <https://n.example/unsubscribe?token=a.b>"),
+            "{raw}"
+        );
+        assert!(
+            headers.contains(&"List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
+            "{raw}"
+        );
+        let message_id = format!(
+            "Message-ID: <{}@example.com>",
+            &sha256_hex("incident-i.0:s1:email")[..32]
+        );
         assert!(headers.iter().any(|h| *h == message_id), "{raw}");
-        assert!(!headers.iter().any(|h| h.starts_with("Bcc:") || h.starts_with("X-Injected:")), "{raw}");
+        assert!(
+            !headers
+                .iter()
+                .any(|h| h.starts_with("Bcc:") || h.starts_with("X-Injected:")),
+            "{raw}"
+        );
         assert!(raw.contains("multipart/alternative"));
 
         let mut bad = delivery;

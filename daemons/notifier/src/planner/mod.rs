@@ -30,7 +30,7 @@ use beacon_core::event::Envelope;
 use beacon_core::history;
 use beacon_core::hlc::wall_clock_ms;
 use beacon_core::incident::Incident;
-use beacon_core::lease::{Lease, Leadership};
+use beacon_core::lease::{Leadership, Lease};
 use beacon_core::messages::{
     ChangelogEntry, ChannelKind, DigestEntry, IncidentEvent, Lane, MaintenanceEvent, Notice,
     NoticeKind, NoticeSubject, NoticeThread, NotifyBatch, PendingFlush, SendChunks, StatusChange,
@@ -119,7 +119,12 @@ enum TimerKey {
 }
 
 /// Runs the planner whenever this process holds the lease, until shutdown.
-pub async fn run(ctx: Context, lease: Lease, mut leadership: watch::Receiver<Leadership>, metrics: ConsumerMetrics) {
+pub async fn run(
+    ctx: Context,
+    lease: Lease,
+    mut leadership: watch::Receiver<Leadership>,
+    metrics: ConsumerMetrics,
+) {
     let shutdown = ctx.daemon.process.shutdown.clone();
     loop {
         tokio::select! {
@@ -143,7 +148,11 @@ pub async fn run(ctx: Context, lease: Lease, mut leadership: watch::Receiver<Lea
                     async move {
                         let (reply, answer) = oneshot::channel();
                         inputs
-                            .send(Input { source, delivery, reply })
+                            .send(Input {
+                                source,
+                                delivery,
+                                reply,
+                            })
                             .await
                             .map_err(|_| HandlerError::retry("the planner is stopping"))?;
                         answer
@@ -154,7 +163,8 @@ pub async fn run(ctx: Context, lease: Lease, mut leadership: watch::Receiver<Lea
             )));
         }
         drop(inputs);
-        let engine = shutdown.spawn(Engine::new(ctx.clone(), lease.clone()).run(receiver, term.clone()));
+        let engine =
+            shutdown.spawn(Engine::new(ctx.clone(), lease.clone()).run(receiver, term.clone()));
         tokio::select! {
             _ = shutdown.cancelled() => {}
             _ = leadership.wait_for(|l| !l.is_leader()) => {
@@ -230,13 +240,20 @@ impl Engine {
         self.threads.clear();
         self.timers = Timers::new();
         let store = self.ctx.store.notices.clone();
-        let mut keys = store.keys().await.map_err(|e| retry("list KV notices", e))?;
+        let mut keys = store
+            .keys()
+            .await
+            .map_err(|e| retry("list KV notices", e))?;
         let mut names = Vec::new();
         while let Some(key) = keys.next().await {
             names.push(key.map_err(|e| retry("list KV notices", e))?);
         }
         for key in names {
-            let Some(entry) = store.entry(&key).await.map_err(|e| retry("read KV notices", e))? else {
+            let Some(entry) = store
+                .entry(&key)
+                .await
+                .map_err(|e| retry("read KV notices", e))?
+            else {
                 continue;
             };
             if entry.operation != kv::Operation::Put {
@@ -252,7 +269,9 @@ impl Engine {
                         },
                     );
                 }
-                Err(e) => tracing::warn!(key, error = %e, "A notice thread cannot be read; ignored."),
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "A notice thread cannot be read; ignored.")
+                }
             }
         }
         let now = wall_clock_ms();
@@ -261,8 +280,14 @@ impl Engine {
             self.finish_unpublished(&key).await?;
             let pending = self.threads[&key].thread.pending.clone();
             for flush in pending {
-                self.timers
-                    .schedule_wall(TimerKey::Flush { key: key.clone(), after: flush.after }, flush.due_ms, now);
+                self.timers.schedule_wall(
+                    TimerKey::Flush {
+                        key: key.clone(),
+                        after: flush.after,
+                    },
+                    flush.due_ms,
+                    now,
+                );
             }
         }
         tracing::info!(threads = self.threads.len(), "Planner threads loaded.");
@@ -282,29 +307,43 @@ impl Engine {
                     .incident(&envelope.data.page, &envelope.data.incident)
                     .await
                     .map_err(HandlerError::retry)?;
-                let Some(incident) = incident else { return Ok(()) };
+                let Some(incident) = incident else {
+                    return Ok(());
+                };
                 let update = envelope.data.update.as_ref().map(|u| u.id.as_str());
-                news::incident(&page, envelope.data.action, update, &envelope.id.to_string(), &incident)
-                    .map(|news| (page, news))
+                news::incident(
+                    &page,
+                    envelope.data.action,
+                    update,
+                    &envelope.id.to_string(),
+                    &incident,
+                )
+                .map(|news| (page, news))
             }
             Source::Maintenance => {
                 let envelope = delivery.decode::<MaintenanceEvent>()?;
                 let Some(page) = self.ctx.pages.get(&envelope.data.page) else {
                     return Ok(());
                 };
-                news::maintenance(&page, &envelope.data, &envelope.id.to_string()).map(|news| (page, news))
+                news::maintenance(&page, &envelope.data, &envelope.id.to_string())
+                    .map(|news| (page, news))
             }
             Source::Status => {
                 let envelope = delivery.decode::<StatusChange>()?;
                 let Some(page) = self.ctx.pages.get(&envelope.data.page) else {
                     return Ok(());
                 };
-                news::status(&page, &envelope.data, &envelope.id.to_string()).map(|news| (page, news))
+                news::status(&page, &envelope.data, &envelope.id.to_string())
+                    .map(|news| (page, news))
             }
         };
-        let Some((page, news)) = news else { return Ok(()) };
+        let Some((page, news)) = news else {
+            return Ok(());
+        };
         let kind = news.kind;
-        self.announce(&page, news).await.map_err(HandlerError::retry)?;
+        self.announce(&page, news)
+            .await
+            .map_err(HandlerError::retry)?;
         self.ctx
             .metrics
             .plan_seconds
@@ -315,9 +354,13 @@ impl Engine {
 
     /// The incident, folded from every event of its subject.
     async fn incident(&self, page: &str, incident: &str) -> Result<Option<Incident>, Retry> {
-        let stored = history::read(&self.ctx.daemon.js, STREAM_INCIDENTS, &incident_subject(page, incident))
-            .await
-            .map_err(|e| retry("read the incident", e))?;
+        let stored = history::read(
+            &self.ctx.daemon.js,
+            STREAM_INCIDENTS,
+            &incident_subject(page, incident),
+        )
+        .await
+        .map_err(|e| retry("read the incident", e))?;
         let revision = stored.last().map_or(0, |s| s.sequence);
         let events: Vec<Envelope<IncidentEvent>> = stored
             .iter()
@@ -351,7 +394,11 @@ impl Engine {
         if stored.thread.sends.iter().any(|s| s.source == news.source) {
             return self.finish_unpublished(&key).await;
         }
-        let window = if news.windowed { page.notifications.window_ms } else { 0 };
+        let window = if news.windowed {
+            page.notifications.window_ms
+        } else {
+            0
+        };
         let now = wall_clock_ms();
         let index = stored.thread.sends.len() as u32;
         let lane = plan::lane_of(news.kind);
@@ -385,7 +432,11 @@ impl Engine {
             }
         }
         if !planned.held.is_empty() {
-            self.ctx.metrics.held.with_label_values(&[news.kind.as_str()]).inc();
+            self.ctx
+                .metrics
+                .held
+                .with_label_values(&[news.kind.as_str()])
+                .inc();
         }
         let chunks = self.chunks(&planned);
         let stored = self.thread(&page.id, &news.thread);
@@ -407,8 +458,14 @@ impl Engine {
         self.mark_published(&key, index).await?;
         let now = wall_clock_ms();
         for flush in pending {
-            self.timers
-                .schedule_wall(TimerKey::Flush { key: key.clone(), after: flush.after }, flush.due_ms, now);
+            self.timers.schedule_wall(
+                TimerKey::Flush {
+                    key: key.clone(),
+                    after: flush.after,
+                },
+                flush.due_ms,
+                now,
+            );
         }
         tracing::info!(page = %page.id, thread = %news.thread, kind = news.kind.as_str(), recipients = planned.recipients,
             deliveries = planned.deliveries(), held = planned.held.len(), "Send planned.");
@@ -441,8 +498,10 @@ impl Engine {
                 after: s.after,
             })
             .collect();
-        let sms_ok = plan::sms_impact(&notice.subject).is_some_and(|i| page.notifications.sms_allows(i));
-        let allowed = |kind: ChannelKind| offers(page, kind) && (kind != ChannelKind::Sms || sms_ok);
+        let sms_ok =
+            plan::sms_impact(&notice.subject).is_some_and(|i| page.notifications.sms_allows(i));
+        let allowed =
+            |kind: ChannelKind| offers(page, kind) && (kind != ChannelKind::Sms || sms_ok);
         let digest = notice.kind == NoticeKind::Digest;
         subscribers.scan(&page.id, components, |members, numbers| {
             if digest {
@@ -480,7 +539,9 @@ impl Engine {
         chunks: &[SendChunks],
     ) -> Result<(), Retry> {
         for kind in ChannelKind::ALL {
-            let Some(ids) = planned.by_channel.get(&kind) else { continue };
+            let Some(ids) = planned.by_channel.get(&kind) else {
+                continue;
+            };
             let mut count = 1;
             for c in chunks {
                 if c.channel == kind {
@@ -528,14 +589,26 @@ impl Engine {
 
     /// Stores a thread, if this process still leads.
     async fn save(&mut self, key: &str) -> Result<(), Retry> {
-        self.lease.check().await.map_err(|e| retry("check the planner's lease", e))?;
-        let Some(stored) = self.threads.get_mut(key) else { return Ok(()) };
-        let value = Envelope::new(&self.ctx.daemon.clock, &self.ctx.daemon.origin, stored.thread.clone())
-            .encode()
-            .map_err(|e| retry("encode a thread", e))?;
+        self.lease
+            .check()
+            .await
+            .map_err(|e| retry("check the planner's lease", e))?;
+        let Some(stored) = self.threads.get_mut(key) else {
+            return Ok(());
+        };
+        let value = Envelope::new(
+            &self.ctx.daemon.clock,
+            &self.ctx.daemon.origin,
+            stored.thread.clone(),
+        )
+        .encode()
+        .map_err(|e| retry("encode a thread", e))?;
         let store = &self.ctx.store.notices;
         let written = if stored.revision == 0 {
-            store.create(key, value.into()).await.map_err(|e| e.to_string())
+            store
+                .create(key, value.into())
+                .await
+                .map_err(|e| e.to_string())
         } else {
             store
                 .update(key, value.into(), stored.revision)
@@ -568,13 +641,18 @@ impl Engine {
     /// Publishes a thread's last send again if it was stored but not marked
     /// published (the process stopped in between).
     async fn finish_unpublished(&mut self, key: &str) -> Result<(), Retry> {
-        let Some(stored) = self.threads.get(key) else { return Ok(()) };
+        let Some(stored) = self.threads.get(key) else {
+            return Ok(());
+        };
         let thread = &stored.thread;
-        let Some(last) = thread.sends.last() else { return Ok(()) };
+        let Some(last) = thread.sends.last() else {
+            return Ok(());
+        };
         if last.published {
             return Ok(());
         }
-        let (Some(latest), Some(page)) = (thread.latest.clone(), self.ctx.pages.get(&thread.page)) else {
+        let (Some(latest), Some(page)) = (thread.latest.clone(), self.ctx.pages.get(&thread.page))
+        else {
             return self.mark_published(key, last.index).await;
         };
         let notice = Notice {
@@ -582,17 +660,30 @@ impl Engine {
             ..latest
         };
         let lane = thread.latest_lane.unwrap_or(Lane::Normal);
-        let window = if matches!(notice.subject, NoticeSubject::Maintenance { .. } | NoticeSubject::Digest { .. }) {
+        let window = if matches!(
+            notice.subject,
+            NoticeSubject::Maintenance { .. } | NoticeSubject::Digest { .. }
+        ) {
             0
         } else {
             page.notifications.window_ms
         };
         let index = last.index;
-        let (at_ms, components, after, chunks) = (last.at_ms, last.components.clone(), last.after, last.chunks.clone());
+        let (at_ms, components, after, chunks) = (
+            last.at_ms,
+            last.components.clone(),
+            last.after,
+            last.chunks.clone(),
+        );
         let earlier = thread.sends[..index as usize].to_vec();
         let planned = self.plan(&page, &earlier, at_ms, &components, after, window, &notice);
-        tracing::info!(key, index, "Publishing a send the last term stored but did not finish.");
-        self.publish(&page, &notice, lane, &planned, &chunks).await?;
+        tracing::info!(
+            key,
+            index,
+            "Publishing a send the last term stored but did not finish."
+        );
+        self.publish(&page, &notice, lane, &planned, &chunks)
+            .await?;
         self.mark_published(key, index).await
     }
 
@@ -606,12 +697,15 @@ impl Engine {
     /// Closes a batching window: the newest state to those whose last
     /// message was send `after`.
     async fn flush(&mut self, key: &str, after: u32) -> Result<(), Retry> {
-        let Some(stored) = self.threads.get(key) else { return Ok(()) };
+        let Some(stored) = self.threads.get(key) else {
+            return Ok(());
+        };
         let thread = &stored.thread;
         let Some(pending) = thread.pending.iter().find(|p| p.after == after).cloned() else {
             return Ok(());
         };
-        let (Some(latest), Some(page)) = (thread.latest.clone(), self.ctx.pages.get(&thread.page)) else {
+        let (Some(latest), Some(page)) = (thread.latest.clone(), self.ctx.pages.get(&thread.page))
+        else {
             if let Some(stored) = self.threads.get_mut(key) {
                 stored.thread.pending.retain(|p| p.after != after);
             }
@@ -655,9 +749,15 @@ impl Engine {
             });
         }
         self.save(key).await?;
-        self.publish(&page, &notice, lane, &planned, &chunks).await?;
+        self.publish(&page, &notice, lane, &planned, &chunks)
+            .await?;
         self.mark_published(key, index).await?;
-        tracing::info!(key, after, recipients = planned.recipients, "Batching window closed; newest state sent.");
+        tracing::info!(
+            key,
+            after,
+            recipients = planned.recipients,
+            "Batching window closed; newest state sent."
+        );
         Ok(())
     }
 
@@ -688,26 +788,47 @@ impl Engine {
                     continue;
                 }
             }
-            let last = self.threads[&key].thread.sends.last().map_or(now, |s| s.at_ms);
+            let last = self.threads[&key]
+                .thread
+                .sends
+                .last()
+                .map_or(now, |s| s.at_ms);
             let due = last + page.notifications.digest_every_ms;
-            self.timers
-                .schedule_wall(TimerKey::Digest { page: page.id.clone() }, due, now);
+            self.timers.schedule_wall(
+                TimerKey::Digest {
+                    page: page.id.clone(),
+                },
+                due,
+                now,
+            );
         }
     }
 
     /// Sends the changelog entries published since the last digest.
     async fn digest(&mut self, page_id: &str) -> Result<(), Retry> {
-        let Some(page) = self.ctx.pages.get(page_id) else { return Ok(()) };
+        let Some(page) = self.ctx.pages.get(page_id) else {
+            return Ok(());
+        };
         let key = format!("{page_id}.{DIGEST_THREAD}");
         let now = wall_clock_ms();
         let every = page.notifications.digest_every_ms;
-        let Some(last) = self.threads.get(&key).and_then(|s| s.thread.sends.last()).cloned() else {
+        let Some(last) = self
+            .threads
+            .get(&key)
+            .and_then(|s| s.thread.sends.last())
+            .cloned()
+        else {
             return Ok(());
         };
         if now < last.at_ms + every {
             // Rescheduled (the period changed): not due yet.
-            self.timers
-                .schedule_wall(TimerKey::Digest { page: page_id.to_owned() }, last.at_ms + every, now);
+            self.timers.schedule_wall(
+                TimerKey::Digest {
+                    page: page_id.to_owned(),
+                },
+                last.at_ms + every,
+                now,
+            );
             return Ok(());
         }
         // The first digest also covers the period before the planner first
@@ -725,7 +846,9 @@ impl Engine {
             kind: NoticeKind::Digest,
             page_name: page.name.clone(),
             page_url: page.url.clone(),
-            subject: NoticeSubject::Digest { entries: entries.clone() },
+            subject: NoticeSubject::Digest {
+                entries: entries.clone(),
+            },
             at_ms: now,
             updates: entries.len() as u32,
         };
@@ -755,30 +878,49 @@ impl Engine {
         stored.thread.latest = Some(notice.clone());
         stored.thread.latest_lane = Some(Lane::Normal);
         self.save(&key).await?;
-        self.publish(&page, &notice, Lane::Normal, &planned, &chunks).await?;
+        self.publish(&page, &notice, Lane::Normal, &planned, &chunks)
+            .await?;
         let last = self.threads[&key].thread.sends.len() - 1;
         if let Some(stored) = self.threads.get_mut(&key) {
             stored.thread.sends[last].published = true;
         }
         self.save(&key).await?;
         self.timers.schedule_wall(
-            TimerKey::Digest { page: page_id.to_owned() },
+            TimerKey::Digest {
+                page: page_id.to_owned(),
+            },
             now + page.notifications.digest_every_ms,
             now,
         );
-        tracing::info!(page = page_id, entries = entries.len(), recipients = planned.recipients, "Changelog digest sent.");
+        tracing::info!(
+            page = page_id,
+            entries = entries.len(),
+            recipients = planned.recipients,
+            "Changelog digest sent."
+        );
         Ok(())
     }
 
     /// Changelog entries of the page published in `(since, until]` and not
     /// withdrawn, oldest first.
-    async fn changelog(&self, page: &str, since: u64, until: u64) -> Result<Vec<DigestEntry>, Retry> {
-        let stored = history::read(&self.ctx.daemon.js, STREAM_CHANGELOG, &format!("beacon.changelog.{page}.>"))
-            .await
-            .map_err(|e| retry("read the changelog", e))?;
+    async fn changelog(
+        &self,
+        page: &str,
+        since: u64,
+        until: u64,
+    ) -> Result<Vec<DigestEntry>, Retry> {
+        let stored = history::read(
+            &self.ctx.daemon.js,
+            STREAM_CHANGELOG,
+            &format!("beacon.changelog.{page}.>"),
+        )
+        .await
+        .map_err(|e| retry("read the changelog", e))?;
         let mut latest: HashMap<String, Envelope<ChangelogEntry>> = HashMap::new();
         for message in &stored {
-            let Ok(envelope) = Envelope::<ChangelogEntry>::decode(&message.payload) else { continue };
+            let Ok(envelope) = Envelope::<ChangelogEntry>::decode(&message.payload) else {
+                continue;
+            };
             let newer = latest
                 .get(&envelope.data.entry)
                 .is_none_or(|e| (envelope.hlc, envelope.id) > (e.hlc, e.id));
@@ -792,8 +934,12 @@ impl Engine {
         let mut entries: Vec<DigestEntry> = latest
             .into_values()
             .filter_map(|e| {
-                let at_ms = if e.data.published_at_ms > 0 { e.data.published_at_ms } else { e.hlc.wall_ms };
-                (!e.data.withdrawn && at_ms > since && at_ms <= until).then(|| DigestEntry {
+                let at_ms = if e.data.published_at_ms > 0 {
+                    e.data.published_at_ms
+                } else {
+                    e.hlc.wall_ms
+                };
+                (!e.data.withdrawn && at_ms > since && at_ms <= until).then_some(DigestEntry {
                     entry: e.data.entry,
                     title: e.data.title,
                     body: e.data.body_markdown,
