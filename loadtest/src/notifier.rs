@@ -420,12 +420,12 @@ pub async fn run(args: &NotifierArgs) -> Result<NotifierReport, LoadError> {
         "[page]\nid = \"bench\"\nname = \"Bench\"\nurl = \"https://status.example.com\"\n\
          [notifications]\nsms_impacts = [\"critical\"]\n\
          [[components]]\nid = \"api\"\nname = \"API\"\n\
-         [[channels]]\nid = \"mail\"\ntype = \"email\"\nfrom = \"status@example.com\"\nendpoint = \"127.0.0.1:{}\"\ntls = \"none\"\nconcurrency = 64\n{high}\
+         [[channels]]\nid = \"mail\"\ntype = \"email\"\nfrom = \"status@example.com\"\nendpoint = \"127.0.0.1:{}\"\ntls = \"none\"\nconcurrency = {}\n{high}\
          [[channels]]\nid = \"hooks\"\ntype = \"webhook\"\nsecret_env = \"{WEBHOOK_ENV}\"\nconcurrency = 256\n{high}\
          [[channels]]\nid = \"slack\"\ntype = \"slack\"\nconcurrency = 256\n{high}\
          [[channels]]\nid = \"teams\"\ntype = \"teams\"\nconcurrency = 256\n{high}\
          [[channels]]\nid = \"sms\"\ntype = \"sms\"\nfrom = \"+15550000001\"\nendpoint = \"http://{}\"\nsecret_env = \"{TWILIO_ENV}\"\nconcurrency = 256\n{high}",
-        sink.port, twilio.addr
+        sink.port, args.email_concurrency, twilio.addr
     );
     let page = beacon_core::config::load(&page_text)
         .map_err(|e| LoadError::Unexpected(format!("bench page: {e}")))?;

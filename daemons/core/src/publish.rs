@@ -337,7 +337,21 @@ impl Publisher {
                 }
             }
             let sent = match item {
-                Ok((subject, id, payload)) => send(&self.js, subject, &id, payload, None).await,
+                Ok((subject, id, payload)) => {
+                    // The places are shared by every caller of this
+                    // publisher: while waiting for one, keep reading this
+                    // call's own acks, or callers that each hold places
+                    // and wait for another would wait for each other.
+                    let sending = send(&self.js, subject, &id, payload, None);
+                    tokio::pin!(sending);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            sent = &mut sending => break sent,
+                            Some(result) = acks.next(), if !acks.is_empty() => results.push(result),
+                        }
+                    }
+                }
                 Err(e) => Err(e),
             };
             match sent {

@@ -405,6 +405,30 @@ async fn concurrent_batches_handle_every_message_once() {
     running.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_sharing_a_publisher_never_wait_for_each_others_places() {
+    // Sixteen callers of 200 messages each share 32 places: each one holds
+    // places while it waits for another, so each must read its own acks
+    // meanwhile.
+    let (_server, client, _js) = bus().await;
+    let publisher = Publisher::new(client, 32, Duration::from_secs(5));
+    let subject = health_subject("demo", "shared", "eu");
+    let batches: Vec<Vec<_>> = (0..16)
+        .map(|c| (0..200).map(|n| health(&format!("s{c}-{n}"))).collect())
+        .collect();
+    let callers = batches.iter().map(|envelopes| async {
+        let results = publisher
+            .publish_all(envelopes.iter().map(|e| (subject.as_str(), e)))
+            .await;
+        results.iter().filter(|r| r.is_ok()).count()
+    });
+    let stored = tokio::time::timeout(PROMPT, futures::future::join_all(callers))
+        .await
+        .expect("every caller finishes");
+    let stored: usize = stored.into_iter().sum();
+    assert_eq!(stored, 16 * 200);
+}
+
 /// Publishes `envelopes` through the pipelined publisher, resending the
 /// ones whose ack failed (same id) until every one is durable; returns how
 /// many were resent.

@@ -13,7 +13,8 @@
 //! 3. Every so often (and at the end), receipts are published to
 //!    `DELIVERIES` and acknowledged, *then* the ledger is written: a crash
 //!    in between resends a delivery (same idempotency key, so the same
-//!    `Message-ID` or `webhook-id`) rather than losing its receipt.
+//!    `Message-ID` or `webhook-id`) rather than losing its receipt. Sends
+//!    go on while a flush is in flight (one at a time per batch).
 //! 4. The batch is acked when nothing is left to retry; otherwise it is
 //!    nak'ed with exponential backoff and jitter (or the provider's
 //!    `Retry-After`); after the last attempt what is left is given up: dead
@@ -90,6 +91,11 @@ impl State {
     pub fn is_open(self) -> bool {
         matches!(self, State::Pending | State::Retry)
     }
+}
+
+/// The ledger's text for these states.
+fn ledger_of(states: &[State]) -> String {
+    states.iter().map(|s| s.code()).collect()
 }
 
 /// The durable consumer name of a channel and lane.
@@ -222,7 +228,27 @@ impl Worker {
         let mut sends = futures::stream::iter(todo)
             .map(|i| async move { (i, self.deliver(page_ref, batch_ref, template_ref, i).await) })
             .buffer_unordered(self.ctx.settings.send_concurrency);
-        while let Some((i, done)) = sends.next().await {
+        // At most one flush is in flight, and the sends go on meanwhile: a
+        // delivery holds its account's permit (and an SMTP connection) until
+        // it is polled again, so waiting for the bus here would idle them.
+        // Each flush carries the receipts gathered before it started and the
+        // ledger as it was then, so the ledger never marks a delivery done
+        // before its receipt is stored, and ledger writes stay in order.
+        let mut flushes = futures::stream::FuturesUnordered::new();
+        loop {
+            let (i, done) = tokio::select! {
+                biased;
+                Some(flushed) = flushes.next(), if !flushes.is_empty() => {
+                    if let Err(e) = flushed {
+                        return Outcome::retry(e);
+                    }
+                    continue;
+                }
+                next = sends.next() => match next {
+                    Some(next) => next,
+                    None => break,
+                },
+            };
             let subscriber = &batch.subscribers[i];
             let key = batch.notice.key(subscriber, self.kind);
             let (state, outcome, detail) = match done {
@@ -258,14 +284,23 @@ impl Worker {
             if let Some(outcome) = outcome {
                 receipts.push(self.receipt(&batch, subscriber, key, outcome, attempt, detail));
             }
-            if receipts.len() >= FLUSH_EVERY || last_flush.elapsed() >= FLUSH_AFTER {
-                if let Err(e) = self.flush(&ledger_key, &states, &mut receipts).await {
-                    return Outcome::retry(e);
-                }
+            if flushes.is_empty()
+                && (receipts.len() >= FLUSH_EVERY || last_flush.elapsed() >= FLUSH_AFTER)
+            {
+                flushes.push(self.flush(
+                    &ledger_key,
+                    ledger_of(&states),
+                    std::mem::take(&mut receipts),
+                ));
                 last_flush = Instant::now();
             }
         }
         drop(sends);
+        while let Some(flushed) = flushes.next().await {
+            if let Err(e) = flushed {
+                return Outcome::retry(e);
+            }
+        }
         let open: Vec<usize> = (0..states.len()).filter(|i| states[*i].is_open()).collect();
         if !open.is_empty() && attempt >= self.ctx.settings.max_attempts {
             for i in &open {
@@ -287,7 +322,7 @@ impl Worker {
                 ));
             }
         }
-        if let Err(e) = self.flush(&ledger_key, &states, &mut receipts).await {
+        if let Err(e) = self.flush(&ledger_key, ledger_of(&states), receipts).await {
             return Outcome::retry(e);
         }
         if open.is_empty() {
@@ -346,8 +381,8 @@ impl Worker {
     async fn flush(
         &self,
         key: &str,
-        states: &[State],
-        receipts: &mut Vec<Envelope<DeliveryReceipt>>,
+        ledger: String,
+        receipts: Vec<Envelope<DeliveryReceipt>>,
     ) -> Result<(), String> {
         if !receipts.is_empty() {
             let subjects: Vec<String> = receipts
@@ -363,11 +398,8 @@ impl Worker {
             if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
                 return Err(format!("cannot publish receipts: {e}"));
             }
-            receipts.clear();
         }
-        let ledger = DeliveryLedger {
-            states: states.iter().map(|s| s.code()).collect(),
-        };
+        let ledger = DeliveryLedger { states: ledger };
         let value = Envelope::new(&self.ctx.daemon.clock, &self.ctx.daemon.origin, ledger)
             .encode()
             .map_err(|e| e.to_string())?;
