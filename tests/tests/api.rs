@@ -412,6 +412,21 @@ async fn keys_are_scoped_revocable_and_rate_limited() {
         (401, Some("unauthorized"))
     );
     assert!(headers.contains_key("www-authenticate"));
+    // Without a key, a bad body is not looked at: 401, not a field error.
+    let (status, error, _) = api
+        .send(
+            M::POST,
+            "/api/v1/incidents",
+            None,
+            Some(serde_json::json!({"title": 1, "bogus": true})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{error}"
+    );
     let (status, _, _) = api
         .send(
             M::GET,

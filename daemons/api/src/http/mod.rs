@@ -79,6 +79,20 @@ impl AppState {
         Ok(record)
     }
 
+    /// The key of a request, if it is a live one; a refusal otherwise.
+    /// Scopes and limits are checked by [`AppState::authorize`].
+    fn authenticate(&self, headers: &HeaderMap) -> Result<ApiKeyRecord, ApiError> {
+        let refuse = |refused: Refused| {
+            self.metrics
+                .refused
+                .with_label_values(&[refused.as_str()])
+                .inc();
+            ApiError::refused(refused)
+        };
+        let text = bearer(headers).map_err(refuse)?;
+        self.keys.authenticate(text).map_err(refuse)
+    }
+
     /// Counts a public request from the client against its address's limit.
     pub fn limit_address(&self, client: IpAddr) -> Result<(), ApiError> {
         self.limits.address(client).map_err(|wait| {
@@ -209,18 +223,33 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
+/// Refuses a request without a live key before anything reads its body,
+/// so an unauthenticated caller learns nothing from validation errors.
+async fn key_first(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match state.authenticate(request.headers()) {
+        Ok(_) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
 
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let keyed = Router::new()
         .merge(seed::routes())
         .merge(statuspage::routes())
-        .merge(public::routes())
         .merge(subscribers::routes())
         .merge(changelog::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            key_first,
+        ));
+    Router::new()
+        .merge(keyed)
+        .merge(public::routes())
         .route(
             "/openapi.json",
             axum::routing::get(|| async {
