@@ -48,3 +48,17 @@ fn every_route_is_documented() {
         assert!(paths.contains_key(path), "{path} is not in the document");
     }
 }
+
+#[test]
+fn operation_ids_are_unique() {
+    let document: serde_json::Value =
+        serde_json::from_str(&beacon_api::openapi::document()).expect("JSON");
+    let mut seen = std::collections::BTreeSet::new();
+    for operations in document["paths"].as_object().expect("paths").values() {
+        for operation in operations.as_object().expect("operations").values() {
+            if let Some(id) = operation["operationId"].as_str() {
+                assert!(seen.insert(id.to_owned()), "operationId {id} is used twice");
+            }
+        }
+    }
+}

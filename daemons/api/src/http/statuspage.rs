@@ -524,6 +524,7 @@ pub async fn delete(
 /// Every component with a status (a component with no decision yet is
 /// left out: Statuspage has no "unknown").
 #[utoipa::path(get, path = "/v1/pages/{page_id}/components", tag = "statuspage",
+    operation_id = "statuspage_list_components",
     params(("page_id" = String, Path, description = "Page id")),
     responses((status = 200, body = [SpComponent]), (status = 401), (status = 403)),
     security(("oauth_key" = ["components:read"])))]
