@@ -4,7 +4,7 @@
 //! - [`email`]: SMTP with lettre, a connection pool per account.
 //! - [`sms`]: the Twilio Messages REST API with a small reqwest client.
 //! - [`webhook`]: Standard Webhooks-signed POSTs in Statuspage's shape.
-//! - [`slack`], [`teams`]: incoming-webhook formats.
+//! - [`chat`]: Slack and Teams incoming webhooks.
 //! - [`limits`]: per-account rate and concurrency limits, per-destination
 //!   rates, pauses after a provider's 429.
 //! - [`worker`]: the NOTIFY consumers: ledger, receipts, retries, dead letters.
@@ -15,11 +15,10 @@
 //! (stopped, disabled). Details never carry an address or a provider's
 //! free text, which may echo one.
 
+pub mod chat;
 pub mod email;
 pub mod limits;
-pub mod slack;
 pub mod sms;
-pub mod teams;
 pub mod webhook;
 pub mod worker;
 
@@ -270,8 +269,8 @@ pub struct Senders {
     email: Accounts<email::Provider>,
     sms: Accounts<sms::Provider>,
     webhook: Accounts<webhook::Provider>,
-    slack: Accounts<slack::Provider>,
-    teams: Accounts<teams::Provider>,
+    slack: Accounts<chat::Provider>,
+    teams: Accounts<chat::Provider>,
 }
 
 impl Senders {
@@ -354,17 +353,13 @@ impl Senders {
                 let _permit = account.limits.acquire(Some(delivery.address), waits).await;
                 account.provider.send(&self.guarded, delivery).await
             }
-            ChannelKind::Slack => {
-                let account = self.slack.get(channel, || Ok(slack::Provider))?;
-                let _permit = account.limits.acquire(Some(delivery.address), waits).await;
-                let result = account.provider.send(&self.guarded, delivery).await;
-                account
-                    .limits
-                    .pause_destination_on(delivery.address, &result);
-                result
-            }
-            ChannelKind::Teams => {
-                let account = self.teams.get(channel, || Ok(teams::Provider))?;
+            ChannelKind::Slack | ChannelKind::Teams => {
+                let (accounts, provider) = if kind == ChannelKind::Slack {
+                    (&self.slack, chat::Provider::SLACK)
+                } else {
+                    (&self.teams, chat::Provider::TEAMS)
+                };
+                let account = accounts.get(channel, || Ok(provider))?;
                 let _permit = account.limits.acquire(Some(delivery.address), waits).await;
                 let result = account.provider.send(&self.guarded, delivery).await;
                 account
