@@ -19,6 +19,7 @@
 //! - [`buckets`]: opening KV buckets and following their values and changes.
 //! - [`history`]: what a stream holds: a subject's latest message, reading and following a filter.
 //! - [`retry`]: retryable vs permanent errors, the one retry policy and backoff.
+//! - [`service`]: a daemon's operator API endpoints served as one NATS service.
 //! - [`shutdown`]: cancellation, task tracking, grace period.
 //! - [`timers`]: work due at a time: keyed timers, and durable ones rebuilt from KV `timers`.
 //! - [`telemetry`]: tracing, the metrics registry and the admin port.
@@ -44,6 +45,7 @@ pub mod origin;
 pub mod publish;
 pub mod retry;
 pub mod schema;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod timers;

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use async_nats::service::{Request, ServiceExt};
+use async_nats::service::Request;
 use beacon_core::api::*;
 use beacon_core::config::{ChannelProvider, ConfigError, PageConfig};
 use beacon_core::hlc::wall_clock_ms;
@@ -27,7 +27,7 @@ use beacon_core::messages::{
     SubscriberEndpoint, Suppression, SuppressionReason,
 };
 use beacon_core::names::{api, check_token};
-use futures::StreamExt;
+use beacon_core::service::{self, Service};
 use rand::RngCore;
 use serde::Serialize;
 
@@ -64,33 +64,21 @@ pub async fn serve(ctx: Context) {
 }
 
 async fn serve_endpoints(ctx: Context) -> Result<(), async_nats::Error> {
-    let service = ctx
-        .daemon
-        .client
-        .service_builder()
-        .description("Beacon notifier: subscribers")
-        .start("beacon-notifier", env!("CARGO_PKG_VERSION"))
-        .await?;
-    let group = service.group(api::GROUP);
-    let mut streams = Vec::new();
-    for subject in ENDPOINTS {
-        let endpoint = group
-            .endpoint(subject.trim_start_matches("beacon.api."))
-            .await?;
-        streams.push(endpoint.map(move |request| (*subject, request)).boxed());
-    }
-    let requests = futures::stream::select_all(streams);
-    let shutdown = ctx.daemon.process.shutdown.clone();
-    let handled = requests.for_each_concurrent(CONCURRENCY, |(subject, request)| {
+    let service = Service {
+        name: "beacon-notifier",
+        description: "Beacon notifier: subscribers",
+        endpoints: ENDPOINTS,
+        concurrency: CONCURRENCY,
+    };
+    let (client, shutdown) = (
+        ctx.daemon.client.clone(),
+        ctx.daemon.process.shutdown.clone(),
+    );
+    service::serve(&client, &shutdown, service, |subject, request| {
         let ctx = ctx.clone();
         async move { dispatch(&ctx, subject, request).await }
-    });
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        _ = handled => {}
-    }
-    let _ = service.stop().await;
-    Ok(())
+    })
+    .await
 }
 
 async fn respond<T: Serialize>(

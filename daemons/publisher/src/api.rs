@@ -8,7 +8,7 @@
 
 use async_nats::jetstream::kv;
 use async_nats::jetstream::object_store::ObjectStore;
-use async_nats::service::{Request, ServiceExt};
+use async_nats::service::Request;
 use beacon_core::api::{
     ApiReply, ChangelogList, ChangelogView, DeleteChangelogRequest, EditChangelogRequest,
     ListChangelogRequest, PublishChangelogRequest,
@@ -21,7 +21,7 @@ use beacon_core::hlc::wall_clock_ms;
 use beacon_core::messages::ChangelogEntry;
 use beacon_core::names::{api, changelog_subject, check_token, STREAM_CHANGELOG};
 use beacon_core::publish::{publish_expecting, PublishFailure};
-use futures::StreamExt;
+use beacon_core::service::{self, Service};
 use prometheus::IntCounterVec;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -80,24 +80,17 @@ pub async fn serve(api: Api) {
 }
 
 async fn serve_endpoints(api: Api) -> Result<(), async_nats::Error> {
-    let service = api
-        .daemon
-        .client
-        .service_builder()
-        .description("Beacon publisher: the changelog")
-        .start("beacon-publisher", env!("CARGO_PKG_VERSION"))
-        .await?;
-    let group = service.group(api::GROUP);
-    let mut streams = Vec::new();
-    for subject in ENDPOINTS {
-        let endpoint = group
-            .endpoint(subject.trim_start_matches("beacon.api."))
-            .await?;
-        streams.push(endpoint.map(move |request| (subject, request)).boxed());
-    }
-    let requests = futures::stream::select_all(streams);
-    let shutdown = api.daemon.process.shutdown.clone();
-    let handled = requests.for_each_concurrent(16, |(subject, request)| {
+    let service = Service {
+        name: "beacon-publisher",
+        description: "Beacon publisher: the changelog",
+        endpoints: &ENDPOINTS,
+        concurrency: 16,
+    };
+    let (client, shutdown) = (
+        api.daemon.client.clone(),
+        api.daemon.process.shutdown.clone(),
+    );
+    service::serve(&client, &shutdown, service, |subject, request| {
         let api = api.clone();
         async move {
             let payload = request.message.payload.clone();
@@ -115,13 +108,8 @@ async fn serve_endpoints(api: Api) -> Result<(), async_nats::Error> {
                 _ => respond(&api, name, &request, list(&api, &payload).await).await,
             }
         }
-    });
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        _ = handled => {}
-    }
-    let _ = service.stop().await;
-    Ok(())
+    })
+    .await
 }
 
 async fn page_config<T>(api: &Api, page: &str) -> Result<PageConfig, ApiReply<T>> {

@@ -20,11 +20,11 @@ pub mod incidents;
 pub mod maintenance;
 
 use async_nats::jetstream::kv;
-use async_nats::service::{Request, ServiceExt};
+use async_nats::service::Request;
 use beacon_core::api::ApiReply;
 use beacon_core::daemon::Daemon;
 use beacon_core::names::api;
-use futures::StreamExt;
+use beacon_core::service::{self, Service};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -239,31 +239,19 @@ pub async fn serve(api: Api) {
 }
 
 async fn serve_endpoints(api: Api) -> Result<(), async_nats::Error> {
-    let service = api
-        .daemon
-        .client
-        .service_builder()
-        .description("Beacon decider: page config, status, incidents and maintenance")
-        .start("beacon-decider", env!("CARGO_PKG_VERSION"))
-        .await?;
-    let group = service.group(api::GROUP);
-    let mut streams = Vec::new();
-    for subject in ENDPOINTS {
-        let endpoint = group
-            .endpoint(subject.trim_start_matches("beacon.api."))
-            .await?;
-        streams.push(endpoint.map(move |request| (*subject, request)).boxed());
-    }
-    let requests = futures::stream::select_all(streams);
-    let shutdown = api.daemon.process.shutdown.clone();
-    let handled = requests.for_each_concurrent(CONCURRENCY, |(subject, request)| {
+    let service = Service {
+        name: "beacon-decider",
+        description: "Beacon decider: page config, status, incidents and maintenance",
+        endpoints: ENDPOINTS,
+        concurrency: CONCURRENCY,
+    };
+    let (client, shutdown) = (
+        api.daemon.client.clone(),
+        api.daemon.process.shutdown.clone(),
+    );
+    service::serve(&client, &shutdown, service, |subject, request| {
         let api = api.clone();
         async move { dispatch(&api, subject, request).await }
-    });
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        _ = handled => {}
-    }
-    let _ = service.stop().await;
-    Ok(())
+    })
+    .await
 }
