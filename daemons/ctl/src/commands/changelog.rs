@@ -3,7 +3,7 @@
 //! the entry and become `assets/<file name>` of the page.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use beacon_core::api::{
@@ -77,9 +77,7 @@ pub async fn run(
     format: OutputFormat,
     timeout: Duration,
 ) -> Result<(), CtlError> {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = beacon_core::hlc::wall_clock_ms();
     let (view, verb): (ChangelogView, &str) = match command {
         ChangelogCommand::List { page, all } => {
             check_id("PAGE", &page)?;

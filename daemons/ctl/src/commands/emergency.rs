@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use base64::Engine;
 use beacon_core::origin::{self, FileEntry, Manifest};
@@ -121,9 +121,7 @@ pub fn run(command: EmergencyCommand, format: OutputFormat) -> Result<(), CtlErr
         } => {
             check_id("--page", &page)?;
             check_origins(&origins)?;
-            let at_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
+            let at_ms = beacon_core::hlc::wall_clock_ms();
             let html = notice_html(&title, &message, at_ms);
             let mut versions = Vec::new();
             for origin_dir in &origins {

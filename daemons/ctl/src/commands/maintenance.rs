@@ -1,6 +1,6 @@
 //! `beaconctl maintenance schedule|start|verify|complete|cancel|list`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use beacon_core::api::{
     ChangeMaintenanceRequest, ListMaintenanceRequest, ScheduleMaintenanceRequest,
@@ -62,9 +62,7 @@ pub async fn run(
     format: OutputFormat,
     timeout: Duration,
 ) -> Result<(), CtlError> {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = beacon_core::hlc::wall_clock_ms();
     let (subject, verb, request) = match command {
         MaintenanceCommand::List { page, all } => {
             check_id("PAGE", &page)?;
