@@ -46,7 +46,7 @@ use crate::error::LoadError;
 use crate::progress;
 use crate::report::{rate, ratio};
 
-/// The goals: every delivery within 60 s, the notifier under 1 GiB.
+/// The goals: every delivery within 60 s, the notifier under 1 GiB.
 pub const GOAL_SECONDS: f64 = 60.0;
 /// Peak RSS goal, MiB.
 pub const GOAL_RSS_MIB: f64 = 1024.0;

@@ -45,7 +45,7 @@ use crate::error::LoadError;
 use crate::progress;
 use crate::report::{median, ratio};
 
-/// The goals.
+/// The goals: rows inserted per second.
 pub const GOAL_ROWS_PER_S: f64 = 200_000.0;
 /// p99 publish-to-queryable, milliseconds.
 pub const GOAL_P99_MS: f64 = 2_000.0;
