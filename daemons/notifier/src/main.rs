@@ -6,6 +6,11 @@ use beacon_core::daemon::{config_exit, CommonArgs, Daemon};
 use beacon_notifier::settings::{NotifierArgs, Settings};
 use clap::Parser;
 
+/// A fan-out builds and drops a message per delivery; mimalloc keeps that
+/// off the critical path (glibc's malloc took about a quarter of the time).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tells subscribers about incidents, maintenance and status changes.
 #[derive(Debug, Parser)]
 #[command(name = "beacon-notifier", version)]

@@ -1,6 +1,7 @@
 //! Email end to end: real SMTP over TCP to a loopback SMTP server, the
 //! double opt-in, the unsubscribe link and its headers, a forged link,
-//! and a transient SMTP refusal retried with the same Message-ID.
+//! a transient SMTP refusal retried with the same Message-ID, and a
+//! refused recipient with and without pipelined commands.
 
 mod common;
 
@@ -311,4 +312,65 @@ async fn a_transient_smtp_refusal_is_retried_with_the_same_message_id() {
     assert_eq!(delivered[0].attempts, 2);
     assert_eq!(delivered[0].subscriber, eve.subscriber.subscriber);
     assert_eq!(smtp.count(), 1, "the refused attempt was not kept");
+}
+
+/// One subscriber refused for good, one accepted: the refused one is dead
+/// at once (no retry), the other delivered, and the connection pool goes
+/// on working after the refusal.
+async fn a_refused_recipient_is_dead_and_the_others_delivered(smtp: SmtpSink, page_id: &str) {
+    smtp.refuse("eve@example.com");
+    let h = Harness::start(
+        &[page(page_id, &["api"], &email_channel(&smtp.endpoint()))],
+        &[],
+    )
+    .await;
+    let eve = h.add(page_id, vec![email("eve@example.com")], true).await;
+    let ada = h.add(page_id, vec![email("ada@example.com")], true).await;
+    let bob = h.add(page_id, vec![email("bob@example.com")], true).await;
+    incident(
+        &h,
+        created(page_id, &incident_id(), "Down", Impact::Minor, &["api"]),
+    )
+    .await;
+    let receipts = h
+        .wait_receipts("three final receipts", 3, |r| {
+            matches!(
+                r.outcome,
+                DeliveryOutcome::Delivered | DeliveryOutcome::Dead
+            )
+        })
+        .await;
+    let outcome_of = |id: &str| {
+        receipts
+            .iter()
+            .find(|r| r.subscriber == id)
+            .map(|r| (r.outcome, r.detail.clone()))
+    };
+    assert_eq!(
+        outcome_of(&eve.subscriber.subscriber),
+        Some((DeliveryOutcome::Dead, "smtp 550".to_owned()))
+    );
+    for accepted in [&ada, &bob] {
+        assert_eq!(
+            outcome_of(&accepted.subscriber.subscriber).map(|o| o.0),
+            Some(DeliveryOutcome::Delivered)
+        );
+    }
+    let mut to: Vec<String> = smtp.mails().into_iter().flat_map(|m| m.to).collect();
+    to.sort();
+    assert_eq!(to, ["ada@example.com", "bob@example.com"]);
+}
+
+#[tokio::test]
+async fn a_refused_recipient_with_pipelined_commands() {
+    a_refused_recipient_is_dead_and_the_others_delivered(SmtpSink::start().await, "piped").await;
+}
+
+#[tokio::test]
+async fn a_refused_recipient_without_pipelining() {
+    a_refused_recipient_is_dead_and_the_others_delivered(
+        SmtpSink::start_without_pipelining().await,
+        "unpiped",
+    )
+    .await;
 }

@@ -14,6 +14,17 @@
 //! [`MAX_IDLE`] is closed, and a send that fails on a reused connection
 //! before any answer is tried once more on a fresh one.
 //!
+//! Commands are pipelined (RFC 2920) when the server advertises
+//! `PIPELINING`: `MAIL`, `RCPT` and `DATA` leave in one write and their
+//! answers are read together, then the body and its final dot, so a
+//! message costs two round trips instead of four. lettre has no pipelining
+//! of its own but sends any command text it is given and reads answers one
+//! at a time, so the pipelined exchange is built from lettre's own commands
+//! on lettre's connection (TLS, authentication and dot-stuffing stay
+//! lettre's). lettre does not keep the `EHLO` keywords it does not know, so
+//! a new connection asks once more, before authenticating. A refusal inside
+//! a pipelined exchange ends the connection rather than resynchronising it.
+//!
 //! Headers: the subject is flattened to one line without control
 //! characters before lettre encodes it (RFC 2047 for anything non-ASCII);
 //! the recipient is a validated plain address (no display name), so no
@@ -23,11 +34,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use beacon_core::config::{Channel, ChannelProvider, SmtpTls};
+use lettre::address::Envelope;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
 use lettre::Message;
 
 use super::{Accepted, Delivery, SendError};
@@ -45,7 +59,7 @@ pub struct Provider {
     credentials: Option<Credentials>,
     timeout: Duration,
     hello: ClientId,
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    idle: Mutex<Vec<(Connection, Instant)>>,
     from: Mailbox,
     domain: String,
 }
@@ -55,6 +69,82 @@ impl std::fmt::Debug for Provider {
         f.debug_struct("email::Provider")
             .field("domain", &self.domain)
             .finish()
+    }
+}
+
+/// An SMTP connection and what its server takes.
+struct Connection {
+    smtp: AsyncSmtpConnection,
+    /// The server advertised `PIPELINING` (RFC 2920).
+    pipelining: bool,
+    /// A pipelined exchange failed: the connection's state is unknown.
+    broken: bool,
+}
+
+type SmtpError = lettre::transport::smtp::Error;
+
+/// Whether the server answered (a refusal or a garbled answer) rather than
+/// the connection failing before any answer.
+fn answered(error: &SmtpError) -> bool {
+    error.is_transient() || error.is_permanent() || error.is_response()
+}
+
+impl Connection {
+    /// Sends one message: pipelined when the server allows it and the
+    /// message needs no SMTPUTF8 or 8BITMIME parameter (lettre's own
+    /// exchange checks and asks for those). A failed exchange leaves the
+    /// connection marked broken, so it is not reused.
+    async fn send(&mut self, envelope: &Envelope, bytes: &[u8]) -> Result<Response, SmtpError> {
+        let ascii_envelope = envelope
+            .from()
+            .is_none_or(|a| AsRef::<str>::as_ref(a).is_ascii())
+            && envelope
+                .to()
+                .iter()
+                .all(|a| AsRef::<str>::as_ref(a).is_ascii());
+        if !self.pipelining || !ascii_envelope || !bytes.is_ascii() {
+            return self.smtp.send(envelope, bytes).await;
+        }
+        let mut group = Mail::new(envelope.from().cloned(), vec![]).to_string();
+        for to in envelope.to() {
+            group.push_str(&Rcpt::new(to.clone(), vec![]).to_string());
+        }
+        group.push_str(&Data.to_string());
+        // One answer per command; all of them are read, so the first
+        // refusal is the one reported.
+        let mut refusal = None;
+        let mut outcome = Ok(());
+        for answer in 0..envelope.to().len() + 2 {
+            let read = if answer == 0 {
+                self.smtp.command(&group).await
+            } else {
+                self.smtp.read_response().await
+            };
+            match read {
+                Ok(_) => {}
+                Err(e) if answered(&e) => {
+                    refusal.get_or_insert(e);
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        if let Some(refusal) = refusal {
+            outcome = Err(refusal);
+        }
+        let sent = match outcome {
+            Ok(()) => self.smtp.message(bytes).await,
+            Err(e) => Err(e),
+        };
+        self.broken = sent.is_err();
+        sent
+    }
+
+    /// Whether it can take another message.
+    fn reusable(&self) -> bool {
+        !self.broken && !self.smtp.has_broken()
     }
 }
 
@@ -171,7 +261,7 @@ impl Provider {
         TlsParameters::new(self.host.clone())
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn connect(&self) -> Result<Connection, SendError> {
         let tls_parameters = || {
             self.tls_parameters()
                 .map_err(|_| SendError::permanent("smtp: cannot set up TLS for the relay"))
@@ -209,19 +299,31 @@ impl Provider {
                 connection
             }
         };
+        // lettre keeps only the keywords it knows; PIPELINING is not one.
+        let pipelining = connection
+            .command(Ehlo::new(self.hello.clone()))
+            .await
+            .map_err(|e| classify(&e))?
+            .message()
+            .skip(1)
+            .any(|keyword| keyword.trim().eq_ignore_ascii_case("PIPELINING"));
         if let Some(credentials) = &self.credentials {
             connection
                 .auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .await
                 .map_err(|e| classify(&e))?;
         }
-        Ok(connection)
+        Ok(Connection {
+            smtp: connection,
+            pipelining,
+            broken: false,
+        })
     }
 
-    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+    fn take_idle(&self) -> Option<Connection> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some((connection, since)) = idle.pop() {
-            if since.elapsed() < MAX_IDLE && !connection.has_broken() {
+            if since.elapsed() < MAX_IDLE && connection.reusable() {
                 return Some(connection);
             }
         }
@@ -242,13 +344,13 @@ impl Provider {
         let mut sent = tokio::time::timeout(self.timeout, connection.send(&envelope, &bytes)).await;
         // A reused connection the server closed meanwhile fails before any
         // answer: once more on a fresh one.
-        if !fresh && matches!(&sent, Ok(Err(e)) if !e.is_response()) {
+        if !fresh && matches!(&sent, Ok(Err(e)) if !answered(e)) {
             connection = self.connect().await?;
             sent = tokio::time::timeout(self.timeout, connection.send(&envelope, &bytes)).await;
         }
         match sent {
             Ok(Ok(response)) => {
-                if !connection.has_broken() {
+                if connection.reusable() {
                     self.idle
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())

@@ -164,7 +164,8 @@ impl Worker {
     pub async fn run(self, metrics: ConsumerMetrics, shutdown: Shutdown) {
         let spec = spec(self.kind, self.lane, &self.ctx);
         let js = self.ctx.daemon.js.clone();
-        let worker = &self;
+        let shared = Arc::new(self);
+        let worker = &shared;
         run_batch_consumer(js, spec, metrics, shutdown, move |messages| async move {
             let handled = messages.into_iter().map(|m| worker.handle(m));
             futures::future::join_all(handled).await
@@ -172,7 +173,7 @@ impl Worker {
         .await
     }
 
-    async fn handle(&self, message: Message) -> Outcome {
+    async fn handle(self: &Arc<Self>, message: Message) -> Outcome {
         let envelope = match message.decode::<NotifyBatch>() {
             Ok(envelope) => envelope,
             Err(e) => return Outcome::poison(e),
@@ -223,10 +224,31 @@ impl Worker {
         let mut receipts: Vec<Envelope<DeliveryReceipt>> = Vec::new();
         let mut retry_after: Option<Duration> = None;
         let mut last_flush = Instant::now();
-        let template = crate::render::Template::new(self.kind, &batch.notice, &batch.page);
-        let (page_ref, batch_ref, template_ref) = (&*page, &batch, &template);
+        let template = Arc::new(crate::render::Template::new(
+            self.kind,
+            &batch.notice,
+            &batch.page,
+        ));
+        let batch = Arc::new(batch);
+        // Each delivery is a task of its own: its connection's answers wake
+        // it alone, and deliveries build their messages on every worker
+        // thread rather than taking turns inside this batch's task. Tasks
+        // still running when the batch is given up are aborted.
         let mut sends = futures::stream::iter(todo)
-            .map(|i| async move { (i, self.deliver(page_ref, batch_ref, template_ref, i).await) })
+            .map(|i| {
+                let (worker, page, batch, template) =
+                    (self.clone(), page.clone(), batch.clone(), template.clone());
+                let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+                    worker.deliver(&page, &batch, &template, i).await
+                }));
+                async move {
+                    let done = task.await.unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "A delivery task failed.");
+                        Done::Sent(Err(SendError::retry("the delivery task failed")))
+                    });
+                    (i, done)
+                }
+            })
             .buffer_unordered(self.ctx.settings.send_concurrency);
         // At most one flush is in flight, and the sends go on meanwhile: a
         // delivery holds its account's permit (and an SMTP connection) until

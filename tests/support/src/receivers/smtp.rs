@@ -1,5 +1,7 @@
 //! A loopback SMTP server: greets, answers EHLO, MAIL, RCPT, DATA (with
 //! dot-unstuffing), RSET, NOOP and QUIT, and keeps every accepted message.
+//! It advertises `PIPELINING` (RFC 2920) unless started without it, and,
+//! as that RFC asks, refuses a `DATA` that follows no accepted recipient.
 //! A test may script refusals: a transient 451 for the next N messages, or
 //! a permanent 550 for one recipient.
 
@@ -113,8 +115,19 @@ impl SmtpSink {
             .expect("bind SMTP on a free loopback port")
     }
 
+    /// Starts it on a free loopback port, not advertising `PIPELINING`.
+    pub async fn start_without_pipelining() -> SmtpSink {
+        Self::listen("127.0.0.1:0", false)
+            .await
+            .expect("bind SMTP on a free loopback port")
+    }
+
     /// Starts it on `address` (the demo's mail catcher has a fixed port).
     pub async fn start_on(address: &str) -> std::io::Result<SmtpSink> {
+        Self::listen(address, true).await
+    }
+
+    async fn listen(address: &str, pipelining: bool) -> std::io::Result<SmtpSink> {
         let listener = TcpListener::bind(address).await?;
         let port = listener.local_addr()?.port();
         let mails = Arc::new(Mutex::new(Vec::new()));
@@ -122,7 +135,7 @@ impl SmtpSink {
         let (m, s) = (mails.clone(), script.clone());
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(session(socket, m.clone(), s.clone()));
+                tokio::spawn(session(socket, pipelining, m.clone(), s.clone()));
             }
         });
         Ok(SmtpSink {
@@ -174,7 +187,12 @@ impl Drop for SmtpSink {
     }
 }
 
-async fn session(socket: TcpStream, mails: Arc<Mutex<Vec<Mail>>>, script: Arc<Mutex<Script>>) {
+async fn session(
+    socket: TcpStream,
+    pipelining: bool,
+    mails: Arc<Mutex<Vec<Mail>>>,
+    script: Arc<Mutex<Script>>,
+) {
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read);
     if write.write_all(b"220 sink ESMTP ready\r\n").await.is_err() {
@@ -191,7 +209,9 @@ async fn session(socket: TcpStream, mails: Arc<Mutex<Vec<Mail>>>, script: Arc<Mu
         }
         let command = line.trim_end().to_owned();
         let upper = command.to_ascii_uppercase();
-        let reply: &[u8] = if upper.starts_with("EHLO") {
+        let reply: &[u8] = if upper.starts_with("EHLO") && pipelining {
+            b"250-sink\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 SIZE 10485760\r\n"
+        } else if upper.starts_with("EHLO") {
             b"250-sink\r\n250-8BITMIME\r\n250 SIZE 10485760\r\n"
         } else if upper.starts_with("HELO") {
             b"250 sink\r\n"
@@ -212,6 +232,8 @@ async fn session(socket: TcpStream, mails: Arc<Mutex<Vec<Mail>>>, script: Arc<Mu
                 to.push(address);
                 b"250 2.1.5 ok\r\n"
             }
+        } else if upper == "DATA" && to.is_empty() {
+            b"554 5.5.1 no valid recipients\r\n"
         } else if upper == "DATA" {
             if write.write_all(b"354 go ahead\r\n").await.is_err() {
                 return;
