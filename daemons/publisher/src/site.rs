@@ -99,6 +99,16 @@ impl Compressor {
             style_hashes: vec![style_hash(STYLE)],
             files: Default::default(),
         };
+        for (path, bytes) in &files {
+            if path.ends_with(".html") {
+                for style in inline_styles(bytes) {
+                    let hash = style_hash(style);
+                    if !manifest.style_hashes.contains(&hash) {
+                        manifest.style_hashes.push(hash);
+                    }
+                }
+            }
+        }
         let mut blobs = HashMap::with_capacity(files.len() * 2);
         let mut used = Vec::with_capacity(files.len());
         for (path, bytes) in files {
@@ -129,6 +139,24 @@ impl Compressor {
         self.cache.retain(|sha, _| used.contains(sha));
         Built { manifest, blobs }
     }
+}
+
+/// The text of every `<style>` block of an HTML page, as the CSP hashes it.
+fn inline_styles(html: &[u8]) -> Vec<&str> {
+    let Ok(html) = std::str::from_utf8(html) else {
+        return Vec::new();
+    };
+    let mut styles = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<style>") {
+        let body = &rest[start + "<style>".len()..];
+        let Some(end) = body.find("</style>") else {
+            break;
+        };
+        styles.push(&body[..end]);
+        rest = &body[end..];
+    }
+    styles
 }
 
 /// The CSP source for an inline style block: `'sha256-<base64>'` without
@@ -189,7 +217,7 @@ mod tests {
             built.manifest.files["assets/x.png"].gzip.is_none(),
             "not compressible"
         );
-        assert!(built.manifest.style_hashes[0].starts_with("sha256-"));
+        assert_eq!(built.manifest.style_hashes, [style_hash(STYLE)]);
 
         let dir = tempfile::tempdir().expect("tempdir");
         publish_local(dir.path(), &built).expect("publish");
@@ -209,5 +237,27 @@ mod tests {
             ["status.example.com"]
         );
         assert!(host_of(None).is_empty());
+    }
+
+    #[test]
+    fn every_inline_style_block_of_a_page_is_allowed_by_its_hash() {
+        let page = format!("<head><style>{STYLE}</style><style>.a{{--d:\"x\"}}</style></head>");
+        let built = Compressor::default().build(
+            "demo",
+            "v1",
+            0,
+            vec![],
+            vec![
+                ("index.html".into(), page.into_bytes()),
+                (
+                    "other.html".into(),
+                    format!("<style>{STYLE}</style>").into_bytes(),
+                ),
+            ],
+        );
+        assert_eq!(
+            built.manifest.style_hashes,
+            [style_hash(STYLE), style_hash(".a{--d:\"x\"}")]
+        );
     }
 }

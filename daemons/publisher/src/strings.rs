@@ -52,6 +52,8 @@ pub struct Strings {
     pub day_no_data: &'static str,
     /// A day spent under maintenance.
     pub day_maintenance: &'static str,
+    /// `{count} days without data`, after a number.
+    pub days_without_data: &'static str,
     /// "90 days ago" under the bars.
     pub days_ago: &'static str,
     /// "Today" under the bars.
@@ -118,6 +120,7 @@ pub const EN: Strings = Strings {
     uptime_word: "uptime",
     day_no_data: "no data",
     day_maintenance: "maintenance",
+    days_without_data: "days without data",
     days_ago: "90 days ago",
     today: "Today",
     generated_at: "Generated at",

@@ -96,14 +96,29 @@ fn the_page_shows_what_is_public_and_nothing_else() {
     assert!(index.contains("id=\"component-search\" data-status=\"unknown\""));
     assert!(index.contains("No data yet"));
     assert!(
-        index.contains("aria-label=\"2026-11-26: 90.00% uptime\""),
+        index.contains("<li class=u4 data-u=90.00>"),
         "a bar with its day's figure"
     );
-    assert_eq!(
-        index.matches("<li class=\"d").count(),
-        4 * 90,
-        "90 bars per component"
+    assert!(
+        index.contains(".bars li:nth-child(89){--d:\"2026-11-26\"}"),
+        "the bar's date, shown on hover"
     );
+    assert!(
+        index.contains("2026-11-26: 90.00% uptime"),
+        "the day in words for assistive technology"
+    );
+    let bars: usize = index
+        .split("<ol class=\"bars\" aria-hidden=\"true\">")
+        .skip(1)
+        .map(|list| {
+            list.split("</ol>")
+                .next()
+                .unwrap_or("")
+                .matches("<li")
+                .count()
+        })
+        .sum();
+    assert_eq!(bars, 4 * 90, "90 bars per component");
     assert!(index.contains("<script src=\"live.js\" defer></script>"));
     assert!(index.contains("prefers-color-scheme:dark"));
     for path in rendered.keys() {

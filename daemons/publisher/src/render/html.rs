@@ -1,6 +1,8 @@
 //! The HTML pages: the status page, one page per incident, the incident
-//! history and the paged changelog. Inline CSS (one `<style>` block whose
-//! hash the edge allows), light and dark, no request to another origin,
+//! history and the paged changelog. Inline CSS (the one stylesheet, and on
+//! the status page a second block naming the days of the uptime bars; the
+//! edge allows each block by its hash), light and dark, no request to
+//! another origin,
 //! readable without JavaScript; `live.js` (same origin) keeps the status
 //! page live where scripts run. Operator text is escaped; markdown goes
 //! through [`crate::markdown`].
@@ -37,11 +39,11 @@ section>h2{font-size:1em;margin:0;padding:12px 16px;border-bottom:1px solid var(
 .s{font-weight:600}.s.ok{color:var(--ok)}.s.degraded{color:var(--degraded)}.s.partial{color:var(--partial)}\
 .s.major{color:var(--major)}.s.maintenance{color:var(--maintenance)}.s.unknown{color:var(--unknown)}\
 .bars{display:flex;gap:1px;list-style:none;margin:8px 0 2px;padding:0;height:28px}\
-.d{flex:1;border-radius:1px;background:var(--nodata);position:relative;min-width:2px}\
-.d.u1{background:var(--ok)}.d.u2{background:var(--degraded)}.d.u3{background:var(--partial)}.d.u4{background:var(--major)}.d.um{background:var(--maintenance)}\
-.d:hover::after,.d:focus::after{content:attr(aria-label);position:absolute;bottom:34px;left:50%;transform:translateX(-50%);\
+.bars li{flex:1;border-radius:1px;background:var(--nodata);position:relative;min-width:2px}\
+.bars .u1{background:var(--ok)}.bars .u2{background:var(--degraded)}.bars .u3{background:var(--partial)}.bars .u4{background:var(--major)}.bars .um{background:var(--maintenance)}\
+.bars li:hover::after{position:absolute;bottom:34px;left:50%;transform:translateX(-50%);\
 white-space:nowrap;background:var(--fg);color:var(--bg);padding:4px 8px;border-radius:4px;font-size:.8em;z-index:1}\
-.d:focus{outline:2px solid var(--fg);outline-offset:1px}\
+.vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}\
 .scale{display:flex;justify-content:space-between;color:var(--muted);font-size:.75em}\
 .update{margin:8px 0 0}.update p{margin:4px 0}.tag{font-size:.75em;border:1px solid var(--line);border-radius:3px;padding:1px 5px;margin-left:6px}\
 .entry img{max-width:100%}footer{color:var(--muted);font-size:.8em;margin-top:24px}footer a{margin-right:10px}\
@@ -79,7 +81,15 @@ fn paragraphs(body: &str) -> String {
 
 /// Opens a page: `root` is the relative path to the page root (`""` or
 /// `"../"`), `live` whether the live-update script runs on it.
-fn open(state: &PageState<'_>, html: &mut String, title: &str, root: &str, live: bool) {
+/// `day_style` is the status page's second style block (see [`day_style`]).
+fn open(
+    state: &PageState<'_>,
+    html: &mut String,
+    title: &str,
+    root: &str,
+    live: bool,
+    day_style: Option<&str>,
+) {
     let s = state.strings;
     let _ = write!(
         html,
@@ -99,6 +109,9 @@ fn open(state: &PageState<'_>, html: &mut String, title: &str, root: &str, live:
         atom = attr(s.atom_feed),
         rss = attr(s.rss_feed),
     );
+    if let Some(style) = day_style {
+        let _ = write!(html, "<style>{style}</style>");
+    }
     if live {
         // Without scripts the page still refreshes itself.
         html.push_str("<noscript><meta http-equiv=\"refresh\" content=\"60\"></noscript>");
@@ -151,8 +164,59 @@ fn bar_days(state: &PageState<'_>) -> Vec<String> {
         .collect()
 }
 
-/// 90 bars, oldest first, each focusable and labelled with its day and
-/// figure, which CSS shows on hover and focus.
+/// A string for a CSS `content` value: quoted, with quotes, backslashes,
+/// line breaks and `<` escaped (so no text can end the style block).
+fn css_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' | '<' | '>' | '&' => {
+                let _ = write!(out, "\\{:x} ", c as u32);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The status page's second style block: the date of each of the 90 bar
+/// positions, and the label a bar shows on hover by its class: its date
+/// and figure. Every component's bars share it, so a bar in the markup is
+/// only its class (and its figure when that is not 100.00 %), which keeps
+/// a page of many components small.
+pub fn day_style(state: &PageState<'_>, dates: &[String]) -> String {
+    let s = state.strings;
+    let mut css = String::with_capacity(dates.len() * 48 + 512);
+    for (n, date) in dates.iter().enumerate() {
+        let _ = write!(
+            css,
+            ".bars li:nth-child({}){{--d:{}}}",
+            n + 1,
+            css_string(date)
+        );
+    }
+    let label = |what: &str| css_string(&format!(": {what}"));
+    let _ = write!(
+        css,
+        ".bars li:hover::after{{content:var(--d) {}}}\
+.bars .u1:hover::after{{content:var(--d) {}}}\
+.bars .um:hover::after{{content:var(--d) {}}}\
+.bars li[data-u]:hover::after{{content:var(--d) \": \" attr(data-u) {}}}",
+        label(s.day_no_data),
+        label(&format!("100.00% {}", s.uptime_word)),
+        label(s.day_maintenance),
+        css_string(&format!("% {}", s.uptime_word)),
+    );
+    css
+}
+
+/// 90 bars, oldest first, coloured by the day's figure, which shows on
+/// hover (labels from [`day_style`]). The bars are drawn for the eye; for
+/// assistive technology a hidden paragraph says the same in words, naming
+/// every day under 100 % rather than making 90 stops per component.
 fn uptime_bars(state: &PageState<'_>, html: &mut String, component: &str, dates: &[String]) {
     let s = state.strings;
     let by_day: std::collections::HashMap<&str, &DayRollup> = state
@@ -162,17 +226,17 @@ fn uptime_bars(state: &PageState<'_>, html: &mut String, component: &str, dates:
         .unwrap_or_default();
     let mut counted = 0.0f64;
     let mut weighted = 0.0f64;
-    let _ = write!(
-        html,
-        "<ol class=\"bars\" aria-label=\"{}\">",
-        attr(s.uptime_90_days)
-    );
+    let mut notable: Vec<String> = Vec::new();
+    let mut without_data = 0usize;
+    html.push_str("<ol class=\"bars\" aria-hidden=\"true\">");
     for date in dates {
         let figures = by_day.get(date.as_str()).copied();
-        html.push_str("<li class=\"d");
-        html.push_str(day_class(figures));
-        html.push_str("\" tabindex=\"0\" aria-label=\"");
-        html.push_str(date);
+        html.push_str("<li");
+        let class = day_class(figures);
+        if !class.is_empty() {
+            html.push_str(" class=");
+            html.push_str(class.trim_start());
+        }
         match figures {
             Some(
                 d @ DayRollup {
@@ -184,16 +248,18 @@ fn uptime_bars(state: &PageState<'_>, html: &mut String, component: &str, dates:
                     (d.up_ms + d.degraded_ms + d.down_ms).saturating_sub(d.maintenance_ms) as f64;
                 counted += span;
                 weighted += span * p;
-                let _ = write!(html, ": {p:.2}% {}", attr(s.uptime_word));
+                let figure = format!("{p:.2}");
+                if figure != "100.00" {
+                    let _ = write!(html, " data-u={figure}");
+                    notable.push(format!("{date}: {figure}% {}", s.uptime_word));
+                }
             }
             Some(d) if d.maintenance_ms > 0 => {
-                let _ = write!(html, ": {}", attr(s.day_maintenance));
+                notable.push(format!("{date}: {}", s.day_maintenance));
             }
-            _ => {
-                let _ = write!(html, ": {}", attr(s.day_no_data));
-            }
+            _ => without_data += 1,
         }
-        html.push_str("\"></li>");
+        html.push('>');
     }
     html.push_str("</ol>");
     let overall = if counted > 0.0 {
@@ -203,11 +269,19 @@ fn uptime_bars(state: &PageState<'_>, html: &mut String, component: &str, dates:
     };
     let _ = write!(
         html,
-        "<div class=\"scale\"><span>{}</span><span>{}</span><span>{}</span></div>",
+        "<div class=\"scale\" aria-hidden=\"true\"><span>{}</span><span>{}</span><span>{}</span></div>",
         text(s.days_ago),
         text(&overall),
         text(s.today)
     );
+    let mut words = format!("{}: {overall}.", s.uptime_90_days);
+    if !notable.is_empty() {
+        let _ = write!(words, " {}.", notable.join("; "));
+    }
+    if without_data > 0 {
+        let _ = write!(words, " {without_data} {}.", s.days_without_data);
+    }
+    let _ = write!(html, "<p class=\"vh\">{}</p>", text(&words));
 }
 
 fn incident_summary(state: &PageState<'_>, html: &mut String, incident: &Incident, root: &str) {
@@ -273,13 +347,15 @@ pub fn index(state: &PageState<'_>) -> Vec<u8> {
     let s = state.strings;
     let (_, description) = state.indicator();
     let worst = state.worst();
-    let mut html = String::with_capacity(64 * 1024 + config.components.len() * 9 * 1024);
+    let mut html = String::with_capacity(64 * 1024 + config.components.len() * 2 * 1024);
+    let dates = bar_days(state);
     open(
         state,
         &mut html,
         &format!("{} {}", config.name, s.title_suffix),
         "",
         true,
+        Some(&day_style(state, &dates)),
     );
     let _ = write!(html, "<header><h1>{}</h1>", text(&config.name));
     if !config.description.is_empty() {
@@ -317,7 +393,6 @@ pub fn index(state: &PageState<'_>) -> Vec<u8> {
         .map(|g| (Some(g.id.as_str()), g.name.as_str()))
         .collect();
     sections.push((None, s.other_components));
-    let dates = bar_days(state);
     for (group, title) in sections {
         let members: Vec<_> = config
             .components
@@ -377,7 +452,7 @@ pub fn index(state: &PageState<'_>) -> Vec<u8> {
 pub fn incident_page(state: &PageState<'_>, incident: &Incident) -> Vec<u8> {
     let s = state.strings;
     let mut html = String::with_capacity(8 * 1024);
-    open(state, &mut html, &incident.title, "../", false);
+    open(state, &mut html, &incident.title, "../", false, None);
     let _ = write!(
         html,
         "<p><a href=\"../index.html\">{}</a></p><h1>{}</h1><p class=\"muted\">{}: {}",
@@ -429,6 +504,7 @@ pub fn history(state: &PageState<'_>) -> Vec<u8> {
         &format!("{} · {}", state.config.name, s.incident_history),
         "",
         false,
+        None,
     );
     let _ = write!(
         html,
@@ -523,6 +599,7 @@ pub fn changelog_pages(state: &PageState<'_>) -> Vec<(String, Vec<u8>)> {
             &format!("{} · {}", state.config.name, s.changelog),
             "",
             false,
+            None,
         );
         let _ = write!(
             html,
