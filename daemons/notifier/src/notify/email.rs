@@ -237,7 +237,14 @@ impl Provider {
             .parse()
             .map_err(|_| SendError::permanent("the address cannot be used"))?;
         let content = delivery.template.email(delivery.notice, delivery.links);
+        // Given, not derived: lettre would parse the From and To headers it
+        // just wrote back into addresses.
+        let envelope = Envelope::new(Some(self.from.email.clone()), vec![to.email.clone()])
+            .map_err(|e| {
+                SendError::permanent(format!("cannot build the message: {}", kind_of(&e)))
+            })?;
         Message::builder()
+            .envelope(envelope)
             .from(self.from.clone())
             .to(to)
             .subject(content.subject)
