@@ -13,6 +13,8 @@
 //!   and `--raw-concurrency` HTTP POSTs in flight into each HTTP receiver.
 //! - **Fan-out**: one `created` event of a critical incident is published
 //!   to INCIDENTS; receipts on `beacon.delivery.>` are counted per channel
+//!   (from the DELIVERIES stream's per-subject counts, every
+//!   [`RECEIPT_POLL`])
 //!   until every delivery has one. Each channel's rate is its deliveries
 //!   over the time from the event to its last receipt, and its ratio is
 //!   that rate over its receiver's raw capacity.
@@ -32,7 +34,7 @@ use beacon_core::messages::{
     IncidentEvent, IncidentLifecycle, IncidentState, IncidentUpdate, Subscriber, SubscriberChannel,
     SubscriberEndpoint,
 };
-use beacon_core::names::{incident_subject, KV_CONFIG};
+use beacon_core::names::{incident_subject, KV_CONFIG, STREAM_DELIVERIES};
 use beacon_core::publish::{publish, Publisher};
 use beacon_core::topology::{ensure, Topology};
 use beacon_testkit::{free_port, DaemonProcess};
@@ -54,6 +56,8 @@ pub const GOAL_RSS_MIB: f64 = 1024.0;
 const WEBHOOK_ENV: &str = "BEACON_LOADTEST_WEBHOOK_SECRET";
 const TWILIO_ENV: &str = "BEACON_LOADTEST_TWILIO";
 const CHANNELS: [&str; 5] = ["email", "webhook", "slack", "teams", "sms"];
+/// How often the receipt counts are read while the fan-out runs.
+const RECEIPT_POLL: Duration = Duration::from_millis(100);
 
 /// One channel's figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -589,12 +593,13 @@ pub async fn run(args: &NotifierArgs) -> Result<NotifierReport, LoadError> {
         args.subscribers
     ));
 
-    // Count receipts as they come (core subscription: subjects only).
-    let mut receipts = bus
-        .client
-        .subscribe("beacon.delivery.>")
+    // Receipts are counted from the DELIVERIES stream's per-subject counts,
+    // polled, rather than by receiving each one: a million receipts through
+    // this process would take CPU from the notifier on the same cores.
+    let deliveries = js
+        .get_stream(STREAM_DELIVERIES)
         .await
-        .map_err(|e| LoadError::bus("subscribe to receipts", e))?;
+        .map_err(|e| LoadError::bus("open DELIVERIES", e))?;
     let total: u64 = expected.values().sum();
 
     let event = {
@@ -639,26 +644,44 @@ pub async fn run(args: &NotifierArgs) -> Result<NotifierReport, LoadError> {
     let mut next_report = Instant::now() + Duration::from_secs(5);
     bounded("the fan-out", limit, async {
         while done < total {
-            let Some(message) = receipts.next().await else {
-                return Err(LoadError::Unexpected(
-                    "the receipt subscription ended".into(),
-                ));
-            };
-            let mut tokens = message.subject.as_str().split('.').skip(2);
-            let (Some(channel), Some(outcome)) = (tokens.next(), tokens.next()) else {
-                continue;
-            };
-            match outcome {
-                "delivered" => *delivered.entry(channel.to_owned()).or_default() += 1,
-                "dead" => *dead.entry(channel.to_owned()).or_default() += 1,
-                _ => continue,
+            tokio::time::sleep(RECEIPT_POLL).await;
+            let mut counts = deliveries
+                .info_with_subjects("beacon.delivery.>")
+                .await
+                .map_err(|e| LoadError::bus("count receipts", e))?;
+            let mut now_delivered: BTreeMap<String, u64> = BTreeMap::new();
+            let mut now_dead: BTreeMap<String, u64> = BTreeMap::new();
+            while let Some(count) = counts.next().await {
+                let (subject, n) = count.map_err(|e| LoadError::bus("count receipts", e))?;
+                let mut tokens = subject.split('.').skip(2);
+                let (Some(channel), Some(outcome)) = (tokens.next(), tokens.next()) else {
+                    continue;
+                };
+                match outcome {
+                    "delivered" => {
+                        *now_delivered.entry(channel.to_owned()).or_default() += n as u64
+                    }
+                    "dead" => *now_dead.entry(channel.to_owned()).or_default() += n as u64,
+                    _ => {}
+                }
             }
-            done += 1;
-            last.insert(channel.to_owned(), started.elapsed());
+            let at = started.elapsed();
+            for (channel, deliveries) in &expected {
+                let finished = now_delivered.get(channel).copied().unwrap_or(0)
+                    + now_dead.get(channel).copied().unwrap_or(0);
+                let before = delivered.get(channel).copied().unwrap_or(0)
+                    + dead.get(channel).copied().unwrap_or(0);
+                if finished > before && before < *deliveries {
+                    last.insert(channel.clone(), at);
+                }
+            }
+            delivered = now_delivered;
+            dead = now_dead;
+            done = delivered.values().sum::<u64>() + dead.values().sum::<u64>();
             if Instant::now() >= next_report {
                 progress(&format!(
                     "{done} of {total} delivered after {:.1} s.",
-                    started.elapsed().as_secs_f64()
+                    at.as_secs_f64()
                 ));
                 next_report += Duration::from_secs(5);
             }
