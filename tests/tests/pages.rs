@@ -414,6 +414,20 @@ async fn a_browser_sees_the_page_and_a_live_change() {
     .await;
     let title = read("return document.querySelector('h1').textContent").await;
     assert_eq!(title, "Live <Page>", "operator text shown as text");
+    // The bars' dates come from the page's second style block, which the
+    // edge's CSP must allow by its hash: today's bar knows its date.
+    let today = read(
+        "return getComputedStyle(document.querySelector('.bars li:last-child')).getPropertyValue('--d')",
+    )
+    .await;
+    let is_date = |d: &str| {
+        let d = d.trim().trim_matches('"');
+        d.len() == 10 && d.bytes().filter(u8::is_ascii_digit).count() == 8
+    };
+    assert!(
+        today.as_str().is_some_and(is_date),
+        "the day style applies: {today}"
+    );
     read("window.__same_document = 42; return 1").await;
 
     // The target goes down: the change arrives without a reload.
