@@ -37,6 +37,23 @@ where
     F: Fn(&'static str, Request) -> Fut,
     Fut: Future<Output = ()>,
 {
+    serve_and_signal(client, shutdown, service, None, handle).await
+}
+
+/// [`serve`], and once every endpoint is subscribed and the server has
+/// the subscriptions, says so on `up`: a daemon that reports itself ready
+/// only after that never has a request for its API go unanswered.
+pub async fn serve_and_signal<F, Fut>(
+    client: &async_nats::Client,
+    shutdown: &Shutdown,
+    service: Service,
+    up: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: F,
+) -> Result<(), async_nats::Error>
+where
+    F: Fn(&'static str, Request) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let registered = client
         .service_builder()
         .description(service.description)
@@ -49,6 +66,10 @@ where
             .endpoint(subject.trim_start_matches("beacon.api."))
             .await?;
         streams.push(endpoint.map(move |request| (*subject, request)).boxed());
+    }
+    if let Some(up) = up {
+        client.flush().await?;
+        let _ = up.send(());
     }
     let handled = futures::stream::select_all(streams)
         .for_each_concurrent(service.concurrency, |(subject, request)| {

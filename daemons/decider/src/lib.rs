@@ -236,15 +236,19 @@ pub async fn run(daemon: Daemon, settings: DeciderSettings) -> Result<(), RunErr
         &shutdown,
         books_loaded,
     );
-    shutdown.spawn(api::serve(api::Api {
-        daemon: daemon.clone(),
-        configs: configs.clone(),
-        books: books.clone(),
-        config_store,
-        status_store: status_store.clone(),
-        overrides_store,
-        metrics: metrics.clone(),
-    }));
+    let (api_up, api_ready) = tokio::sync::oneshot::channel();
+    shutdown.spawn(api::serve(
+        api::Api {
+            daemon: daemon.clone(),
+            configs: configs.clone(),
+            books: books.clone(),
+            config_store,
+            status_store: status_store.clone(),
+            overrides_store,
+            metrics: metrics.clone(),
+        },
+        api_up,
+    ));
 
     // Results are only meaningful against the stored configs, incidents and
     // windows: wait for them so a new term does not decide half-blind.
@@ -276,6 +280,12 @@ pub async fn run(daemon: Daemon, settings: DeciderSettings) -> Result<(), RunErr
         }
     };
     let store = Store::new(daemon.clone(), status_store);
+    // Ready only once the API answers (or could not start, which it has
+    // logged).
+    tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        _ = api_ready => {}
+    }
     daemon.process.readiness.set(true);
     tracing::info!(
         partitions = settings.lease.partitions,

@@ -57,13 +57,17 @@ const ENDPOINTS: &[&str] = &[
 ];
 
 /// Serves every endpoint until shutdown.
-pub async fn serve(ctx: Context) {
-    if let Err(e) = serve_endpoints(ctx).await {
+/// Serves until shutdown; `up` hears once requests can reach it.
+pub async fn serve(ctx: Context, up: tokio::sync::oneshot::Sender<()>) {
+    if let Err(e) = serve_endpoints(ctx, up).await {
         tracing::error!(error = %e, "Subscriber API stopped; nobody can subscribe or unsubscribe.");
     }
 }
 
-async fn serve_endpoints(ctx: Context) -> Result<(), async_nats::Error> {
+async fn serve_endpoints(
+    ctx: Context,
+    up: tokio::sync::oneshot::Sender<()>,
+) -> Result<(), async_nats::Error> {
     let service = Service {
         name: "beacon-notifier",
         description: "Beacon notifier: subscribers",
@@ -74,7 +78,7 @@ async fn serve_endpoints(ctx: Context) -> Result<(), async_nats::Error> {
         ctx.daemon.client.clone(),
         ctx.daemon.process.shutdown.clone(),
     );
-    service::serve(&client, &shutdown, service, |subject, request| {
+    service::serve_and_signal(&client, &shutdown, service, Some(up), |subject, request| {
         let ctx = ctx.clone();
         async move { dispatch(&ctx, subject, request).await }
     })

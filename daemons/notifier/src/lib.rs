@@ -158,7 +158,8 @@ pub async fn run(daemon: Daemon, settings: Settings) -> Result<(), RunError> {
         }
     }
 
-    shutdown.spawn(api::serve(ctx.clone()));
+    let (api_up, api_ready) = tokio::sync::oneshot::channel();
+    shutdown.spawn(api::serve(ctx.clone(), api_up));
     if let Some(addr) = ctx.settings.inbound_listen {
         inbound::serve(ctx.clone(), addr)
             .await
@@ -206,6 +207,12 @@ pub async fn run(daemon: Daemon, settings: Settings) -> Result<(), RunError> {
         consumer_metrics,
     ));
 
+    // Ready only once the subscriber API answers (or could not start,
+    // which it has logged).
+    tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        _ = api_ready => {}
+    }
     daemon.process.readiness.set(true);
     tracing::info!("Notifier ready.");
     shutdown.cancelled().await;

@@ -232,13 +232,17 @@ async fn dispatch(api: &Api, subject: &'static str, request: Request) {
 
 /// Serves every endpoint until shutdown. If the service cannot be
 /// registered, operators cannot reach the decider: that is an error.
-pub async fn serve(api: Api) {
-    if let Err(e) = serve_endpoints(api).await {
+/// `up` hears once requests can reach it.
+pub async fn serve(api: Api, up: tokio::sync::oneshot::Sender<()>) {
+    if let Err(e) = serve_endpoints(api, up).await {
         tracing::error!(error = %e, "Decider API stopped; operators cannot apply configs or manage incidents.");
     }
 }
 
-async fn serve_endpoints(api: Api) -> Result<(), async_nats::Error> {
+async fn serve_endpoints(
+    api: Api,
+    up: tokio::sync::oneshot::Sender<()>,
+) -> Result<(), async_nats::Error> {
     let service = Service {
         name: "beacon-decider",
         description: "Beacon decider: page config, status, incidents and maintenance",
@@ -249,7 +253,7 @@ async fn serve_endpoints(api: Api) -> Result<(), async_nats::Error> {
         api.daemon.client.clone(),
         api.daemon.process.shutdown.clone(),
     );
-    service::serve(&client, &shutdown, service, |subject, request| {
+    service::serve_and_signal(&client, &shutdown, service, Some(up), |subject, request| {
         let api = api.clone();
         async move { dispatch(&api, subject, request).await }
     })
