@@ -464,9 +464,10 @@ pub async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        // A whole page fits the socket at once, so a response is one write
-        // instead of waiting for the kernel's buffer to grow; the kernel
-        // only uses this memory while a response is in flight.
+        // A whole page fits the socket at once, so a response goes in one
+        // write (or one sendfile) instead of waiting for the kernel's
+        // buffer to grow; the kernel only uses this memory while a
+        // response is in flight.
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
         let edge = edge.clone();
         // Connections are not tracked by shutdown: an event stream never
