@@ -11,10 +11,13 @@
 //! - [`site`]: the in-memory pages and the loader that follows the origin
 //!   directory.
 //! - [`live`]: Server-Sent Events hub.
-//! - [`serve`]: the HTTP server (hyper) and its handler.
+//! - [`serve`]: the HTTP server: accept loop, the handler, hyper.
+//! - [`direct`]: the static path: GET and HEAD of files answered without
+//!   hyper, large bodies by `sendfile(2)`; everything else goes to hyper.
 //! - [`forward`]: public sign-up handed to the HTTP API (`--api-url`).
 //! - [`mirror`]: object store to origin directory.
 
+pub mod direct;
 pub mod files;
 pub mod forward;
 pub mod live;

@@ -1,7 +1,10 @@
-//! The HTTP side of the edge, on hyper directly: an accept loop with a
-//! connection limit, HTTP/1.1 connections with small header buffers and a
-//! header timeout (a slow or oversized client is cut off alone), and one
-//! handler that serves every page from memory. It reads no file, so it keeps
+//! The HTTP side of the edge: an accept loop with a connection limit,
+//! HTTP/1.1 connections with small header buffers and a header timeout (a
+//! slow or oversized client is cut off alone), and one handler that serves
+//! every page from memory. [`decide`] is the handler's core, shared by the
+//! static path ([`crate::direct`], which answers GET and HEAD of files
+//! itself) and by hyper, which takes every connection over at the first
+//! request the static path leaves to it. It reads no file, so it keeps
 //! answering when NATS, ClickHouse and every other daemon are down. With
 //! `--api-url`, public sign-up and its links go to the HTTP API
 //! ([`crate::forward`]); nothing else does.
@@ -15,10 +18,10 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{Either, Full, StreamBody};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::IntCounter;
 use tokio::net::TcpListener;
@@ -30,7 +33,7 @@ use crate::files::{
 };
 use crate::forward::Forwarder;
 use crate::live::{FrameStream, Hub};
-use crate::site::Sites;
+use crate::site::{Sendable, Sites};
 
 /// A response body: bytes, or an event stream.
 pub type Body = Either<Full<Bytes>, StreamBody<FrameStream>>;
@@ -44,6 +47,9 @@ pub const SEND_BUFFER_BYTES: usize = 512 * 1024;
 
 /// How long a client may take to send a request head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most header lines in a request head; more are answered 431.
+pub const MAX_HEADERS: usize = 64;
 
 /// Responses by status class, resolved once so counting costs an add.
 #[derive(Clone)]
@@ -59,7 +65,7 @@ pub struct Counters {
 }
 
 impl Counters {
-    fn count(&self, status: StatusCode) {
+    pub(crate) fn count(&self, status: StatusCode) {
         match status.as_u16() {
             200..=299 => self.ok.inc(),
             300..=399 => self.redirect.inc(),
@@ -91,10 +97,109 @@ pub struct Edge {
 /// Cache policy of `/api/v1/status/{page}`: pollers may reuse it for 30 s.
 pub const STATUS_V1_CACHE_CONTROL: &str = "public, max-age=30";
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = Response::new(Either::Left(Full::new(Bytes::from_static(text.as_bytes()))));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
+/// A request as the handler reads it: the method, the path (without the
+/// query) and the three headers that decide a file's response, each as
+/// [`HeaderValue::to_str`] gives the first value. Both the hyper path and
+/// [`crate::direct`] build one, so both decide alike.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    /// `GET`, `HEAD`, …
+    pub method: &'a str,
+    /// The URI's path.
+    pub path: &'a str,
+    /// `Host`.
+    pub host: Option<&'a str>,
+    /// `Accept-Encoding`.
+    pub accept_encoding: Option<&'a str>,
+    /// `If-None-Match`.
+    pub if_none_match: Option<&'a str>,
+}
+
+impl<'a> Ask<'a> {
+    /// What the handler reads of a hyper request.
+    pub fn of<B>(request: &'a Request<B>) -> Self {
+        let headers = request.headers();
+        let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        Ask {
+            method: request.method().as_str(),
+            path: request.uri().path(),
+            host: text(header::HOST),
+            accept_encoding: text(header::ACCEPT_ENCODING),
+            if_none_match: text(header::IF_NONE_MATCH),
+        }
+    }
+}
+
+/// A response decided from the request head alone: its status, its
+/// headers (as hyper would be given them) and which body.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers; hyper adds `content-length` (unless present), `date` and
+    /// `connection` as it does for any response.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: ReplyBody,
+}
+
+/// The body of a [`Reply`].
+#[derive(Debug)]
+pub enum ReplyBody {
+    /// A fixed text.
+    Text(&'static str),
+    /// A file variant's bytes, and where they sit in its version's memfd.
+    File(Bytes, Option<Sendable>),
+    /// None (a 304, or HEAD of a file, whose length is in the headers).
+    Empty,
+}
+
+impl ReplyBody {
+    /// The bytes, whichever path sends them.
+    pub fn bytes(&self) -> Bytes {
+        match self {
+            ReplyBody::Text(text) => Bytes::from_static(text.as_bytes()),
+            ReplyBody::File(bytes, _) => bytes.clone(),
+            ReplyBody::Empty => Bytes::new(),
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            ReplyBody::Text(text) => text.len(),
+            ReplyBody::File(bytes, _) => bytes.len(),
+            ReplyBody::Empty => 0,
+        }
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Reply {
+    /// The hyper response.
+    pub fn into_response(self) -> Response<Body> {
+        let mut response = Response::new(Either::Left(Full::new(self.body.bytes())));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers;
+        response
+    }
+}
+
+/// What to do with a request, decided from its head.
+#[derive(Debug)]
+pub enum Decision {
+    /// Answer this.
+    Reply(Reply),
+    /// Open the event stream of this page.
+    Events(String),
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Reply {
+    let mut headers = HeaderMap::with_capacity(4);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -104,27 +209,28 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    response
+    Reply {
+        status,
+        headers,
+        body: ReplyBody::Text(text),
+    }
 }
 
 /// What the HTTP API answers for this request, and for which page: only
 /// with `--api-url`, and only sign-up and its links, routed like files.
 /// The links carry a signed token that names the page, so they also work
 /// where no page is routed.
-pub fn forward_target(
-    edge: &Edge,
-    request: &Request<Incoming>,
-) -> Option<(Forward, Option<String>)> {
+pub fn forward_target(edge: &Edge, ask: &Ask<'_>) -> Option<(Forward, Option<String>)> {
     edge.forward.as_ref()?;
     // Most requests are for files: skip routing twice for them.
-    if !request.uri().path().contains("/api/v2/subscribers") {
+    if !ask.path.contains("/api/v2/subscribers") {
         return None;
     }
     let sites = edge.sites.load();
-    match page_route(edge, &sites, request) {
+    match page_route(edge, &sites, ask) {
         Route::Page { page, path } => forwarded(&path).map(|kind| (kind, Some(page))),
         Route::AddSlash(_) => None,
-        Route::NotFound => forwarded(request.uri().path())
+        Route::NotFound => forwarded(ask.path)
             .filter(|kind| *kind != Forward::SignUp)
             .map(|kind| (kind, None)),
     }
@@ -132,8 +238,8 @@ pub fn forward_target(
 
 /// Serves one request, handing sign-up to the HTTP API.
 pub async fn handle_any(edge: &Edge, request: Request<Incoming>, peer: IpAddr) -> Response<Body> {
-    let (Some(forwarder), Some((kind, page))) = (&edge.forward, forward_target(edge, &request))
-    else {
+    let target = forward_target(edge, &Ask::of(&request));
+    let (Some(forwarder), Some((kind, page))) = (&edge.forward, target) else {
         return handle(edge, &request);
     };
     let response = if kind.takes(request.method().as_str()) {
@@ -141,83 +247,91 @@ pub async fn handle_any(edge: &Edge, request: Request<Incoming>, peer: IpAddr) -
             .forward(request, kind, page.as_deref(), peer)
             .await
     } else {
-        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        let mut reply = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         if let Ok(allow) = HeaderValue::from_str(kind.allow()) {
-            response.headers_mut().insert(header::ALLOW, allow);
+            reply.headers.insert(header::ALLOW, allow);
         }
-        response
+        reply.into_response()
     };
     edge.counters.count(response.status());
     response
 }
 
 /// Serves one request.
-pub fn handle(edge: &Edge, request: &Request<Incoming>) -> Response<Body> {
-    let response = respond(edge, request);
+pub fn handle<B>(edge: &Edge, request: &Request<B>) -> Response<Body> {
+    let response = match decide(edge, &Ask::of(request)) {
+        Decision::Reply(reply) => reply.into_response(),
+        Decision::Events(page) => events(edge, &page),
+    };
     edge.counters.count(response.status());
     response
 }
 
-fn respond(edge: &Edge, request: &Request<Incoming>) -> Response<Body> {
-    let head = request.method() == Method::HEAD;
-    if request.method() != Method::GET && !head {
-        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
-        response
-            .headers_mut()
+/// The one place that decides a request's status, headers and body, for
+/// the hyper path and [`crate::direct`] alike.
+pub fn decide(edge: &Edge, ask: &Ask<'_>) -> Decision {
+    Decision::Reply(match respond(edge, ask) {
+        Ok(reply) => reply,
+        Err(page) => return Decision::Events(page),
+    })
+}
+
+/// A reply, or `Err(page)` for that page's event stream.
+fn respond(edge: &Edge, ask: &Ask<'_>) -> Result<Reply, String> {
+    let head = ask.method == "HEAD";
+    if ask.method != "GET" && !head {
+        let mut reply = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        reply
+            .headers
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+        return Ok(reply);
     }
     let sites = edge.sites.load();
-    let headers = request.headers();
-    if let Some(page_id) = status_v1_page(request.uri().path()) {
+    if let Some(page_id) = status_v1_page(ask.path) {
         let Some(file) = sites
             .pages
             .get(page_id)
             .and_then(|p| p.file(STATUS_V1_FILE))
         else {
-            return plain(StatusCode::NOT_FOUND, "not found\n");
+            return Ok(plain(StatusCode::NOT_FOUND, "not found\n"));
         };
-        let mut response = file_response(file, headers, head);
-        response.headers_mut().insert(
+        let mut reply = file_response(file, ask, head);
+        reply.headers.insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static(STATUS_V1_CACHE_CONTROL),
         );
-        return response;
+        return Ok(reply);
     }
-    let (page_id, path) = match page_route(edge, &sites, request) {
+    let (page_id, path) = match page_route(edge, &sites, ask) {
         Route::Page { page, path } => (page, path),
         Route::AddSlash(location) => {
-            let mut response = plain(StatusCode::MOVED_PERMANENTLY, "moved\n");
+            let mut reply = plain(StatusCode::MOVED_PERMANENTLY, "moved\n");
             if let Ok(value) = HeaderValue::from_str(&location) {
-                response.headers_mut().insert(header::LOCATION, value);
+                reply.headers.insert(header::LOCATION, value);
             }
-            return response;
+            return Ok(reply);
         }
-        Route::NotFound => return plain(StatusCode::NOT_FOUND, "not found\n"),
+        Route::NotFound => return Ok(plain(StatusCode::NOT_FOUND, "not found\n")),
     };
     let Some(page) = sites.pages.get(&page_id) else {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
+        return Ok(plain(StatusCode::NOT_FOUND, "not found\n"));
     };
     if path.trim_start_matches('/') == "events" {
-        return events(edge, &page_id);
+        return Err(page_id);
     }
     let Ok(file_path) = relative_file(&path) else {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
+        return Ok(plain(StatusCode::NOT_FOUND, "not found\n"));
     };
     let Some(file) = page.file(&file_path) else {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
+        return Ok(plain(StatusCode::NOT_FOUND, "not found\n"));
     };
-    file_response(file, headers, head)
+    Ok(file_response(file, ask, head))
 }
 
 /// Which page and path a request means: by host, then default page, then
 /// path prefix (see [`route`]).
-fn page_route(edge: &Edge, sites: &Sites, request: &Request<Incoming>) -> Route {
-    let headers = request.headers();
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(host_name);
+fn page_route(edge: &Edge, sites: &Sites, ask: &Ask<'_>) -> Route {
+    let host = ask.host.map(host_name);
     let host_page = host.as_deref().and_then(|h| {
         edge.hosts
             .iter()
@@ -236,48 +350,40 @@ fn page_route(edge: &Edge, sites: &Sites, request: &Request<Incoming>) -> Route 
                     .is_ok_and(|file| sites.pages.get(page).is_some_and(|p| p.has(&file)))
         })
     };
-    route(host_page, default, request.uri().path(), default_has, |p| {
+    route(host_page, default, ask.path, default_has, |p| {
         sites.pages.contains_key(p)
     })
 }
 
 /// A file's response: the negotiated variant, 304 for a matching
 /// `If-None-Match`, no body for HEAD.
-fn file_response(
-    file: &crate::site::File,
-    headers: &hyper::HeaderMap,
-    head: bool,
-) -> Response<Body> {
-    let encoding = negotiate(
-        headers
-            .get(header::ACCEPT_ENCODING)
-            .and_then(|v| v.to_str().ok()),
-        file.br.is_some(),
-        file.gzip.is_some(),
-    );
+fn file_response(file: &crate::site::File, ask: &Ask<'_>, head: bool) -> Reply {
+    let encoding = negotiate(ask.accept_encoding, file.br.is_some(), file.gzip.is_some());
     let variant = file.variant(encoding);
-    let not_modified = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
+    let not_modified = ask
+        .if_none_match
         .and_then(|v| variant.etag.to_str().ok().map(|etag| etag_matches(v, etag)))
         .unwrap_or(false);
-    let body = if not_modified || head {
-        Bytes::new()
+    let body = if not_modified || head || variant.body.is_empty() {
+        ReplyBody::Empty
     } else {
-        variant.body.clone()
+        ReplyBody::File(variant.body.clone(), variant.sendable.clone())
     };
-    let mut response = Response::new(Either::Left(Full::new(body)));
-    *response.headers_mut() = variant.headers.clone();
+    let mut reply = Reply {
+        status: StatusCode::OK,
+        headers: variant.headers.clone(),
+        body,
+    };
     if not_modified {
-        *response.status_mut() = StatusCode::NOT_MODIFIED;
-        response.headers_mut().remove(header::CONTENT_TYPE);
+        reply.status = StatusCode::NOT_MODIFIED;
+        reply.headers.remove(header::CONTENT_TYPE);
     } else if head {
-        response.headers_mut().insert(
+        reply.headers.insert(
             header::CONTENT_LENGTH,
             HeaderValue::from(variant.body.len()),
         );
     }
-    response
+    reply
 }
 
 fn events(edge: &Edge, page: &str) -> Response<Body> {
@@ -285,10 +391,11 @@ fn events(edge: &Edge, page: &str) -> Response<Body> {
         return plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many live clients; poll live.json\n",
-        );
+        )
+        .into_response();
     }
     let Some(stream) = edge.hub.subscribe(page) else {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
+        return plain(StatusCode::NOT_FOUND, "not found\n").into_response();
     };
     let mut response = Response::new(Either::Right(StreamBody::new(stream)));
     let headers = response.headers_mut();
@@ -304,6 +411,27 @@ fn events(edge: &Edge, page: &str) -> Response<Body> {
     // Tells nginx-style proxies in front not to buffer the stream.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
+}
+
+/// Serves a connection with hyper until it ends: every request the static
+/// path ([`crate::direct`]) does not answer itself, and all after it.
+pub async fn serve_with_hyper<I>(io: I, edge: Arc<Edge>, peer: SocketAddr)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request: Request<Incoming>| {
+        let edge = edge.clone();
+        async move { Ok::<_, Infallible>(handle_any(&edge, request, peer.ip()).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
+        .serve_connection(TokioIo::new(io), service);
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "Connection ended with an error.");
+    }
 }
 
 /// Accepts connections until `shutdown`, at most `max_connections` at once;
@@ -336,27 +464,16 @@ pub async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        // A whole page fits the socket at once, so a response is one write
-        // instead of waiting for the kernel's buffer to grow; the kernel
-        // only uses this memory while a response is in flight.
+        // A whole page fits the socket at once, so a response goes in one
+        // write (or one sendfile) instead of waiting for the kernel's
+        // buffer to grow; the kernel only uses this memory while a
+        // response is in flight.
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
         let edge = edge.clone();
         // Connections are not tracked by shutdown: an event stream never
         // ends by itself, and the process ending closes them.
         tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let edge = edge.clone();
-                async move { Ok::<_, Infallible>(handle_any(&edge, request, peer.ip()).await) }
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
-                .max_buf_size(MAX_HEAD_BYTES)
-                .max_headers(64)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "Connection ended with an error.");
-            }
+            crate::direct::serve(stream, edge, peer).await;
             drop(permit);
         });
     }

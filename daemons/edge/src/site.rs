@@ -4,8 +4,16 @@
 //! headers prepared; requests then only look up and clone. A version that
 //! cannot be read leaves the previous one in place: the last good version
 //! is served until a good new one arrives.
+//!
+//! Bodies of at least [`SENDFILE_MIN_BYTES`] are also written, once per
+//! version, into one sealed memfd, so [`crate::direct`] can hand them to
+//! the socket with `sendfile(2)` instead of copying them from memory on
+//! every response. The seals make the memfd immutable: a response in
+//! flight keeps the file open and sends exactly the bytes it started with,
+//! whatever version is loaded meanwhile.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,11 +29,32 @@ use crate::files::{content_type, Encoding};
 pub const CACHE_CONTROL: &str =
     "public, max-age=5, stale-while-revalidate=30, stale-if-error=86400";
 
+/// Smallest body sent with `sendfile(2)`; smaller ones are written with
+/// their headers in one `write`. Measured on the benchmark page (one Tokio
+/// worker, wrk, loopback): at 24 and 30 KB sendfile took 20 to 40 % less
+/// CPU per response than the copy; at 5 to 7 KB the two were within the
+/// noise, and the copy saves a system call.
+pub const SENDFILE_MIN_BYTES: usize = 16 * 1024;
+
+/// Where a body sits in its version's sealed memfd.
+#[derive(Debug, Clone)]
+pub struct Sendable {
+    /// The memfd (sealed: it can neither change nor shrink).
+    pub file: Arc<std::fs::File>,
+    /// Offset of the body.
+    pub offset: u64,
+    /// Length of the body.
+    pub len: usize,
+}
+
 /// One prepared response body and its headers.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     /// The bytes.
     pub body: Bytes,
+    /// The same bytes in the version's memfd, for bodies of at least
+    /// [`SENDFILE_MIN_BYTES`] (none when the memfd could not be made).
+    pub sendable: Option<Sendable>,
     /// The ETag, quoted.
     pub etag: HeaderValue,
     /// Every header of a 200 (content type, length is added by hyper).
@@ -170,9 +199,61 @@ fn prepared(path: &str, body: Vec<u8>, sha: &str, encoding: Option<&str>, csp: &
     );
     Prepared {
         body: Bytes::from(body),
+        sendable: None,
         etag,
         headers,
     }
+}
+
+/// Every variant of every file, to visit them all.
+fn variants_mut(files: &mut HashMap<String, File>) -> impl Iterator<Item = &mut Prepared> {
+    files
+        .values_mut()
+        .flat_map(|f| [Some(&mut f.identity), f.gzip.as_mut(), f.br.as_mut()])
+        .flatten()
+}
+
+/// Copies the bodies worth a `sendfile(2)` into one sealed memfd and notes
+/// where each sits. On failure no body has a place and all are written from
+/// memory.
+fn seal_bodies(version: &str, files: &mut HashMap<String, File>) {
+    if let Err(e) = try_seal_bodies(files) {
+        for prepared in variants_mut(files) {
+            prepared.sendable = None;
+        }
+        tracing::warn!(version, error = %e, "Cannot keep the bodies in a memfd; writing them from memory.");
+    }
+}
+
+fn try_seal_bodies(files: &mut HashMap<String, File>) -> std::io::Result<()> {
+    use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
+
+    if !variants_mut(files).any(|p| p.body.len() >= SENDFILE_MIN_BYTES) {
+        return Ok(());
+    }
+    let fd = memfd_create(
+        "beacon-edge-version",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )?;
+    let file = Arc::new(std::fs::File::from(fd));
+    let mut offset = 0u64;
+    for prepared in variants_mut(files) {
+        if prepared.body.len() < SENDFILE_MIN_BYTES {
+            continue;
+        }
+        (&*file).write_all(&prepared.body)?;
+        prepared.sendable = Some(Sendable {
+            file: file.clone(),
+            offset,
+            len: prepared.body.len(),
+        });
+        offset += prepared.body.len() as u64;
+    }
+    fcntl_add_seals(
+        &*file,
+        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
+    )?;
+    Ok(())
 }
 
 /// Reads one version directory into memory: exactly the files its
@@ -207,6 +288,7 @@ pub fn load_version(dir: &Path) -> std::io::Result<Version> {
             },
         );
     }
+    seal_bodies(&manifest.version, &mut files);
     Ok(Version {
         id: manifest.version.clone(),
         manifest,

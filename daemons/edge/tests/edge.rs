@@ -636,3 +636,433 @@ async fn only_sign_up_goes_to_the_api_and_its_failures_are_a_clear_503() {
         "{metrics}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The static path (GET and HEAD of files answered without hyper, large
+// bodies by sendfile) and its hand-over to hyper.
+// ---------------------------------------------------------------------------
+
+/// Bytes that do not compress, different for every seed.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// A version with a large `big.png` (sent as is: images are not
+/// compressed), a JSON file large enough that its gzip and brotli variants
+/// also go by sendfile, and the small files the other tests use.
+fn build_large(page: &str, version: &str, seed: u64, big_len: usize) -> Built {
+    let hex: String = noise(seed, 96 * 1024)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Compressor::default().build(
+        page,
+        version,
+        beacon_core::hlc::wall_clock_ms(),
+        Vec::new(),
+        vec![
+            (
+                "index.html".into(),
+                format!("<!doctype html><p>{version}</p>").into_bytes(),
+            ),
+            (
+                "api/v2/summary.json".into(),
+                format!("{{\"page\":\"{page}\",\"v\":\"{version}\"}}").into_bytes(),
+            ),
+            (
+                "api/v1/status.json".into(),
+                format!("{{\"page\":{{\"id\":\"{page}\"}}}}").into_bytes(),
+            ),
+            (
+                "data.json".into(),
+                format!("{{\"noise\":\"{hex}\"}}").into_bytes(),
+            ),
+            ("big.png".into(), noise(seed, big_len)),
+        ],
+    )
+}
+
+/// (status, lower-case headers, body, raw head).
+type Answer = (u16, Vec<(String, String)>, Vec<u8>, Vec<u8>);
+
+/// One response read off a kept-alive connection. `pending` holds bytes
+/// read past it.
+fn read_one(stream: &mut TcpStream, pending: &mut Vec<u8>, head_request: bool) -> Answer {
+    let mut chunk = [0u8; 64 * 1024];
+    let split = loop {
+        if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).expect("read a head");
+        assert!(
+            n > 0,
+            "closed before a head: {:?}",
+            String::from_utf8_lossy(pending)
+        );
+        pending.extend_from_slice(&chunk[..n]);
+    };
+    let raw_head: Vec<u8> = pending.drain(..split).collect();
+    let (status, headers, _) = parse(&raw_head);
+    let length = if head_request || status == 304 {
+        0
+    } else {
+        header(&headers, "content-length")
+            .and_then(|l| l.parse::<usize>().ok())
+            .expect("content-length")
+    };
+    while pending.len() < length {
+        let n = stream.read(&mut chunk).expect("read a body");
+        assert!(
+            n > 0,
+            "closed {} bytes into a body of {length}",
+            pending.len()
+        );
+        pending.extend_from_slice(&chunk[..n]);
+    }
+    let body = pending.drain(..length).collect();
+    (status, headers, body, raw_head)
+}
+
+fn connect(addr: &str) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+}
+
+/// The raw head without its `date` line (the one line that may differ
+/// between two answers a second apart).
+fn without_date(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw).to_string();
+    assert!(text.contains("\r\ndate: "), "{text}");
+    text.split("\r\n")
+        .filter(|line| !line.starts_with("date: "))
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+#[tokio::test]
+async fn the_static_path_answers_byte_for_byte_as_hyper_does() {
+    let origin_dir = tempfile::tempdir().expect("origin");
+    let built = build_large("demo", "01J0000000000000000000000A", 1, 600 * 1024);
+    publish(origin_dir.path(), &built);
+    let edge = start_edge(origin_dir.path(), &["--page", "demo"]);
+    edge.process.wait_ready(READY).await;
+    let addr = edge.addr.clone();
+
+    // A request with `Content-Length: 0` goes to hyper, which answers it
+    // like the same request without: so each answer has hyper's twin.
+    let requests: &[(&str, bool)] = &[
+        ("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n", false),
+        (
+            "GET /data.json HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n",
+            false,
+        ),
+        (
+            "GET /data.json HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip, br\r\n",
+            false,
+        ),
+        ("GET /data.json HTTP/1.1\r\nHost: x\r\n", false),
+        ("GET /big.png?x=1 HTTP/1.1\r\nHost: x\r\n", false),
+        ("GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n", false),
+        (
+            "GET /data.json HTTP/1.1\r\nIf-None-Match: *\r\nAccept-Encoding: br\r\n",
+            false,
+        ),
+        ("HEAD / HTTP/1.1\r\nHost: x\r\n", true),
+        ("HEAD /big.png HTTP/1.1\r\nHost: x\r\n", true),
+        ("HEAD /nope.html HTTP/1.1\r\nHost: x\r\n", true),
+        ("GET /nope.html HTTP/1.1\r\nHost: x\r\n", false),
+        ("GET /../etc/passwd HTTP/1.1\r\nHost: x\r\n", false),
+        ("GET /demo HTTP/1.1\r\nHost: x\r\n", false),
+        ("GET /api/v1/status/demo HTTP/1.1\r\nHost: x\r\n", false),
+        ("GET /api/v1/status/nope HTTP/1.1\r\nHost: x\r\n", false),
+        ("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n", false),
+        (
+            "GET /big.png HTTP/1.1\r\nConnection: keep-alive, close\r\n",
+            false,
+        ),
+        ("GET / HTTP/1.0\r\n", false),
+        ("GET /big.png HTTP/1.0\r\nConnection: keep-alive\r\n", false),
+        (
+            "GET / HTTP/1.0\r\nConnection: x\r\nConnection: Keep-Alive\r\n",
+            false,
+        ),
+        ("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n", false),
+        ("HEAD /nope.html HTTP/1.0\r\n", true),
+    ];
+    for (request, head) in requests {
+        let exchange = |extra: &str| {
+            let mut stream = connect(&addr);
+            stream
+                .write_all(format!("{request}{extra}\r\n").as_bytes())
+                .expect("send");
+            read_one(&mut stream, &mut Vec::new(), *head)
+        };
+        let direct = exchange("");
+        let hyper = exchange("Content-Length: 0\r\n");
+        assert_eq!(without_date(&direct.3), without_date(&hyper.3), "{request}");
+        assert!(direct.2 == hyper.2, "bodies differ: {request}");
+    }
+    let (status, _, body, _) = {
+        let mut stream = connect(&addr);
+        stream
+            .write_all(b"GET /big.png HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        read_one(&mut stream, &mut Vec::new(), false)
+    };
+    assert_eq!(status, 200);
+    assert!(body == noise(1, 600 * 1024), "the body arrived intact");
+    let (_, headers, body, _) = {
+        let mut stream = connect(&addr);
+        stream
+            .write_all(b"GET /data.json HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br\r\n\r\n")
+            .expect("send");
+        read_one(&mut stream, &mut Vec::new(), false)
+    };
+    assert_eq!(header(&headers, "content-encoding"), Some("br"));
+    assert!(body.len() > 16 * 1024, "large enough for sendfile");
+    let mut decoded = Vec::new();
+    brotli::BrotliDecompress(&mut std::io::Cursor::new(body), &mut decoded).expect("brotli");
+    assert!(decoded.starts_with(b"{\"noise\":\""));
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_and_head_has_no_body() {
+    let origin_dir = tempfile::tempdir().expect("origin");
+    let built = build_large("demo", "01J0000000000000000000000A", 2, 300 * 1024);
+    publish(origin_dir.path(), &built);
+    let edge = start_edge(origin_dir.path(), &["--page", "demo"]);
+    edge.process.wait_ready(READY).await;
+
+    let mut stream = connect(&edge.addr);
+    // All at once, in one write.
+    stream
+        .write_all(
+            b"GET /api/v2/summary.json HTTP/1.1\r\nHost: x\r\n\r\n\
+HEAD /big.png HTTP/1.1\r\nHost: x\r\n\r\n\
+GET /big.png HTTP/1.1\r\nHost: x\r\n\r\n\
+GET /nope.html HTTP/1.1\r\nHost: x\r\n\r\n\
+HEAD / HTTP/1.1\r\nHost: x\r\n\r\n\
+GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .expect("send");
+    let mut pending = Vec::new();
+    let (status, _, body, _) = read_one(&mut stream, &mut pending, false);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("\"page\":\"demo\""));
+    let (status, headers, body, _) = read_one(&mut stream, &mut pending, true);
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-length"),
+        Some((300 * 1024).to_string().as_str())
+    );
+    assert!(body.is_empty());
+    let (status, _, body, _) = read_one(&mut stream, &mut pending, false);
+    assert_eq!(status, 200);
+    assert!(body == noise(2, 300 * 1024), "the body arrived intact");
+    let (status, _, _, _) = read_one(&mut stream, &mut pending, false);
+    assert_eq!(status, 404);
+    let (status, headers, _, _) = read_one(&mut stream, &mut pending, true);
+    assert_eq!(status, 200);
+    let index_length = header(&headers, "content-length")
+        .expect("length")
+        .to_owned();
+    let (status, headers, body, _) = read_one(&mut stream, &mut pending, false);
+    assert_eq!(status, 200);
+    assert_eq!(index_length, body.len().to_string(), "HEAD said the length");
+    assert_eq!(header(&headers, "connection"), Some("close"));
+    // Then the edge closes, with nothing after the last body.
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).expect("closed");
+    assert!(pending.is_empty() && rest.is_empty(), "{rest:?}");
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_goes_on_to_the_event_stream() {
+    let origin_dir = tempfile::tempdir().expect("origin");
+    publish(
+        origin_dir.path(),
+        &build(
+            "demo",
+            "01J0000000000000000000000A",
+            &[],
+            "first",
+            "{\"status\":\"one\"}",
+        ),
+    );
+    let edge = start_edge(origin_dir.path(), &["--page", "demo"]);
+    edge.process.wait_ready(READY).await;
+
+    let mut stream = connect(&edge.addr);
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut pending = Vec::new();
+    let (status, _, body, _) = read_one(&mut stream, &mut pending, false);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("first"));
+    // The same connection, now an event stream, then a new version on it.
+    stream
+        .write_all(b"GET /demo/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        .expect("send");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut seen = String::from_utf8_lossy(&pending).to_string();
+    read_sse_until(&mut stream, &mut seen, "\"status\":\"one\"");
+    assert!(seen.contains("content-type: text/event-stream"), "{seen}");
+    publish(
+        origin_dir.path(),
+        &build(
+            "demo",
+            "01J0000000000000000000000C",
+            &[],
+            "second",
+            "{\"status\":\"two\"}",
+        ),
+    );
+    read_sse_until(&mut stream, &mut seen, "\"status\":\"two\"");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_goes_on_to_sign_up_and_back_to_files() {
+    use beacon_testkit::receivers::web::{Reply, WebSink};
+
+    let origin_dir = tempfile::tempdir().expect("origin");
+    publish(
+        origin_dir.path(),
+        &build("demo", "01J0000000000000000000000A", &[], "demo page", "{}"),
+    );
+    let api = WebSink::start().await;
+    api.respond(|_| Reply::json(202, serde_json::json!({"status": "pending"})));
+    let edge = start_edge(
+        origin_dir.path(),
+        &["--page", "demo", "--api-url", &api.url()],
+    );
+    edge.process.wait_ready(READY).await;
+
+    let body = br#"{"subscriber":{"email":"a@example.com"}}"#;
+    let mut request = b"GET /api/v2/summary.json HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    request.extend_from_slice(
+        format!(
+            "POST /api/v2/subscribers.json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    request.extend_from_slice(body);
+    request.extend_from_slice(
+        b"GET /api/v2/subscribers/confirm?token=abc HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    request.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut stream = connect(&edge.addr);
+    stream.write_all(&request).expect("send");
+    let mut pending = Vec::new();
+    let (status, _, answer, _) = read_one(&mut stream, &mut pending, false);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&answer).contains("\"page\":\"demo\""));
+    let (status, _, answer, _) = read_one(&mut stream, &mut pending, false);
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
+    let (status, _, _, _) = read_one(&mut stream, &mut pending, false);
+    assert_eq!(status, 202);
+    let (status, headers, answer, _) = read_one(&mut stream, &mut pending, false);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&answer).contains("demo page"));
+    assert_eq!(header(&headers, "connection"), Some("close"));
+    let received = api.received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].body, body.to_vec());
+    assert_eq!(received[0].header("x-beacon-page"), Some("demo"));
+    assert_eq!(received[1].path, "/api/v2/subscribers/confirm?token=abc");
+}
+
+/// A client whose receive buffer is small, so a large response stays in
+/// flight until it reads.
+fn slow_reader(addr: &str) -> TcpStream {
+    let addr: std::net::SocketAddr = addr.parse().expect("address");
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(32 * 1024).expect("buffer");
+    socket.connect(&addr.into()).expect("connect");
+    let stream = TcpStream::from(socket);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+}
+
+#[tokio::test]
+async fn a_response_in_flight_keeps_its_version_and_a_slow_reader_blocks_no_one() {
+    const BIG: usize = 6 * 1024 * 1024;
+    let origin_dir = tempfile::tempdir().expect("origin");
+    publish(
+        origin_dir.path(),
+        &build_large("demo", "01J0000000000000000000000A", 3, BIG),
+    );
+    let edge = start_edge(origin_dir.path(), &["--page", "demo"]);
+    edge.process.wait_ready(READY).await;
+    let addr = edge.addr.clone();
+
+    // A reader that takes the head and a little of the body, then stalls.
+    let mut slow = slow_reader(&addr);
+    slow.write_all(b"GET /big.png HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut pending = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    while pending.windows(4).all(|w| w != b"\r\n\r\n") {
+        let n = slow.read(&mut chunk).expect("read");
+        assert!(n > 0);
+        pending.extend_from_slice(&chunk[..n]);
+    }
+
+    // Meanwhile everyone else is served at once, large bodies too.
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        let (status, _, body) = get(&addr, "/", "");
+        assert_eq!(status, 200);
+        assert!(String::from_utf8_lossy(&body).contains("01J0000000000000000000000A"));
+    }
+    let (status, _, body) = get(&addr, "/big.png", "");
+    assert_eq!(status, 200);
+    assert!(body == noise(3, BIG), "the body arrived intact");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A new version goes live while the slow response is still going.
+    publish(
+        origin_dir.path(),
+        &build_large("demo", "01J0000000000000000000000B", 4, BIG),
+    );
+    wait_until("the new version", Duration::from_secs(10), || {
+        let addr = addr.clone();
+        async move {
+            let (_, _, body) = get(&addr, "/", "");
+            String::from_utf8_lossy(&body)
+                .contains("01J0000000000000000000000B")
+                .then_some(())
+        }
+    })
+    .await;
+    // The slow reader still gets every byte of the version it asked for.
+    let (status, _, body, _) = read_one(&mut slow, &mut pending, false);
+    assert_eq!(status, 200);
+    assert!(body == noise(3, BIG), "the old version, intact");
+    // And the next request on its connection the new one.
+    slow.write_all(b"GET /big.png HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let (_, _, body, _) = read_one(&mut slow, &mut pending, false);
+    assert!(body == noise(4, BIG), "the new version, intact");
+}
