@@ -100,6 +100,30 @@ struct Edge {
     process: DaemonProcess,
 }
 
+/// An edge serving page `demo` from an origin directory of its own that
+/// holds `built`; the directory is returned for later versions.
+async fn demo_edge(built: &Built) -> (tempfile::TempDir, Edge) {
+    let origin_dir = tempfile::tempdir().expect("origin");
+    publish(origin_dir.path(), built);
+    let edge = start_edge(origin_dir.path(), &["--page", "demo"]);
+    edge.process.wait_ready(READY).await;
+    (origin_dir, edge)
+}
+
+/// Waits until `/` on the edge at `addr` has `needle` in its body.
+async fn wait_for_page(addr: &str, what: &str, within: Duration, needle: &str) {
+    wait_until(what, within, || {
+        let addr = addr.to_owned();
+        async move {
+            let (_, _, body) = get(&addr, "/", "");
+            String::from_utf8_lossy(&body)
+                .contains(needle)
+                .then_some(())
+        }
+    })
+    .await;
+}
+
 fn start_edge(origin_dir: &Path, extra: &[&str]) -> Edge {
     let port = free_port();
     let mut args = vec![
@@ -245,13 +269,14 @@ async fn pages_are_served_from_memory_with_the_right_headers() {
 
 #[tokio::test]
 async fn bad_requests_are_refused_without_affecting_others() {
-    let origin_dir = tempfile::tempdir().expect("origin");
-    publish(
-        origin_dir.path(),
-        &build("demo", "01J0000000000000000000000A", &[], "demo page", "{}"),
-    );
-    let edge = start_edge(origin_dir.path(), &["--page", "demo"]);
-    edge.process.wait_ready(READY).await;
+    let (_origin_dir, edge) = demo_edge(&build(
+        "demo",
+        "01J0000000000000000000000A",
+        &[],
+        "demo page",
+        "{}",
+    ))
+    .await;
     let addr = edge.addr.clone();
 
     // A slow client holding a half-sent request does not block anyone.
@@ -319,19 +344,14 @@ fn read_sse_until(stream: &mut TcpStream, seen: &mut String, want: &str) {
 
 #[tokio::test]
 async fn new_versions_arrive_live_and_emergencies_go_up_and_down() {
-    let origin_dir = tempfile::tempdir().expect("origin");
-    publish(
-        origin_dir.path(),
-        &build(
-            "demo",
-            "01J0000000000000000000000A",
-            &[],
-            "first",
-            "{\"status\":\"one\"}",
-        ),
-    );
-    let edge = start_edge(origin_dir.path(), &["--page", "demo"]);
-    edge.process.wait_ready(READY).await;
+    let (origin_dir, edge) = demo_edge(&build(
+        "demo",
+        "01J0000000000000000000000A",
+        &[],
+        "first",
+        "{\"status\":\"one\"}",
+    ))
+    .await;
     let addr = edge.addr.clone();
 
     let mut sse = TcpStream::connect(&addr).expect("connect");
@@ -412,16 +432,7 @@ async fn new_versions_arrive_live_and_emergencies_go_up_and_down() {
         .output()
         .expect("beaconctl");
     assert!(down.status.success());
-    wait_until("the notice to go", Duration::from_secs(5), || {
-        let addr = addr.clone();
-        async move {
-            let (_, _, body) = get(&addr, "/", "");
-            String::from_utf8_lossy(&body)
-                .contains("second")
-                .then_some(())
-        }
-    })
-    .await;
+    wait_for_page(&addr, "the notice to go", Duration::from_secs(5), "second").await;
 }
 
 #[tokio::test]
@@ -889,19 +900,14 @@ GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
 
 #[tokio::test]
 async fn a_kept_alive_connection_goes_on_to_the_event_stream() {
-    let origin_dir = tempfile::tempdir().expect("origin");
-    publish(
-        origin_dir.path(),
-        &build(
-            "demo",
-            "01J0000000000000000000000A",
-            &[],
-            "first",
-            "{\"status\":\"one\"}",
-        ),
-    );
-    let edge = start_edge(origin_dir.path(), &["--page", "demo"]);
-    edge.process.wait_ready(READY).await;
+    let (origin_dir, edge) = demo_edge(&build(
+        "demo",
+        "01J0000000000000000000000A",
+        &[],
+        "first",
+        "{\"status\":\"one\"}",
+    ))
+    .await;
 
     let mut stream = connect(&edge.addr);
     stream
@@ -1046,15 +1052,12 @@ async fn a_response_in_flight_keeps_its_version_and_a_slow_reader_blocks_no_one(
         origin_dir.path(),
         &build_large("demo", "01J0000000000000000000000B", 4, BIG),
     );
-    wait_until("the new version", Duration::from_secs(10), || {
-        let addr = addr.clone();
-        async move {
-            let (_, _, body) = get(&addr, "/", "");
-            String::from_utf8_lossy(&body)
-                .contains("01J0000000000000000000000B")
-                .then_some(())
-        }
-    })
+    wait_for_page(
+        &addr,
+        "the new version",
+        Duration::from_secs(10),
+        "01J0000000000000000000000B",
+    )
     .await;
     // The slow reader still gets every byte of the version it asked for.
     let (status, _, body, _) = read_one(&mut slow, &mut pending, false);
