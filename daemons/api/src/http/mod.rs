@@ -62,16 +62,9 @@ impl AppState {
         page: Option<&str>,
         scope: ApiScope,
     ) -> Result<ApiKeyRecord, ApiError> {
-        let refuse = |refused: Refused| {
-            self.metrics
-                .refused
-                .with_label_values(&[refused.as_str()])
-                .inc();
-            ApiError::refused(refused)
-        };
-        let text = bearer(headers).map_err(refuse)?;
-        let record = self.keys.authenticate(text).map_err(refuse)?;
-        authorize(&record, page.unwrap_or(&record.page), scope).map_err(refuse)?;
+        let record = self.authenticate(headers)?;
+        authorize(&record, page.unwrap_or(&record.page), scope)
+            .map_err(|refused| self.refuse(refused))?;
         if let Err(wait) = self.limits.key(&record.id, record.rate_per_minute) {
             self.metrics.rate_limited.with_label_values(&["key"]).inc();
             return Err(ApiError::rate_limited(wait));
@@ -82,15 +75,19 @@ impl AppState {
     /// The key of a request, if it is a live one; a refusal otherwise.
     /// Scopes and limits are checked by [`AppState::authorize`].
     fn authenticate(&self, headers: &HeaderMap) -> Result<ApiKeyRecord, ApiError> {
-        let refuse = |refused: Refused| {
-            self.metrics
-                .refused
-                .with_label_values(&[refused.as_str()])
-                .inc();
-            ApiError::refused(refused)
-        };
-        let text = bearer(headers).map_err(refuse)?;
-        self.keys.authenticate(text).map_err(refuse)
+        let text = bearer(headers).map_err(|refused| self.refuse(refused))?;
+        self.keys
+            .authenticate(text)
+            .map_err(|refused| self.refuse(refused))
+    }
+
+    /// A refused key, counted by reason.
+    fn refuse(&self, refused: Refused) -> ApiError {
+        self.metrics
+            .refused
+            .with_label_values(&[refused.as_str()])
+            .inc();
+        ApiError::refused(refused)
     }
 
     /// Counts a public request from the client against its address's limit.
