@@ -101,6 +101,27 @@ impl Api {
         )
     }
 
+    /// A request with a key and neither body nor extra headers.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: &str,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        self.send(method, path, Some(auth), None, &[]).await
+    }
+
+    /// A request with a key and a JSON body.
+    async fn call_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: &str,
+        body: Value,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        self.send(method, path, Some(auth), Some(body), &[]).await
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,
@@ -165,13 +186,7 @@ async fn the_seed_routes_write_through_the_owners() {
     use reqwest::Method as M;
 
     let (status, incident, _) = api
-        .send(
-            M::POST,
-            "/api/v1/incidents",
-            Some(&auth),
-            Some(json!({"title": "Checkout <b>errors</b>\r\nX-Injected: 1", "impact": "major", "components": ["api"], "message": "Looking"})),
-            &[],
-        )
+        .call_json(M::POST, "/api/v1/incidents", &auth, json!({"title": "Checkout <b>errors</b>\r\nX-Injected: 1", "impact": "major", "components": ["api"], "message": "Looking"}))
         .await;
     assert_eq!(status, 201, "{incident}");
     api.assert_schema("Incident", &incident);
@@ -197,12 +212,11 @@ async fn the_seed_routes_write_through_the_owners() {
         .await;
 
     let (status, updated, _) = api
-        .send(
+        .call_json(
             M::POST,
             &format!("/api/v1/incidents/{id}/updates"),
-            Some(&auth),
-            Some(json!({"status": "resolved", "message": "Fixed"})),
-            &[],
+            &auth,
+            json!({"status": "resolved", "message": "Fixed"}),
         )
         .await;
     assert_eq!(status, 201, "{updated}");
@@ -212,43 +226,28 @@ async fn the_seed_routes_write_through_the_owners() {
         .wait_status("seed", "api", ComponentStatus::Operational)
         .await;
 
-    let (status, list, _) = api
-        .send(M::GET, "/api/v1/incidents?all=true", Some(&auth), None, &[])
-        .await;
+    let (status, list, _) = api.call(M::GET, "/api/v1/incidents?all=true", &auth).await;
     assert_eq!(status, 200);
     assert_eq!(list.as_array().map(Vec::len), Some(1));
     let (status, one, _) = api
-        .send(
-            M::GET,
-            &format!("/api/v1/incidents/{id}"),
-            Some(&auth),
-            None,
-            &[],
-        )
+        .call(M::GET, &format!("/api/v1/incidents/{id}"), &auth)
         .await;
     assert_eq!((status, one["id"].as_str()), (200, Some(id.as_str())));
-    let (status, _, _) = api
-        .send(M::GET, "/api/v1/incidents/nope", Some(&auth), None, &[])
-        .await;
+    let (status, _, _) = api.call(M::GET, "/api/v1/incidents/nope", &auth).await;
     assert_eq!(status, 404);
 
     // Components: read, override, hand back.
-    let (status, components, _) = api
-        .send(M::GET, "/api/v1/components", Some(&auth), None, &[])
-        .await;
+    let (status, components, _) = api.call(M::GET, "/api/v1/components", &auth).await;
     assert_eq!(status, 200);
     for component in components.as_array().expect("a list") {
         api.assert_schema("Component", component);
     }
     let (status, set, _) = api
-        .send(
+        .call_json(
             M::PUT,
             "/api/v1/components/db/status",
-            Some(&auth),
-            Some(
-                json!({"status": "under_maintenance", "expires_in": "10m", "reason": "migration"}),
-            ),
-            &[],
+            &auth,
+            json!({"status": "under_maintenance", "expires_in": "10m", "reason": "migration"}),
         )
         .await;
     assert_eq!(status, 200, "{set}");
@@ -256,36 +255,22 @@ async fn the_seed_routes_write_through_the_owners() {
         .wait_status("seed", "db", ComponentStatus::UnderMaintenance)
         .await;
     let (status, _, _) = api
-        .send(
-            M::DELETE,
-            "/api/v1/components/db/status",
-            Some(&auth),
-            None,
-            &[],
-        )
+        .call(M::DELETE, "/api/v1/components/db/status", &auth)
         .await;
     assert_eq!(status, 200);
 
     // Maintenance: schedule, list, cancel.
     let (status, window, _) = api
-        .send(
-            M::POST,
-            "/api/v1/maintenance",
-            Some(&auth),
-            Some(json!({"title": "DB upgrade", "starts_at": "2030-01-01T03:00:00Z", "ends_at": "2030-01-01T04:00:00Z", "components": ["db"]})),
-            &[],
-        )
+        .call_json(M::POST, "/api/v1/maintenance", &auth, json!({"title": "DB upgrade", "starts_at": "2030-01-01T03:00:00Z", "ends_at": "2030-01-01T04:00:00Z", "components": ["db"]}))
         .await;
     assert_eq!(status, 201, "{window}");
     api.assert_schema("Maintenance", &window);
     let window_id = window["id"].as_str().expect("id").to_owned();
     let (status, cancelled, _) = api
-        .send(
+        .call(
             M::POST,
             &format!("/api/v1/maintenance/{window_id}/cancel"),
-            Some(&auth),
-            None,
-            &[],
+            &auth,
         )
         .await;
     assert_eq!(
@@ -295,23 +280,21 @@ async fn the_seed_routes_write_through_the_owners() {
 
     // Bad input names the field and changes nothing.
     let (status, error, _) = api
-        .send(
+        .call_json(
             M::POST,
             "/api/v1/incidents",
-            Some(&auth),
-            Some(json!({"title": "x", "impact": "huge"})),
-            &[],
+            &auth,
+            json!({"title": "x", "impact": "huge"}),
         )
         .await;
     assert_eq!(status, 422, "{error}");
     assert_eq!(error["error"]["field"], "impact");
     let (status, error, _) = api
-        .send(
+        .call_json(
             M::POST,
             "/api/v1/incidents",
-            Some(&auth),
-            Some(json!({"title": "x", "impact": "minor", "colour": "red"})),
-            &[],
+            &auth,
+            json!({"title": "x", "impact": "minor", "colour": "red"}),
         )
         .await;
     assert_eq!(status, 422, "{error}");
@@ -322,23 +305,21 @@ async fn the_seed_routes_write_through_the_owners() {
         "{error}"
     );
     let (status, _, _) = api
-        .send(
+        .call_json(
             M::POST,
             "/api/v1/incidents",
-            Some(&auth),
-            Some(json!({"title": "x", "impact": "minor", "components": ["ghost"]})),
-            &[],
+            &auth,
+            json!({"title": "x", "impact": "minor", "components": ["ghost"]}),
         )
         .await;
     assert_eq!(status, 422);
     let huge = "x".repeat(100_000);
     let (status, _, _) = api
-        .send(
+        .call_json(
             M::POST,
             "/api/v1/incidents",
-            Some(&auth),
-            Some(json!({"title": huge, "impact": "minor"})),
-            &[],
+            &auth,
+            json!({"title": huge, "impact": "minor"}),
         )
         .await;
     assert_eq!(status, 413);
@@ -352,9 +333,7 @@ async fn the_seed_routes_write_through_the_owners() {
         .await
         .expect("answers");
     assert_eq!(response.status().as_u16(), 400);
-    let (_, list, _) = api
-        .send(M::GET, "/api/v1/incidents?all=true", Some(&auth), None, &[])
-        .await;
+    let (_, list, _) = api.call(M::GET, "/api/v1/incidents?all=true", &auth).await;
     assert_eq!(
         list.as_array().map(Vec::len),
         Some(1),
@@ -386,22 +365,18 @@ async fn keys_are_scoped_revocable_and_rate_limited() {
     );
     // A key for page beta cannot touch page alpha.
     let (status, _, _) = api
-        .send(
+        .call(
             M::GET,
             "/v1/pages/alpha/incidents",
-            Some(&format!("OAuth {beta_writer}")),
-            None,
-            &[],
+            &format!("OAuth {beta_writer}"),
         )
         .await;
     assert_eq!(status, 403);
     let (status, _, _) = api
-        .send(
+        .call(
             M::GET,
             "/v1/pages/beta/incidents",
-            Some(&format!("OAuth {beta_writer}")),
-            None,
-            &[],
+            &format!("OAuth {beta_writer}"),
         )
         .await;
     assert_eq!(status, 200);
@@ -428,13 +403,7 @@ async fn keys_are_scoped_revocable_and_rate_limited() {
         "{error}"
     );
     let (status, _, _) = api
-        .send(
-            M::GET,
-            "/api/v1/incidents",
-            Some("Bearer nonsense"),
-            None,
-            &[],
-        )
+        .call(M::GET, "/api/v1/incidents", "Bearer nonsense")
         .await;
     assert_eq!(status, 401);
     let forged = format!("{}0", &reader[..reader.len() - 1]);
@@ -444,26 +413,14 @@ async fn keys_are_scoped_revocable_and_rate_limited() {
         forged
     };
     let (status, _, _) = api
-        .send(
-            M::GET,
-            "/api/v1/incidents",
-            Some(&bearer(&forged)),
-            None,
-            &[],
-        )
+        .call(M::GET, "/api/v1/incidents", &bearer(&forged))
         .await;
     assert_eq!(status, 401);
 
     // A revoked key is refused from then on.
     let (revoked, revoked_id) = api.key("alpha", &["incidents:read"], None).await;
     let (status, _, _) = api
-        .send(
-            M::GET,
-            "/api/v1/incidents",
-            Some(&bearer(&revoked)),
-            None,
-            &[],
-        )
+        .call(M::GET, "/api/v1/incidents", &bearer(&revoked))
         .await;
     assert_eq!(status, 200);
     let output = api.rig.ctl(&["apikey", "revoke", &revoked_id]).await;
@@ -474,13 +431,7 @@ async fn keys_are_scoped_revocable_and_rate_limited() {
     );
     wait_until("the revoked key to be refused", DECIDE, || async {
         let (status, error, _) = api
-            .send(
-                M::GET,
-                "/api/v1/incidents",
-                Some(&bearer(&revoked)),
-                None,
-                &[],
-            )
+            .call(M::GET, "/api/v1/incidents", &bearer(&revoked))
             .await;
         (status == 401
             && error["error"]["message"]
@@ -498,13 +449,9 @@ async fn keys_are_scoped_revocable_and_rate_limited() {
 
     // Rate limits: 6 a minute is a burst of one.
     let (slow, _) = api.key("alpha", &["incidents:read"], Some(6)).await;
-    let (status, _, _) = api
-        .send(M::GET, "/api/v1/incidents", Some(&bearer(&slow)), None, &[])
-        .await;
+    let (status, _, _) = api.call(M::GET, "/api/v1/incidents", &bearer(&slow)).await;
     assert_eq!(status, 200);
-    let (status, error, headers) = api
-        .send(M::GET, "/api/v1/incidents", Some(&bearer(&slow)), None, &[])
-        .await;
+    let (status, error, headers) = api.call(M::GET, "/api/v1/incidents", &bearer(&slow)).await;
     assert_eq!(
         (status, error["error"]["code"].as_str()),
         (429, Some("rate_limited"))
@@ -553,13 +500,7 @@ async fn retries_with_an_idempotency_key_create_one_incident_and_one_update() {
         assert_eq!(status, 201, "{incident}");
     }
     let (_, incident, _) = api
-        .send(
-            M::GET,
-            &format!("/api/v1/incidents/{}", ids[0]),
-            Some(&auth),
-            None,
-            &[],
-        )
+        .call(M::GET, &format!("/api/v1/incidents/{}", ids[0]), &auth)
         .await;
     let messages: Vec<&str> = incident["updates"]
         .as_array()
@@ -569,9 +510,7 @@ async fn retries_with_an_idempotency_key_create_one_incident_and_one_update() {
         .filter(|m| *m == "Cause found")
         .collect();
     assert_eq!(messages.len(), 1, "{incident:#}");
-    let (_, list, _) = api
-        .send(M::GET, "/api/v1/incidents?all=true", Some(&auth), None, &[])
-        .await;
+    let (_, list, _) = api.call(M::GET, "/api/v1/incidents?all=true", &auth).await;
     assert_eq!(list.as_array().map(Vec::len), Some(1));
 }
 
@@ -589,14 +528,8 @@ async fn the_statuspage_routes_speak_statuspage() {
     let auth = format!("OAuth {key}");
 
     let (status, created, _) = api
-        .send(
-            M::POST,
-            "/v1/pages/sp/incidents",
-            Some(&auth),
-            Some(json!({"incident": {"name": "Elevated errors", "status": "investigating", "impact_override": "major",
-                "body": "We are looking into it.", "components": {"api": "partial_outage"}, "deliver_notifications": true}})),
-            &[],
-        )
+        .call_json(M::POST, "/v1/pages/sp/incidents", &auth, json!({"incident": {"name": "Elevated errors", "status": "investigating", "impact_override": "major",
+                "body": "We are looking into it.", "components": {"api": "partial_outage"}, "deliver_notifications": true}}))
         .await;
     assert_eq!(status, 201, "{created}");
     api.assert_schema("SpIncident", &created);
@@ -608,13 +541,7 @@ async fn the_statuspage_routes_speak_statuspage() {
         .await;
 
     let (status, updated, _) = api
-        .send(
-            M::PATCH,
-            &format!("/v1/pages/sp/incidents/{id}"),
-            Some(&auth),
-            Some(json!({"incident": {"status": "resolved", "body": "All good.", "components": {"api": "operational"}}})),
-            &[],
-        )
+        .call_json(M::PATCH, &format!("/v1/pages/sp/incidents/{id}"), &auth, json!({"incident": {"status": "resolved", "body": "All good.", "components": {"api": "operational"}}}))
         .await;
     assert_eq!(status, 200, "{updated}");
     api.assert_schema("SpIncident", &updated);
@@ -630,13 +557,7 @@ async fn the_statuspage_routes_speak_statuspage() {
     );
 
     let (status, unresolved, _) = api
-        .send(
-            M::GET,
-            "/v1/pages/sp/incidents/unresolved",
-            Some(&auth),
-            None,
-            &[],
-        )
+        .call(M::GET, "/v1/pages/sp/incidents/unresolved", &auth)
         .await;
     assert_eq!(
         (status, unresolved.as_array().map(Vec::len)),
@@ -644,20 +565,17 @@ async fn the_statuspage_routes_speak_statuspage() {
     );
 
     // Components.
-    let (status, components, _) = api
-        .send(M::GET, "/v1/pages/sp/components", Some(&auth), None, &[])
-        .await;
+    let (status, components, _) = api.call(M::GET, "/v1/pages/sp/components", &auth).await;
     assert_eq!(status, 200);
     for component in components.as_array().expect("list") {
         api.assert_schema("SpComponent", component);
     }
     let (status, component, _) = api
-        .send(
+        .call_json(
             M::PATCH,
             "/v1/pages/sp/components/api",
-            Some(&auth),
-            Some(json!({"component": {"status": "degraded_performance"}})),
-            &[],
+            &auth,
+            json!({"component": {"status": "degraded_performance"}}),
         )
         .await;
     assert_eq!(
@@ -669,12 +587,11 @@ async fn the_statuspage_routes_speak_statuspage() {
         .wait_status("sp", "api", ComponentStatus::DegradedPerformance)
         .await;
     let (status, error, _) = api
-        .send(
+        .call_json(
             M::PATCH,
             "/v1/pages/sp/components/api",
-            Some(&auth),
-            Some(json!({"component": {"status": "down"}})),
-            &[],
+            &auth,
+            json!({"component": {"status": "down"}}),
         )
         .await;
     assert_eq!(
@@ -683,70 +600,48 @@ async fn the_statuspage_routes_speak_statuspage() {
         "{error}"
     );
     let (status, error, _) = api
-        .send(
+        .call_json(
             M::PATCH,
             "/v1/pages/sp/components/api",
-            Some(&auth),
-            Some(json!({"component": {"name": "Renamed", "status": "operational"}})),
-            &[],
+            &auth,
+            json!({"component": {"name": "Renamed", "status": "operational"}}),
         )
         .await;
     assert_eq!(status, 422, "{error}");
 
     // Scheduled maintenance is an incident with scheduled_for.
     let (status, scheduled, _) = api
-        .send(
-            M::POST,
-            "/v1/pages/sp/incidents",
-            Some(&auth),
-            Some(json!({"incident": {"name": "DB upgrade", "status": "scheduled", "scheduled_for": "2030-01-01T03:00:00Z",
-                "scheduled_until": "2030-01-01T04:00:00Z", "component_ids": ["db"], "scheduled_remind_prior": true}})),
-            &[],
-        )
+        .call_json(M::POST, "/v1/pages/sp/incidents", &auth, json!({"incident": {"name": "DB upgrade", "status": "scheduled", "scheduled_for": "2030-01-01T03:00:00Z",
+                "scheduled_until": "2030-01-01T04:00:00Z", "component_ids": ["db"], "scheduled_remind_prior": true}}))
         .await;
     assert_eq!(status, 201, "{scheduled}");
     api.assert_schema("SpIncident", &scheduled);
     assert_eq!(scheduled["status"], "scheduled");
     let window = scheduled["id"].as_str().expect("id").to_owned();
     let (status, listed, _) = api
-        .send(
-            M::GET,
-            "/v1/pages/sp/incidents/scheduled",
-            Some(&auth),
-            None,
-            &[],
-        )
+        .call(M::GET, "/v1/pages/sp/incidents/scheduled", &auth)
         .await;
     assert_eq!((status, listed.as_array().map(Vec::len)), (200, Some(1)));
     let (status, deleted, _) = api
-        .send(
+        .call(
             M::DELETE,
             &format!("/v1/pages/sp/incidents/{window}"),
-            Some(&auth),
-            None,
-            &[],
+            &auth,
         )
         .await;
     assert_eq!(status, 200, "{deleted}");
     let (status, _, _) = api
-        .send(
-            M::DELETE,
-            &format!("/v1/pages/sp/incidents/{id}"),
-            Some(&auth),
-            None,
-            &[],
-        )
+        .call(M::DELETE, &format!("/v1/pages/sp/incidents/{id}"), &auth)
         .await;
     assert_eq!(status, 422, "incidents are resolved, not deleted");
 
     // An unknown field is named.
     let (status, error, _) = api
-        .send(
+        .call_json(
             M::POST,
             "/v1/pages/sp/incidents",
-            Some(&auth),
-            Some(json!({"incident": {"name": "x", "severity": "high"}})),
-            &[],
+            &auth,
+            json!({"incident": {"name": "x", "severity": "high"}}),
         )
         .await;
     assert_eq!(status, 422, "{error}");
@@ -756,9 +651,7 @@ async fn the_statuspage_routes_speak_statuspage() {
             .is_some_and(|m| m.contains("severity")),
         "{error}"
     );
-    let (status, _, _) = api
-        .send(M::GET, "/v1/pages/sp/nothing", Some(&auth), None, &[])
-        .await;
+    let (status, _, _) = api.call(M::GET, "/v1/pages/sp/nothing", &auth).await;
     assert_eq!(status, 404);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
@@ -807,9 +700,7 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
     let auth = bearer(&writer);
 
     // No notifier yet: the owner is down.
-    let (status, error, headers) = api
-        .send(M::GET, "/api/v1/subscribers", Some(&auth), None, &[])
-        .await;
+    let (status, error, headers) = api.call(M::GET, "/api/v1/subscribers", &auth).await;
     assert_eq!(
         (status, error["error"]["code"].as_str()),
         (503, Some("unavailable")),
@@ -820,22 +711,14 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
     let notifier = notifier(&api);
     notifier.wait_ready(READY).await;
     wait_until("the notifier to answer", DECIDE, || async {
-        let (status, _, _) = api
-            .send(M::GET, "/api/v1/subscribers", Some(&auth), None, &[])
-            .await;
+        let (status, _, _) = api.call(M::GET, "/api/v1/subscribers", &auth).await;
         (status == 200).then_some(())
     })
     .await;
 
     // Double opt-in: the email endpoint waits, and its confirmation is sent.
     let (status, ada, _) = api
-        .send(
-            M::POST,
-            "/api/v1/subscribers",
-            Some(&auth),
-            Some(json!({"endpoints": [{"type": "email", "address": "ada@example.com"}], "components": ["api"]})),
-            &[],
-        )
+        .call_json(M::POST, "/api/v1/subscribers", &auth, json!({"endpoints": [{"type": "email", "address": "ada@example.com"}], "components": ["api"]}))
         .await;
     assert_eq!(status, 201, "{ada}");
     api.assert_schema("Subscriber", &ada);
@@ -856,14 +739,8 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
 
     // Confirmed elsewhere: every endpoint is live at once.
     let (status, hooked, _) = api
-        .send(
-            M::POST,
-            "/api/v1/subscribers",
-            Some(&auth),
-            Some(json!({"endpoints": [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}, {"type": "sms", "phone": "+14155550100"}],
-                "dedup": "first", "confirmed": true})),
-            &[],
-        )
+        .call_json(M::POST, "/api/v1/subscribers", &auth, json!({"endpoints": [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}, {"type": "sms", "phone": "+14155550100"}],
+                "dedup": "first", "confirmed": true}))
         .await;
     assert_eq!(status, 201, "{hooked}");
     api.assert_schema("Subscriber", &hooked);
@@ -880,12 +757,11 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
 
     // The same address again is a conflict naming the subscriber.
     let (status, error, _) = api
-        .send(
+        .call_json(
             M::POST,
             "/api/v1/subscribers",
-            Some(&auth),
-            Some(json!({"endpoints": [{"type": "email", "address": "ada@example.com"}]})),
-            &[],
+            &auth,
+            json!({"endpoints": [{"type": "email", "address": "ada@example.com"}]}),
         )
         .await;
     assert_eq!(status, 409, "{error}");
@@ -942,13 +818,7 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
         ),
     ] {
         let (status, error, _) = api
-            .send(
-                M::POST,
-                "/api/v1/subscribers",
-                Some(&auth),
-                Some(body.clone()),
-                &[],
-            )
+            .call_json(M::POST, "/api/v1/subscribers", &auth, body.clone())
             .await;
         assert_eq!(status, 422, "{body} → {error}");
         let named = error["error"]["field"].as_str().unwrap_or_default();
@@ -960,13 +830,7 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
     }
 
     let (status, error, _) = api
-        .send(
-            M::GET,
-            "/api/v1/subscribers?cursor=x",
-            Some(&auth),
-            None,
-            &[],
-        )
+        .call(M::GET, "/api/v1/subscribers?cursor=x", &auth)
         .await;
     assert_eq!(status, 422, "{error}");
     assert!(
@@ -976,27 +840,17 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
         "{error}"
     );
     // Reading, in slices.
-    let (status, first, _) = api
-        .send(
-            M::GET,
-            "/api/v1/subscribers?limit=1",
-            Some(&auth),
-            None,
-            &[],
-        )
-        .await;
+    let (status, first, _) = api.call(M::GET, "/api/v1/subscribers?limit=1", &auth).await;
     assert_eq!(status, 200, "{first}");
     api.assert_schema("SubscriberPage", &first);
     assert_eq!(first["total"], 2, "the bad requests stored nothing");
     assert_eq!(first["subscribers"].as_array().map(Vec::len), Some(1));
     let next = first["next"].as_str().expect("a next slice").to_owned();
     let (status, second, _) = api
-        .send(
+        .call(
             M::GET,
             &format!("/api/v1/subscribers?limit=1&after={next}"),
-            Some(&bearer(&reader)),
-            None,
-            &[],
+            &bearer(&reader),
         )
         .await;
     assert_eq!(status, 200, "{second}");
@@ -1016,12 +870,10 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
     want.sort();
     assert_eq!(ids, want);
     let (status, shown, _) = api
-        .send(
+        .call(
             M::GET,
             &format!("/api/v1/subscribers/{hooked_id}"),
-            Some(&bearer(&reader)),
-            None,
-            &[],
+            &bearer(&reader),
         )
         .await;
     assert_eq!(status, 200, "{shown}");
@@ -1030,101 +882,64 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
 
     // Scopes and pages.
     let (status, _, _) = api
-        .send(
+        .call_json(
             M::POST,
             "/api/v1/subscribers",
-            Some(&bearer(&reader)),
-            Some(json!({"endpoints": [{"type": "email", "address": "c@example.com"}]})),
-            &[],
+            &bearer(&reader),
+            json!({"endpoints": [{"type": "email", "address": "c@example.com"}]}),
         )
         .await;
     assert_eq!(status, 403, "a read key cannot add");
     let (status, _, _) = api
-        .send(
-            M::GET,
-            "/api/v1/subscribers",
-            Some(&bearer(&incidents_only)),
-            None,
-            &[],
-        )
+        .call(M::GET, "/api/v1/subscribers", &bearer(&incidents_only))
         .await;
     assert_eq!(status, 403, "an incidents key cannot read subscribers");
     for method in [M::GET, M::DELETE] {
         let (status, _, _) = api
-            .send(
+            .call(
                 method,
                 &format!("/api/v1/subscribers/{ada_id}"),
-                Some(&bearer(&other)),
-                None,
-                &[],
+                &bearer(&other),
             )
             .await;
         assert_eq!(status, 404, "page other has no such subscriber");
     }
     let other_auth = format!("OAuth {other}");
     let (status, _, _) = api
-        .send(
-            M::GET,
-            "/v1/pages/subs/subscribers",
-            Some(&other_auth),
-            None,
-            &[],
-        )
+        .call(M::GET, "/v1/pages/subs/subscribers", &other_auth)
         .await;
     assert_eq!(status, 403);
     let (status, _, _) = api
-        .send(
+        .call(
             M::DELETE,
             &format!("/v1/pages/subs/subscribers/{ada_id}"),
-            Some(&other_auth),
-            None,
-            &[],
+            &other_auth,
         )
         .await;
     assert_eq!(status, 403);
     let (status, _, _) = api
-        .send(
-            M::GET,
-            &format!("/api/v1/subscribers/{ada_id}"),
-            Some(&auth),
-            None,
-            &[],
-        )
+        .call(M::GET, &format!("/api/v1/subscribers/{ada_id}"), &auth)
         .await;
     assert_eq!(status, 200, "ada is still there");
 
     // Removing.
     let (status, _, _) = api
-        .send(
+        .call(
             M::DELETE,
             &format!("/api/v1/subscribers/{hooked_id}"),
-            Some(&auth),
-            None,
-            &[],
+            &auth,
         )
         .await;
     assert_eq!(status, 204);
     let (status, _, _) = api
-        .send(
-            M::GET,
-            &format!("/api/v1/subscribers/{hooked_id}"),
-            Some(&auth),
-            None,
-            &[],
-        )
+        .call(M::GET, &format!("/api/v1/subscribers/{hooked_id}"), &auth)
         .await;
     assert_eq!(status, 404);
 
     // Statuspage's shapes.
     let sp_auth = format!("OAuth {writer}");
     let (status, sp, _) = api
-        .send(
-            M::POST,
-            "/v1/pages/subs/subscribers",
-            Some(&sp_auth),
-            Some(json!({"subscriber": {"email": "grace@example.com", "component_ids": ["db"], "skip_confirmation_notification": true}})),
-            &[],
-        )
+        .call_json(M::POST, "/v1/pages/subs/subscribers", &sp_auth, json!({"subscriber": {"email": "grace@example.com", "component_ids": ["db"], "skip_confirmation_notification": true}}))
         .await;
     assert_eq!(status, 201, "{sp}");
     api.assert_schema("SpSubscriber", &sp);
@@ -1134,12 +949,11 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
     assert_eq!(sp["components"], json!(["db"]));
     let grace = sp["id"].as_str().expect("id").to_owned();
     let (status, sms, _) = api
-        .send(
+        .call_json(
             M::POST,
             "/v1/pages/subs/subscribers",
-            Some(&sp_auth),
-            Some(json!({"subscriber": {"phone_number": "+14155550111", "phone_country": "US"}})),
-            &[],
+            &sp_auth,
+            json!({"subscriber": {"phone_number": "+14155550111", "phone_country": "US"}}),
         )
         .await;
     assert_eq!(status, 201, "{sms}");
@@ -1148,12 +962,11 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
         (Some("sms"), Some("+14155550111"))
     );
     let (status, pending, _) = api
-        .send(
+        .call_json(
             M::POST,
             "/v1/pages/subs/subscribers",
-            Some(&sp_auth),
-            Some(json!({"subscriber": {"email": "<b>lin</b>@example.com"}})),
-            &[],
+            &sp_auth,
+            json!({"subscriber": {"email": "<b>lin</b>@example.com"}}),
         )
         .await;
     assert_eq!(status, 422, "{pending}");
@@ -1174,12 +987,11 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
         ),
     ] {
         let (status, error, _) = api
-            .send(
+            .call_json(
                 M::POST,
                 "/v1/pages/subs/subscribers",
-                Some(&sp_auth),
-                Some(body.clone()),
-                &[],
+                &sp_auth,
+                body.clone(),
             )
             .await;
         assert_eq!(status, 422, "{body} → {error}");
@@ -1211,12 +1023,10 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
         ("type=integration_partner&state=all", 0),
     ] {
         let (status, listed, _) = api
-            .send(
+            .call(
                 M::GET,
                 &format!("/v1/pages/subs/subscribers?{query}"),
-                Some(&sp_auth),
-                None,
-                &[],
+                &sp_auth,
             )
             .await;
         assert_eq!(status, 200, "{query}: {listed}");
@@ -1226,22 +1036,18 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
         }
     }
     let (_, unconfirmed, _) = api
-        .send(
+        .call(
             M::GET,
             "/v1/pages/subs/subscribers?state=unconfirmed",
-            Some(&sp_auth),
-            None,
-            &[],
+            &sp_auth,
         )
         .await;
     assert_eq!(sp_ids(&unconfirmed), vec![ada_id.as_str()]);
     let (status, error, _) = api
-        .send(
+        .call(
             M::GET,
             "/v1/pages/subs/subscribers?state=sometimes",
-            Some(&sp_auth),
-            None,
-            &[],
+            &sp_auth,
         )
         .await;
     assert_eq!(
@@ -1250,81 +1056,57 @@ async fn subscribers_are_kept_by_the_notifier_through_both_apis() {
         "{error}"
     );
     let (status, shown, _) = api
-        .send(
+        .call(
             M::GET,
             &format!("/v1/pages/subs/subscribers/{grace}"),
-            Some(&format!("OAuth {reader}")),
-            None,
-            &[],
+            &format!("OAuth {reader}"),
         )
         .await;
     assert_eq!((status, shown["id"].as_str()), (200, Some(grace.as_str())));
     let (status, removed, _) = api
-        .send(
+        .call(
             M::DELETE,
             &format!("/v1/pages/subs/subscribers/{grace}"),
-            Some(&sp_auth),
-            None,
-            &[],
+            &sp_auth,
         )
         .await;
     assert_eq!(status, 200, "{removed}");
     assert_eq!(removed["email"], "grace@example.com");
     let (status, _, _) = api
-        .send(
+        .call(
             M::GET,
             &format!("/v1/pages/subs/subscribers/{grace}"),
-            Some(&sp_auth),
-            None,
-            &[],
+            &sp_auth,
         )
         .await;
     assert_eq!(status, 404);
-    let (_, all, _) = api
-        .send(M::GET, "/api/v1/subscribers", Some(&auth), None, &[])
-        .await;
+    let (_, all, _) = api.call(M::GET, "/api/v1/subscribers", &auth).await;
     assert_eq!(all["total"], 2, "{all}");
 
     // Erasure at its owner's request: gone, and an operator cannot add the
     // address again.
     let (status, error, _) = api
-        .send(
+        .call(
             M::DELETE,
             &format!("/api/v1/subscribers/{ada_id}?erase=maybe"),
-            Some(&auth),
-            None,
-            &[],
+            &auth,
         )
         .await;
     assert_eq!(status, 422, "{error}");
     let (status, _, _) = api
-        .send(
+        .call(
             M::DELETE,
             &format!("/api/v1/subscribers/{ada_id}?erase=true"),
-            Some(&auth),
-            None,
-            &[],
+            &auth,
         )
         .await;
     assert_eq!(status, 204);
     let (status, _, _) = api
-        .send(
-            M::GET,
-            &format!("/api/v1/subscribers/{ada_id}"),
-            Some(&auth),
-            None,
-            &[],
-        )
+        .call(M::GET, &format!("/api/v1/subscribers/{ada_id}"), &auth)
         .await;
     assert_eq!(status, 404);
     let (status, error, _) = api
-        .send(
-            M::POST,
-            "/api/v1/subscribers",
-            Some(&auth),
-            Some(json!({"endpoints": [{"type": "email", "address": "ada@example.com"}], "confirmed": true})),
-            &[],
-        )
+        .call_json(M::POST, "/api/v1/subscribers", &auth, json!({"endpoints": [{"type": "email", "address": "ada@example.com"}], "confirmed": true}))
         .await;
     assert_eq!(status, 422, "{error}");
     assert_eq!(error["error"]["field"], "endpoints[0]", "{error}");
@@ -1399,13 +1181,7 @@ async fn changelog_entries_are_published_once_through_the_publisher() {
     let id = ids[0].clone();
 
     let (status, list, _) = api
-        .send(
-            M::GET,
-            "/api/v1/changelog",
-            Some(&bearer(&reader)),
-            None,
-            &[],
-        )
+        .call(M::GET, "/api/v1/changelog", &bearer(&reader))
         .await;
     assert_eq!(status, 200, "{list}");
     let list = list.as_array().expect("a list").clone();
@@ -1474,13 +1250,7 @@ async fn changelog_entries_are_published_once_through_the_publisher() {
         ),
     ] {
         let (status, error, _) = api
-            .send(
-                M::POST,
-                "/api/v1/changelog",
-                Some(&auth),
-                Some(bad.clone()),
-                &[],
-            )
+            .call_json(M::POST, "/api/v1/changelog", &auth, bad.clone())
             .await;
         assert_eq!(status, 422, "{bad} → {error}");
         let named = error["error"]["field"].as_str().unwrap_or_default();
@@ -1493,27 +1263,13 @@ async fn changelog_entries_are_published_once_through_the_publisher() {
 
     // Scopes.
     let (status, _, _) = api
-        .send(
-            M::POST,
-            "/api/v1/changelog",
-            Some(&bearer(&reader)),
-            Some(body.clone()),
-            &[],
-        )
+        .call_json(M::POST, "/api/v1/changelog", &bearer(&reader), body.clone())
         .await;
     assert_eq!(status, 403, "a read key cannot publish");
     let (status, _, _) = api
-        .send(
-            M::GET,
-            "/api/v1/changelog",
-            Some(&bearer(&incidents_only)),
-            None,
-            &[],
-        )
+        .call(M::GET, "/api/v1/changelog", &bearer(&incidents_only))
         .await;
     assert_eq!(status, 403);
-    let (_, list, _) = api
-        .send(M::GET, "/api/v1/changelog", Some(&auth), None, &[])
-        .await;
+    let (_, list, _) = api.call(M::GET, "/api/v1/changelog", &auth).await;
     assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
 }
