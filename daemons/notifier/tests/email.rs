@@ -317,7 +317,10 @@ async fn a_transient_smtp_refusal_is_retried_with_the_same_message_id() {
 /// One subscriber refused for good, one accepted: the refused one is dead
 /// at once (no retry), the other delivered, and the connection pool goes
 /// on working after the refusal.
-async fn a_refused_recipient_is_dead_and_the_others_delivered(smtp: SmtpSink, page_id: &str) {
+async fn a_refused_recipient_is_dead_and_the_others_delivered(
+    smtp: SmtpSink,
+    page_id: &str,
+) -> SmtpSink {
     smtp.refuse("eve@example.com");
     let h = Harness::start(
         &[page(page_id, &["api"], &email_channel(&smtp.endpoint()))],
@@ -359,18 +362,23 @@ async fn a_refused_recipient_is_dead_and_the_others_delivered(smtp: SmtpSink, pa
     let mut to: Vec<String> = smtp.mails().into_iter().flat_map(|m| m.to).collect();
     to.sort();
     assert_eq!(to, ["ada@example.com", "bob@example.com"]);
+    smtp
 }
 
 #[tokio::test]
 async fn a_refused_recipient_with_pipelined_commands() {
-    a_refused_recipient_is_dead_and_the_others_delivered(SmtpSink::start().await, "piped").await;
+    let smtp =
+        a_refused_recipient_is_dead_and_the_others_delivered(SmtpSink::start().await, "piped")
+            .await;
+    assert!(smtp.pipelined() > 0, "the commands came pipelined");
 }
 
 #[tokio::test]
 async fn a_refused_recipient_without_pipelining() {
-    a_refused_recipient_is_dead_and_the_others_delivered(
+    let smtp = a_refused_recipient_is_dead_and_the_others_delivered(
         SmtpSink::start_without_pipelining().await,
         "unpiped",
     )
     .await;
+    assert_eq!(smtp.pipelined(), 0, "one command at a time");
 }

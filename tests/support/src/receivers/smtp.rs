@@ -97,6 +97,9 @@ impl Mail {
 struct Script {
     transient_failures: usize,
     refused_recipients: Vec<String>,
+    /// `MAIL` commands that arrived with the next command already behind
+    /// them, before any answer: the client pipelined.
+    pipelined: usize,
 }
 
 /// The server.
@@ -171,6 +174,12 @@ impl SmtpSink {
         self.script.lock().expect("script").transient_failures = n;
     }
 
+    /// How many transactions the clients pipelined: a `MAIL` command that
+    /// arrived with the next command already behind it.
+    pub fn pipelined(&self) -> usize {
+        self.script.lock().expect("script").pipelined
+    }
+
     /// Refuses `address` for good (`550`).
     pub fn refuse(&self, address: &str) {
         self.script
@@ -216,6 +225,9 @@ async fn session(
         } else if upper.starts_with("HELO") {
             b"250 sink\r\n"
         } else if upper.starts_with("MAIL FROM:") {
+            if !lines.buffer().is_empty() {
+                script.lock().expect("script").pipelined += 1;
+            }
             from = address_of(&command[10..]);
             to.clear();
             b"250 2.1.0 ok\r\n"
