@@ -25,25 +25,12 @@ pub struct Service {
 }
 
 /// Serves `service` until `shutdown`, handing each request with its
-/// endpoint's full subject to `handle`. An error means the service could
-/// not be registered: operators cannot reach this daemon.
+/// endpoint's full subject to `handle`. Once every endpoint is subscribed
+/// and the server has the subscriptions, says so on `up`: a daemon that
+/// reports itself ready only after that never has a request for its API go
+/// unanswered. An error means the service could not be registered:
+/// operators cannot reach this daemon.
 pub async fn serve<F, Fut>(
-    client: &async_nats::Client,
-    shutdown: &Shutdown,
-    service: Service,
-    handle: F,
-) -> Result<(), async_nats::Error>
-where
-    F: Fn(&'static str, Request) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    serve_and_signal(client, shutdown, service, None, handle).await
-}
-
-/// [`serve`], and once every endpoint is subscribed and the server has
-/// the subscriptions, says so on `up`: a daemon that reports itself ready
-/// only after that never has a request for its API go unanswered.
-pub async fn serve_and_signal<F, Fut>(
     client: &async_nats::Client,
     shutdown: &Shutdown,
     service: Service,

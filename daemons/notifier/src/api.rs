@@ -78,7 +78,7 @@ async fn serve_endpoints(
         ctx.daemon.client.clone(),
         ctx.daemon.process.shutdown.clone(),
     );
-    service::serve_and_signal(&client, &shutdown, service, Some(up), |subject, request| {
+    service::serve(&client, &shutdown, service, Some(up), |subject, request| {
         let ctx = ctx.clone();
         async move { dispatch(&ctx, subject, request).await }
     })

@@ -90,7 +90,7 @@ async fn serve_endpoints(api: Api) -> Result<(), async_nats::Error> {
         api.daemon.client.clone(),
         api.daemon.process.shutdown.clone(),
     );
-    service::serve(&client, &shutdown, service, |subject, request| {
+    service::serve(&client, &shutdown, service, None, |subject, request| {
         let api = api.clone();
         async move {
             let payload = request.message.payload.clone();

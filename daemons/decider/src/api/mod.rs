@@ -253,7 +253,7 @@ async fn serve_endpoints(
         api.daemon.client.clone(),
         api.daemon.process.shutdown.clone(),
     );
-    service::serve_and_signal(&client, &shutdown, service, Some(up), |subject, request| {
+    service::serve(&client, &shutdown, service, Some(up), |subject, request| {
         let api = api.clone();
         async move { dispatch(&api, subject, request).await }
     })
