@@ -32,12 +32,14 @@ pub async fn follow(
         match change {
             Change::Entry(entry) => match entry.operation {
                 kv::Operation::Put => match Envelope::<ApiKeyRecord>::decode(&entry.value) {
-                    Ok(envelope) => keys.set(&entry.key, Some(envelope.data)),
+                    Ok(envelope) => keys.set(&entry.key, entry.revision, Some(envelope.data)),
                     Err(e) => {
                         tracing::warn!(key = %entry.key, error = %e, "Unreadable API key record skipped.")
                     }
                 },
-                kv::Operation::Delete | kv::Operation::Purge => keys.set(&entry.key, None),
+                kv::Operation::Delete | kv::Operation::Purge => {
+                    keys.set(&entry.key, entry.revision, None)
+                }
             },
             Change::CaughtUp => {
                 let _ = loaded.send(true);
@@ -46,11 +48,36 @@ pub async fn follow(
     }
 }
 
+/// Reads the bucket's entry for `id` into `keys`: what a request does when
+/// it names a key the follower has not delivered yet, so a key is usable
+/// the moment its creation was acknowledged. An id the bucket does not hold
+/// is not remembered, so a key created a moment later is still found.
+pub async fn read_through(store: &kv::Store, keys: &Keys, id: &str) -> Result<(), kv::EntryError> {
+    let Some(entry) = store.entry(id).await? else {
+        return Ok(());
+    };
+    match entry.operation {
+        kv::Operation::Put => match Envelope::<ApiKeyRecord>::decode(&entry.value) {
+            Ok(envelope) => keys.set(id, entry.revision, Some(envelope.data)),
+            Err(e) => {
+                tracing::warn!(key = %id, error = %e, "Unreadable API key record skipped.")
+            }
+        },
+        kv::Operation::Delete | kv::Operation::Purge => keys.set(id, entry.revision, None),
+    }
+    Ok(())
+}
+
 fn invalid<T>(location: &str, message: impl Into<String>) -> ApiReply<T> {
     ApiReply::invalid(location, message)
 }
 
-async fn create(daemon: &Daemon, store: &kv::Store, payload: &[u8]) -> ApiReply<CreatedApiKey> {
+async fn create(
+    daemon: &Daemon,
+    store: &kv::Store,
+    keys: &Keys,
+    payload: &[u8],
+) -> ApiReply<CreatedApiKey> {
     let request: CreateApiKeyRequest = match serde_json::from_slice(payload) {
         Ok(request) => request,
         Err(e) => return invalid("request", format!("not a CreateApiKeyRequest: {e}")),
@@ -106,7 +133,8 @@ async fn create(daemon: &Daemon, store: &kv::Store, payload: &[u8]) -> ApiReply<
         Err(e) => return ApiReply::failed(format!("cannot encode the key: {e}")),
     };
     match store.create(&record.id, bytes.into()).await {
-        Ok(_) => {
+        Ok(revision) => {
+            keys.set(&record.id, revision, Some(record.clone()));
             tracing::info!(target: "audit", key = %record.id, page = %record.page, by = %record.created_by, "API key created.");
             ApiReply::Ok {
                 result: CreatedApiKey {
@@ -134,7 +162,12 @@ async fn list(keys: &Keys, payload: &[u8]) -> ApiReply<Vec<ApiKeyView>> {
     }
 }
 
-async fn revoke(daemon: &Daemon, store: &kv::Store, payload: &[u8]) -> ApiReply<ApiKeyView> {
+async fn revoke(
+    daemon: &Daemon,
+    store: &kv::Store,
+    keys: &Keys,
+    payload: &[u8],
+) -> ApiReply<ApiKeyView> {
     let request: RevokeApiKeyRequest = match serde_json::from_slice(payload) {
         Ok(request) => request,
         Err(e) => return invalid("request", format!("not a RevokeApiKeyRequest: {e}")),
@@ -166,7 +199,10 @@ async fn revoke(daemon: &Daemon, store: &kv::Store, payload: &[u8]) -> ApiReply<
             .update(&request.id, bytes.into(), entry.revision)
             .await
         {
-            Ok(_) => {
+            Ok(revision) => {
+                // Refused here from this moment; other instances learn it
+                // from their followers.
+                keys.set(&record.id, revision, Some(record.clone()));
                 tracing::info!(target: "audit", key = %record.id, page = %record.page, by = %request.actor, "API key revoked.");
                 return ApiReply::Ok {
                     result: keys::view(&record),
@@ -203,7 +239,7 @@ pub async fn serve(daemon: Daemon, store: kv::Store, keys: Keys) {
             tokio::select! {
                 _ = daemon.process.shutdown.cancelled() => break,
                 Some(request) = create_requests.next() => {
-                    let reply = create(&daemon, &store, &request.message.payload).await;
+                    let reply = create(&daemon, &store, &keys, &request.message.payload).await;
                     respond(&request, reply).await;
                 }
                 Some(request) = list_requests.next() => {
@@ -211,7 +247,7 @@ pub async fn serve(daemon: Daemon, store: kv::Store, keys: Keys) {
                     respond(&request, reply).await;
                 }
                 Some(request) = revoke_requests.next() => {
-                    let reply = revoke(&daemon, &store, &request.message.payload).await;
+                    let reply = revoke(&daemon, &store, &keys, &request.message.payload).await;
                     respond(&request, reply).await;
                 }
                 else => break,

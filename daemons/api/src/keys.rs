@@ -113,18 +113,45 @@ impl Refused {
     }
 }
 
-/// Every stored key, kept equal to KV `apikeys` by a follower.
+/// What the cache knows of one key id: the bucket revision it was read at
+/// and the record, or `None` once the key was deleted.
+#[derive(Debug, Clone)]
+struct Known {
+    revision: u64,
+    record: Option<ApiKeyRecord>,
+}
+
+/// Every stored key, kept equal to KV `apikeys` by a follower and filled on
+/// a miss by reading the bucket ([`crate::admin::read_through`]), so a key
+/// is accepted as soon as its creation was acknowledged, whichever instance
+/// is asked and however far its follower lags.
+///
+/// Each id keeps the bucket revision it was last seen at, and an older
+/// revision never replaces a newer one: a read-through that raced the
+/// follower cannot bring back a record the follower has since revoked or
+/// deleted (a deletion is kept as a tombstone for that reason).
 #[derive(Debug, Clone, Default)]
-pub struct Keys(Arc<RwLock<HashMap<String, ApiKeyRecord>>>);
+pub struct Keys(Arc<RwLock<HashMap<String, Known>>>);
 
 impl Keys {
-    /// Sets (or with `None` forgets) a record.
-    pub fn set(&self, id: &str, record: Option<ApiKeyRecord>) {
+    /// Records what the bucket holds for `id` at `revision` (`None`: deleted),
+    /// unless a later revision is already known.
+    pub fn set(&self, id: &str, revision: u64, record: Option<ApiKeyRecord>) {
         let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
-        match record {
-            Some(record) => map.insert(id.to_owned(), record),
-            None => map.remove(id),
-        };
+        match map.get(id) {
+            Some(known) if known.revision > revision => {}
+            _ => {
+                map.insert(id.to_owned(), Known { revision, record });
+            }
+        }
+    }
+
+    /// Whether the bucket's entry for `id` has been seen (a deletion counts).
+    pub fn has_seen(&self, id: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
     }
 
     /// The record of `id`.
@@ -133,7 +160,7 @@ impl Keys {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
-            .cloned()
+            .and_then(|known| known.record.clone())
     }
 
     /// Every record, by id.
@@ -143,7 +170,7 @@ impl Keys {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .cloned()
+            .filter_map(|known| known.record.clone())
             .collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
@@ -220,7 +247,11 @@ mod tests {
     fn a_generated_key_parses_and_authenticates_and_a_changed_one_does_not() {
         let keys = Keys::default();
         let new = generate();
-        keys.set(&new.id, Some(stored(&new, vec![ApiScope::IncidentsWrite])));
+        keys.set(
+            &new.id,
+            1,
+            Some(stored(&new, vec![ApiScope::IncidentsWrite])),
+        );
         let record = keys.authenticate(&new.text).expect("valid");
         assert_eq!(record.id, new.id);
         let mut forged = new.text.clone();
@@ -231,8 +262,35 @@ mod tests {
         assert_eq!(keys.authenticate(&generate().text), Err(Refused::Unknown));
         let mut revoked = stored(&new, vec![]);
         revoked.revoked_at_ms = Some(2);
-        keys.set(&new.id, Some(revoked));
+        keys.set(&new.id, 2, Some(revoked));
         assert_eq!(keys.authenticate(&new.text), Err(Refused::Revoked));
+    }
+
+    #[test]
+    fn an_older_revision_never_replaces_a_newer_one() {
+        let keys = Keys::default();
+        let new = generate();
+        assert!(!keys.has_seen(&new.id));
+        let mut revoked = stored(&new, vec![ApiScope::IncidentsRead]);
+        revoked.revoked_at_ms = Some(2);
+        keys.set(&new.id, 5, Some(revoked));
+        // A read-through that read revision 4 before the revocation landed.
+        keys.set(
+            &new.id,
+            4,
+            Some(stored(&new, vec![ApiScope::IncidentsRead])),
+        );
+        assert_eq!(keys.authenticate(&new.text), Err(Refused::Revoked));
+        // A deletion is remembered, so a stale read cannot bring the key back.
+        keys.set(&new.id, 6, None);
+        keys.set(
+            &new.id,
+            5,
+            Some(stored(&new, vec![ApiScope::IncidentsRead])),
+        );
+        assert!(keys.has_seen(&new.id));
+        assert_eq!(keys.authenticate(&new.text), Err(Refused::Unknown));
+        assert!(keys.all().is_empty());
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub async fn run(daemon: Daemon, settings: ApiSettings) -> Result<(), RunError> 
         keys.clone(),
         loaded_tx,
     ));
-    shutdown.spawn(admin::serve(daemon.clone(), store, keys.clone()));
+    shutdown.spawn(admin::serve(daemon.clone(), store.clone(), keys.clone()));
     tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
         _ = loaded.wait_for(|l| *l) => {}
@@ -95,6 +95,7 @@ pub async fn run(daemon: Daemon, settings: ApiSettings) -> Result<(), RunError> 
     let state = AppState {
         client: daemon.client.clone(),
         keys,
+        key_store: store,
         limits: limits::Limits::new(settings.per_address_per_minute),
         metrics,
         timeout: settings.timeout,

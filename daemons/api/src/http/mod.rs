@@ -43,6 +43,8 @@ pub struct AppState {
     pub client: async_nats::Client,
     /// Every API key.
     pub keys: Keys,
+    /// KV `apikeys`, read when a request names a key `keys` has not seen.
+    pub key_store: async_nats::jetstream::kv::Store,
     /// Rate limiters.
     pub limits: Limits,
     /// Metrics.
@@ -79,6 +81,28 @@ impl AppState {
         self.keys
             .authenticate(text)
             .map_err(|refused| self.refuse(refused))
+    }
+
+    /// Like [`AppState::authenticate`], but a key whose id the follower has
+    /// not delivered yet is first read from the bucket: a key is accepted
+    /// as soon as its creation was acknowledged, never refused while a
+    /// cache catches up.
+    async fn authenticate_reading_through(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<ApiKeyRecord, ApiError> {
+        let text = bearer(headers).map_err(|refused| self.refuse(refused))?;
+        if let Some((id, _)) = crate::keys::parse(text) {
+            if !self.keys.has_seen(id) {
+                if let Err(e) = crate::admin::read_through(&self.key_store, &self.keys, id).await {
+                    tracing::warn!(error = %e, "Cannot read an API key from the bus.");
+                    return Err(ApiError::unavailable(
+                        "the API key cannot be checked right now; try again",
+                    ));
+                }
+            }
+        }
+        self.authenticate(headers)
     }
 
     /// A refused key, counted by reason.
@@ -223,7 +247,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 /// Refuses a request without a live key before anything reads its body,
 /// so an unauthenticated caller learns nothing from validation errors.
 async fn key_first(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match state.authenticate(request.headers()) {
+    match state.authenticate_reading_through(request.headers()).await {
         Ok(_) => next.run(request).await,
         Err(refused) => refused.into_response(),
     }
