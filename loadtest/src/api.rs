@@ -11,14 +11,14 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use beacon_core::api::{
-    ApiReply, ApplyConfigRequest, ChangeIncidentRequest, CreateApiKeyRequest,
-    CreateIncidentRequest, CreatedApiKey,
+use beacon_contract::api::{
+    ApiReply, ChangeIncidentRequest, CreateApiKeyRequest, CreateIncidentRequest, CreatedApiKey,
 };
-use beacon_core::incident::Incident;
-use beacon_core::messages::{Impact, IncidentState};
-use beacon_core::names::api;
-use beacon_core::topology::{ensure, Topology};
+use beacon_contract::incident::Incident;
+use beacon_contract::messages::{Impact, IncidentState};
+use beacon_contract::names::api;
+use beacon_contract::topology::{ensure, Topology};
+use beacon_page::config::api::ApplyConfigRequest;
 use beacon_testkit::{free_port, DaemonProcess};
 use serde::Serialize;
 
@@ -185,7 +185,7 @@ pub async fn run(args: &ApiArgs) -> Result<ApiReport, LoadError> {
         ],
     );
     api_daemon.wait_ready(Duration::from_secs(60)).await;
-    let raw = beacon_core::config::parse_toml(
+    let raw = beacon_page::config::parse_toml(
         "[page]\nid = \"bench\"\nname = \"Bench\"\n[[components]]\nid = \"api\"\nname = \"API\"\n",
     )
     .map_err(|e| LoadError::Unexpected(e.to_string()))?;
@@ -206,7 +206,7 @@ pub async fn run(args: &ApiArgs) -> Result<ApiReport, LoadError> {
         &CreateApiKeyRequest {
             page: "bench".into(),
             name: "bench".into(),
-            scopes: vec![beacon_core::api::ApiScope::IncidentsWrite],
+            scopes: vec![beacon_contract::api::ApiScope::IncidentsWrite],
             rate_per_minute: Some(100_000),
             actor: "loadtest".into(),
         },

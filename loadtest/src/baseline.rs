@@ -10,7 +10,7 @@
 //! 2. JetStream publish, async acks: `messages` publishes with `Nats-Msg-Id`
 //!    and up to `max_in_flight` ack futures outstanding;
 //! 3. JetStream publish, awaited acks: `messages / sync_divisor` publishes
-//!    through [`beacon_core::publish::publish_bytes`], one ack at a time,
+//!    through [`beacon_runtime::publish::publish_bytes`], one ack at a time,
 //!    the durable path daemons use for events;
 //! 4. consume-and-ack: a durable pull consumer with explicit acks, set up
 //!    like the daemons' consumers, reading and acking the messages of (2);
@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
 use async_nats::{Client, Subject};
-use beacon_core::event::EventId;
-use beacon_core::publish::publish_bytes;
+use beacon_contract::event::EventId;
+use beacon_runtime::publish::publish_bytes;
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;

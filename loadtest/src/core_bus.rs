@@ -22,12 +22,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use beacon_core::consume::{
+use beacon_runtime::consume::{
     run_batch_consumer, BatchSettings, ConsumerMetrics, ConsumerSpec, Delivery, Outcome,
 };
-use beacon_core::publish::Publisher;
-use beacon_core::shutdown::Shutdown;
-use beacon_core::telemetry::Metrics;
+use beacon_runtime::publish::Publisher;
+use beacon_runtime::shutdown::Shutdown;
+use beacon_runtime::telemetry::Metrics;
 use serde::Serialize;
 
 use crate::baseline::{bounded, Bench};

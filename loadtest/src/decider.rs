@@ -24,13 +24,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, kv};
-use beacon_core::config::{validate, PageConfig};
-use beacon_core::event::{Envelope, EventId};
-use beacon_core::hlc::{wall_clock_ms, HlcClock};
-use beacon_core::messages::{CheckKind, ComponentStatus, HealthResult, Outcome, StatusChange};
-use beacon_core::names::{health_subject, KV_CONFIG, STREAM_HEALTH};
-use beacon_core::publish::Publisher;
-use beacon_core::topology::{ensure, Topology};
+use beacon_contract::event::{Envelope, EventId};
+use beacon_contract::hlc::{wall_clock_ms, HlcClock};
+use beacon_contract::messages::{CheckKind, ComponentStatus, HealthResult, Outcome, StatusChange};
+use beacon_contract::names::{health_subject, KV_CONFIG, STREAM_HEALTH};
+use beacon_contract::topology::{ensure, Topology};
+use beacon_page::config::{validate, PageConfig};
+use beacon_runtime::publish::Publisher;
 use beacon_testkit::DaemonProcess;
 use futures::StreamExt;
 use serde::Serialize;
@@ -132,7 +132,7 @@ fn page_configs(args: &DeciderArgs) -> Result<Vec<PageConfig>, LoadError> {
     texts
         .iter()
         .map(|text| {
-            let raw = beacon_core::config::parse_toml(text)
+            let raw = beacon_page::config::parse_toml(text)
                 .map_err(|e| LoadError::Unexpected(e.to_string()))?;
             validate(&raw).map_err(|e| LoadError::Unexpected(e.to_string()))
         })

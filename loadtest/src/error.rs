@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use beacon_core::connect::ConnectError;
+use beacon_runtime::connect::ConnectError;
 
 /// Why a scenario stopped.
 #[derive(Debug, thiserror::Error)]

@@ -12,10 +12,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use beacon_core::lease::{Leadership, Lease, LeaseConfig, LeaseMetrics};
-use beacon_core::shutdown::Shutdown;
-use beacon_core::telemetry::Metrics;
-use beacon_core::topology::{ensure, Topology};
+use beacon_contract::topology::{ensure, Topology};
+use beacon_runtime::lease::{Leadership, Lease, LeaseConfig, LeaseMetrics};
+use beacon_runtime::shutdown::Shutdown;
+use beacon_runtime::telemetry::Metrics;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};

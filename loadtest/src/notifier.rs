@@ -27,16 +27,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use beacon_core::event::Envelope;
-use beacon_core::hlc::{wall_clock_ms, HlcClock};
-use beacon_core::messages::{
+use beacon_contract::event::Envelope;
+use beacon_contract::hlc::{wall_clock_ms, HlcClock};
+use beacon_contract::messages::{
     AffectedComponent, ComponentStatus, DedupMode, EndpointState, Impact, IncidentAction,
     IncidentEvent, IncidentLifecycle, IncidentState, IncidentUpdate, Subscriber, SubscriberChannel,
     SubscriberEndpoint,
 };
-use beacon_core::names::{incident_subject, KV_CONFIG, STREAM_DELIVERIES};
-use beacon_core::publish::{publish, Publisher};
-use beacon_core::topology::{ensure, Topology};
+use beacon_contract::names::{incident_subject, KV_CONFIG, STREAM_DELIVERIES};
+use beacon_contract::topology::{ensure, Topology};
+use beacon_runtime::publish::{publish, Publisher};
 use beacon_testkit::{free_port, DaemonProcess};
 use futures::StreamExt;
 use serde::Serialize;
@@ -431,7 +431,7 @@ pub async fn run(args: &NotifierArgs) -> Result<NotifierReport, LoadError> {
          [[channels]]\nid = \"sms\"\ntype = \"sms\"\nfrom = \"+15550000001\"\nendpoint = \"http://{}\"\nsecret_env = \"{TWILIO_ENV}\"\nconcurrency = 256\n{high}",
         sink.port, args.email_concurrency, twilio.addr
     );
-    let page = beacon_core::config::load(&page_text)
+    let page = beacon_page::config::load(&page_text)
         .map_err(|e| LoadError::Unexpected(format!("bench page: {e}")))?;
     let clock = HlcClock::new();
     let config = js

@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use beacon_core::api::ChangelogView;
-use beacon_core::config::PageConfig;
-use beacon_core::event::{Envelope, EventId};
-use beacon_core::hlc::{wall_clock_ms, Hlc};
-use beacon_core::incident::Incident;
-use beacon_core::messages::*;
+use beacon_contract::api::ChangelogView;
+use beacon_contract::event::{Envelope, EventId};
+use beacon_contract::hlc::{wall_clock_ms, Hlc};
+use beacon_contract::incident::Incident;
+use beacon_contract::messages::*;
+use beacon_page::config::PageConfig;
 use beacon_publisher::render::{site, MaintenanceItem, PageState};
 use beacon_publisher::site::{publish_local, Compressor};
 use beacon_publisher::strings::EN;
@@ -78,7 +78,7 @@ impl BenchPage {
                 c / 10
             ));
         }
-        let config = beacon_core::config::load(&toml)
+        let config = beacon_page::config::load(&toml)
             .map_err(|e| LoadError::Unexpected(format!("benchmark page config: {e}")))?;
         let mut statuses = HashMap::new();
         let mut uptime = HashMap::new();
@@ -135,7 +135,7 @@ impl BenchPage {
                 },
             );
         }
-        let clock = beacon_core::hlc::HlcClock::new();
+        let clock = beacon_contract::hlc::HlcClock::new();
         let mut incidents = Vec::new();
         for n in 0..5u64 {
             let mut event = IncidentEvent::new(
@@ -191,7 +191,7 @@ impl BenchPage {
                 verify_ms: 0,
             };
             let envelope = Envelope::new(&clock, "bench", event);
-            if let Some(window) = beacon_core::maintenance::Window::fold([(&envelope, 1)]) {
+            if let Some(window) = beacon_contract::maintenance::Window::fold([(&envelope, 1)]) {
                 maintenance.push(MaintenanceItem {
                     window,
                     events: vec![envelope.data.clone()],
@@ -615,7 +615,7 @@ pub async fn edge(args: &EdgeBenchArgs) -> Result<EdgeReport, LoadError> {
     let origin = dir.path().join("origin");
     let page = BenchPage::new("bench", args.components)?;
     publish_page(&origin, &page, &mut Compressor::default())?;
-    let root = origin.join("bench").join(beacon_core::origin::CURRENT);
+    let root = origin.join("bench").join(beacon_page::origin::CURRENT);
     let index_bytes = std::fs::metadata(root.join("index.html")).map_or(0, |m| m.len());
     let nginx_dir = dir.path().join("nginx");
     std::fs::create_dir_all(&nginx_dir).map_err(|e| LoadError::Unexpected(e.to_string()))?;

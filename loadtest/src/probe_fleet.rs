@@ -36,13 +36,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
-use beacon_core::config::{
+use beacon_contract::event::Envelope;
+use beacon_contract::hlc::HlcClock;
+use beacon_contract::names::{KV_CONFIG, STREAM_HEALTH};
+use beacon_contract::topology::{ensure, Topology};
+use beacon_page::config::{
     Check, CheckTarget, Component, HttpMethod, HttpTarget, PageConfig, Quorum,
 };
-use beacon_core::event::Envelope;
-use beacon_core::hlc::HlcClock;
-use beacon_core::names::{KV_CONFIG, STREAM_HEALTH};
-use beacon_core::topology::{ensure, Topology};
 use beacon_testkit::DaemonProcess;
 use futures::StreamExt;
 use serde::Serialize;
@@ -377,7 +377,7 @@ async fn write_pages(
                 depends_on: Vec::new(),
                 flap_transitions: 6,
                 flap_window_ms: 15 * 60 * 1000,
-                sla_target: beacon_core::config::sla::DEFAULT_TARGET,
+                sla_target: beacon_page::config::sla::DEFAULT_TARGET,
             })
             .collect::<Vec<_>>();
         n += components.len() as u64;

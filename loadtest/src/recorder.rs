@@ -24,17 +24,17 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer};
-use beacon_core::config::load;
-use beacon_core::event::{Envelope, EventId};
-use beacon_core::hlc::{wall_clock_ms, Hlc, HlcClock};
-use beacon_core::messages::{
+use beacon_contract::event::{Envelope, EventId};
+use beacon_contract::hlc::{wall_clock_ms, Hlc, HlcClock};
+use beacon_contract::messages::{
     CheckKind, ComponentStatus, Evidence, HealthResult, MaintenanceAction, MaintenanceEvent,
     MaintenancePhase, Outcome, StatusChange,
 };
-use beacon_core::names::{health_subject, maintenance_subject, status_subject, STREAM_HEALTH};
-use beacon_core::publish::Publisher;
-use beacon_core::topology::{ensure, Topology};
+use beacon_contract::names::{health_subject, maintenance_subject, status_subject, STREAM_HEALTH};
+use beacon_contract::topology::{ensure, Topology};
+use beacon_page::config::load;
 use beacon_recorder::rows::HealthRow;
+use beacon_runtime::publish::Publisher;
 use beacon_testkit::{ClickHouseServer, DaemonProcess, NatsServer};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -358,7 +358,7 @@ async fn migrate(
     .map_err(|e| LoadError::Unexpected(e.to_string()))?;
     let store = beacon_recorder::service::ClickHouse::new(
         &config,
-        &beacon_core::telemetry::Metrics::new("loadtest"),
+        &beacon_runtime::telemetry::Metrics::new("loadtest"),
     )
     .map_err(|e| LoadError::Unexpected(e.to_string()))?;
     store
@@ -714,15 +714,15 @@ async fn sla(
             let request = serde_json::json!({"page": "big", "period": month, "after": after});
             let reply = client
                 .request(
-                    beacon_core::names::api::SLA_REPORT,
+                    beacon_contract::names::api::SLA_REPORT,
                     serde_json::to_vec(&request).unwrap_or_default().into(),
                 )
                 .await
                 .map_err(|e| LoadError::bus("sla.report", e))?;
-            let reply: beacon_core::api::ApiReply<beacon_core::api::SlaReport> =
+            let reply: beacon_contract::api::ApiReply<beacon_contract::api::SlaReport> =
                 serde_json::from_slice(&reply.payload)
                     .map_err(|e| LoadError::Unexpected(e.to_string()))?;
-            let beacon_core::api::ApiReply::Ok { result } = reply else {
+            let beacon_contract::api::ApiReply::Ok { result } = reply else {
                 return Err(LoadError::Unexpected(format!(
                     "sla.report refused: {reply:?}"
                 )));

@@ -1,7 +1,7 @@
 //! Where the bus under test comes from.
 
 use async_nats::Client;
-use beacon_core::connect::{connect_once, NatsArgs};
+use beacon_runtime::connect::{connect_once, NatsArgs};
 use beacon_testkit::NatsServer;
 
 use crate::error::LoadError;

@@ -15,8 +15,9 @@ pub mod rig;
 use std::sync::Arc;
 use std::time::Duration;
 
-use beacon_core::api::{ApiReply, ApplyConfigRequest, ApplyConfigResult};
-use beacon_core::names::api;
+use beacon_contract::api::ApiReply;
+use beacon_contract::names::api;
+use beacon_page::config::api::{ApplyConfigRequest, ApplyConfigResult};
 use beacon_testkit::{free_port, wait_until, DaemonProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -102,7 +103,7 @@ async fn serve(listener: Arc<TcpListener>) {
 /// Applies a page config (TOML) through `beacon.api.config.apply`, retrying
 /// while no decider answers yet.
 pub async fn apply_config(client: &async_nats::Client, toml_text: &str) -> ApplyConfigResult {
-    let raw = beacon_core::config::parse_toml(toml_text).expect("test config parses");
+    let raw = beacon_page::config::parse_toml(toml_text).expect("test config parses");
     let request = serde_json::to_vec(&ApplyConfigRequest {
         config: raw,
         expected_revision: None,

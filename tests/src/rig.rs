@@ -6,10 +6,10 @@ use std::process::Output;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use beacon_core::event::Envelope;
-use beacon_core::history;
-use beacon_core::messages::{ComponentStatus, ProbeVerdict, StatusChange, StatusRecord};
-use beacon_core::names::{status_key, KV_STATUS, STREAM_PROBES, STREAM_STATUS};
+use beacon_contract::event::Envelope;
+use beacon_contract::messages::{ComponentStatus, ProbeVerdict, StatusChange, StatusRecord};
+use beacon_contract::names::{status_key, KV_STATUS, STREAM_PROBES, STREAM_STATUS};
+use beacon_runtime::history;
 use beacon_testkit::{wait_until, DaemonProcess, NatsServer};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
@@ -78,7 +78,7 @@ impl Rig {
 
     /// Every STATUS event of `page`.`component`, in stream order.
     pub async fn status_events(&self, page: &str, component: &str) -> Vec<Envelope<StatusChange>> {
-        let subject = beacon_core::names::status_subject(page, component);
+        let subject = beacon_contract::names::status_subject(page, component);
         history::read(&self.js, STREAM_STATUS, &subject)
             .await
             .expect("read STATUS")

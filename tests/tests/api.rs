@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use beacon_core::messages::ComponentStatus;
+use beacon_contract::messages::ComponentStatus;
 use beacon_testkit::{free_port, wait_until, DaemonProcess};
 use beacon_tests::rig::Rig;
 use beacon_tests::{HttpTarget, DECIDE, READY};

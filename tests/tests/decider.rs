@@ -5,15 +5,16 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use beacon_core::api::{ApiReply, ApplyConfigRequest, ApplyConfigResult};
-use beacon_core::event::{Envelope, EventId};
-use beacon_core::hlc::{wall_clock_ms, HlcClock};
-use beacon_core::messages::{
+use beacon_contract::api::ApiReply;
+use beacon_contract::event::{Envelope, EventId};
+use beacon_contract::hlc::{wall_clock_ms, HlcClock};
+use beacon_contract::messages::{
     CheckKind, ComponentStatus, Evidence, HealthResult, Outcome, RegionState, StatusChange,
     StatusRecord, StatusSource,
 };
-use beacon_core::names::{api, health_subject, status_key, KV_STATUS};
-use beacon_core::publish::publish;
+use beacon_contract::names::{api, health_subject, status_key, KV_STATUS};
+use beacon_page::config::api::{ApplyConfigRequest, ApplyConfigResult};
+use beacon_runtime::publish::publish;
 use beacon_testkit::{wait_until, DaemonProcess};
 use beacon_tests::rig::{metric, Blackhole, Rig};
 use beacon_tests::{HttpTarget, DECIDE, READY};
@@ -993,7 +994,7 @@ async fn config_apply_is_compare_and_set() {
     };
     let request = |name: &str, expected: Option<u64>| {
         serde_json::to_vec(&ApplyConfigRequest {
-            config: beacon_core::config::parse_toml(&text(name)).expect("parses"),
+            config: beacon_page::config::parse_toml(&text(name)).expect("parses"),
             expected_revision: expected,
         })
         .expect("encode")
@@ -1139,13 +1140,13 @@ async fn a_probe_whose_canary_fails_is_suspect_at_once() {
         Envelope::new(
             &clock,
             "eu",
-            beacon_core::messages::ProbeHeartbeat {
+            beacon_contract::messages::ProbeHeartbeat {
                 region: "eu".into(),
                 probe: "test".into(),
                 at_ms: wall_clock_ms(),
                 interval_ms: 1_000,
                 checks: 1,
-                canary: Some(beacon_core::messages::CanaryResult {
+                canary: Some(beacon_contract::messages::CanaryResult {
                     outcome: if failing { Outcome::Down } else { Outcome::Up },
                     error: failing.then(|| "canary unreachable".to_owned()),
                 }),

@@ -4,16 +4,16 @@
 
 use async_nats::jetstream::kv;
 use async_nats::service::{Request, ServiceExt};
-use beacon_core::api::{
+use beacon_contract::api::{
     ApiKeyView, ApiReply, CreateApiKeyRequest, CreatedApiKey, ListApiKeysRequest,
     RevokeApiKeyRequest,
 };
-use beacon_core::buckets::{self, Change};
-use beacon_core::daemon::Daemon;
-use beacon_core::event::Envelope;
-use beacon_core::hlc::wall_clock_ms;
-use beacon_core::messages::ApiKeyRecord;
-use beacon_core::names::{api, check_token};
+use beacon_contract::event::Envelope;
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::messages::ApiKeyRecord;
+use beacon_contract::names::{api, check_token};
+use beacon_runtime::buckets::{self, Change};
+use beacon_runtime::daemon::Daemon;
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -106,7 +106,7 @@ async fn create(
         return ApiReply::Invalid {
             errors: errors
                 .into_iter()
-                .map(|(location, message)| beacon_core::config::ConfigError {
+                .map(|(location, message)| beacon_page::config::ConfigError {
                     location: location.to_owned(),
                     message,
                 })

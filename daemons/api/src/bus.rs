@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_nats::{Client, RequestErrorKind};
-use beacon_core::api::ApiReply;
+use beacon_contract::api::ApiReply;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

@@ -3,7 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use beacon_core::config::ConfigError;
+use beacon_page::config::ConfigError;
 use serde::Serialize;
 
 use crate::keys::Refused;

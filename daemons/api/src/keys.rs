@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use beacon_core::api::{ApiKeyView, ApiScope};
-use beacon_core::messages::ApiKeyRecord;
+use beacon_contract::api::{ApiKeyView, ApiScope};
+use beacon_contract::messages::ApiKeyRecord;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 

@@ -30,9 +30,9 @@ pub mod openapi;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use beacon_core::buckets;
-use beacon_core::daemon::Daemon;
-use beacon_core::names::KV_APIKEYS;
+use beacon_contract::names::KV_APIKEYS;
+use beacon_runtime::buckets;
+use beacon_runtime::daemon::Daemon;
 use tokio::sync::watch;
 
 use crate::http::AppState;
@@ -42,7 +42,7 @@ use crate::http::AppState;
 pub enum RunError {
     /// A metric could not be registered (a bug).
     #[error(transparent)]
-    Metric(#[from] beacon_core::telemetry::MetricError),
+    Metric(#[from] beacon_runtime::telemetry::MetricError),
     /// The HTTP port could not be opened.
     #[error("cannot listen on {address}: {reason}")]
     Listen {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use beacon_core::daemon::{config_exit, CommonArgs, Daemon};
+use beacon_runtime::daemon::{config_exit, CommonArgs, Daemon};
 use clap::Parser;
 
 /// Beacon's HTTP API: API keys, the operators' routes, Statuspage's
@@ -37,7 +37,7 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let mut errors = Vec::new();
-    if let Err(e) = beacon_core::names::check_token(&args.region) {
+    if let Err(e) = beacon_contract::names::check_token(&args.region) {
         errors.push(format!("--region: {e}"));
     }
     if args.timeout.is_zero() || args.timeout > Duration::from_secs(60) {

@@ -1,7 +1,7 @@
 //! The api daemon's metrics, `beacon_api_…`, with bounded labels: routes
 //! are their templates (`/api/v1/incidents/{id}`), never ids.
 
-use beacon_core::telemetry::{MetricError, Metrics as Registry};
+use beacon_runtime::telemetry::{MetricError, Metrics as Registry};
 use prometheus::{HistogramVec, IntCounterVec};
 
 /// Every metric of the api daemon.

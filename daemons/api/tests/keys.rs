@@ -14,13 +14,13 @@ use beacon_api::http::{router, AppState};
 use beacon_api::keys::{self, Keys};
 use beacon_api::limits::Limits;
 use beacon_api::metrics::Metrics;
-use beacon_core::api::ApiScope;
-use beacon_core::event::Envelope;
-use beacon_core::hlc::HlcClock;
-use beacon_core::messages::ApiKeyRecord;
-use beacon_core::names::KV_APIKEYS;
-use beacon_core::telemetry::Metrics as Registry;
-use beacon_core::topology::{ensure, Topology};
+use beacon_contract::api::ApiScope;
+use beacon_contract::event::Envelope;
+use beacon_contract::hlc::HlcClock;
+use beacon_contract::messages::ApiKeyRecord;
+use beacon_contract::names::KV_APIKEYS;
+use beacon_contract::topology::{ensure, Topology};
+use beacon_runtime::telemetry::Metrics as Registry;
 use beacon_testkit::nats::NatsServer;
 
 struct Gateway {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use beacon_core::connect::NatsArgs;
+use beacon_runtime::connect::NatsArgs;
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Operate Beacon over NATS.

@@ -4,8 +4,8 @@
 use std::io;
 use std::path::PathBuf;
 
-use beacon_core::config::ConfigError;
-use beacon_core::connect::ConnectError;
+use beacon_page::config::ConfigError;
+use beacon_runtime::connect::ConnectError;
 
 /// Everything went as asked.
 pub const EXIT_OK: u8 = 0;

@@ -7,7 +7,7 @@
 
 use std::io::{self, Write};
 
-use beacon_core::messages::StatusRecord;
+use beacon_contract::messages::StatusRecord;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -255,8 +255,8 @@ fn truncate(text: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::event::EventId;
-    use beacon_core::messages::{ComponentStatus, Evidence};
+    use beacon_contract::event::EventId;
+    use beacon_contract::messages::{ComponentStatus, Evidence};
 
     fn record(page: &str, component: &str, status: ComponentStatus, rule: &str) -> StatusRecord {
         StatusRecord::new(

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use async_nats::{Client, Request, RequestErrorKind};
-use beacon_core::api::ApiReply;
+use beacon_contract::api::ApiReply;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -94,7 +94,7 @@ pub fn decode_reply<Res: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::api::ApplyConfigResult;
+    use beacon_page::config::api::ApplyConfigResult;
 
     const SUBJECT: &str = "beacon.api.config.apply";
 

@@ -7,8 +7,8 @@
 //! been lately), and its changes notify no one. It stops flapping once the
 //! window holds `transitions` changes or fewer again.
 
-use beacon_core::config::Component;
-use beacon_core::messages::{ComponentStatus, RecentChange};
+use beacon_contract::messages::{ComponentStatus, RecentChange};
+use beacon_page::config::Component;
 
 /// A component's flap settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

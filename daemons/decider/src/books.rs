@@ -14,14 +14,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use async_nats::jetstream::{self, kv};
-use beacon_core::buckets::{self, Change};
-use beacon_core::event::Envelope;
-use beacon_core::history::{self, Event};
-use beacon_core::incident::Incident;
-use beacon_core::maintenance::Window;
-use beacon_core::messages::{ComponentOverride, IncidentEvent, MaintenanceEvent};
-use beacon_core::names::{split_component_key, STREAM_INCIDENTS, STREAM_MAINTENANCE};
-use beacon_core::shutdown::Shutdown;
+use beacon_contract::event::Envelope;
+use beacon_contract::incident::Incident;
+use beacon_contract::maintenance::Window;
+use beacon_contract::messages::{ComponentOverride, IncidentEvent, MaintenanceEvent};
+use beacon_contract::names::{split_component_key, STREAM_INCIDENTS, STREAM_MAINTENANCE};
+use beacon_runtime::buckets::{self, Change};
+use beacon_runtime::history::{self, Event};
+use beacon_runtime::shutdown::Shutdown;
 use tokio::sync::{broadcast, watch};
 
 /// Components of a page whose status may have changed.
@@ -45,7 +45,7 @@ struct IncidentLog {
 struct State {
     incidents: HashMap<String, BTreeMap<String, IncidentLog>>,
     maintenance: HashMap<String, BTreeMap<String, Window>>,
-    overrides: HashMap<(String, String), (ComponentOverride, beacon_core::hlc::Hlc)>,
+    overrides: HashMap<(String, String), (ComponentOverride, beacon_contract::hlc::Hlc)>,
 }
 
 /// The shared folds; cheap to clone.

@@ -17,12 +17,12 @@
 
 use std::time::Duration;
 
-use beacon_core::config::Component;
-use beacon_core::event::EventId;
-use beacon_core::messages::{
+use beacon_contract::event::EventId;
+use beacon_contract::messages::{
     ComponentOverride, ComponentStatus, Evidence, IncidentState, InhibitReason, Inhibition,
     RegionEvidence, RegionState, StatusRecord, StatusSource,
 };
+use beacon_page::config::Component;
 use ulid::Ulid;
 
 use crate::automation::{Automation, FlapRules};
@@ -518,8 +518,8 @@ fn inhibition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::config::{load, PageConfig};
-    use beacon_core::messages::Outcome;
+    use beacon_contract::messages::Outcome;
+    use beacon_page::config::{load, PageConfig};
     use proptest::prelude::*;
 
     fn config() -> PageConfig {

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use async_nats::jetstream::kv;
-use beacon_core::buckets::{self, Change};
-use beacon_core::config::{Component, PageConfig};
-use beacon_core::daemon::Daemon;
-use beacon_core::event::Envelope;
+use beacon_contract::event::Envelope;
+use beacon_page::config::{Component, PageConfig};
+use beacon_runtime::buckets::{self, Change};
+use beacon_runtime::daemon::Daemon;
 use tokio::sync::broadcast;
 
 /// One page's config with its components indexed.

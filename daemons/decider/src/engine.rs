@@ -15,20 +15,20 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use beacon_core::consume::Outcome;
-use beacon_core::daemon::Daemon;
-use beacon_core::event::{Envelope, EventId};
-use beacon_core::hlc::wall_clock_ms;
-use beacon_core::lease::{partition_of, Lease};
-use beacon_core::maintenance::Window;
-use beacon_core::messages::{
+use beacon_contract::event::{Envelope, EventId};
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::maintenance::Window;
+use beacon_contract::messages::{
     ComponentOverride, ComponentStatus, HealthResult, IncidentState, MaintenanceEvent,
     Outcome as ProbeOutcome, ProbeHeartbeat, ProbeVerdict,
 };
-use beacon_core::names::{health_subject, maintenance_subject, probe_verdict_subject};
-use beacon_core::publish::{publish, publish_expecting, PublishFailure};
-use beacon_core::shutdown::Shutdown;
-use beacon_core::timers::Timers;
+use beacon_contract::names::{health_subject, maintenance_subject, probe_verdict_subject};
+use beacon_runtime::consume::Outcome;
+use beacon_runtime::daemon::Daemon;
+use beacon_runtime::lease::{partition_of, Lease};
+use beacon_runtime::publish::{publish, publish_expecting, PublishFailure};
+use beacon_runtime::shutdown::Shutdown;
+use beacon_runtime::timers::Timers;
 use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc, oneshot};
 

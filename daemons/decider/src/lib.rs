@@ -26,7 +26,7 @@
 //! - [`metrics`]: the `beacon_decider_…` metrics.
 //!
 //! Several deciders may run; pages hash into partitions, each with its own
-//! lease ([`beacon_core::lease`]). The holder of a partition's lease runs
+//! lease ([`beacon_runtime::lease`]). The holder of a partition's lease runs
 //! its engine and consumes its pages' results; the others serve the API
 //! and stand by, and one takes over within the lease TTL when the holder
 //! dies.
@@ -46,18 +46,18 @@ pub mod tracker;
 
 use std::time::Duration;
 
-use beacon_core::buckets;
-use beacon_core::consume::{
+use beacon_contract::event::Envelope;
+use beacon_contract::messages::{HealthResult, ProbeHeartbeat};
+use beacon_contract::names::{KV_CONFIG, KV_OVERRIDES, KV_STATUS, STREAM_HEALTH};
+use beacon_runtime::buckets;
+use beacon_runtime::consume::{
     run_batch_consumer, BatchArgs, BatchSettings, ConsumerMetrics, ConsumerSpec, Delivery, Outcome,
 };
-use beacon_core::daemon::Daemon;
-use beacon_core::event::Envelope;
-use beacon_core::lease::{
+use beacon_runtime::daemon::Daemon;
+use beacon_runtime::lease::{
     partition_of, run_partitions, Leadership, Lease, LeaseArgs, LeaseConfig, LeaseMetrics,
 };
-use beacon_core::messages::{HealthResult, ProbeHeartbeat};
-use beacon_core::names::{KV_CONFIG, KV_OVERRIDES, KV_STATUS, STREAM_HEALTH};
-use beacon_core::shutdown::Shutdown;
+use beacon_runtime::shutdown::Shutdown;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -73,10 +73,10 @@ use crate::suspect::SuspectRules;
 pub enum RunError {
     /// A metric could not be registered (a bug).
     #[error(transparent)]
-    Metric(#[from] beacon_core::telemetry::MetricError),
+    Metric(#[from] beacon_runtime::telemetry::MetricError),
     /// The partition leases could not be opened.
     #[error(transparent)]
-    Lease(#[from] beacon_core::lease::LeaseError),
+    Lease(#[from] beacon_runtime::lease::LeaseError),
 }
 
 /// Durable consumer name of the decider on HEALTH (partition 0 of 1).

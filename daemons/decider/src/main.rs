@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use beacon_core::consume::BatchArgs;
-use beacon_core::daemon::{config_exit, CommonArgs, Daemon};
-use beacon_core::lease::LeaseArgs;
+use beacon_runtime::consume::BatchArgs;
+use beacon_runtime::daemon::{config_exit, CommonArgs, Daemon};
+use beacon_runtime::lease::LeaseArgs;
 use clap::Parser;
 
 /// Turns probe evidence into component status; owns page configs,
@@ -29,7 +29,7 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let mut errors = Vec::new();
-    if let Err(e) = beacon_core::names::check_token(&args.region) {
+    if let Err(e) = beacon_contract::names::check_token(&args.region) {
         errors.push(format!("--region: {e}"));
     }
     let settings =

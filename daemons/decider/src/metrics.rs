@@ -1,7 +1,7 @@
 //! The decider's metrics, `beacon_decider_…`, with bounded labels only.
 
-use beacon_core::messages::{ComponentStatus, StatusSource};
-use beacon_core::telemetry::{MetricError, Metrics as Registry};
+use beacon_contract::messages::{ComponentStatus, StatusSource};
+use beacon_runtime::telemetry::{MetricError, Metrics as Registry};
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
 
 const NONE: &[&str] = &[];
@@ -50,8 +50,8 @@ impl Metrics {
             "Probe results applied, by outcome",
             &["outcome"],
         )?;
-        let results_by_outcome =
-            beacon_core::messages::Outcome::ALL.map(|o| results.with_label_values(&[o.as_str()]));
+        let results_by_outcome = beacon_contract::messages::Outcome::ALL
+            .map(|o| results.with_label_values(&[o.as_str()]));
         Ok(Self {
             results,
             results_by_outcome,
@@ -125,8 +125,8 @@ impl Metrics {
     }
 
     /// Counts one applied result and its age.
-    pub fn result(&self, outcome: beacon_core::messages::Outcome, age_ms: u64) {
-        let index = beacon_core::messages::Outcome::ALL
+    pub fn result(&self, outcome: beacon_contract::messages::Outcome, age_ms: u64) {
+        let index = beacon_contract::messages::Outcome::ALL
             .iter()
             .position(|o| *o == outcome)
             .unwrap_or(0);

@@ -17,8 +17,8 @@
 //! | some degraded                           | `degraded_performance` |
 //! | all up                                  | `operational`          |
 
-use beacon_core::config::Quorum;
-use beacon_core::messages::{ComponentStatus, RegionState};
+use beacon_contract::messages::{ComponentStatus, RegionState};
+use beacon_page::config::Quorum;
 
 /// A status decision with the rule that made it, for people.
 #[derive(Debug, Clone, PartialEq, Eq)]

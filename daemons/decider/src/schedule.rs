@@ -10,8 +10,8 @@
 
 use std::str::FromStr;
 
-use beacon_core::maintenance::{Step, Window};
-use beacon_core::messages::{MaintenanceAction, MaintenanceEvent, MaintenancePhase};
+use beacon_contract::maintenance::{Step, Window};
+use beacon_contract::messages::{MaintenanceAction, MaintenanceEvent, MaintenancePhase};
 use chrono::{DateTime, TimeZone, Utc};
 
 /// How far ahead occurrences of a series are announced.
@@ -165,8 +165,8 @@ pub fn step_event(window: &Window, step: Step, now_ms: u64) -> MaintenanceEvent 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::event::{Envelope, EventId};
-    use beacon_core::hlc::Hlc;
+    use beacon_contract::event::{Envelope, EventId};
+    use beacon_contract::hlc::Hlc;
 
     /// 2025-11-04 00:00:00 UTC, a Tuesday.
     const TUESDAY: u64 = 1_762_214_400_000;

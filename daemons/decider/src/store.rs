@@ -19,20 +19,20 @@
 //! attempt did land recognises its own id at each step.
 
 use async_nats::jetstream::{self, kv};
-use beacon_core::config::Component;
-use beacon_core::daemon::Daemon;
-use beacon_core::event::{Envelope, EventId};
-use beacon_core::history;
-use beacon_core::hlc::wall_clock_ms;
-use beacon_core::messages::{
+use beacon_contract::event::{Envelope, EventId};
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::messages::{
     AffectedComponent, ComponentStatus, Impact, IncidentAction, IncidentEvent, IncidentLifecycle,
     IncidentState, IncidentUpdate, StatusRecord,
 };
-use beacon_core::names::{
+use beacon_contract::names::{
     incident_subject, status_key, status_subject, STREAM_INCIDENTS, STREAM_STATUS,
 };
-use beacon_core::publish::{publish_expecting, PublishError, PublishFailure};
-use beacon_core::retry::{Class, Classify};
+use beacon_page::config::Component;
+use beacon_runtime::daemon::Daemon;
+use beacon_runtime::history;
+use beacon_runtime::publish::{publish_expecting, PublishError, PublishFailure};
+use beacon_runtime::retry::{Class, Classify};
 use ulid::Ulid;
 
 use crate::component::Stored;

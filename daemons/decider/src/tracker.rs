@@ -16,9 +16,9 @@
 //! A result older than the newest one seen is ignored: redeliveries and
 //! retries arrive out of order, and the newest result is the truth.
 
-use beacon_core::config::{Check, KOfN};
-use beacon_core::event::EventId;
-use beacon_core::messages::{Outcome, RegionState};
+use beacon_contract::event::EventId;
+use beacon_contract::messages::{Outcome, RegionState};
+use beacon_page::config::{Check, KOfN};
 
 /// How many result ids a tracker keeps as the evidence of its state.
 pub const SAMPLES: usize = 5;

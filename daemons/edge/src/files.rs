@@ -21,7 +21,7 @@ pub fn relative_file(url_path: &str) -> Result<String, BadPath> {
     if path.is_empty() || path.ends_with('/') {
         path.push_str("index.html");
     }
-    if beacon_core::origin::is_safe_relative(&path) {
+    if beacon_page::origin::is_safe_relative(&path) {
         Ok(path)
     } else {
         Err(BadPath::Refused)
@@ -221,7 +221,9 @@ pub const STATUS_V1_FILE: &str = "api/v1/status.json";
 /// The page of a `/api/v1/status/{page}` request, if it is one.
 pub fn status_v1_page(path: &str) -> Option<&str> {
     let page = path.strip_prefix("/api/v1/status/")?;
-    beacon_core::names::check_token(page).ok().map(|()| page)
+    beacon_contract::names::check_token(page)
+        .ok()
+        .map(|()| page)
 }
 
 #[cfg(test)]

@@ -30,8 +30,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use beacon_core::connect::NatsArgs;
-use beacon_core::daemon::Process;
+use beacon_runtime::connect::NatsArgs;
+use beacon_runtime::daemon::Process;
 
 use crate::live::Hub;
 use crate::serve::{Counters, Edge};
@@ -66,7 +66,7 @@ impl EdgeConfig {
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
         if let Some(page) = &self.page {
-            if let Err(e) = beacon_core::names::check_token(page) {
+            if let Err(e) = beacon_contract::names::check_token(page) {
                 errors.push(format!("--page: {e}"));
             }
         }
@@ -74,7 +74,7 @@ impl EdgeConfig {
             if host.is_empty() || host.contains('/') {
                 errors.push(format!("--host {host}={page}: not a host name"));
             }
-            if let Err(e) = beacon_core::names::check_token(page) {
+            if let Err(e) = beacon_contract::names::check_token(page) {
                 errors.push(format!("--host {host}={page}: {e}"));
             }
         }
@@ -118,7 +118,7 @@ pub fn parse_host(text: &str) -> Result<(String, String), String> {
 pub enum RunError {
     /// A metric could not be registered (a bug).
     #[error(transparent)]
-    Metric(#[from] beacon_core::telemetry::MetricError),
+    Metric(#[from] beacon_runtime::telemetry::MetricError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {reason}")]
     Listen {
@@ -235,7 +235,7 @@ pub async fn run(process: Process, config: EdgeConfig) -> Result<(), RunError> {
             }
             let sites = loader.sites.load();
             pages.set(sites.pages.len() as i64);
-            let now = beacon_core::hlc::wall_clock_ms();
+            let now = beacon_contract::hlc::wall_clock_ms();
             let oldest = sites
                 .pages
                 .values()

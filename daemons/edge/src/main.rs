@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use beacon_core::connect::NatsArgs;
-use beacon_core::daemon::{config_exit, Process, ProcessArgs};
 use beacon_edge::{parse_host, EdgeConfig};
+use beacon_runtime::connect::NatsArgs;
+use beacon_runtime::daemon::{config_exit, Process, ProcessArgs};
 use clap::Parser;
 
 /// Serves published status pages to users.

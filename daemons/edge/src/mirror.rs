@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::jetstream::object_store::ObjectStore;
-use beacon_core::connect::NatsArgs;
-use beacon_core::origin::{self, Manifest};
-use beacon_core::shutdown::{Backoff, Shutdown};
+use beacon_page::origin::{self, Manifest};
+use beacon_runtime::connect::NatsArgs;
+use beacon_runtime::shutdown::{Backoff, Shutdown};
 use futures::StreamExt;
 use prometheus::IntCounterVec;
 use tokio::io::AsyncReadExt;
@@ -35,7 +35,7 @@ pub async fn mirror_version(
     origin_dir: &std::path::Path,
     manifest: &Manifest,
 ) -> Result<bool, String> {
-    if beacon_core::names::check_token(&manifest.page).is_err() {
+    if beacon_contract::names::check_token(&manifest.page).is_err() {
         return Err(format!(
             "manifest names an invalid page {:?}",
             manifest.page
@@ -79,7 +79,9 @@ pub async fn mirror_version(
 
 /// Runs the mirror until shutdown: connects (retrying), watches, mirrors.
 pub async fn run(nats: NatsArgs, origin_dir: PathBuf, versions: IntCounterVec, shutdown: Shutdown) {
-    let client = match beacon_core::connect::connect(&nats, "beacon-edge-mirror", &shutdown).await {
+    let client = match beacon_runtime::connect::connect(&nats, "beacon-edge-mirror", &shutdown)
+        .await
+    {
         Ok(client) => client,
         Err(e) => {
             tracing::error!(error = %e, "Mirror cannot connect to NATS; serving the local copy only.");
@@ -89,7 +91,10 @@ pub async fn run(nats: NatsArgs, origin_dir: PathBuf, versions: IntCounterVec, s
     let js = async_nats::jetstream::new(client);
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     while !shutdown.is_cancelled() {
-        let store = match js.get_object_store(beacon_core::names::OBJECT_PAGES).await {
+        let store = match js
+            .get_object_store(beacon_contract::names::OBJECT_PAGES)
+            .await
+        {
             Ok(store) => store,
             Err(e) => {
                 tracing::warn!(error = %e, "Mirror cannot open the object store, retrying.");

@@ -441,7 +441,7 @@ pub async fn accept_loop(
     edge: Arc<Edge>,
     max_connections: usize,
     refused: IntCounter,
-    shutdown: beacon_core::shutdown::Shutdown,
+    shutdown: beacon_runtime::shutdown::Shutdown,
 ) {
     let slots = Arc::new(Semaphore::new(max_connections));
     loop {

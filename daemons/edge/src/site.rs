@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use beacon_core::origin::{self, Manifest};
+use beacon_page::origin::{self, Manifest};
 use bytes::Bytes;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -344,7 +344,7 @@ impl Loader {
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            if beacon_core::names::check_token(&name).is_err() {
+            if beacon_contract::names::check_token(&name).is_err() {
                 continue;
             }
             let dir = entry.path();

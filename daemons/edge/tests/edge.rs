@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use beacon_core::origin;
+use beacon_page::origin;
 use beacon_publisher::site::{publish_local, Built, Compressor};
 use beacon_testkit::{free_port, wait_until, DaemonProcess, NatsServer};
 
@@ -26,7 +26,7 @@ fn build(page: &str, version: &str, hosts: &[&str], index: &str, live: &str) -> 
     Compressor::default().build(
         page,
         version,
-        beacon_core::hlc::wall_clock_ms(),
+        beacon_contract::hlc::wall_clock_ms(),
         hosts.iter().map(|h| h.to_string()).collect(),
         vec![
             ("index.html".into(), html.into_bytes()),
@@ -440,11 +440,11 @@ async fn the_edge_mirrors_the_object_store_and_serves_on_without_nats() {
     let mut nats = NatsServer::start();
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let js = async_nats::jetstream::new(client);
-    beacon_core::topology::ensure(&js, &beacon_core::topology::Topology::default())
+    beacon_contract::topology::ensure(&js, &beacon_contract::topology::Topology::default())
         .await
         .expect("topology");
     let store = js
-        .get_object_store(beacon_core::names::OBJECT_PAGES)
+        .get_object_store(beacon_contract::names::OBJECT_PAGES)
         .await
         .expect("store");
     let mut objects = beacon_publisher::objects::ObjectOrigin::new(store);
@@ -529,7 +529,7 @@ async fn only_sign_up_goes_to_the_api_and_its_failures_are_a_clear_503() {
         let built = Compressor::default().build(
             page,
             version,
-            beacon_core::hlc::wall_clock_ms(),
+            beacon_contract::hlc::wall_clock_ms(),
             Vec::new(),
             vec![
                 ("index.html".into(), b"<!doctype html><p>page</p>".to_vec()),
@@ -677,7 +677,7 @@ fn build_large(page: &str, version: &str, seed: u64, big_len: usize) -> Built {
     Compressor::default().build(
         page,
         version,
-        beacon_core::hlc::wall_clock_ms(),
+        beacon_contract::hlc::wall_clock_ms(),
         Vec::new(),
         vec![
             (

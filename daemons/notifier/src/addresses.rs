@@ -12,7 +12,7 @@
 //! [`normalize`] gives the form used to find an address again (duplicate
 //! sign-ups, STOP replies, erasure, suppression hashes).
 
-use beacon_core::messages::{ChannelKind, SubscriberChannel};
+use beacon_contract::messages::{ChannelKind, SubscriberChannel};
 
 /// Longest email address (RFC 5321's path limit).
 pub const MAX_EMAIL: usize = 254;
@@ -28,7 +28,7 @@ pub fn check(channel: &SubscriberChannel) -> Result<(), String> {
     match channel.kind() {
         ChannelKind::Email => check_email(address),
         ChannelKind::Sms => {
-            if beacon_core::config::channels::sms::is_e164(address) {
+            if beacon_page::config::channels::sms::is_e164(address) {
                 Ok(())
             } else {
                 Err(format!(

@@ -19,15 +19,15 @@
 use std::collections::{BTreeMap, HashSet};
 
 use async_nats::service::Request;
-use beacon_core::api::*;
-use beacon_core::config::{ChannelProvider, ConfigError, PageConfig};
-use beacon_core::hlc::wall_clock_ms;
-use beacon_core::messages::{
+use beacon_contract::api::*;
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::messages::{
     ChannelKind, EndpointState, PendingConfirmation, Subscriber, SubscriberChannel,
     SubscriberEndpoint, Suppression, SuppressionReason,
 };
-use beacon_core::names::{api, check_token};
-use beacon_core::service::{self, Service};
+use beacon_contract::names::{api, check_token};
+use beacon_page::config::{ChannelProvider, ConfigError, PageConfig};
+use beacon_runtime::service::{self, Service};
 use rand::RngCore;
 use serde::Serialize;
 

@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
-use beacon_core::config::{ChannelProvider, PageConfig};
-use beacon_core::daemon::Daemon;
-use beacon_core::event::{Envelope, EventId};
-use beacon_core::messages::{ChannelKind, Lane, Notice, NoticeKind, NoticeSubject, NotifyBatch};
-use beacon_core::names::notify_subject;
-use beacon_core::publish::PublishError;
+use beacon_contract::event::{Envelope, EventId};
+use beacon_contract::messages::{
+    ChannelKind, Lane, Notice, NoticeKind, NoticeSubject, NotifyBatch,
+};
+use beacon_contract::names::notify_subject;
+use beacon_page::config::{ChannelProvider, PageConfig};
+use beacon_runtime::daemon::Daemon;
+use beacon_runtime::publish::PublishError;
 
 use crate::addresses::normalize;
 use crate::index::{Pages, Subscribers, Suppressions};
@@ -143,8 +145,8 @@ pub fn batch_id(notice: &Notice, channel: ChannelKind, lane: Lane, chunk: u32) -
         channel.as_str(),
         lane.as_str()
     );
-    let high = beacon_core::lease::fnv1a(seed.as_bytes());
-    let low = beacon_core::lease::fnv1a(format!("{seed}|low").as_bytes());
+    let high = beacon_runtime::lease::fnv1a(seed.as_bytes());
+    let low = beacon_runtime::lease::fnv1a(format!("{seed}|low").as_bytes());
     let random = (u128::from(high) << 64 | u128::from(low)) & ((1u128 << 80) - 1);
     EventId(ulid::Ulid::from_parts(notice.at_ms, random))
 }

@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use beacon_core::api::{ApiReply, LinkRequest, SmsInboundRequest};
+use beacon_contract::api::{ApiReply, LinkRequest, SmsInboundRequest};
 
 use crate::api;
 use crate::context::Context;

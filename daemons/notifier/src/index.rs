@@ -15,12 +15,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use beacon_core::config::PageConfig;
-use beacon_core::lease::fnv1a;
-use beacon_core::messages::{
+use beacon_contract::messages::{
     ChannelKind, EndpointState, PendingConfirmation, Subscriber, SubscriberChannel,
     SubscriberEndpoint,
 };
+use beacon_page::config::PageConfig;
+use beacon_runtime::lease::fnv1a;
 use ulid::Ulid;
 
 use crate::addresses::normalize;
@@ -473,7 +473,7 @@ impl Suppressions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::messages::DedupMode;
+    use beacon_contract::messages::DedupMode;
 
     fn subscriber(id: &str, address: &str) -> Subscriber {
         Subscriber {

@@ -45,16 +45,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
-use beacon_core::buckets::{self, Change};
-use beacon_core::config::PageConfig;
-use beacon_core::consume::ConsumerMetrics;
-use beacon_core::daemon::Daemon;
-use beacon_core::event::Envelope;
-use beacon_core::lease::{Leadership, Lease, LeaseMetrics};
-use beacon_core::messages::{ChannelKind, Lane, Subscriber};
-use beacon_core::names::KV_CONFIG;
-use beacon_core::publish::Publisher;
-use beacon_core::shutdown::Shutdown;
+use beacon_contract::event::Envelope;
+use beacon_contract::messages::{ChannelKind, Lane, Subscriber};
+use beacon_contract::names::KV_CONFIG;
+use beacon_page::config::PageConfig;
+use beacon_runtime::buckets::{self, Change};
+use beacon_runtime::consume::ConsumerMetrics;
+use beacon_runtime::daemon::Daemon;
+use beacon_runtime::lease::{Leadership, Lease, LeaseMetrics};
+use beacon_runtime::publish::Publisher;
+use beacon_runtime::shutdown::Shutdown;
 use tokio::sync::watch;
 
 use crate::context::Context;
@@ -70,7 +70,7 @@ use crate::ssrf::Guard;
 pub enum RunError {
     /// A metric could not be registered (a bug).
     #[error(transparent)]
-    Metric(#[from] beacon_core::telemetry::MetricError),
+    Metric(#[from] beacon_runtime::telemetry::MetricError),
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
@@ -138,11 +138,11 @@ pub async fn run(daemon: Daemon, settings: Settings) -> Result<(), RunError> {
 
     // The planner's consumers exist from now on, whoever leads.
     for spec in planner::specs(ctx.settings.ack_wait) {
-        let policy = beacon_core::retry::RetryPolicy::new(
+        let policy = beacon_runtime::retry::RetryPolicy::new(
             Duration::from_millis(250),
             Duration::from_secs(5),
         );
-        let ensured = beacon_core::retry::until_ok(
+        let ensured = beacon_runtime::retry::until_ok(
             &shutdown,
             policy,
             "create the planner's consumers",
@@ -224,9 +224,9 @@ pub async fn run(daemon: Daemon, settings: Settings) -> Result<(), RunError> {
 #[error("{0}")]
 struct Retryable(String);
 
-impl beacon_core::retry::Classify for Retryable {
-    fn class(&self) -> beacon_core::retry::Class {
-        beacon_core::retry::Class::Retryable
+impl beacon_runtime::retry::Classify for Retryable {
+    fn class(&self) -> beacon_runtime::retry::Class {
+        beacon_runtime::retry::Class::Retryable
     }
 }
 

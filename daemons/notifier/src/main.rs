@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use beacon_core::daemon::{config_exit, CommonArgs, Daemon};
 use beacon_notifier::settings::{NotifierArgs, Settings};
+use beacon_runtime::daemon::{config_exit, CommonArgs, Daemon};
 use clap::Parser;
 
 /// A fan-out builds and drops a message per delivery; mimalloc keeps that
@@ -28,7 +28,7 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let mut errors = Vec::new();
-    if let Err(e) = beacon_core::names::check_token(&args.region) {
+    if let Err(e) = beacon_contract::names::check_token(&args.region) {
         errors.push(format!("--region: {e}"));
     }
     let settings = match Settings::from_args(&args.notifier) {

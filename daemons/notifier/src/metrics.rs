@@ -2,7 +2,7 @@
 //! lanes, outcomes, notice kinds, endpoints; never addresses, subscriber
 //! ids or URLs.
 
-use beacon_core::telemetry::{MetricError, Metrics as Registry};
+use beacon_runtime::telemetry::{MetricError, Metrics as Registry};
 use prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec};
 
 /// Every metric the notifier publishes.

@@ -7,7 +7,7 @@
 //! Slack and Teams payloads. Every message carries the recipient's own
 //! signed unsubscribe link.
 
-use beacon_core::messages::{
+use beacon_contract::messages::{
     ChannelKind, ComponentStatus, IncidentState, MaintenancePhase, Notice, NoticeKind,
     NoticeSubject,
 };
@@ -634,7 +634,7 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::messages::{Impact, IncidentUpdate, NoticeComponent};
+    use beacon_contract::messages::{Impact, IncidentUpdate, NoticeComponent};
 
     fn notice(title: &str, body: &str) -> Notice {
         Notice {

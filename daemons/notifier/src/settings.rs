@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use beacon_core::lease::{LeaseArgs, LeaseConfig};
-use beacon_core::retry::RetryPolicy;
+use beacon_runtime::lease::{LeaseArgs, LeaseConfig};
+use beacon_runtime::retry::RetryPolicy;
 
 use crate::signing::MIN_SECRET_BYTES;
 use crate::ssrf::Cidr;

@@ -19,7 +19,7 @@
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use beacon_core::messages::ChannelKind;
+use beacon_contract::messages::ChannelKind;
 use ring::hmac;
 
 /// Shortest signing secret accepted.

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use async_nats::HeaderMap;
-use beacon_core::event::{Envelope, EventId};
-use beacon_core::hlc::HlcClock;
-use beacon_core::messages::{Subscriber, Suppression};
-use beacon_core::names::{KV_LEDGER, KV_NOTICES, KV_SUBSCRIBERS, KV_SUPPRESSIONS};
-use beacon_core::publish::Publisher;
-use beacon_core::retry::{Class, Classify};
+use beacon_contract::event::{Envelope, EventId};
+use beacon_contract::hlc::HlcClock;
+use beacon_contract::messages::{Subscriber, Suppression};
+use beacon_contract::names::{KV_LEDGER, KV_NOTICES, KV_SUBSCRIBERS, KV_SUPPRESSIONS};
+use beacon_runtime::publish::Publisher;
+use beacon_runtime::retry::{Class, Classify};
 use futures::StreamExt;
 
 /// Creates in flight at once during an import.
@@ -98,9 +98,12 @@ pub fn subscriber_key(page: &str, subscriber: &str) -> String {
 
 impl Store {
     /// Opens the buckets (retrying until they exist); `None` at shutdown.
-    pub async fn open(daemon: &beacon_core::daemon::Daemon, publisher: Publisher) -> Option<Store> {
+    pub async fn open(
+        daemon: &beacon_runtime::daemon::Daemon,
+        publisher: Publisher,
+    ) -> Option<Store> {
         let shutdown = &daemon.process.shutdown;
-        let open = |name| beacon_core::buckets::open(&daemon.js, name, shutdown);
+        let open = |name| beacon_runtime::buckets::open(&daemon.js, name, shutdown);
         Some(Store {
             js: daemon.js.clone(),
             publisher,

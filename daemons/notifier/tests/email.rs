@@ -5,11 +5,11 @@
 
 mod common;
 
-use beacon_core::api::{ApiReply, LinkRequest, SubscriberView, Unsubscribed};
-use beacon_core::messages::{
+use beacon_contract::api::{ApiReply, LinkRequest, SubscriberView, Unsubscribed};
+use beacon_contract::messages::{
     DeliveryOutcome, EndpointState, Impact, IncidentState, SubscriberChannel,
 };
-use beacon_core::names::api;
+use beacon_contract::names::api;
 use beacon_testkit::receivers::smtp::SmtpSink;
 use beacon_testkit::wait_until;
 use common::*;
@@ -126,7 +126,7 @@ async fn an_incident_reaches_subscribers_by_smtp_with_unsubscribe_headers_and_th
     let shown: ApiReply<SubscriberView> = h
         .request(
             api::SUBSCRIBER_SHOW,
-            &beacon_core::api::SubscriberRequest {
+            &beacon_contract::api::SubscriberRequest {
                 page: "mail".into(),
                 subscriber: ada.subscriber.subscriber.clone(),
                 actor: String::new(),
@@ -140,7 +140,7 @@ async fn an_incident_reaches_subscribers_by_smtp_with_unsubscribe_headers_and_th
     let still_bob: ApiReply<SubscriberView> = h
         .request(
             api::SUBSCRIBER_SHOW,
-            &beacon_core::api::SubscriberRequest {
+            &beacon_contract::api::SubscriberRequest {
                 page: "mail".into(),
                 subscriber: bob.subscriber.subscriber.clone(),
                 actor: String::new(),
@@ -270,7 +270,7 @@ async fn double_opt_in_sends_one_confirmation_whose_link_works_once_and_expires(
     let still: ApiReply<SubscriberView> = h
         .request(
             api::SUBSCRIBER_SHOW,
-            &beacon_core::api::SubscriberRequest {
+            &beacon_contract::api::SubscriberRequest {
                 page: "optin".into(),
                 subscriber: late.subscriber.subscriber,
                 actor: String::new(),

@@ -8,12 +8,12 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use beacon_core::event::Envelope;
-use beacon_core::messages::{
+use beacon_contract::event::Envelope;
+use beacon_contract::messages::{
     DedupMode, DeliveryOutcome, EndpointState, Impact, Subscriber, SubscriberChannel,
     SubscriberEndpoint,
 };
-use beacon_core::publish::Publisher;
+use beacon_runtime::publish::Publisher;
 use beacon_testkit::receivers::web::WebSink;
 use beacon_testkit::wait_until;
 use common::*;

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use beacon_core::messages::{DeliveryOutcome, Impact, SubscriberChannel};
+use beacon_contract::messages::{DeliveryOutcome, Impact, SubscriberChannel};
 use beacon_testkit::receivers::web::WebSink;
 use common::*;
 

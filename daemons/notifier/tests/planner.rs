@@ -6,14 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use beacon_core::api::NewSubscriber;
-use beacon_core::hlc::wall_clock_ms;
-use beacon_core::messages::{
+use beacon_contract::api::NewSubscriber;
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::messages::{
     ChangelogEntry, ComponentStatus, DedupMode, DeliveryOutcome, Evidence, Impact,
     IncidentLifecycle, IncidentState, InhibitReason, Inhibition, MaintenanceAction,
     MaintenanceEvent, MaintenancePhase, StatusChange, StatusSource, SubscriberChannel,
 };
-use beacon_core::names::{changelog_subject, maintenance_subject, status_subject};
+use beacon_contract::names::{changelog_subject, maintenance_subject, status_subject};
 use beacon_testkit::receivers::smtp::SmtpSink;
 use beacon_testkit::receivers::web::WebSink;
 use beacon_testkit::wait_until;
@@ -174,7 +174,7 @@ async fn proposals_and_inhibited_changes_notify_no_one_and_opted_in_status_chang
         Impact::Major,
         &["api"],
     );
-    proposal.action = beacon_core::messages::IncidentAction::Proposed;
+    proposal.action = beacon_contract::messages::IncidentAction::Proposed;
     proposal.lifecycle = Some(IncidentLifecycle::Proposed);
     incident(&h, proposal).await;
     // Inhibited (flapping), explained by an incident, and a first decision.

@@ -8,12 +8,14 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use beacon_core::api::{
+use beacon_contract::api::{
     AddSubscriberRequest, ApiReply, EraseRequest, Erased, ImportResult, ImportSubscribersRequest,
     LinkRequest, NewSubscriber, SubscriberView, Unsubscribed,
 };
-use beacon_core::messages::{DedupMode, DeliveryOutcome, EndpointState, Impact, SubscriberChannel};
-use beacon_core::names::api;
+use beacon_contract::messages::{
+    DedupMode, DeliveryOutcome, EndpointState, Impact, SubscriberChannel,
+};
+use beacon_contract::names::api;
 use beacon_testkit::receivers::smtp::SmtpSink;
 use beacon_testkit::receivers::web::{Reply, WebSink};
 use beacon_testkit::{wait_until, DaemonProcess};

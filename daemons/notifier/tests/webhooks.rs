@@ -11,16 +11,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use beacon_core::api::{
+use beacon_contract::api::{
     AddSubscriberRequest, ApiReply, NewSubscriber, SubscriberRequest, SubscriberView,
 };
-use beacon_core::event::Envelope;
-use beacon_core::hlc::wall_clock_ms;
-use beacon_core::messages::{
+use beacon_contract::event::Envelope;
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::messages::{
     ChannelKind, DedupMode, DeliveryOutcome, EndpointState, Impact, IncidentState, Notice,
     NoticeKind, NoticeSubject, Subscriber, SubscriberChannel, SubscriberEndpoint,
 };
-use beacon_core::names::{api, KV_SUBSCRIBERS};
+use beacon_contract::names::{api, KV_SUBSCRIBERS};
 use beacon_notifier::notify::limits::Waits;
 use beacon_notifier::notify::{Delivery, SendError, Senders};
 use beacon_notifier::render::Links;
@@ -354,7 +354,7 @@ async fn dns_rebinding_between_check_and_connect_reaches_nothing_private() {
     // connected to.
     set_secrets();
     let senders = Senders::new(guard.clone(), Duration::from_secs(2)).expect("senders");
-    let page = beacon_core::config::load(&pages_with_hooks()).expect("page");
+    let page = beacon_page::config::load(&pages_with_hooks()).expect("page");
     let notice = Notice {
         id: "incident-x.0".into(),
         kind: NoticeKind::IncidentCreated,

@@ -8,13 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use beacon_core::config::HttpTarget;
-use beacon_core::daemon::Daemon;
-use beacon_core::event::Envelope;
-use beacon_core::hlc::wall_clock_ms;
-use beacon_core::messages::{CanaryResult, ProbeHeartbeat};
-use beacon_core::names::probe_heartbeat_subject;
-use beacon_core::publish::Publisher;
+use beacon_contract::event::Envelope;
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::messages::{CanaryResult, ProbeHeartbeat};
+use beacon_contract::names::probe_heartbeat_subject;
+use beacon_page::config::HttpTarget;
+use beacon_runtime::daemon::Daemon;
+use beacon_runtime::publish::Publisher;
 use prometheus::{IntCounterVec, IntGauge};
 
 use crate::checks::http::HttpClient;
@@ -89,11 +89,11 @@ impl Heartbeats {
             Ok(output) => output,
             Err(_) => crate::checks::CheckOutput::down(
                 started,
-                beacon_core::messages::ErrorKind::Timeout,
+                beacon_contract::messages::ErrorKind::Timeout,
                 format!("timed out after {}", crate::checks::humanize(timeout)),
             ),
         };
-        let up = output.outcome != beacon_core::messages::Outcome::Down;
+        let up = output.outcome != beacon_contract::messages::Outcome::Down;
         self.canary_up.set(i64::from(up));
         if !up {
             tracing::warn!(error = ?output.error, "Canary check failed: this probe's own network may be broken.");

@@ -3,7 +3,7 @@
 //! cron jobs often ping with one).
 //!
 //! The probe of the check's one region serves it (see
-//! `beacon_core::config::checks::push`). A request is answered 2xx only
+//! `beacon_page::config::checks::push`). A request is answered 2xx only
 //! after its result is durable on the bus (core's pipelined publisher,
 //! ack awaited); if the bus does not take it, the answer is 503 and the
 //! check's state is unchanged, so the sender's retry is safe. Bad requests
@@ -35,14 +35,14 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
-use beacon_core::config::{Check, CheckTarget, PushFormat};
-use beacon_core::daemon::Daemon;
-use beacon_core::event::Envelope;
-use beacon_core::hlc::wall_clock_ms;
-use beacon_core::messages::{CheckKind, ErrorKind, HealthResult, Observed, Outcome};
-use beacon_core::names::health_subject;
-use beacon_core::publish::Publisher;
-use beacon_core::timers::Timers;
+use beacon_contract::event::Envelope;
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::messages::{CheckKind, ErrorKind, HealthResult, Observed, Outcome};
+use beacon_contract::names::health_subject;
+use beacon_page::config::{Check, CheckTarget, PushFormat};
+use beacon_runtime::daemon::Daemon;
+use beacon_runtime::publish::Publisher;
+use beacon_runtime::timers::Timers;
 use prometheus::IntCounterVec;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -129,7 +129,7 @@ impl Ingest {
             .route("/push/{page}/{component}/{check}", any(push))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(self.clone());
-        beacon_core::telemetry::serve_router(addr, router, &self.inner.daemon.process.shutdown)
+        beacon_runtime::telemetry::serve_router(addr, router, &self.inner.daemon.process.shutdown)
             .await
     }
 

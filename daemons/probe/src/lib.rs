@@ -22,11 +22,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use beacon_core::buckets;
-use beacon_core::config::{HttpMethod, HttpTarget};
-use beacon_core::daemon::Daemon;
-use beacon_core::names::KV_CONFIG;
-use beacon_core::publish::Publisher;
+use beacon_contract::names::KV_CONFIG;
+use beacon_page::config::{HttpMethod, HttpTarget};
+use beacon_runtime::buckets;
+use beacon_runtime::daemon::Daemon;
+use beacon_runtime::publish::Publisher;
 use tokio::sync::Semaphore;
 
 use crate::checks::http::HttpClient;
@@ -59,7 +59,7 @@ impl ProbeConfig {
     /// Checks the settings, returning every problem.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
-        if let Err(e) = beacon_core::names::check_token(&self.region) {
+        if let Err(e) = beacon_contract::names::check_token(&self.region) {
             errors.push(format!("--region: {e}"));
         }
         if self.probe_id.trim().is_empty() {
@@ -93,7 +93,7 @@ impl ProbeConfig {
 pub enum RunError {
     /// A metric could not be registered (a bug).
     #[error(transparent)]
-    Metric(#[from] beacon_core::telemetry::MetricError),
+    Metric(#[from] beacon_runtime::telemetry::MetricError),
     /// The HTTP client could not be built (TLS setup).
     #[error(transparent)]
     Http(#[from] checks::http::TlsSetupError),

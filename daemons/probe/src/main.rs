@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use beacon_core::daemon::{config_exit, CommonArgs, Daemon};
 use beacon_probe::ProbeConfig;
+use beacon_runtime::daemon::{config_exit, CommonArgs, Daemon};
 use clap::Parser;
 
 /// Runs the checks of one region and publishes their results.

@@ -12,11 +12,11 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use beacon_core::event::Envelope;
-use beacon_core::messages::HealthResult;
-use beacon_core::names::health_subject;
-use beacon_core::publish::{PublishError, Publisher, Stored};
-use beacon_core::shutdown::{Backoff, Shutdown};
+use beacon_contract::event::Envelope;
+use beacon_contract::messages::HealthResult;
+use beacon_contract::names::health_subject;
+use beacon_runtime::publish::{PublishError, Publisher, Stored};
+use beacon_runtime::shutdown::{Backoff, Shutdown};
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
@@ -185,8 +185,8 @@ fn send(publisher: &Publisher, result: Envelope<HealthResult>) -> Ack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::hlc::HlcClock;
-    use beacon_core::messages::{CheckKind, Outcome};
+    use beacon_contract::hlc::HlcClock;
+    use beacon_contract::messages::{CheckKind, Outcome};
 
     fn result(n: u64) -> Envelope<HealthResult> {
         Envelope::new(
@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn a_full_outbox_drops_the_oldest_and_counts_it() {
-        let metrics = beacon_core::telemetry::Metrics::new("probe_test");
+        let metrics = beacon_runtime::telemetry::Metrics::new("probe_test");
         let outbox = Outbox::new(
             2,
             metrics.single_gauge("outbox_depth", "d").expect("gauge"),

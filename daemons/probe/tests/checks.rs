@@ -12,9 +12,9 @@ use std::time::Duration;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::Router;
-use beacon_core::config::condition::Condition;
-use beacon_core::config::{CheckTarget, DnsTarget, HttpMethod, HttpTarget, IcmpTarget, TcpTarget};
-use beacon_core::messages::{ErrorKind, Outcome};
+use beacon_contract::messages::{ErrorKind, Outcome};
+use beacon_page::config::condition::Condition;
+use beacon_page::config::{CheckTarget, DnsTarget, HttpMethod, HttpTarget, IcmpTarget, TcpTarget};
 use beacon_probe::checks::http::HttpClient;
 use beacon_probe::checks::{self, CheckOutput, Clients};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
@@ -400,7 +400,7 @@ async fn hostile_targets_fail_with_the_right_kind() {
 #[tokio::test]
 async fn keep_alive_reuses_one_connection_per_target() {
     let web = web().await;
-    let metrics = beacon_core::telemetry::Metrics::new("probe_pool_test");
+    let metrics = beacon_runtime::telemetry::Metrics::new("probe_pool_test");
     let counter = metrics
         .counter("connections", "c", &["connection"])
         .expect("counter");
@@ -444,7 +444,7 @@ async fn https_observes_the_certificate_and_refuses_bad_ones() {
     let output = run_with(&clients, CheckTarget::Http(target), TIMEOUT).await;
     assert_eq!(output.outcome, Outcome::Up, "{output:#?}");
     assert!(output.timings.expect("timings").tls_us.is_some());
-    let now_ms = beacon_core::hlc::wall_clock_ms();
+    let now_ms = beacon_contract::hlc::wall_clock_ms();
     let left = output.observed.certificate_expires_at_ms.expect("expiry") - now_ms;
     assert!(
         (89 * 86_400_000..=91 * 86_400_000).contains(&left),

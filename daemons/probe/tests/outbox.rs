@@ -5,16 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use beacon_core::connect::{connect, NatsArgs};
-use beacon_core::event::Envelope;
-use beacon_core::hlc::HlcClock;
-use beacon_core::messages::{CheckKind, HealthResult, Outcome};
-use beacon_core::names::STREAM_HEALTH;
-use beacon_core::publish::Publisher;
-use beacon_core::shutdown::Shutdown;
-use beacon_core::telemetry::Metrics;
-use beacon_core::topology::{ensure, Topology};
+use beacon_contract::event::Envelope;
+use beacon_contract::hlc::HlcClock;
+use beacon_contract::messages::{CheckKind, HealthResult, Outcome};
+use beacon_contract::names::STREAM_HEALTH;
+use beacon_contract::topology::{ensure, Topology};
 use beacon_probe::outbox::Outbox;
+use beacon_runtime::connect::{connect, NatsArgs};
+use beacon_runtime::publish::Publisher;
+use beacon_runtime::shutdown::Shutdown;
+use beacon_runtime::telemetry::Metrics;
 use beacon_testkit::nats::NatsServer;
 use beacon_testkit::wait::wait_until;
 

@@ -13,11 +13,11 @@ use std::time::Duration;
 use async_nats::jetstream;
 use axum::routing::get;
 use axum::Router;
-use beacon_core::event::Envelope;
-use beacon_core::hlc::HlcClock;
-use beacon_core::messages::{CheckKind, ErrorKind, HealthResult, Outcome, ProbeHeartbeat};
-use beacon_core::names::KV_CONFIG;
-use beacon_core::topology::{ensure, Topology};
+use beacon_contract::event::Envelope;
+use beacon_contract::hlc::HlcClock;
+use beacon_contract::messages::{CheckKind, ErrorKind, HealthResult, Outcome, ProbeHeartbeat};
+use beacon_contract::names::KV_CONFIG;
+use beacon_contract::topology::{ensure, Topology};
 use beacon_testkit::{free_port, wait_until, DaemonProcess, NatsServer};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -83,7 +83,7 @@ async fn bus(nats: &NatsServer) -> (async_nats::Client, jetstream::Context) {
 
 /// Validates `toml` and stores it in KV `config`, as the decider would.
 async fn put_config(js: &jetstream::Context, toml: &str) {
-    let config = beacon_core::config::load(toml).unwrap_or_else(|e| panic!("test config: {e}"));
+    let config = beacon_page::config::load(toml).unwrap_or_else(|e| panic!("test config: {e}"));
     let kv = js.get_key_value(KV_CONFIG).await.expect("KV config");
     let envelope = Envelope::new(&HlcClock::new(), "global", config.clone());
     kv.put(&config.id, envelope.encode().expect("encode").into())

@@ -9,19 +9,19 @@
 use async_nats::jetstream::kv;
 use async_nats::jetstream::object_store::ObjectStore;
 use async_nats::service::Request;
-use beacon_core::api::{
+use beacon_contract::api::{
     ApiReply, ChangelogList, ChangelogView, DeleteChangelogRequest, EditChangelogRequest,
     ListChangelogRequest, PublishChangelogRequest,
 };
-use beacon_core::config::PageConfig;
-use beacon_core::daemon::Daemon;
-use beacon_core::event::{Envelope, EventId};
-use beacon_core::history;
-use beacon_core::hlc::wall_clock_ms;
-use beacon_core::messages::ChangelogEntry;
-use beacon_core::names::{api, changelog_subject, check_token, STREAM_CHANGELOG};
-use beacon_core::publish::{publish_expecting, PublishFailure};
-use beacon_core::service::{self, Service};
+use beacon_contract::event::{Envelope, EventId};
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::messages::ChangelogEntry;
+use beacon_contract::names::{api, changelog_subject, check_token, STREAM_CHANGELOG};
+use beacon_page::config::PageConfig;
+use beacon_runtime::daemon::Daemon;
+use beacon_runtime::history;
+use beacon_runtime::publish::{publish_expecting, PublishFailure};
+use beacon_runtime::service::{self, Service};
 use prometheus::IntCounterVec;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -156,7 +156,7 @@ async fn store_images<T>(
     images: Vec<(String, Vec<u8>)>,
 ) -> Result<(), ApiReply<T>> {
     for (name, bytes) in images {
-        let object = beacon_core::origin::asset_object(page, &name);
+        let object = beacon_page::origin::asset_object(page, &name);
         if let Err(e) = api
             .objects
             .put(object.as_str(), &mut bytes.as_slice())
@@ -208,7 +208,7 @@ pub async fn publish(api: &Api, payload: &[u8]) -> ApiReply<ChangelogView> {
     let id = match &request.idempotency_key {
         Some(key) => format!(
             "k{}",
-            &beacon_core::origin::sha256_hex(format!("{}\u{0}{key}", request.page).as_bytes())
+            &beacon_page::origin::sha256_hex(format!("{}\u{0}{key}", request.page).as_bytes())
                 [..16]
         ),
         None => EventId::new().to_string().to_ascii_lowercase(),

@@ -9,11 +9,11 @@
 
 use std::collections::BTreeMap;
 
-use beacon_core::api::{ChangelogImage, ChangelogView, CHANGELOG_IMAGE_MAX_BYTES};
-use beacon_core::config::{ConfigError, PageConfig};
-use beacon_core::event::{Envelope, EventId};
-use beacon_core::hlc::Hlc;
-use beacon_core::messages::{ChangelogEntry, CHANGELOG_CATEGORIES};
+use beacon_contract::api::{ChangelogImage, ChangelogView, CHANGELOG_IMAGE_MAX_BYTES};
+use beacon_contract::event::{Envelope, EventId};
+use beacon_contract::hlc::Hlc;
+use beacon_contract::messages::{ChangelogEntry, CHANGELOG_CATEGORIES};
+use beacon_page::config::{ConfigError, PageConfig};
 
 /// One entry, folded, with the order key of its latest event.
 #[derive(Debug, Clone, PartialEq)]
@@ -222,7 +222,7 @@ pub fn decode_images(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::hlc::Hlc;
+    use beacon_contract::hlc::Hlc;
 
     fn entry(id: &str, title: &str, withdrawn: bool) -> ChangelogEntry {
         ChangelogEntry {
@@ -279,7 +279,7 @@ mod tests {
         let mut bad = entry("a", "", false);
         bad.category = "feature".into();
         bad.components = vec!["nope".into()];
-        let page = beacon_core::config::load(
+        let page = beacon_page::config::load(
             "[page]\nid = \"demo\"\nname = \"Demo\"\n[[components]]\nid = \"api\"\nname = \"API\"\n",
         )
         .expect("config");

@@ -15,22 +15,22 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv;
 use async_nats::jetstream::object_store::ObjectStore;
-use beacon_core::api::ChangelogView;
-use beacon_core::buckets::{self, Change};
-use beacon_core::config::PageConfig;
-use beacon_core::daemon::Daemon;
-use beacon_core::event::{Envelope, EventId};
-use beacon_core::history::{self, Event};
-use beacon_core::hlc::wall_clock_ms;
-use beacon_core::incident::Incident;
-use beacon_core::maintenance::Window;
-use beacon_core::messages::{
+use beacon_contract::api::ChangelogView;
+use beacon_contract::event::{Envelope, EventId};
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::incident::Incident;
+use beacon_contract::maintenance::Window;
+use beacon_contract::messages::{
     ChangelogEntry, IncidentEvent, MaintenanceEvent, StatusRecord, UptimeRollup,
 };
-use beacon_core::names::{
+use beacon_contract::names::{
     split_component_key, KV_CONFIG, KV_STATUS, KV_UPTIME, OBJECT_PAGES, STREAM_CHANGELOG,
     STREAM_INCIDENTS, STREAM_MAINTENANCE,
 };
+use beacon_page::config::PageConfig;
+use beacon_runtime::buckets::{self, Change};
+use beacon_runtime::daemon::Daemon;
+use beacon_runtime::history::{self, Event};
 use prometheus::{Histogram, IntCounterVec, IntGauge};
 use tokio::io::AsyncReadExt;
 
@@ -85,7 +85,7 @@ impl Follower {
     pub fn new(
         daemon: Daemon,
         config: PublisherConfig,
-    ) -> Result<Self, beacon_core::telemetry::MetricError> {
+    ) -> Result<Self, beacon_runtime::telemetry::MetricError> {
         let m = &daemon.process.metrics;
         let metrics = Metrics {
             renders: m.counter("renders_total", "Page renders, by outcome", &["outcome"])?,
@@ -388,7 +388,7 @@ impl Follower {
     async fn fetch_assets(&mut self, store: &ObjectStore) {
         for (page, data) in &mut self.data {
             for name in std::mem::take(&mut data.missing_assets) {
-                let object = beacon_core::origin::asset_object(page, &name);
+                let object = beacon_page::origin::asset_object(page, &name);
                 let mut bytes = Vec::new();
                 let read = async {
                     let mut object = store.get(&object).await.map_err(|e| e.to_string())?;
@@ -492,10 +492,10 @@ impl Follower {
 
 async fn open_objects(
     js: &async_nats::jetstream::Context,
-    shutdown: &beacon_core::shutdown::Shutdown,
+    shutdown: &beacon_runtime::shutdown::Shutdown,
 ) -> Option<ObjectStore> {
     let mut backoff =
-        beacon_core::shutdown::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        beacon_runtime::shutdown::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         match js.get_object_store(OBJECT_PAGES).await {
             Ok(store) => return Some(store),
@@ -510,14 +510,14 @@ async fn open_objects(
 }
 
 /// Blob names a manifest references.
-pub fn referenced_blobs(manifest: &beacon_core::origin::Manifest) -> HashSet<String> {
+pub fn referenced_blobs(manifest: &beacon_page::origin::Manifest) -> HashSet<String> {
     let mut names = HashSet::new();
     for entry in manifest.files.values() {
         for sha in [Some(&entry.sha256), entry.gzip.as_ref(), entry.br.as_ref()]
             .into_iter()
             .flatten()
         {
-            names.insert(beacon_core::origin::blob_object(&manifest.page, sha));
+            names.insert(beacon_page::origin::blob_object(&manifest.page, sha));
         }
     }
     names

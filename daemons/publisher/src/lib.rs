@@ -28,7 +28,7 @@ pub mod strings;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use beacon_core::daemon::Daemon;
+use beacon_runtime::daemon::Daemon;
 
 /// Longest debounce accepted: it bounds how far a page may lag the bus.
 pub const MAX_DEBOUNCE: Duration = Duration::from_secs(5);
@@ -82,7 +82,7 @@ impl PublisherConfig {
 pub enum RunError {
     /// A metric could not be registered (a bug).
     #[error(transparent)]
-    Metric(#[from] beacon_core::telemetry::MetricError),
+    Metric(#[from] beacon_runtime::telemetry::MetricError),
     /// An origin directory could not be created.
     #[error("cannot create origin {path}: {reason}")]
     Origin {
@@ -112,7 +112,7 @@ pub async fn run(daemon: Daemon, config: PublisherConfig) -> Result<(), RunError
     daemon.process.shutdown.spawn(async move {
         let shutdown = api_daemon.process.shutdown.clone();
         let Some(configs) =
-            beacon_core::buckets::open(&api_daemon.js, beacon_core::names::KV_CONFIG, &shutdown)
+            beacon_runtime::buckets::open(&api_daemon.js, beacon_contract::names::KV_CONFIG, &shutdown)
                 .await
         else {
             return;
@@ -120,7 +120,7 @@ pub async fn run(daemon: Daemon, config: PublisherConfig) -> Result<(), RunError
         let objects = loop {
             match api_daemon
                 .js
-                .get_object_store(beacon_core::names::OBJECT_PAGES)
+                .get_object_store(beacon_contract::names::OBJECT_PAGES)
                 .await
             {
                 Ok(store) => break store,

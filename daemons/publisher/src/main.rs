@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use beacon_core::daemon::{config_exit, CommonArgs, Daemon};
 use beacon_publisher::PublisherConfig;
+use beacon_runtime::daemon::{config_exit, CommonArgs, Daemon};
 use clap::Parser;
 
 /// Renders status pages and publishes them atomically to origin directories

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use async_nats::jetstream::object_store::ObjectStore;
-use beacon_core::origin;
+use beacon_page::origin;
 
 use crate::follow::referenced_blobs;
 use crate::site::Built;

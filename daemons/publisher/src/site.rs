@@ -1,7 +1,7 @@
 //! From rendered files to a publishable version: each file hashed (its
 //! ETag), compressible ones precompressed with gzip and brotli (kept only
 //! when smaller), and a [`Manifest`] naming them all. Writing it to an
-//! origin directory is [`beacon_core::origin::write_version`]: a new
+//! origin directory is [`beacon_page::origin::write_version`]: a new
 //! version directory, then one rename.
 
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use base64::Engine;
-use beacon_core::origin::{self, FileEntry, Manifest};
+use beacon_page::origin::{self, FileEntry, Manifest};
 
 use crate::render::html::STYLE;
 

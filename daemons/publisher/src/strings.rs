@@ -3,7 +3,7 @@
 //! text themselves; they take it from here. Operator text (names,
 //! incident updates, changelog entries) is not here: it is the operator's.
 
-use beacon_core::messages::{ComponentStatus, Impact, IncidentState, MaintenancePhase};
+use beacon_contract::messages::{ComponentStatus, Impact, IncidentState, MaintenancePhase};
 
 /// The user-visible strings of a page, for one language.
 #[derive(Debug, Clone, PartialEq, Eq)]

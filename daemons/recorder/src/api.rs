@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use async_nats::service::ServiceExt;
-use beacon_core::api::{ApiReply, SlaReport, SlaReportRequest};
-use beacon_core::daemon::Daemon;
-use beacon_core::hlc::wall_clock_ms;
-use beacon_core::names::api;
+use beacon_contract::api::{ApiReply, SlaReport, SlaReportRequest};
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::names::api;
+use beacon_runtime::daemon::Daemon;
 use futures::StreamExt;
 
 use crate::pages::Pages;

@@ -26,7 +26,7 @@ pub const MIN_ROLLUP_INTERVAL: Duration = Duration::from_secs(1);
 /// How to reach ClickHouse. Parsed by clap, then checked by [`ClickHouseArgs::validate`].
 ///
 /// Argument ids carry a `clickhouse_` prefix because they are flattened
-/// next to [`CommonArgs`](beacon_core::daemon::CommonArgs), whose NATS
+/// next to [`CommonArgs`](beacon_runtime::daemon::CommonArgs), whose NATS
 /// flags already use `url`, `user` and `password`.
 #[derive(Clone, PartialEq, Eq, clap::Args)]
 pub struct ClickHouseArgs {
@@ -429,7 +429,7 @@ mod tests {
     #[derive(clap::Parser)]
     struct Cli {
         #[command(flatten)]
-        common: beacon_core::daemon::CommonArgs,
+        common: beacon_runtime::daemon::CommonArgs,
         #[command(flatten)]
         clickhouse: ClickHouseArgs,
     }

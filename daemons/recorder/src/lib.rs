@@ -40,14 +40,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use beacon_core::buckets;
-use beacon_core::consume::{
+use beacon_contract::names::{KV_CONFIG, KV_UPTIME};
+use beacon_runtime::buckets;
+use beacon_runtime::consume::{
     run_batch_consumer, BatchArgs, ConsumerMetrics, ConsumerSpec, Delivery, Outcome,
 };
-use beacon_core::daemon::Daemon;
-use beacon_core::names::{KV_CONFIG, KV_UPTIME};
-use beacon_core::retry::{until_ok, Backoff, GaveUp, RetryPolicy};
-use beacon_core::telemetry::MetricError;
+use beacon_runtime::daemon::Daemon;
+use beacon_runtime::retry::{until_ok, Backoff, GaveUp, RetryPolicy};
+use beacon_runtime::telemetry::MetricError;
 
 use crate::config::RecorderConfig;
 use crate::pages::Pages;

@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use beacon_core::consume::BatchArgs;
-use beacon_core::daemon::{config_exit, CommonArgs, Daemon};
 use beacon_recorder::config::ClickHouseArgs;
+use beacon_runtime::consume::BatchArgs;
+use beacon_runtime::daemon::{config_exit, CommonArgs, Daemon};
 use clap::Parser;
 
 /// Records probe results and status changes in ClickHouse.

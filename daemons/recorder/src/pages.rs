@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use async_nats::jetstream::kv;
-use beacon_core::buckets::{self, Change};
-use beacon_core::config::PageConfig;
-use beacon_core::event::Envelope;
-use beacon_core::shutdown::Shutdown;
+use beacon_contract::event::Envelope;
+use beacon_page::config::PageConfig;
+use beacon_runtime::buckets::{self, Change};
+use beacon_runtime::shutdown::Shutdown;
 
 /// Every page's config, shared read-mostly by the rollups and the API.
 #[derive(Debug, Clone, Default)]

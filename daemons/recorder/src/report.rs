@@ -3,7 +3,7 @@
 //!
 //! Uptime comes from [`crate::uptime`] over the raw events (exact whatever
 //! the rollups' state); incidents are folded with
-//! [`beacon_core::incident::Incident::fold`] from the stored envelopes, so
+//! [`beacon_contract::incident::Incident::fold`] from the stored envelopes, so
 //! the report agrees with what the decider shows.
 //!
 //! A large page's report comes in slices ([`SLA_REPORT_MAX_COMPONENTS`]
@@ -18,16 +18,16 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use beacon_core::api::{
+use beacon_contract::api::{
     ApiReply, SlaComponent, SlaIncidents, SlaPeriod, SlaReport, SlaReportRequest,
     SLA_REPORT_MAX_COMPONENTS,
 };
-use beacon_core::config::sla::StatusWeights;
-use beacon_core::config::{Component, ConfigError, PageConfig};
-use beacon_core::event::Envelope;
-use beacon_core::incident::Incident;
-use beacon_core::messages::{IncidentEvent, IncidentLifecycle};
-use beacon_core::names::check_token;
+use beacon_contract::event::Envelope;
+use beacon_contract::incident::Incident;
+use beacon_contract::messages::{IncidentEvent, IncidentLifecycle};
+use beacon_contract::names::check_token;
+use beacon_page::config::sla::StatusWeights;
+use beacon_page::config::{Component, ConfigError, PageConfig};
 use serde::Deserialize;
 
 use crate::pages::Pages;
@@ -366,7 +366,7 @@ pub fn assemble(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::config::load;
+    use beacon_page::config::load;
 
     const NOW: u64 = 1_793_491_200_000 + 1_000; // just after October 2026
 

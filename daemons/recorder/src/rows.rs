@@ -6,8 +6,8 @@
 //! absent values are stored as `0` or `''` because the columns are not
 //! `Nullable` (cheaper to store and to query).
 
-use beacon_core::event::Envelope;
-use beacon_core::messages::{
+use beacon_contract::event::Envelope;
+use beacon_contract::messages::{
     DeliveryReceipt, HealthResult, IncidentEvent, MaintenanceEvent, StatusChange,
 };
 use serde::Serialize;
@@ -514,8 +514,8 @@ impl DeliveryRow {
     }
 }
 
-fn outcome_name(outcome: beacon_core::messages::DeliveryOutcome) -> &'static str {
-    use beacon_core::messages::DeliveryOutcome as O;
+fn outcome_name(outcome: beacon_contract::messages::DeliveryOutcome) -> &'static str {
+    use beacon_contract::messages::DeliveryOutcome as O;
     match outcome {
         O::Delivered => "delivered",
         O::Retrying => "retrying",
@@ -550,9 +550,9 @@ fn seconds_and_day(field: &'static str, ms: u64) -> Result<(u32, u16), RowError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::event::EventId;
-    use beacon_core::hlc::Hlc;
-    use beacon_core::messages::{
+    use beacon_contract::event::EventId;
+    use beacon_contract::hlc::Hlc;
+    use beacon_contract::messages::{
         CheckKind, ComponentStatus, Evidence, Outcome, RegionEvidence, RegionState,
     };
 

@@ -20,8 +20,8 @@ use prometheus::{HistogramVec, IntCounterVec};
 use serde::Deserialize;
 use url::Url;
 
-use beacon_core::retry::{Class, Classify};
-use beacon_core::telemetry::{MetricError, Metrics};
+use beacon_runtime::retry::{Class, Classify};
+use beacon_runtime::telemetry::{MetricError, Metrics};
 
 use crate::config::RecorderConfig;
 use crate::schema::{self, Layout, MIGRATIONS, MIGRATIONS_TABLE};

@@ -20,17 +20,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use beacon_core::consume::{BatchSettings, ConsumerSpec, Delivery, Outcome, RetryPolicy};
-use beacon_core::event::{Envelope, Message};
-use beacon_core::hlc::wall_clock_ms;
-use beacon_core::messages::{
+use beacon_contract::event::{Envelope, Message};
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::messages::{
     DeliveryReceipt, HealthResult, IncidentEvent, MaintenanceEvent, StatusChange,
 };
-use beacon_core::names::{
+use beacon_contract::names::{
     STREAM_DELIVERIES, STREAM_HEALTH, STREAM_INCIDENTS, STREAM_MAINTENANCE, STREAM_STATUS,
 };
-use beacon_core::retry::{Class, Classify};
-use beacon_core::telemetry::{MetricError, Metrics};
+use beacon_runtime::consume::{BatchSettings, ConsumerSpec, Delivery, Outcome, RetryPolicy};
+use beacon_runtime::retry::{Class, Classify};
+use beacon_runtime::telemetry::{MetricError, Metrics};
 use prometheus::{IntCounterVec, IntGaugeVec};
 
 use crate::group::GroupInsert;

@@ -33,8 +33,8 @@
 //! point, consecutive points give spans, and spans inside the period are
 //! summed by class.
 
-use beacon_core::config::sla::StatusWeights;
-use beacon_core::messages::ComponentStatus;
+use beacon_contract::messages::ComponentStatus;
+use beacon_page::config::sla::StatusWeights;
 use serde::Deserialize;
 
 use crate::schema::{MAINTENANCE_TABLE, STATUS_TABLE};

@@ -6,16 +6,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use beacon_core::event::Envelope;
-use beacon_core::hlc::{wall_clock_ms, HlcClock};
-use beacon_core::messages::{CheckKind, HealthResult, Outcome};
-use beacon_core::retry::{Class, Classify};
-use beacon_core::telemetry::Metrics;
+use beacon_contract::event::Envelope;
+use beacon_contract::hlc::{wall_clock_ms, HlcClock};
+use beacon_contract::messages::{CheckKind, HealthResult, Outcome};
 use beacon_recorder::config::{ClickHouseArgs, LayoutArg};
 use beacon_recorder::group::GroupInsert;
 use beacon_recorder::rows::HealthRow;
 use beacon_recorder::schema::HEALTH_TABLE;
 use beacon_recorder::service::ClickHouse;
+use beacon_runtime::retry::{Class, Classify};
+use beacon_runtime::telemetry::Metrics;
 use beacon_testkit::ClickHouseServer;
 
 fn rows(checks: &[&str]) -> Vec<HealthRow> {

@@ -8,23 +8,23 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use beacon_core::connect::NatsArgs;
-use beacon_core::daemon::{CommonArgs, Daemon, ProcessArgs};
-use beacon_core::event::Envelope;
-use beacon_core::hlc::{wall_clock_ms, HlcClock};
-use beacon_core::messages::{
+use beacon_contract::event::Envelope;
+use beacon_contract::hlc::{wall_clock_ms, HlcClock};
+use beacon_contract::messages::{
     CheckKind, ComponentStatus, Evidence, HealthResult, Outcome, RegionEvidence, RegionState,
     StatusChange,
 };
-use beacon_core::names::{
+use beacon_contract::names::{
     deadletter_subject, health_subject, status_subject, STREAM_DEADLETTER, STREAM_HEALTH,
 };
-use beacon_core::publish::{publish, publish_bytes};
-use beacon_core::telemetry::LogFormat;
-use beacon_core::topology::{ensure, Topology};
+use beacon_contract::topology::{ensure, Topology};
 use beacon_recorder::config::{ClickHouseArgs, LayoutArg};
 use beacon_recorder::sink::HEALTH_CONSUMER;
 use beacon_recorder::RunError;
+use beacon_runtime::connect::NatsArgs;
+use beacon_runtime::daemon::{CommonArgs, Daemon, ProcessArgs};
+use beacon_runtime::publish::{publish, publish_bytes};
+use beacon_runtime::telemetry::LogFormat;
 use beacon_testkit::{wait_until, ClickHouseServer, NatsServer};
 use tokio::task::JoinHandle;
 
@@ -72,7 +72,7 @@ impl Recorder {
                 shutdown_grace: Duration::from_secs(5),
             },
             replicas: 1,
-            topology: beacon_core::daemon::TopologyMode::Auto,
+            topology: beacon_runtime::daemon::TopologyMode::Auto,
         };
         let config = args.validate().expect("valid ClickHouse flags");
         let daemon = Daemon::start("recorder", "global", &common)
@@ -551,7 +551,7 @@ async fn a_recorder_killed_mid_batch_and_a_clickhouse_restart_lose_and_double_no
         })
         .collect();
     let client = async_nats::connect(nats.url()).await.expect("connect");
-    let publisher = beacon_core::publish::Publisher::new(client, 512, Duration::from_secs(10));
+    let publisher = beacon_runtime::publish::Publisher::new(client, 512, Duration::from_secs(10));
     let subject = health_subject("acme", "api", "eu-west");
     let results = publisher
         .publish_all(envelopes.iter().map(|e| (subject.as_str(), e)))
@@ -769,7 +769,7 @@ async fn migrations_are_recorded_and_finish_after_a_crash_between_steps() {
 
 /// Stores a page config in KV `config`, as the decider's config API does.
 async fn store_page(js: &jetstream::Context, toml: &str) {
-    let config = beacon_core::config::load(toml).expect("a valid page config");
+    let config = beacon_page::config::load(toml).expect("a valid page config");
     let kv = js.get_key_value("config").await.expect("KV config");
     let envelope = Envelope::new(&HlcClock::new(), "global", config.clone());
     kv.put(
@@ -787,8 +787,8 @@ fn status_at(
     at_ms: u64,
 ) -> Envelope<StatusChange> {
     Envelope::with_id(
-        beacon_core::event::EventId::new(),
-        beacon_core::hlc::Hlc::new(at_ms, 0),
+        beacon_contract::event::EventId::new(),
+        beacon_contract::hlc::Hlc::new(at_ms, 0),
         "global",
         StatusChange {
             page: page.into(),
@@ -809,15 +809,15 @@ fn status_at(
     )
 }
 
-async fn publish_at<T: beacon_core::event::Message>(
+async fn publish_at<T: beacon_contract::event::Message>(
     js: &jetstream::Context,
     subject: &str,
     body: T,
     at_ms: u64,
 ) {
     let envelope = Envelope::with_id(
-        beacon_core::event::EventId::new(),
-        beacon_core::hlc::Hlc::new(at_ms, 0),
+        beacon_contract::event::EventId::new(),
+        beacon_contract::hlc::Hlc::new(at_ms, 0),
         "global",
         body,
     );
@@ -827,10 +827,10 @@ async fn publish_at<T: beacon_core::event::Message>(
 async fn sla_report(
     client: &async_nats::Client,
     request: serde_json::Value,
-) -> beacon_core::api::ApiReply<beacon_core::api::SlaReport> {
+) -> beacon_contract::api::ApiReply<beacon_contract::api::SlaReport> {
     let reply = client
         .request(
-            beacon_core::names::api::SLA_REPORT,
+            beacon_contract::names::api::SLA_REPORT,
             serde_json::to_vec(&request).expect("json").into(),
         )
         .await
@@ -840,9 +840,9 @@ async fn sla_report(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sla_reports_and_kv_rollups_come_from_every_stream() {
-    use beacon_core::api::ApiReply;
-    use beacon_core::messages::*;
-    use beacon_core::names::{delivery_subject, incident_subject, maintenance_subject};
+    use beacon_contract::api::ApiReply;
+    use beacon_contract::messages::*;
+    use beacon_contract::names::{delivery_subject, incident_subject, maintenance_subject};
     const MIN: u64 = 60_000;
     const HOUR: u64 = 60 * MIN;
     const DAY: u64 = 24 * HOUR;
@@ -874,7 +874,7 @@ async fn sla_reports_and_kv_rollups_come_from_every_stream() {
     // A finished month, 40 to 70 days ago.
     let month =
         beacon_recorder::rollup::date_of_day((wall_clock_ms() - 40 * DAY) / DAY)[..7].to_owned();
-    let (p0, p1) = beacon_core::api::SlaPeriod::parse(&month)
+    let (p0, p1) = beacon_contract::api::SlaPeriod::parse(&month)
         .expect("a month")
         .bounds_ms();
     let s = |to, at| status_at("shop", "api", to, at);

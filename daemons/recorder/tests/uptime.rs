@@ -6,13 +6,12 @@
 
 use std::time::Duration;
 
-use beacon_core::config::sla::StatusWeights;
-use beacon_core::event::{Envelope, EventId};
-use beacon_core::hlc::Hlc;
-use beacon_core::messages::{
+use beacon_contract::event::{Envelope, EventId};
+use beacon_contract::hlc::Hlc;
+use beacon_contract::messages::{
     ComponentStatus, Evidence, MaintenanceAction, MaintenanceEvent, MaintenancePhase, StatusChange,
 };
-use beacon_core::telemetry::Metrics;
+use beacon_page::config::sla::StatusWeights;
 use beacon_recorder::config::{ClickHouseArgs, LayoutArg};
 use beacon_recorder::rows::{MaintenanceRow, StatusRow};
 use beacon_recorder::schema::{MAINTENANCE_TABLE, STATUS_TABLE};
@@ -20,6 +19,7 @@ use beacon_recorder::service::ClickHouse;
 use beacon_recorder::uptime::{
     reference, status_ms_sql, Change, StatusMs, UptimeQuery, UptimeRow, DAY_MS,
 };
+use beacon_runtime::telemetry::Metrics;
 use beacon_testkit::ClickHouseServer;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

@@ -7,10 +7,10 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use beacon_core::api::ComponentView;
-use beacon_core::incident::Incident as CoreIncident;
-use beacon_core::maintenance::Window;
-use beacon_core::messages::{
+use beacon_contract::api::ComponentView;
+use beacon_contract::incident::Incident as CoreIncident;
+use beacon_contract::maintenance::Window;
+use beacon_contract::messages::{
     AffectedComponent, ComponentStatus, Impact as CoreImpact, IncidentLifecycle, IncidentState,
     MaintenancePhase,
 };

@@ -24,8 +24,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use beacon_core::api::ApiScope;
-use beacon_core::messages::ApiKeyRecord;
+use beacon_contract::api::ApiScope;
+use beacon_contract::messages::ApiKeyRecord;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;

@@ -28,10 +28,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use beacon_core::api::{AddSubscriberRequest, LinkRequest, NewSubscriber};
-use beacon_core::config::ConfigError;
-use beacon_core::messages::{DedupMode, SubscriberChannel};
-use beacon_core::names::api;
+use beacon_contract::api::{AddSubscriberRequest, LinkRequest, NewSubscriber};
+use beacon_contract::messages::{DedupMode, SubscriberChannel};
+use beacon_contract::names::api;
+use beacon_page::config::ConfigError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -127,7 +127,8 @@ fn page_of(headers: &HeaderMap, query: &HashMap<String, String>) -> Result<Strin
         .map(str::to_owned)
         .or_else(|| query.get("page").cloned())
         .ok_or_else(|| ApiError::invalid("page", "name the page: ?page= or X-Beacon-Page"))?;
-    beacon_core::names::check_token(&page).map_err(|e| ApiError::invalid("page", e.to_string()))?;
+    beacon_contract::names::check_token(&page)
+        .map_err(|e| ApiError::invalid("page", e.to_string()))?;
     Ok(page)
 }
 

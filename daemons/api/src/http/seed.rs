@@ -6,15 +6,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use beacon_core::api::{
+use beacon_contract::api::{
     ApiScope, ChangeIncidentRequest, ChangeMaintenanceRequest, ClearComponentRequest,
     ComponentRequest, ComponentView, CreateIncidentRequest, ListIncidentsRequest,
     ListMaintenanceRequest, ScheduleMaintenanceRequest, SetComponentRequest, ShowIncidentRequest,
 };
-use beacon_core::incident::Incident as CoreIncident;
-use beacon_core::maintenance::Window;
-use beacon_core::messages::{AffectedComponent, ComponentStatus};
-use beacon_core::names::api;
+use beacon_contract::incident::Incident as CoreIncident;
+use beacon_contract::maintenance::Window;
+use beacon_contract::messages::{AffectedComponent, ComponentStatus};
+use beacon_contract::names::api;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -67,7 +67,7 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     Ok(Some(text.to_owned()))
 }
 
-fn audit(record: &beacon_core::messages::ApiKeyRecord, what: &str, target: &str) {
+fn audit(record: &beacon_contract::messages::ApiKeyRecord, what: &str, target: &str) {
     tracing::info!(target: "audit", key = %record.id, key_name = %record.name, page = %record.page, what, target, "API write.");
 }
 

@@ -13,15 +13,15 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
-use beacon_core::api::{
+use beacon_contract::api::{
     ApiScope, ChangeIncidentRequest, ChangeMaintenanceRequest, ComponentView,
     CreateIncidentRequest, ListIncidentsRequest, ListMaintenanceRequest,
     ScheduleMaintenanceRequest, SetComponentRequest, ShowIncidentRequest,
 };
-use beacon_core::incident::Incident as CoreIncident;
-use beacon_core::maintenance::Window;
-use beacon_core::messages::{AffectedComponent, ComponentStatus, IncidentLifecycle};
-use beacon_core::names::api;
+use beacon_contract::incident::Incident as CoreIncident;
+use beacon_contract::maintenance::Window;
+use beacon_contract::messages::{AffectedComponent, ComponentStatus, IncidentLifecycle};
+use beacon_contract::names::api;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -265,8 +265,8 @@ impl IncidentFields {
     }
 }
 
-fn incident_state(text: &str) -> Result<beacon_core::messages::IncidentState, ApiError> {
-    use beacon_core::messages::IncidentState as S;
+fn incident_state(text: &str) -> Result<beacon_contract::messages::IncidentState, ApiError> {
+    use beacon_contract::messages::IncidentState as S;
     match text {
         "investigating" => Ok(S::Investigating),
         "identified" => Ok(S::Identified),
@@ -618,7 +618,7 @@ pub async fn update_component(
         if v.component == view.component {
             if let Some(record) = &mut v.record {
                 record.status = body.component.status.into();
-                record.source = beacon_core::messages::StatusSource::Override;
+                record.source = beacon_contract::messages::StatusSource::Override;
             }
         }
     }

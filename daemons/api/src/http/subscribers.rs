@@ -13,14 +13,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
-use beacon_core::api::{
+use beacon_contract::api::{
     AddSubscriberRequest, ApiScope, EraseRequest, Erased, ListSubscribersRequest, NewSubscriber,
     RemovedSubscriber, SubscriberList, SubscriberRequest, SubscriberView, SUBSCRIBER_LIST_MAX,
 };
-use beacon_core::messages::{
+use beacon_contract::messages::{
     ChannelKind, DedupMode, EndpointState, Subscriber as CoreSubscriber, SubscriberChannel,
 };
-use beacon_core::names::api;
+use beacon_contract::names::api;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -68,7 +68,7 @@ pub fn routes() -> Router<AppState> {
 )]
 pub struct SubscribersDoc;
 
-fn audit(record: &beacon_core::messages::ApiKeyRecord, what: &str, target: &str) {
+fn audit(record: &beacon_contract::messages::ApiKeyRecord, what: &str, target: &str) {
     tracing::info!(target: "audit", key = %record.id, key_name = %record.name, page = %record.page, what, target, "API write.");
 }
 
@@ -345,7 +345,7 @@ async fn fetch(state: &AppState, page: &str, id: String) -> Result<SubscriberVie
 
 async fn delete(
     state: &AppState,
-    record: &beacon_core::messages::ApiKeyRecord,
+    record: &beacon_contract::messages::ApiKeyRecord,
     page: &str,
     id: String,
 ) -> Result<RemovedSubscriber, ApiError> {
@@ -395,7 +395,7 @@ fn same_endpoints(existing: &CoreSubscriber, new: &NewSubscriber) -> bool {
 /// the same endpoints, `StatusCode::OK` with that one.
 async fn add(
     state: &AppState,
-    record: &beacon_core::messages::ApiKeyRecord,
+    record: &beacon_contract::messages::ApiKeyRecord,
     page: &str,
     subscriber: NewSubscriber,
     confirmed: bool,
@@ -937,7 +937,7 @@ pub async fn sp_remove_subscriber(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::messages::SubscriberEndpoint;
+    use beacon_contract::messages::SubscriberEndpoint;
 
     fn fields(email: Option<&str>, phone: Option<&str>, url: Option<&str>) -> SpSubscriberFields {
         SpSubscriberFields {
@@ -976,11 +976,11 @@ mod tests {
         let (new, _) =
             sp_new(fields(Some("a@example.com"), Some("+14155550100"), None)).expect("valid");
         let e = ApiError::invalid_all(vec![
-            beacon_core::config::ConfigError {
+            beacon_page::config::ConfigError {
                 location: "subscriber.endpoints[1].phone".into(),
                 message: "bad".into(),
             },
-            beacon_core::config::ConfigError {
+            beacon_page::config::ConfigError {
                 location: "subscriber.components[2]".into(),
                 message: "no such component".into(),
             },

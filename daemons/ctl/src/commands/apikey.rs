@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use beacon_core::api::{
+use beacon_contract::api::{
     ApiKeyView, ApiScope, CreateApiKeyRequest, CreatedApiKey, ListApiKeysRequest,
     RevokeApiKeyRequest,
 };
-use beacon_core::connect::NatsArgs;
-use beacon_core::names::api;
+use beacon_contract::names::api;
+use beacon_runtime::connect::NatsArgs;
 
 use crate::cli::{ApikeyCommand, OutputFormat};
 use crate::commands::{check_id, connect};

@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use beacon_core::api::{ApplyConfigRequest, ApplyConfigResult};
-use beacon_core::connect::NatsArgs;
-use beacon_core::names;
+use beacon_contract::names;
+use beacon_page::config::api::{ApplyConfigRequest, ApplyConfigResult};
+use beacon_runtime::connect::NatsArgs;
 
 use crate::cli::OutputFormat;
 use crate::commands::{connect, validate};

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use beacon_core::connect::NatsArgs;
-use beacon_core::topology::{self, Action, Found, Outcome, Topology, TOPOLOGY_VERSION};
+use beacon_contract::topology::{self, Action, Found, Outcome, Topology, TOPOLOGY_VERSION};
+use beacon_runtime::connect::NatsArgs;
 use serde::Serialize;
 
 use crate::cli::{BusCommand, OutputFormat};

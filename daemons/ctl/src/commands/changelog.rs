@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine;
-use beacon_core::api::{
+use beacon_contract::api::{
     ChangelogImage, ChangelogView, DeleteChangelogRequest, EditChangelogRequest,
     ListChangelogRequest, PublishChangelogRequest, CHANGELOG_IMAGE_MAX_BYTES,
 };
-use beacon_core::connect::NatsArgs;
-use beacon_core::names::api;
+use beacon_contract::names::api;
+use beacon_runtime::connect::NatsArgs;
 
 use crate::cli::{ChangelogCommand, OutputFormat};
 use crate::commands::maintenance::parse_time;
@@ -77,7 +77,7 @@ pub async fn run(
     format: OutputFormat,
     timeout: Duration,
 ) -> Result<(), CtlError> {
-    let now_ms = beacon_core::hlc::wall_clock_ms();
+    let now_ms = beacon_contract::hlc::wall_clock_ms();
     let (view, verb): (ChangelogView, &str) = match command {
         ChangelogCommand::List { page, all } => {
             check_id("PAGE", &page)?;

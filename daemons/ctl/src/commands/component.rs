@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use beacon_core::api::{
+use beacon_contract::api::{
     ClearComponentRequest, ComponentRequest, ComponentView, SetComponentRequest,
 };
-use beacon_core::connect::NatsArgs;
-use beacon_core::messages::{ComponentStatus, RegionEvidence};
-use beacon_core::names::api;
+use beacon_contract::messages::{ComponentStatus, RegionEvidence};
+use beacon_contract::names::api;
+use beacon_runtime::connect::NatsArgs;
 
 use crate::cli::{ComponentCommand, OutputFormat};
 use crate::commands::{check_id, connect, parse_word};
@@ -276,8 +276,8 @@ fn regions(regions: &[RegionEvidence]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::event::EventId;
-    use beacon_core::messages::{Evidence, RegionState, StatusRecord};
+    use beacon_contract::event::EventId;
+    use beacon_contract::messages::{Evidence, RegionState, StatusRecord};
 
     fn view() -> ComponentView {
         let sample = EventId::new();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use base64::Engine;
-use beacon_core::origin::{self, FileEntry, Manifest};
+use beacon_page::origin::{self, FileEntry, Manifest};
 use html_escape::encode_text;
 
 use crate::cli::{EmergencyCommand, OutputFormat};
@@ -54,7 +54,7 @@ fn style_hash() -> String {
 }
 
 fn write_notice(origin_dir: &Path, page: &str, html: &[u8], at_ms: u64) -> std::io::Result<String> {
-    let version = beacon_core::event::EventId::new().to_string();
+    let version = beacon_contract::event::EventId::new().to_string();
     let sha = origin::sha256_hex(html);
     let mut files = BTreeMap::new();
     files.insert(
@@ -121,7 +121,7 @@ pub fn run(command: EmergencyCommand, format: OutputFormat) -> Result<(), CtlErr
         } => {
             check_id("--page", &page)?;
             check_origins(&origins)?;
-            let at_ms = beacon_core::hlc::wall_clock_ms();
+            let at_ms = beacon_contract::hlc::wall_clock_ms();
             let html = notice_html(&title, &message, at_ms);
             let mut versions = Vec::new();
             for origin_dir in &origins {

@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use beacon_core::api::{
+use beacon_contract::api::{
     ChangeIncidentRequest, CreateIncidentRequest, ListIncidentsRequest, ShowIncidentRequest,
 };
-use beacon_core::connect::NatsArgs;
-use beacon_core::incident::Incident;
-use beacon_core::messages::{AffectedComponent, Impact, IncidentState};
-use beacon_core::names::api;
+use beacon_contract::incident::Incident;
+use beacon_contract::messages::{AffectedComponent, Impact, IncidentState};
+use beacon_contract::names::api;
+use beacon_runtime::connect::NatsArgs;
 
 use crate::cli::{IncidentChangeArgs, IncidentCommand, OutputFormat};
 use crate::commands::component::parse_status;
@@ -290,7 +290,7 @@ pub fn show(incident: &Incident) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::messages::ComponentStatus;
+    use beacon_contract::messages::ComponentStatus;
 
     #[test]
     fn component_pairs_are_parsed_and_bad_ones_named() {

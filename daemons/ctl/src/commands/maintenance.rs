@@ -2,12 +2,12 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use beacon_core::api::{
+use beacon_contract::api::{
     ChangeMaintenanceRequest, ListMaintenanceRequest, ScheduleMaintenanceRequest,
 };
-use beacon_core::connect::NatsArgs;
-use beacon_core::maintenance::Window;
-use beacon_core::names::api;
+use beacon_contract::maintenance::Window;
+use beacon_contract::names::api;
+use beacon_runtime::connect::NatsArgs;
 
 use crate::cli::{MaintenanceChangeArgs, MaintenanceCommand, OutputFormat};
 use crate::commands::{check_id, connect};
@@ -62,7 +62,7 @@ pub async fn run(
     format: OutputFormat,
     timeout: Duration,
 ) -> Result<(), CtlError> {
-    let now_ms = beacon_core::hlc::wall_clock_ms();
+    let now_ms = beacon_contract::hlc::wall_clock_ms();
     let (subject, verb, request) = match command {
         MaintenanceCommand::List { page, all } => {
             check_id("PAGE", &page)?;

@@ -15,7 +15,7 @@ pub mod subscriber;
 pub mod tail;
 pub mod validate;
 
-use beacon_core::connect::{connect_once, NatsArgs};
+use beacon_runtime::connect::{connect_once, NatsArgs};
 
 use crate::exit::CtlError;
 
@@ -50,7 +50,7 @@ fn parse_word<T: Copy>(
 
 /// Checks an id given on the command line.
 fn check_id(flag: &'static str, id: &str) -> Result<(), CtlError> {
-    beacon_core::names::check_token(id).map_err(|e| CtlError::BadArgument {
+    beacon_contract::names::check_token(id).map_err(|e| CtlError::BadArgument {
         flag,
         reason: format!("{id:?} {e}"),
     })

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use beacon_core::api::{SlaPeriod, SlaReport, SlaReportRequest};
-use beacon_core::connect::NatsArgs;
-use beacon_core::names::{self, check_token};
+use beacon_contract::api::{SlaPeriod, SlaReport, SlaReportRequest};
+use beacon_contract::names::{self, check_token};
+use beacon_runtime::connect::NatsArgs;
 
 use crate::cli::OutputFormat;
 use crate::commands::connect;
@@ -225,7 +225,7 @@ pub fn csv(report: &SlaReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::api::{SlaComponent, SlaIncidents};
+    use beacon_contract::api::{SlaComponent, SlaIncidents};
 
     fn report() -> SlaReport {
         SlaReport {

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use beacon_core::connect::NatsArgs;
-use beacon_core::event::Envelope;
-use beacon_core::messages::StatusRecord;
-use beacon_core::names::{self, KV_STATUS};
+use beacon_contract::event::Envelope;
+use beacon_contract::messages::StatusRecord;
+use beacon_contract::names::{self, KV_STATUS};
+use beacon_runtime::connect::NatsArgs;
 use futures::TryStreamExt;
 
 use crate::cli::OutputFormat;

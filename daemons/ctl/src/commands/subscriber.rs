@@ -13,15 +13,15 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use beacon_core::api::{
+use beacon_contract::api::{
     AddSubscriberRequest, EraseRequest, Erased, ImportResult, ImportSubscribersRequest,
     ListSubscribersRequest, NewSubscriber, RemovedSubscriber, SubscriberList, SubscriberRequest,
     SubscriberView, SUBSCRIBER_IMPORT_MAX_ROWS,
 };
-use beacon_core::config::ConfigError;
-use beacon_core::connect::NatsArgs;
-use beacon_core::messages::{ChannelKind, DedupMode, Subscriber, SubscriberChannel};
-use beacon_core::names::api;
+use beacon_contract::messages::{ChannelKind, DedupMode, Subscriber, SubscriberChannel};
+use beacon_contract::names::api;
+use beacon_page::config::ConfigError;
+use beacon_runtime::connect::NatsArgs;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -668,11 +668,11 @@ mod tests {
         let subscriber = Subscriber {
             page: "p".into(),
             subscriber: "01jd5k2s9x8y7z6w5v4t3r2q1p".into(),
-            endpoints: vec![beacon_core::messages::SubscriberEndpoint {
+            endpoints: vec![beacon_contract::messages::SubscriberEndpoint {
                 channel: SubscriberChannel::Email {
                     address: "ada@example.com".into(),
                 },
-                state: beacon_core::messages::EndpointState::Active,
+                state: beacon_contract::messages::EndpointState::Active,
                 since_ms: 0,
                 confirmation: None,
             }],

@@ -4,7 +4,7 @@
 //! published from now on, leaves no state on the server, and sees every
 //! subject including requests and non-stream traffic.
 
-use beacon_core::connect::NatsArgs;
+use beacon_runtime::connect::NatsArgs;
 use futures::StreamExt;
 
 use crate::cli::OutputFormat;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use beacon_core::config::{self, PageConfig, RawPageConfig};
+use beacon_page::config::{self, PageConfig, RawPageConfig};
 
 use crate::cli::OutputFormat;
 use crate::exit::CtlError;

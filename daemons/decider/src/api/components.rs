@@ -5,14 +5,14 @@
 //! the bucket and applies it; the reply already shows the override.
 
 use async_nats::jetstream::kv;
-use beacon_core::api::{
+use beacon_contract::api::{
     ApiReply, ClearComponentRequest, ComponentRequest, ComponentView, SetComponentRequest,
 };
-use beacon_core::config::Component;
-use beacon_core::event::Envelope;
-use beacon_core::hlc::wall_clock_ms;
-use beacon_core::messages::{ComponentOverride, ComponentStatus, StatusRecord};
-use beacon_core::names::status_key;
+use beacon_contract::event::Envelope;
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::messages::{ComponentOverride, ComponentStatus, StatusRecord};
+use beacon_contract::names::status_key;
+use beacon_page::config::Component;
 
 use super::{check_text, parse, refuse, Api, MAX_BODY};
 
@@ -31,7 +31,7 @@ pub async fn set(api: &Api, payload: &[u8]) -> ApiReply<ComponentView> {
     };
     let mut errors = Vec::new();
     if page.component(&request.component).is_none() {
-        errors.push(beacon_core::config::ConfigError {
+        errors.push(beacon_page::config::ConfigError {
             location: "component".into(),
             message: format!(
                 "page {} has no component {:?}",
@@ -41,7 +41,7 @@ pub async fn set(api: &Api, payload: &[u8]) -> ApiReply<ComponentView> {
     }
     if let Some(ms) = request.expires_in_ms {
         if ms == 0 || ms > MAX_OVERRIDE_MS {
-            errors.push(beacon_core::config::ConfigError {
+            errors.push(beacon_page::config::ConfigError {
                 location: "expires_in".into(),
                 message: "must be above zero and at most 30 days".into(),
             });

@@ -4,10 +4,11 @@
 //! told it conflicted.
 
 use async_nats::jetstream::kv;
-use beacon_core::api::{ApiReply, ApplyConfigRequest, ApplyConfigResult, GetConfigRequest};
-use beacon_core::config::{validate, PageConfig};
-use beacon_core::event::Envelope;
-use beacon_core::names::check_token;
+use beacon_contract::api::ApiReply;
+use beacon_contract::event::Envelope;
+use beacon_contract::names::check_token;
+use beacon_page::config::api::{ApplyConfigRequest, ApplyConfigResult, GetConfigRequest};
+use beacon_page::config::{validate, PageConfig};
 
 use super::{parse, Api};
 

@@ -6,22 +6,22 @@
 //! revision the client saw (or, without one, the one just read). A stale
 //! writer gets a conflict with the current incident; nothing is written.
 
-use beacon_core::api::{
+use beacon_contract::api::{
     ApiReply, ChangeIncidentRequest, CreateIncidentRequest, IncidentList, ListIncidentsRequest,
     ShowIncidentRequest,
 };
-use beacon_core::config::ConfigError;
-use beacon_core::event::{Envelope, EventId};
-use beacon_core::history;
-use beacon_core::hlc::wall_clock_ms;
-use beacon_core::incident::Incident;
-use beacon_core::lease::fnv1a;
-use beacon_core::messages::{
+use beacon_contract::event::{Envelope, EventId};
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::incident::Incident;
+use beacon_contract::messages::{
     AffectedComponent, ComponentStatus, IncidentAction, IncidentEvent, IncidentLifecycle,
     IncidentState, IncidentUpdate,
 };
-use beacon_core::names::{check_token, incident_subject, STREAM_INCIDENTS};
-use beacon_core::publish::{publish_expecting, PublishFailure};
+use beacon_contract::names::{check_token, incident_subject, STREAM_INCIDENTS};
+use beacon_page::config::ConfigError;
+use beacon_runtime::history;
+use beacon_runtime::lease::fnv1a;
+use beacon_runtime::publish::{publish_expecting, PublishFailure};
 
 use super::{check_text, parse, refuse, Api, MAX_BODY, MAX_TITLE};
 use crate::configs::Page;

@@ -6,18 +6,18 @@
 //! or cancel it; cancelling a series also cancels its occurrences that
 //! have not begun. Every write is conditional on the window's revision.
 
-use beacon_core::api::{
+use beacon_contract::api::{
     ApiReply, ChangeMaintenanceRequest, ListMaintenanceRequest, MaintenanceList,
     ScheduleMaintenanceRequest,
 };
-use beacon_core::config::ConfigError;
-use beacon_core::event::{Envelope, EventId};
-use beacon_core::history;
-use beacon_core::hlc::wall_clock_ms;
-use beacon_core::maintenance::Window;
-use beacon_core::messages::{MaintenanceAction, MaintenanceEvent, MaintenancePhase};
-use beacon_core::names::{check_token, maintenance_subject, STREAM_MAINTENANCE};
-use beacon_core::publish::{publish_expecting, PublishFailure};
+use beacon_contract::event::{Envelope, EventId};
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::maintenance::Window;
+use beacon_contract::messages::{MaintenanceAction, MaintenanceEvent, MaintenancePhase};
+use beacon_contract::names::{check_token, maintenance_subject, STREAM_MAINTENANCE};
+use beacon_page::config::ConfigError;
+use beacon_runtime::history;
+use beacon_runtime::publish::{publish_expecting, PublishFailure};
 
 use super::{check_text, parse, refuse, Api, MAX_BODY, MAX_TITLE};
 use crate::schedule::Recurrence;
@@ -101,7 +101,7 @@ pub async fn schedule(api: &Api, payload: &[u8]) -> ApiReply<Window> {
     let id = match &request.idempotency_key {
         Some(key) => format!(
             "k{:016x}",
-            beacon_core::lease::fnv1a(format!("{}\u{0}{key}", request.page).as_bytes())
+            beacon_runtime::lease::fnv1a(format!("{}\u{0}{key}", request.page).as_bytes())
         ),
         None => EventId::new().to_string().to_ascii_lowercase(),
     };

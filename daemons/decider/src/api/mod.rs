@@ -21,10 +21,10 @@ pub mod maintenance;
 
 use async_nats::jetstream::kv;
 use async_nats::service::Request;
-use beacon_core::api::ApiReply;
-use beacon_core::daemon::Daemon;
-use beacon_core::names::api;
-use beacon_core::service::{self, Service};
+use beacon_contract::api::ApiReply;
+use beacon_contract::names::api;
+use beacon_runtime::daemon::Daemon;
+use beacon_runtime::service::{self, Service};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -59,7 +59,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 impl Api {
     /// The page's config, or an `Invalid` reply naming it.
     pub fn page<T>(&self, page: &str) -> Result<std::sync::Arc<Page>, ApiReply<T>> {
-        if let Err(e) = beacon_core::names::check_token(page) {
+        if let Err(e) = beacon_contract::names::check_token(page) {
             return Err(ApiReply::invalid(
                 "page",
                 format!("invalid page id {page:?}: {e}"),
@@ -73,7 +73,7 @@ impl Api {
 
 /// Checks a title and a body, adding every problem to `errors`.
 pub fn check_text(
-    errors: &mut Vec<beacon_core::config::ConfigError>,
+    errors: &mut Vec<beacon_page::config::ConfigError>,
     field: &str,
     text: &str,
     max: usize,
@@ -87,7 +87,7 @@ pub fn check_text(
         None
     };
     if let Some(message) = problem {
-        errors.push(beacon_core::config::ConfigError {
+        errors.push(beacon_page::config::ConfigError {
             location: field.to_owned(),
             message,
         });
@@ -95,7 +95,7 @@ pub fn check_text(
 }
 
 /// The reply for a list of errors, or `None` when there are none.
-pub fn refuse<T>(errors: Vec<beacon_core::config::ConfigError>) -> Option<ApiReply<T>> {
+pub fn refuse<T>(errors: Vec<beacon_page::config::ConfigError>) -> Option<ApiReply<T>> {
     (!errors.is_empty()).then_some(ApiReply::Invalid { errors })
 }
 

@@ -6,7 +6,7 @@
 //! `Retry-After`; a 404 or 410 (the webhook was revoked or the channel
 //! archived) is permanent, and 410 disables the endpoint.
 
-use beacon_core::messages::Notice;
+use beacon_contract::messages::Notice;
 use serde_json::Value;
 
 use super::{http_outcome, retry_after, transport_error, Accepted, Delivery, SendError};

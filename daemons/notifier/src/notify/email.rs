@@ -33,7 +33,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use beacon_core::config::{Channel, ChannelProvider, SmtpTls};
+use beacon_page::config::{Channel, ChannelProvider, SmtpTls};
 use lettre::address::Envelope;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
@@ -405,7 +405,7 @@ fn classify(error: &lettre::transport::smtp::Error) -> SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::messages::{Impact, IncidentState, Notice, NoticeKind, NoticeSubject};
+    use beacon_contract::messages::{Impact, IncidentState, Notice, NoticeKind, NoticeSubject};
 
     fn channel() -> Channel {
         Channel {
@@ -426,7 +426,7 @@ mod tests {
     #[tokio::test]
     async fn messages_carry_unsubscribe_headers_and_no_injected_header() {
         let provider = Provider::build(&channel(), Duration::from_secs(1)).expect("builds");
-        let page = beacon_core::config::load("[page]\nid = \"demo\"\nname = \"Demo\"\n[[components]]\nid = \"api\"\nname = \"API\"\n")
+        let page = beacon_page::config::load("[page]\nid = \"demo\"\nname = \"Demo\"\n[[components]]\nid = \"api\"\nname = \"API\"\n")
             .expect("a page");
         let notice = Notice {
             id: "incident-i.0".into(),
@@ -452,7 +452,7 @@ mod tests {
             confirm: None,
         };
         let template = crate::render::Template::new(
-            beacon_core::messages::ChannelKind::Email,
+            beacon_contract::messages::ChannelKind::Email,
             &notice,
             "demo",
         );

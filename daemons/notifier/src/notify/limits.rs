@@ -13,7 +13,7 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use beacon_core::config::Channel;
+use beacon_page::config::Channel;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -137,7 +137,7 @@ impl AccountLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::config::ChannelProvider;
+    use beacon_page::config::ChannelProvider;
 
     fn channel(rate: u32, burst: u32, destination: u32) -> Channel {
         Channel {

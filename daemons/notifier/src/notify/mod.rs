@@ -26,10 +26,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use beacon_core::config::{Channel, ChannelProvider, PageConfig};
-use beacon_core::lease::fnv1a;
-use beacon_core::messages::{ChannelKind, EndpointState, Notice};
-use beacon_core::retry::{Class, Classify};
+use beacon_contract::messages::{ChannelKind, EndpointState, Notice};
+use beacon_page::config::{Channel, ChannelProvider, PageConfig};
+use beacon_runtime::lease::fnv1a;
+use beacon_runtime::retry::{Class, Classify};
 
 use crate::render::Links;
 use crate::ssrf::{Guard, GuardResolver};
@@ -400,7 +400,7 @@ mod tests {
 
     #[test]
     fn a_subscriber_always_uses_the_same_account() {
-        let page = beacon_core::config::load(
+        let page = beacon_page::config::load(
             r#"
 [page]
 id = "p"

@@ -14,9 +14,9 @@
 //! test receiver that can use it. A recipient always gets messages from
 //! the same number of the account's pool, so its STOP reaches that number.
 
-use beacon_core::config::{Channel, ChannelProvider};
-use beacon_core::lease::fnv1a;
-use beacon_core::messages::EndpointState;
+use beacon_contract::messages::EndpointState;
+use beacon_page::config::{Channel, ChannelProvider};
+use beacon_runtime::lease::fnv1a;
 use serde::Deserialize;
 
 use super::{retry_after, transport_error, Accepted, Delivery, SendError};

@@ -16,7 +16,7 @@
 //! to is the one checked) and redirects are never followed. A 410 disables
 //! the endpoint.
 
-use beacon_core::config::{Channel, ChannelProvider};
+use beacon_page::config::{Channel, ChannelProvider};
 
 use super::{http_outcome, retry_after, transport_error, Accepted, Delivery, SendError};
 use crate::context::env_secret;

@@ -24,17 +24,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use beacon_core::consume::{
-    run_batch_consumer, BatchSettings, ConsumerMetrics, ConsumerSpec, Delivery as Message, Outcome,
-};
-use beacon_core::event::{Envelope, EventId};
-use beacon_core::messages::{
+use beacon_contract::event::{Envelope, EventId};
+use beacon_contract::messages::{
     ChannelKind, DeliveryLedger, DeliveryOutcome, DeliveryReceipt, EndpointState, Lane, NoticeKind,
     NotifyBatch,
 };
-use beacon_core::names::{delivery_subject, notify_subject, STREAM_NOTIFY};
-use beacon_core::retry::RetryPolicy;
-use beacon_core::shutdown::Shutdown;
+use beacon_contract::names::{delivery_subject, notify_subject, STREAM_NOTIFY};
+use beacon_runtime::consume::{
+    run_batch_consumer, BatchSettings, ConsumerMetrics, ConsumerSpec, Delivery as Message, Outcome,
+};
+use beacon_runtime::retry::RetryPolicy;
+use beacon_runtime::shutdown::Shutdown;
 use futures::StreamExt;
 use rand::Rng;
 
@@ -449,8 +449,8 @@ impl Worker {
             DeliveryOutcome::Retrying => format!("{key}|{}|{attempt}", outcome.as_str()),
             _ => format!("{key}|{}", outcome.as_str()),
         };
-        let high = beacon_core::lease::fnv1a(seed.as_bytes());
-        let low = beacon_core::lease::fnv1a(format!("{seed}|low").as_bytes());
+        let high = beacon_runtime::lease::fnv1a(seed.as_bytes());
+        let low = beacon_runtime::lease::fnv1a(format!("{seed}|low").as_bytes());
         let random = (u128::from(high) << 64 | u128::from(low)) & ((1u128 << 80) - 1);
         let id = EventId(ulid::Ulid::from_parts(batch.notice.at_ms, random));
         Envelope::with_id(
@@ -522,7 +522,7 @@ impl Worker {
 
     async fn deliver(
         &self,
-        page: &beacon_core::config::PageConfig,
+        page: &beacon_page::config::PageConfig,
         batch: &NotifyBatch,
         template: &crate::render::Template,
         index: usize,

@@ -24,24 +24,26 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv;
-use beacon_core::config::{ChannelProvider, PageConfig};
-use beacon_core::consume::{run_consumer, ConsumerMetrics, ConsumerSpec, Delivery, HandlerError};
-use beacon_core::event::Envelope;
-use beacon_core::history;
-use beacon_core::hlc::wall_clock_ms;
-use beacon_core::incident::Incident;
-use beacon_core::lease::{Leadership, Lease};
-use beacon_core::messages::{
+use beacon_contract::event::Envelope;
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::incident::Incident;
+use beacon_contract::messages::{
     ChangelogEntry, ChannelKind, DigestEntry, IncidentEvent, Lane, MaintenanceEvent, Notice,
     NoticeKind, NoticeSubject, NoticeThread, NotifyBatch, PendingFlush, SendChunks, StatusChange,
     ThreadSend,
 };
-use beacon_core::names::{
+use beacon_contract::names::{
     incident_subject, notify_subject, STREAM_CHANGELOG, STREAM_INCIDENTS, STREAM_MAINTENANCE,
     STREAM_STATUS,
 };
-use beacon_core::shutdown::Shutdown;
-use beacon_core::timers::Timers;
+use beacon_page::config::{ChannelProvider, PageConfig};
+use beacon_runtime::consume::{
+    run_consumer, ConsumerMetrics, ConsumerSpec, Delivery, HandlerError,
+};
+use beacon_runtime::history;
+use beacon_runtime::lease::{Leadership, Lease};
+use beacon_runtime::shutdown::Shutdown;
+use beacon_runtime::timers::Timers;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 

@@ -10,12 +10,12 @@
 //!   maintenance explains, not inhibited (dependencies, flapping,
 //!   maintenance), and not a component's first decision.
 
-use beacon_core::config::PageConfig;
-use beacon_core::incident::Incident;
-use beacon_core::messages::{
+use beacon_contract::incident::Incident;
+use beacon_contract::messages::{
     IncidentAction, IncidentLifecycle, MaintenanceAction, MaintenanceEvent, NoticeComponent,
     NoticeKind, NoticeSubject, StatusChange, StatusSource,
 };
+use beacon_page::config::PageConfig;
 
 /// Timeline entries a notice carries, newest first.
 pub const NOTICE_UPDATES: usize = 5;
@@ -176,15 +176,15 @@ pub fn status(page: &PageConfig, change: &StatusChange, source: &str) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beacon_core::event::{Envelope, EventId};
-    use beacon_core::hlc::HlcClock;
-    use beacon_core::messages::{
+    use beacon_contract::event::{Envelope, EventId};
+    use beacon_contract::hlc::HlcClock;
+    use beacon_contract::messages::{
         AffectedComponent, ComponentStatus, Evidence, Impact, IncidentEvent, IncidentState,
         IncidentUpdate, InhibitReason, Inhibition, MaintenancePhase,
     };
 
     fn page(component_status: bool) -> PageConfig {
-        let mut page = beacon_core::config::load(
+        let mut page = beacon_page::config::load(
             "[page]\nid = \"demo\"\nname = \"Demo\"\n[[components]]\nid = \"api\"\nname = \"Public API\"\n",
         )
         .expect("a page");

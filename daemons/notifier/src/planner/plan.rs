@@ -18,11 +18,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use beacon_core::config::notifications::SmsImpact;
-use beacon_core::lease::fnv1a;
-use beacon_core::messages::{
+use beacon_contract::messages::{
     ChannelKind, ComponentStatus, DedupMode, EndpointState, Lane, NoticeKind, NoticeSubject,
 };
+use beacon_page::config::notifications::SmsImpact;
+use beacon_runtime::lease::fnv1a;
 
 /// One endpoint as planning sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -497,7 +497,7 @@ mod tests {
         assert_eq!(lane_of(NoticeKind::IncidentUpdated), Lane::Normal);
         assert_eq!(lane_of(NoticeKind::MaintenanceStarted), Lane::Normal);
         let component = |from, to| NoticeSubject::Component {
-            component: beacon_core::messages::NoticeComponent {
+            component: beacon_contract::messages::NoticeComponent {
                 id: "api".into(),
                 name: "API".into(),
                 status: None,

@@ -7,17 +7,17 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use beacon_core::api::{AddSubscriberRequest, ApiReply, NewSubscriber, SubscriberView};
-use beacon_core::event::{Envelope, Message};
-use beacon_core::history;
-use beacon_core::hlc::{wall_clock_ms, HlcClock};
-use beacon_core::messages::{
+use beacon_contract::api::{AddSubscriberRequest, ApiReply, NewSubscriber, SubscriberView};
+use beacon_contract::event::{Envelope, Message};
+use beacon_contract::hlc::{wall_clock_ms, HlcClock};
+use beacon_contract::messages::{
     AffectedComponent, ComponentStatus, DedupMode, DeliveryReceipt, Impact, IncidentAction,
     IncidentEvent, IncidentLifecycle, IncidentState, IncidentUpdate, SubscriberChannel,
 };
-use beacon_core::names::{incident_subject, KV_CONFIG, STREAM_DELIVERIES};
-use beacon_core::publish::publish;
-use beacon_core::topology::{ensure, Topology};
+use beacon_contract::names::{incident_subject, KV_CONFIG, STREAM_DELIVERIES};
+use beacon_contract::topology::{ensure, Topology};
+use beacon_runtime::history;
+use beacon_runtime::publish::publish;
 use beacon_testkit::{free_port, wait_until, DaemonProcess, NatsServer};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -95,7 +95,7 @@ impl Harness {
         let harness_clock = HlcClock::new();
         let config = js.get_key_value(KV_CONFIG).await.expect("KV config");
         for text in pages {
-            let page = beacon_core::config::load(text).expect("a valid test page");
+            let page = beacon_page::config::load(text).expect("a valid test page");
             let value = Envelope::new(&harness_clock, "test", page.clone())
                 .encode()
                 .expect("encode");
@@ -202,7 +202,7 @@ impl Harness {
     ) -> SubscriberView {
         let reply: ApiReply<SubscriberView> = self
             .request(
-                beacon_core::names::api::SUBSCRIBER_ADD,
+                beacon_contract::names::api::SUBSCRIBER_ADD,
                 &AddSubscriberRequest {
                     page: page.into(),
                     subscriber,
@@ -383,7 +383,7 @@ pub fn token_of(link: &str) -> String {
 
 /// A fresh lowercase incident id.
 pub fn incident_id() -> String {
-    beacon_core::event::EventId::new()
+    beacon_contract::event::EventId::new()
         .to_string()
         .to_ascii_lowercase()
 }

@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use beacon_core::config::condition::Observation;
-use beacon_core::config::DnsTarget;
-use beacon_core::messages::{ErrorKind, Observed, Outcome, Timings};
+use beacon_contract::messages::{ErrorKind, Observed, Outcome, Timings};
+use beacon_page::config::condition::Observation;
+use beacon_page::config::DnsTarget;
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::op::ResponseCode;

@@ -22,9 +22,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use beacon_core::config::condition::{Observation, Placeholder};
-use beacon_core::config::{HttpMethod, HttpTarget};
-use beacon_core::messages::{ErrorKind, Observed, Timings};
+use beacon_contract::messages::{ErrorKind, Observed, Timings};
+use beacon_page::config::condition::{Observation, Placeholder};
+use beacon_page::config::{HttpMethod, HttpTarget};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -604,7 +604,7 @@ fn judge_exchange(
         } else {
             format!("{:?}", target.expect_status)
         };
-        output.outcome = beacon_core::messages::Outcome::Down;
+        output.outcome = beacon_contract::messages::Outcome::Down;
         output.error = Some(format!("status {status}, expected {expected}"));
         output.error_kind = Some(ErrorKind::Status);
         return output;
@@ -615,7 +615,7 @@ fn judge_exchange(
             .windows(needle.len().max(1))
             .any(|w| w == needle.as_bytes())
         {
-            output.outcome = beacon_core::messages::Outcome::Down;
+            output.outcome = beacon_contract::messages::Outcome::Down;
             output.error = Some(format!("body does not contain {needle:?}"));
             output.error_kind = Some(ErrorKind::Condition);
             output.failed_condition = Some(format!("body_contains = {needle:?}"));

@@ -9,9 +9,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use beacon_core::config::condition::Observation;
-use beacon_core::config::IcmpTarget;
-use beacon_core::messages::{ErrorKind, Observed, Outcome, Timings};
+use beacon_contract::messages::{ErrorKind, Observed, Outcome, Timings};
+use beacon_page::config::condition::Observation;
+use beacon_page::config::IcmpTarget;
 use surge_ping::{Client, Config, PingIdentifier, PingSequence, ICMP};
 use tokio::sync::OnceCell;
 

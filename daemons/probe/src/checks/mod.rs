@@ -15,9 +15,9 @@ pub mod tcp;
 
 use std::time::{Duration, Instant};
 
-use beacon_core::config::condition::{Condition, Observation};
-use beacon_core::config::CheckTarget;
-use beacon_core::messages::{ErrorKind, Observed, Outcome, Timings};
+use beacon_contract::messages::{ErrorKind, Observed, Outcome, Timings};
+use beacon_page::config::condition::{Condition, Observation};
+use beacon_page::config::CheckTarget;
 
 /// What one run of a check found.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use beacon_core::messages::{ErrorKind, Outcome};
+use beacon_contract::messages::{ErrorKind, Outcome};
 use serde::Deserialize;
 
 /// A pushed check's current verdict.

@@ -5,9 +5,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use beacon_core::config::condition::{Observation, Placeholder};
-use beacon_core::config::TcpTarget;
-use beacon_core::messages::{ErrorKind, Observed, Timings};
+use beacon_contract::messages::{ErrorKind, Observed, Timings};
+use beacon_page::config::condition::{Observation, Placeholder};
+use beacon_page::config::TcpTarget;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -104,7 +104,7 @@ pub async fn check(target: &TcpTarget, started: Instant) -> CheckOutput {
     };
     if let Some(expect) = &target.expect {
         if !contains(&banner, expect.as_bytes()) {
-            output.outcome = beacon_core::messages::Outcome::Down;
+            output.outcome = beacon_contract::messages::Outcome::Down;
             output.error_kind = Some(ErrorKind::Condition);
             output.failed_condition = Some(format!("expect = {expect:?}"));
             let shown: String = String::from_utf8_lossy(&banner).chars().take(80).collect();

@@ -4,8 +4,8 @@
 //! `beacon_…` (and `generated_at` at the top level of `summary.json`, which
 //! the page has always carried).
 
-use beacon_core::incident::Incident;
-use beacon_core::messages::{
+use beacon_contract::incident::Incident;
+use beacon_contract::messages::{
     AffectedComponent, ComponentStatus, IncidentState, MaintenanceAction, MaintenancePhase,
 };
 use serde::Serialize;

@@ -58,7 +58,7 @@ pub fn digest(state: &PageState<'_>) -> String {
             item.events.len()
         );
     }
-    beacon_core::origin::sha256_hex(text.as_bytes())[..16].to_owned()
+    beacon_page::origin::sha256_hex(text.as_bytes())[..16].to_owned()
 }
 
 /// `live.json`.

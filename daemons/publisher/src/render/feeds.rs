@@ -5,8 +5,8 @@
 
 use std::fmt::Write;
 
-use beacon_core::api::ChangelogView;
-use beacon_core::incident::Incident;
+use beacon_contract::api::ChangelogView;
+use beacon_contract::incident::Incident;
 
 use super::{rfc2822, rfc3339_seconds, PageState, RECENT_INCIDENTS};
 use crate::changelog::published_at;

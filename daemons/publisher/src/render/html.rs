@@ -9,9 +9,9 @@
 
 use std::fmt::Write;
 
-use beacon_core::api::ChangelogView;
-use beacon_core::incident::Incident;
-use beacon_core::messages::{ComponentStatus, DayRollup, MaintenancePhase};
+use beacon_contract::api::ChangelogView;
+use beacon_contract::incident::Incident;
+use beacon_contract::messages::{ComponentStatus, DayRollup, MaintenancePhase};
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 
 use super::{

@@ -8,7 +8,7 @@
 use std::fmt::Write;
 
 use super::{ical_time, MaintenanceItem, PageState};
-use beacon_core::messages::MaintenancePhase;
+use beacon_contract::messages::MaintenancePhase;
 
 /// iCal TEXT: backslash, `;`, `,` and newlines escaped; other control
 /// characters dropped.

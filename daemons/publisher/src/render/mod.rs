@@ -19,14 +19,14 @@ pub mod ical;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, UNIX_EPOCH};
 
-use beacon_core::api::ChangelogView;
-use beacon_core::config::PageConfig;
-use beacon_core::incident::Incident;
-use beacon_core::maintenance::Window;
-use beacon_core::messages::{
+use beacon_contract::api::ChangelogView;
+use beacon_contract::incident::Incident;
+use beacon_contract::maintenance::Window;
+use beacon_contract::messages::{
     ComponentStatus, IncidentLifecycle, IncidentState, MaintenanceEvent, MaintenancePhase,
     StatusRecord, UptimeRollup,
 };
+use beacon_page::config::PageConfig;
 
 use crate::strings::Strings;
 
