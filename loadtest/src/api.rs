@@ -11,12 +11,12 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use beacon_contract::api;
 use beacon_contract::api::{
     ApiReply, ChangeIncidentRequest, CreateApiKeyRequest, CreateIncidentRequest, CreatedApiKey,
 };
 use beacon_contract::incident::Incident;
 use beacon_contract::messages::{Impact, IncidentState};
-use beacon_contract::names::api;
 use beacon_contract::topology::{ensure, Topology};
 use beacon_page::config::api::ApplyConfigRequest;
 use beacon_testkit::{free_port, DaemonProcess};
@@ -63,9 +63,10 @@ pub struct ApiReport {
 
 async fn ask<Req: Serialize, Res: serde::de::DeserializeOwned>(
     client: &async_nats::Client,
-    subject: &'static str,
+    endpoint: api::Endpoint<Req, Res>,
     request: &Req,
 ) -> Result<Res, LoadError> {
+    let subject = endpoint.subject();
     let payload = serde_json::to_vec(request).map_err(|e| LoadError::Report(e.to_string()))?;
     let reply = client
         .request(subject, payload.into())
@@ -189,9 +190,9 @@ pub async fn run(args: &ApiArgs) -> Result<ApiReport, LoadError> {
         "[page]\nid = \"bench\"\nname = \"Bench\"\n[[components]]\nid = \"api\"\nname = \"API\"\n",
     )
     .map_err(|e| LoadError::Unexpected(e.to_string()))?;
-    let _: serde_json::Value = ask(
+    ask(
         &bus.client,
-        api::CONFIG_APPLY,
+        beacon_page::config::api::CONFIG_APPLY,
         &ApplyConfigRequest {
             config: raw,
             expected_revision: None,

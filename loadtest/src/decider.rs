@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer, kv};
 use beacon_contract::event::{Envelope, EventId};
 use beacon_contract::hlc::{wall_clock_ms, HlcClock};
-use beacon_contract::messages::{CheckKind, ComponentStatus, HealthResult, Outcome, StatusChange};
+use beacon_contract::messages::{ComponentStatus, HealthResult, Outcome, StatusChange};
 use beacon_contract::names::{health_subject, KV_CONFIG, STREAM_HEALTH};
 use beacon_contract::topology::{ensure, Topology};
 use beacon_page::config::{validate, PageConfig};
@@ -157,20 +157,9 @@ fn round(
                     clock,
                     region,
                     HealthResult {
-                        page: page.clone(),
-                        component: component.clone(),
-                        check: "http".into(),
-                        region: (*region).to_owned(),
-                        kind: CheckKind::Http,
-                        outcome: outcome(n),
-                        started_at_ms: at_ms,
                         latency_ms: 12,
                         http_status: Some(200),
-                        error: None,
-                        error_kind: None,
-                        failed_condition: None,
-                        timings: None,
-                        observed: Default::default(),
+                        ..HealthResult::new(&page, &component, "http", region, outcome(n), at_ms)
                     },
                 ),
             ));
@@ -467,7 +456,7 @@ async fn latency(
     clock: &HlcClock,
 ) -> Result<Vec<u64>, LoadError> {
     let mut changes = client
-        .subscribe("beacon.status.>")
+        .subscribe(beacon_contract::names::ALL_STATUS)
         .await
         .map_err(|e| LoadError::bus("subscribe to STATUS", e))?;
     let sent: std::sync::Arc<std::sync::Mutex<HashMap<EventId, Instant>>> = Default::default();
@@ -505,20 +494,16 @@ async fn latency(
                             &clock,
                             r,
                             HealthResult {
-                                page,
-                                component,
-                                check: "http".into(),
-                                region: r.to_owned(),
-                                kind: CheckKind::Http,
-                                outcome: Outcome::Up,
-                                started_at_ms: wall_clock_ms(),
                                 latency_ms: 12,
                                 http_status: Some(200),
-                                error: None,
-                                error_kind: None,
-                                failed_condition: None,
-                                timings: None,
-                                observed: Default::default(),
+                                ..HealthResult::new(
+                                    &page,
+                                    &component,
+                                    "http",
+                                    r,
+                                    Outcome::Up,
+                                    wall_clock_ms(),
+                                )
                             },
                         ),
                     ));
@@ -558,20 +543,10 @@ async fn latency(
                                         clock,
                                         region,
                                         HealthResult {
-                                            page: page.clone(),
-                                            component: component.clone(),
-                                            check: "http".into(),
-                                            region: (*region).to_owned(),
-                                            kind: CheckKind::Http,
-                                            outcome,
-                                            started_at_ms: at,
                                             latency_ms: 12,
-                                            http_status: None,
-                                            error: None,
-                                            error_kind: None,
-                                            failed_condition: None,
-                                            timings: None,
-                                            observed: Default::default(),
+                                            ..HealthResult::new(
+                                                &page, &component, "http", region, outcome, at,
+                                            )
                                         },
                                     ),
                                 ));

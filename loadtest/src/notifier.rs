@@ -646,7 +646,7 @@ pub async fn run(args: &NotifierArgs) -> Result<NotifierReport, LoadError> {
         while done < total {
             tokio::time::sleep(RECEIPT_POLL).await;
             let mut counts = deliveries
-                .info_with_subjects("beacon.delivery.>")
+                .info_with_subjects(beacon_contract::names::ALL_DELIVERIES)
                 .await
                 .map_err(|e| LoadError::bus("count receipts", e))?;
             let mut now_delivered: BTreeMap<String, u64> = BTreeMap::new();

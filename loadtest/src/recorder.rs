@@ -27,8 +27,8 @@ use async_nats::jetstream::{self, consumer};
 use beacon_contract::event::{Envelope, EventId};
 use beacon_contract::hlc::{wall_clock_ms, Hlc, HlcClock};
 use beacon_contract::messages::{
-    CheckKind, ComponentStatus, Evidence, HealthResult, MaintenanceAction, MaintenanceEvent,
-    MaintenancePhase, Outcome, StatusChange,
+    ComponentStatus, Evidence, HealthResult, MaintenanceAction, MaintenanceEvent, MaintenancePhase,
+    Outcome, StatusChange,
 };
 use beacon_contract::names::{health_subject, maintenance_subject, status_subject, STREAM_HEALTH};
 use beacon_contract::topology::{ensure, Topology};
@@ -235,20 +235,9 @@ pub async fn run(args: &RecorderArgs) -> Result<RecorderReport, LoadError> {
 
 fn result(component: &str, check: &str, started_at_ms: u64) -> HealthResult {
     HealthResult {
-        page: "bench".into(),
-        component: component.into(),
-        check: check.into(),
-        region: "eu".into(),
-        kind: CheckKind::Http,
-        outcome: Outcome::Up,
-        started_at_ms,
         latency_ms: 42,
         http_status: Some(200),
-        error: None,
-        error_kind: None,
-        failed_condition: None,
-        timings: None,
-        observed: Default::default(),
+        ..HealthResult::new("bench", component, check, "eu", Outcome::Up, started_at_ms)
     }
 }
 
@@ -714,7 +703,7 @@ async fn sla(
             let request = serde_json::json!({"page": "big", "period": month, "after": after});
             let reply = client
                 .request(
-                    beacon_contract::names::api::SLA_REPORT,
+                    beacon_contract::api::SLA_REPORT.subject(),
                     serde_json::to_vec(&request).unwrap_or_default().into(),
                 )
                 .await

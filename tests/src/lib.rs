@@ -16,8 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use beacon_contract::api::ApiReply;
-use beacon_contract::names::api;
-use beacon_page::config::api::{ApplyConfigRequest, ApplyConfigResult};
+use beacon_page::config::api::{ApplyConfigRequest, ApplyConfigResult, CONFIG_APPLY};
 use beacon_testkit::{free_port, wait_until, DaemonProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -112,7 +111,7 @@ pub async fn apply_config(client: &async_nats::Client, toml_text: &str) -> Apply
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         match client
-            .request(api::CONFIG_APPLY, request.clone().into())
+            .request(CONFIG_APPLY.subject(), request.clone().into())
             .await
         {
             Ok(reply) => {
@@ -127,7 +126,7 @@ pub async fn apply_config(client: &async_nats::Client, toml_text: &str) -> Apply
                 eprintln!("config apply not answered yet ({e}), retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(e) => panic!("no decider answered {}: {e}", api::CONFIG_APPLY),
+            Err(e) => panic!("no decider answered {}: {e}", CONFIG_APPLY.subject()),
         }
     }
 }
@@ -155,10 +154,7 @@ pub fn component_status(summary: &str, component: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// How long a daemon may take to become ready.
-pub const READY: Duration = Duration::from_secs(30);
-/// How long a status decision may take to reach the edge.
-pub const DECIDE: Duration = Duration::from_secs(30);
+pub use beacon_testkit::wait::{DECIDE, READY};
 
 /// A one-component page (`api`, an HTTP check of `target` from regions `eu`
 /// and `us`, 1 s interval, thresholds of 2).

@@ -146,30 +146,25 @@ impl Rig {
 
     /// Every probe verdict published so far.
     pub async fn verdicts(&self) -> Vec<ProbeVerdict> {
-        history::read(&self.js, STREAM_PROBES, "beacon.probe.*.verdict")
-            .await
-            .expect("read PROBES")
-            .iter()
-            .map(|m| {
-                Envelope::<ProbeVerdict>::decode(&m.payload)
-                    .expect("a verdict")
-                    .data
-            })
-            .collect()
+        history::read(
+            &self.js,
+            STREAM_PROBES,
+            beacon_contract::names::ALL_PROBE_VERDICTS,
+        )
+        .await
+        .expect("read PROBES")
+        .iter()
+        .map(|m| {
+            Envelope::<ProbeVerdict>::decode(&m.payload)
+                .expect("a verdict")
+                .data
+        })
+        .collect()
     }
 
     /// Runs `beaconctl --nats-url … ARGS` and returns its output.
     pub async fn ctl(&self, args: &[&str]) -> Output {
-        let mut command = tokio::process::Command::new(beacon_testkit::daemon::binary("beaconctl"));
-        command
-            .arg("--nats-url")
-            .arg(self.nats.url())
-            .args(args)
-            .env("BEACON_ACTOR", "tester");
-        tokio::time::timeout(Duration::from_secs(30), command.output())
-            .await
-            .expect("beaconctl finishes")
-            .expect("run beaconctl")
+        beacon_testkit::ctl::run(&self.nats.url(), args).await
     }
 
     /// Runs `beaconctl … ARGS --output json`, expects success, returns the JSON.

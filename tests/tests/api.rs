@@ -1195,7 +1195,7 @@ async fn changelog_entries_are_published_once_through_the_publisher() {
         .rig
         .client
         .request(
-            "beacon.api.changelog.list",
+            beacon_contract::api::CHANGELOG_LIST.subject(),
             json!({"page": "notes"}).to_string().into(),
         )
         .await

@@ -73,11 +73,14 @@ async fn an_undecodable_message_is_dead_lettered_and_the_decider_keeps_running()
 
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let js = async_nats::jetstream::new(client);
-    js.publish("beacon.health.demo.api.eu", "this is not JSON".into())
-        .await
-        .expect("publish")
-        .await
-        .expect("stored");
+    js.publish(
+        beacon_contract::names::health_subject("demo", "api", "eu"),
+        "this is not JSON".into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored");
 
     let metrics_url = format!("{}/metrics", decider.admin_url());
     wait_until(

@@ -9,10 +9,10 @@ use beacon_contract::api::ApiReply;
 use beacon_contract::event::{Envelope, EventId};
 use beacon_contract::hlc::{wall_clock_ms, HlcClock};
 use beacon_contract::messages::{
-    CheckKind, ComponentStatus, Evidence, HealthResult, Outcome, RegionState, StatusChange,
-    StatusRecord, StatusSource,
+    ComponentStatus, Evidence, HealthResult, Outcome, RegionState, StatusChange, StatusRecord,
+    StatusSource,
 };
-use beacon_contract::names::{api, health_subject, status_key, KV_STATUS};
+use beacon_contract::names::{health_subject, status_key, KV_STATUS};
 use beacon_page::config::api::{ApplyConfigRequest, ApplyConfigResult};
 use beacon_runtime::publish::publish;
 use beacon_testkit::{wait_until, DaemonProcess};
@@ -872,20 +872,9 @@ async fn bad_results_are_counted_and_change_nothing() {
 
     let clock = HlcClock::new();
     let down = |component: &str, check: &str, region: &str, at: u64| HealthResult {
-        page: "bad".into(),
-        component: component.into(),
-        check: check.into(),
-        region: region.into(),
-        kind: CheckKind::Http,
-        outcome: Outcome::Down,
-        started_at_ms: at,
         latency_ms: 1,
-        http_status: None,
         error: Some("forged".into()),
-        error_kind: None,
-        failed_condition: None,
-        timings: None,
-        observed: Default::default(),
+        ..HealthResult::new("bad", component, check, region, Outcome::Down, at)
     };
     let now = wall_clock_ms();
     let forged = [
@@ -1003,7 +992,10 @@ async fn config_apply_is_compare_and_set() {
         let client = rig.client.clone();
         async move {
             let reply = client
-                .request(api::CONFIG_APPLY, body.into())
+                .request(
+                    beacon_page::config::api::CONFIG_APPLY.subject(),
+                    body.into(),
+                )
                 .await
                 .expect("a reply");
             serde_json::from_slice::<ApiReply<ApplyConfigResult>>(&reply.payload)
@@ -1161,9 +1153,13 @@ async fn a_probe_whose_canary_fails_is_suspect_at_once() {
             let clock = HlcClock::new();
             let mut beat = first;
             loop {
-                publish(&js, "beacon.probe.eu.heartbeat", &beat)
-                    .await
-                    .expect("publish");
+                publish(
+                    &js,
+                    &beacon_contract::names::probe_heartbeat_subject("eu"),
+                    &beat,
+                )
+                .await
+                .expect("publish");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 beat = Envelope::new(&clock, "eu", beat.data.clone());
             }
@@ -1188,9 +1184,13 @@ async fn a_probe_whose_canary_fails_is_suspect_at_once() {
 
     // The canary passes again: eu counts again, and its failure is real.
     failing.abort();
-    publish(&rig.js, "beacon.probe.eu.heartbeat", &heartbeat(false))
-        .await
-        .expect("publish");
+    publish(
+        &rig.js,
+        &beacon_contract::names::probe_heartbeat_subject("eu"),
+        &heartbeat(false),
+    )
+    .await
+    .expect("publish");
     let partial = rig
         .wait_status("canary", "api", ComponentStatus::PartialOutage)
         .await;

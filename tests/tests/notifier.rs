@@ -3,35 +3,9 @@
 //! subscribe, import, list, export, open an incident and erase, the
 //! recorder keeping receipts in ClickHouse, and a loopback SMTP server.
 
-use std::process::Output;
-use std::time::Duration;
-
 use beacon_testkit::receivers::smtp::SmtpSink;
-use beacon_testkit::{wait_until, ClickHouseServer, DaemonProcess, NatsServer};
+use beacon_testkit::{ctl, wait_until, ClickHouseServer, DaemonProcess, NatsServer};
 use beacon_tests::{apply_config, DECIDE, READY};
-
-async fn ctl(nats: &NatsServer, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(beacon_testkit::daemon::binary("beaconctl"));
-    command
-        .arg("--nats-url")
-        .arg(nats.url())
-        .args(args)
-        .env("BEACON_ACTOR", "tester");
-    tokio::time::timeout(Duration::from_secs(60), command.output())
-        .await
-        .expect("beaconctl finishes")
-        .expect("run beaconctl")
-}
-
-fn ok(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed ({:?}): {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 #[tokio::test]
 async fn operators_subscribe_import_and_erase_with_beaconctl_and_an_incident_reaches_everyone() {
@@ -72,9 +46,9 @@ async fn operators_subscribe_import_and_erase_with_beaconctl_and_an_incident_rea
     apply_config(&client, &page).await;
 
     // One by hand, three from a CSV (one of them refused, by line).
-    let added = ok(
-        &ctl(
-            &nats,
+    let added = ctl::stdout_of_success(
+        &ctl::run(
+            &nats.url(),
             &[
                 "subscriber",
                 "add",
@@ -102,8 +76,8 @@ async fn operators_subscribe_import_and_erase_with_beaconctl_and_an_incident_rea
         "email,components,dedup\nbob@example.com,api,every\ncy@example.com,db|api,first\nnot-an-address,,\n",
     )
     .expect("write the CSV");
-    let import = ctl(
-        &nats,
+    let import = ctl::run(
+        &nats.url(),
         &[
             "subscriber",
             "import",
@@ -125,15 +99,15 @@ async fn operators_subscribe_import_and_erase_with_beaconctl_and_an_incident_rea
         "{}",
         String::from_utf8_lossy(&import.stderr)
     );
-    let listed = ok(
-        &ctl(&nats, &["subscriber", "list", "e2e"]).await,
+    let listed = ctl::stdout_of_success(
+        &ctl::run(&nats.url(), &["subscriber", "list", "e2e"]).await,
         "subscriber list",
     );
     for address in ["ada@example.com", "bob@example.com", "cy@example.com"] {
         assert!(listed.contains(address), "{listed}");
     }
-    let exported = ok(
-        &ctl(&nats, &["subscriber", "export", "e2e"]).await,
+    let exported = ctl::stdout_of_success(
+        &ctl::run(&nats.url(), &["subscriber", "export", "e2e"]).await,
         "subscriber export",
     );
     assert!(
@@ -144,9 +118,9 @@ async fn operators_subscribe_import_and_erase_with_beaconctl_and_an_incident_rea
     assert_eq!(exported.lines().count(), 4, "{exported}");
 
     // An incident opened with beaconctl reaches all three.
-    ok(
-        &ctl(
-            &nats,
+    ctl::stdout_of_success(
+        &ctl::run(
+            &nats.url(),
             &[
                 "incident",
                 "create",
@@ -184,9 +158,9 @@ async fn operators_subscribe_import_and_erase_with_beaconctl_and_an_incident_rea
         }
     })
     .await;
-    let erased = ok(
-        &ctl(
-            &nats,
+    let erased = ctl::stdout_of_success(
+        &ctl::run(
+            &nats.url(),
             &["subscriber", "erase", "e2e", "--address", "ada@example.com"],
         )
         .await,
@@ -201,22 +175,22 @@ async fn operators_subscribe_import_and_erase_with_beaconctl_and_an_incident_rea
         "SELECT count() FROM beacon.delivery_receipts WHERE subscriber = '{ada}'"
     ));
     assert_eq!(has_ada.trim(), "1", "the receipt stays, naming only the id");
-    let listed = ok(
-        &ctl(&nats, &["subscriber", "list", "e2e"]).await,
+    let listed = ctl::stdout_of_success(
+        &ctl::run(&nats.url(), &["subscriber", "list", "e2e"]).await,
         "subscriber list",
     );
     assert!(!listed.contains("ada@example.com"));
     // An operator may not add the erased address back.
-    let again = ctl(
-        &nats,
+    let again = ctl::run(
+        &nats.url(),
         &["subscriber", "add", "e2e", "--email", "ada@example.com"],
     )
     .await;
     assert_eq!(again.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&again.stderr).contains("erased"));
 
-    let removed = ctl(
-        &nats,
+    let removed = ctl::run(
+        &nats.url(),
         &["subscriber", "remove", "e2e", "01jd5k2s9x8y7z6w5v4t3r2q1p"],
     )
     .await;

@@ -9,30 +9,14 @@
 //!   origin; then a page of another origin embeds `widget.js` and shows the
 //!   status in its Shadow DOM.
 
-use std::process::Output;
 use std::time::Duration;
 
-use beacon_testkit::{free_port, wait_until, NatsServer};
+use beacon_testkit::{ctl, free_port, wait_until, NatsServer};
 use beacon_tests::{apply_config, get, page_config, HttpTarget, Stack, DECIDE};
 
 fn nats_args(nats: &NatsServer) -> impl Fn(&str) -> Vec<String> {
     let url = nats.url();
     move |_role| vec!["--nats-url".to_owned(), url.clone()]
-}
-
-async fn ctl(nats: &NatsServer, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(beacon_testkit::daemon::binary("beaconctl"));
-    command
-        .arg("--nats-url")
-        .arg(nats.url())
-        .arg("--timeout")
-        .arg("10s")
-        .args(args)
-        .env("BEACON_ACTOR", "tester");
-    tokio::time::timeout(Duration::from_secs(30), command.output())
-        .await
-        .expect("beaconctl finishes")
-        .expect("run beaconctl")
 }
 
 /// Waits until `path` on the edge answers 200 with a body `want` accepts.
@@ -62,8 +46,8 @@ async fn incidents_and_the_changelog_reach_the_edge_inert() {
 
     // An incident with hostile text.
     let title = format!("Checkout errors {HOSTILE}");
-    let created = ctl(
-        &nats,
+    let created = ctl::run(
+        &nats.url(),
         &[
             "incident",
             "create",
@@ -133,8 +117,7 @@ async fn incidents_and_the_changelog_reach_the_edge_inert() {
     let dir = tempfile::tempdir().expect("dir");
     let image = dir.path().join("chart.png");
     std::fs::write(&image, b"\x89PNG\r\n\x1a\nnot really a png").expect("image");
-    let published = ctl(
-        &nats,
+    let published = ctl::run(&nats.url(),
         &[
             "changelog", "publish", "pages", "--title", "Faster <b>pages</b>", "--category", "improvement", "--component", "api",
             "-m", "**Bold** <script>alert(1)</script> [x](javascript:alert(1)) ![chart](assets/chart.png) <img src=x onerror=alert(2)>",
@@ -184,8 +167,8 @@ async fn incidents_and_the_changelog_reach_the_edge_inert() {
     );
 
     // A bad category is refused with the reason, exit 64.
-    let bad = ctl(
-        &nats,
+    let bad = ctl::run(
+        &nats.url(),
         &[
             "changelog",
             "publish",
@@ -208,8 +191,8 @@ async fn incidents_and_the_changelog_reach_the_edge_inert() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("category"));
 
     // Edit, list, delete.
-    let edited = ctl(
-        &nats,
+    let edited = ctl::run(
+        &nats.url(),
         &[
             "changelog",
             "edit",
@@ -231,8 +214,8 @@ async fn incidents_and_the_changelog_reach_the_edge_inert() {
         b.contains("Much faster pages")
     })
     .await;
-    let stale = ctl(
-        &nats,
+    let stale = ctl::run(
+        &nats.url(),
         &[
             "changelog",
             "edit",
@@ -250,9 +233,9 @@ async fn incidents_and_the_changelog_reach_the_edge_inert() {
         Some(75),
         "a stale revision is a conflict"
     );
-    let listed = ctl(&nats, &["changelog", "list", "pages"]).await;
+    let listed = ctl::run(&nats.url(), &["changelog", "list", "pages"]).await;
     assert!(String::from_utf8_lossy(&listed.stdout).contains("Much faster pages"));
-    let deleted = ctl(&nats, &["changelog", "delete", "pages", &entry]).await;
+    let deleted = ctl::run(&nats.url(), &["changelog", "delete", "pages", &entry]).await;
     assert!(
         deleted.status.success(),
         "{}",

@@ -151,11 +151,15 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
         async move {
             let stream = admin_js.get_stream("PROBES").await.ok()?;
             let eu = stream
-                .get_last_raw_message_by_subject("beacon.probe.eu.heartbeat")
+                .get_last_raw_message_by_subject(&beacon_contract::names::probe_heartbeat_subject(
+                    "eu",
+                ))
                 .await
                 .ok();
             let us = stream
-                .get_last_raw_message_by_subject("beacon.probe.us.heartbeat")
+                .get_last_raw_message_by_subject(&beacon_contract::names::probe_heartbeat_subject(
+                    "us",
+                ))
                 .await
                 .ok();
             (eu.is_some() && us.is_some()).then_some(())
@@ -177,7 +181,7 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
     };
     let reply = ctl
         .request(
-            "beacon.api.sla.report",
+            beacon_contract::api::SLA_REPORT.subject(),
             serde_json::to_vec(&serde_json::json!({"page": "perm", "period": month}))
                 .expect("json")
                 .into(),
@@ -220,7 +224,10 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
     let created = loop {
         attempts += 1;
         match ctl
-            .request("beacon.api.apikey.create", request.clone().into())
+            .request(
+                beacon_contract::api::APIKEY_CREATE.subject(),
+                request.clone().into(),
+            )
             .await
         {
             Ok(reply) => break reply,
@@ -259,7 +266,7 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
     // publisher, which writes CHANGELOG and the pages object store.
     let reply = ctl
         .request(
-            "beacon.api.changelog.publish",
+            beacon_contract::api::CHANGELOG_PUBLISH.subject(),
             serde_json::to_vec(&serde_json::json!({
                 "page": "perm", "title": "Permissions", "body_markdown": "![x](assets/x.png)",
                 "category": "announcement", "actor": "tester",
@@ -318,14 +325,23 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
     let mut probe_js = async_nats::jetstream::new(probe.clone());
     probe_js.set_timeout(Duration::from_secs(2));
     let verdict = match probe_js
-        .publish("beacon.probe.eu.verdict", "forged".into())
+        .publish(
+            beacon_contract::names::probe_verdict_subject("eu"),
+            "forged".into(),
+        )
         .await
     {
         Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     assert!(verdict.is_err(), "probe published a verdict: {verdict:?}");
-    let published = match probe_js.publish("beacon.status.x.y", "forged".into()).await {
+    let published = match probe_js
+        .publish(
+            beacon_contract::names::status_subject("x", "y"),
+            "forged".into(),
+        )
+        .await
+    {
         Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
@@ -347,9 +363,9 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
         || {
             let denied = violations(&nats).join("\n");
             async move {
-                (denied.contains("beacon.status.x.y")
+                (denied.contains(&beacon_contract::names::status_subject("x", "y"))
                     && denied.contains("$KV.status.x.y")
-                    && denied.contains("beacon.probe.eu.verdict"))
+                    && denied.contains(&beacon_contract::names::probe_verdict_subject("eu")))
                 .then_some(())
             }
         },
@@ -430,12 +446,12 @@ async fn notify_under_own_users(ctl: &async_nats::Client) {
         .await
     };
     call(
-        "beacon.api.subscriber.add",
+        beacon_contract::api::SUBSCRIBER_ADD.subject(),
         serde_json::json!({"page": "permnote", "subscriber": {"endpoints": [{"type": "email", "address": "perm@example.com"}]}, "confirmed": true, "actor": "ctl"}),
     )
     .await;
     call(
-        "beacon.api.incident.create",
+        beacon_contract::api::INCIDENT_CREATE.subject(),
         serde_json::json!({"page": "permnote", "title": "Down", "impact": "major", "components": [{"component": "api", "status": "major_outage"}], "body": "Looking", "actor": "ctl"}),
     )
     .await;
@@ -445,7 +461,7 @@ async fn notify_under_own_users(ctl: &async_nats::Client) {
     })
     .await;
     call(
-        "beacon.api.subscriber.erase",
+        beacon_contract::api::SUBSCRIBER_ERASE.subject(),
         serde_json::json!({"page": "permnote", "address": "perm@example.com", "actor": "ctl"}),
     )
     .await;

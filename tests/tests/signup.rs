@@ -12,41 +12,15 @@
 //! - `/api/v1/status/{page}` on the edge shows an incident opened on the bus,
 //!   with `max-age=30`.
 
-use std::process::Output;
 use std::time::Duration;
 
 use beacon_testkit::receivers::smtp::{Mail, SmtpSink};
-use beacon_testkit::{free_port, wait_until, DaemonProcess, NatsServer};
+use beacon_testkit::{ctl, free_port, wait_until, DaemonProcess, NatsServer};
 use beacon_tests::rig::metric;
 use beacon_tests::{apply_config, get, DECIDE, READY};
 use serde_json::Value;
 
 const PAGE: &str = "signup";
-
-async fn ctl(nats: &NatsServer, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(beacon_testkit::daemon::binary("beaconctl"));
-    command
-        .arg("--nats-url")
-        .arg(nats.url())
-        .arg("--timeout")
-        .arg("10s")
-        .args(args)
-        .env("BEACON_ACTOR", "tester");
-    tokio::time::timeout(Duration::from_secs(30), command.output())
-        .await
-        .expect("beaconctl finishes")
-        .expect("run beaconctl")
-}
-
-fn ok(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed ({:?}): {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// A sign-up answer: status, `Retry-After`, body.
 struct Answer {
@@ -285,9 +259,9 @@ async fn readers_sign_up_confirm_and_unsubscribe_through_the_edge() {
     .await;
     // An address erased at its owner's request gets the same answer too
     // (and only this way, with a new confirmation, may it come back).
-    let erased = ok(
-        &ctl(
-            &nats,
+    let erased = ctl::stdout_of_success(
+        &ctl::run(
+            &nats.url(),
             &["subscriber", "erase", PAGE, "--address", "bob@example.com"],
         )
         .await,
@@ -339,8 +313,8 @@ async fn readers_sign_up_confirm_and_unsubscribe_through_the_edge() {
 
     // An incident opened on the bus reaches Ada (confirmed), not Bob (pending),
     // and shows in /api/v1/status/{page} on the edge.
-    let created = ctl(
-        &nats,
+    let created = ctl::run(
+        &nats.url(),
         &[
             "incident",
             "create",
@@ -358,7 +332,8 @@ async fn readers_sign_up_confirm_and_unsubscribe_through_the_edge() {
         ],
     )
     .await;
-    let incident: Value = serde_json::from_str(&ok(&created, "incident create")).expect("JSON");
+    let incident: Value =
+        serde_json::from_str(&ctl::stdout_of_success(&created, "incident create")).expect("JSON");
     let id = incident["id"].as_str().expect("an id").to_owned();
     let news = mail_to(
         &smtp,
@@ -427,8 +402,8 @@ async fn readers_sign_up_confirm_and_unsubscribe_through_the_edge() {
     )
     .await;
     assert_eq!(gone.status, 200, "{}", gone.body);
-    let listed = ok(
-        &ctl(&nats, &["subscriber", "list", PAGE]).await,
+    let listed = ctl::stdout_of_success(
+        &ctl::run(&nats.url(), &["subscriber", "list", PAGE]).await,
         "subscriber list",
     );
     assert!(!listed.contains("ada@example.com"), "{listed}");

@@ -2,20 +2,19 @@
 //! the bus endpoints `beacon.api.apikey.create|list|revoke` that
 //! `beaconctl apikey` calls.
 
+use crate::keys::ApiKeyRecord;
 use async_nats::jetstream::kv;
-use async_nats::service::{Request, ServiceExt};
 use beacon_contract::api::{
     ApiKeyView, ApiReply, CreateApiKeyRequest, CreatedApiKey, ListApiKeysRequest,
-    RevokeApiKeyRequest,
+    RevokeApiKeyRequest, APIKEY_CREATE, APIKEY_LIST, APIKEY_REVOKE,
 };
 use beacon_contract::event::Envelope;
 use beacon_contract::hlc::wall_clock_ms;
-use beacon_contract::messages::ApiKeyRecord;
-use beacon_contract::names::{api, check_token};
+use beacon_contract::names::check_token;
 use beacon_runtime::buckets::{self, Change};
 use beacon_runtime::daemon::Daemon;
-use futures::StreamExt;
-use serde::Serialize;
+use beacon_runtime::service::{Router, Service};
+use prometheus::IntCounterVec;
 
 use crate::keys::{self, Keys, DEFAULT_RATE_PER_MINUTE, MAX_RATE_PER_MINUTE};
 
@@ -72,16 +71,13 @@ fn invalid<T>(location: &str, message: impl Into<String>) -> ApiReply<T> {
     ApiReply::invalid(location, message)
 }
 
-async fn create(
-    daemon: &Daemon,
-    store: &kv::Store,
-    keys: &Keys,
-    payload: &[u8],
-) -> ApiReply<CreatedApiKey> {
-    let request: CreateApiKeyRequest = match serde_json::from_slice(payload) {
-        Ok(request) => request,
-        Err(e) => return invalid("request", format!("not a CreateApiKeyRequest: {e}")),
-    };
+async fn create(admin: &Admin, request: CreateApiKeyRequest) -> ApiReply<CreatedApiKey> {
+    let Admin {
+        daemon,
+        store,
+        keys,
+        ..
+    } = admin;
     let mut errors = Vec::new();
     if let Err(e) = check_token(&request.page) {
         errors.push(("page", format!("invalid page id: {e}")));
@@ -147,13 +143,10 @@ async fn create(
     }
 }
 
-async fn list(keys: &Keys, payload: &[u8]) -> ApiReply<Vec<ApiKeyView>> {
-    let request: ListApiKeysRequest = match serde_json::from_slice(payload) {
-        Ok(request) => request,
-        Err(e) => return invalid("request", format!("not a ListApiKeysRequest: {e}")),
-    };
+async fn list(admin: &Admin, request: ListApiKeysRequest) -> ApiReply<Vec<ApiKeyView>> {
     ApiReply::Ok {
-        result: keys
+        result: admin
+            .keys
             .all()
             .iter()
             .filter(|r| request.page.as_ref().is_none_or(|p| &r.page == p))
@@ -162,16 +155,13 @@ async fn list(keys: &Keys, payload: &[u8]) -> ApiReply<Vec<ApiKeyView>> {
     }
 }
 
-async fn revoke(
-    daemon: &Daemon,
-    store: &kv::Store,
-    keys: &Keys,
-    payload: &[u8],
-) -> ApiReply<ApiKeyView> {
-    let request: RevokeApiKeyRequest = match serde_json::from_slice(payload) {
-        Ok(request) => request,
-        Err(e) => return invalid("request", format!("not a RevokeApiKeyRequest: {e}")),
-    };
+async fn revoke(admin: &Admin, request: RevokeApiKeyRequest) -> ApiReply<ApiKeyView> {
+    let Admin {
+        daemon,
+        store,
+        keys,
+        ..
+    } = admin;
     if check_token(&request.id).is_err() {
         return invalid("id", "not a key id");
     }
@@ -215,48 +205,46 @@ async fn revoke(
     ApiReply::failed("the key kept changing underneath; try again")
 }
 
-async fn respond<T: Serialize>(request: &Request, reply: ApiReply<T>) {
-    let body = serde_json::to_vec(&reply).unwrap_or_default();
-    if let Err(e) = request.respond(Ok(body.into())).await {
-        tracing::warn!(error = %e, "Cannot send API reply.");
-    }
+/// What the key endpoints need.
+#[derive(Clone)]
+pub struct Admin {
+    /// The process: bus, clock, origin.
+    pub daemon: Daemon,
+    /// KV `apikeys`.
+    pub store: kv::Store,
+    /// Every key, as the HTTP side checks them.
+    pub keys: Keys,
+    /// Requests by endpoint and outcome.
+    pub requests: IntCounterVec,
 }
 
-/// Serves the key endpoints until shutdown.
-pub async fn serve(daemon: Daemon, store: kv::Store, keys: Keys) {
-    let served = async {
-        let service = daemon
-            .client
-            .service_builder()
-            .description("Beacon api: HTTP API keys")
-            .start("beacon-api", env!("CARGO_PKG_VERSION"))
-            .await?;
-        let group = service.group(api::GROUP);
-        let mut create_requests = group.endpoint("apikey.create").await?;
-        let mut list_requests = group.endpoint("apikey.list").await?;
-        let mut revoke_requests = group.endpoint("apikey.revoke").await?;
-        loop {
-            tokio::select! {
-                _ = daemon.process.shutdown.cancelled() => break,
-                Some(request) = create_requests.next() => {
-                    let reply = create(&daemon, &store, &keys, &request.message.payload).await;
-                    respond(&request, reply).await;
-                }
-                Some(request) = list_requests.next() => {
-                    let reply = list(&keys, &request.message.payload).await;
-                    respond(&request, reply).await;
-                }
-                Some(request) = revoke_requests.next() => {
-                    let reply = revoke(&daemon, &store, &keys, &request.message.payload).await;
-                    respond(&request, reply).await;
-                }
-                else => break,
-            }
-        }
-        let _ = service.stop().await;
-        Ok::<(), async_nats::Error>(())
+/// The key endpoints, each with its handler.
+pub fn router(admin: &Admin) -> Router {
+    let service = Service {
+        name: "beacon-api",
+        description: "Beacon api: HTTP API keys",
+        concurrency: 8,
     };
-    if let Err(e) = served.await {
+    Router::new(service, admin.requests.clone())
+        .route(APIKEY_CREATE, admin, |admin, r| async move {
+            create(&admin, r).await
+        })
+        .route(APIKEY_LIST, admin, |admin, r| async move {
+            list(&admin, r).await
+        })
+        .route(APIKEY_REVOKE, admin, |admin, r| async move {
+            revoke(&admin, r).await
+        })
+}
+
+/// Serves the key endpoints until shutdown; `up` hears once requests can
+/// reach them.
+pub async fn serve(admin: Admin, up: tokio::sync::oneshot::Sender<()>) {
+    let (client, shutdown) = (
+        admin.daemon.client.clone(),
+        admin.daemon.process.shutdown.clone(),
+    );
+    if let Err(e) = router(&admin).serve(&client, &shutdown, Some(up)).await {
         tracing::error!(error = %e, "API key endpoints stopped; keys cannot be created or revoked.");
     }
 }

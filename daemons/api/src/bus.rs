@@ -5,19 +5,20 @@
 use std::time::Duration;
 
 use async_nats::{Client, RequestErrorKind};
-use beacon_contract::api::ApiReply;
+use beacon_contract::api::{ApiReply, Endpoint};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::ApiError;
 
-/// Sends `body` to `subject` and reads the owner's reply.
+/// Sends `body` to `endpoint` and reads the owner's reply.
 pub async fn call<Req: Serialize, Res: DeserializeOwned>(
     client: &Client,
-    subject: &'static str,
+    endpoint: Endpoint<Req, Res>,
     body: &Req,
     timeout: Duration,
 ) -> Result<Res, ApiError> {
+    let subject = endpoint.subject();
     let payload = serde_json::to_vec(body)
         .map_err(|e| ApiError::owner_failed(format!("cannot encode the request: {e}")))?;
     let request = async_nats::Request::new()

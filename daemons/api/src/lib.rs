@@ -81,11 +81,28 @@ pub async fn run(daemon: Daemon, settings: ApiSettings) -> Result<(), RunError> 
         keys.clone(),
         loaded_tx,
     ));
-    shutdown.spawn(admin::serve(daemon.clone(), store.clone(), keys.clone()));
+    let admin = admin::Admin {
+        daemon: daemon.clone(),
+        store: store.clone(),
+        keys: keys.clone(),
+        requests: daemon.process.metrics.counter(
+            "bus_requests_total",
+            "Requests to the key endpoints on the bus, by endpoint and outcome",
+            &["endpoint", "outcome"],
+        )?,
+    };
+    let (admin_up_tx, admin_up) = tokio::sync::oneshot::channel();
+    shutdown.spawn(admin::serve(admin, admin_up_tx));
     tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
         _ = loaded.wait_for(|l| *l) => {}
     }
+    // Ready only once the key endpoints answer too; if they could not be
+    // registered the HTTP API still serves, but never says it is ready.
+    let admin_answers = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        up = admin_up => up.is_ok(),
+    };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| RunError::Listen {
@@ -102,7 +119,7 @@ pub async fn run(daemon: Daemon, settings: ApiSettings) -> Result<(), RunError> 
         trusted_proxies: settings.trusted_proxies,
     };
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    daemon.process.readiness.set(true);
+    daemon.process.readiness.set(admin_answers);
     tracing::info!(listen = %settings.listen, "HTTP API ready.");
     let stop = shutdown.clone();
     if let Err(e) = axum::serve(listener, app)

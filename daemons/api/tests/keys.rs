@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use beacon_api::http::{router, AppState};
+use beacon_api::keys::ApiKeyRecord;
 use beacon_api::keys::{self, Keys};
 use beacon_api::limits::Limits;
 use beacon_api::metrics::Metrics;
 use beacon_contract::api::ApiScope;
 use beacon_contract::event::Envelope;
 use beacon_contract::hlc::HlcClock;
-use beacon_contract::messages::ApiKeyRecord;
 use beacon_contract::names::KV_APIKEYS;
 use beacon_contract::topology::{ensure, Topology};
 use beacon_runtime::telemetry::Metrics as Registry;

@@ -11,7 +11,8 @@
 //! - [`event`]: the versioned envelope, event ids and decoding.
 //! - [`messages`]: the body of every message and KV value, one module per
 //!   stream or bucket (health, status, incident, maintenance, probes,
-//!   changelog, subscribers, deliveries, notices, uptime, apikeys).
+//!   changelog, subscribers, deliveries, uptime); records only one daemon
+//!   reads or writes live in that daemon.
 //! - [`incident`]: an incident as an order-independent fold over its events.
 //! - [`maintenance`]: a maintenance window as a fold, and its next step.
 //! - [`api`]: the reply envelope and the request/reply types of every

@@ -151,6 +151,33 @@ pub fn deadletter_subject(stream: &str, consumer: &str) -> String {
     )
 }
 
+/// Every probe result: `beacon.health.>`.
+pub const ALL_HEALTH: &str = "beacon.health.>";
+/// Every incident event: `beacon.incident.>`.
+pub const ALL_INCIDENTS: &str = "beacon.incident.>";
+/// Every maintenance event: `beacon.maintenance.>`.
+pub const ALL_MAINTENANCE: &str = "beacon.maintenance.>";
+/// Every changelog event: `beacon.changelog.>`.
+pub const ALL_CHANGELOG: &str = "beacon.changelog.>";
+/// Every status change: `beacon.status.>`.
+pub const ALL_STATUS: &str = "beacon.status.>";
+/// Every delivery receipt: `beacon.delivery.>`.
+pub const ALL_DELIVERIES: &str = "beacon.delivery.>";
+/// Every probe region's heartbeat: `beacon.probe.*.heartbeat`.
+pub const ALL_PROBE_HEARTBEATS: &str = "beacon.probe.*.heartbeat";
+/// Every verdict on a probe region: `beacon.probe.*.verdict`.
+pub const ALL_PROBE_VERDICTS: &str = "beacon.probe.*.verdict";
+
+/// Every probe result of one page: `beacon.health.{page}.>`.
+pub fn page_health_filter(page: &str) -> String {
+    format!("{SUBJECT_ROOT}.health.{page}.>")
+}
+
+/// Every changelog event of one page: `beacon.changelog.{page}.>`.
+pub fn page_changelog_filter(page: &str) -> String {
+    format!("{SUBJECT_ROOT}.changelog.{page}.>")
+}
+
 /// KV key of one component in the `status` bucket: `{page}.{component}`.
 pub fn status_key(page: &str, component: &str) -> String {
     format!("{page}.{component}")
@@ -165,87 +192,18 @@ pub fn split_component_key(key: &str) -> Option<(&str, &str)> {
     Some((page, component))
 }
 
-/// Request/reply subjects served by the owner of each entity (NATS micro services).
+/// Request/reply subjects served by the owner of each entity (NATS micro
+/// services): the group, and the two subjects whose typed endpoints live
+/// with the page config.
 pub mod api {
-    /// Service group every endpoint lives under.
+    /// Service group every endpoint lives under. The endpoints themselves
+    /// are declared with their types in [`crate::api`] (and the page
+    /// config's in `beacon_page::config::api`).
     pub const GROUP: &str = "beacon.api";
-    /// Decider: validate and store a page config.
+    /// The page config's `config.apply`, typed in `beacon_page::config::api`.
     pub const CONFIG_APPLY: &str = "beacon.api.config.apply";
-    /// Decider: read back a stored page config.
+    /// The page config's `config.get`, typed in `beacon_page::config::api`.
     pub const CONFIG_GET: &str = "beacon.api.config.get";
-    /// Decider: override a component's status.
-    pub const COMPONENT_SET: &str = "beacon.api.component.set";
-    /// Decider: clear a component's override.
-    pub const COMPONENT_CLEAR: &str = "beacon.api.component.clear";
-    /// Decider: a component's status, evidence and what holds it.
-    pub const COMPONENT_EXPLAIN: &str = "beacon.api.component.explain";
-    /// Decider: every component of a page with its status.
-    pub const COMPONENT_LIST: &str = "beacon.api.component.list";
-    /// Decider: incidents of a page.
-    pub const INCIDENT_LIST: &str = "beacon.api.incident.list";
-    /// Decider: one incident with its timeline.
-    pub const INCIDENT_SHOW: &str = "beacon.api.incident.show";
-    /// Decider: open an incident.
-    pub const INCIDENT_CREATE: &str = "beacon.api.incident.create";
-    /// Decider: add an update to an incident's timeline.
-    pub const INCIDENT_UPDATE: &str = "beacon.api.incident.update";
-    /// Decider: correct an incident's title, impact or components (no
-    /// timeline entry).
-    pub const INCIDENT_EDIT: &str = "beacon.api.incident.edit";
-    /// Decider: resolve an incident.
-    pub const INCIDENT_RESOLVE: &str = "beacon.api.incident.resolve";
-    /// Decider: confirm a proposed incident.
-    pub const INCIDENT_CONFIRM: &str = "beacon.api.incident.confirm";
-    /// Decider: dismiss a proposed incident.
-    pub const INCIDENT_DISMISS: &str = "beacon.api.incident.dismiss";
-    /// Decider: publish a resolved incident's postmortem.
-    pub const INCIDENT_POSTMORTEM: &str = "beacon.api.incident.postmortem";
-    /// Decider: schedule a maintenance window or series.
-    pub const MAINTENANCE_SCHEDULE: &str = "beacon.api.maintenance.schedule";
-    /// Decider: start a scheduled window now.
-    pub const MAINTENANCE_START: &str = "beacon.api.maintenance.start";
-    /// Decider: move a running window to verifying.
-    pub const MAINTENANCE_VERIFY: &str = "beacon.api.maintenance.verify";
-    /// Decider: complete a window now.
-    pub const MAINTENANCE_COMPLETE: &str = "beacon.api.maintenance.complete";
-    /// Decider: cancel a window or series.
-    pub const MAINTENANCE_CANCEL: &str = "beacon.api.maintenance.cancel";
-    /// Decider: maintenance windows of a page.
-    pub const MAINTENANCE_LIST: &str = "beacon.api.maintenance.list";
-    /// API daemon: create an HTTP API key (shown once).
-    pub const APIKEY_CREATE: &str = "beacon.api.apikey.create";
-    /// API daemon: list HTTP API keys (never their secrets).
-    pub const APIKEY_LIST: &str = "beacon.api.apikey.list";
-    /// API daemon: revoke an HTTP API key.
-    pub const APIKEY_REVOKE: &str = "beacon.api.apikey.revoke";
-    /// Recorder: a page's SLA report for a month or a year.
-    pub const SLA_REPORT: &str = "beacon.api.sla.report";
-    /// Notifier: subscribe (operators, and public sign-up with double opt-in).
-    pub const SUBSCRIBER_ADD: &str = "beacon.api.subscriber.add";
-    /// Notifier: subscribe many at once (CSV import).
-    pub const SUBSCRIBER_IMPORT: &str = "beacon.api.subscriber.import";
-    /// Notifier: a page's subscribers, in slices.
-    pub const SUBSCRIBER_LIST: &str = "beacon.api.subscriber.list";
-    /// Notifier: one subscriber.
-    pub const SUBSCRIBER_SHOW: &str = "beacon.api.subscriber.show";
-    /// Notifier: remove a subscriber (operators).
-    pub const SUBSCRIBER_REMOVE: &str = "beacon.api.subscriber.remove";
-    /// Notifier: follow a double opt-in link.
-    pub const SUBSCRIBER_CONFIRM: &str = "beacon.api.subscriber.confirm";
-    /// Notifier: follow a signed unsubscribe link.
-    pub const SUBSCRIBER_UNSUBSCRIBE: &str = "beacon.api.subscriber.unsubscribe";
-    /// Notifier: erase every trace of an address (GDPR).
-    pub const SUBSCRIBER_ERASE: &str = "beacon.api.subscriber.erase";
-    /// Notifier: an inbound SMS (STOP, START) as the provider's webhook posted it.
-    pub const SUBSCRIBER_SMS_INBOUND: &str = "beacon.api.subscriber.sms_inbound";
-    /// Publisher: publish a changelog entry.
-    pub const CHANGELOG_PUBLISH: &str = "beacon.api.changelog.publish";
-    /// Publisher: change a changelog entry.
-    pub const CHANGELOG_EDIT: &str = "beacon.api.changelog.edit";
-    /// Publisher: withdraw a changelog entry.
-    pub const CHANGELOG_DELETE: &str = "beacon.api.changelog.delete";
-    /// Publisher: a page's changelog entries.
-    pub const CHANGELOG_LIST: &str = "beacon.api.changelog.list";
 }
 
 /// The partition of `key` (e.g. a page id) among `partitions`: FNV-1a over

@@ -6,11 +6,10 @@
 //! with the config). Regenerate with
 //! `BEACON_UPDATE_SCHEMAS=1 cargo test -p beacon-page --test schemas`.
 
-use schemars::{schema_for, Schema};
+use schemars::{schema_for, JsonSchema, Schema};
 
 use crate::api::*;
 use crate::event::{Envelope, Message};
-use crate::incident::Incident;
 use crate::messages::*;
 
 /// One generated schema and the file it belongs in.
@@ -22,19 +21,32 @@ pub struct NamedSchema {
     pub schema: Schema,
 }
 
-/// The request and reply schemas of the endpoint `name`.
-pub fn api<Req: schemars::JsonSchema, Res: schemars::JsonSchema>(name: &str) -> [NamedSchema; 2] {
+/// The request and reply schemas of `endpoint`, in files named after it.
+pub fn api<Req: JsonSchema, Res: JsonSchema>(endpoint: Endpoint<Req, Res>) -> [NamedSchema; 2] {
+    api_as(endpoint, endpoint.name())
+}
+
+/// The request and reply schemas of `endpoint`, in the files of `stem`:
+/// for endpoints that share their types (see [`same_types`]).
+pub fn api_as<Req: JsonSchema, Res: JsonSchema>(
+    _endpoint: Endpoint<Req, Res>,
+    stem: &str,
+) -> [NamedSchema; 2] {
     [
         NamedSchema {
-            file: format!("api.{name}.request.schema.json"),
+            file: format!("api.{stem}.request.schema.json"),
             schema: schema_for!(Req),
         },
         NamedSchema {
-            file: format!("api.{name}.reply.schema.json"),
+            file: format!("api.{stem}.reply.schema.json"),
             schema: schema_for!(ApiReply<Res>),
         },
     ]
 }
+
+/// Compiles only when every endpoint given has the types of the first:
+/// endpoints documented by one pair of schema files must keep sharing them.
+pub fn same_types<Req, Res>(_first: Endpoint<Req, Res>, _others: &[Endpoint<Req, Res>]) {}
 
 /// The schema of `T` in its envelope.
 pub fn envelope<T: Message>() -> NamedSchema {
@@ -48,35 +60,48 @@ pub fn envelope<T: Message>() -> NamedSchema {
 /// every API endpoint's request and reply (the page config's are in
 /// `beacon_page::schema`).
 pub fn bus_schemas() -> Vec<NamedSchema> {
+    same_types(
+        INCIDENT_UPDATE,
+        &[
+            INCIDENT_EDIT,
+            INCIDENT_RESOLVE,
+            INCIDENT_CONFIRM,
+            INCIDENT_DISMISS,
+            INCIDENT_POSTMORTEM,
+        ],
+    );
+    same_types(
+        MAINTENANCE_START,
+        &[MAINTENANCE_VERIFY, MAINTENANCE_COMPLETE, MAINTENANCE_CANCEL],
+    );
     let endpoints = [
-        api::<SetComponentRequest, ComponentView>("component.set"),
-        api::<ClearComponentRequest, ComponentView>("component.clear"),
-        api::<ComponentRequest, ComponentView>("component.explain"),
-        api::<ComponentRequest, Vec<ComponentView>>("component.list"),
-        api::<ListIncidentsRequest, IncidentList>("incident.list"),
-        api::<ShowIncidentRequest, Incident>("incident.show"),
-        api::<CreateIncidentRequest, Incident>("incident.create"),
-        api::<ChangeIncidentRequest, Incident>("incident.change"),
-        api::<ScheduleMaintenanceRequest, crate::maintenance::Window>("maintenance.schedule"),
-        api::<ChangeMaintenanceRequest, crate::maintenance::Window>("maintenance.change"),
-        api::<ListMaintenanceRequest, MaintenanceList>("maintenance.list"),
-        api::<CreateApiKeyRequest, CreatedApiKey>("apikey.create"),
-        api::<ListApiKeysRequest, Vec<ApiKeyView>>("apikey.list"),
-        api::<RevokeApiKeyRequest, ApiKeyView>("apikey.revoke"),
-        api::<SlaReportRequest, SlaReport>("sla.report"),
-        api::<AddSubscriberRequest, SubscriberView>("subscriber.add"),
-        api::<ImportSubscribersRequest, ImportResult>("subscriber.import"),
-        api::<ListSubscribersRequest, SubscriberList>("subscriber.list"),
-        api::<SubscriberRequest, SubscriberView>("subscriber.show"),
-        api::<SubscriberRequest, RemovedSubscriber>("subscriber.remove"),
-        api::<LinkRequest, SubscriberView>("subscriber.confirm"),
-        api::<LinkRequest, Unsubscribed>("subscriber.unsubscribe"),
-        api::<EraseRequest, Erased>("subscriber.erase"),
-        api::<SmsInboundRequest, SmsInboundResult>("subscriber.sms_inbound"),
-        api::<PublishChangelogRequest, ChangelogView>("changelog.publish"),
-        api::<EditChangelogRequest, ChangelogView>("changelog.edit"),
-        api::<DeleteChangelogRequest, ChangelogView>("changelog.delete"),
-        api::<ListChangelogRequest, ChangelogList>("changelog.list"),
+        api(COMPONENT_SET),
+        api(COMPONENT_CLEAR),
+        api(COMPONENT_EXPLAIN),
+        api(COMPONENT_LIST),
+        api(INCIDENT_LIST),
+        api(INCIDENT_SHOW),
+        api(INCIDENT_CREATE),
+        api_as(INCIDENT_UPDATE, "incident.change"),
+        api(MAINTENANCE_SCHEDULE),
+        api_as(MAINTENANCE_START, "maintenance.change"),
+        api(MAINTENANCE_LIST),
+        api(APIKEY_CREATE),
+        api(APIKEY_LIST),
+        api(APIKEY_REVOKE),
+        api(SLA_REPORT),
+        api(SUBSCRIBER_ADD),
+        api(SUBSCRIBER_IMPORT),
+        api(SUBSCRIBER_LIST),
+        api(SUBSCRIBER_SHOW),
+        api(SUBSCRIBER_REMOVE),
+        api(SUBSCRIBER_CONFIRM),
+        api(SUBSCRIBER_UNSUBSCRIBE),
+        api(SUBSCRIBER_ERASE),
+        api(CHANGELOG_PUBLISH),
+        api(CHANGELOG_EDIT),
+        api(CHANGELOG_DELETE),
+        api(CHANGELOG_LIST),
     ];
     let mut schemas = vec![
         envelope::<HealthResult>(),
@@ -88,14 +113,10 @@ pub fn bus_schemas() -> Vec<NamedSchema> {
         envelope::<Subscriber>(),
         envelope::<NotifyBatch>(),
         envelope::<DeliveryReceipt>(),
-        envelope::<NoticeThread>(),
-        envelope::<DeliveryLedger>(),
-        envelope::<Suppression>(),
         envelope::<UptimeRollup>(),
         envelope::<ComponentOverride>(),
         envelope::<ProbeHeartbeat>(),
         envelope::<ProbeVerdict>(),
-        envelope::<ApiKeyRecord>(),
     ];
     schemas.extend(endpoints.into_iter().flatten());
     schemas

@@ -387,9 +387,17 @@ async fn apply(
             return Ok(());
         }
         Part::Bucket(config) => {
-            js.create_or_update_key_value(config.clone())
-                .await
-                .map_err(|e| failed("create or update", e.to_string()))?;
+            if let Err(e) = js.create_or_update_key_value(config.clone()).await {
+                // Another process may have created the bucket and recorded
+                // its version between our read and our create: the server
+                // then sees our create as a different configuration of an
+                // existing stream. If that version is ours or newer, the
+                // work is done.
+                match recorded_version(js, part).await {
+                    Ok(Some(recorded)) if recorded >= version => return Ok(()),
+                    _ => return Err(failed("create or update", e.to_string())),
+                }
+            }
         }
         // There is no update call for object stores, and creating one
         // over an existing one with other metadata fails: an existing

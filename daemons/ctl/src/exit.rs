@@ -305,7 +305,7 @@ mod tests {
     fn no_answer_names_subject_and_timeout() {
         let error = CtlError::NoAnswer {
             service: "decider",
-            subject: "beacon.api.config.apply",
+            subject: beacon_contract::names::api::CONFIG_APPLY,
             timeout: "5s".into(),
         };
         assert_eq!(

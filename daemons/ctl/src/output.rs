@@ -338,48 +338,48 @@ mod tests {
     fn tail_table_line_reads_the_envelope_generically() {
         let payload = br#"{"kind":"status_change","version":1,"id":"01JD0000000000000000000000","hlc":"1732233000000-00000","origin":"eu","data":{"page":"demo","component":"api","from":"operational","to":"major_outage","evidence":{"rule":"r"}}}"#;
         assert_eq!(
-            tail_line("beacon.status.demo.api", payload, OutputFormat::Table),
-            "beacon.status.demo.api  status_change  01JD0000000000000000000000  page=demo component=api from=operational to=major_outage\n"
+            tail_line("test.status.demo.api", payload, OutputFormat::Table),
+            "test.status.demo.api  status_change  01JD0000000000000000000000  page=demo component=api from=operational to=major_outage\n"
         );
     }
 
     #[test]
     fn tail_table_line_handles_foreign_payloads() {
         assert_eq!(
-            tail_line("beacon.x", b"hello\nworld", OutputFormat::Table),
-            "beacon.x  -  -  hello world\n"
+            tail_line("test.x", b"hello\nworld", OutputFormat::Table),
+            "test.x  -  -  hello world\n"
         );
         assert_eq!(
-            tail_line("beacon.x", b"", OutputFormat::Table),
-            "beacon.x  -  -  (empty)\n"
+            tail_line("test.x", b"", OutputFormat::Table),
+            "test.x  -  -  (empty)\n"
         );
         assert_eq!(
             tail_line(
-                "beacon.api.config.get",
+                "test.api.config.get",
                 br#"{"page":"demo"}"#,
                 OutputFormat::Table
             ),
-            "beacon.api.config.get  -  -  page=demo\n"
+            "test.api.config.get  -  -  page=demo\n"
         );
         assert_eq!(
-            tail_line("beacon.x", b"42", OutputFormat::Table),
-            "beacon.x  -  -  42\n"
+            tail_line("test.x", b"42", OutputFormat::Table),
+            "test.x  -  -  42\n"
         );
     }
 
     #[test]
     fn tail_json_line_embeds_json_or_a_string() {
-        let line = tail_line("beacon.x", br#"{"a":1}"#, OutputFormat::Json);
+        let line = tail_line("test.x", br#"{"a":1}"#, OutputFormat::Json);
         let value: Value = serde_json::from_str(&line).expect("json");
         assert_eq!(
             value,
-            serde_json::json!({"subject": "beacon.x", "payload": {"a": 1}})
+            serde_json::json!({"subject": "test.x", "payload": {"a": 1}})
         );
-        let line = tail_line("beacon.x", b"not json", OutputFormat::Json);
+        let line = tail_line("test.x", b"not json", OutputFormat::Json);
         let value: Value = serde_json::from_str(&line).expect("json");
         assert_eq!(
             value,
-            serde_json::json!({"subject": "beacon.x", "payload": "not json"})
+            serde_json::json!({"subject": "test.x", "payload": "not json"})
         );
         assert!(line.ends_with('\n') && !line.trim_end().contains('\n'));
     }

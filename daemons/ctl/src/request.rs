@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use async_nats::{Client, Request, RequestErrorKind};
-use beacon_contract::api::ApiReply;
+use beacon_contract::api::{ApiReply, Endpoint};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -16,42 +16,33 @@ use crate::exit::CtlError;
 /// Header a NATS micro service sets when its handler failed outright.
 const SERVICE_ERROR_HEADER: &str = "Nats-Service-Error";
 
-/// An API endpoint: its subject and the daemon that serves it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Endpoint {
-    /// Request subject.
-    pub subject: &'static str,
-    /// Daemon that answers, for error messages.
-    pub service: &'static str,
-}
-
 /// Sends `body` to `endpoint` and waits up to `timeout` for the reply.
 pub async fn call<Req: Serialize, Res: DeserializeOwned>(
     client: &Client,
-    endpoint: Endpoint,
+    endpoint: Endpoint<Req, Res>,
     body: &Req,
     timeout: Duration,
 ) -> Result<Res, CtlError> {
     let payload = serde_json::to_vec(body).map_err(|e| {
         CtlError::Internal(format!(
             "cannot encode the request to {}: {e}",
-            endpoint.subject
+            endpoint.subject()
         ))
     })?;
     let request = Request::new()
         .payload(payload.into())
         .timeout(Some(timeout));
     let reply = client
-        .send_request(endpoint.subject, request)
+        .send_request(endpoint.subject(), request)
         .await
         .map_err(|e| match e.kind() {
             RequestErrorKind::NoResponders | RequestErrorKind::TimedOut => CtlError::NoAnswer {
-                service: endpoint.service,
-                subject: endpoint.subject,
+                service: endpoint.owner(),
+                subject: endpoint.subject(),
                 timeout: humantime::format_duration(timeout).to_string(),
             },
             _ => CtlError::Bus {
-                what: format!("request to {}", endpoint.subject),
+                what: format!("request to {}", endpoint.subject()),
                 reason: e.to_string(),
             },
         })?;
@@ -61,11 +52,11 @@ pub async fn call<Req: Serialize, Res: DeserializeOwned>(
         .and_then(|headers| headers.get(SERVICE_ERROR_HEADER))
     {
         return Err(CtlError::ServerFailed {
-            subject: endpoint.subject,
+            subject: endpoint.subject(),
             message: message.to_string(),
         });
     }
-    decode_reply(endpoint.subject, &reply.payload)
+    decode_reply(endpoint.subject(), &reply.payload)
 }
 
 /// Reads an [`ApiReply`] and turns `invalid` and `failed` into errors.
@@ -96,7 +87,7 @@ mod tests {
     use super::*;
     use beacon_page::config::api::ApplyConfigResult;
 
-    const SUBJECT: &str = "beacon.api.config.apply";
+    const SUBJECT: &str = beacon_contract::names::api::CONFIG_APPLY;
 
     #[test]
     fn ok_reply_gives_the_result() {

@@ -313,7 +313,7 @@ async fn fake_decider(
     reply: ApiReply<ApplyConfigResult>,
 ) -> tokio::task::JoinHandle<()> {
     let mut requests = client
-        .subscribe(names::api::CONFIG_APPLY)
+        .subscribe(beacon_page::config::api::CONFIG_APPLY.subject())
         .await
         .expect("subscribe");
     client.flush().await.expect("flush");
@@ -422,7 +422,7 @@ async fn tail_prints_live_messages_and_stops_after_count() {
             &server.url(),
             "tail",
             "--subject",
-            "beacon.status.>",
+            beacon_contract::names::ALL_STATUS,
             "--count",
             "2",
         ])
@@ -438,11 +438,17 @@ async fn tail_prints_live_messages_and_stops_after_count() {
     let publisher = async {
         loop {
             client
-                .publish("beacon.status.demo.api", payload.clone().into())
+                .publish(
+                    beacon_contract::names::status_subject("demo", "api"),
+                    payload.clone().into(),
+                )
                 .await
                 .expect("publish");
             client
-                .publish("beacon.other", "ignored".into())
+                .publish(
+                    format!("{}.other", beacon_contract::names::SUBJECT_ROOT),
+                    "ignored".into(),
+                )
                 .await
                 .expect("publish");
             client.flush().await.expect("flush");
@@ -459,7 +465,8 @@ async fn tail_prints_live_messages_and_stops_after_count() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     let start = format!(
-        "beacon.status.demo.api  status_record  {}  page=demo component=api ",
+        "{}  status_record  {}  page=demo component=api ",
+        beacon_contract::names::status_subject("demo", "api"),
         envelope.id
     );
     for line in lines {

@@ -18,7 +18,9 @@ use beacon_contract::event::Envelope;
 use beacon_contract::incident::Incident;
 use beacon_contract::maintenance::Window;
 use beacon_contract::messages::{ComponentOverride, IncidentEvent, MaintenanceEvent};
-use beacon_contract::names::{split_component_key, STREAM_INCIDENTS, STREAM_MAINTENANCE};
+use beacon_contract::names::{
+    split_component_key, ALL_INCIDENTS, ALL_MAINTENANCE, STREAM_INCIDENTS, STREAM_MAINTENANCE,
+};
 use beacon_runtime::buckets::{self, Change};
 use beacon_runtime::history::{self, Event};
 use beacon_runtime::shutdown::Shutdown;
@@ -249,14 +251,9 @@ pub fn follow(
     shutdown: &Shutdown,
     ready: watch::Sender<bool>,
 ) {
-    let mut incidents =
-        history::follow(js.clone(), STREAM_INCIDENTS, "beacon.incident.>", shutdown);
-    let mut maintenance = history::follow(
-        js.clone(),
-        STREAM_MAINTENANCE,
-        "beacon.maintenance.>",
-        shutdown,
-    );
+    let mut incidents = history::follow(js.clone(), STREAM_INCIDENTS, ALL_INCIDENTS, shutdown);
+    let mut maintenance =
+        history::follow(js.clone(), STREAM_MAINTENANCE, ALL_MAINTENANCE, shutdown);
     let mut changes = buckets::follow(overrides, shutdown);
     shutdown.spawn(async move {
         let mut caught_up = [false; 3];

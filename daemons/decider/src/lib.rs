@@ -406,7 +406,7 @@ impl Consuming {
             .pages()
             .into_iter()
             .filter(|page| partition_of(page, self.partitions) == self.partition)
-            .map(|page| format!("beacon.health.{page}.>"))
+            .map(|page| beacon_contract::names::page_health_filter(&page))
             .collect();
         (!subjects.is_empty()).then_some(subjects)
     }
@@ -489,7 +489,10 @@ async fn handle(inputs: mpsc::Sender<Input>, batch: Vec<Delivery>) -> Vec<Outcom
 /// read live (a missed one is replaced by the next), not from the stream.
 async fn heartbeats(client: async_nats::Client, inputs: mpsc::Sender<Input>, term: Shutdown) {
     let mut subscription = loop {
-        match client.subscribe("beacon.probe.*.heartbeat").await {
+        match client
+            .subscribe(beacon_contract::names::ALL_PROBE_HEARTBEATS)
+            .await
+        {
             Ok(subscription) => break subscription,
             Err(e) => {
                 tracing::warn!(error = %e, "Cannot subscribe to probe heartbeats, retrying.");

@@ -24,7 +24,9 @@
 //! hyper answers those, and everything after them on that connection,
 //! exactly as it always has. Limits are the hyper path's: a head within
 //! [`HEAD_TIMEOUT`] (counted, as hyper does, from when the connection
-//! waits for it), at most [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`] lines.
+//! waits for it), at most [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`] lines;
+//! and on both paths a client must take its responses at the pace
+//! [`crate::pace`] sets, or the connection is closed.
 
 use std::cell::RefCell;
 use std::io::{self, Write};
@@ -41,6 +43,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, Re
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::pace::{self, Paced, Progress};
 use crate::serve::{
     decide, forward_target, serve_with_hyper, Ask, Decision, Edge, Reply, ReplyBody, HEAD_TIMEOUT,
     MAX_HEADERS, MAX_HEAD_BYTES,
@@ -79,6 +82,7 @@ enum Step {
 pub async fn serve(mut stream: TcpStream, edge: Arc<Edge>, peer: SocketAddr) {
     let mut buffer: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(2048);
+    let mut progress = Progress::new(edge.pace);
     loop {
         // Like hyper's header timeout: from when the connection waits for
         // a head, idle keep-alive time included.
@@ -112,10 +116,11 @@ pub async fn serve(mut stream: TcpStream, edge: Arc<Edge>, peer: SocketAddr) {
         edge.counters.count(answer.reply.status);
         out.clear();
         write_head(&mut out, &answer);
-        let sent = send(&mut stream, &out, &answer).await;
+        let sent = send(&stream, &out, &answer, &mut progress).await;
         if sent.is_err() {
             return;
         }
+        progress.finished();
         if answer.close {
             let _ = stream.shutdown().await;
             return;
@@ -129,7 +134,8 @@ async fn handoff(stream: TcpStream, read: Vec<u8>, edge: Arc<Edge>, peer: Socket
         prefix: Bytes::from(read),
         stream,
     };
-    serve_with_hyper(io, edge, peer).await;
+    let pace = edge.pace;
+    serve_with_hyper(Paced::new(io, pace), edge, peer).await;
 }
 
 /// Reads one request head from `buffer` and decides what to do with it.
@@ -322,70 +328,123 @@ fn date(out: &mut Vec<u8>) {
     });
 }
 
-/// Sends the head in `out` and the body, if the response has one.
-async fn send(stream: &mut TcpStream, out: &[u8], answer: &Answer) -> io::Result<()> {
+/// Sends the head in `out` and the body, if the response has one, at the
+/// client's [`Pace`](crate::pace::Pace).
+async fn send(
+    stream: &TcpStream,
+    out: &[u8],
+    answer: &Answer,
+    progress: &mut Progress,
+) -> io::Result<()> {
     let with_body = !answer.head && !bodiless(answer.reply.status);
     match &answer.reply.body {
         ReplyBody::File(bytes, Some(sendable)) if with_body => {
-            send_more(stream, out).await?;
-            let sent = send_file(stream, sendable).await?;
+            send_more(stream, out, progress).await?;
+            let sent = send_file(stream, sendable, progress).await?;
             if sent < bytes.len() {
                 // sendfile(2) refused this memfd (a kernel or sandbox
                 // without it): the rest from memory, as before.
-                stream.write_all(&bytes[sent..]).await?;
+                write_all(stream, &bytes[sent..], progress).await?;
             }
             Ok(())
         }
-        ReplyBody::Text(text) if with_body => write_both(stream, out, text.as_bytes()).await,
-        ReplyBody::File(bytes, _) if with_body => write_both(stream, out, bytes).await,
-        _ => stream.write_all(out).await,
+        ReplyBody::Text(text) if with_body => {
+            write_both(stream, out, text.as_bytes(), progress).await
+        }
+        ReplyBody::File(bytes, _) if with_body => write_both(stream, out, bytes, progress).await,
+        _ => write_all(stream, out, progress).await,
     }
+}
+
+/// Waits until the socket takes bytes again, for as long as the client's
+/// pace allows.
+async fn wait_writable(stream: &TcpStream, progress: &mut Progress) -> io::Result<()> {
+    let deadline = progress.blocked(tokio::time::Instant::now());
+    match tokio::time::timeout_at(deadline, stream.writable()).await {
+        Ok(ready) => ready,
+        Err(_) => Err(pace::too_slow()),
+    }
+}
+
+/// Writes `total` bytes with `write`, which is given how many are done
+/// and writes what the socket takes of the rest; waits for the socket at
+/// the client's pace. Returns how many were written (`write` may take
+/// more than `total` when it writes beyond, as `writev` does).
+async fn paced(
+    stream: &TcpStream,
+    progress: &mut Progress,
+    total: usize,
+    mut write: impl FnMut(usize) -> io::Result<usize>,
+) -> io::Result<usize> {
+    let mut done = 0;
+    while done < total {
+        match write(done) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                done += n;
+                progress.wrote(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_writable(stream, progress).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Writes all of `bytes`.
+async fn write_all(stream: &TcpStream, bytes: &[u8], progress: &mut Progress) -> io::Result<()> {
+    paced(stream, progress, bytes.len(), |done| {
+        stream.try_write(&bytes[done..])
+    })
+    .await
+    .map(drop)
 }
 
 /// Writes head and body with `writev`, as hyper does: one system call
 /// when the socket takes it all, and no copy of the body into a buffer
 /// each connection would keep.
-async fn write_both(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
-    let mut done = 0;
-    while done < head.len() {
-        let parts = [io::IoSlice::new(&head[done..]), io::IoSlice::new(body)];
-        let n = stream.write_vectored(&parts).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        done += n;
-    }
-    stream.write_all(&body[done - head.len()..]).await
+async fn write_both(
+    stream: &TcpStream,
+    head: &[u8],
+    body: &[u8],
+    progress: &mut Progress,
+) -> io::Result<()> {
+    let done = paced(stream, progress, head.len(), |done| {
+        stream.try_write_vectored(&[io::IoSlice::new(&head[done..]), io::IoSlice::new(body)])
+    })
+    .await?;
+    write_all(stream, &body[done - head.len()..], progress).await
 }
 
 /// Sends `bytes` with `MSG_MORE`, so they leave in the same segment as the
 /// body that follows.
-async fn send_more(stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
-    let mut sent = 0;
-    while sent < bytes.len() {
-        stream.writable().await?;
-        let flags = rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL;
-        match stream.try_io(Interest::WRITABLE, || {
-            rustix::net::send(stream, &bytes[sent..], flags).map_err(io::Error::from)
-        }) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+async fn send_more(stream: &TcpStream, bytes: &[u8], progress: &mut Progress) -> io::Result<()> {
+    let flags = rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL;
+    paced(stream, progress, bytes.len(), |done| {
+        stream.try_io(Interest::WRITABLE, || {
+            rustix::net::send(stream, &bytes[done..], flags).map_err(io::Error::from)
+        })
+    })
+    .await
+    .map(drop)
 }
 
 /// Sends a body from its memfd with `sendfile(2)`: the kernel moves the
 /// pages to the socket without copying them through this process. Returns
 /// the bytes sent: all of them, or fewer if `sendfile(2)` is refused
 /// (`EINVAL`, `ENOSYS`), for the caller to write the rest.
-async fn send_file(stream: &TcpStream, body: &Sendable) -> io::Result<usize> {
+async fn send_file(
+    stream: &TcpStream,
+    body: &Sendable,
+    progress: &mut Progress,
+) -> io::Result<usize> {
     let mut offset = body.offset;
     let end = body.offset + body.len as u64;
     while offset < end {
-        stream.writable().await?;
         let left = usize::try_from(end - offset).unwrap_or(usize::MAX);
+        let before = offset;
         match stream.try_io(Interest::WRITABLE, || {
             rustix::fs::sendfile(stream, &*body.file, Some(&mut offset), left)
                 .map_err(io::Error::from)
@@ -393,8 +452,10 @@ async fn send_file(stream: &TcpStream, body: &Sendable) -> io::Result<usize> {
             // The memfd is sealed and holds the body: nothing sent means
             // the memfd is not what it should be; stop rather than spin.
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Ok(_) => progress.wrote(usize::try_from(offset - before).unwrap_or(0)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_writable(stream, progress).await?;
+            }
             Err(e)
                 if matches!(
                     e.kind(),

@@ -15,6 +15,8 @@
 //! - [`direct`]: the static path: GET and HEAD of files answered without
 //!   hyper, large bodies by `sendfile(2)`; everything else goes to hyper.
 //! - [`forward`]: public sign-up handed to the HTTP API (`--api-url`).
+//! - [`pace`]: the least a client must take of its responses, on both
+//!   paths; a connection that falls behind is closed.
 //! - [`mirror`]: object store to origin directory.
 
 pub mod direct;
@@ -22,6 +24,7 @@ pub mod files;
 pub mod forward;
 pub mod live;
 pub mod mirror;
+pub mod pace;
 pub mod serve;
 pub mod site;
 
@@ -59,6 +62,9 @@ pub struct EdgeConfig {
     pub mirror: Option<NatsArgs>,
     /// The HTTP API that answers public sign-up (`http://host:port`), if any.
     pub api_url: Option<String>,
+    /// How long a client whose socket is full has to take the next
+    /// [`pace::MIN_PROGRESS_BYTES`] of its responses (`--write-timeout`).
+    pub write_timeout: Duration,
 }
 
 impl EdgeConfig {
@@ -96,6 +102,11 @@ impl EdgeConfig {
         }
         if self.max_connections == 0 {
             errors.push("--max-connections: must be at least 1".to_owned());
+        }
+        if self.write_timeout < Duration::from_millis(100)
+            || self.write_timeout > Duration::from_secs(600)
+        {
+            errors.push("--write-timeout: must be between 100ms and 10m".to_owned());
         }
         if errors.is_empty() {
             Ok(())
@@ -187,6 +198,9 @@ pub async fn run(process: Process, config: EdgeConfig) -> Result<(), RunError> {
         max_sse_clients: i64::try_from(config.max_sse_clients).unwrap_or(i64::MAX),
         counters,
         forward,
+        pace: pace::Pace {
+            grace: config.write_timeout,
+        },
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)

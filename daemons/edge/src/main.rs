@@ -46,6 +46,10 @@ struct Args {
     /// links are forwarded there; without it they are 404.
     #[arg(long, env = "BEACON_API_URL")]
     api_url: Option<String>,
+    /// How long a client whose socket is full has to take the next 16 KiB
+    /// of its responses before its connection is closed.
+    #[arg(long, env = "BEACON_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    write_timeout: Duration,
     /// How to reach NATS for --mirror.
     #[command(flatten)]
     nats: NatsArgs,
@@ -67,6 +71,7 @@ async fn main() -> ExitCode {
         max_sse_clients: args.max_sse_clients,
         mirror: args.mirror.then_some(args.nats),
         api_url: args.api_url,
+        write_timeout: args.write_timeout,
     };
     if let Err(errors) = config.validate() {
         return config_exit("edge", &errors);

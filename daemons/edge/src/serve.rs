@@ -92,6 +92,8 @@ pub struct Edge {
     pub counters: Counters,
     /// Where public sign-up goes (`--api-url`), if anywhere.
     pub forward: Option<Forwarder>,
+    /// The pace every client must take its responses at.
+    pub pace: crate::pace::Pace,
 }
 
 /// Cache policy of `/api/v1/status/{page}`: pollers may reuse it for 30 s.

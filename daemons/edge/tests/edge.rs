@@ -15,7 +15,7 @@ use beacon_page::origin;
 use beacon_publisher::site::{publish_local, Built, Compressor};
 use beacon_testkit::{free_port, wait_until, DaemonProcess, NatsServer};
 
-const READY: Duration = Duration::from_secs(30);
+use beacon_testkit::wait::READY;
 
 fn build(page: &str, version: &str, hosts: &[&str], index: &str, live: &str) -> Built {
     let style = beacon_publisher::render::html::STYLE;
@@ -1068,4 +1068,89 @@ async fn a_response_in_flight_keeps_its_version_and_a_slow_reader_blocks_no_one(
         .expect("send");
     let (_, _, body, _) = read_one(&mut slow, &mut pending, false);
     assert!(body == noise(4, BIG), "the new version, intact");
+}
+
+/// Sends `requests` on a connection with a small receive buffer and never
+/// reads; returns the connection.
+fn never_reads(addr: &str, requests: &[u8]) -> TcpStream {
+    let mut stream = slow_reader(addr);
+    stream.write_all(requests).expect("send");
+    stream
+}
+
+/// Reads what `stream` still gets until the edge closes it or 10 s pass
+/// without a byte; every byte counted.
+fn drain(mut stream: TcpStream) -> usize {
+    let mut total = 0;
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => total += n,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_cut_off_on_both_paths_and_frees_its_place() {
+    const BIG: usize = 6 * 1024 * 1024;
+    const REQUESTS: usize = 4;
+    let origin_dir = tempfile::tempdir().expect("origin");
+    publish(
+        origin_dir.path(),
+        &build_large("demo", "01J0000000000000000000000A", 3, BIG),
+    );
+    // Two places only: two stuck clients would shut everyone else out.
+    let edge = start_edge(
+        origin_dir.path(),
+        &[
+            "--page",
+            "demo",
+            "--max-connections",
+            "2",
+            "--write-timeout",
+            "1s",
+        ],
+    );
+    edge.process.wait_ready(READY).await;
+    let addr = edge.addr.clone();
+
+    // The static path: pipelined GETs of a 6 MiB file.
+    let static_path = never_reads(
+        &addr,
+        &b"GET /big.png HTTP/1.1\r\nHost: x\r\n\r\n".repeat(REQUESTS),
+    );
+    // Hyper's path: GETs with a body are handed to hyper.
+    let hyper_path = never_reads(
+        &addr,
+        &b"GET /big.png HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx".repeat(REQUESTS),
+    );
+
+    // Both are closed once they have taken nothing for a second, so the
+    // edge answers others again within a bounded time.
+    wait_until("the edge to serve others again", Duration::from_secs(15), || {
+        let addr = addr.clone();
+        async move {
+            let mut stream = TcpStream::connect(&addr).ok()?;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .ok()?;
+            stream
+                .write_all(b"GET /api/v2/summary.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .ok()?;
+            let mut raw = Vec::new();
+            let _ = stream.read_to_end(&mut raw);
+            raw.starts_with(b"HTTP/1.1 200").then_some(())
+        }
+    })
+    .await;
+    // Reading now gets what was already in flight, then the end: never
+    // every response asked for.
+    for (path, stream) in [("static", static_path), ("hyper", hyper_path)] {
+        let got = drain(stream);
+        assert!(
+            got < REQUESTS * BIG,
+            "the {path} path sent all {got} bytes to a client that stopped reading"
+        );
+    }
 }

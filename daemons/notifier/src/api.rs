@@ -13,27 +13,30 @@
 //! - `confirm`, `unsubscribe`: signed links; a forged or altered token is
 //!   refused and changes nothing.
 //! - `erase`: GDPR erasure, leaving only a keyed hash.
-//! - `sms_inbound`: STOP and START from the SMS provider, with its
-//!   request signature checked.
+//!
+//! Beside the endpoints, [`sms_inbound`] handles STOP and START from the SMS
+//! provider, with its request signature checked; the inbound webhook
+//! ([`crate::inbound`]) calls it directly.
 
 use std::collections::{BTreeMap, HashSet};
 
-use async_nats::service::Request;
 use beacon_contract::api::*;
 use beacon_contract::hlc::wall_clock_ms;
 use beacon_contract::messages::{
     ChannelKind, EndpointState, PendingConfirmation, Subscriber, SubscriberChannel,
-    SubscriberEndpoint, Suppression, SuppressionReason,
+    SubscriberEndpoint,
 };
-use beacon_contract::names::{api, check_token};
+use beacon_contract::names::check_token;
 use beacon_page::config::{ChannelProvider, ConfigError, PageConfig};
-use beacon_runtime::service::{self, Service};
+use beacon_runtime::service::{Router, Service};
 use rand::RngCore;
-use serde::Serialize;
 
 use crate::addresses;
 use crate::context::{env_secret, Context};
 use crate::index::{new_id, parse_id};
+use crate::records::{
+    SmsAction, SmsInboundRequest, SmsInboundResult, Suppression, SuppressionReason,
+};
 use crate::signing::{constant_time_eq, twilio_signature, Purpose};
 use crate::store::Change;
 
@@ -43,105 +46,47 @@ const CONCURRENCY: usize = 32;
 /// Most endpoints a subscriber may have (one per kind).
 const MAX_ENDPOINTS: usize = 5;
 
-/// Every endpoint, by subject.
-const ENDPOINTS: &[&str] = &[
-    api::SUBSCRIBER_ADD,
-    api::SUBSCRIBER_IMPORT,
-    api::SUBSCRIBER_LIST,
-    api::SUBSCRIBER_SHOW,
-    api::SUBSCRIBER_REMOVE,
-    api::SUBSCRIBER_CONFIRM,
-    api::SUBSCRIBER_UNSUBSCRIBE,
-    api::SUBSCRIBER_ERASE,
-    api::SUBSCRIBER_SMS_INBOUND,
-];
-
-/// Serves every endpoint until shutdown.
-/// Serves until shutdown; `up` hears once requests can reach it.
-pub async fn serve(ctx: Context, up: tokio::sync::oneshot::Sender<()>) {
-    if let Err(e) = serve_endpoints(ctx, up).await {
-        tracing::error!(error = %e, "Subscriber API stopped; nobody can subscribe or unsubscribe.");
-    }
-}
-
-async fn serve_endpoints(
-    ctx: Context,
-    up: tokio::sync::oneshot::Sender<()>,
-) -> Result<(), async_nats::Error> {
+/// Every endpoint the notifier serves, each with its handler.
+pub fn router(ctx: &Context) -> Router {
     let service = Service {
         name: "beacon-notifier",
         description: "Beacon notifier: subscribers",
-        endpoints: ENDPOINTS,
         concurrency: CONCURRENCY,
     };
+    Router::new(service, ctx.metrics.api_requests.clone())
+        .route(
+            SUBSCRIBER_ADD,
+            ctx,
+            |ctx, r| async move { add(&ctx, r).await },
+        )
+        .route(SUBSCRIBER_IMPORT, ctx, |ctx, r| async move {
+            import(&ctx, r).await
+        })
+        .route(SUBSCRIBER_LIST, ctx, |ctx, r| async move { list(&ctx, r) })
+        .route(SUBSCRIBER_SHOW, ctx, |ctx, r| async move { show(&ctx, r) })
+        .route(SUBSCRIBER_REMOVE, ctx, |ctx, r| async move {
+            remove(&ctx, r).await
+        })
+        .route(SUBSCRIBER_CONFIRM, ctx, |ctx, r| async move {
+            confirm(&ctx, r).await
+        })
+        .route(SUBSCRIBER_UNSUBSCRIBE, ctx, |ctx, r| async move {
+            unsubscribe(&ctx, r).await
+        })
+        .route(SUBSCRIBER_ERASE, ctx, |ctx, r| async move {
+            erase(&ctx, r).await
+        })
+}
+
+/// Serves until shutdown; `up` hears once requests can reach it.
+pub async fn serve(ctx: Context, up: tokio::sync::oneshot::Sender<()>) {
     let (client, shutdown) = (
         ctx.daemon.client.clone(),
         ctx.daemon.process.shutdown.clone(),
     );
-    service::serve(&client, &shutdown, service, Some(up), |subject, request| {
-        let ctx = ctx.clone();
-        async move { dispatch(&ctx, subject, request).await }
-    })
-    .await
-}
-
-async fn respond<T: Serialize>(
-    ctx: &Context,
-    endpoint: &str,
-    request: &Request,
-    reply: ApiReply<T>,
-) {
-    let outcome = match &reply {
-        ApiReply::Ok { .. } => "ok",
-        ApiReply::Invalid { .. } => "invalid",
-        ApiReply::Failed { .. } => "failed",
-        ApiReply::Conflict { .. } => "conflict",
-    };
-    ctx.metrics
-        .api_requests
-        .with_label_values(&[endpoint, outcome])
-        .inc();
-    let body = serde_json::to_vec(&reply).unwrap_or_default();
-    if let Err(e) = request.respond(Ok(body.into())).await {
-        tracing::warn!(endpoint, error = %e, "Cannot send API reply.");
+    if let Err(e) = router(&ctx).serve(&client, &shutdown, Some(up)).await {
+        tracing::error!(error = %e, "Subscriber API stopped; nobody can subscribe or unsubscribe.");
     }
-}
-
-async fn dispatch(ctx: &Context, subject: &'static str, request: Request) {
-    let payload = request.message.payload.clone();
-    let name = subject.trim_start_matches("beacon.api.");
-    macro_rules! answer {
-        ($reply:expr) => {
-            respond(ctx, name, &request, $reply.await).await
-        };
-    }
-    match subject {
-        api::SUBSCRIBER_ADD => answer!(add(ctx, &payload)),
-        api::SUBSCRIBER_IMPORT => answer!(import(ctx, &payload)),
-        api::SUBSCRIBER_LIST => answer!(async { list(ctx, &payload) }),
-        api::SUBSCRIBER_SHOW => answer!(async { show(ctx, &payload) }),
-        api::SUBSCRIBER_REMOVE => answer!(remove(ctx, &payload)),
-        api::SUBSCRIBER_CONFIRM => answer!(confirm(ctx, &payload)),
-        api::SUBSCRIBER_UNSUBSCRIBE => answer!(unsubscribe(ctx, &payload)),
-        api::SUBSCRIBER_ERASE => answer!(erase(ctx, &payload)),
-        api::SUBSCRIBER_SMS_INBOUND => answer!(sms_inbound(ctx, &payload)),
-        other => {
-            tracing::error!(
-                subject = other,
-                "No handler for an endpoint that is registered."
-            );
-            let reply = ApiReply::<()>::failed(format!("{other} has no handler in this notifier"));
-            respond(ctx, name, &request, reply).await
-        }
-    }
-}
-
-fn parse<Req: serde::de::DeserializeOwned, T>(
-    payload: &[u8],
-    what: &str,
-) -> Result<Req, ApiReply<T>> {
-    serde_json::from_slice(payload)
-        .map_err(|e| ApiReply::invalid("request", format!("not a {what}: {e}")))
 }
 
 macro_rules! try_reply {
@@ -358,8 +303,7 @@ fn suppressed(ctx: &Context, page: &str, new: &NewSubscriber, at: &str) -> Vec<C
         .collect()
 }
 
-async fn add(ctx: &Context, payload: &[u8]) -> ApiReply<SubscriberView> {
-    let request: AddSubscriberRequest = try_reply!(parse(payload, "AddSubscriberRequest"));
+async fn add(ctx: &Context, request: AddSubscriberRequest) -> ApiReply<SubscriberView> {
     let page = try_reply!(page(ctx, &request.page));
     let mut errors = check_new(ctx, &page, &request.subscriber, "subscriber").await;
     if request.confirmed {
@@ -448,8 +392,7 @@ async fn confirmations(
     Ok(())
 }
 
-async fn import(ctx: &Context, payload: &[u8]) -> ApiReply<ImportResult> {
-    let request: ImportSubscribersRequest = try_reply!(parse(payload, "ImportSubscribersRequest"));
+async fn import(ctx: &Context, request: ImportSubscribersRequest) -> ApiReply<ImportResult> {
     let page = try_reply!(page(ctx, &request.page));
     if request.rows.len() > SUBSCRIBER_IMPORT_MAX_ROWS {
         return ApiReply::invalid(
@@ -511,8 +454,7 @@ async fn import(ctx: &Context, payload: &[u8]) -> ApiReply<ImportResult> {
     }
 }
 
-fn list(ctx: &Context, payload: &[u8]) -> ApiReply<SubscriberList> {
-    let request: ListSubscribersRequest = try_reply!(parse(payload, "ListSubscribersRequest"));
+fn list(ctx: &Context, request: ListSubscribersRequest) -> ApiReply<SubscriberList> {
     let page = try_reply!(page(ctx, &request.page));
     let after = match request.after.as_deref() {
         None => None,
@@ -535,8 +477,7 @@ fn list(ctx: &Context, payload: &[u8]) -> ApiReply<SubscriberList> {
     }
 }
 
-fn show(ctx: &Context, payload: &[u8]) -> ApiReply<SubscriberView> {
-    let request: SubscriberRequest = try_reply!(parse(payload, "SubscriberRequest"));
+fn show(ctx: &Context, request: SubscriberRequest) -> ApiReply<SubscriberView> {
     let page = try_reply!(page(ctx, &request.page));
     match ctx.subscribers.get(&page.id, &request.subscriber) {
         Some((subscriber, _)) => ApiReply::Ok {
@@ -552,8 +493,7 @@ fn show(ctx: &Context, payload: &[u8]) -> ApiReply<SubscriberView> {
     }
 }
 
-async fn remove(ctx: &Context, payload: &[u8]) -> ApiReply<RemovedSubscriber> {
-    let request: SubscriberRequest = try_reply!(parse(payload, "SubscriberRequest"));
+async fn remove(ctx: &Context, request: SubscriberRequest) -> ApiReply<RemovedSubscriber> {
     let page = try_reply!(page(ctx, &request.page));
     if parse_id(&request.subscriber).is_none() {
         return ApiReply::invalid(
@@ -588,8 +528,7 @@ async fn remove(ctx: &Context, payload: &[u8]) -> ApiReply<RemovedSubscriber> {
 }
 
 /// `beacon.api.subscriber.confirm`: follows a double opt-in link.
-pub async fn confirm(ctx: &Context, payload: &[u8]) -> ApiReply<SubscriberView> {
-    let request: LinkRequest = try_reply!(parse(payload, "LinkRequest"));
+pub async fn confirm(ctx: &Context, request: LinkRequest) -> ApiReply<SubscriberView> {
     let link = match ctx.keys.verify(&request.token) {
         Ok(link) if link.purpose == Purpose::Confirm => link,
         _ => return ApiReply::invalid("token", "the link is not valid"),
@@ -643,8 +582,7 @@ pub async fn confirm(ctx: &Context, payload: &[u8]) -> ApiReply<SubscriberView> 
 
 /// `beacon.api.subscriber.unsubscribe`: follows a signed unsubscribe link.
 /// Following it twice is fine: the second time there is nothing to remove.
-pub async fn unsubscribe(ctx: &Context, payload: &[u8]) -> ApiReply<Unsubscribed> {
-    let request: LinkRequest = try_reply!(parse(payload, "LinkRequest"));
+pub async fn unsubscribe(ctx: &Context, request: LinkRequest) -> ApiReply<Unsubscribed> {
     let link = match ctx.keys.verify(&request.token) {
         Ok(link) if link.purpose == Purpose::Unsubscribe => link,
         _ => return ApiReply::invalid("token", "the link is not valid"),
@@ -688,8 +626,7 @@ pub async fn unsubscribe(ctx: &Context, payload: &[u8]) -> ApiReply<Unsubscribed
     }
 }
 
-async fn erase(ctx: &Context, payload: &[u8]) -> ApiReply<Erased> {
-    let request: EraseRequest = try_reply!(parse(payload, "EraseRequest"));
+async fn erase(ctx: &Context, request: EraseRequest) -> ApiReply<Erased> {
     let page = try_reply!(page(ctx, &request.page));
     // Every (kind, address) to suppress and every subscriber to erase.
     let mut addresses: Vec<(ChannelKind, String)> = Vec::new();
@@ -803,9 +740,8 @@ fn sms_account(ctx: &Context, account_sid: &str) -> Option<(String, Vec<String>)
     token.map(|t| (t, pages))
 }
 
-/// `beacon.api.subscriber.sms_inbound`: STOP or START from a phone.
-pub async fn sms_inbound(ctx: &Context, payload: &[u8]) -> ApiReply<SmsInboundResult> {
-    let request: SmsInboundRequest = try_reply!(parse(payload, "SmsInboundRequest"));
+/// STOP or START from a phone, as the provider's inbound webhook posted it.
+pub async fn sms_inbound(ctx: &Context, request: SmsInboundRequest) -> ApiReply<SmsInboundResult> {
     let forged = || {
         ctx.metrics
             .inbound

@@ -18,10 +18,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use beacon_contract::api::{ApiReply, LinkRequest, SmsInboundRequest};
+use beacon_contract::api::{ApiReply, LinkRequest};
 
 use crate::api;
 use crate::context::Context;
+use crate::records::SmsInboundRequest;
 
 /// The router.
 pub fn router(ctx: Context) -> Router {
@@ -71,10 +72,6 @@ fn token(query: &HashMap<String, String>) -> String {
     query.get("token").cloned().unwrap_or_default()
 }
 
-fn payload<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
-}
-
 fn count(ctx: &Context, kind: &str, outcome: &str) {
     ctx.metrics
         .inbound
@@ -92,7 +89,7 @@ async fn sms(State(ctx): State<Context>, headers: HeaderMap, body: Bytes) -> Res
             .unwrap_or_default()
             .to_owned(),
     };
-    match api::sms_inbound(&ctx, &payload(&request)).await {
+    match api::sms_inbound(&ctx, request).await {
         ApiReply::Ok { .. } => (
             StatusCode::OK,
             [("content-type", "text/xml")],
@@ -123,7 +120,7 @@ async fn unsubscribe(
     let request = LinkRequest {
         token: token(&query),
     };
-    match api::unsubscribe(&ctx, &payload(&request)).await {
+    match api::unsubscribe(&ctx, request).await {
         ApiReply::Ok { .. } => {
             count(&ctx, "unsubscribe", "ok");
             page(
@@ -165,7 +162,7 @@ async fn confirm(
     let request = LinkRequest {
         token: token(&query),
     };
-    match api::confirm(&ctx, &payload(&request)).await {
+    match api::confirm(&ctx, request).await {
         ApiReply::Ok { .. } => {
             count(&ctx, "confirm", "ok");
             page("Confirmed", "<p>You will get updates by email.</p>").into_response()

@@ -24,6 +24,8 @@
 //!   Slack or Teams message, everything encoded for where it goes.
 //! - [`notify`]: one sender per channel kind, limits, and the NOTIFY
 //!   consumers with their ledger, receipts and retries.
+//! - [`records`]: what only the notifier stores (threads, ledger,
+//!   suppressions) and the inbound SMS it hands itself.
 //! - [`metrics`]: the `beacon_notifier_…` metrics.
 
 pub mod addresses;
@@ -34,6 +36,7 @@ pub mod index;
 pub mod metrics;
 pub mod notify;
 pub mod planner;
+pub mod records;
 pub mod render;
 pub mod settings;
 pub mod signing;

@@ -16,11 +16,13 @@ use async_nats::jetstream::{self, kv};
 use async_nats::HeaderMap;
 use beacon_contract::event::{Envelope, EventId};
 use beacon_contract::hlc::HlcClock;
-use beacon_contract::messages::{Subscriber, Suppression};
+use beacon_contract::messages::Subscriber;
 use beacon_contract::names::{KV_LEDGER, KV_NOTICES, KV_SUBSCRIBERS, KV_SUPPRESSIONS};
 use beacon_runtime::publish::Publisher;
 use beacon_runtime::retry::{Class, Classify};
 use futures::StreamExt;
+
+use crate::records::Suppression;
 
 /// Creates in flight at once during an import.
 pub const IMPORT_IN_FLIGHT: usize = 512;

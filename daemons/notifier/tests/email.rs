@@ -5,11 +5,11 @@
 
 mod common;
 
+use beacon_contract::api;
 use beacon_contract::api::{ApiReply, LinkRequest, SubscriberView, Unsubscribed};
 use beacon_contract::messages::{
     DeliveryOutcome, EndpointState, Impact, IncidentState, SubscriberChannel,
 };
-use beacon_contract::names::api;
 use beacon_testkit::receivers::smtp::SmtpSink;
 use beacon_testkit::wait_until;
 use common::*;
@@ -39,7 +39,7 @@ async fn an_incident_reaches_subscribers_by_smtp_with_unsubscribe_headers_and_th
         created("mail", &id, "Checkout <errors>", Impact::Major, &["api"]),
     )
     .await;
-    wait_until("two emails", WAIT, || {
+    wait_until("two emails", LAND, || {
         let n = smtp.count();
         async move { (n >= 2).then_some(()) }
     })
@@ -194,7 +194,7 @@ async fn double_opt_in_sends_one_confirmation_whose_link_works_once_and_expires(
         created("optin", &incident_id(), "Down", Impact::Major, &["api"]),
     )
     .await;
-    wait_until("the confirmation email", WAIT, || {
+    wait_until("the confirmation email", LAND, || {
         let n = smtp.count();
         async move { (n >= 1).then_some(()) }
     })
@@ -243,7 +243,7 @@ async fn double_opt_in_sends_one_confirmation_whose_link_works_once_and_expires(
 
     // A link past its expiry is refused and the endpoint stays pending.
     let late = h.add("optin", vec![email("dee@example.com")], false).await;
-    wait_until("the second confirmation", WAIT, || {
+    wait_until("the second confirmation", LAND, || {
         let n = smtp.count();
         async move { (n >= 2).then_some(()) }
     })

@@ -40,7 +40,7 @@ fn subscriber(
 }
 
 async fn wait_mails(smtp: &SmtpSink, n: usize, what: &str) {
-    wait_until(what, WAIT, || {
+    wait_until(what, LAND, || {
         let count = smtp.count();
         async move { (count >= n).then_some(()) }
     })
@@ -334,4 +334,285 @@ async fn the_changelog_digest_goes_to_those_who_asked_with_only_new_entries() {
     // The next period has nothing new: no digest.
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     assert_eq!(smtp.count(), 1);
+}
+
+#[tokio::test]
+async fn a_thread_whose_write_failed_is_read_again_and_its_next_updates_still_go_out() {
+    let smtp = SmtpSink::start().await;
+    let h = Harness::start(
+        &[page("rewrite", &["api"], &email_channel(&smtp.endpoint()))],
+        &[],
+    )
+    .await;
+    // Instant for `api`: every update goes out at once.
+    h.add_with(
+        "rewrite",
+        subscriber(vec![email("ops@example.com")], &[], &["api"]),
+        true,
+    )
+    .await;
+    let id = incident_id();
+    incident(
+        &h,
+        created("rewrite", &id, "Checkout errors", Impact::Major, &["api"]),
+    )
+    .await;
+    wait_mails(&smtp, 1, "the first update").await;
+
+    // Someone else writes the thread (a deposed leader, a write whose ack
+    // was lost): the planner's next write of it fails on the revision.
+    let notices =
+        h.js.get_key_value(beacon_contract::names::KV_NOTICES)
+            .await
+            .expect("KV notices");
+    let key = format!("rewrite.incident-{id}");
+    let entry = notices
+        .entry(&key)
+        .await
+        .expect("read the thread")
+        .unwrap_or_else(|| panic!("no thread {key}"));
+    notices
+        .put(&key, entry.value)
+        .await
+        .expect("write the thread");
+
+    // The failed write is retried from what is stored, and the thread goes
+    // on: both later updates arrive.
+    incident(
+        &h,
+        updated(
+            "rewrite",
+            &id,
+            "u1",
+            IncidentState::Identified,
+            "Cause found",
+        ),
+    )
+    .await;
+    wait_mails(&smtp, 2, "the update after the failed write").await;
+    incident(
+        &h,
+        updated("rewrite", &id, "u2", IncidentState::Resolved, "Fixed"),
+    )
+    .await;
+    wait_mails(&smtp, 3, "the next update").await;
+    assert_eq!(to(&smtp, "ops@example.com").len(), 3);
+}
+
+/// Makes NOTIFY refuse every publish (`refuse`) or take them again: the
+/// stream keeps at most one byte and refuses what does not fit, which is
+/// how a full or failing stream looks to the planner.
+async fn notify_refuses(h: &Harness, refuse: bool) {
+    let mut stream =
+        h.js.get_stream(beacon_contract::names::STREAM_NOTIFY)
+            .await
+            .expect("NOTIFY");
+    let mut config = stream.info().await.expect("NOTIFY info").config.clone();
+    config.max_bytes = if refuse { 1 } else { -1 };
+    config.discard = async_nats::jetstream::stream::DiscardPolicy::New;
+    h.js.update_stream(config).await.expect("update NOTIFY");
+}
+
+/// The stored thread `key`, once `done` says so.
+async fn wait_thread(
+    h: &Harness,
+    key: &str,
+    what: &str,
+    done: impl Fn(&beacon_notifier::records::NoticeThread) -> bool,
+) {
+    let notices =
+        h.js.get_key_value(beacon_contract::names::KV_NOTICES)
+            .await
+            .expect("KV notices");
+    wait_until(what, LAND, || {
+        let notices = notices.clone();
+        let done = &done;
+        async move {
+            let entry = notices.entry(key).await.ok()??;
+            let thread =
+                beacon_contract::event::Envelope::<beacon_notifier::records::NoticeThread>::decode(
+                    &entry.value,
+                )
+                .ok()?
+                .data;
+            done(&thread).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_send_whose_publish_failed_is_published_even_after_a_later_send() {
+    let smtp = SmtpSink::start().await;
+    let h = Harness::start(
+        &[page("earlier", &["api"], &email_channel(&smtp.endpoint()))],
+        &[],
+    )
+    .await;
+    h.add_with(
+        "earlier",
+        subscriber(vec![email("ops@example.com")], &[], &["api"]),
+        true,
+    )
+    .await;
+    let id = incident_id();
+    let key = format!("earlier.incident-{id}");
+
+    // The first update's send is stored, but NOTIFY refuses its batches.
+    notify_refuses(&h, true).await;
+    incident(
+        &h,
+        created("earlier", &id, "Checkout errors", Impact::Major, &["api"]),
+    )
+    .await;
+    wait_thread(&h, &key, "send 0 stored, not published", |t| {
+        t.sends.len() == 1 && !t.sends[0].published
+    })
+    .await;
+
+    // NOTIFY takes batches again and a second update goes out at once,
+    // before the first event's retry comes back.
+    notify_refuses(&h, false).await;
+    incident(
+        &h,
+        updated(
+            "earlier",
+            &id,
+            "u1",
+            IncidentState::Identified,
+            "Cause found",
+        ),
+    )
+    .await;
+    wait_thread(&h, &key, "every send published", |t| {
+        t.sends.len() == 2 && t.sends.iter().all(|s| s.published)
+    })
+    .await;
+    // Both notices reached the subscriber: the first was not lost behind
+    // the second.
+    wait_mails(&smtp, 2, "both notices").await;
+    let mails = to(&smtp, "ops@example.com");
+    assert_eq!(mails.len(), 2);
+}
+
+#[tokio::test]
+async fn a_window_flush_whose_publish_failed_is_sent_once_the_bus_takes_it() {
+    let smtp = SmtpSink::start().await;
+    let extra = format!(
+        "{}[notifications]\nwindow = \"2s\"\n",
+        email_channel(&smtp.endpoint())
+    );
+    let h = Harness::start(&[page("flush", &["api"], &extra)], &[]).await;
+    h.add_with(
+        "flush",
+        subscriber(vec![email("plain@example.com")], &[], &[]),
+        true,
+    )
+    .await;
+    let id = incident_id();
+    let key = format!("flush.incident-{id}");
+    incident(
+        &h,
+        created("flush", &id, "Checkout errors", Impact::Major, &["api"]),
+    )
+    .await;
+    wait_mails(&smtp, 1, "the first update").await;
+    incident(
+        &h,
+        updated("flush", &id, "u1", IncidentState::Identified, "Cause found"),
+    )
+    .await;
+    wait_thread(&h, &key, "the update held in the window", |t| {
+        t.pending.len() == 1
+    })
+    .await;
+
+    // The window closes while NOTIFY refuses: the flush is stored, its
+    // publish fails.
+    notify_refuses(&h, true).await;
+    wait_thread(&h, &key, "the flush stored, not published", |t| {
+        t.pending.is_empty() && t.sends.iter().any(|s| s.after.is_some() && !s.published)
+    })
+    .await;
+    notify_refuses(&h, false).await;
+
+    // The timer's retry publishes the stored flush.
+    wait_mails(&smtp, 2, "the flush").await;
+    let plain = to(&smtp, "plain@example.com");
+    assert!(
+        plain[1].decoded().contains("Identified"),
+        "{}",
+        plain[1].decoded()
+    );
+}
+
+#[tokio::test]
+async fn a_batch_published_again_after_the_dedup_window_sends_nothing_twice() {
+    let smtp = SmtpSink::start().await;
+    let h = Harness::start(
+        &[page("replay", &["api"], &email_channel(&smtp.endpoint()))],
+        &[],
+    )
+    .await;
+    let view = h
+        .add_with(
+            "replay",
+            subscriber(vec![email("ops@example.com")], &[], &[]),
+            true,
+        )
+        .await;
+    // Every batch the planner publishes, as it goes by on the bus.
+    let mut batches = h
+        .client
+        .subscribe(beacon_contract::names::notify_subject("email", "urgent"))
+        .await
+        .expect("subscribe");
+    h.client.flush().await.expect("flush");
+    let id = incident_id();
+    incident(
+        &h,
+        created("replay", &id, "Checkout errors", Impact::Major, &["api"]),
+    )
+    .await;
+    wait_mails(&smtp, 1, "the notice").await;
+    let batch = tokio::time::timeout(LAND, futures::StreamExt::next(&mut batches))
+        .await
+        .expect("the planner's batch")
+        .expect("a message");
+    wait_until("the delivery's receipt", LAND, || async {
+        h.receipts()
+            .await
+            .iter()
+            .any(|r| {
+                r.subscriber == view.subscriber.subscriber
+                    && r.outcome == DeliveryOutcome::Delivered
+            })
+            .then_some(())
+    })
+    .await;
+
+    // The same batch again under another message id, as a planner replaying
+    // the send after the bus's dedup window would publish it: a first
+    // delivery of a batch whose ledger says it is done.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "a-replay-after-the-window");
+    h.js.publish_with_headers(batch.subject.clone(), headers, batch.payload.clone())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+
+    // Once NOTIFY has handed out and had acknowledged the replay, nothing
+    // more was sent.
+    wait_until("the replay to be handled", LAND, || async {
+        let mut notify =
+            h.js.get_stream(beacon_contract::names::STREAM_NOTIFY)
+                .await
+                .ok()?;
+        let info = notify.info().await.ok()?;
+        (info.state.messages == 0).then_some(())
+    })
+    .await;
+    assert_eq!(smtp.count(), 1, "the replay sent the notice again");
+    assert!(h.metric("beacon_notifier_ledger_hits_total").await >= 1.0);
 }

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use beacon_contract::api;
 use beacon_contract::api::{ApiReply, SubscriberRequest, SubscriberView};
 use beacon_contract::messages::{DeliveryOutcome, EndpointState, Impact, SubscriberChannel};
-use beacon_contract::names::api;
 use beacon_testkit::receivers::signatures;
 use beacon_testkit::receivers::web::{Reply, WebSink};
 use common::*;

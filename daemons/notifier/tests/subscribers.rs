@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use beacon_contract::api;
 use beacon_contract::api::{
     AddSubscriberRequest, ApiReply, EraseRequest, Erased, ImportResult, ImportSubscribersRequest,
     LinkRequest, NewSubscriber, SubscriberView, Unsubscribed,
@@ -15,7 +16,6 @@ use beacon_contract::api::{
 use beacon_contract::messages::{
     DedupMode, DeliveryOutcome, EndpointState, Impact, SubscriberChannel,
 };
-use beacon_contract::names::api;
 use beacon_testkit::receivers::smtp::SmtpSink;
 use beacon_testkit::receivers::web::{Reply, WebSink};
 use beacon_testkit::{wait_until, DaemonProcess};
@@ -187,7 +187,7 @@ async fn bad_input_is_refused_at_its_field_with_a_clear_error() {
     );
     event.title = Some("Down\r\nBcc: eve@example.com\r\nX-Injected: 1".into());
     incident(&h, event).await;
-    wait_until("the email", WAIT, || {
+    wait_until("the email", LAND, || {
         let n = smtp.count();
         async move { (n >= 3).then_some(()) }
     })

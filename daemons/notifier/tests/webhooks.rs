@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use beacon_contract::api;
 use beacon_contract::api::{
     AddSubscriberRequest, ApiReply, NewSubscriber, SubscriberRequest, SubscriberView,
 };
@@ -20,7 +21,7 @@ use beacon_contract::messages::{
     ChannelKind, DedupMode, DeliveryOutcome, EndpointState, Impact, IncidentState, Notice,
     NoticeKind, NoticeSubject, Subscriber, SubscriberChannel, SubscriberEndpoint,
 };
-use beacon_contract::names::{api, KV_SUBSCRIBERS};
+use beacon_contract::names::KV_SUBSCRIBERS;
 use beacon_notifier::notify::limits::Waits;
 use beacon_notifier::notify::{Delivery, SendError, Senders};
 use beacon_notifier::render::Links;
@@ -266,7 +267,7 @@ async fn private_addresses_are_refused_at_sign_up_and_at_send_time_and_redirects
         subscriber: sneaky.subscriber.clone(),
         actor: String::new(),
     };
-    wait_until("the notifier to see the written record", WAIT, || {
+    wait_until("the notifier to see the written record", LAND, || {
         let reply = h.request::<_, SubscriberView>(api::SUBSCRIBER_SHOW, &show);
         async move { matches!(reply.await, ApiReply::Ok { .. }).then_some(()) }
     })

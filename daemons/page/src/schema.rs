@@ -3,34 +3,18 @@
 //! With [`beacon_contract::schema::bus_schemas`] they are everything checked
 //! in under `schemas/`.
 
-use beacon_contract::api::ApiReply;
-use beacon_contract::schema::{envelope, NamedSchema};
+use beacon_contract::schema::{api, envelope, NamedSchema};
 use schemars::schema_for;
 
-use crate::config::api::{ApplyConfigRequest, ApplyConfigResult, GetConfigRequest};
+use crate::config::api::{CONFIG_APPLY, CONFIG_GET};
 use crate::config::{PageConfig, RawPageConfig};
 
 /// The page config's bus schemas: its KV value and its two endpoints.
 pub fn bus_schemas() -> Vec<NamedSchema> {
-    vec![
-        envelope::<PageConfig>(),
-        NamedSchema {
-            file: "api.config.apply.request.schema.json".into(),
-            schema: schema_for!(ApplyConfigRequest),
-        },
-        NamedSchema {
-            file: "api.config.apply.reply.schema.json".into(),
-            schema: schema_for!(ApiReply<ApplyConfigResult>),
-        },
-        NamedSchema {
-            file: "api.config.get.request.schema.json".into(),
-            schema: schema_for!(GetConfigRequest),
-        },
-        NamedSchema {
-            file: "api.config.get.reply.schema.json".into(),
-            schema: schema_for!(ApiReply<PageConfig>),
-        },
-    ]
+    let mut schemas = vec![envelope::<PageConfig>()];
+    schemas.extend(api(CONFIG_APPLY));
+    schemas.extend(api(CONFIG_GET));
+    schemas
 }
 
 /// The page config file.

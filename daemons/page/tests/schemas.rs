@@ -5,7 +5,7 @@
 //! `BEACON_UPDATE_SCHEMAS=1 cargo test -p beacon-page --test schemas`.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use beacon_contract::api::*;
 use beacon_contract::event::{Envelope, EventId, Message};
@@ -16,14 +16,11 @@ use beacon_contract::messages::*;
 use beacon_contract::schema::{bus_schemas, to_file_text, NamedSchema};
 use beacon_page::config::api::{ApplyConfigRequest, ApplyConfigResult, GetConfigRequest};
 use beacon_page::config::{self, ConfigError, PageConfig, RawPageConfig};
+use beacon_testkit::schemas::{self, SchemaFile};
 use serde::Serialize;
 use serde_json::{json, Value};
 
 const REGENERATE: &str = "BEACON_UPDATE_SCHEMAS=1 cargo test -p beacon-page --test schemas";
-
-fn schemas_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas")
-}
 
 /// Each schema directory and the schemas generated into it.
 fn generated() -> [(&'static str, Vec<NamedSchema>); 2] {
@@ -40,62 +37,25 @@ fn every_bus_schema() -> Vec<NamedSchema> {
     bus
 }
 
-fn updating() -> bool {
-    std::env::var("BEACON_UPDATE_SCHEMAS").is_ok_and(|v| v == "1")
+/// The generated files of `dir`, as checked in.
+fn files_of(dir: &str) -> Vec<SchemaFile> {
+    generated()
+        .into_iter()
+        .filter(|(d, _)| *d == dir)
+        .flat_map(|(_, schemas)| schemas)
+        .map(|NamedSchema { file, schema }| SchemaFile {
+            file,
+            text: to_file_text(&schema),
+        })
+        .collect()
 }
 
 #[test]
 fn checked_in_schemas_match_the_types() {
-    let update = updating();
-    let mut problems = Vec::new();
-    for (dir, schemas) in generated() {
-        let dir_path = schemas_root().join(dir);
-        if update {
-            std::fs::create_dir_all(&dir_path).expect("create schema directory");
-        }
-        let mut expected_files = BTreeSet::new();
-        for NamedSchema { file, schema } in &schemas {
-            assert!(
-                expected_files.insert(file.clone()),
-                "two generators write schemas/{dir}/{file}"
-            );
-            let path = dir_path.join(file);
-            let text = to_file_text(schema);
-            if update {
-                std::fs::write(&path, &text)
-                    .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-                continue;
-            }
-            match std::fs::read_to_string(&path) {
-                Ok(on_disk) if on_disk == text => {}
-                Ok(_) => problems.push(format!(
-                    "schemas/{dir}/{file} differs from what the types generate"
-                )),
-                Err(e) => problems.push(format!("schemas/{dir}/{file} cannot be read ({e})")),
-            }
-        }
-
-        // A schema file nothing generates any more describes a message that
-        // no longer exists; readers would trust it anyway.
-        let entries = std::fs::read_dir(&dir_path)
-            .unwrap_or_else(|e| panic!("read {}: {e}", dir_path.display()));
-        for entry in entries {
-            let name = entry
-                .expect("read a directory entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
-            if name.ends_with(".schema.json") && !expected_files.contains(&name) {
-                if update {
-                    std::fs::remove_file(dir_path.join(&name)).expect("remove stale schema");
-                } else {
-                    problems.push(format!(
-                        "schemas/{dir}/{name} is stale: no type generates it; delete it"
-                    ));
-                }
-            }
-        }
-    }
+    let problems: Vec<String> = generated()
+        .iter()
+        .flat_map(|(dir, _)| schemas::problems(dir, &files_of(dir)))
+        .collect();
     assert!(
         problems.is_empty(),
         "schema files are out of date:\n  - {}\nRegenerate with: {REGENERATE}",
@@ -107,37 +67,9 @@ fn checked_in_schemas_match_the_types() {
 // Samples validate against the generated schemas.
 // ---------------------------------------------------------------------------
 
-/// The checked-in schema for `file` in `dir`, compiled as draft 2020-12 (what
-/// schemars 1 emits). Reads the file rather than regenerating, so a sample
-/// is checked against what consumers in other languages actually see.
+/// The checked-in schema for `file` in `dir`, compiled.
 fn validator(dir: &str, file: &str) -> jsonschema::Validator {
-    let path = schemas_root().join(dir).join(file);
-    let text = if updating() {
-        // The files are being rewritten by another test right now; use the
-        // text that test writes.
-        generated()
-            .into_iter()
-            .filter(|(d, _)| *d == dir)
-            .flat_map(|(_, schemas)| schemas)
-            .find(|s| s.file == file)
-            .map(|s| to_file_text(&s.schema))
-            .unwrap_or_else(|| panic!("no generator for schemas/{dir}/{file}"))
-    } else {
-        std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "read {}: {e} (regenerate with: {REGENERATE})",
-                path.display()
-            )
-        })
-    };
-    let schema: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
-    assert_eq!(
-        schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
-        "{file}: unexpected dialect"
-    );
-    jsonschema::draft202012::new(&schema)
-        .unwrap_or_else(|e| panic!("{file} is not a valid schema: {e}"))
+    schemas::validator(dir, file, &files_of(dir))
 }
 
 fn errors_of(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
@@ -322,38 +254,6 @@ fn samples() -> Vec<(String, Value)> {
             outcome: DeliveryOutcome::Retrying,
             attempts: 2,
             detail: "421 try again later".into(),
-        }),
-        envelope(NoticeThread {
-            page: "demo".into(),
-            thread: "incident-inc-1".into(),
-            sends: vec![ThreadSend {
-                index: 0,
-                at_ms: now_ms,
-                source: "upd-1".into(),
-                components: vec!["api".into()],
-                after: None,
-                notice: notice().id,
-                chunks: vec![SendChunks {
-                    channel: ChannelKind::Email,
-                    count: 3,
-                }],
-                published: true,
-            }],
-            pending: vec![PendingFlush {
-                after: 0,
-                due_ms: now_ms + 900_000,
-                components: vec!["api".into()],
-            }],
-            latest: Some(notice()),
-            latest_lane: Some(Lane::Normal),
-        }),
-        envelope(DeliveryLedger {
-            states: "dd.rxs".into(),
-        }),
-        envelope(Suppression {
-            page: "demo".into(),
-            reason: SuppressionReason::Erased,
-            at_ms: now_ms,
         }),
         envelope(UptimeRollup {
             page: "demo".into(),
@@ -796,23 +696,6 @@ fn api_samples(trigger: EventId) -> Vec<(String, Value)> {
                 },
             }),
         ),
-        (
-            file("subscriber.sms_inbound", "request"),
-            to_value(&SmsInboundRequest {
-                url: "https://status.example.com/notify/sms/twilio".into(),
-                params: [("Body".to_owned(), "STOP".to_owned())].into(),
-                signature: "0/KCTR6DLpKmkAf8muzZqo1nDgQ=".into(),
-            }),
-        ),
-        (
-            file("subscriber.sms_inbound", "reply"),
-            to_value(&ApiReply::Ok {
-                result: SmsInboundResult {
-                    action: SmsAction::Stop,
-                    changed: 1,
-                },
-            }),
-        ),
     ];
     let changelog = ChangelogView {
         entry: ChangelogEntry {
@@ -1211,7 +1094,7 @@ fn broken_page_config_fails_the_page_schema() {
     );
 }
 
-/// The API key record and the key management endpoints.
+/// The key management endpoints.
 fn apikey_samples() -> Vec<(String, Value)> {
     let view = ApiKeyView {
         id: "3f9a0c1d2e4b5a69".into(),
@@ -1225,17 +1108,6 @@ fn apikey_samples() -> Vec<(String, Value)> {
     };
     let file = |name: &str, kind: &str| format!("api.{name}.{kind}.schema.json");
     vec![
-        envelope(ApiKeyRecord {
-            id: view.id.clone(),
-            page: "demo".into(),
-            name: view.name.clone(),
-            scopes: view.scopes.clone(),
-            secret_sha256: "0".repeat(64),
-            rate_per_minute: 600,
-            created_at_ms: view.created_at_ms,
-            created_by: "alice".into(),
-            revoked_at_ms: Some(1_732_234_000_000),
-        }),
         (
             file("apikey.create", "request"),
             to_value(&CreateApiKeyRequest {

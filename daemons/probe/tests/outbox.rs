@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use beacon_contract::event::Envelope;
 use beacon_contract::hlc::HlcClock;
-use beacon_contract::messages::{CheckKind, HealthResult, Outcome};
+use beacon_contract::messages::{HealthResult, Outcome};
 use beacon_contract::names::STREAM_HEALTH;
 use beacon_contract::topology::{ensure, Topology};
 use beacon_probe::outbox::Outbox;
@@ -23,20 +23,16 @@ fn result(clock: &HlcClock, n: u64) -> Envelope<HealthResult> {
         clock,
         "eu",
         HealthResult {
-            page: "demo".into(),
-            component: format!("c{}", n % 20),
-            check: "http".into(),
-            region: "eu".into(),
-            kind: CheckKind::Http,
-            outcome: Outcome::Up,
-            started_at_ms: 1_732_233_000_000 + n,
             latency_ms: 3,
             http_status: Some(200),
-            error: None,
-            error_kind: None,
-            failed_condition: None,
-            timings: None,
-            observed: Default::default(),
+            ..HealthResult::new(
+                "demo",
+                &format!("c{}", n % 20),
+                "http",
+                "eu",
+                Outcome::Up,
+                1_732_233_000_000 + n,
+            )
         },
     )
 }

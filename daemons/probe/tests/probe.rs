@@ -23,8 +23,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-const READY: Duration = Duration::from_secs(30);
-const SOON: Duration = Duration::from_secs(15);
+use beacon_testkit::wait::{READY, SOON};
 /// `printf %s secret | sha256sum`
 const SECRET_SHA256: &str = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
 
@@ -36,7 +35,7 @@ impl Results {
     async fn collect(client: &async_nats::Client) -> Results {
         let results = Results::default();
         let mut subscription = client
-            .subscribe("beacon.health.>")
+            .subscribe(beacon_contract::names::ALL_HEALTH)
             .await
             .expect("subscribe");
         let sink = results.clone();
@@ -516,7 +515,9 @@ name = "Signal"
     let js = jetstream::new(async_nats::connect(nats.url()).await.expect("reconnect"));
     let stream = js.get_stream("HEALTH").await.expect("HEALTH");
     let last = stream
-        .get_last_raw_message_by_subject("beacon.health.p2.signal.eu")
+        .get_last_raw_message_by_subject(&beacon_contract::names::health_subject(
+            "p2", "signal", "eu",
+        ))
         .await
         .expect("the stored signal");
     let last = Envelope::<HealthResult>::decode(&last.payload).expect("a result");
@@ -538,7 +539,7 @@ async fn heartbeats_carry_the_canary() {
     let canary = web().await;
     let heartbeats: Arc<Mutex<Vec<ProbeHeartbeat>>> = Arc::default();
     let mut subscription = client
-        .subscribe("beacon.probe.eu.heartbeat")
+        .subscribe(beacon_contract::names::probe_heartbeat_subject("eu"))
         .await
         .expect("subscribe");
     let sink = heartbeats.clone();

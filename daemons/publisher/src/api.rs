@@ -8,23 +8,21 @@
 
 use async_nats::jetstream::kv;
 use async_nats::jetstream::object_store::ObjectStore;
-use async_nats::service::Request;
 use beacon_contract::api::{
     ApiReply, ChangelogList, ChangelogView, DeleteChangelogRequest, EditChangelogRequest,
-    ListChangelogRequest, PublishChangelogRequest,
+    ListChangelogRequest, PublishChangelogRequest, CHANGELOG_DELETE, CHANGELOG_EDIT,
+    CHANGELOG_LIST, CHANGELOG_PUBLISH,
 };
 use beacon_contract::event::{Envelope, EventId};
 use beacon_contract::hlc::wall_clock_ms;
 use beacon_contract::messages::ChangelogEntry;
-use beacon_contract::names::{api, changelog_subject, check_token, STREAM_CHANGELOG};
+use beacon_contract::names::{changelog_subject, check_token, STREAM_CHANGELOG};
 use beacon_page::config::PageConfig;
 use beacon_runtime::daemon::Daemon;
 use beacon_runtime::history;
 use beacon_runtime::publish::{publish_expecting, PublishFailure};
-use beacon_runtime::service::{self, Service};
+use beacon_runtime::service::{Router, Service};
 use prometheus::IntCounterVec;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::changelog::{decode_images, validate, Changelog};
 
@@ -41,75 +39,42 @@ pub struct Api {
     pub requests: IntCounterVec,
 }
 
-const ENDPOINTS: [&str; 4] = [
-    api::CHANGELOG_PUBLISH,
-    api::CHANGELOG_EDIT,
-    api::CHANGELOG_DELETE,
-    api::CHANGELOG_LIST,
-];
-
-fn parse<Req: DeserializeOwned, T>(payload: &[u8], what: &str) -> Result<Req, ApiReply<T>> {
-    serde_json::from_slice(payload)
-        .map_err(|e| ApiReply::invalid("request", format!("not a {what}: {e}")))
-}
-
-fn outcome<T>(reply: &ApiReply<T>) -> &'static str {
-    match reply {
-        ApiReply::Ok { .. } => "ok",
-        ApiReply::Invalid { .. } => "invalid",
-        ApiReply::Failed { .. } => "failed",
-        ApiReply::Conflict { .. } => "conflict",
-    }
-}
-
-async fn respond<T: Serialize>(api: &Api, endpoint: &str, request: &Request, reply: ApiReply<T>) {
-    api.requests
-        .with_label_values(&[endpoint, outcome(&reply)])
-        .inc();
-    let body = serde_json::to_vec(&reply).unwrap_or_default();
-    if let Err(e) = request.respond(Ok(body.into())).await {
-        tracing::warn!(endpoint, error = %e, "Cannot send API reply.");
-    }
-}
-
-/// Serves the changelog endpoints until shutdown.
-pub async fn serve(api: Api) {
-    if let Err(e) = serve_endpoints(api).await {
-        tracing::error!(error = %e, "Changelog API stopped; operators cannot publish changelog entries.");
-    }
-}
-
-async fn serve_endpoints(api: Api) -> Result<(), async_nats::Error> {
+/// Every endpoint the publisher serves, each with its handler.
+pub fn router(api: &Api) -> Router {
     let service = Service {
         name: "beacon-publisher",
         description: "Beacon publisher: the changelog",
-        endpoints: &ENDPOINTS,
         concurrency: 16,
     };
+    Router::new(service, api.requests.clone())
+        .route(CHANGELOG_PUBLISH, api, |api, r| async move {
+            publish(&api, r).await
+        })
+        .route(
+            CHANGELOG_EDIT,
+            api,
+            |api, r| async move { edit(&api, r).await },
+        )
+        .route(CHANGELOG_DELETE, api, |api, r| async move {
+            delete(&api, r).await
+        })
+        .route(
+            CHANGELOG_LIST,
+            api,
+            |api, r| async move { list(&api, r).await },
+        )
+}
+
+/// Serves the changelog endpoints until shutdown; `up` hears once requests
+/// can reach them.
+pub async fn serve(api: Api, up: tokio::sync::oneshot::Sender<()>) {
     let (client, shutdown) = (
         api.daemon.client.clone(),
         api.daemon.process.shutdown.clone(),
     );
-    service::serve(&client, &shutdown, service, None, |subject, request| {
-        let api = api.clone();
-        async move {
-            let payload = request.message.payload.clone();
-            let name = subject.trim_start_matches("beacon.api.");
-            match subject {
-                api::CHANGELOG_PUBLISH => {
-                    respond(&api, name, &request, publish(&api, &payload).await).await
-                }
-                api::CHANGELOG_EDIT => {
-                    respond(&api, name, &request, edit(&api, &payload).await).await
-                }
-                api::CHANGELOG_DELETE => {
-                    respond(&api, name, &request, delete(&api, &payload).await).await
-                }
-                _ => respond(&api, name, &request, list(&api, &payload).await).await,
-            }
-        }
-    })
-    .await
+    if let Err(e) = router(&api).serve(&client, &shutdown, Some(up)).await {
+        tracing::error!(error = %e, "Changelog API stopped; operators cannot publish changelog entries.");
+    }
 }
 
 async fn page_config<T>(api: &Api, page: &str) -> Result<PageConfig, ApiReply<T>> {
@@ -190,11 +155,7 @@ async fn write(api: &Api, entry: ChangelogEntry, expected: u64) -> ApiReply<Chan
 }
 
 /// `beacon.api.changelog.publish`.
-pub async fn publish(api: &Api, payload: &[u8]) -> ApiReply<ChangelogView> {
-    let request: PublishChangelogRequest = match parse(payload, "PublishChangelogRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn publish(api: &Api, request: PublishChangelogRequest) -> ApiReply<ChangelogView> {
     let config = match page_config(api, &request.page).await {
         Ok(config) => config,
         Err(reply) => return reply,
@@ -243,11 +204,7 @@ pub async fn publish(api: &Api, payload: &[u8]) -> ApiReply<ChangelogView> {
 }
 
 /// `beacon.api.changelog.edit`.
-pub async fn edit(api: &Api, payload: &[u8]) -> ApiReply<ChangelogView> {
-    let request: EditChangelogRequest = match parse(payload, "EditChangelogRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn edit(api: &Api, request: EditChangelogRequest) -> ApiReply<ChangelogView> {
     let config = match page_config(api, &request.page).await {
         Ok(config) => config,
         Err(reply) => return reply,
@@ -301,11 +258,7 @@ pub async fn edit(api: &Api, payload: &[u8]) -> ApiReply<ChangelogView> {
 
 /// `beacon.api.changelog.delete`: withdraws the entry (the record stays
 /// on the stream).
-pub async fn delete(api: &Api, payload: &[u8]) -> ApiReply<ChangelogView> {
-    let request: DeleteChangelogRequest = match parse(payload, "DeleteChangelogRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn delete(api: &Api, request: DeleteChangelogRequest) -> ApiReply<ChangelogView> {
     if let Err(reply) = page_config::<ChangelogView>(api, &request.page).await {
         return reply;
     }
@@ -364,15 +317,11 @@ async fn current_entry(
 }
 
 /// `beacon.api.changelog.list`.
-pub async fn list(api: &Api, payload: &[u8]) -> ApiReply<ChangelogList> {
-    let request: ListChangelogRequest = match parse(payload, "ListChangelogRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn list(api: &Api, request: ListChangelogRequest) -> ApiReply<ChangelogList> {
     if let Err(reply) = page_config::<ChangelogList>(api, &request.page).await {
         return reply;
     }
-    let filter = format!("beacon.changelog.{}.*", request.page);
+    let filter = beacon_contract::names::page_changelog_filter(&request.page);
     let stored = match history::read(&api.daemon.js, STREAM_CHANGELOG, &filter).await {
         Ok(stored) => stored,
         Err(e) => return ApiReply::failed(e),

@@ -78,6 +78,9 @@ pub struct Follower {
     compressors: HashMap<String, Compressor>,
     objects: Option<ObjectOrigin>,
     metrics: Metrics,
+    /// Hears once the changelog API answers; readiness waits for it.
+    api_up: tokio::sync::oneshot::Receiver<()>,
+    api_is_up: bool,
 }
 
 impl Follower {
@@ -85,6 +88,7 @@ impl Follower {
     pub fn new(
         daemon: Daemon,
         config: PublisherConfig,
+        api_up: tokio::sync::oneshot::Receiver<()>,
     ) -> Result<Self, beacon_runtime::telemetry::MetricError> {
         let m = &daemon.process.metrics;
         let metrics = Metrics {
@@ -123,6 +127,8 @@ impl Follower {
             compressors: HashMap::new(),
             objects: None,
             metrics,
+            api_up,
+            api_is_up: false,
         })
     }
 
@@ -152,18 +158,22 @@ impl Follower {
         let mut config_changes = buckets::follow(configs, &shutdown);
         let mut status_changes = buckets::follow(statuses, &shutdown);
         let mut uptime_changes = buckets::follow(uptime, &shutdown);
-        let mut incidents =
-            history::follow(js.clone(), STREAM_INCIDENTS, "beacon.incident.>", &shutdown);
+        let mut incidents = history::follow(
+            js.clone(),
+            STREAM_INCIDENTS,
+            beacon_contract::names::ALL_INCIDENTS,
+            &shutdown,
+        );
         let mut maintenance = history::follow(
             js.clone(),
             STREAM_MAINTENANCE,
-            "beacon.maintenance.>",
+            beacon_contract::names::ALL_MAINTENANCE,
             &shutdown,
         );
         let mut changelog = history::follow(
             js.clone(),
             STREAM_CHANGELOG,
-            "beacon.changelog.>",
+            beacon_contract::names::ALL_CHANGELOG,
             &shutdown,
         );
         // config, status, uptime, incidents, maintenance, changelog
@@ -213,7 +223,10 @@ impl Follower {
                     self.render_dirty().await;
                 }
             }
-            if caught_up.iter().all(|c| *c) {
+            if !self.api_is_up {
+                self.api_is_up = self.api_up.try_recv().is_ok();
+            }
+            if caught_up.iter().all(|c| *c) && self.api_is_up {
                 self.daemon.process.readiness.set(true);
             }
             if !self.dirty.is_empty() && render_at.is_none() {

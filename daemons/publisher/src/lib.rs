@@ -106,7 +106,9 @@ pub async fn run(daemon: Daemon, config: PublisherConfig) -> Result<(), RunError
         "Changelog API requests, by endpoint and outcome",
         &["endpoint", "outcome"],
     )?;
-    let follower = follow::Follower::new(daemon.clone(), config)?;
+    // Ready once the pages are caught up and the changelog API answers.
+    let (api_up_tx, api_up_rx) = tokio::sync::oneshot::channel();
+    let follower = follow::Follower::new(daemon.clone(), config, api_up_rx)?;
     daemon.process.shutdown.spawn(follower.run());
     let api_daemon = daemon.clone();
     daemon.process.shutdown.spawn(async move {
@@ -132,12 +134,15 @@ pub async fn run(daemon: Daemon, config: PublisherConfig) -> Result<(), RunError
                 }
             }
         };
-        api::serve(api::Api {
-            daemon: api_daemon,
-            configs,
-            objects,
-            requests,
-        })
+        api::serve(
+            api::Api {
+                daemon: api_daemon,
+                configs,
+                objects,
+                requests,
+            },
+            api_up_tx,
+        )
         .await;
     });
     daemon.process.shutdown.cancelled().await;

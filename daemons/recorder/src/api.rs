@@ -4,58 +4,65 @@
 
 use std::sync::Arc;
 
-use async_nats::service::ServiceExt;
-use beacon_contract::api::{ApiReply, SlaReport, SlaReportRequest};
+use beacon_contract::api::{ApiReply, SlaReport, SlaReportRequest, SLA_REPORT};
 use beacon_contract::hlc::wall_clock_ms;
-use beacon_contract::names::api;
 use beacon_runtime::daemon::Daemon;
-use futures::StreamExt;
+use beacon_runtime::service::{Router, Service};
+use prometheus::IntCounterVec;
+use tokio::sync::Mutex;
 
 use crate::pages::Pages;
 use crate::report;
 use crate::service::ClickHouse;
 
-/// Serves the endpoint until shutdown. If the service cannot be registered
-/// operators get no reports: that is logged as an error.
-pub async fn serve(daemon: Daemon, store: Arc<ClickHouse>, pages: Pages) {
-    if let Err(e) = serve_endpoint(&daemon, &store, &pages).await {
-        tracing::error!(error = %e, "SLA report API stopped; operators cannot get reports.");
-    }
+/// What the endpoint needs.
+#[derive(Clone)]
+pub struct Api {
+    /// ClickHouse.
+    pub store: Arc<ClickHouse>,
+    /// Page configs.
+    pub pages: Pages,
+    /// Reports' snapshots of the current day, shared by every request.
+    pub snapshots: Arc<Mutex<report::Snapshots>>,
+    /// Requests by endpoint and outcome.
+    pub requests: IntCounterVec,
 }
 
-async fn serve_endpoint(
-    daemon: &Daemon,
-    store: &ClickHouse,
-    pages: &Pages,
-) -> Result<(), async_nats::Error> {
-    let service = daemon
-        .client
-        .service_builder()
-        .description("Beacon recorder: SLA reports")
-        .start("beacon-recorder", env!("CARGO_PKG_VERSION"))
-        .await?;
-    let group = service.group(api::GROUP);
-    let mut reports = group
-        .endpoint(api::SLA_REPORT.trim_start_matches("beacon.api."))
-        .await?;
-    // Requests are handled one at a time, so the snapshots need no lock.
-    let mut snapshots = report::Snapshots::default();
-    loop {
-        tokio::select! {
-            _ = daemon.process.shutdown.cancelled() => break,
-            Some(request) = reports.next() => {
-                let reply = match serde_json::from_slice::<SlaReportRequest>(&request.message.payload) {
-                    Ok(parsed) => report::handle(store, pages, &mut snapshots, &parsed, wall_clock_ms()).await,
-                    Err(e) => ApiReply::<SlaReport>::invalid("request", format!("not an SlaReportRequest: {e}")),
-                };
-                let body = serde_json::to_vec(&reply).unwrap_or_default();
-                if let Err(e) = request.respond(Ok(body.into())).await {
-                    tracing::warn!(error = %e, "Cannot send an SLA report reply.");
-                }
-            }
-            else => break,
-        }
+async fn sla_report(api: &Api, request: SlaReportRequest) -> ApiReply<SlaReport> {
+    let mut snapshots = api.snapshots.lock().await;
+    report::handle(
+        &api.store,
+        &api.pages,
+        &mut snapshots,
+        &request,
+        wall_clock_ms(),
+    )
+    .await
+}
+
+/// The endpoint the recorder serves, with its handler.
+pub fn router(api: &Api) -> Router {
+    let service = Service {
+        name: "beacon-recorder",
+        description: "Beacon recorder: SLA reports",
+        // A report is a few ClickHouse queries; one at a time per instance
+        // keeps a burst of reports from crowding out the inserts.
+        concurrency: 1,
+    };
+    Router::new(service, api.requests.clone()).route(SLA_REPORT, api, |api, r| async move {
+        sla_report(&api, r).await
+    })
+}
+
+/// Serves the endpoint until shutdown; `up` hears once requests can reach
+/// it. If the service cannot be registered operators get no reports: that
+/// is logged as an error.
+pub async fn serve(daemon: Daemon, api: Api, up: tokio::sync::oneshot::Sender<()>) {
+    let shutdown = daemon.process.shutdown.clone();
+    if let Err(e) = router(&api)
+        .serve(&daemon.client, &shutdown, Some(up))
+        .await
+    {
+        tracing::error!(error = %e, "SLA report API stopped; operators cannot get reports.");
     }
-    let _ = service.stop().await;
-    Ok(())
 }

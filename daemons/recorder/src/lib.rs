@@ -170,7 +170,19 @@ pub async fn run_with(
         loaded_tx,
         shutdown.clone(),
     ));
-    shutdown.spawn(api::serve(daemon.clone(), store.clone(), pages.clone()));
+    let requests = daemon.process.metrics.counter(
+        "api_requests_total",
+        "SLA report API requests, by endpoint and outcome",
+        &["endpoint", "outcome"],
+    )?;
+    let (api_up_tx, api_up) = tokio::sync::oneshot::channel();
+    let sla_api = api::Api {
+        store: store.clone(),
+        pages: pages.clone(),
+        snapshots: Arc::default(),
+        requests,
+    };
+    shutdown.spawn(api::serve(daemon.clone(), sla_api, api_up_tx));
 
     if !wait_for_consumers(daemon, &all).await {
         return Ok(());
@@ -179,6 +191,13 @@ pub async fn run_with(
         _ = shutdown.cancelled() => return Ok(()),
         _ = loaded.wait_for(|loaded| *loaded) => {}
     }
+    // Ready only once the SLA report endpoint answers too; a recorder whose
+    // endpoint could not be registered keeps recording but never says it
+    // is ready, so its supervisor sees it.
+    let api_answers = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        up = api_up => up.is_ok(),
+    };
     let rollups = Rollups {
         store,
         pages,
@@ -191,7 +210,7 @@ pub async fn run_with(
     };
     shutdown.spawn(rollups.run(shutdown.clone()));
 
-    daemon.process.readiness.set(true);
+    daemon.process.readiness.set(api_answers);
     tracing::info!(database = %config.database, "Recorder ready.");
     shutdown.cancelled().await;
     daemon.process.readiness.set(false);

@@ -66,6 +66,33 @@ pub const PERMANENT_CODES: &[(u32, &str)] = &[
     (691, "UNKNOWN_ELEMENT_OF_ENUM"),
 ];
 
+/// Error codes that say the server, not the rows, is the trouble: it is
+/// busy, out of memory or disk, read-only, shutting down, or missing its
+/// schema. An insert that gets one is retried whole. Any other code the
+/// server answers with that is not in [`PERMANENT_CODES`] may be about the
+/// rows (a new check, a function that fails on one value): such an insert
+/// is split like a refused one, so the rows at fault are retried alone and
+/// never hold up the rows around them (see [`StoreError::may_be_the_rows`]).
+pub const SERVER_CODES: &[u32] = &[
+    3,   // UNEXPECTED_END_OF_FILE
+    60,  // UNKNOWN_TABLE
+    81,  // UNKNOWN_DATABASE
+    159, // TIMEOUT_EXCEEDED
+    173, // CANNOT_ALLOCATE_MEMORY
+    202, // TOO_MANY_SIMULTANEOUS_QUERIES
+    209, // SOCKET_TIMEOUT
+    210, // NETWORK_ERROR
+    236, // ABORTED
+    241, // MEMORY_LIMIT_EXCEEDED
+    242, // TABLE_IS_READ_ONLY
+    243, // NOT_ENOUGH_SPACE
+    252, // TOO_MANY_PARTS
+    319, // UNKNOWN_STATUS_OF_INSERT
+    394, // QUERY_WAS_CANCELLED
+    425, // SYSTEM_ERROR
+    439, // CANNOT_SCHEDULE_TASK
+];
+
 /// Why a ClickHouse operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -106,6 +133,17 @@ impl StoreError {
     /// Whether the database or a table is missing.
     pub fn schema_missing(&self) -> bool {
         matches!(self.server_code(), Some(UNKNOWN_TABLE | UNKNOWN_DATABASE))
+    }
+
+    /// Whether the server answered with a code that is neither permanent
+    /// nor known to be about the server ([`SERVER_CODES`]): the rows may be
+    /// at fault, so a failed insert of many rows is split to find them,
+    /// while a row alone is retried (the code may yet prove transient).
+    pub fn may_be_the_rows(&self) -> bool {
+        match self.server_code() {
+            Some(code) => self.permanent_code().is_none() && !SERVER_CODES.contains(&code),
+            None => false,
+        }
     }
 
     /// The name of a permanent error's code, for logs and dead-letter reasons.
@@ -487,6 +525,26 @@ mod tests {
         ];
         for (text, class) in table {
             assert_eq!(server_error(text).class(), *class, "{text}");
+        }
+        // Unknown codes are retried, but split first: they may be the rows'.
+        for (text, may_be_the_rows) in [
+            ("Code: 9999. DB::Exception: something new", true),
+            ("Code: 153. DB::Exception: Division by zero", true),
+            (
+                "Code: 241. DB::Exception: Memory limit (total) exceeded",
+                false,
+            ),
+            ("Code: 395, e.displayText() = DB::Exception: throwIf", false),
+            (
+                "error trying to connect: tcp connect error: Connection refused",
+                false,
+            ),
+        ] {
+            assert_eq!(
+                server_error(text).may_be_the_rows(),
+                may_be_the_rows,
+                "{text}"
+            );
         }
         let timeout = StoreError::Timeout {
             operation: "x".into(),

@@ -250,7 +250,9 @@ impl Sink {
 
     /// Inserts the rows of every message still open into `table`. A
     /// permanent failure splits the rows in halves until the refused ones
-    /// are alone; a retryable one retries every message of the failed part.
+    /// are alone; so does an unknown error code, which may be the rows'
+    /// (the row alone is then retried rather than dead-lettered); an error
+    /// of the server's retries every message of the failed part.
     async fn land<R>(&self, table: &'static str, rows: Vec<(usize, R)>, outcomes: &mut Outcomes)
     where
         R: clickhouse::RowOwned + clickhouse::RowWrite,
@@ -277,7 +279,7 @@ impl Sink {
         };
         match landed.result {
             Ok(()) => self.note_landed(HEALTH_TABLE, &owners, outcomes),
-            Err(e) if e.class() == Class::Retryable => {
+            Err(e) if e.class() == Class::Retryable && !e.may_be_the_rows() => {
                 for &owner in &owners {
                     outcomes.set(owner, Outcome::retry(&e));
                 }
@@ -290,7 +292,8 @@ impl Sink {
     }
 
     /// Inserts `rows` (of the messages `owners`), halving a refused part
-    /// until the refused rows are alone.
+    /// (a permanent error, or an unknown code that may be the rows') until
+    /// the refused rows are alone.
     async fn split_insert<R>(
         &self,
         table: &'static str,
@@ -307,10 +310,16 @@ impl Sink {
             }
             match self.store.insert(table, &rows[start..end]).await {
                 Ok(()) => self.note_landed(table, &owners[start..end], outcomes),
-                Err(e) if e.class() == Class::Retryable => {
+                Err(e) if e.class() == Class::Retryable && !e.may_be_the_rows() => {
                     for &owner in &owners[start..end] {
                         outcomes.set(owner, Outcome::retry(&e));
                     }
+                }
+                Err(e) if end - start == 1 && e.class() == Class::Retryable => {
+                    // An unknown code on one row: retried alone, so it
+                    // holds up nothing but itself while the code is new.
+                    tracing::warn!(table, error = %e, "ClickHouse refused a row with an unknown error; retrying it alone.");
+                    outcomes.set(owners[start], Outcome::retry(&e));
                 }
                 Err(e) if end - start == 1 => {
                     tracing::warn!(table, error = %e, "ClickHouse refused a row; dead-lettering its message.");

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use beacon_contract::event::Envelope;
 use beacon_contract::hlc::{wall_clock_ms, HlcClock};
-use beacon_contract::messages::{CheckKind, HealthResult, Outcome};
+use beacon_contract::messages::{HealthResult, Outcome};
 use beacon_recorder::config::{ClickHouseArgs, LayoutArg};
 use beacon_recorder::group::GroupInsert;
 use beacon_recorder::rows::HealthRow;
@@ -25,20 +25,9 @@ fn rows(checks: &[&str]) -> Vec<HealthRow> {
         .iter()
         .map(|check| {
             let result = HealthResult {
-                page: "acme".into(),
-                component: "api".into(),
-                check: (*check).into(),
-                region: "eu-west".into(),
-                kind: CheckKind::Http,
-                outcome: Outcome::Up,
-                started_at_ms: now,
                 latency_ms: 12,
                 http_status: Some(200),
-                error: None,
-                error_kind: None,
-                failed_condition: None,
-                timings: None,
-                observed: Default::default(),
+                ..HealthResult::new("acme", "api", check, "eu-west", Outcome::Up, now)
             };
             HealthRow::from_envelope(Envelope::new(&clock, "eu-west", result), now)
                 .expect("a plausible result")

@@ -11,8 +11,7 @@ use async_nats::jetstream;
 use beacon_contract::event::Envelope;
 use beacon_contract::hlc::{wall_clock_ms, HlcClock};
 use beacon_contract::messages::{
-    CheckKind, ComponentStatus, Evidence, HealthResult, Outcome, RegionEvidence, RegionState,
-    StatusChange,
+    ComponentStatus, Evidence, HealthResult, Outcome, RegionEvidence, RegionState, StatusChange,
 };
 use beacon_contract::names::{
     deadletter_subject, health_subject, status_subject, STREAM_DEADLETTER, STREAM_HEALTH,
@@ -28,8 +27,7 @@ use beacon_runtime::telemetry::LogFormat;
 use beacon_testkit::{wait_until, ClickHouseServer, NatsServer};
 use tokio::task::JoinHandle;
 
-const READY: Duration = Duration::from_secs(30);
-const LAND: Duration = Duration::from_secs(30);
+use beacon_testkit::wait::{LAND, READY};
 
 /// A recorder running in-process.
 struct Recorder {
@@ -163,20 +161,10 @@ fn health(
     error: Option<&str>,
 ) -> HealthResult {
     HealthResult {
-        page: "acme".into(),
-        component: "api".into(),
-        check: check.into(),
-        region: "eu-west".into(),
-        kind: CheckKind::Http,
-        outcome,
-        started_at_ms: wall_clock_ms(),
         latency_ms: 42,
         http_status,
         error: error.map(str::to_owned),
-        error_kind: None,
-        failed_condition: None,
-        timings: None,
-        observed: Default::default(),
+        ..HealthResult::new("acme", "api", check, "eu-west", outcome, wall_clock_ms())
     }
 }
 
@@ -830,7 +818,7 @@ async fn sla_report(
 ) -> beacon_contract::api::ApiReply<beacon_contract::api::SlaReport> {
     let reply = client
         .request(
-            beacon_contract::names::api::SLA_REPORT,
+            beacon_contract::api::SLA_REPORT.subject(),
             serde_json::to_vec(&request).expect("json").into(),
         )
         .await
@@ -1163,5 +1151,102 @@ async fn the_sharded_layout_spreads_rows_over_two_servers() {
             "4\n"
         );
     }
+    recorder.stop().await;
+}
+
+/// Waits, checking every millisecond, until `ready` says so; then asks
+/// `endpoint` once, with a body that is not its request, without retrying.
+/// Returns the reply. A daemon that reported ready before its endpoint was
+/// subscribed fails here with "no responders".
+async fn ask_the_moment_it_is_ready(
+    client: &async_nats::Client,
+    ready: impl Fn() -> bool,
+    subject: &'static str,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + READY;
+    while !ready() {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let reply = client
+        .request(subject, br#""not a request""#.to_vec().into())
+        .await
+        .unwrap_or_else(|e| panic!("ready, but {subject} does not answer: {e}"));
+    serde_json::from_slice(&reply.payload).expect("an ApiReply")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_only_once_the_sla_endpoint_answers() {
+    let nats = NatsServer::start();
+    let clickhouse = ClickHouseServer::start();
+    let recorder = Recorder::start(&nats, clickhouse.http_url()).await;
+    let reply = ask_the_moment_it_is_ready(
+        &recorder.daemon.client,
+        || recorder.daemon.process.readiness.get(),
+        beacon_contract::api::SLA_REPORT.subject(),
+    )
+    .await;
+    assert_eq!(reply["status"], "invalid", "{reply}");
+    assert!(
+        reply["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("not a SlaReportRequest")),
+        "{reply}"
+    );
+    assert_eq!(
+        recorder.metric(
+            "api_requests_total",
+            &[("endpoint", "sla.report"), ("outcome", "invalid")]
+        ),
+        1
+    );
+    recorder.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_with_an_unknown_error_is_retried_alone_while_the_rows_around_it_land() {
+    let nats = NatsServer::start();
+    let clickhouse = ClickHouseServer::start();
+    let js = bus(&nats).await;
+    let recorder = Recorder::start(&nats, clickhouse.http_url()).await;
+    recorder.wait_ready().await;
+    // A check whose failure has a code the recorder does not know: division
+    // by zero (153) for one row only.
+    clickhouse.query(
+        "ALTER TABLE beacon.health_results ADD COLUMN guard UInt8 \
+         MATERIALIZED intDiv(1, if(check_id = 'odd', 0, 1))",
+    );
+    let clock = HlcClock::new();
+    for check in ["a", "b", "c", "odd", "d", "e", "f"] {
+        let envelope = Envelope::new(
+            &clock,
+            "eu-west",
+            health(check, Outcome::Up, Some(200), None),
+        );
+        publish_raw_health(&js, &envelope).await;
+    }
+
+    // The six good rows land although the odd one keeps failing.
+    wait_rows(&clickhouse, "health_results", 6).await;
+    let landed =
+        clickhouse.query("SELECT check_id FROM beacon.health_results FINAL ORDER BY check_id");
+    assert_eq!(landed, "a\nb\nc\nd\ne\nf\n");
+    recorder
+        .wait_metric(
+            "the odd row to be retried",
+            "insert_errors_total",
+            &[("table", "health_results"), ("class", "retryable")],
+            2,
+        )
+        .await;
+    assert_eq!(
+        deadletter_count(&js).await,
+        0,
+        "an unknown code is not poison"
+    );
+
+    // Once the check is gone the odd row lands too: it was retried, never lost.
+    clickhouse.query("ALTER TABLE beacon.health_results DROP COLUMN guard");
+    wait_rows(&clickhouse, "health_results", 7).await;
     recorder.stop().await;
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use beacon_contract::event::{Envelope, EventId};
 use beacon_contract::hlc::HlcClock;
-use beacon_contract::messages::{CheckKind, HealthResult, Outcome as Health};
+use beacon_contract::messages::{HealthResult, Outcome as Health};
 use beacon_contract::names::{health_subject, STREAM_DEADLETTER, STREAM_HEALTH};
 use beacon_contract::topology::{ensure, Topology};
 use beacon_runtime::connect::{connect, NatsArgs};
@@ -25,7 +25,7 @@ use beacon_runtime::telemetry::Metrics;
 use beacon_testkit::nats::NatsServer;
 use beacon_testkit::wait::wait_until;
 
-const PROMPT: Duration = Duration::from_secs(20);
+use beacon_testkit::wait::PROMPT;
 
 async fn connect_client(server: &NatsServer) -> async_nats::Client {
     let args = NatsArgs {
@@ -58,20 +58,16 @@ fn health(component: &str) -> Envelope<HealthResult> {
         &HlcClock::new(),
         "eu",
         HealthResult {
-            page: "demo".into(),
-            component: component.into(),
-            check: "http".into(),
-            region: "eu".into(),
-            kind: CheckKind::Http,
-            outcome: Health::Up,
-            started_at_ms: 1_732_233_000_000,
             latency_ms: 5,
             http_status: Some(200),
-            error: None,
-            error_kind: None,
-            failed_condition: None,
-            timings: None,
-            observed: Default::default(),
+            ..HealthResult::new(
+                "demo",
+                component,
+                "http",
+                "eu",
+                Health::Up,
+                1_732_233_000_000,
+            )
         },
     )
 }

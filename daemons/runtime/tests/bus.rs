@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 use beacon_contract::event::Envelope;
 use beacon_contract::hlc::HlcClock;
-use beacon_contract::messages::{CheckKind, HealthResult, Outcome};
+use beacon_contract::messages::{HealthResult, Outcome};
 use beacon_contract::names::{
     deadletter_subject, health_subject, STREAM_DEADLETTER, STREAM_HEALTH,
 };
@@ -30,7 +30,7 @@ use beacon_testkit::wait::wait_until;
 use tokio::sync::Semaphore;
 
 /// Bound for anything that should happen promptly on a healthy local server.
-const PROMPT: Duration = Duration::from_secs(15);
+use beacon_testkit::wait::PROMPT;
 /// Bound for recovering after a server restart: reconnect backoff plus a new pull.
 const RECOVERY: Duration = Duration::from_secs(30);
 
@@ -66,20 +66,16 @@ fn health(component: &str) -> Envelope<HealthResult> {
         &HlcClock::new(),
         "eu",
         HealthResult {
-            page: "demo".into(),
-            component: component.into(),
-            check: "http".into(),
-            region: "eu".into(),
-            kind: CheckKind::Http,
-            outcome: Outcome::Up,
-            started_at_ms: 1_732_233_000_000,
             latency_ms: 5,
             http_status: Some(200),
-            error: None,
-            error_kind: None,
-            failed_condition: None,
-            timings: None,
-            observed: Default::default(),
+            ..HealthResult::new(
+                "demo",
+                component,
+                "http",
+                "eu",
+                Outcome::Up,
+                1_732_233_000_000,
+            )
         },
     )
 }
@@ -523,12 +519,13 @@ async fn publishing_the_same_event_twice_stores_it_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_where_no_stream_listens_is_refused() {
     let (_server, js) = bus().await;
-    match publish(&js, "beacon.nowhere.demo", &health("api")).await {
+    let nowhere = format!("{}.nowhere.demo", beacon_contract::names::SUBJECT_ROOT);
+    match publish(&js, &nowhere, &health("api")).await {
         Err(PublishError::NotStored {
             no_stream: true,
             subject,
             ..
-        }) => assert_eq!(subject, "beacon.nowhere.demo"),
+        }) => assert_eq!(subject, nowhere),
         other => panic!("expected NotStored with no_stream, got {other:?}"),
     }
 }

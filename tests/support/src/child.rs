@@ -1,7 +1,51 @@
 //! Handling of the one child process each server or daemon handle owns
-//! (`None` while stopped).
+//! (`None` while stopped), and the one stop / start-again / restart that
+//! `nats-server` and `clickhouse-server` share ([`Restartable`]).
 
 use std::process::{Child, ExitStatus};
+
+/// A server the tests can kill and start again on the same ports and data.
+pub(crate) trait Restartable {
+    /// The program's name, for messages.
+    const PROGRAM: &'static str;
+
+    /// The slot of the running process.
+    fn slot(&mut self) -> &mut Option<Child>;
+
+    /// The port that names this server in messages.
+    fn port(&self) -> u16;
+
+    /// Starts the process on the same ports and data directory.
+    fn spawn(&self) -> Child;
+
+    /// Waits until the started process answers.
+    fn wait_ready(&mut self);
+
+    /// Whether the process is running (started and not stopped).
+    fn running(&mut self) -> bool {
+        is_running(self.slot())
+    }
+
+    /// Kills the process (SIGKILL), so clients see the server as
+    /// unreachable. Does nothing if it is not running.
+    fn kill_now(&mut self) {
+        kill(self.slot(), Self::PROGRAM);
+    }
+
+    /// Starts the process again after [`Restartable::kill_now`] and waits
+    /// until it is ready. Panics if it is already running.
+    fn start_once_more(&mut self) {
+        let port = self.port();
+        assert!(
+            self.slot().is_none(),
+            "{} on port {port} is already running",
+            Self::PROGRAM
+        );
+        let child = self.spawn();
+        *self.slot() = Some(child);
+        self.wait_ready();
+    }
+}
 
 /// Whether the child is started and still running.
 pub(crate) fn is_running(child: &mut Option<Child>) -> bool {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::child;
+use crate::child::{self, Restartable};
 use crate::logs::append;
 use crate::{bin, http, logs, ports};
 
@@ -129,7 +129,7 @@ impl ClickHouseServer {
 
     /// Whether the process is running (started and not stopped).
     pub fn is_running(&mut self) -> bool {
-        child::is_running(&mut self.child)
+        self.running()
     }
 
     /// Kills the server and starts it again on the same ports with the same
@@ -142,7 +142,7 @@ impl ClickHouseServer {
     /// Kills the server (SIGKILL) so clients see ClickHouse as unreachable.
     /// Does nothing if it is not running.
     pub fn stop(&mut self) {
-        child::kill(&mut self.child, "clickhouse-server");
+        self.kill_now();
     }
 
     /// Starts the server again after [`ClickHouseServer::stop`], on the same
@@ -153,26 +153,7 @@ impl ClickHouseServer {
     /// Panics if the server is already running, or does not answer `/ping`
     /// within 60 s.
     pub fn start_again(&mut self) {
-        assert!(
-            self.child.is_none(),
-            "clickhouse-server on port {} is already running",
-            self.http_port
-        );
-        let (program, leading_args) = clickhouse_server_command();
-        let console = self.console_path();
-        let child = Command::new(program)
-            .args(leading_args)
-            .arg(format!("--config-file={}", self.config_path().display()))
-            // Run from the temp dir: some versions resolve relative paths
-            // and write stray files relative to the working directory.
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(append(&console))
-            .stderr(append(&console))
-            .spawn()
-            .expect("spawn clickhouse-server");
-        self.child = Some(child);
-        self.wait_ready();
+        self.start_once_more();
     }
 
     /// Runs `sql` over the HTTP interface and returns the response body
@@ -281,6 +262,38 @@ impl ClickHouseServer {
             }
             std::thread::sleep(READY_POLL);
         }
+    }
+}
+
+impl Restartable for ClickHouseServer {
+    const PROGRAM: &'static str = "clickhouse-server";
+
+    fn slot(&mut self) -> &mut Option<Child> {
+        &mut self.child
+    }
+
+    fn port(&self) -> u16 {
+        self.http_port
+    }
+
+    fn spawn(&self) -> Child {
+        let (program, leading_args) = clickhouse_server_command();
+        let console = self.console_path();
+        Command::new(program)
+            .args(leading_args)
+            .arg(format!("--config-file={}", self.config_path().display()))
+            // Run from the temp dir: some versions resolve relative paths
+            // and write stray files relative to the working directory.
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(append(&console))
+            .stderr(append(&console))
+            .spawn()
+            .expect("spawn clickhouse-server")
+    }
+
+    fn wait_ready(&mut self) {
+        ClickHouseServer::wait_ready(self);
     }
 }
 

@@ -9,10 +9,16 @@
 //! # Layout
 //!
 //! - [`ports`]: hands out free loopback TCP ports.
-//! - [`wait`]: bounded async polling with a clear timeout message.
+//! - [`wait`]: bounded async polling with a clear timeout message, and the
+//!   named waits every test uses (`READY`, `LAND`, `DECIDE`, `SOON`, `PROMPT`).
+//! - [`ctl`]: the one way tests run `beaconctl`.
 //! - [`nats`]: a real `nats-server` with JetStream in a temp dir.
 //! - [`clickhouse`]: a real `clickhouse-server` with a minimal generated config.
 //! - [`daemon`]: runs one of the project's binaries as a child process with its log captured.
+//! - [`schemas`]: checked-in JSON Schemas against generated ones, and
+//!   samples validated against them, for every owner's schema test.
+//! - [`proxy`]: a TCP proxy that injects latency, stalls, refusals and
+//!   cuts between a daemon and a server, on command.
 //! - [`receivers`]: loopback SMTP and HTTP servers speaking the paid
 //!   providers' protocols (SMTP, webhooks, Twilio, Slack, Teams).
 //! - `bin` (private): finds external programs on `PATH`.
@@ -21,10 +27,13 @@
 //! - `logs` (private): reads log files for panic messages and opens them for children.
 
 pub mod clickhouse;
+pub mod ctl;
 pub mod daemon;
 pub mod nats;
 pub mod ports;
+pub mod proxy;
 pub mod receivers;
+pub mod schemas;
 pub mod wait;
 
 mod bin;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::child;
+use crate::child::{self, Restartable};
 use crate::logs::append;
 use crate::{bin, http, logs, ports};
 
@@ -99,7 +99,7 @@ impl NatsServer {
 
     /// Whether the process is running (started and not stopped).
     pub fn is_running(&mut self) -> bool {
-        child::is_running(&mut self.child)
+        self.running()
     }
 
     /// Kills the server and starts it again on the same port with the same
@@ -112,7 +112,7 @@ impl NatsServer {
     /// Kills the server (SIGKILL) so clients see NATS as unreachable.
     /// Does nothing if it is not running.
     pub fn stop(&mut self) {
-        child::kill(&mut self.child, "nats-server");
+        self.kill_now();
     }
 
     /// Starts the server again after [`NatsServer::stop`], on the same port
@@ -123,34 +123,7 @@ impl NatsServer {
     /// Panics if the server is already running, or does not become ready
     /// within 20 s.
     pub fn start_again(&mut self) {
-        assert!(
-            self.child.is_none(),
-            "nats-server on port {} is already running",
-            self.port
-        );
-        let log_path = self.log_path();
-        let mut command = Command::new(nats_server_bin());
-        command
-            .arg("--jetstream")
-            .args(["--addr", "127.0.0.1"])
-            .args(["--port", &self.port.to_string()])
-            .args(["--http_port", &self.monitor_port.to_string()])
-            .arg("--store_dir")
-            .arg(self.store_dir())
-            .arg("--log")
-            .arg(&log_path);
-        if let Some(config) = &self.config {
-            command.arg("--config").arg(config);
-        }
-        // Errors before logging is set up (a bad config file, a port in use)
-        // go to stderr, so send that to the same file.
-        command
-            .stdin(Stdio::null())
-            .stdout(append(&log_path))
-            .stderr(append(&log_path));
-        let child = command.spawn().expect("spawn nats-server");
-        self.child = Some(child);
-        self.wait_ready();
+        self.start_once_more();
     }
 
     fn log_path(&self) -> PathBuf {
@@ -186,6 +159,46 @@ impl NatsServer {
             }
             std::thread::sleep(READY_POLL);
         }
+    }
+}
+
+impl Restartable for NatsServer {
+    const PROGRAM: &'static str = "nats-server";
+
+    fn slot(&mut self) -> &mut Option<Child> {
+        &mut self.child
+    }
+
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn spawn(&self) -> Child {
+        let log_path = self.log_path();
+        let mut command = Command::new(nats_server_bin());
+        command
+            .arg("--jetstream")
+            .args(["--addr", "127.0.0.1"])
+            .args(["--port", &self.port.to_string()])
+            .args(["--http_port", &self.monitor_port.to_string()])
+            .arg("--store_dir")
+            .arg(self.store_dir())
+            .arg("--log")
+            .arg(&log_path);
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
+        // Errors before logging is set up (a bad config file, a port in use)
+        // go to stderr, so send that to the same file.
+        command
+            .stdin(Stdio::null())
+            .stdout(append(&log_path))
+            .stderr(append(&log_path));
+        command.spawn().expect("spawn nats-server")
+    }
+
+    fn wait_ready(&mut self) {
+        NatsServer::wait_ready(self);
     }
 }
 

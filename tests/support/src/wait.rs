@@ -3,6 +3,19 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+/// How long a daemon or server may take to report itself ready.
+pub const READY: Duration = Duration::from_secs(30);
+/// How long something the test caused may take to land where it is
+/// checked (a row in ClickHouse, a key in KV, a message on a stream).
+pub const LAND: Duration = Duration::from_secs(30);
+/// How long the decider may take to act on evidence.
+pub const DECIDE: Duration = Duration::from_secs(30);
+/// How long a short, local reaction may take (a probe noticing a change, a
+/// consumer picking up a message).
+pub const SOON: Duration = Duration::from_secs(15);
+/// How long a prompt answer of the bus may take, a restart included.
+pub const PROMPT: Duration = Duration::from_secs(20);
+
 /// How often [`wait_until`] calls its probe.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 

@@ -7,10 +7,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
+use beacon_contract::api;
 use beacon_contract::api::{
     ApiScope, ChangelogList, ChangelogView, ListChangelogRequest, PublishChangelogRequest,
 };
-use beacon_contract::names::api;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 

@@ -18,6 +18,7 @@ pub mod subscribers;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::keys::ApiKeyRecord;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -25,7 +26,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use beacon_contract::api::ApiScope;
-use beacon_contract::messages::ApiKeyRecord;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;

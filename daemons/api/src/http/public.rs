@@ -28,9 +28,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use beacon_contract::api;
 use beacon_contract::api::{AddSubscriberRequest, LinkRequest, NewSubscriber};
 use beacon_contract::messages::{DedupMode, SubscriberChannel};
-use beacon_contract::names::api;
 use beacon_page::config::ConfigError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -337,8 +337,7 @@ async fn sign_up_inner(
         confirmed: false,
         actor: "public".to_owned(),
     };
-    let reply: Result<serde_json::Value, ApiError> =
-        bus::call(&state.client, api::SUBSCRIBER_ADD, &request, state.timeout).await;
+    let reply = bus::call(&state.client, api::SUBSCRIBER_ADD, &request, state.timeout).await;
     match reply {
         Ok(_) => {
             count(state, "pending");
@@ -417,10 +416,14 @@ fn token_of(query: &TokenQuery) -> String {
 }
 
 /// What a link's POST did.
-async fn follow(state: &AppState, subject: &'static str, token: String) -> Result<(), ApiError> {
-    bus::call::<_, serde_json::Value>(
+async fn follow<Res: serde::de::DeserializeOwned>(
+    state: &AppState,
+    endpoint: api::Endpoint<LinkRequest, Res>,
+    token: String,
+) -> Result<(), ApiError> {
+    bus::call(
         &state.client,
-        subject,
+        endpoint,
         &LinkRequest { token },
         state.timeout,
     )

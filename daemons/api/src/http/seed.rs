@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use beacon_contract::api;
 use beacon_contract::api::{
     ApiScope, ChangeIncidentRequest, ChangeMaintenanceRequest, ClearComponentRequest,
     ComponentRequest, ComponentView, CreateIncidentRequest, ListIncidentsRequest,
@@ -14,7 +15,6 @@ use beacon_contract::api::{
 use beacon_contract::incident::Incident as CoreIncident;
 use beacon_contract::maintenance::Window;
 use beacon_contract::messages::{AffectedComponent, ComponentStatus};
-use beacon_contract::names::api;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -67,7 +67,7 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     Ok(Some(text.to_owned()))
 }
 
-fn audit(record: &beacon_contract::messages::ApiKeyRecord, what: &str, target: &str) {
+fn audit(record: &crate::keys::ApiKeyRecord, what: &str, target: &str) {
     tracing::info!(target: "audit", key = %record.id, key_name = %record.name, page = %record.page, what, target, "API write.");
 }
 
@@ -508,6 +508,6 @@ pub async fn change_maintenance(
         actor: actor(&record),
     };
     let window: Window = call(&state.client, subject, &request, state.timeout).await?;
-    audit(&record, subject.trim_start_matches("beacon.api."), &id);
+    audit(&record, subject.name(), &id);
     Ok(Json(Maintenance::from(&window)))
 }

@@ -13,6 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
+use beacon_contract::api;
 use beacon_contract::api::{
     ApiScope, ChangeIncidentRequest, ChangeMaintenanceRequest, ComponentView,
     CreateIncidentRequest, ListIncidentsRequest, ListMaintenanceRequest,
@@ -21,7 +22,6 @@ use beacon_contract::api::{
 use beacon_contract::incident::Incident as CoreIncident;
 use beacon_contract::maintenance::Window;
 use beacon_contract::messages::{AffectedComponent, ComponentStatus, IncidentLifecycle};
-use beacon_contract::names::api;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;

@@ -13,6 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
+use beacon_contract::api;
 use beacon_contract::api::{
     AddSubscriberRequest, ApiScope, EraseRequest, Erased, ListSubscribersRequest, NewSubscriber,
     RemovedSubscriber, SubscriberList, SubscriberRequest, SubscriberView, SUBSCRIBER_LIST_MAX,
@@ -20,7 +21,6 @@ use beacon_contract::api::{
 use beacon_contract::messages::{
     ChannelKind, DedupMode, EndpointState, Subscriber as CoreSubscriber, SubscriberChannel,
 };
-use beacon_contract::names::api;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -68,7 +68,7 @@ pub fn routes() -> Router<AppState> {
 )]
 pub struct SubscribersDoc;
 
-fn audit(record: &beacon_contract::messages::ApiKeyRecord, what: &str, target: &str) {
+fn audit(record: &crate::keys::ApiKeyRecord, what: &str, target: &str) {
     tracing::info!(target: "audit", key = %record.id, key_name = %record.name, page = %record.page, what, target, "API write.");
 }
 
@@ -345,7 +345,7 @@ async fn fetch(state: &AppState, page: &str, id: String) -> Result<SubscriberVie
 
 async fn delete(
     state: &AppState,
-    record: &beacon_contract::messages::ApiKeyRecord,
+    record: &crate::keys::ApiKeyRecord,
     page: &str,
     id: String,
 ) -> Result<RemovedSubscriber, ApiError> {
@@ -395,7 +395,7 @@ fn same_endpoints(existing: &CoreSubscriber, new: &NewSubscriber) -> bool {
 /// the same endpoints, `StatusCode::OK` with that one.
 async fn add(
     state: &AppState,
-    record: &beacon_contract::messages::ApiKeyRecord,
+    record: &crate::keys::ApiKeyRecord,
     page: &str,
     subscriber: NewSubscriber,
     confirmed: bool,

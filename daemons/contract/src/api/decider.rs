@@ -243,3 +243,86 @@ pub struct ListMaintenanceRequest {
 
 /// Result of `maintenance.list`.
 pub type MaintenanceList = Vec<Window>;
+
+// ---------------------------------------------------------------------------
+// Endpoints.
+// ---------------------------------------------------------------------------
+
+/// The daemon that serves the endpoints below.
+const OWNER: &str = "decider";
+
+/// Override a component's status.
+pub const COMPONENT_SET: Endpoint<SetComponentRequest, ComponentView> =
+    Endpoint::new("beacon.api.component.set", OWNER);
+
+/// Clear a component's override.
+pub const COMPONENT_CLEAR: Endpoint<ClearComponentRequest, ComponentView> =
+    Endpoint::new("beacon.api.component.clear", OWNER);
+
+/// A component's status, evidence and what holds it.
+pub const COMPONENT_EXPLAIN: Endpoint<ComponentRequest, ComponentView> =
+    Endpoint::new("beacon.api.component.explain", OWNER);
+
+/// Every component of a page with its status.
+pub const COMPONENT_LIST: Endpoint<ComponentRequest, Vec<ComponentView>> =
+    Endpoint::new("beacon.api.component.list", OWNER);
+
+/// Incidents of a page.
+pub const INCIDENT_LIST: Endpoint<ListIncidentsRequest, IncidentList> =
+    Endpoint::new("beacon.api.incident.list", OWNER);
+
+/// One incident with its timeline.
+pub const INCIDENT_SHOW: Endpoint<ShowIncidentRequest, Incident> =
+    Endpoint::new("beacon.api.incident.show", OWNER);
+
+/// Open an incident.
+pub const INCIDENT_CREATE: Endpoint<CreateIncidentRequest, Incident> =
+    Endpoint::new("beacon.api.incident.create", OWNER);
+
+/// Add an update to an incident's timeline.
+pub const INCIDENT_UPDATE: Endpoint<ChangeIncidentRequest, Incident> =
+    Endpoint::new("beacon.api.incident.update", OWNER);
+
+/// Correct an incident's title, impact or components (no timeline entry).
+pub const INCIDENT_EDIT: Endpoint<ChangeIncidentRequest, Incident> =
+    Endpoint::new("beacon.api.incident.edit", OWNER);
+
+/// Resolve an incident.
+pub const INCIDENT_RESOLVE: Endpoint<ChangeIncidentRequest, Incident> =
+    Endpoint::new("beacon.api.incident.resolve", OWNER);
+
+/// Confirm a proposed incident.
+pub const INCIDENT_CONFIRM: Endpoint<ChangeIncidentRequest, Incident> =
+    Endpoint::new("beacon.api.incident.confirm", OWNER);
+
+/// Dismiss a proposed incident.
+pub const INCIDENT_DISMISS: Endpoint<ChangeIncidentRequest, Incident> =
+    Endpoint::new("beacon.api.incident.dismiss", OWNER);
+
+/// Publish a resolved incident's postmortem.
+pub const INCIDENT_POSTMORTEM: Endpoint<ChangeIncidentRequest, Incident> =
+    Endpoint::new("beacon.api.incident.postmortem", OWNER);
+
+/// Schedule a maintenance window or series.
+pub const MAINTENANCE_SCHEDULE: Endpoint<ScheduleMaintenanceRequest, Window> =
+    Endpoint::new("beacon.api.maintenance.schedule", OWNER);
+
+/// Start a scheduled window now.
+pub const MAINTENANCE_START: Endpoint<ChangeMaintenanceRequest, Window> =
+    Endpoint::new("beacon.api.maintenance.start", OWNER);
+
+/// Move a running window to verifying.
+pub const MAINTENANCE_VERIFY: Endpoint<ChangeMaintenanceRequest, Window> =
+    Endpoint::new("beacon.api.maintenance.verify", OWNER);
+
+/// Complete a window now.
+pub const MAINTENANCE_COMPLETE: Endpoint<ChangeMaintenanceRequest, Window> =
+    Endpoint::new("beacon.api.maintenance.complete", OWNER);
+
+/// Cancel a window or series.
+pub const MAINTENANCE_CANCEL: Endpoint<ChangeMaintenanceRequest, Window> =
+    Endpoint::new("beacon.api.maintenance.cancel", OWNER);
+
+/// Maintenance windows of a page.
+pub const MAINTENANCE_LIST: Endpoint<ListMaintenanceRequest, MaintenanceList> =
+    Endpoint::new("beacon.api.maintenance.list", OWNER);

@@ -3,6 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::Endpoint;
+
 // ---------------------------------------------------------------------------
 // HTTP API keys (served by the api daemon).
 // ---------------------------------------------------------------------------
@@ -164,3 +166,22 @@ pub struct RevokeApiKeyRequest {
     /// Who asks.
     pub actor: String,
 }
+
+// ---------------------------------------------------------------------------
+// Endpoints.
+// ---------------------------------------------------------------------------
+
+/// The daemon that serves the endpoints below.
+const OWNER: &str = "api daemon";
+
+/// Create an HTTP API key (shown once).
+pub const APIKEY_CREATE: Endpoint<CreateApiKeyRequest, CreatedApiKey> =
+    Endpoint::new("beacon.api.apikey.create", OWNER);
+
+/// List HTTP API keys (never their secrets).
+pub const APIKEY_LIST: Endpoint<ListApiKeysRequest, Vec<ApiKeyView>> =
+    Endpoint::new("beacon.api.apikey.list", OWNER);
+
+/// Revoke an HTTP API key.
+pub const APIKEY_REVOKE: Endpoint<RevokeApiKeyRequest, ApiKeyView> =
+    Endpoint::new("beacon.api.apikey.revoke", OWNER);

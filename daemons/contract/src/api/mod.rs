@@ -85,12 +85,14 @@ impl<T> ApiReply<T> {
 }
 
 mod decider;
+mod endpoint;
 mod keys;
 mod notifier;
 mod publisher;
 mod recorder;
 
 pub use decider::*;
+pub use endpoint::Endpoint;
 pub use keys::*;
 pub use notifier::*;
 pub use publisher::*;

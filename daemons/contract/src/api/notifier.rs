@@ -198,37 +198,41 @@ pub struct Erased {
     pub suppressed: u32,
 }
 
-/// `beacon.api.subscriber.sms_inbound`: an SMS the provider received for
-/// us, as its webhook posted it, for the notifier to check and act on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SmsInboundRequest {
-    /// The full URL the provider posted to (it is part of what it signs).
-    pub url: String,
-    /// The form parameters, as posted.
-    pub params: std::collections::BTreeMap<String, String>,
-    /// The `X-Twilio-Signature` header.
-    pub signature: String,
-}
+// ---------------------------------------------------------------------------
+// Endpoints.
+// ---------------------------------------------------------------------------
 
-/// What an inbound SMS did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SmsAction {
-    /// STOP and its synonyms: the number's SMS endpoints are stopped.
-    Stop,
-    /// START and its synonyms: they are active again.
-    Start,
-    /// Anything else: nothing changed.
-    Ignored,
-}
+/// The daemon that serves the endpoints below.
+const OWNER: &str = "notifier";
 
-/// Result of `subscriber.sms_inbound`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SmsInboundResult {
-    /// What it did.
-    pub action: SmsAction,
-    /// Subscribers changed.
-    pub changed: u32,
-}
+/// Subscribe (operators, and public sign-up with double opt-in).
+pub const SUBSCRIBER_ADD: Endpoint<AddSubscriberRequest, SubscriberView> =
+    Endpoint::new("beacon.api.subscriber.add", OWNER);
+
+/// Subscribe many at once (CSV import).
+pub const SUBSCRIBER_IMPORT: Endpoint<ImportSubscribersRequest, ImportResult> =
+    Endpoint::new("beacon.api.subscriber.import", OWNER);
+
+/// A page's subscribers, in slices.
+pub const SUBSCRIBER_LIST: Endpoint<ListSubscribersRequest, SubscriberList> =
+    Endpoint::new("beacon.api.subscriber.list", OWNER);
+
+/// One subscriber.
+pub const SUBSCRIBER_SHOW: Endpoint<SubscriberRequest, SubscriberView> =
+    Endpoint::new("beacon.api.subscriber.show", OWNER);
+
+/// Remove a subscriber (operators).
+pub const SUBSCRIBER_REMOVE: Endpoint<SubscriberRequest, RemovedSubscriber> =
+    Endpoint::new("beacon.api.subscriber.remove", OWNER);
+
+/// Follow a double opt-in link.
+pub const SUBSCRIBER_CONFIRM: Endpoint<LinkRequest, SubscriberView> =
+    Endpoint::new("beacon.api.subscriber.confirm", OWNER);
+
+/// Follow a signed unsubscribe link.
+pub const SUBSCRIBER_UNSUBSCRIBE: Endpoint<LinkRequest, Unsubscribed> =
+    Endpoint::new("beacon.api.subscriber.unsubscribe", OWNER);
+
+/// Erase every trace of an address (GDPR).
+pub const SUBSCRIBER_ERASE: Endpoint<EraseRequest, Erased> =
+    Endpoint::new("beacon.api.subscriber.erase", OWNER);

@@ -131,3 +131,26 @@ pub struct ChangelogView {
 
 /// Result of `changelog.list`, newest publication first.
 pub type ChangelogList = Vec<ChangelogView>;
+
+// ---------------------------------------------------------------------------
+// Endpoints.
+// ---------------------------------------------------------------------------
+
+/// The daemon that serves the endpoints below.
+const OWNER: &str = "publisher";
+
+/// Publish a changelog entry.
+pub const CHANGELOG_PUBLISH: Endpoint<PublishChangelogRequest, ChangelogView> =
+    Endpoint::new("beacon.api.changelog.publish", OWNER);
+
+/// Change a changelog entry.
+pub const CHANGELOG_EDIT: Endpoint<EditChangelogRequest, ChangelogView> =
+    Endpoint::new("beacon.api.changelog.edit", OWNER);
+
+/// Withdraw a changelog entry.
+pub const CHANGELOG_DELETE: Endpoint<DeleteChangelogRequest, ChangelogView> =
+    Endpoint::new("beacon.api.changelog.delete", OWNER);
+
+/// A page's changelog entries.
+pub const CHANGELOG_LIST: Endpoint<ListChangelogRequest, ChangelogList> =
+    Endpoint::new("beacon.api.changelog.list", OWNER);

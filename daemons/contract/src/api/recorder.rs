@@ -3,6 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::Endpoint;
+
 // ---------------------------------------------------------------------------
 // SLA reports (served by the recorder).
 // ---------------------------------------------------------------------------
@@ -252,6 +254,17 @@ pub const DEFAULT_PARTIAL_OUTAGE: f64 = 30.0;
 
 /// Default weight of `degraded_performance`, in percent.
 pub const DEFAULT_DEGRADED_PERFORMANCE: f64 = 0.0;
+
+// ---------------------------------------------------------------------------
+// Endpoints.
+// ---------------------------------------------------------------------------
+
+/// The daemon that serves the endpoints below.
+const OWNER: &str = "recorder";
+
+/// A page's SLA report for a month or a year.
+pub const SLA_REPORT: Endpoint<SlaReportRequest, SlaReport> =
+    Endpoint::new("beacon.api.sla.report", OWNER);
 
 #[cfg(test)]
 mod tests {

@@ -240,6 +240,38 @@ pub struct HealthResult {
     pub observed: Observed,
 }
 
+impl HealthResult {
+    /// A result of an HTTP check with only what names it, its outcome and
+    /// its time: no latency, status, error, timings or observations. Tests
+    /// and tools set the rest with struct update syntax:
+    /// `HealthResult { latency_ms: 42, ..HealthResult::new(…) }`.
+    pub fn new(
+        page: &str,
+        component: &str,
+        check: &str,
+        region: &str,
+        outcome: Outcome,
+        started_at_ms: u64,
+    ) -> Self {
+        Self {
+            page: page.to_owned(),
+            component: component.to_owned(),
+            check: check.to_owned(),
+            region: region.to_owned(),
+            kind: CheckKind::Http,
+            outcome,
+            started_at_ms,
+            latency_ms: 0,
+            http_status: None,
+            error: None,
+            error_kind: None,
+            failed_condition: None,
+            timings: None,
+            observed: Observed::default(),
+        }
+    }
+}
+
 impl Message for HealthResult {
     const KIND: &'static str = "health_result";
     const VERSION: u32 = 1;

@@ -5,7 +5,11 @@
 //! are milliseconds since the Unix epoch (`*_ms`), because 18.16-era
 //! ClickHouse, JSON readers and shells all agree on integers.
 //!
-//! One module per stream or bucket, all re-exported here:
+//! What only one daemon reads or writes stays with that daemon: the
+//! notifier's KV `notices`, `ledger` and `suppressions` records
+//! (`beacon_notifier::records`), the api daemon's KV `apikeys` record
+//! (`beacon_api::keys`). One module per stream or bucket, all re-exported
+//! here:
 //!
 //! - `status`: the status vocabulary, `STATUS` changes with their evidence,
 //!   KV `status` records and KV `overrides`.
@@ -15,29 +19,23 @@
 //! - `changelog`: `CHANGELOG` entries.
 //! - `subscribers`: KV `subscribers`.
 //! - `deliveries`: notices, `NOTIFY` batches and `DELIVERIES` receipts.
-//! - `notices`: the notifier's KV `notices`, `ledger` and `suppressions`.
 //! - `uptime`: KV `uptime` rollups.
-//! - `apikeys`: the api daemon's KV `apikeys`.
 
-mod apikeys;
 mod changelog;
 mod deliveries;
 mod health;
 mod incident;
 mod maintenance;
-mod notices;
 mod probes;
 mod status;
 mod subscribers;
 mod uptime;
 
-pub use apikeys::*;
 pub use changelog::*;
 pub use deliveries::*;
 pub use health::*;
 pub use incident::*;
 pub use maintenance::*;
-pub use notices::*;
 pub use probes::*;
 pub use status::*;
 pub use subscribers::*;

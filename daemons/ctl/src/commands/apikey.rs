@@ -3,25 +3,18 @@
 
 use std::time::Duration;
 
+use beacon_contract::api;
 use beacon_contract::api::{
     ApiKeyView, ApiScope, CreateApiKeyRequest, CreatedApiKey, ListApiKeysRequest,
     RevokeApiKeyRequest,
 };
-use beacon_contract::names::api;
 use beacon_runtime::connect::NatsArgs;
 
 use crate::cli::{ApikeyCommand, OutputFormat};
 use crate::commands::{check_id, connect};
 use crate::exit::CtlError;
 use crate::output::{self, table, utc_timestamp};
-use crate::request::{self, Endpoint};
-
-fn endpoint(subject: &'static str) -> Endpoint {
-    Endpoint {
-        subject,
-        service: "api daemon",
-    }
-}
+use crate::request;
 
 /// Parses scope words, naming the ones there are.
 pub fn scopes(words: &[String]) -> Result<Vec<ApiScope>, CtlError> {
@@ -64,7 +57,7 @@ pub async fn run(
             };
             let client = connect(nats).await?;
             let created: CreatedApiKey =
-                request::call(&client, endpoint(api::APIKEY_CREATE), &request, timeout).await?;
+                request::call(&client, api::APIKEY_CREATE, &request, timeout).await?;
             match format {
                 OutputFormat::Json => output::json(&created)?,
                 OutputFormat::Table | OutputFormat::Csv => format!(
@@ -81,7 +74,7 @@ pub async fn run(
             let client = connect(nats).await?;
             let keys: Vec<ApiKeyView> = request::call(
                 &client,
-                endpoint(api::APIKEY_LIST),
+                api::APIKEY_LIST,
                 &ListApiKeysRequest { page },
                 timeout,
             )
@@ -99,7 +92,7 @@ pub async fn run(
                 actor: actor.name(),
             };
             let key: ApiKeyView =
-                request::call(&client, endpoint(api::APIKEY_REVOKE), &request, timeout).await?;
+                request::call(&client, api::APIKEY_REVOKE, &request, timeout).await?;
             match format {
                 OutputFormat::Json => output::json(&key)?,
                 OutputFormat::Table | OutputFormat::Csv => {

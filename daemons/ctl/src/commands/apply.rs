@@ -3,7 +3,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use beacon_contract::names;
 use beacon_page::config::api::{ApplyConfigRequest, ApplyConfigResult};
 use beacon_runtime::connect::NatsArgs;
 
@@ -11,13 +10,7 @@ use crate::cli::OutputFormat;
 use crate::commands::{connect, validate};
 use crate::exit::CtlError;
 use crate::output;
-use crate::request::{self, Endpoint};
-
-/// The decider's config endpoint.
-pub const ENDPOINT: Endpoint = Endpoint {
-    subject: names::api::CONFIG_APPLY,
-    service: "decider",
-};
+use crate::request;
 
 /// Runs `apply`.
 pub async fn run(
@@ -32,7 +25,7 @@ pub async fn run(
     let client = connect(nats).await?;
     let result: ApplyConfigResult = request::call(
         &client,
-        ENDPOINT,
+        beacon_page::config::api::CONFIG_APPLY,
         &ApplyConfigRequest {
             config: raw,
             expected_revision: None,

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine;
+use beacon_contract::api;
 use beacon_contract::api::{
     ChangelogImage, ChangelogView, DeleteChangelogRequest, EditChangelogRequest,
     ListChangelogRequest, PublishChangelogRequest, CHANGELOG_IMAGE_MAX_BYTES,
 };
-use beacon_contract::names::api;
 use beacon_runtime::connect::NatsArgs;
 
 use crate::cli::{ChangelogCommand, OutputFormat};
@@ -18,14 +18,7 @@ use crate::commands::maintenance::parse_time;
 use crate::commands::{check_id, connect};
 use crate::exit::CtlError;
 use crate::output::{self, table, utc_timestamp};
-use crate::request::{self, Endpoint};
-
-fn endpoint(subject: &'static str) -> Endpoint {
-    Endpoint {
-        subject,
-        service: "publisher",
-    }
-}
+use crate::request;
 
 /// Reads `--image` files into upload form: the file name, the bytes in base64.
 fn images(paths: &[PathBuf]) -> Result<Vec<ChangelogImage>, CtlError> {
@@ -84,7 +77,7 @@ pub async fn run(
             let client = connect(nats).await?;
             let entries: Vec<ChangelogView> = request::call(
                 &client,
-                endpoint(api::CHANGELOG_LIST),
+                api::CHANGELOG_LIST,
                 &ListChangelogRequest { page, all },
                 timeout,
             )
@@ -127,8 +120,7 @@ pub async fn run(
                 idempotency_key,
             };
             let client = connect(nats).await?;
-            let view =
-                request::call(&client, endpoint(api::CHANGELOG_PUBLISH), &request, timeout).await?;
+            let view = request::call(&client, api::CHANGELOG_PUBLISH, &request, timeout).await?;
             (view, "published")
         }
         ChangelogCommand::Edit {
@@ -162,8 +154,7 @@ pub async fn run(
                 actor: actor.name(),
             };
             let client = connect(nats).await?;
-            let view =
-                request::call(&client, endpoint(api::CHANGELOG_EDIT), &request, timeout).await?;
+            let view = request::call(&client, api::CHANGELOG_EDIT, &request, timeout).await?;
             (view, "edited")
         }
         ChangelogCommand::Delete {
@@ -181,8 +172,7 @@ pub async fn run(
                 actor: actor.name(),
             };
             let client = connect(nats).await?;
-            let view =
-                request::call(&client, endpoint(api::CHANGELOG_DELETE), &request, timeout).await?;
+            let view = request::call(&client, api::CHANGELOG_DELETE, &request, timeout).await?;
             (view, "deleted")
         }
     };

@@ -2,25 +2,18 @@
 
 use std::time::Duration;
 
+use beacon_contract::api;
 use beacon_contract::api::{
     ClearComponentRequest, ComponentRequest, ComponentView, SetComponentRequest,
 };
 use beacon_contract::messages::{ComponentStatus, RegionEvidence};
-use beacon_contract::names::api;
 use beacon_runtime::connect::NatsArgs;
 
 use crate::cli::{ComponentCommand, OutputFormat};
 use crate::commands::{check_id, connect, parse_word};
 use crate::exit::CtlError;
 use crate::output::{self, table, utc_timestamp};
-use crate::request::{self, Endpoint};
-
-fn endpoint(subject: &'static str) -> Endpoint {
-    Endpoint {
-        subject,
-        service: "decider",
-    }
-}
+use crate::request;
 
 /// Parses a component status by its wire name.
 pub fn parse_status(text: &str) -> Result<ComponentStatus, CtlError> {
@@ -61,7 +54,7 @@ pub async fn run(
             };
             let client = connect(nats).await?;
             let view: ComponentView =
-                request::call(&client, endpoint(api::COMPONENT_SET), &request, timeout).await?;
+                request::call(&client, api::COMPONENT_SET, &request, timeout).await?;
             render(format, &view, |v| {
                 format!(
                     "override set: {}/{} shows {}{}\n",
@@ -89,7 +82,7 @@ pub async fn run(
             };
             let client = connect(nats).await?;
             let view: ComponentView =
-                request::call(&client, endpoint(api::COMPONENT_CLEAR), &request, timeout).await?;
+                request::call(&client, api::COMPONENT_CLEAR, &request, timeout).await?;
             render(format, &view, |v| {
                 format!(
                     "override cleared: automation decides {}/{} again\n",
@@ -106,7 +99,7 @@ pub async fn run(
             };
             let client = connect(nats).await?;
             let view: ComponentView =
-                request::call(&client, endpoint(api::COMPONENT_EXPLAIN), &request, timeout).await?;
+                request::call(&client, api::COMPONENT_EXPLAIN, &request, timeout).await?;
             render(format, &view, explain)?
         }
         ComponentCommand::List { page } => {
@@ -117,7 +110,7 @@ pub async fn run(
             };
             let client = connect(nats).await?;
             let views: Vec<ComponentView> =
-                request::call(&client, endpoint(api::COMPONENT_LIST), &request, timeout).await?;
+                request::call(&client, api::COMPONENT_LIST, &request, timeout).await?;
             match format {
                 OutputFormat::Json => output::json(&views)?,
                 OutputFormat::Table | OutputFormat::Csv => list(&views),

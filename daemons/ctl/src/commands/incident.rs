@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
+use beacon_contract::api;
 use beacon_contract::api::{
     ChangeIncidentRequest, CreateIncidentRequest, ListIncidentsRequest, ShowIncidentRequest,
 };
 use beacon_contract::incident::Incident;
 use beacon_contract::messages::{AffectedComponent, Impact, IncidentState};
-use beacon_contract::names::api;
 use beacon_runtime::connect::NatsArgs;
 
 use crate::cli::{IncidentChangeArgs, IncidentCommand, OutputFormat};
@@ -15,14 +15,7 @@ use crate::commands::component::parse_status;
 use crate::commands::{check_id, connect, parse_word};
 use crate::exit::CtlError;
 use crate::output::{self, table, utc_timestamp};
-use crate::request::{self, Endpoint};
-
-fn endpoint(subject: &'static str) -> Endpoint {
-    Endpoint {
-        subject,
-        service: "decider",
-    }
-}
+use crate::request;
 
 const IMPACTS: [Impact; 4] = [Impact::None, Impact::Minor, Impact::Major, Impact::Critical];
 const STATES: [IncidentState; 4] = [
@@ -83,13 +76,17 @@ pub async fn run(
     format: OutputFormat,
     timeout: Duration,
 ) -> Result<(), CtlError> {
-    let (subject, verb, request): (&'static str, &str, ChangeIncidentRequest) = match command {
+    let (subject, verb, request): (
+        api::Endpoint<ChangeIncidentRequest, Incident>,
+        &str,
+        ChangeIncidentRequest,
+    ) = match command {
         IncidentCommand::List { page, all } => {
             check_id("PAGE", &page)?;
             let client = connect(nats).await?;
             let incidents: Vec<Incident> = request::call(
                 &client,
-                endpoint(api::INCIDENT_LIST),
+                api::INCIDENT_LIST,
                 &ListIncidentsRequest { page, all },
                 timeout,
             )
@@ -106,7 +103,7 @@ pub async fn run(
             let client = connect(nats).await?;
             let incident: Incident = request::call(
                 &client,
-                endpoint(api::INCIDENT_SHOW),
+                api::INCIDENT_SHOW,
                 &ShowIncidentRequest { page, incident },
                 timeout,
             )
@@ -136,7 +133,7 @@ pub async fn run(
             };
             let client = connect(nats).await?;
             let incident: Incident =
-                request::call(&client, endpoint(api::INCIDENT_CREATE), &request, timeout).await?;
+                request::call(&client, api::INCIDENT_CREATE, &request, timeout).await?;
             return print(format, &incident, "created");
         }
         IncidentCommand::Update {
@@ -192,7 +189,7 @@ pub async fn run(
         ),
     };
     let client = connect(nats).await?;
-    let incident: Incident = request::call(&client, endpoint(subject), &request, timeout).await?;
+    let incident: Incident = request::call(&client, subject, &request, timeout).await?;
     print(format, &incident, verb)
 }
 

@@ -2,25 +2,18 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use beacon_contract::api;
 use beacon_contract::api::{
     ChangeMaintenanceRequest, ListMaintenanceRequest, ScheduleMaintenanceRequest,
 };
 use beacon_contract::maintenance::Window;
-use beacon_contract::names::api;
 use beacon_runtime::connect::NatsArgs;
 
 use crate::cli::{MaintenanceChangeArgs, MaintenanceCommand, OutputFormat};
 use crate::commands::{check_id, connect};
 use crate::exit::CtlError;
 use crate::output::{self, table, utc_timestamp};
-use crate::request::{self, Endpoint};
-
-fn endpoint(subject: &'static str) -> Endpoint {
-    Endpoint {
-        subject,
-        service: "decider",
-    }
-}
+use crate::request;
 
 /// Parses a time: RFC 3339, `now`, or `+DURATION` from `now_ms`.
 pub fn parse_time(flag: &'static str, text: &str, now_ms: u64) -> Result<u64, CtlError> {
@@ -69,7 +62,7 @@ pub async fn run(
             let client = connect(nats).await?;
             let windows: Vec<Window> = request::call(
                 &client,
-                endpoint(api::MAINTENANCE_LIST),
+                api::MAINTENANCE_LIST,
                 &ListMaintenanceRequest { page, all },
                 timeout,
             )
@@ -122,13 +115,8 @@ pub async fn run(
                 idempotency_key: None,
             };
             let client = connect(nats).await?;
-            let window: Window = request::call(
-                &client,
-                endpoint(api::MAINTENANCE_SCHEDULE),
-                &request,
-                timeout,
-            )
-            .await?;
+            let window: Window =
+                request::call(&client, api::MAINTENANCE_SCHEDULE, &request, timeout).await?;
             return print(format, &window, "scheduled");
         }
         MaintenanceCommand::Start { change } => {
@@ -151,7 +139,7 @@ pub async fn run(
         ),
     };
     let client = connect(nats).await?;
-    let window: Window = request::call(&client, endpoint(subject), &request, timeout).await?;
+    let window: Window = request::call(&client, subject, &request, timeout).await?;
     print(format, &window, verb)
 }
 

@@ -5,20 +5,14 @@
 use std::time::Duration;
 
 use beacon_contract::api::{SlaPeriod, SlaReport, SlaReportRequest};
-use beacon_contract::names::{self, check_token};
+use beacon_contract::names::check_token;
 use beacon_runtime::connect::NatsArgs;
 
 use crate::cli::OutputFormat;
 use crate::commands::connect;
 use crate::exit::CtlError;
 use crate::output;
-use crate::request::{self, Endpoint};
-
-/// The recorder's report endpoint.
-pub const ENDPOINT: Endpoint = Endpoint {
-    subject: names::api::SLA_REPORT,
-    service: "recorder",
-};
+use crate::request;
 
 /// Runs `sla report`. Flags are checked before connecting, so a month
 /// that does not parse never reaches the bus.
@@ -66,7 +60,7 @@ pub async fn report(
     loop {
         let slice: SlaReport = request::call(
             &client,
-            ENDPOINT,
+            beacon_contract::api::SLA_REPORT,
             &SlaReportRequest {
                 page: page.to_owned(),
                 period: parsed.to_string(),

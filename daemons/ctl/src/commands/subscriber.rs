@@ -13,13 +13,13 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use beacon_contract::api;
 use beacon_contract::api::{
     AddSubscriberRequest, EraseRequest, Erased, ImportResult, ImportSubscribersRequest,
     ListSubscribersRequest, NewSubscriber, RemovedSubscriber, SubscriberList, SubscriberRequest,
     SubscriberView, SUBSCRIBER_IMPORT_MAX_ROWS,
 };
 use beacon_contract::messages::{ChannelKind, DedupMode, Subscriber, SubscriberChannel};
-use beacon_contract::names::api;
 use beacon_page::config::ConfigError;
 use beacon_runtime::connect::NatsArgs;
 use futures::StreamExt;
@@ -29,14 +29,7 @@ use crate::cli::{EndpointArgs, OutputFormat, SubscriberCommand};
 use crate::commands::{check_id, connect};
 use crate::exit::CtlError;
 use crate::output::{self, table, utc_timestamp};
-use crate::request::{self, Endpoint};
-
-fn endpoint(subject: &'static str) -> Endpoint {
-    Endpoint {
-        subject,
-        service: "notifier",
-    }
-}
+use crate::request;
 
 /// Import requests in flight at once.
 const IMPORT_IN_FLIGHT: usize = 4;
@@ -299,7 +292,7 @@ pub async fn run(
             let client = connect(nats).await?;
             let view: SubscriberView = request::call(
                 &client,
-                endpoint(api::SUBSCRIBER_ADD),
+                api::SUBSCRIBER_ADD,
                 &AddSubscriberRequest {
                     page,
                     subscriber: NewSubscriber {
@@ -322,7 +315,7 @@ pub async fn run(
             let client = connect(nats).await?;
             let view: SubscriberView = request::call(
                 &client,
-                endpoint(api::SUBSCRIBER_SHOW),
+                api::SUBSCRIBER_SHOW,
                 &SubscriberRequest {
                     page,
                     subscriber,
@@ -342,7 +335,7 @@ pub async fn run(
             let client = connect(nats).await?;
             let removed: RemovedSubscriber = request::call(
                 &client,
-                endpoint(api::SUBSCRIBER_REMOVE),
+                api::SUBSCRIBER_REMOVE,
                 &SubscriberRequest {
                     page,
                     subscriber,
@@ -369,7 +362,7 @@ pub async fn run(
             let client = connect(nats).await?;
             let erased: Erased = request::call(
                 &client,
-                endpoint(api::SUBSCRIBER_ERASE),
+                api::SUBSCRIBER_ERASE,
                 &EraseRequest {
                     page,
                     address,
@@ -458,7 +451,7 @@ pub async fn run(
                     async move {
                         let result: Result<ImportResult, CtlError> = request::call(
                             &client,
-                            endpoint(api::SUBSCRIBER_IMPORT),
+                            api::SUBSCRIBER_IMPORT,
                             &request,
                             timeout.max(Duration::from_secs(60)),
                         )
@@ -541,7 +534,7 @@ async fn fetch_all(
     loop {
         let slice: SubscriberList = request::call(
             client,
-            endpoint(api::SUBSCRIBER_LIST),
+            api::SUBSCRIBER_LIST,
             &ListSubscribersRequest {
                 page: page.to_owned(),
                 after: after.clone(),

@@ -14,17 +14,13 @@ use beacon_contract::messages::{ComponentOverride, ComponentStatus, StatusRecord
 use beacon_contract::names::status_key;
 use beacon_page::config::Component;
 
-use super::{check_text, parse, refuse, Api, MAX_BODY};
+use super::{check_text, refuse, Api, MAX_BODY};
 
 /// Longest override accepted.
 pub const MAX_OVERRIDE_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// `beacon.api.component.set`.
-pub async fn set(api: &Api, payload: &[u8]) -> ApiReply<ComponentView> {
-    let request: SetComponentRequest = match parse(payload, "SetComponentRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn set(api: &Api, request: SetComponentRequest) -> ApiReply<ComponentView> {
     let page = match api.page(&request.page) {
         Ok(page) => page,
         Err(reply) => return reply,
@@ -65,11 +61,7 @@ pub async fn set(api: &Api, payload: &[u8]) -> ApiReply<ComponentView> {
 }
 
 /// `beacon.api.component.clear`.
-pub async fn clear(api: &Api, payload: &[u8]) -> ApiReply<ComponentView> {
-    let request: ClearComponentRequest = match parse(payload, "ClearComponentRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn clear(api: &Api, request: ClearComponentRequest) -> ApiReply<ComponentView> {
     let page = match api.page(&request.page) {
         Ok(page) => page,
         Err(reply) => return reply,
@@ -145,11 +137,7 @@ async fn write(api: &Api, value: ComponentOverride) -> ApiReply<ComponentView> {
 }
 
 /// `beacon.api.component.explain`.
-pub async fn explain(api: &Api, payload: &[u8]) -> ApiReply<ComponentView> {
-    let request: ComponentRequest = match parse(payload, "ComponentRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn explain(api: &Api, request: ComponentRequest) -> ApiReply<ComponentView> {
     let Some(component) = request.component else {
         return ApiReply::invalid("component", "name the component to explain");
     };
@@ -157,11 +145,7 @@ pub async fn explain(api: &Api, payload: &[u8]) -> ApiReply<ComponentView> {
 }
 
 /// `beacon.api.component.list`.
-pub async fn list(api: &Api, payload: &[u8]) -> ApiReply<Vec<ComponentView>> {
-    let request: ComponentRequest = match parse(payload, "ComponentRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn list(api: &Api, request: ComponentRequest) -> ApiReply<Vec<ComponentView>> {
     let page = match api.page(&request.page) {
         Ok(page) => page,
         Err(reply) => return reply,

@@ -10,14 +10,10 @@ use beacon_contract::names::check_token;
 use beacon_page::config::api::{ApplyConfigRequest, ApplyConfigResult, GetConfigRequest};
 use beacon_page::config::{validate, PageConfig};
 
-use super::{parse, Api};
+use super::Api;
 
 /// `beacon.api.config.apply`.
-pub async fn apply(api: &Api, payload: &[u8]) -> ApiReply<ApplyConfigResult> {
-    let request: ApplyConfigRequest = match parse(payload, "ApplyConfigRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn apply(api: &Api, request: ApplyConfigRequest) -> ApiReply<ApplyConfigResult> {
     let config = match validate(&request.config) {
         Ok(config) => config,
         Err(errors) => return ApiReply::Invalid { errors: errors.0 },
@@ -114,11 +110,7 @@ fn conflict(page: &str, revision: u64, message: String) -> ApiReply<ApplyConfigR
 }
 
 /// `beacon.api.config.get`.
-pub async fn get(api: &Api, payload: &[u8]) -> ApiReply<PageConfig> {
-    let request: GetConfigRequest = match parse(payload, "GetConfigRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn get(api: &Api, request: GetConfigRequest) -> ApiReply<PageConfig> {
     if let Err(e) = check_token(&request.page) {
         return ApiReply::invalid("page", format!("invalid page id: {e}"));
     }

@@ -23,7 +23,7 @@ use beacon_runtime::history;
 use beacon_runtime::lease::fnv1a;
 use beacon_runtime::publish::{publish_expecting, PublishFailure};
 
-use super::{check_text, parse, refuse, Api, MAX_BODY, MAX_TITLE};
+use super::{check_text, refuse, Api, MAX_BODY, MAX_TITLE};
 use crate::configs::Page;
 
 /// Which change a request asks for.
@@ -48,11 +48,7 @@ fn new_id() -> String {
 }
 
 /// `beacon.api.incident.list`.
-pub async fn list(api: &Api, payload: &[u8]) -> ApiReply<IncidentList> {
-    let request: ListIncidentsRequest = match parse(payload, "ListIncidentsRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn list(api: &Api, request: ListIncidentsRequest) -> ApiReply<IncidentList> {
     if let Err(reply) = api.page::<IncidentList>(&request.page) {
         return reply;
     }
@@ -88,11 +84,7 @@ async fn read(api: &Api, page: &str, incident: &str) -> Result<Option<Incident>,
 }
 
 /// `beacon.api.incident.show`.
-pub async fn show(api: &Api, payload: &[u8]) -> ApiReply<Incident> {
-    let request: ShowIncidentRequest = match parse(payload, "ShowIncidentRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn show(api: &Api, request: ShowIncidentRequest) -> ApiReply<Incident> {
     if let Err(reply) = api.page::<Incident>(&request.page) {
         return reply;
     }
@@ -127,11 +119,7 @@ fn check_components(errors: &mut Vec<ConfigError>, page: &Page, components: &[Af
 }
 
 /// `beacon.api.incident.create`.
-pub async fn create(api: &Api, payload: &[u8]) -> ApiReply<Incident> {
-    let request: CreateIncidentRequest = match parse(payload, "CreateIncidentRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn create(api: &Api, request: CreateIncidentRequest) -> ApiReply<Incident> {
     let page = match api.page(&request.page) {
         Ok(page) => page,
         Err(reply) => return reply,
@@ -210,11 +198,11 @@ pub async fn create(api: &Api, payload: &[u8]) -> ApiReply<Incident> {
 }
 
 /// `beacon.api.incident.update|resolve|confirm|dismiss|postmortem`.
-pub async fn change(api: &Api, payload: &[u8], change: Change) -> ApiReply<Incident> {
-    let request: ChangeIncidentRequest = match parse(payload, "ChangeIncidentRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn change(
+    api: &Api,
+    request: ChangeIncidentRequest,
+    change: Change,
+) -> ApiReply<Incident> {
     let page = match api.page(&request.page) {
         Ok(page) => page,
         Err(reply) => return reply,

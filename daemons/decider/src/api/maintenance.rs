@@ -19,7 +19,7 @@ use beacon_page::config::ConfigError;
 use beacon_runtime::history;
 use beacon_runtime::publish::{publish_expecting, PublishFailure};
 
-use super::{check_text, parse, refuse, Api, MAX_BODY, MAX_TITLE};
+use super::{check_text, refuse, Api, MAX_BODY, MAX_TITLE};
 use crate::schedule::Recurrence;
 
 /// Which change a request asks for.
@@ -41,11 +41,7 @@ pub const DEFAULT_REMIND_MS: u64 = 3_600_000;
 const MAX_SPAN_MS: u64 = 7 * 24 * 3600 * 1000;
 
 /// `beacon.api.maintenance.schedule`.
-pub async fn schedule(api: &Api, payload: &[u8]) -> ApiReply<Window> {
-    let request: ScheduleMaintenanceRequest = match parse(payload, "ScheduleMaintenanceRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn schedule(api: &Api, request: ScheduleMaintenanceRequest) -> ApiReply<Window> {
     let page = match api.page(&request.page) {
         Ok(page) => page,
         Err(reply) => return reply,
@@ -184,11 +180,11 @@ async fn append(api: &Api, base: Option<&Window>, event: MaintenanceEvent) -> Ap
 }
 
 /// `beacon.api.maintenance.start|verify|complete|cancel`.
-pub async fn change(api: &Api, payload: &[u8], change: Change) -> ApiReply<Window> {
-    let request: ChangeMaintenanceRequest = match parse(payload, "ChangeMaintenanceRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn change(
+    api: &Api,
+    request: ChangeMaintenanceRequest,
+    change: Change,
+) -> ApiReply<Window> {
     if let Err(reply) = api.page::<Window>(&request.page) {
         return reply;
     }
@@ -304,11 +300,7 @@ async fn cancel_occurrences(api: &Api, request: &ChangeMaintenanceRequest) {
 }
 
 /// `beacon.api.maintenance.list`.
-pub async fn list(api: &Api, payload: &[u8]) -> ApiReply<MaintenanceList> {
-    let request: ListMaintenanceRequest = match parse(payload, "ListMaintenanceRequest") {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+pub async fn list(api: &Api, request: ListMaintenanceRequest) -> ApiReply<MaintenanceList> {
     if let Err(reply) = api.page::<MaintenanceList>(&request.page) {
         return reply;
     }

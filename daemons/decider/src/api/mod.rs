@@ -20,13 +20,15 @@ pub mod incidents;
 pub mod maintenance;
 
 use async_nats::jetstream::kv;
-use async_nats::service::Request;
-use beacon_contract::api::ApiReply;
-use beacon_contract::names::api;
+use beacon_contract::api::{
+    ApiReply, COMPONENT_CLEAR, COMPONENT_EXPLAIN, COMPONENT_LIST, COMPONENT_SET, INCIDENT_CONFIRM,
+    INCIDENT_CREATE, INCIDENT_DISMISS, INCIDENT_EDIT, INCIDENT_LIST, INCIDENT_POSTMORTEM,
+    INCIDENT_RESOLVE, INCIDENT_SHOW, INCIDENT_UPDATE, MAINTENANCE_CANCEL, MAINTENANCE_COMPLETE,
+    MAINTENANCE_LIST, MAINTENANCE_SCHEDULE, MAINTENANCE_START, MAINTENANCE_VERIFY,
+};
+use beacon_page::config::api::{CONFIG_APPLY, CONFIG_GET};
 use beacon_runtime::daemon::Daemon;
-use beacon_runtime::service::{self, Service};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use beacon_runtime::service::{Router, Service};
 
 use crate::books::Books;
 use crate::configs::{Configs, Page};
@@ -99,135 +101,82 @@ pub fn refuse<T>(errors: Vec<beacon_page::config::ConfigError>) -> Option<ApiRep
     (!errors.is_empty()).then_some(ApiReply::Invalid { errors })
 }
 
-/// Reads a request body, or an `Invalid` reply saying why it is not one.
-pub fn parse<Req: DeserializeOwned, T>(payload: &[u8], what: &str) -> Result<Req, ApiReply<T>> {
-    serde_json::from_slice(payload)
-        .map_err(|e| ApiReply::invalid("request", format!("not a {what}: {e}")))
-}
-
-fn outcome_label<T>(reply: &ApiReply<T>) -> &'static str {
-    match reply {
-        ApiReply::Ok { .. } => "ok",
-        ApiReply::Invalid { .. } => "invalid",
-        ApiReply::Failed { .. } => "failed",
-        ApiReply::Conflict { .. } => "conflict",
-    }
-}
-
-async fn respond<T: Serialize>(api: &Api, endpoint: &str, request: &Request, reply: ApiReply<T>) {
-    api.metrics
-        .api_requests
-        .with_label_values(&[endpoint, outcome_label(&reply)])
-        .inc();
-    let body = serde_json::to_vec(&reply).unwrap_or_default();
-    if let Err(e) = request.respond(Ok(body.into())).await {
-        tracing::warn!(endpoint, error = %e, "Cannot send API reply.");
-    }
-}
-
-/// Every endpoint the decider serves, by subject.
-const ENDPOINTS: &[&str] = &[
-    api::CONFIG_APPLY,
-    api::CONFIG_GET,
-    api::COMPONENT_SET,
-    api::COMPONENT_CLEAR,
-    api::COMPONENT_EXPLAIN,
-    api::COMPONENT_LIST,
-    api::INCIDENT_LIST,
-    api::INCIDENT_SHOW,
-    api::INCIDENT_CREATE,
-    api::INCIDENT_UPDATE,
-    api::INCIDENT_EDIT,
-    api::INCIDENT_RESOLVE,
-    api::INCIDENT_CONFIRM,
-    api::INCIDENT_DISMISS,
-    api::INCIDENT_POSTMORTEM,
-    api::MAINTENANCE_SCHEDULE,
-    api::MAINTENANCE_START,
-    api::MAINTENANCE_VERIFY,
-    api::MAINTENANCE_COMPLETE,
-    api::MAINTENANCE_CANCEL,
-    api::MAINTENANCE_LIST,
-];
-
 /// Requests handled at once by one instance.
 const CONCURRENCY: usize = 32;
 
-async fn dispatch(api: &Api, subject: &'static str, request: Request) {
-    let payload = request.message.payload.clone();
-    let name = subject.trim_start_matches("beacon.api.");
-    macro_rules! answer {
-        ($reply:expr) => {
-            respond(api, name, &request, $reply.await).await
-        };
-    }
-    match subject {
-        api::CONFIG_APPLY => answer!(config::apply(api, &payload)),
-        api::CONFIG_GET => answer!(config::get(api, &payload)),
-        api::COMPONENT_SET => answer!(components::set(api, &payload)),
-        api::COMPONENT_CLEAR => answer!(components::clear(api, &payload)),
-        api::COMPONENT_EXPLAIN => answer!(components::explain(api, &payload)),
-        api::COMPONENT_LIST => answer!(components::list(api, &payload)),
-        api::INCIDENT_LIST => answer!(incidents::list(api, &payload)),
-        api::INCIDENT_SHOW => answer!(incidents::show(api, &payload)),
-        api::INCIDENT_CREATE => answer!(incidents::create(api, &payload)),
-        api::INCIDENT_UPDATE => {
-            answer!(incidents::change(api, &payload, incidents::Change::Update))
-        }
-        api::INCIDENT_EDIT => {
-            answer!(incidents::change(api, &payload, incidents::Change::Edit))
-        }
-        api::INCIDENT_RESOLVE => {
-            answer!(incidents::change(api, &payload, incidents::Change::Resolve))
-        }
-        api::INCIDENT_CONFIRM => {
-            answer!(incidents::change(api, &payload, incidents::Change::Confirm))
-        }
-        api::INCIDENT_DISMISS => {
-            answer!(incidents::change(api, &payload, incidents::Change::Dismiss))
-        }
-        api::INCIDENT_POSTMORTEM => {
-            answer!(incidents::change(
-                api,
-                &payload,
-                incidents::Change::Postmortem
-            ))
-        }
-        api::MAINTENANCE_SCHEDULE => answer!(maintenance::schedule(api, &payload)),
-        api::MAINTENANCE_START => answer!(maintenance::change(
-            api,
-            &payload,
-            maintenance::Change::Start
-        )),
-        api::MAINTENANCE_VERIFY => answer!(maintenance::change(
-            api,
-            &payload,
-            maintenance::Change::Verify
-        )),
-        api::MAINTENANCE_COMPLETE => {
-            answer!(maintenance::change(
-                api,
-                &payload,
-                maintenance::Change::Complete
-            ))
-        }
-        api::MAINTENANCE_CANCEL => answer!(maintenance::change(
-            api,
-            &payload,
-            maintenance::Change::Cancel
-        )),
-        api::MAINTENANCE_LIST => answer!(maintenance::list(api, &payload)),
-        other => {
-            // A registered endpoint without a handler is a bug; the caller
-            // still gets an answer instead of a timeout.
-            tracing::error!(
-                subject = other,
-                "No handler for an endpoint that is registered."
-            );
-            let reply = ApiReply::<()>::failed(format!("{other} has no handler in this decider"));
-            respond(api, name, &request, reply).await
-        }
-    }
+/// Every endpoint the decider serves, each with its handler.
+pub fn router(api: &Api) -> Router {
+    use incidents::Change as I;
+    use maintenance::Change as M;
+    let service = Service {
+        name: "beacon-decider",
+        description: "Beacon decider: page config, status, incidents and maintenance",
+        concurrency: CONCURRENCY,
+    };
+    Router::new(service, api.metrics.api_requests.clone())
+        .route(CONFIG_APPLY, api, |api, r| async move {
+            config::apply(&api, r).await
+        })
+        .route(CONFIG_GET, api, |api, r| async move {
+            config::get(&api, r).await
+        })
+        .route(COMPONENT_SET, api, |api, r| async move {
+            components::set(&api, r).await
+        })
+        .route(COMPONENT_CLEAR, api, |api, r| async move {
+            components::clear(&api, r).await
+        })
+        .route(COMPONENT_EXPLAIN, api, |api, r| async move {
+            components::explain(&api, r).await
+        })
+        .route(COMPONENT_LIST, api, |api, r| async move {
+            components::list(&api, r).await
+        })
+        .route(INCIDENT_LIST, api, |api, r| async move {
+            incidents::list(&api, r).await
+        })
+        .route(INCIDENT_SHOW, api, |api, r| async move {
+            incidents::show(&api, r).await
+        })
+        .route(INCIDENT_CREATE, api, |api, r| async move {
+            incidents::create(&api, r).await
+        })
+        .route(INCIDENT_UPDATE, api, |api, r| async move {
+            incidents::change(&api, r, I::Update).await
+        })
+        .route(INCIDENT_EDIT, api, |api, r| async move {
+            incidents::change(&api, r, I::Edit).await
+        })
+        .route(INCIDENT_RESOLVE, api, |api, r| async move {
+            incidents::change(&api, r, I::Resolve).await
+        })
+        .route(INCIDENT_CONFIRM, api, |api, r| async move {
+            incidents::change(&api, r, I::Confirm).await
+        })
+        .route(INCIDENT_DISMISS, api, |api, r| async move {
+            incidents::change(&api, r, I::Dismiss).await
+        })
+        .route(INCIDENT_POSTMORTEM, api, |api, r| async move {
+            incidents::change(&api, r, I::Postmortem).await
+        })
+        .route(MAINTENANCE_SCHEDULE, api, |api, r| async move {
+            maintenance::schedule(&api, r).await
+        })
+        .route(MAINTENANCE_START, api, |api, r| async move {
+            maintenance::change(&api, r, M::Start).await
+        })
+        .route(MAINTENANCE_VERIFY, api, |api, r| async move {
+            maintenance::change(&api, r, M::Verify).await
+        })
+        .route(MAINTENANCE_COMPLETE, api, |api, r| async move {
+            maintenance::change(&api, r, M::Complete).await
+        })
+        .route(MAINTENANCE_CANCEL, api, |api, r| async move {
+            maintenance::change(&api, r, M::Cancel).await
+        })
+        .route(MAINTENANCE_LIST, api, |api, r| async move {
+            maintenance::list(&api, r).await
+        })
 }
 
 /// Serves every endpoint until shutdown. If the service cannot be
@@ -243,19 +192,9 @@ async fn serve_endpoints(
     api: Api,
     up: tokio::sync::oneshot::Sender<()>,
 ) -> Result<(), async_nats::Error> {
-    let service = Service {
-        name: "beacon-decider",
-        description: "Beacon decider: page config, status, incidents and maintenance",
-        endpoints: ENDPOINTS,
-        concurrency: CONCURRENCY,
-    };
     let (client, shutdown) = (
         api.daemon.client.clone(),
         api.daemon.process.shutdown.clone(),
     );
-    service::serve(&client, &shutdown, service, Some(up), |subject, request| {
-        let api = api.clone();
-        async move { dispatch(&api, subject, request).await }
-    })
-    .await
+    router(&api).serve(&client, &shutdown, Some(up)).await
 }

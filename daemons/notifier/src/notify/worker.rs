@@ -4,9 +4,10 @@
 //!
 //! For each batch:
 //!
-//! 1. On a redelivery (a crash, a retry), the batch's ledger (KV `ledger`,
+//! 1. On every delivery (a crash, a retry, a replay of the same batch id by
+//!    the planner), the batch's ledger (KV `ledger`,
 //!    keyed by the batch's event id) says which deliveries are done; only
-//!    the others are sent again. A first delivery needs no ledger read.
+//!    the others are sent (one KV read per batch of up to 1,000).
 //! 2. Deliveries go out up to `--send-concurrency` at once, each within
 //!    its account's limits ([`super::limits`]). An urgent batch of a
 //!    channel is waited for by that channel's normal batches.
@@ -26,8 +27,7 @@ use std::time::{Duration, Instant};
 
 use beacon_contract::event::{Envelope, EventId};
 use beacon_contract::messages::{
-    ChannelKind, DeliveryLedger, DeliveryOutcome, DeliveryReceipt, EndpointState, Lane, NoticeKind,
-    NotifyBatch,
+    ChannelKind, DeliveryOutcome, DeliveryReceipt, EndpointState, Lane, NoticeKind, NotifyBatch,
 };
 use beacon_contract::names::{delivery_subject, notify_subject, STREAM_NOTIFY};
 use beacon_runtime::consume::{
@@ -42,6 +42,7 @@ use super::{limits::Waits, Accepted, Delivery, SendError, Senders};
 use crate::api::set_state;
 use crate::context::Context;
 use crate::index::{parse_id, Endpoint};
+use crate::records::DeliveryLedger;
 use crate::render::Links;
 
 /// Receipts gathered before they are published and the ledger written.
@@ -194,20 +195,22 @@ impl Worker {
         let attempt = message.attempt.max(1) as u32;
         let ledger_key = batch_id.to_string().to_ascii_lowercase();
         let mut states = vec![State::Pending; batch.subscribers.len()];
-        if attempt > 1 {
-            match self.read_ledger(&ledger_key, states.len()).await {
-                Ok(Some(stored)) => {
-                    let done = stored.iter().filter(|s| !s.is_open()).count();
-                    self.ctx
-                        .metrics
-                        .ledger_hits
-                        .with_label_values(&[self.kind.as_str()])
-                        .inc_by(done as u64);
-                    states = stored;
-                }
-                Ok(None) => {}
-                Err(e) => return Outcome::retry(e),
+        // Always, not only on a redelivery: a batch published again by a
+        // planner replaying a send (after the bus's dedup window) arrives
+        // as a first delivery of the same id, and must send only what is
+        // still open.
+        match self.read_ledger(&ledger_key, states.len()).await {
+            Ok(Some(stored)) => {
+                let done = stored.iter().filter(|s| !s.is_open()).count();
+                self.ctx
+                    .metrics
+                    .ledger_hits
+                    .with_label_values(&[self.kind.as_str()])
+                    .inc_by(done as u64);
+                states = stored;
             }
+            Ok(None) => {}
+            Err(e) => return Outcome::retry(e),
         }
         let Some(page) = self.ctx.pages.get(&batch.page) else {
             let reason = format!("page {} is not known (yet)", batch.page);

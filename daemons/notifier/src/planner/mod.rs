@@ -29,8 +29,7 @@ use beacon_contract::hlc::wall_clock_ms;
 use beacon_contract::incident::Incident;
 use beacon_contract::messages::{
     ChangelogEntry, ChannelKind, DigestEntry, IncidentEvent, Lane, MaintenanceEvent, Notice,
-    NoticeKind, NoticeSubject, NoticeThread, NotifyBatch, PendingFlush, SendChunks, StatusChange,
-    ThreadSend,
+    NoticeKind, NoticeSubject, NotifyBatch, StatusChange,
 };
 use beacon_contract::names::{
     incident_subject, notify_subject, STREAM_CHANGELOG, STREAM_INCIDENTS, STREAM_MAINTENANCE,
@@ -49,6 +48,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::context::{batch_id, Context};
 use crate::index::format_id;
+use crate::records::{NoticeThread, PendingFlush, SendChunks, ThreadSend};
 use news::News;
 use plan::{Plan, Rule};
 
@@ -371,6 +371,12 @@ impl Engine {
         Ok(Incident::fold(&events, revision))
     }
 
+    /// The index the next send of `thread` gets: one more than the last,
+    /// so indices never repeat even where old sends are trimmed (digests).
+    fn next_index(thread: &NoticeThread) -> u32 {
+        thread.sends.last().map_or(0, |s| s.index + 1)
+    }
+
     fn thread(&mut self, page: &str, thread: &str) -> &mut Stored {
         self.threads
             .entry(format!("{page}.{thread}"))
@@ -387,11 +393,43 @@ impl Engine {
             })
     }
 
+    /// Reads thread `key` from KV `notices` unless it is in memory. A thread
+    /// leaves memory when a write of it failed (a timeout, or someone
+    /// else's write): whatever is stored is then the truth, and the next
+    /// use starts from it instead of from an empty thread whose create
+    /// could never succeed.
+    async fn ensure_loaded(&mut self, key: &str) -> Result<(), Retry> {
+        if self.threads.contains_key(key) {
+            return Ok(());
+        }
+        let entry = self
+            .ctx
+            .store
+            .notices
+            .entry(key)
+            .await
+            .map_err(|e| retry("read KV notices", e))?;
+        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+            return Ok(());
+        };
+        let envelope = Envelope::<NoticeThread>::decode(&entry.value)
+            .map_err(|e| retry("decode a notice thread", e))?;
+        self.threads.insert(
+            key.to_owned(),
+            Stored {
+                thread: envelope.data,
+                revision: entry.revision,
+            },
+        );
+        Ok(())
+    }
+
     /// Plans and publishes a send for `news`, unless its thread already
     /// has one from the same source (a replay), which is then only
     /// published if it was not yet.
     async fn announce(&mut self, page: &PageConfig, news: News) -> Result<(), Retry> {
         let key = format!("{}.{}", page.id, news.thread);
+        self.ensure_loaded(&key).await?;
         let stored = self.thread(&page.id, &news.thread);
         if stored.thread.sends.iter().any(|s| s.source == news.source) {
             return self.finish_unpublished(&key).await;
@@ -402,7 +440,7 @@ impl Engine {
             0
         };
         let now = wall_clock_ms();
-        let index = stored.thread.sends.len() as u32;
+        let index = Self::next_index(&stored.thread);
         let lane = plan::lane_of(news.kind);
         let notice = Notice {
             id: format!("{}.{index}", news.thread),
@@ -623,8 +661,9 @@ impl Engine {
                 Ok(())
             }
             Err(e) => {
-                // Someone else wrote it (a deposed leader): start the term
-                // over from what is stored.
+                // Someone else wrote it (a deposed leader), or the write's
+                // fate is unknown (a timeout): forget it, so the next use
+                // reads what is stored ([`Engine::ensure_loaded`]).
                 self.threads.remove(key);
                 Err(Retry(format!("cannot store thread {key}: {e}")))
             }
@@ -632,33 +671,49 @@ impl Engine {
     }
 
     async fn mark_published(&mut self, key: &str, index: u32) -> Result<(), Retry> {
+        self.ensure_loaded(key).await?;
         if let Some(stored) = self.threads.get_mut(key) {
-            if let Some(send) = stored.thread.sends.get_mut(index as usize) {
+            if let Some(send) = stored.thread.sends.iter_mut().find(|s| s.index == index) {
                 send.published = true;
             }
         }
         self.save(key).await
     }
 
-    /// Publishes a thread's last send again if it was stored but not marked
-    /// published (the process stopped in between).
+    /// Publishes again every send of a thread that was stored but not
+    /// marked published (its publish failed, or the process stopped in
+    /// between), oldest first: a later send being published says nothing
+    /// of an earlier one.
     async fn finish_unpublished(&mut self, key: &str) -> Result<(), Retry> {
+        self.ensure_loaded(key).await?;
+        loop {
+            let Some(stored) = self.threads.get(key) else {
+                return Ok(());
+            };
+            let Some(position) = stored.thread.sends.iter().position(|s| !s.published) else {
+                return Ok(());
+            };
+            self.finish_send(key, position).await?;
+        }
+    }
+
+    /// Publishes the send at `position` of thread `key` again, with the
+    /// same notice id and batch ids as the first time, and marks it.
+    async fn finish_send(&mut self, key: &str, position: usize) -> Result<(), Retry> {
         let Some(stored) = self.threads.get(key) else {
             return Ok(());
         };
         let thread = &stored.thread;
-        let Some(last) = thread.sends.last() else {
-            return Ok(());
-        };
-        if last.published {
-            return Ok(());
-        }
+        let send = thread.sends[position].clone();
         let (Some(latest), Some(page)) = (thread.latest.clone(), self.ctx.pages.get(&thread.page))
         else {
-            return self.mark_published(key, last.index).await;
+            return self.mark_published(key, send.index).await;
         };
+        // The notice's time is part of its batches' ids: the send's own,
+        // not the thread's latest, so a replay has the first try's ids.
         let notice = Notice {
-            id: last.notice.clone(),
+            id: send.notice.clone(),
+            at_ms: send.at_ms,
             ..latest
         };
         let lane = thread.latest_lane.unwrap_or(Lane::Normal);
@@ -670,23 +725,30 @@ impl Engine {
         } else {
             page.notifications.window_ms
         };
-        let index = last.index;
-        let (at_ms, components, after, chunks) = (
-            last.at_ms,
-            last.components.clone(),
-            last.after,
-            last.chunks.clone(),
-        );
-        let earlier = thread.sends[..index as usize].to_vec();
-        let planned = self.plan(&page, &earlier, at_ms, &components, after, window, &notice);
+        let earlier = thread.sends[..position].to_vec();
+        let nothing_to_say =
+            matches!(&notice.subject, NoticeSubject::Digest { entries } if entries.is_empty());
+        let planned = if nothing_to_say {
+            Plan::default()
+        } else {
+            self.plan(
+                &page,
+                &earlier,
+                send.at_ms,
+                &send.components,
+                send.after,
+                window,
+                &notice,
+            )
+        };
         tracing::info!(
             key,
-            index,
-            "Publishing a send the last term stored but did not finish."
+            index = send.index,
+            "Publishing a send that was stored but not published."
         );
-        self.publish(&page, &notice, lane, &planned, &chunks)
+        self.publish(&page, &notice, lane, &planned, &send.chunks)
             .await?;
-        self.mark_published(key, index).await
+        self.mark_published(key, send.index).await
     }
 
     async fn fire(&mut self, key: &TimerKey) -> Result<(), Retry> {
@@ -699,6 +761,9 @@ impl Engine {
     /// Closes a batching window: the newest state to those whose last
     /// message was send `after`.
     async fn flush(&mut self, key: &str, after: u32) -> Result<(), Retry> {
+        // A flush stored by an earlier try whose publish failed is no
+        // longer pending: publish it before anything else.
+        self.finish_unpublished(key).await?;
         let Some(stored) = self.threads.get(key) else {
             return Ok(());
         };
@@ -713,20 +778,20 @@ impl Engine {
             }
             return self.save(key).await;
         };
-        let index = thread.sends.len() as u32;
+        let index = Self::next_index(thread);
         let held = thread
             .sends
             .iter()
             .filter(|s| s.index > after && s.after.is_none())
             .count() as u32;
+        let now = wall_clock_ms();
         let notice = Notice {
             id: format!("{}.{index}", thread.thread),
-            at_ms: wall_clock_ms(),
+            at_ms: now,
             updates: held.max(1),
             ..latest
         };
         let lane = thread.latest_lane.unwrap_or(Lane::Normal);
-        let now = wall_clock_ms();
         let planned = self.plan(
             &page,
             &thread.sends.clone(),
@@ -771,6 +836,10 @@ impl Engine {
                 continue;
             }
             let key = format!("{}.{DIGEST_THREAD}", page.id);
+            if let Err(e) = self.ensure_loaded(&key).await {
+                tracing::debug!(error = %e, "Digest thread not read yet.");
+                continue;
+            }
             if !self.threads.contains_key(&key) {
                 // The first digest comes one period after the planner first
                 // saw the page.
@@ -812,6 +881,9 @@ impl Engine {
             return Ok(());
         };
         let key = format!("{page_id}.{DIGEST_THREAD}");
+        // A digest stored by an earlier try whose publish failed is sent
+        // first, with its own entries, before the next is considered.
+        self.finish_unpublished(&key).await?;
         let now = wall_clock_ms();
         let every = page.notifications.digest_every_ms;
         let Some(last) = self
@@ -841,7 +913,7 @@ impl Engine {
             last.at_ms
         };
         let entries = self.changelog(page_id, since, now).await?;
-        let index = self.thread(page_id, DIGEST_THREAD).thread.sends.len() as u32;
+        let index = Self::next_index(&self.thread(page_id, DIGEST_THREAD).thread);
         let notice = Notice {
             // Sends are trimmed, so the index repeats: the time does not.
             id: format!("{DIGEST_THREAD}.{now}"),
@@ -882,11 +954,7 @@ impl Engine {
         self.save(&key).await?;
         self.publish(&page, &notice, Lane::Normal, &planned, &chunks)
             .await?;
-        let last = self.threads[&key].thread.sends.len() - 1;
-        if let Some(stored) = self.threads.get_mut(&key) {
-            stored.thread.sends[last].published = true;
-        }
-        self.save(&key).await?;
+        self.mark_published(&key, index).await?;
         self.timers.schedule_wall(
             TimerKey::Digest {
                 page: page_id.to_owned(),
@@ -914,7 +982,7 @@ impl Engine {
         let stored = history::read(
             &self.ctx.daemon.js,
             STREAM_CHANGELOG,
-            &format!("beacon.changelog.{page}.>"),
+            &beacon_contract::names::page_changelog_filter(page),
         )
         .await
         .map_err(|e| retry("read the changelog", e))?;

@@ -32,8 +32,7 @@ pub const TWILIO_ENV: &str = "BEACON_TEST_TWILIO";
 pub const TWILIO_SID: &str = "AC0123456789";
 pub const TWILIO_TOKEN: &str = "twilio-auth-token";
 
-/// How long a test waits for something the notifier should do.
-pub const WAIT: Duration = Duration::from_secs(30);
+pub use beacon_testkit::wait::LAND;
 
 pub struct Harness {
     pub nats: NatsServer,
@@ -108,7 +107,7 @@ impl Harness {
         let inbound = format!("http://127.0.0.1:{port}");
         let notifier =
             DaemonProcess::spawn_with_admin("beacon-notifier", notifier_args(&nats, port, extra));
-        notifier.wait_ready(WAIT).await;
+        notifier.wait_ready(LAND).await;
         let harness = Harness {
             nats,
             client,
@@ -127,14 +126,14 @@ impl Harness {
             "beacon-notifier",
             notifier_args(&self.nats, free_port(), extra),
         );
-        notifier.wait_ready(WAIT).await;
+        notifier.wait_ready(LAND).await;
         notifier
     }
 
     /// Waits until this harness's notifier holds the planner lease.
     pub async fn wait_leading(&self) {
         let admin = self.notifier.admin_url();
-        wait_until("the notifier to lead the planner", WAIT, || {
+        wait_until("the notifier to lead the planner", LAND, || {
             let admin = admin.clone();
             async move {
                 let body = reqwest::get(format!("{admin}/metrics"))
@@ -158,9 +157,10 @@ impl Harness {
     /// A request to the subscriber API.
     pub async fn request<Req: Serialize, Res: DeserializeOwned>(
         &self,
-        subject: &str,
+        endpoint: beacon_contract::api::Endpoint<Req, Res>,
         body: &Req,
     ) -> ApiReply<Res> {
+        let subject = endpoint.subject();
         let payload = serde_json::to_vec(body).expect("encode request");
         let reply = tokio::time::timeout(
             Duration::from_secs(10),
@@ -202,7 +202,7 @@ impl Harness {
     ) -> SubscriberView {
         let reply: ApiReply<SubscriberView> = self
             .request(
-                beacon_contract::names::api::SUBSCRIBER_ADD,
+                beacon_contract::api::SUBSCRIBER_ADD,
                 &AddSubscriberRequest {
                     page: page.into(),
                     subscriber,
@@ -228,16 +228,20 @@ impl Harness {
 
     /// Every receipt so far.
     pub async fn receipts(&self) -> Vec<DeliveryReceipt> {
-        history::read(&self.js, STREAM_DELIVERIES, "beacon.delivery.>")
-            .await
-            .expect("read DELIVERIES")
-            .iter()
-            .map(|m| {
-                Envelope::<DeliveryReceipt>::decode(&m.payload)
-                    .expect("a receipt")
-                    .data
-            })
-            .collect()
+        history::read(
+            &self.js,
+            STREAM_DELIVERIES,
+            beacon_contract::names::ALL_DELIVERIES,
+        )
+        .await
+        .expect("read DELIVERIES")
+        .iter()
+        .map(|m| {
+            Envelope::<DeliveryReceipt>::decode(&m.payload)
+                .expect("a receipt")
+                .data
+        })
+        .collect()
     }
 
     /// Waits until at least `n` receipts satisfy `want`.
@@ -247,7 +251,7 @@ impl Harness {
         n: usize,
         want: impl Fn(&DeliveryReceipt) -> bool,
     ) -> Vec<DeliveryReceipt> {
-        wait_until(what, WAIT, || {
+        wait_until(what, LAND, || {
             let receipts = self.receipts();
             let want = &want;
             async move {

@@ -6,6 +6,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use beacon_contract::api::Endpoint;
+use beacon_contract::names;
+
 use crate::config::{PageConfig, RawPageConfig};
 
 /// `beacon.api.config.apply`: store a page config.
@@ -43,3 +46,11 @@ pub struct GetConfigRequest {
 
 /// Result of `beacon.api.config.get`.
 pub type GetConfigResult = PageConfig;
+
+/// Validate and store a page config.
+pub const CONFIG_APPLY: Endpoint<ApplyConfigRequest, ApplyConfigResult> =
+    Endpoint::new(names::api::CONFIG_APPLY, "decider");
+
+/// Read back a stored page config.
+pub const CONFIG_GET: Endpoint<GetConfigRequest, PageConfig> =
+    Endpoint::new(names::api::CONFIG_GET, "decider");

@@ -1,10 +1,21 @@
-//! The notifier planner's records: threads of news (KV `notices`), the delivery ledger (KV `ledger`) and suppressed addresses (KV `suppressions`).
+//! What the notifier alone stores, and the inbound SMS it hands itself.
+//!
+//! - [`NoticeThread`] (KV `notices`): the planner's memory of one thread of
+//!   news, with its sends ([`ThreadSend`]) and the window flushes waiting
+//!   for their time ([`PendingFlush`]).
+//! - [`DeliveryLedger`] (KV `ledger`): what a NOTIFY batch already sent.
+//! - [`Suppression`] (KV `suppressions`): an erased address, kept only as a
+//!   keyed hash.
+//! - [`SmsInboundRequest`] and [`SmsInboundResult`]: an SMS reply as the
+//!   provider's webhook posted it, and what it did.
+//!
+//! Their schemas are generated and checked by `tests/schemas.rs` into
+//! `schemas/notifier/`.
 
+use beacon_contract::event::Message;
+use beacon_contract::messages::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-use super::*;
-use crate::event::Message;
 
 /// One send of a notice thread: who got it is what the rule says, applied
 /// to the subscribers in turn ([`NoticeThread`]).
@@ -127,4 +138,39 @@ pub struct Suppression {
 impl Message for Suppression {
     const KIND: &'static str = "suppression";
     const VERSION: u32 = 1;
+}
+
+/// An SMS the provider received for us, as its webhook posted it, for the
+/// notifier to check and act on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmsInboundRequest {
+    /// The full URL the provider posted to (it is part of what it signs).
+    pub url: String,
+    /// The form parameters, as posted.
+    pub params: std::collections::BTreeMap<String, String>,
+    /// The `X-Twilio-Signature` header.
+    pub signature: String,
+}
+
+/// What an inbound SMS did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SmsAction {
+    /// STOP and its synonyms: the number's SMS endpoints are stopped.
+    Stop,
+    /// START and its synonyms: they are active again.
+    Start,
+    /// Anything else: nothing changed.
+    Ignored,
+}
+
+/// What the notifier did with an inbound SMS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmsInboundResult {
+    /// What it did.
+    pub action: SmsAction,
+    /// Subscribers changed.
+    pub changed: u32,
 }
