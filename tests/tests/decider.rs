@@ -430,6 +430,82 @@ async fn an_override_wins_until_it_expires_and_clear_hands_back() {
 }
 
 #[tokio::test]
+async fn a_proposal_follows_a_worsening_outage_and_confirming_it_never_understates_it() {
+    let rig = Rig::start(&["eu", "us"], &[]).await;
+    let mut eu = HttpTarget::start().await;
+    let mut us = HttpTarget::start().await;
+    rig.apply(&per_region_page(
+        "worse",
+        &[("eu", eu.url()), ("us", us.url())],
+        "",
+    ))
+    .await;
+    rig.wait_status("worse", "api", ComponentStatus::Operational)
+        .await;
+
+    // One region down first: a partial outage, proposed as one.
+    eu.down();
+    rig.wait_status("worse", "api", ComponentStatus::PartialOutage)
+        .await;
+    let proposal = |status: &'static str| {
+        let rig = &rig;
+        move || async move {
+            let list = rig.ctl_json(&["incident", "list", "worse"]).await;
+            list.as_array().and_then(|l| {
+                l.iter()
+                    .find(|i| {
+                        i["lifecycle"] == "proposed" && i["components"][0]["status"] == status
+                    })
+                    .cloned()
+            })
+        }
+    };
+    let partial = wait_until(
+        "a partial-outage proposal",
+        DECIDE,
+        proposal("partial_outage"),
+    )
+    .await;
+    let id = partial["id"].as_str().expect("id").to_owned();
+
+    // Then every region: the proposal, still unconfirmed, follows.
+    us.down();
+    rig.wait_status("worse", "api", ComponentStatus::MajorOutage)
+        .await;
+    let major = wait_until("the proposal to follow", DECIDE, proposal("major_outage")).await;
+    assert_eq!(major["id"], id.as_str(), "the same proposal, revised");
+    assert!(
+        major["title"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(": major outage")),
+        "{major}"
+    );
+
+    // Confirmed as a new user would, without naming a status: the page
+    // keeps showing the major outage every region sees.
+    rig.ctl_json(&[
+        "incident",
+        "confirm",
+        "worse",
+        &id,
+        "-m",
+        "We are on it",
+        "--impact",
+        "major",
+    ])
+    .await;
+    wait_until("the incident to show the outage", DECIDE, || async {
+        rig.record("worse", "api").await.filter(|r| {
+            r.source == beacon_contract::messages::StatusSource::Incident
+                && r.status == ComponentStatus::MajorOutage
+        })
+    })
+    .await;
+    let record = rig.record("worse", "api").await.expect("a record");
+    assert_eq!(record.status, ComponentStatus::MajorOutage, "{record:?}");
+}
+
+#[tokio::test]
 async fn incidents_are_proposed_confirmed_resolved_and_dismissed_from_the_cli() {
     let rig = Rig::start(&["eu", "us"], &[]).await;
     let mut eu = HttpTarget::start().await;

@@ -6,7 +6,10 @@
 //!
 //! 1. an operator's override, until it is cleared or expires;
 //! 2. `under_maintenance`, while a maintenance window covering it runs;
-//! 3. the worst status an active incident's latest update gives it;
+//! 3. the worst status an active incident's latest update gives it, unless
+//!    automation sees a worse one and no operator set this component's
+//!    status in that update: an incident never hides a worse outage the
+//!    evidence shows (an operator's explicit status does win);
 //! 4. automation: the decision across regions, held at the worst recent
 //!    status while the component flaps.
 //!
@@ -106,6 +109,20 @@ pub enum Applied {
     Changed,
 }
 
+/// An active incident naming a component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncidentLayer<'a> {
+    /// Incident id.
+    pub id: &'a str,
+    /// The status it gives the component.
+    pub status: ComponentStatus,
+    /// Its state.
+    pub state: IncidentState,
+    /// Whether an operator set this component's status in the incident's
+    /// latest update: then it stands even where automation sees worse.
+    pub explicit: bool,
+}
+
 /// What else decides a component's status at evaluation time.
 #[derive(Debug, Default)]
 pub struct Context<'a> {
@@ -119,8 +136,8 @@ pub struct Context<'a> {
     pub manual: Option<&'a ComponentOverride>,
     /// Maintenance windows running over it: (id, title).
     pub maintenance: Vec<(&'a str, &'a str)>,
-    /// Active incidents naming it: (id, status for it, incident state).
-    pub incidents: Vec<(&'a str, ComponentStatus, IncidentState)>,
+    /// Active incidents naming it.
+    pub incidents: Vec<IncidentLayer<'a>>,
     /// Whether a proposed or active incident names it already.
     pub covered_by_incident: bool,
     /// The components it depends on, with their current status.
@@ -446,16 +463,38 @@ fn layer(
             format!("maintenance {id} in progress: {title}"),
         ));
     }
-    if let Some((id, status, state)) = ctx
+    if let Some(incident) = ctx
         .incidents
         .iter()
-        .max_by_key(|(id, status, _)| (status.severity(), std::cmp::Reverse(*id)))
+        .max_by_key(|i| (i.status.severity(), std::cmp::Reverse(i.id)))
     {
-        return Some((
-            *status,
-            StatusSource::Incident,
-            format!("incident {id} ({}) sets it", state.as_str()),
-        ));
+        let seen = automation.held();
+        match seen {
+            Some(worse) if !incident.explicit && worse.severity() > incident.status.severity() => {
+                return Some((
+                    worse,
+                    StatusSource::Automatic,
+                    format!(
+                        "automation sees {} while incident {} ({}) says {}",
+                        worse.as_str(),
+                        incident.id,
+                        incident.state.as_str(),
+                        incident.status.as_str()
+                    ),
+                ));
+            }
+            _ => {
+                return Some((
+                    incident.status,
+                    StatusSource::Incident,
+                    format!(
+                        "incident {} ({}) sets it",
+                        incident.id,
+                        incident.state.as_str()
+                    ),
+                ));
+            }
+        }
     }
     let held = automation.held()?;
     let rule = match (automation.flapping, decision) {
@@ -798,6 +837,66 @@ mod tests {
             (back.status, back.source),
             (ComponentStatus::Operational, StatusSource::Automatic)
         );
+    }
+
+    #[test]
+    fn an_incident_never_hides_a_worse_outage_unless_an_operator_said_so() {
+        let mut sim = Sim::new();
+        for i in 0..2 {
+            for region in ["eu", "us", "ap"] {
+                sim.result(region, Outcome::Up, START + i);
+            }
+        }
+        // Every region sees the site down: automation says major_outage.
+        for i in 2..4 {
+            for region in ["eu", "us", "ap"] {
+                sim.result(region, Outcome::Down, START + i);
+            }
+        }
+        assert_eq!(sim.statuses().last(), Some(&ComponentStatus::MajorOutage));
+        // A confirmed incident still at its proposal's partial_outage, with
+        // no operator naming the component's status in its latest update.
+        let confirmed = |explicit| IncidentLayer {
+            id: "inc-1",
+            status: ComponentStatus::PartialOutage,
+            state: IncidentState::Investigating,
+            explicit,
+        };
+        sim.evaluate(Context {
+            now_ms: START + 10,
+            incidents: vec![confirmed(false)],
+            covered_by_incident: true,
+            ..Context::default()
+        });
+        assert_eq!(
+            sim.statuses().last(),
+            Some(&ComponentStatus::MajorOutage),
+            "the page shows what the evidence shows"
+        );
+        // An operator who set partial_outage for it in that update is heard.
+        sim.evaluate(Context {
+            now_ms: START + 20,
+            incidents: vec![confirmed(true)],
+            covered_by_incident: true,
+            ..Context::default()
+        });
+        let set = sim.changes.last().expect("the operator's status");
+        assert_eq!(
+            (set.status, set.source),
+            (ComponentStatus::PartialOutage, StatusSource::Incident)
+        );
+        // An incident worse than automation's view always shows.
+        let worse = IncidentLayer {
+            status: ComponentStatus::MajorOutage,
+            ..confirmed(false)
+        };
+        sim.evaluate(Context {
+            now_ms: START + 30,
+            incidents: vec![worse],
+            covered_by_incident: true,
+            ..Context::default()
+        });
+        assert_eq!(sim.statuses().last(), Some(&ComponentStatus::MajorOutage));
     }
 
     #[test]

@@ -19,8 +19,8 @@ use beacon_contract::event::{Envelope, EventId};
 use beacon_contract::hlc::wall_clock_ms;
 use beacon_contract::maintenance::Window;
 use beacon_contract::messages::{
-    ComponentOverride, ComponentStatus, HealthResult, IncidentState, MaintenanceEvent,
-    Outcome as ProbeOutcome, ProbeHeartbeat, ProbeVerdict,
+    ComponentOverride, ComponentStatus, HealthResult, IncidentLifecycle, IncidentState,
+    MaintenanceEvent, Outcome as ProbeOutcome, ProbeHeartbeat, ProbeVerdict, StatusSource,
 };
 use beacon_contract::names::{health_subject, maintenance_subject, probe_verdict_subject};
 use beacon_runtime::consume::Outcome;
@@ -33,7 +33,7 @@ use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::books::{Books, Touch};
-use crate::component::{Applied, ComponentState, Context, Stored, Verdict};
+use crate::component::{Applied, ComponentState, Context, IncidentLayer, Stored, Verdict};
 use crate::configs::{Configs, Page};
 use crate::metrics::Metrics;
 use crate::schedule;
@@ -90,13 +90,25 @@ enum Key {
     Judge,
 }
 
+/// An active incident as one component's layer sees it (owned).
+#[derive(Debug)]
+struct ActiveIncident {
+    id: String,
+    status: ComponentStatus,
+    state: IncidentState,
+    explicit: bool,
+}
+
 /// What the layers above automation say for one page's components.
 #[derive(Debug, Default)]
 struct Layers {
     overrides: HashMap<String, ComponentOverride>,
     maintenance: HashMap<String, Vec<(String, String)>>,
-    incidents: HashMap<String, Vec<(String, ComponentStatus, IncidentState)>>,
+    incidents: HashMap<String, Vec<ActiveIncident>>,
     covered: HashSet<String>,
+    /// The decider's own proposals no operator has confirmed yet, by
+    /// component: (incident id, the status it gives it, its revision).
+    proposed: HashMap<String, Vec<(String, ComponentStatus, u64)>>,
 }
 
 impl Layers {
@@ -120,14 +132,38 @@ impl Layers {
             if !incident.is_pending_or_active() {
                 continue;
             }
+            let latest = incident.updates.last();
+            let proposed_here = incident.lifecycle == IncidentLifecycle::Proposed
+                && incident.created_by == crate::store::ACTOR;
             for affected in &incident.components {
                 layers.covered.insert(affected.component.clone());
+                if proposed_here {
+                    layers
+                        .proposed
+                        .entry(affected.component.clone())
+                        .or_default()
+                        .push((incident.id.clone(), affected.status, incident.revision));
+                }
                 if incident.is_active() {
+                    // An operator named this component's status in the
+                    // latest update: that stands even against automation.
+                    let explicit = latest.is_some_and(|update| {
+                        update.actor != crate::store::ACTOR
+                            && update
+                                .components
+                                .iter()
+                                .any(|c| c.component == affected.component)
+                    });
                     layers
                         .incidents
                         .entry(affected.component.clone())
                         .or_default()
-                        .push((incident.id.clone(), affected.status, incident.state));
+                        .push(ActiveIncident {
+                            id: incident.id.clone(),
+                            status: affected.status,
+                            state: incident.state,
+                            explicit,
+                        });
                 }
             }
         }
@@ -901,6 +937,7 @@ impl Engine {
                 .map_or(0, |p| depth(&p.config, &dirty[i].component))
         });
         let mut pending: HashMap<(String, String), ComponentStatus> = HashMap::new();
+        let mut revisions: HashMap<usize, Vec<(String, u64)>> = HashMap::new();
         for index in order {
             let item = &dirty[index];
             if !seen.insert((item.page.as_str(), item.component.as_str())) {
@@ -952,7 +989,12 @@ impl Engine {
                     .get(&item.component)
                     .map(|list| {
                         list.iter()
-                            .map(|(id, status, st)| (id.as_str(), *status, *st))
+                            .map(|i| IncidentLayer {
+                                id: i.id.as_str(),
+                                status: i.status,
+                                state: i.state,
+                                explicit: i.explicit,
+                            })
                             .collect()
                     })
                     .unwrap_or_default(),
@@ -971,6 +1013,24 @@ impl Engine {
                 Verdict::Quiet(record) => jobs.push((index, automation, record, false)),
                 Verdict::Change(record) => {
                     pending.insert((item.page.clone(), item.component.clone()), record.status);
+                    // A proposal of ours still unconfirmed follows the
+                    // change: its title and status say what is true now.
+                    if record.source == StatusSource::Automatic
+                        && record.inhibited.is_none()
+                        && record.status.severity() > ComponentStatus::Operational.severity()
+                    {
+                        let stale: Vec<(String, u64)> = layers
+                            .proposed
+                            .get(&item.component)
+                            .into_iter()
+                            .flatten()
+                            .filter(|(_, status, _)| *status != record.status)
+                            .map(|(id, _, revision)| (id.clone(), *revision))
+                            .collect();
+                        if !stale.is_empty() {
+                            revisions.insert(index, stale);
+                        }
+                    }
                     jobs.push((index, automation, record, true));
                 }
             }
@@ -1007,6 +1067,7 @@ impl Engine {
                     let store = store.clone();
                     let item = &dirty[index];
                     let page = pages.get(&item.page);
+                    let stale = revisions.get(&index);
                     async move {
                         let result = match page.and_then(|p| {
                             Some((
@@ -1015,9 +1076,21 @@ impl Engine {
                             ))
                         }) {
                             Some((component, state)) => {
-                                store
+                                let committed = store
                                     .commit(&record, component, &state.stored, change)
-                                    .await
+                                    .await;
+                                if committed.is_ok() {
+                                    for (id, revision) in stale.into_iter().flatten() {
+                                        if let Err(e) = store
+                                            .revise_proposal(&record, component, id, *revision)
+                                            .await
+                                        {
+                                            tracing::warn!(incident = %id, error = %e,
+                                                "Cannot bring a proposal up to date with its component; it keeps its earlier title.");
+                                        }
+                                    }
+                                }
+                                committed
                             }
                             None => Err(StoreError::Unavailable(
                                 "the component left the config".into(),

@@ -304,6 +304,61 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Brings proposal `id` (still unconfirmed, at `revision`) up to the
+    /// change in `record`: the title, impact and component status it would
+    /// have been proposed with now. Conditional on the revision, so an
+    /// operator's confirmation or edit that came first wins; the same
+    /// change revises it once (its event id comes from the change).
+    pub async fn revise_proposal(
+        &self,
+        record: &StatusRecord,
+        component: &Component,
+        id: &str,
+        revision: u64,
+    ) -> Result<(), StoreError> {
+        let proposed = proposal(record, component, id);
+        let mut event = IncidentEvent::new(
+            &record.page,
+            id,
+            IncidentAction::Edited,
+            ACTOR,
+            record.since_ms,
+        );
+        event.title = proposed.title;
+        event.impact = proposed.impact;
+        event.components = proposed.components;
+        event.evidence = proposed.evidence;
+        let envelope = Envelope::with_id(
+            revision_event_id(record.change),
+            self.daemon.clock.now(),
+            &self.daemon.origin,
+            event,
+        );
+        let subject = incident_subject(&record.page, id);
+        match publish_expecting(self.js(), &subject, &envelope, revision).await {
+            Ok(_) => Ok(()),
+            Err(e) => match self
+                .recognise(&subject, STREAM_INCIDENTS, envelope.id, e)
+                .await
+            {
+                Ok(_) => Ok(()),
+                // Someone wrote it since: their word stands.
+                Err(StoreError::Conflict(_)) => Ok(()),
+                Err(e) => Err(e),
+            },
+        }
+    }
+}
+
+/// The event id of the revision of a proposal made by change `change`.
+fn revision_event_id(change: EventId) -> EventId {
+    EventId(Ulid::from_parts(
+        change.0.timestamp_ms(),
+        change.0.random().rotate_left(41),
+    ))
+}
+
 /// The event id of the proposal made by change `change`.
 fn proposal_event_id(change: EventId) -> EventId {
     EventId(Ulid::from_parts(
