@@ -769,6 +769,81 @@ async fn a_stored_change_whose_event_was_lost_is_published_once_on_load() {
 }
 
 #[tokio::test]
+async fn a_proposal_lost_after_its_status_event_was_published_is_made_on_load() {
+    let mut rig = Rig::start(&["eu", "us"], &[]).await;
+    let eu = HttpTarget::start().await;
+    let us = HttpTarget::start().await;
+    rig.apply(&per_region_page(
+        "unproposed",
+        &[("eu", eu.url()), ("us", us.url())],
+        "",
+    ))
+    .await;
+    rig.wait_status("unproposed", "api", ComponentStatus::Operational)
+        .await;
+    for (_, probe) in &mut rig.probes {
+        probe.kill();
+    }
+    rig.deciders[0].kill();
+
+    // The state a crash between the STATUS publish and the proposal
+    // leaves: the record and its event, no incident.
+    let kv = rig.js.get_key_value(KV_STATUS).await.expect("KV status");
+    let entry = kv
+        .entry(status_key("unproposed", "api"))
+        .await
+        .expect("read")
+        .expect("a record");
+    let change = EventId::new();
+    let proposal = EventId::new().to_string().to_ascii_lowercase();
+    let mut record = StatusRecord::new(
+        "unproposed",
+        "api",
+        ComponentStatus::MajorOutage,
+        wall_clock_ms(),
+        change,
+        Evidence {
+            rule: "quorum: 2 of 2 regions down (quorum majority)".into(),
+            trigger: None,
+            regions: vec![],
+        },
+    );
+    record.from = Some(ComponentStatus::Operational);
+    record.proposal = Some(proposal.clone());
+    let clock = HlcClock::new();
+    kv.update(
+        status_key("unproposed", "api"),
+        Envelope::new(&clock, "global", record.clone())
+            .encode()
+            .expect("encode")
+            .into(),
+        entry.revision,
+    )
+    .await
+    .expect("write the record");
+    publish(
+        &rig.js,
+        &beacon_contract::names::status_subject("unproposed", "api"),
+        &Envelope::with_id(change, clock.now(), "global", record.change_event()),
+    )
+    .await
+    .expect("publish the change");
+
+    rig.deciders[0].restart();
+    rig.deciders[0].wait_ready(READY).await;
+    let made = wait_until("the lost proposal to be made", DECIDE, || async {
+        let list = rig.ctl_json(&["incident", "list", "unproposed"]).await;
+        list.as_array()
+            .and_then(|l| l.iter().find(|i| i["id"] == proposal.as_str()).cloned())
+    })
+    .await;
+    assert_eq!(made["lifecycle"], "proposed");
+    // The event was there: nothing was published again.
+    let events = rig.status_events("unproposed", "api").await;
+    assert_eq!(events.iter().filter(|e| e.id == change).count(), 1);
+}
+
+#[tokio::test]
 async fn a_status_change_made_while_status_is_away_is_published_once_it_returns() {
     let rig = Rig::start(&["eu", "us"], &[]).await;
     let mut eu = HttpTarget::start().await;

@@ -136,20 +136,28 @@ impl Store {
         let Some(record) = stored.record.clone() else {
             return Ok((stored, Repair::None));
         };
+        if record.since_ms + RECONCILE_WITHIN_MS < wall_clock_ms() {
+            return Ok((stored, Repair::None));
+        }
         let change = record.change.to_string();
         let published = last
             .as_ref()
             .is_some_and(|l| l.message_id.as_deref() == Some(change.as_str()));
-        if published || record.since_ms + RECONCILE_WITHIN_MS < wall_clock_ms() {
-            return Ok((stored, Repair::None));
+        let mut repair = Repair::None;
+        if !published {
+            tracing::warn!(page, component = %component.id, change = %record.change,
+                "The stored status change has no STATUS event; publishing it now.");
+            stored.status_sequence = self.publish_change(&record, stored.status_sequence).await?;
+            repair = Repair::Republished;
         }
-        tracing::warn!(page, component = %component.id, change = %record.change,
-            "The stored status change has no STATUS event; publishing it now.");
-        stored.status_sequence = self.publish_change(&record, stored.status_sequence).await?;
+        // The proposal is the last step of a change, so it may be missing
+        // where the STATUS event is not (a crash between the two): make
+        // sure of it either way. Proposing is conditional on the incident's
+        // subject being empty, so an existing proposal is left as it is.
         if record.proposal.is_some() {
             self.propose(&record, component).await?;
         }
-        Ok((stored, Repair::Republished))
+        Ok((stored, repair))
     }
 
     /// Stores `record` over `stored`: the KV write, then (for a `change`)
