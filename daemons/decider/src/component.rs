@@ -162,12 +162,33 @@ pub enum Verdict {
 const CHANGE_SALT: u128 = 0x5354_4154_5553_4348_414e_4745; // "STATUSCHANGE"
 const PROPOSAL_SALT: u128 = 0x5052_4f50_4f53_414c; // "PROPOSAL"
 
-/// The status-change id for a change triggered by `trigger`: stable across
-/// retries of the same trigger, distinct from it, sorted with it.
-pub fn change_id(trigger: EventId) -> EventId {
+/// What a change decides, as far as its id goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeOf {
+    /// The status shown before, if any.
+    pub from: Option<ComponentStatus>,
+    /// The status shown from now on.
+    pub to: ComponentStatus,
+    /// Whether the component flaps from now on.
+    pub flapping: bool,
+}
+
+/// The status-change id for `decision` triggered by `trigger`: stable across
+/// retries of the same decision on the same trigger, distinct from the
+/// trigger, sorted with it. The decision is part of it: a trigger delivered
+/// again in a new term may decide something else, and that change must not
+/// share an id (the bus would drop its event as a duplicate).
+pub fn change_id(trigger: EventId, decision: ChangeOf) -> EventId {
+    let seed = format!(
+        "{}|{}|{}",
+        decision.from.map_or("none", ComponentStatus::as_str),
+        decision.to.as_str(),
+        decision.flapping
+    );
+    let mixed = u128::from(beacon_contract::names::fnv1a(seed.as_bytes())) << 16;
     EventId(Ulid::from_parts(
         trigger.0.timestamp_ms(),
-        trigger.0.random() ^ CHANGE_SALT,
+        trigger.0.random() ^ CHANGE_SALT ^ mixed,
     ))
 }
 
@@ -380,7 +401,14 @@ impl ComponentState {
             record.recent = automation.recent.clone();
             return (automation, Verdict::Quiet(record));
         }
-        let change = ctx.trigger.map_or_else(EventId::new, change_id);
+        let decided = ChangeOf {
+            from: current.map(|r| r.status),
+            to: status,
+            flapping: automation.flapping,
+        };
+        let change = ctx
+            .trigger
+            .map_or_else(EventId::new, |trigger| change_id(trigger, decided));
         let inhibited = inhibition(source, &automation, ctx);
         let proposes = source == StatusSource::Automatic
             && inhibited.is_none()
@@ -837,6 +865,34 @@ mod tests {
             (back.status, back.source),
             (ComponentStatus::Operational, StatusSource::Automatic)
         );
+    }
+
+    #[test]
+    fn a_change_id_names_the_decision_not_only_its_trigger() {
+        let trigger = EventId::new();
+        let decision = |to, flapping| ChangeOf {
+            from: Some(ComponentStatus::Operational),
+            to,
+            flapping,
+        };
+        let major = change_id(trigger, decision(ComponentStatus::MajorOutage, false));
+        // A retry of the same decision is the same change.
+        assert_eq!(
+            major,
+            change_id(trigger, decision(ComponentStatus::MajorOutage, false))
+        );
+        // The same trigger deciding something else (in a new term, say) is
+        // another change, whose event the bus must not drop as a duplicate.
+        assert_ne!(
+            major,
+            change_id(trigger, decision(ComponentStatus::PartialOutage, false))
+        );
+        assert_ne!(
+            major,
+            change_id(trigger, decision(ComponentStatus::MajorOutage, true))
+        );
+        assert_ne!(major, trigger);
+        assert_eq!(major.0.timestamp_ms(), trigger.0.timestamp_ms());
     }
 
     #[test]
