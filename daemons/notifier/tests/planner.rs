@@ -616,3 +616,47 @@ async fn a_batch_published_again_after_the_dedup_window_sends_nothing_twice() {
     assert_eq!(smtp.count(), 1, "the replay sent the notice again");
     assert!(h.metric("beacon_notifier_ledger_hits_total").await >= 1.0);
 }
+
+#[tokio::test]
+async fn a_digest_whose_publish_failed_is_sent_with_its_entries_once_the_bus_takes_it() {
+    let smtp = SmtpSink::start().await;
+    let extra = format!(
+        "{}[notifications]\ndigest_every = \"2s\"\n",
+        email_channel(&smtp.endpoint())
+    );
+    let h = Harness::start(&[page("digestfail", &["api"], &extra)], &[]).await;
+    let mut wants = subscriber(vec![email("reader@example.com")], &[], &[]);
+    wants.digest = true;
+    h.add_with("digestfail", wants, true).await;
+    let key = "digestfail.digest";
+    wait_thread(&h, key, "the digest thread", |t| !t.sends.is_empty()).await;
+
+    // The next digest has an entry, but NOTIFY refuses its batch.
+    notify_refuses(&h, true).await;
+    h.publish(
+        &changelog_subject("digestfail", "c1"),
+        ChangelogEntry {
+            page: "digestfail".into(),
+            entry: "c1".into(),
+            title: "Faster pages".into(),
+            body_markdown: "Pages render in half the time.".into(),
+            category: "improvement".into(),
+            components: vec![],
+            withdrawn: false,
+            published_at_ms: 0,
+            images: vec![],
+            actor: "alice".into(),
+        },
+    )
+    .await;
+    wait_thread(&h, key, "the digest stored, not published", |t| {
+        t.sends.iter().any(|s| !s.published)
+    })
+    .await;
+    notify_refuses(&h, false).await;
+
+    // The retry sends that digest, entry and all, not an empty one later.
+    wait_mails(&smtp, 1, "the digest").await;
+    let text = smtp.mails()[0].decoded();
+    assert!(text.contains("Faster pages"), "{text}");
+}

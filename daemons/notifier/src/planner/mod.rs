@@ -1036,3 +1036,37 @@ pub fn offers(page: &PageConfig, kind: ChannelKind) -> bool {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(index: u32) -> ThreadSend {
+        ThreadSend {
+            index,
+            at_ms: u64::from(index),
+            source: format!("digest-{index}"),
+            components: vec![],
+            after: None,
+            notice: format!("{DIGEST_THREAD}.{index}"),
+            chunks: vec![],
+            published: true,
+        }
+    }
+
+    #[test]
+    fn indices_never_repeat_once_old_sends_are_trimmed() {
+        let mut thread = NoticeThread {
+            page: "p".into(),
+            thread: DIGEST_THREAD.into(),
+            sends: Vec::new(),
+            pending: Vec::new(),
+            latest: None,
+            latest_lane: None,
+        };
+        assert_eq!(Engine::next_index(&thread), 0);
+        // A digest thread keeps its last eight sends: indices 4 to 11.
+        thread.sends = (4..12).map(send).collect();
+        assert_eq!(Engine::next_index(&thread), 12, "not the thread's length");
+    }
+}
