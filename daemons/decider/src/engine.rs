@@ -202,6 +202,9 @@ pub struct Engine {
     pages: HashMap<String, PageState>,
     suspects: Suspects,
     timers: Timers<Key>,
+    /// Components this term has claimed in KV `status` (see
+    /// [`Store::load`]): the first load of each claims it.
+    claimed: HashSet<(String, String)>,
 }
 
 impl Engine {
@@ -226,6 +229,7 @@ impl Engine {
             pages: HashMap::new(),
             suspects: Suspects::default(),
             timers: Timers::new(),
+            claimed: HashSet::new(),
         }
     }
 
@@ -369,13 +373,16 @@ impl Engine {
         let config = state.config.clone();
         let wanted: Vec<String> = state.unloaded.iter().cloned().collect();
         let store = self.store.clone();
+        let claimed = &self.claimed;
         let loaded: Vec<LoadedComponent> = futures::stream::iter(wanted)
             .map(|id| {
                 let store = store.clone();
                 let config = config.clone();
+                // The first load of a component in this term claims it.
+                let claim = !claimed.contains(&(page.to_owned(), id.clone()));
                 async move {
                     let result = match config.component(&id) {
-                        Some(component) => store.load(page, component).await,
+                        Some(component) => store.load(page, component, claim).await,
                         None => Err(StoreError::Unavailable(
                             "the component left the config".into(),
                         )),
@@ -394,6 +401,7 @@ impl Engine {
         for (id, result) in loaded {
             match result {
                 Ok((stored, repair)) => {
+                    self.claimed.insert((page.to_owned(), id.clone()));
                     if repair == Repair::Republished {
                         self.metrics.republished.inc();
                     }

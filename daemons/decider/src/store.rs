@@ -98,14 +98,46 @@ impl Store {
         &self.daemon.js
     }
 
+    /// Writes `key`'s record again, unchanged, by compare-and-set on the
+    /// revision just read; a write that lands in between is read again.
+    /// A key with no record has nothing a deposed leader could update.
+    async fn claim(&self, key: &str) -> Result<(), StoreError> {
+        for _ in 0..5 {
+            let entry = self
+                .status
+                .entry(key)
+                .await
+                .map_err(|e| unavailable("cannot read KV status to claim it", e))?;
+            let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+                return Ok(());
+            };
+            match self.status.update(key, entry.value, entry.revision).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => return Err(unavailable("cannot claim KV status", e)),
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "{key} kept changing while this term claimed it"
+        )))
+    }
+
     /// Reads what is stored for a component and finishes a change whose
-    /// event or proposal is missing.
+    /// event or proposal is missing. With `claim` (the first load of a
+    /// leadership term), the record is first written again as it is, so
+    /// its revision moves: every compare-and-set a deposed leader prepared
+    /// against the revision it knew now fails, and nothing it decided after
+    /// this term began can be stored or announced.
     pub async fn load(
         &self,
         page: &str,
         component: &Component,
+        claim: bool,
     ) -> Result<(Stored, Repair), StoreError> {
         let key = status_key(page, &component.id);
+        if claim {
+            self.claim(&key).await?;
+        }
         let entry = self
             .status
             .entry(&key)

@@ -1,0 +1,118 @@
+//! A new leadership term claims its components in KV `status`, so a
+//! deposed leader cannot store a decision after the new term began: its
+//! compare-and-set, prepared against the revision it knew, fails. Against a
+//! real `nats-server`, through the same store the engine uses.
+
+use std::time::Duration;
+
+use beacon_contract::event::EventId;
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::messages::{ComponentStatus, Evidence, StatusRecord};
+use beacon_contract::names::KV_STATUS;
+use beacon_decider::store::{Store, StoreError};
+use beacon_runtime::connect::NatsArgs;
+use beacon_runtime::daemon::{CommonArgs, Daemon, ProcessArgs, TopologyMode};
+use beacon_runtime::telemetry::LogFormat;
+use beacon_testkit::NatsServer;
+
+async fn leader(nats: &NatsServer) -> Store {
+    let common = CommonArgs {
+        nats: NatsArgs {
+            url: nats.url(),
+            creds: None,
+            user: None,
+            password: None,
+        },
+        process: ProcessArgs {
+            admin_addr: "127.0.0.1:0".parse().expect("a socket address"),
+            log_format: LogFormat::Text,
+            shutdown_grace: Duration::from_secs(1),
+        },
+        replicas: 1,
+        topology: TopologyMode::Auto,
+    };
+    let daemon = Daemon::start("decider", "global", &common)
+        .await
+        .expect("start a decider process");
+    let status = daemon.js.get_key_value(KV_STATUS).await.expect("KV status");
+    Store::new(daemon, status)
+}
+
+fn record(status: ComponentStatus) -> StatusRecord {
+    StatusRecord::new(
+        "claim",
+        "api",
+        status,
+        wall_clock_ms(),
+        EventId::new(),
+        Evidence {
+            rule: "test".into(),
+            trigger: None,
+            regions: vec![],
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_cannot_store_after_the_new_term_claimed_its_components() {
+    let nats = NatsServer::start();
+    let config = beacon_page::config::load(
+        "[page]\nid = \"claim\"\nname = \"Claim\"\n[[components]]\nid = \"api\"\nname = \"API\"\n",
+    )
+    .expect("a page config");
+    let component = config.component("api").expect("api");
+
+    // The old leader's term: it loads, stores a record, and knows its revision.
+    let old = leader(&nats).await;
+    let (stored, _) = old.load("claim", component, true).await.expect("load");
+    let stored = old
+        .commit(
+            &record(ComponentStatus::Operational),
+            component,
+            &stored,
+            false,
+        )
+        .await
+        .expect("the old leader stores while it leads");
+
+    // A new term begins elsewhere and claims the component.
+    let new = leader(&nats).await;
+    let (claimed, _) = new.load("claim", component, true).await.expect("claim");
+
+    // The old leader, not knowing it was deposed, decides something.
+    let late = old
+        .commit(
+            &record(ComponentStatus::MajorOutage),
+            component,
+            &stored,
+            true,
+        )
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::Conflict(_))),
+        "a deposed leader stored a decision: {late:?}"
+    );
+    // The new leader's decisions land.
+    new.commit(
+        &record(ComponentStatus::PartialOutage),
+        component,
+        &claimed,
+        true,
+    )
+    .await
+    .expect("the new leader stores");
+    // And a reload within a term claims nothing: it does not move the
+    // revision under its own leader.
+    let (again, _) = new.load("claim", component, false).await.expect("reload");
+    assert_eq!(again.revision, new_revision(&nats).await);
+}
+
+async fn new_revision(nats: &NatsServer) -> Option<u64> {
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let kv = js.get_key_value(KV_STATUS).await.expect("KV status");
+    kv.entry("claim.api")
+        .await
+        .expect("read")
+        .map(|entry| entry.revision)
+}
