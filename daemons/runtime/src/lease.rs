@@ -489,7 +489,18 @@ impl Lease {
 
     async fn renew(&self, held: Held) -> Result<Held, Renewal> {
         let started = Instant::now();
-        let revision = self.write(held.revision).await?;
+        let revision = match self.write(held.revision).await {
+            Ok(revision) => revision,
+            // An earlier renewal of ours may have landed with its answer
+            // lost: then the latest record is this holder's own, and the
+            // lease is still ours. Renew over it rather than step down and
+            // leave a record nobody may replace until its TTL runs out.
+            Err(Renewal::Lost) => match self.own_latest().await {
+                Some(latest) => self.write(latest).await?,
+                None => return Err(Renewal::Lost),
+            },
+            Err(failed) => return Err(failed),
+        };
         Ok(Held {
             term: held.term,
             revision,
@@ -519,6 +530,16 @@ impl Lease {
             }
             Err(e) => Err(Renewal::Failed(e.to_string())),
         }
+    }
+
+    /// The revision of the key's latest record if it is this holder's.
+    async fn own_latest(&self) -> Option<u64> {
+        let entry = self.store.entry(&self.key).await.ok()??;
+        if entry.operation != kv::Operation::Put {
+            return None;
+        }
+        let record: HolderRecord = serde_json::from_slice(&entry.value).ok()?;
+        (record.holder == self.holder).then_some(entry.revision)
     }
 
     async fn release(&self, held: Held) {

@@ -183,3 +183,60 @@ async fn a_holder_that_dies_before_its_first_renewal_is_still_replaced() {
     );
     third.shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_whose_answer_was_lost_does_not_cost_the_lease() {
+    let server = NatsServer::start();
+    let js = bus(&server).await;
+    let mut holder = contender(&js, "decider", 0).await;
+    let term = wait_leader(&mut holder, Duration::from_secs(5)).await;
+
+    // The state a renewal that landed but whose answer was lost leaves:
+    // the holder's own record at a revision the holder does not know.
+    let store = js.get_key_value(KV_LEASES).await.expect("bucket");
+    let entry = store
+        .entry("decider.0")
+        .await
+        .expect("read")
+        .expect("the holder's record");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-TTL", CONFIG.ttl.as_secs().max(1).to_string().as_str());
+    let landed = js
+        .publish_with_headers(format!("$KV.{KV_LEASES}.decider.0"), headers, entry.value)
+        .await
+        .expect("publish")
+        .await
+        .expect("stored")
+        .sequence;
+
+    // The holder renews over its own record and keeps leading the same term.
+    wait_until_renewed(&store, landed).await;
+    assert!(
+        holder.leadership.borrow().is_leader(),
+        "the holder stepped down"
+    );
+    assert_eq!(
+        holder.lease.check().await.expect("still the leader").term,
+        term
+    );
+    holder.shutdown.cancel();
+}
+
+/// Waits until the lease key has a revision after `after`: the holder
+/// renewed over it.
+async fn wait_until_renewed(store: &async_nats::jetstream::kv::Store, after: u64) {
+    let deadline = Instant::now() + CONFIG.ttl * 3;
+    loop {
+        let revision = store
+            .entry("decider.0")
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |e| e.revision);
+        if revision > after {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the holder never renewed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
