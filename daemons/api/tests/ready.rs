@@ -6,29 +6,13 @@
 use std::time::Duration;
 
 use beacon_contract::api::APIKEY_LIST;
-use beacon_runtime::connect::NatsArgs;
-use beacon_runtime::daemon::{CommonArgs, Daemon, ProcessArgs, TopologyMode};
-use beacon_runtime::telemetry::LogFormat;
+use beacon_runtime::daemon::{CommonArgs, Daemon};
 use beacon_testkit::NatsServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_only_once_the_key_endpoints_answer() {
     let nats = NatsServer::start();
-    let common = CommonArgs {
-        nats: NatsArgs {
-            url: nats.url(),
-            creds: None,
-            user: None,
-            password: None,
-        },
-        process: ProcessArgs {
-            admin_addr: "127.0.0.1:0".parse().expect("a socket address"),
-            log_format: LogFormat::Text,
-            shutdown_grace: Duration::from_secs(5),
-        },
-        replicas: 1,
-        topology: TopologyMode::Auto,
-    };
+    let common = CommonArgs::in_process(nats.url(), Duration::from_secs(5));
     let daemon = Daemon::start("api", "global", &common)
         .await
         .expect("start the api daemon");

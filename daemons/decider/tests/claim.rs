@@ -10,27 +10,11 @@ use beacon_contract::hlc::wall_clock_ms;
 use beacon_contract::messages::{ComponentStatus, Evidence, StatusRecord};
 use beacon_contract::names::KV_STATUS;
 use beacon_decider::store::{Store, StoreError};
-use beacon_runtime::connect::NatsArgs;
-use beacon_runtime::daemon::{CommonArgs, Daemon, ProcessArgs, TopologyMode};
-use beacon_runtime::telemetry::LogFormat;
+use beacon_runtime::daemon::{CommonArgs, Daemon};
 use beacon_testkit::NatsServer;
 
 async fn leader(nats: &NatsServer) -> Store {
-    let common = CommonArgs {
-        nats: NatsArgs {
-            url: nats.url(),
-            creds: None,
-            user: None,
-            password: None,
-        },
-        process: ProcessArgs {
-            admin_addr: "127.0.0.1:0".parse().expect("a socket address"),
-            log_format: LogFormat::Text,
-            shutdown_grace: Duration::from_secs(1),
-        },
-        replicas: 1,
-        topology: TopologyMode::Auto,
-    };
+    let common = CommonArgs::in_process(nats.url(), Duration::from_secs(1));
     let daemon = Daemon::start("decider", "global", &common)
         .await
         .expect("start a decider process");

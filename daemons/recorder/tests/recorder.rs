@@ -20,10 +20,8 @@ use beacon_contract::topology::{ensure, Topology};
 use beacon_recorder::config::{ClickHouseArgs, LayoutArg};
 use beacon_recorder::sink::HEALTH_CONSUMER;
 use beacon_recorder::RunError;
-use beacon_runtime::connect::NatsArgs;
-use beacon_runtime::daemon::{CommonArgs, Daemon, ProcessArgs};
+use beacon_runtime::daemon::{CommonArgs, Daemon};
 use beacon_runtime::publish::{publish, publish_bytes};
-use beacon_runtime::telemetry::LogFormat;
 use beacon_testkit::{wait_until, ClickHouseServer, NatsServer};
 use tokio::task::JoinHandle;
 
@@ -57,21 +55,7 @@ impl Recorder {
 
     /// Starts the recorder with these flags.
     async fn start_with(nats: &NatsServer, args: ClickHouseArgs) -> Recorder {
-        let common = CommonArgs {
-            nats: NatsArgs {
-                url: nats.url(),
-                creds: None,
-                user: None,
-                password: None,
-            },
-            process: ProcessArgs {
-                admin_addr: "127.0.0.1:0".parse().expect("a socket address"),
-                log_format: LogFormat::Text,
-                shutdown_grace: Duration::from_secs(5),
-            },
-            replicas: 1,
-            topology: beacon_runtime::daemon::TopologyMode::Auto,
-        };
+        let common = CommonArgs::in_process(nats.url(), Duration::from_secs(5));
         let config = args.validate().expect("valid ClickHouse flags");
         let daemon = Daemon::start("recorder", "global", &common)
             .await

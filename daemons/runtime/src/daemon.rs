@@ -66,6 +66,30 @@ pub struct CommonArgs {
     pub topology: TopologyMode,
 }
 
+impl CommonArgs {
+    /// The flags of a process run in-process (by a test or a load
+    /// generator) against the NATS server at `nats_url`: no credentials, an
+    /// admin port the OS picks, text logs, one replica, `--topology auto`,
+    /// and `shutdown_grace`.
+    pub fn in_process(nats_url: String, shutdown_grace: Duration) -> Self {
+        Self {
+            process: ProcessArgs {
+                admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                log_format: LogFormat::Text,
+                shutdown_grace,
+            },
+            nats: NatsArgs {
+                url: nats_url,
+                creds: None,
+                user: None,
+                password: None,
+            },
+            replicas: 1,
+            topology: TopologyMode::Auto,
+        }
+    }
+}
+
 /// How a daemon treats the bus topology at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TopologyMode {
