@@ -98,9 +98,11 @@ impl Store {
         &self.daemon.js
     }
 
-    /// Writes `key`'s record again, unchanged, by compare-and-set on the
-    /// revision just read; a write that lands in between is read again.
-    /// A key with no record has nothing a deposed leader could update.
+    /// Moves `key`'s revision by compare-and-set on the revision just read:
+    /// a record is written again unchanged, a key without one gets a delete
+    /// marker (so a deposed leader's first write, which expects no message
+    /// or the marker it saw, fails too). A write that lands in between is
+    /// read again.
     async fn claim(&self, key: &str) -> Result<(), StoreError> {
         for _ in 0..5 {
             let entry = self
@@ -108,13 +110,29 @@ impl Store {
                 .entry(key)
                 .await
                 .map_err(|e| unavailable("cannot read KV status to claim it", e))?;
-            let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
-                return Ok(());
-            };
-            match self.status.update(key, entry.value, entry.revision).await {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
-                Err(e) => return Err(unavailable("cannot claim KV status", e)),
+            match entry {
+                Some(entry) if entry.operation == kv::Operation::Put => {
+                    match self.status.update(key, entry.value, entry.revision).await {
+                        Ok(_) => return Ok(()),
+                        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                        Err(e) => return Err(unavailable("cannot claim KV status", e)),
+                    }
+                }
+                // A marker, or nothing yet (revision 0: no message at all).
+                other => {
+                    let seen = other.map_or(0, |entry| entry.revision);
+                    if self
+                        .status
+                        .delete_expect_revision(key, Some(seen))
+                        .await
+                        .is_ok()
+                    {
+                        return Ok(());
+                    }
+                    // Someone wrote it meanwhile (or the bus failed): read
+                    // again and claim what is there now.
+                    continue;
+                }
             }
         }
         Err(StoreError::Conflict(format!(
@@ -153,8 +171,10 @@ impl Store {
                     }
                 }
             }
-            // A deleted key still has a revision, but `create` works on it.
-            _ => (None, None),
+            // A deleted key keeps its marker's revision: the next write is
+            // conditional on it, as on a record's.
+            Some(entry) => (None, Some(entry.revision)),
+            None => (None, None),
         };
         let subject = status_subject(page, &component.id);
         let last = history::last(self.js(), STREAM_STATUS, &subject)
@@ -231,18 +251,14 @@ impl Store {
         let bytes = envelope
             .encode()
             .map_err(|e| StoreError::Encode(format!("cannot encode the status record: {e}")))?;
-        let written = match revision {
-            Some(revision) => self
-                .status
-                .update(&key, bytes.into(), revision)
-                .await
-                .map_err(|e| e.to_string()),
-            None => self
-                .status
-                .create(&key, bytes.into())
-                .await
-                .map_err(|e| e.to_string()),
-        };
+        // Always conditional: on the revision read, or on there being no
+        // message at all (0). An unconditional `create` would also succeed
+        // over a delete marker a new term wrote to claim the key.
+        let written = self
+            .status
+            .update(&key, bytes.into(), revision.unwrap_or(0))
+            .await
+            .map_err(|e| e.to_string());
         match written {
             Ok(revision) => Ok(revision),
             Err(reason) => {

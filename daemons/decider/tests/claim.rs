@@ -100,3 +100,44 @@ async fn new_revision(nats: &NatsServer) -> Option<u64> {
         .expect("read")
         .map(|entry| entry.revision)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_cannot_make_the_first_record_after_the_new_term_claimed_it() {
+    let nats = NatsServer::start();
+    let config = beacon_page::config::load(
+        "[page]\nid = \"claim\"\nname = \"Claim\"\n[[components]]\nid = \"api\"\nname = \"API\"\n",
+    )
+    .expect("a page config");
+    let component = config.component("api").expect("api");
+
+    // The old leader loaded the component before anything was stored.
+    let old = leader(&nats).await;
+    let (nothing, _) = old.load("claim", component, true).await.expect("load");
+    assert!(nothing.record.is_none());
+
+    // A new term claims the key that has no record yet.
+    let new = leader(&nats).await;
+    let (claimed, _) = new.load("claim", component, true).await.expect("claim");
+
+    // The old leader's first record is refused; the new leader's lands.
+    let late = old
+        .commit(
+            &record(ComponentStatus::MajorOutage),
+            component,
+            &nothing,
+            true,
+        )
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::Conflict(_))),
+        "a deposed leader made the first record: {late:?}"
+    );
+    new.commit(
+        &record(ComponentStatus::Operational),
+        component,
+        &claimed,
+        true,
+    )
+    .await
+    .expect("the new leader stores");
+}
