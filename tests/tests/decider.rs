@@ -697,36 +697,32 @@ async fn incidents_are_proposed_confirmed_resolved_and_dismissed_from_the_cli() 
     assert_chain(&rig.status_events("inc", "api").await);
 }
 
-#[tokio::test]
-async fn a_stored_change_whose_event_was_lost_is_published_once_on_load() {
+/// A rig whose page `page` reached `operational`, then had its probes and
+/// its decider killed, so the test can leave a crash's state on the bus;
+/// the targets stay up with it.
+async fn stopped_at_operational(page: &str) -> (Rig, [HttpTarget; 2]) {
     let mut rig = Rig::start(&["eu", "us"], &[]).await;
     let eu = HttpTarget::start().await;
     let us = HttpTarget::start().await;
     rig.apply(&per_region_page(
-        "lost",
+        page,
         &[("eu", eu.url()), ("us", us.url())],
         "",
     ))
     .await;
-    rig.wait_status("lost", "api", ComponentStatus::Operational)
+    rig.wait_status(page, "api", ComponentStatus::Operational)
         .await;
     for (_, probe) in &mut rig.probes {
         probe.kill();
     }
     rig.deciders[0].kill();
+    (rig, [eu, us])
+}
 
-    // The state a crash between the KV write and the STATUS publish leaves:
-    // a new record, no event.
-    let kv = rig.js.get_key_value(KV_STATUS).await.expect("KV status");
-    let entry = kv
-        .entry(status_key("lost", "api"))
-        .await
-        .expect("read")
-        .expect("a record");
-    let before: Envelope<StatusRecord> = Envelope::decode(&entry.value).expect("record");
-    let change = EventId::new();
+/// A major-outage record of `page`'s `api` made by change `change`.
+fn outage(page: &str, change: EventId) -> StatusRecord {
     let mut record = StatusRecord::new(
-        "lost",
+        page,
         "api",
         ComponentStatus::MajorOutage,
         wall_clock_ms(),
@@ -738,10 +734,19 @@ async fn a_stored_change_whose_event_was_lost_is_published_once_on_load() {
         },
     );
     record.from = Some(ComponentStatus::Operational);
-    let clock = HlcClock::new();
+    record
+}
+
+/// Writes `record` over what KV `status` holds for its component, as the
+/// decider's commit would; returns the record it replaced.
+async fn store_over(rig: &Rig, record: &StatusRecord) -> StatusRecord {
+    let kv = rig.js.get_key_value(KV_STATUS).await.expect("KV status");
+    let key = status_key(&record.page, &record.component);
+    let entry = kv.entry(&key).await.expect("read").expect("a record");
+    let before: Envelope<StatusRecord> = Envelope::decode(&entry.value).expect("record");
     kv.update(
-        status_key("lost", "api"),
-        Envelope::new(&clock, "global", record)
+        &key,
+        Envelope::new(&HlcClock::new(), "global", record.clone())
             .encode()
             .expect("encode")
             .into(),
@@ -749,7 +754,18 @@ async fn a_stored_change_whose_event_was_lost_is_published_once_on_load() {
     )
     .await
     .expect("write the record");
-    assert_ne!(before.data.change, change);
+    before.data
+}
+
+#[tokio::test]
+async fn a_stored_change_whose_event_was_lost_is_published_once_on_load() {
+    let (mut rig, _targets) = stopped_at_operational("lost").await;
+
+    // The state a crash between the KV write and the STATUS publish leaves:
+    // a new record, no event.
+    let change = EventId::new();
+    let before = store_over(&rig, &outage("lost", change)).await;
+    assert_ne!(before.change, change);
 
     rig.deciders[0].restart();
     rig.deciders[0].wait_ready(READY).await;
@@ -770,57 +786,16 @@ async fn a_stored_change_whose_event_was_lost_is_published_once_on_load() {
 
 #[tokio::test]
 async fn a_proposal_lost_after_its_status_event_was_published_is_made_on_load() {
-    let mut rig = Rig::start(&["eu", "us"], &[]).await;
-    let eu = HttpTarget::start().await;
-    let us = HttpTarget::start().await;
-    rig.apply(&per_region_page(
-        "unproposed",
-        &[("eu", eu.url()), ("us", us.url())],
-        "",
-    ))
-    .await;
-    rig.wait_status("unproposed", "api", ComponentStatus::Operational)
-        .await;
-    for (_, probe) in &mut rig.probes {
-        probe.kill();
-    }
-    rig.deciders[0].kill();
+    let (mut rig, _targets) = stopped_at_operational("unproposed").await;
 
     // The state a crash between the STATUS publish and the proposal
     // leaves: the record and its event, no incident.
-    let kv = rig.js.get_key_value(KV_STATUS).await.expect("KV status");
-    let entry = kv
-        .entry(status_key("unproposed", "api"))
-        .await
-        .expect("read")
-        .expect("a record");
     let change = EventId::new();
     let proposal = EventId::new().to_string().to_ascii_lowercase();
-    let mut record = StatusRecord::new(
-        "unproposed",
-        "api",
-        ComponentStatus::MajorOutage,
-        wall_clock_ms(),
-        change,
-        Evidence {
-            rule: "quorum: 2 of 2 regions down (quorum majority)".into(),
-            trigger: None,
-            regions: vec![],
-        },
-    );
-    record.from = Some(ComponentStatus::Operational);
+    let mut record = outage("unproposed", change);
     record.proposal = Some(proposal.clone());
+    store_over(&rig, &record).await;
     let clock = HlcClock::new();
-    kv.update(
-        status_key("unproposed", "api"),
-        Envelope::new(&clock, "global", record.clone())
-            .encode()
-            .expect("encode")
-            .into(),
-        entry.revision,
-    )
-    .await
-    .expect("write the record");
     publish(
         &rig.js,
         &beacon_contract::names::status_subject("unproposed", "api"),

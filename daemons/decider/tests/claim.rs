@@ -9,7 +9,9 @@ use beacon_contract::event::EventId;
 use beacon_contract::hlc::wall_clock_ms;
 use beacon_contract::messages::{ComponentStatus, Evidence, StatusRecord};
 use beacon_contract::names::KV_STATUS;
+use beacon_decider::component::Stored;
 use beacon_decider::store::{Store, StoreError};
+use beacon_page::config::Component;
 use beacon_runtime::daemon::{CommonArgs, Daemon};
 use beacon_testkit::NatsServer;
 
@@ -37,13 +39,48 @@ fn record(status: ComponentStatus) -> StatusRecord {
     )
 }
 
+/// Page `claim` with one component, `api`.
+fn page() -> beacon_page::config::PageConfig {
+    beacon_page::config::load(
+        "[page]\nid = \"claim\"\nname = \"Claim\"\n[[components]]\nid = \"api\"\nname = \"API\"\n",
+    )
+    .expect("a page config")
+}
+
+/// The deposed leader's decision is refused; the new leader's lands.
+async fn only_the_new_term_stores(
+    old: &Store,
+    stale: &Stored,
+    new: &Store,
+    claimed: &Stored,
+    component: &Component,
+) {
+    let late = old
+        .commit(
+            &record(ComponentStatus::MajorOutage),
+            component,
+            stale,
+            true,
+        )
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::Conflict(_))),
+        "a deposed leader stored a decision: {late:?}"
+    );
+    new.commit(
+        &record(ComponentStatus::PartialOutage),
+        component,
+        claimed,
+        true,
+    )
+    .await
+    .expect("the new leader stores");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_leader_cannot_store_after_the_new_term_claimed_its_components() {
     let nats = NatsServer::start();
-    let config = beacon_page::config::load(
-        "[page]\nid = \"claim\"\nname = \"Claim\"\n[[components]]\nid = \"api\"\nname = \"API\"\n",
-    )
-    .expect("a page config");
+    let config = page();
     let component = config.component("api").expect("api");
 
     // The old leader's term: it loads, stores a record, and knows its revision.
@@ -63,32 +100,15 @@ async fn a_deposed_leader_cannot_store_after_the_new_term_claimed_its_components
     let new = leader(&nats).await;
     let (claimed, _) = new.load("claim", component, true).await.expect("claim");
 
-    // The old leader, not knowing it was deposed, decides something.
-    let late = old
-        .commit(
-            &record(ComponentStatus::MajorOutage),
-            component,
-            &stored,
-            true,
-        )
-        .await;
-    assert!(
-        matches!(late, Err(StoreError::Conflict(_))),
-        "a deposed leader stored a decision: {late:?}"
-    );
-    // The new leader's decisions land.
-    new.commit(
-        &record(ComponentStatus::PartialOutage),
-        component,
-        &claimed,
-        true,
-    )
-    .await
-    .expect("the new leader stores");
+    // The old leader, not knowing it was deposed, decides something: only
+    // the new term's decision lands.
+    only_the_new_term_stores(&old, &stored, &new, &claimed, component).await;
     // And a reload within a term claims nothing: it does not move the
     // revision under its own leader.
+    let before = new_revision(&nats).await;
     let (again, _) = new.load("claim", component, false).await.expect("reload");
-    assert_eq!(again.revision, new_revision(&nats).await);
+    assert_eq!(new_revision(&nats).await, before, "the reload wrote");
+    assert_eq!(again.revision, before);
 }
 
 async fn new_revision(nats: &NatsServer) -> Option<u64> {
@@ -104,10 +124,7 @@ async fn new_revision(nats: &NatsServer) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_leader_cannot_make_the_first_record_after_the_new_term_claimed_it() {
     let nats = NatsServer::start();
-    let config = beacon_page::config::load(
-        "[page]\nid = \"claim\"\nname = \"Claim\"\n[[components]]\nid = \"api\"\nname = \"API\"\n",
-    )
-    .expect("a page config");
+    let config = page();
     let component = config.component("api").expect("api");
 
     // The old leader loaded the component before anything was stored.
@@ -120,24 +137,5 @@ async fn a_deposed_leader_cannot_make_the_first_record_after_the_new_term_claime
     let (claimed, _) = new.load("claim", component, true).await.expect("claim");
 
     // The old leader's first record is refused; the new leader's lands.
-    let late = old
-        .commit(
-            &record(ComponentStatus::MajorOutage),
-            component,
-            &nothing,
-            true,
-        )
-        .await;
-    assert!(
-        matches!(late, Err(StoreError::Conflict(_))),
-        "a deposed leader made the first record: {late:?}"
-    );
-    new.commit(
-        &record(ComponentStatus::Operational),
-        component,
-        &claimed,
-        true,
-    )
-    .await
-    .expect("the new leader stores");
+    only_the_new_term_stores(&old, &nothing, &new, &claimed, component).await;
 }
