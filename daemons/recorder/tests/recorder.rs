@@ -280,6 +280,20 @@ async fn records_results_and_status_changes() {
     let evidence: Evidence = serde_json::from_str(line["evidence"].as_str().unwrap()).unwrap();
     assert_eq!(evidence, change.data.evidence);
 
+    // The rows are visible in ClickHouse a moment before the recorder has
+    // its answer and counts them, so wait for the counts, then check that
+    // they are exact.
+    let counted = [
+        ("rows_inserted_total", "health_results", 2),
+        ("rows_inserted_total", "status_changes", 1),
+        ("insert_seconds_count", "status_changes", 1),
+    ];
+    for (name, table, want) in counted {
+        let what = format!("{name} for {table} to reach {want}");
+        recorder
+            .wait_metric(&what, name, &[("table", table)], want)
+            .await;
+    }
     assert_eq!(
         recorder.metric("rows_inserted_total", &[("table", "health_results")]),
         2
