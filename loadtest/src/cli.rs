@@ -61,6 +61,49 @@ pub enum Scenario {
     Edge(EdgeBenchArgs),
     /// 10,000 concurrent SSE clients on one edge receiving a change.
     Sse(SseArgs),
+    /// The whole stack under status flips, operator incidents, maintenance
+    /// and a fan-out to `--subscribers`, while a seeded schedule kills,
+    /// pauses and cuts off daemons and restarts NATS and ClickHouse; then
+    /// every invariant is checked. Exits 3 when one is broken, 64 when the
+    /// schedule cannot run.
+    Chaos(ChaosArgs),
+}
+
+/// Flags of `chaos`. The schedule's flags are taken as written and checked
+/// together, so every problem is reported at once (exit 64).
+#[derive(Debug, Clone, Args)]
+pub struct ChaosArgs {
+    /// Seed of the fault schedule and the workload.
+    #[arg(long, default_value = "1")]
+    pub seed: String,
+    /// Length of the run (faults and workload), e.g. `10m`; at least 30s.
+    #[arg(long, default_value = "10m")]
+    pub duration: String,
+    /// Fault kinds, separated by commas.
+    #[arg(
+        long,
+        default_value = "kill,pause,cut,partition,nats-restart,clickhouse-restart"
+    )]
+    pub faults: String,
+    /// Mean time between one fault's repair and the next fault.
+    #[arg(long, default_value = "15s")]
+    pub fault_every: String,
+    /// Mean time between incidents opened.
+    #[arg(long, default_value = "45s")]
+    pub incident_every: String,
+    /// Subscribers following component `core`: every incident there fans
+    /// out to all of them.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    pub subscribers: u64,
+    /// Subscribers following the whole page or component `side`.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub few: u64,
+    /// Longest wait after the run for the stack to catch up before checking.
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
+    /// Write each daemon's log into this directory at the end.
+    #[arg(long)]
+    pub logs: Option<std::path::PathBuf>,
 }
 
 /// Flags of `render`.

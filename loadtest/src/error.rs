@@ -32,15 +32,30 @@ pub enum LoadError {
     /// The server did something the measurement cannot account for.
     #[error("{0}")]
     Unexpected(String),
+    /// The scenario's flags cannot run (a chaos schedule that cannot).
+    #[error("{0}")]
+    Usage(String),
+    /// A run finished and broke invariants; `report` is its JSON report,
+    /// printed on stdout all the same.
+    #[error("{invariants} invariant(s) broken")]
+    Broken {
+        /// How many.
+        invariants: u64,
+        /// The report.
+        report: String,
+    },
     /// The report could not be serialized (a bug).
     #[error("cannot build the report: {0}")]
     Report(String),
 }
 
 impl LoadError {
-    /// Exit code: 69 when the bus is unavailable, 1 otherwise.
+    /// Exit code: 64 for flags that cannot run, 69 when the bus is
+    /// unavailable, 3 when a run broke invariants, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
+            LoadError::Usage(_) => 64,
+            LoadError::Broken { .. } => 3,
             LoadError::StartServer(_) | LoadError::Connect(_) => 69,
             LoadError::Bus { .. }
             | LoadError::Timeout { .. }

@@ -29,6 +29,8 @@
 //! - [`notifier`]: the `notifier` scenario: a million-subscriber fan-out
 //!   through a real notifier against each loopback receiver's raw capacity
 //!   in the same run.
+//! - [`chaos`]: the `chaos` scenario: the whole stack under a seeded
+//!   schedule of faults, and a check of every invariant.
 //! - [`pages`]: the `render`, `edge` (against nginx under wrk) and `sse`
 //!   (10,000 live clients) scenarios.
 //! - [`report`]: pure arithmetic and the JSON shape: rates, medians, ratios.
@@ -36,6 +38,7 @@
 
 pub mod api;
 pub mod baseline;
+pub mod chaos;
 pub mod cli;
 pub mod core_bus;
 pub mod decider;
@@ -98,6 +101,18 @@ pub async fn run(cli: Cli) -> Result<String, LoadError> {
         Scenario::Sse(args) => {
             let report = pages::sse(&args).await?;
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
+        Scenario::Chaos(args) => {
+            let report = chaos::run(&args).await?;
+            let text =
+                serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))?;
+            if report.broken > 0 {
+                return Err(LoadError::Broken {
+                    invariants: report.broken,
+                    report: text,
+                });
+            }
+            Ok(text)
         }
         Scenario::Recorder(args) => {
             let report = recorder::run(&args).await?;

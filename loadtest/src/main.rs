@@ -22,6 +22,10 @@ async fn main() -> ExitCode {
             }
         }
         Err(e) => {
+            if let beacon_loadtest::error::LoadError::Broken { report, .. } = &e {
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "{report}").and_then(|()| stdout.flush());
+            }
             beacon_loadtest::progress(&format!("error: {e}"));
             ExitCode::from(e.exit_code())
         }
