@@ -13,10 +13,15 @@ use beacon_decider::component::Stored;
 use beacon_decider::store::{Store, StoreError};
 use beacon_page::config::Component;
 use beacon_runtime::daemon::{CommonArgs, Daemon};
+use beacon_testkit::proxy::FaultProxy;
 use beacon_testkit::NatsServer;
 
 async fn leader(nats: &NatsServer) -> Store {
-    let common = CommonArgs::in_process(nats.url(), Duration::from_secs(1));
+    leader_at(nats.url()).await
+}
+
+async fn leader_at(url: String) -> Store {
+    let common = CommonArgs::in_process(url, Duration::from_secs(1));
     let daemon = Daemon::start("decider", "global", &common)
         .await
         .expect("start a decider process");
@@ -138,4 +143,58 @@ async fn a_deposed_leader_cannot_make_the_first_record_after_the_new_term_claime
 
     // The old leader's first record is refused; the new leader's lands.
     only_the_new_term_stores(&old, &nothing, &new, &claimed, component).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_held_on_the_wire_while_the_new_term_claims_is_refused_when_it_arrives() {
+    let nats = NatsServer::start();
+    let config = page();
+    let component = config.component("api").expect("api");
+
+    // The old leader reaches NATS through a proxy; it stores while it leads.
+    let wire = FaultProxy::start(([127, 0, 0, 1], nats.port()).into()).await;
+    let old = leader_at(wire.nats_url()).await;
+    let (stored, _) = old.load("claim", component, true).await.expect("load");
+    let stored = old
+        .commit(
+            &record(ComponentStatus::Operational),
+            component,
+            &stored,
+            false,
+        )
+        .await
+        .expect("the old leader stores while it leads");
+
+    // Its next decision leaves it but is held on the way (a stalled link,
+    // a long pause): it was prepared against the revision it knew.
+    wire.stall();
+    let outage = record(ComponentStatus::MajorOutage);
+    let late = old.commit(&outage, component, &stored, true);
+    tokio::pin!(late);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut late)
+            .await
+            .is_err(),
+        "the stalled write answered"
+    );
+
+    // Meanwhile a new term claims the component; then the link recovers
+    // and the held write arrives: refused, and the new term's record stands.
+    let new = leader(&nats).await;
+    let (claimed, _) = new.load("claim", component, true).await.expect("claim");
+    wire.resume();
+    let late = late.await;
+    assert!(
+        matches!(late, Err(StoreError::Conflict(_))),
+        "a write held on the wire landed after the new term claimed: {late:?}"
+    );
+    assert_eq!(new_revision(&nats).await, claimed.revision);
+    new.commit(
+        &record(ComponentStatus::PartialOutage),
+        component,
+        &claimed,
+        true,
+    )
+    .await
+    .expect("the new leader stores");
 }

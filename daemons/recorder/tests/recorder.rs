@@ -22,6 +22,7 @@ use beacon_recorder::sink::HEALTH_CONSUMER;
 use beacon_recorder::RunError;
 use beacon_runtime::daemon::{CommonArgs, Daemon};
 use beacon_runtime::publish::{publish, publish_bytes};
+use beacon_testkit::proxy::FaultProxy;
 use beacon_testkit::{wait_until, ClickHouseServer, NatsServer};
 use tokio::task::JoinHandle;
 
@@ -409,6 +410,55 @@ async fn results_published_while_clickhouse_is_down_land_after_it_returns() {
         ),
         0
     );
+    recorder.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_whose_answer_is_lost_on_a_cut_link_is_retried_and_counted_once() {
+    let nats = NatsServer::start();
+    let clickhouse = ClickHouseServer::start();
+    let js = bus(&nats).await;
+    let link = FaultProxy::start(([127, 0, 0, 1], clickhouse.http_port()).into()).await;
+    let recorder = Recorder::start(&nats, link.http_url()).await;
+    recorder.wait_ready().await;
+
+    // A slow link: the insert reaches ClickHouse seconds late, and its
+    // answer would come back seconds later still.
+    link.set_latency(Duration::from_secs(3));
+    let clock = HlcClock::new();
+    for i in 0..5 {
+        publish_health(
+            &js,
+            &clock,
+            health(&format!("check-{i}"), Outcome::Up, Some(200), None),
+        )
+        .await;
+    }
+    // The rows are in; the answer is still on the wire. Cut it.
+    wait_rows(&clickhouse, "health_results", 5).await;
+    assert_eq!(
+        recorder.metric("rows_inserted_total", &[("table", "health_results")]),
+        0,
+        "the insert's answer arrived before the cut"
+    );
+    link.cut();
+    link.set_latency(Duration::ZERO);
+
+    // The recorder never heard whether the insert landed, so it inserts
+    // again; the rows land and each result counts once.
+    wait_rows(&clickhouse, "health_results", 5).await;
+    recorder
+        .wait_metric(
+            "the five results to be acked",
+            "messages_total",
+            &[("consumer", HEALTH_CONSUMER), ("outcome", "acked")],
+            5,
+        )
+        .await;
+    let unique = "SELECT uniqExact(check_id) FROM beacon.health_results";
+    assert_eq!(number(&clickhouse, unique), Some(5));
+    assert!(recorder.metric("insert_errors_total", &[("table", "health_results")]) >= 1);
+    assert_eq!(deadletter_count(&js).await, 0);
     recorder.stop().await;
 }
 
