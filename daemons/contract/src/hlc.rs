@@ -5,6 +5,23 @@
 //! when wall clocks disagree a little. The timestamp is physical milliseconds
 //! since the Unix epoch plus a logical counter that breaks ties and keeps the
 //! clock monotonic when the wall clock steps back.
+//!
+//! # Skew
+//!
+//! A clock that runs ahead (a region whose wall clock is 30 s fast) must not
+//! drag every other clock with it, nor let its writes win for good over
+//! later ones. Two rules bound it:
+//!
+//! - [`HlcClock::observe`] follows a remote timestamp at most
+//!   [`MAX_AHEAD_MS`] past the local wall clock; a remote time further
+//!   ahead is clamped there (and reported), so one bad clock moves the
+//!   others by a bounded amount.
+//! - A write that changes state it has read is stamped with
+//!   [`HlcClock::after`] the newest timestamp of that state, however far
+//!   ahead it is. A later write that saw an earlier one therefore always
+//!   orders after it; only writes that did not see each other (two sides of
+//!   a partition) are ordered by their clocks, and a fast clock wins those
+//!   only until the next write that saw it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -82,6 +99,10 @@ impl JsonSchema for Hlc {
     }
 }
 
+/// How far past the local wall clock [`HlcClock::observe`] follows a
+/// remote timestamp: further ahead is clamped to this.
+pub const MAX_AHEAD_MS: u64 = 60_000;
+
 /// A clock handing out strictly increasing HLC timestamps.
 ///
 /// One per process; pass it by reference. It is a plain value rather than a
@@ -118,8 +139,12 @@ impl HlcClock {
     }
 
     /// Merges a timestamp seen on a remote event so that later local events
-    /// order after it, as the HLC algorithm requires.
-    pub fn observe(&self, remote: Hlc, wall_ms: u64) -> Hlc {
+    /// order after it, as the HLC algorithm requires; a remote time more
+    /// than [`MAX_AHEAD_MS`] past `wall_ms` is followed only that far.
+    pub fn observe(&self, remote: Hlc, wall_ms: u64) -> Observed {
+        let limit = wall_ms.saturating_add(MAX_AHEAD_MS);
+        let clamped = remote.wall_ms > limit;
+        let remote = if clamped { Hlc::new(limit, 0) } else { remote };
         let mut last = self
             .last
             .lock()
@@ -135,8 +160,34 @@ impl HlcClock {
             0
         };
         *last = Hlc::new(wall, logical);
-        *last
+        Observed {
+            now: *last,
+            clamped,
+        }
     }
+
+    /// The timestamp of a local write that changes state whose newest
+    /// event is stamped `seen`: the next tick, or just after `seen` when
+    /// that is later (its writer's clock runs ahead). The clock itself
+    /// does not jump: only this write orders after what it read.
+    pub fn after(&self, seen: Hlc, wall_ms: u64) -> Hlc {
+        let now = self.tick(wall_ms);
+        if now > seen {
+            now
+        } else {
+            Hlc::new(seen.wall_ms, seen.logical.saturating_add(1))
+        }
+    }
+}
+
+/// What [`HlcClock::observe`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    /// The clock after the merge.
+    pub now: Hlc,
+    /// The remote time was too far ahead and was followed only to
+    /// [`MAX_AHEAD_MS`] past the wall clock.
+    pub clamped: bool,
 }
 
 /// Milliseconds since the Unix epoch by the system clock (0 if it is before 1970).
@@ -175,8 +226,39 @@ mod tests {
         let clock = HlcClock::new();
         let remote = Hlc::new(5000, 3);
         let merged = clock.observe(remote, 1000);
-        assert!(merged > remote);
-        assert!(clock.tick(1000) > merged);
+        assert!(merged.now > remote && !merged.clamped);
+        assert!(clock.tick(1000) > merged.now);
+    }
+
+    #[test]
+    fn a_remote_time_too_far_ahead_moves_the_clock_only_to_the_bound() {
+        let clock = HlcClock::new();
+        let wall = 1_000_000;
+        let far = Hlc::new(wall + 3_600_000, 0);
+        let merged = clock.observe(far, wall);
+        assert!(merged.clamped);
+        assert_eq!(merged.now.wall_ms, wall + MAX_AHEAD_MS);
+        assert!(clock.tick(wall) < far);
+        // Thirty seconds ahead is within the bound: followed.
+        let skewed = Hlc::new(wall + 30_000, 4);
+        let merged = HlcClock::new().observe(skewed, wall);
+        assert!(!merged.clamped && merged.now > skewed);
+    }
+
+    #[test]
+    fn a_write_after_state_from_a_fast_clock_orders_after_it_without_moving_the_clock() {
+        let clock = HlcClock::new();
+        let wall = 1_000_000;
+        // The state was written by a clock 30 s (or a day) ahead.
+        for ahead in [30_000, 86_400_000] {
+            let seen = Hlc::new(wall + ahead, 2);
+            let stamp = clock.after(seen, wall);
+            assert!(stamp > seen, "{stamp} after {seen}");
+            assert!(clock.tick(wall) < seen, "the clock jumped");
+        }
+        // State from a slower clock: the write's own tick.
+        let stamp = clock.after(Hlc::new(wall - 5_000, 0), wall);
+        assert!(stamp.wall_ms >= wall);
     }
 
     proptest! {

@@ -101,6 +101,11 @@ pub struct Incident {
     /// update names so a stale one is refused. 0 when folded without
     /// sequences.
     pub revision: u64,
+    /// Timestamp of its newest event: a change of it is stamped after this
+    /// ([`crate::hlc::HlcClock::after`]). Not part of what is shown.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub latest: Option<Hlc>,
 }
 
 impl Incident {
@@ -173,6 +178,7 @@ impl Incident {
             updated_at_ms: registers.last.map_or(0, |l| l.2),
             resolved_at_ms,
             revision,
+            latest: registers.last.as_ref().map(|l| l.0),
         })
     }
 

@@ -34,6 +34,14 @@ pub struct Window {
     latest: Option<(Hlc, EventId)>,
 }
 
+impl Window {
+    /// Timestamp of its newest event: a change of it is stamped after
+    /// this ([`crate::hlc::HlcClock::after`]).
+    pub fn latest_hlc(&self) -> Option<Hlc> {
+        self.latest.map(|(hlc, _)| hlc)
+    }
+}
+
 /// What happens to a window next, at its time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Step {

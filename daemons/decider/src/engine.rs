@@ -585,7 +585,9 @@ impl Engine {
                 ignore("unknown_component");
                 continue;
             };
-            self.daemon.clock.observe(envelope.hlc, now);
+            if self.daemon.clock.observe(envelope.hlc, now).clamped {
+                metrics.clock_ahead.inc();
+            }
             let applied = component_state.apply(
                 &r.check,
                 &r.region,

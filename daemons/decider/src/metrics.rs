@@ -32,6 +32,9 @@ pub struct Metrics {
     pub components: IntGauge,
     /// Stored changes whose STATUS event was missing and was published on load.
     pub republished: IntCounter,
+    /// Probe results stamped by a clock more than a minute ahead of this
+    /// one (the clock followed them only a minute).
+    pub clock_ahead: IntCounter,
     /// Failed stores, by kind.
     pub store_failures: IntCounterVec,
     /// Incidents proposed.
@@ -101,6 +104,12 @@ impl Metrics {
             republished: registry.counter(
                 "republished_changes_total",
                 "Stored status changes whose STATUS event was missing, published on load",
+                &[],
+            )?
+                .with_label_values(NONE),
+            clock_ahead: registry.counter(
+                "clock_ahead_total",
+                "Results stamped more than a minute ahead of this decider's clock (followed only a minute)",
                 &[],
             )?
                 .with_label_values(NONE),

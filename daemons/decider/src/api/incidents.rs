@@ -259,7 +259,13 @@ pub async fn change(
         Err(refusal) => return ApiReply::invalid("incident", refusal),
     };
     let subject = incident_subject(&request.page, &request.incident);
-    let envelope = Envelope::new(&api.daemon.clock, &api.daemon.origin, event);
+    // After the newest event it read, however fast the clock that stamped
+    // it: a change that saw a write must win over it.
+    let stamp = current.latest.map_or_else(
+        || api.daemon.clock.now(),
+        |seen| api.daemon.clock.after(seen, wall_clock_ms()),
+    );
+    let envelope = Envelope::with_id(EventId::new(), stamp, &api.daemon.origin, event);
     match publish_expecting(&api.daemon.js, &subject, &envelope, expected).await {
         Ok(stored) => {
             api.books.apply_incident(envelope.clone(), stored.sequence);

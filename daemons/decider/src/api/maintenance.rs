@@ -147,7 +147,13 @@ async fn read(api: &Api, page: &str, id: &str) -> Result<Option<Window>, String>
 async fn append(api: &Api, base: Option<&Window>, event: MaintenanceEvent) -> ApiReply<Window> {
     let subject = maintenance_subject(&event.page, &event.maintenance);
     let (page, id) = (event.page.clone(), event.maintenance.clone());
-    let envelope = Envelope::new(&api.daemon.clock, &api.daemon.origin, event);
+    // After the newest event of the window it changes, however fast the
+    // clock that stamped it.
+    let stamp = base.and_then(Window::latest_hlc).map_or_else(
+        || api.daemon.clock.now(),
+        |seen| api.daemon.clock.after(seen, wall_clock_ms()),
+    );
+    let envelope = Envelope::with_id(EventId::new(), stamp, &api.daemon.origin, event);
     let expected = base.map_or(0, |w| w.revision);
     match publish_expecting(&api.daemon.js, &subject, &envelope, expected).await {
         Ok(stored) => {
