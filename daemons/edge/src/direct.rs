@@ -41,7 +41,7 @@ use hyper::header;
 use hyper::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::pace::{self, Paced, Progress};
 use crate::serve::{
@@ -82,7 +82,7 @@ enum Step {
 pub async fn serve(mut stream: TcpStream, edge: Arc<Edge>, peer: SocketAddr) {
     let mut buffer: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(2048);
-    let mut progress = Progress::new(edge.pace);
+    let mut progress = Standing::new(edge.pace);
     loop {
         // Like hyper's header timeout: from when the connection waits for
         // a head, idle keep-alive time included.
@@ -334,7 +334,7 @@ async fn send(
     stream: &TcpStream,
     out: &[u8],
     answer: &Answer,
-    progress: &mut Progress,
+    progress: &mut Standing,
 ) -> io::Result<()> {
     let with_body = !answer.head && !bodiless(answer.reply.status);
     match &answer.reply.body {
@@ -356,13 +356,54 @@ async fn send(
     }
 }
 
+/// A connection's standing against its pace, and the one timer its
+/// blocked writes share. Arming a timer for every wait cost the
+/// uncompressed page a third of its rate (nearly every response of it
+/// waits for the socket at least once); this one is armed when the
+/// connection first blocks and moved only when it fires before the
+/// deadline of the moment, about once a grace.
+struct Standing {
+    progress: Progress,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Standing {
+    fn new(pace: pace::Pace) -> Self {
+        Self {
+            progress: Progress::new(pace),
+            timer: None,
+        }
+    }
+
+    fn wrote(&mut self, bytes: usize) {
+        self.progress.wrote(bytes);
+    }
+
+    fn finished(&mut self) {
+        self.progress.finished();
+    }
+}
+
 /// Waits until the socket takes bytes again, for as long as the client's
 /// pace allows.
-async fn wait_writable(stream: &TcpStream, progress: &mut Progress) -> io::Result<()> {
-    let deadline = progress.blocked(tokio::time::Instant::now());
-    match tokio::time::timeout_at(deadline, stream.writable()).await {
-        Ok(ready) => ready,
-        Err(_) => Err(pace::too_slow()),
+async fn wait_writable(stream: &TcpStream, standing: &mut Standing) -> io::Result<()> {
+    let deadline = standing.progress.blocked(Instant::now());
+    // A deadline only ever moves later, so the timer, set to an earlier
+    // one, fires early at worst and is then moved to this one.
+    let timer = standing
+        .timer
+        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+    loop {
+        tokio::select! {
+            biased;
+            ready = stream.writable() => return ready,
+            () = timer.as_mut() => {
+                if Instant::now() >= deadline {
+                    return Err(pace::too_slow());
+                }
+                timer.as_mut().reset(deadline);
+            }
+        }
     }
 }
 
@@ -372,7 +413,7 @@ async fn wait_writable(stream: &TcpStream, progress: &mut Progress) -> io::Resul
 /// more than `total` when it writes beyond, as `writev` does).
 async fn paced(
     stream: &TcpStream,
-    progress: &mut Progress,
+    progress: &mut Standing,
     total: usize,
     mut write: impl FnMut(usize) -> io::Result<usize>,
 ) -> io::Result<usize> {
@@ -394,7 +435,7 @@ async fn paced(
 }
 
 /// Writes all of `bytes`.
-async fn write_all(stream: &TcpStream, bytes: &[u8], progress: &mut Progress) -> io::Result<()> {
+async fn write_all(stream: &TcpStream, bytes: &[u8], progress: &mut Standing) -> io::Result<()> {
     paced(stream, progress, bytes.len(), |done| {
         stream.try_write(&bytes[done..])
     })
@@ -409,7 +450,7 @@ async fn write_both(
     stream: &TcpStream,
     head: &[u8],
     body: &[u8],
-    progress: &mut Progress,
+    progress: &mut Standing,
 ) -> io::Result<()> {
     let done = paced(stream, progress, head.len(), |done| {
         stream.try_write_vectored(&[io::IoSlice::new(&head[done..]), io::IoSlice::new(body)])
@@ -420,7 +461,7 @@ async fn write_both(
 
 /// Sends `bytes` with `MSG_MORE`, so they leave in the same segment as the
 /// body that follows.
-async fn send_more(stream: &TcpStream, bytes: &[u8], progress: &mut Progress) -> io::Result<()> {
+async fn send_more(stream: &TcpStream, bytes: &[u8], progress: &mut Standing) -> io::Result<()> {
     let flags = rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL;
     paced(stream, progress, bytes.len(), |done| {
         stream.try_io(Interest::WRITABLE, || {
@@ -438,7 +479,7 @@ async fn send_more(stream: &TcpStream, bytes: &[u8], progress: &mut Progress) ->
 async fn send_file(
     stream: &TcpStream,
     body: &Sendable,
-    progress: &mut Progress,
+    progress: &mut Standing,
 ) -> io::Result<usize> {
     let mut offset = body.offset;
     let end = body.offset + body.len as u64;
