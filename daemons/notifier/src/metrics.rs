@@ -24,6 +24,9 @@ pub struct Metrics {
     /// Deliveries a redelivered batch did not send again because its
     /// ledger said they were done, by channel.
     pub ledger_hits: IntCounterVec,
+    /// Deliveries not sent again because this process delivered them
+    /// already (their receipt or ledger write had failed), by channel.
+    pub remembered: IntCounterVec,
     /// News held for a batching window, by notice kind.
     pub held: IntCounterVec,
     /// Subscribers known.
@@ -79,6 +82,11 @@ impl Metrics {
             ledger_hits: registry.counter(
                 "ledger_hits_total",
                 "Deliveries not sent again because the ledger says they are done",
+                &["channel"],
+            )?,
+            remembered: registry.counter(
+                "remembered_deliveries_total",
+                "Deliveries not sent again because this process had delivered them before its ledger write failed",
                 &["channel"],
             )?,
             held: registry.counter(

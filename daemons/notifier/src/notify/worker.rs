@@ -16,13 +16,22 @@
 //!    in between resends a delivery (same idempotency key, so the same
 //!    `Message-ID` or `webhook-id`) rather than losing its receipt. Sends
 //!    go on while a flush is in flight (one at a time per batch).
+//!    Two guards inside one process narrow that further: a batch is
+//!    worked on by one task at a time (a copy redelivered while the first
+//!    is still sending, after a pause longer than the ack wait, waits for
+//!    it and then finds its ledger), and the keys this process delivered
+//!    are remembered for a while ([`Delivered`]), so a batch retried
+//!    because its ledger write failed (NATS away) does not send them again.
+//!    What is left is a process killed between a send and its ledger
+//!    write.
 //! 4. The batch is acked when nothing is left to retry; otherwise it is
 //!    nak'ed with exponential backoff and jitter (or the provider's
 //!    `Retry-After`); after the last attempt what is left is given up: dead
 //!    receipts, and the batch is copied to `DEADLETTER`.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use beacon_contract::event::{Envelope, EventId};
@@ -127,6 +136,10 @@ pub struct Worker {
     lane: Lane,
     /// Urgent batches of this channel being sent right now.
     urgent: Arc<AtomicUsize>,
+    /// Batches being worked on here.
+    in_hand: Arc<InHand>,
+    /// Keys delivered here.
+    delivered: Arc<Mutex<Delivered>>,
 }
 
 struct UrgentGuard(Arc<AtomicUsize>);
@@ -134,6 +147,55 @@ struct UrgentGuard(Arc<AtomicUsize>);
 impl Drop for UrgentGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Keys this process delivered, the newest [`Delivered::CAPACITY`].
+#[derive(Debug, Default)]
+pub struct Delivered {
+    keys: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Delivered {
+    /// Keys remembered; a fan-out to millions forgets its oldest, which
+    /// the ledger has long recorded.
+    pub const CAPACITY: usize = 200_000;
+
+    fn contains(&self, key: &str) -> bool {
+        self.keys.contains(key)
+    }
+
+    fn insert(&mut self, key: String) {
+        if self.keys.insert(key.clone()) {
+            self.order.push_back(key);
+            if self.order.len() > Self::CAPACITY {
+                if let Some(old) = self.order.pop_front() {
+                    self.keys.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// Batches being worked on in this process, each with the lock its
+/// task holds.
+type InHand = Mutex<HashMap<EventId, Arc<tokio::sync::Mutex<()>>>>;
+
+/// Holds a batch for one task; the last holder removes its entry.
+struct Holding {
+    in_hand: Arc<InHand>,
+    id: EventId,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        let mut in_hand = self.in_hand.lock().unwrap_or_else(|e| e.into_inner());
+        // The map's and this one: nobody else waits for it.
+        if Arc::strong_count(&self.lock) <= 2 {
+            in_hand.remove(&self.id);
+        }
     }
 }
 
@@ -158,7 +220,27 @@ impl Worker {
             kind,
             lane,
             urgent,
+            in_hand: Arc::default(),
+            delivered: Arc::default(),
         }
+    }
+
+    /// Waits until no other task of this process works on batch `id`,
+    /// then holds it until the returned value is dropped.
+    async fn hold(&self, id: EventId) -> (Holding, tokio::sync::OwnedMutexGuard<()>) {
+        let lock = {
+            let mut in_hand = self.in_hand.lock().unwrap_or_else(|e| e.into_inner());
+            in_hand.entry(id).or_default().clone()
+        };
+        let guard = lock.clone().lock_owned().await;
+        (
+            Holding {
+                in_hand: self.in_hand.clone(),
+                id,
+                lock,
+            },
+            guard,
+        )
     }
 
     /// Consumes until shutdown.
@@ -193,6 +275,8 @@ impl Worker {
             UrgentGuard(self.urgent.clone())
         });
         let attempt = message.attempt.max(1) as u32;
+        // Declared after `holding` so it is released first.
+        let (_holding, _held) = self.hold(batch_id).await;
         let ledger_key = batch_id.to_string().to_ascii_lowercase();
         let mut states = vec![State::Pending; batch.subscribers.len()];
         // Always, not only on a redelivery: a batch published again by a
@@ -223,8 +307,35 @@ impl Worker {
                 }
             };
         };
-        let todo: Vec<usize> = (0..states.len()).filter(|i| states[*i].is_open()).collect();
         let mut receipts: Vec<Envelope<DeliveryReceipt>> = Vec::new();
+        // Delivered by this process already: only the receipt is missing.
+        let mut remembered = 0u64;
+        {
+            let delivered = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+            for (i, state) in states.iter_mut().enumerate() {
+                let key = batch.notice.key(&batch.subscribers[i], self.kind);
+                if state.is_open() && delivered.contains(&key) {
+                    *state = State::Delivered;
+                    remembered += 1;
+                    receipts.push(self.receipt(
+                        &batch,
+                        &batch.subscribers[i],
+                        key,
+                        DeliveryOutcome::Delivered,
+                        attempt,
+                        "delivered earlier by this process".into(),
+                    ));
+                }
+            }
+        }
+        if remembered > 0 {
+            self.ctx
+                .metrics
+                .remembered
+                .with_label_values(&[self.kind.as_str()])
+                .inc_by(remembered);
+        }
+        let todo: Vec<usize> = (0..states.len()).filter(|i| states[*i].is_open()).collect();
         let mut retry_after: Option<Duration> = None;
         let mut last_flush = Instant::now();
         let template = Arc::new(crate::render::Template::new(
@@ -281,11 +392,17 @@ impl Worker {
                     tracing::debug!(page = %batch.page, channel = self.kind.as_str(), why, "Delivery skipped.");
                     (State::Skipped, None, String::new())
                 }
-                Done::Sent(Ok(accepted)) => (
-                    State::Delivered,
-                    Some(DeliveryOutcome::Delivered),
-                    accepted.detail,
-                ),
+                Done::Sent(Ok(accepted)) => {
+                    self.delivered
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key.clone());
+                    (
+                        State::Delivered,
+                        Some(DeliveryOutcome::Delivered),
+                        accepted.detail,
+                    )
+                }
                 Done::Sent(Err(SendError::Retryable { detail, after })) => {
                     if let Some(after) = after {
                         retry_after = Some(retry_after.map_or(after, |r| r.max(after)));
