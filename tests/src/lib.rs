@@ -8,8 +8,10 @@
 //!   regions, publisher and edge.
 //! - [`apply_config`]: applies a page config through the decider's API.
 //! - [`get`]: a plain HTTP GET returning status and body.
+//! - [`lab`]: three regions on one machine (`beacon-lab`, `tests/tests/regions.rs`).
 //! - [`rig`]: a decider with probes per region, and readers of what it decided.
 
+pub mod lab;
 pub mod rig;
 
 use std::sync::Arc;

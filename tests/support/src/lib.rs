@@ -19,6 +19,8 @@
 //!   samples validated against them, for every owner's schema test.
 //! - [`proxy`]: a TCP proxy that injects latency, stalls, refusals and
 //!   cuts between a daemon and a server, on command.
+//! - [`regions`]: three regions' NATS servers, one cluster stretched over
+//!   them, from the deployment's `deploy/nats/regions/region.conf`.
 //! - [`receivers`]: loopback SMTP and HTTP servers speaking the paid
 //!   providers' protocols (SMTP, webhooks, Twilio, Slack, Teams).
 //! - `bin` (private): finds external programs on `PATH`.
@@ -33,6 +35,7 @@ pub mod nats;
 pub mod ports;
 pub mod proxy;
 pub mod receivers;
+pub mod regions;
 pub mod schemas;
 pub mod wait;
 

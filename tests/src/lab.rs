@@ -1,0 +1,307 @@
+//! Three regions on one machine: per region its NATS server (one cluster
+//! stretched over the regions, from `deploy/nats/regions/region.conf`), a
+//! probe, a decider, a publisher with its own origin and an edge, every
+//! daemon under its own least-privilege user from
+//! `deploy/nats/beacon-users.conf`, and every stream and bucket with three
+//! replicas. `beacon-lab` runs it; `tests/tests/regions.rs` loses a region
+//! in it.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use beacon_testkit::regions::Regions;
+use beacon_testkit::{free_port, DaemonProcess};
+
+use crate::{apply_config, component_status, get, HttpTarget, READY};
+
+/// The lab's regions.
+pub const REGIONS: [&str; 3] = ["eu", "us", "ap"];
+
+/// The default passwords of `deploy/nats/beacon-users.conf`.
+pub const PASSWORDS: &[(&str, &str)] = &[
+    ("probe", "change-me-probe"),
+    ("decider", "change-me-decider"),
+    ("publisher", "change-me-publisher"),
+    ("recorder", "change-me-recorder"),
+    ("notifier", "change-me-notifier"),
+    ("ctl", "change-me-ctl"),
+    ("edge", "change-me-edge"),
+    ("admin", "change-me-admin"),
+    ("api", "change-me-api"),
+];
+
+/// The password of `user` in `deploy/nats/beacon-users.conf`.
+pub fn password(user: &str) -> &'static str {
+    PASSWORDS
+        .iter()
+        .find(|(name, _)| *name == user)
+        .map(|(_, password)| *password)
+        .unwrap_or_else(|| panic!("no user {user} in beacon-users.conf"))
+}
+
+/// Why a set of region names cannot make a lab; every problem is listed.
+pub fn check_regions(names: &[String]) -> Result<[String; 3], Vec<String>> {
+    let mut problems = Vec::new();
+    if names.len() != 3 {
+        problems.push(format!(
+            "the lab runs exactly three regions (one NATS server each, as deploy/nats/regions/region.conf names three routes), got {}",
+            names.len()
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for name in names {
+        if let Err(e) = beacon_contract::names::check_token(name) {
+            problems.push(format!("region {name:?}: {e}"));
+        }
+        if !seen.insert(name) {
+            problems.push(format!(
+                "region {name:?} is named twice: every server needs its own name"
+            ));
+        }
+    }
+    match <[String; 3]>::try_from(names.to_vec()) {
+        Ok(regions) if problems.is_empty() => Ok(regions),
+        _ => Err(problems),
+    }
+}
+
+/// One region's daemons.
+pub struct Region {
+    /// Its name.
+    pub name: String,
+    /// Probe, decider, publisher, edge.
+    pub daemons: Vec<DaemonProcess>,
+    /// Where its edge serves.
+    pub edge_url: String,
+    // The publisher writes here and the edge serves it.
+    _origin: tempfile::TempDir,
+}
+
+/// The lab.
+pub struct Lab {
+    /// The regions' NATS servers.
+    pub nats: Regions,
+    /// The regions' daemons, in the order of [`Lab::start`]'s names.
+    pub regions: Vec<Region>,
+    /// The page's id.
+    pub page: String,
+}
+
+/// `--nats-url <region's server> --nats-user <user> --nats-password <pw>`.
+fn bus(url: &str, user: &str) -> Vec<String> {
+    vec![
+        "--nats-url".into(),
+        url.to_owned(),
+        "--nats-user".into(),
+        user.to_owned(),
+        "--nats-password".into(),
+        password(user).to_owned(),
+    ]
+}
+
+fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// A page with one component, `api`, checking `target` from every region.
+pub fn lab_page(page: &str, regions: &[String; 3], target: &str) -> String {
+    let list = regions
+        .iter()
+        .map(|r| format!("\"{r}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "[page]\nid = \"{page}\"\nname = \"Lab\"\n\
+         [defaults]\nregions = [{list}]\ninterval = \"1s\"\ntimeout = \"1s\"\n\
+         failure_threshold = 2\nrecovery_threshold = 2\n\
+         [[components]]\nid = \"api\"\nname = \"API\"\n\
+         [[components.checks]]\ntype = \"http\"\nurl = \"{target}\"\n"
+    )
+}
+
+impl Lab {
+    /// Starts the regions' servers, applies the topology with three
+    /// replicas as the admin user, starts every region's daemons and waits
+    /// until they are ready, then applies a page checking `target`.
+    pub async fn start(regions: [String; 3], page: &str, target: &HttpTarget) -> Lab {
+        let names = [
+            regions[0].as_str(),
+            regions[1].as_str(),
+            regions[2].as_str(),
+        ];
+        let nats = tokio::task::block_in_place(|| Regions::start(names));
+        let first = nats.servers[0].url();
+        let ensured = std::process::Command::new(beacon_testkit::daemon::binary("beaconctl"))
+            .args(with(
+                bus(&first, "admin"),
+                &["bus", "ensure", "--replicas", "3"],
+            ))
+            .output()
+            .expect("run beaconctl bus ensure");
+        assert!(
+            ensured.status.success(),
+            "beaconctl bus ensure --replicas 3: {}",
+            String::from_utf8_lossy(&ensured.stderr)
+        );
+        let mut lab = Lab {
+            regions: Vec::new(),
+            nats,
+            page: page.to_owned(),
+        };
+        for (server, name) in lab.nats.servers.iter().zip(regions.iter()) {
+            let url = server.url();
+            let origin = tempfile::tempdir().expect("an origin");
+            let origin_path = origin.path().display().to_string();
+            let edge_port = free_port();
+            let daemons = vec![
+                DaemonProcess::spawn_with_admin(
+                    "beacon-probe",
+                    with(bus(&url, "probe"), &["--region", name, "--replicas", "3"]),
+                ),
+                DaemonProcess::spawn_with_admin(
+                    "beacon-decider",
+                    with(bus(&url, "decider"), &["--replicas", "3"]),
+                ),
+                DaemonProcess::spawn_with_admin(
+                    "beacon-publisher",
+                    with(
+                        bus(&url, "publisher"),
+                        &[
+                            "--replicas",
+                            "3",
+                            "--origin",
+                            &origin_path,
+                            "--debounce",
+                            "50ms",
+                        ],
+                    ),
+                ),
+                DaemonProcess::spawn_with_admin(
+                    "beacon-edge",
+                    vec![
+                        "--origin".into(),
+                        origin_path.clone(),
+                        "--page".into(),
+                        page.to_owned(),
+                        "--listen".into(),
+                        format!("127.0.0.1:{edge_port}"),
+                    ],
+                ),
+            ];
+            lab.regions.push(Region {
+                name: name.clone(),
+                daemons,
+                edge_url: format!("http://127.0.0.1:{edge_port}"),
+                _origin: origin,
+            });
+        }
+        for region in &lab.regions {
+            for daemon in &region.daemons {
+                daemon.wait_ready(READY).await;
+            }
+        }
+        let ctl = lab.client(&regions[0], "ctl").await;
+        apply_config(&ctl, &lab_page(page, &regions, &target.url())).await;
+        lab
+    }
+
+    /// A client of `region`'s server as `user`.
+    pub async fn client(&mut self, region: &str, user: &str) -> async_nats::Client {
+        let url = self.nats.server(region).url();
+        async_nats::ConnectOptions::with_user_and_password(
+            user.to_owned(),
+            password(user).to_owned(),
+        )
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {region} as {user}: {e}"))
+    }
+
+    /// The region named `name`.
+    pub fn region(&self, name: &str) -> &Region {
+        self.regions
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("no region {name}"))
+    }
+
+    /// `kill -9` of every process of `name`, its NATS server included.
+    pub fn lose(&mut self, name: &str) {
+        let region = self
+            .regions
+            .iter_mut()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("no region {name}"));
+        for daemon in &mut region.daemons {
+            daemon.kill();
+        }
+        tokio::task::block_in_place(|| self.nats.server(name).kill());
+    }
+
+    /// Starts `name`'s server and daemons again; waits until they are ready.
+    pub async fn bring_back(&mut self, name: &str) {
+        tokio::task::block_in_place(|| self.nats.server(name).start_again());
+        let region = self
+            .regions
+            .iter_mut()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("no region {name}"));
+        for daemon in &mut region.daemons {
+            daemon.restart();
+        }
+        for daemon in &region.daemons {
+            daemon.wait_ready(READY).await;
+        }
+    }
+
+    /// The region whose decider holds the (single) decider lease, if any.
+    pub async fn leading_region(&self) -> Option<String> {
+        for region in &self.regions {
+            let decider = &region.daemons[1];
+            let url = format!("{}/metrics", decider.admin_url());
+            let Ok(response) = reqwest::get(&url).await else {
+                continue;
+            };
+            let text = response.text().await.unwrap_or_default();
+            if text
+                .lines()
+                .any(|l| l.starts_with("beacon_decider_lease_holder{") && l.ends_with(" 1"))
+            {
+                return Some(region.name.clone());
+            }
+        }
+        None
+    }
+
+    /// The status the edge of `region` serves for component `api`.
+    pub async fn served_status(&self, region: &str) -> Option<String> {
+        let url = format!("{}/api/v2/summary.json", self.region(region).edge_url);
+        let (status, body) = get(&url).await?;
+        (status == 200)
+            .then(|| component_status(&body, "api"))
+            .flatten()
+    }
+}
+
+/// How often the availability poller asks each edge.
+pub const POLL: Duration = Duration::from_millis(50);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_lab_needs_three_distinct_valid_region_names() {
+        assert!(check_regions(&names(&["eu", "us", "ap"])).is_ok());
+        let problems = check_regions(&names(&["eu", "eu", "a b", "ap"])).expect_err("refused");
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("exactly three"));
+        assert!(problems.iter().any(|p| p.contains("named twice")));
+        assert!(problems.iter().any(|p| p.contains("\"a b\"")));
+    }
+}

@@ -1,0 +1,183 @@
+//! Losing a region of three: every process of it, its NATS server
+//! included, `kill -9`. The others keep probing, deciding and serving,
+//! take over what the lost region led, take operator writes, and the
+//! region catches up by itself when it comes back.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use beacon_contract::api::{ApiReply, CreateIncidentRequest, INCIDENT_CREATE};
+use beacon_contract::messages::{AffectedComponent, ComponentStatus, Impact};
+use beacon_testkit::wait_until;
+use beacon_tests::lab::{Lab, POLL, REGIONS};
+use beacon_tests::{get, HttpTarget, DECIDE};
+
+/// Failed and total requests to the edges of `regions`, polled until `stop`.
+fn poll_edges(
+    urls: Vec<String>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (Arc<AtomicU64>, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let failed = Arc::new(AtomicU64::new(0));
+    let total = Arc::new(AtomicU64::new(0));
+    let (f, t) = (failed.clone(), total.clone());
+    let task = tokio::spawn(async move {
+        while !stop.load(Ordering::SeqCst) {
+            for url in &urls {
+                t.fetch_add(1, Ordering::SeqCst);
+                match get(&format!("{url}/api/v2/summary.json")).await {
+                    Some((200, _)) => {}
+                    _ => {
+                        f.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    });
+    (failed, total, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_a_region_keeps_the_others_deciding_serving_and_writing() {
+    let mut target = HttpTarget::start().await;
+    let regions = REGIONS.map(str::to_owned);
+    let mut lab = Lab::start(regions.clone(), "lab", &target).await;
+    for region in &regions {
+        wait_until(
+            &format!("{region}'s edge to serve api operational"),
+            DECIDE,
+            || {
+                let lab = &lab;
+                async move {
+                    (lab.served_status(region).await.as_deref() == Some("operational"))
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
+    // The region that leads deciding is the one lost.
+    let lost = wait_until("a decider to lead", DECIDE, || {
+        let lab = &lab;
+        async move { lab.leading_region().await }
+    })
+    .await;
+    let survivors: Vec<String> = regions.iter().filter(|r| **r != lost).cloned().collect();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (failed, total, poller) = poll_edges(
+        survivors
+            .iter()
+            .map(|r| lab.region(r).edge_url.clone())
+            .collect(),
+        stop.clone(),
+    );
+
+    let lost_at = Instant::now();
+    lab.lose(&lost);
+    // The target fails after the loss: a survivor must take over deciding
+    // and every surviving edge must show the outage. The lost region's
+    // probe is silent, never counted as down.
+    target.down();
+    for region in &survivors {
+        wait_until(
+            &format!("{region}'s edge to show the outage"),
+            DECIDE,
+            || {
+                let lab = &lab;
+                async move {
+                    (lab.served_status(region).await.as_deref() == Some("major_outage"))
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    let detected = lost_at.elapsed();
+    let leader = lab.leading_region().await;
+    assert!(
+        leader.as_ref().is_some_and(|l| survivors.contains(l)),
+        "no surviving region leads: {leader:?}"
+    );
+
+    // An operator in a surviving region opens an incident; every surviving
+    // edge shows it.
+    let admin = lab.client(&survivors[0], "ctl").await;
+    let request = CreateIncidentRequest {
+        page: "lab".into(),
+        title: "Regional failure".into(),
+        impact: Impact::Major,
+        state: None,
+        body: "One region is down; the others carry on.".into(),
+        components: vec![AffectedComponent {
+            component: "api".into(),
+            status: ComponentStatus::MajorOutage,
+        }],
+        actor: "lab".into(),
+        idempotency_key: Some("lab-region-loss".into()),
+    };
+    let payload = serde_json::to_vec(&request).expect("encode");
+    let created = wait_until("the incident to be accepted", DECIDE, || {
+        let (admin, payload) = (admin.clone(), payload.clone());
+        async move {
+            let reply = admin
+                .request(INCIDENT_CREATE.subject(), payload.into())
+                .await
+                .ok()?;
+            match serde_json::from_slice(&reply.payload).ok()? {
+                ApiReply::<beacon_contract::incident::Incident>::Ok { result } => Some(result),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    for region in &survivors {
+        let url = format!(
+            "{}/api/v2/incidents/unresolved.json",
+            lab.region(region).edge_url
+        );
+        wait_until(
+            &format!("{region}'s edge to show the incident"),
+            DECIDE,
+            || {
+                let (url, id) = (url.clone(), created.id.clone());
+                async move {
+                    let (status, body) = get(&url).await?;
+                    (status == 200 && body.contains(&id)).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    poller.await.expect("the poller");
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "requests to surviving edges failed, of {}",
+        total.load(Ordering::SeqCst)
+    );
+    eprintln!(
+        "region {lost} lost: the survivors showed a new outage after {:.1} s; {} requests to their edges, none failed",
+        detected.as_secs_f64(),
+        total.load(Ordering::SeqCst)
+    );
+
+    // The region comes back and catches up by itself: its edge shows the
+    // outage and the incident it missed.
+    lab.bring_back(&lost).await;
+    let url = format!(
+        "{}/api/v2/incidents/unresolved.json",
+        lab.region(&lost).edge_url
+    );
+    wait_until(&format!("{lost}'s edge to catch up"), DECIDE, || {
+        let (url, id, lab, lost) = (url.clone(), created.id.clone(), &lab, &lost);
+        async move {
+            let (status, body) = get(&url).await?;
+            let outage = lab.served_status(lost).await.as_deref() == Some("major_outage");
+            (status == 200 && body.contains(&id) && outage).then_some(())
+        }
+    })
+    .await;
+}
