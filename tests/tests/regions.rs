@@ -5,13 +5,18 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use beacon_contract::api::{ApiReply, CreateIncidentRequest, INCIDENT_CREATE};
 use beacon_contract::messages::{AffectedComponent, ComponentStatus, Impact};
 use beacon_testkit::wait_until;
 use beacon_tests::lab::{Lab, POLL, REGIONS};
-use beacon_tests::{get, HttpTarget, DECIDE};
+use beacon_tests::{get, HttpTarget};
+
+/// How long a lab may take to settle after a start or a loss: stream
+/// leaders are elected again, the decider lease runs out, probes fail
+/// twice, and a busy 2-core machine runs all of it.
+const SETTLE: Duration = Duration::from_secs(90);
 
 /// Failed and total requests to the edges of `regions`, polled until `stop`.
 fn poll_edges(
@@ -46,7 +51,7 @@ async fn losing_a_region_keeps_the_others_deciding_serving_and_writing() {
     for region in &regions {
         wait_until(
             &format!("{region}'s edge to serve api operational"),
-            DECIDE,
+            SETTLE,
             || {
                 let lab = &lab;
                 async move {
@@ -59,7 +64,7 @@ async fn losing_a_region_keeps_the_others_deciding_serving_and_writing() {
     }
 
     // The region that leads deciding is the one lost.
-    let lost = wait_until("a decider to lead", DECIDE, || {
+    let lost = wait_until("a decider to lead", SETTLE, || {
         let lab = &lab;
         async move { lab.leading_region().await }
     })
@@ -83,7 +88,7 @@ async fn losing_a_region_keeps_the_others_deciding_serving_and_writing() {
     for region in &survivors {
         wait_until(
             &format!("{region}'s edge to show the outage"),
-            DECIDE,
+            SETTLE,
             || {
                 let lab = &lab;
                 async move {
@@ -118,7 +123,7 @@ async fn losing_a_region_keeps_the_others_deciding_serving_and_writing() {
         idempotency_key: Some("lab-region-loss".into()),
     };
     let payload = serde_json::to_vec(&request).expect("encode");
-    let created = wait_until("the incident to be accepted", DECIDE, || {
+    let created = wait_until("the incident to be accepted", SETTLE, || {
         let (admin, payload) = (admin.clone(), payload.clone());
         async move {
             let reply = admin
@@ -139,7 +144,7 @@ async fn losing_a_region_keeps_the_others_deciding_serving_and_writing() {
         );
         wait_until(
             &format!("{region}'s edge to show the incident"),
-            DECIDE,
+            SETTLE,
             || {
                 let (url, id) = (url.clone(), created.id.clone());
                 async move {
@@ -171,7 +176,7 @@ async fn losing_a_region_keeps_the_others_deciding_serving_and_writing() {
         "{}/api/v2/incidents/unresolved.json",
         lab.region(&lost).edge_url
     );
-    wait_until(&format!("{lost}'s edge to catch up"), DECIDE, || {
+    wait_until(&format!("{lost}'s edge to catch up"), SETTLE, || {
         let (url, id, lab, lost) = (url.clone(), created.id.clone(), &lab, &lost);
         async move {
             let (status, body) = get(&url).await?;
