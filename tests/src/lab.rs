@@ -226,13 +226,16 @@ impl Lab {
             .unwrap_or_else(|| panic!("no region {name}"))
     }
 
-    /// `kill -9` of every process of `name`, its NATS server included.
-    pub fn lose(&mut self, name: &str) {
-        let region = self
-            .regions
+    fn region_mut(&mut self, name: &str) -> &mut Region {
+        self.regions
             .iter_mut()
             .find(|r| r.name == name)
-            .unwrap_or_else(|| panic!("no region {name}"));
+            .unwrap_or_else(|| panic!("no region {name}"))
+    }
+
+    /// `kill -9` of every process of `name`, its NATS server included.
+    pub fn lose(&mut self, name: &str) {
+        let region = self.region_mut(name);
         for daemon in &mut region.daemons {
             daemon.kill();
         }
@@ -242,11 +245,7 @@ impl Lab {
     /// Starts `name`'s server and daemons again; waits until they are ready.
     pub async fn bring_back(&mut self, name: &str) {
         tokio::task::block_in_place(|| self.nats.server(name).start_again());
-        let region = self
-            .regions
-            .iter_mut()
-            .find(|r| r.name == name)
-            .unwrap_or_else(|| panic!("no region {name}"));
+        let region = self.region_mut(name);
         for daemon in &mut region.daemons {
             daemon.restart();
         }

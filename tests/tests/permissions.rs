@@ -6,28 +6,8 @@
 use std::time::Duration;
 
 use beacon_testkit::{wait_until, ClickHouseServer, DaemonProcess, NatsServer};
+use beacon_tests::lab::password;
 use beacon_tests::{apply_config, page_config, HttpTarget, Stack, DECIDE, READY};
-
-/// The defaults of `deploy/nats/beacon-users.conf`.
-const PASSWORDS: &[(&str, &str)] = &[
-    ("probe", "change-me-probe"),
-    ("decider", "change-me-decider"),
-    ("publisher", "change-me-publisher"),
-    ("recorder", "change-me-recorder"),
-    ("notifier", "change-me-notifier"),
-    ("ctl", "change-me-ctl"),
-    ("edge", "change-me-edge"),
-    ("admin", "change-me-admin"),
-    ("api", "change-me-api"),
-];
-
-fn password(user: &str) -> &'static str {
-    PASSWORDS
-        .iter()
-        .find(|(name, _)| *name == user)
-        .map(|(_, password)| *password)
-        .unwrap_or_else(|| panic!("no user {user} in beacon-users.conf"))
-}
 
 fn users_conf() -> String {
     let path = concat!(

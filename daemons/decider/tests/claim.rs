@@ -52,6 +52,21 @@ fn page() -> beacon_page::config::PageConfig {
     .expect("a page config")
 }
 
+/// A leader's term: it loads `component`, stores a record, and knows its
+/// revision.
+async fn loads_and_stores(leader: &Store, component: &Component) -> Stored {
+    let (stored, _) = leader.load("claim", component, true).await.expect("load");
+    leader
+        .commit(
+            &record(ComponentStatus::Operational),
+            component,
+            &stored,
+            false,
+        )
+        .await
+        .expect("the old leader stores while it leads")
+}
+
 /// The deposed leader's decision is refused; the new leader's lands.
 async fn only_the_new_term_stores(
     old: &Store,
@@ -90,16 +105,7 @@ async fn a_deposed_leader_cannot_store_after_the_new_term_claimed_its_components
 
     // The old leader's term: it loads, stores a record, and knows its revision.
     let old = leader(&nats).await;
-    let (stored, _) = old.load("claim", component, true).await.expect("load");
-    let stored = old
-        .commit(
-            &record(ComponentStatus::Operational),
-            component,
-            &stored,
-            false,
-        )
-        .await
-        .expect("the old leader stores while it leads");
+    let stored = loads_and_stores(&old, component).await;
 
     // A new term begins elsewhere and claims the component.
     let new = leader(&nats).await;
@@ -154,16 +160,7 @@ async fn a_decision_held_on_the_wire_while_the_new_term_claims_is_refused_when_i
     // The old leader reaches NATS through a proxy; it stores while it leads.
     let wire = FaultProxy::start(([127, 0, 0, 1], nats.port()).into()).await;
     let old = leader_at(wire.nats_url()).await;
-    let (stored, _) = old.load("claim", component, true).await.expect("load");
-    let stored = old
-        .commit(
-            &record(ComponentStatus::Operational),
-            component,
-            &stored,
-            false,
-        )
-        .await
-        .expect("the old leader stores while it leads");
+    let stored = loads_and_stores(&old, component).await;
 
     // Its next decision leaves it but is held on the way (a stalled link,
     // a long pause): it was prepared against the revision it knew.
