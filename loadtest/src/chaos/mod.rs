@@ -134,6 +134,10 @@ pub struct ChaosReport {
     pub workload: WorkloadFigures,
     /// Duplicate deliveries per channel (each a repeat of one key).
     pub duplicates: BTreeMap<String, ChannelDuplicates>,
+    /// Repeats by the fault that struck last before each arrived
+    /// (`kill notifier`, `nats-restart nats`, …), per channel: where the
+    /// duplicates come from.
+    pub duplicates_after: BTreeMap<String, BTreeMap<String, u64>>,
     /// Every invariant.
     pub invariants: Vec<Verdict>,
     /// Invariants broken.
@@ -745,6 +749,7 @@ pub async fn run(args: &ChaosArgs) -> Result<ChaosReport, LoadError> {
         start,
     ));
     let mut fault_log = Vec::new();
+    let mut struck: Vec<(Instant, String)> = Vec::new();
     let mut faults: BTreeMap<&'static str, u64> =
         FaultKind::ALL.iter().map(|k| (k.as_str(), 0)).collect();
     for fault in &plan.faults {
@@ -755,6 +760,10 @@ pub async fn run(args: &ChaosArgs) -> Result<ChaosReport, LoadError> {
             fault.kind.as_str(),
             fault.victim,
             fault.hold.as_secs_f64()
+        ));
+        struck.push((
+            Instant::now(),
+            format!("{} {}", fault.kind.as_str(), fault.victim),
         ));
         stack.strike(fault).await?;
         *faults.entry(fault.kind.as_str()).or_default() += 1;
@@ -949,6 +958,19 @@ pub async fn run(args: &ChaosArgs) -> Result<ChaosReport, LoadError> {
         }
     }
 
+    let mut duplicates_after: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for (at, channel) in receivers.tally.repeats() {
+        let cause = struck
+            .iter()
+            .rev()
+            .find(|(started, _)| *started <= at)
+            .map_or("no fault yet", |(_, what)| what.as_str());
+        *duplicates_after
+            .entry(cause.to_owned())
+            .or_default()
+            .entry(channel)
+            .or_default() += 1;
+    }
     let ledger = ledger.lock();
     let broken = invariants.iter().filter(|v| !v.held).count() as u64;
     Ok(ChaosReport {
@@ -979,6 +1001,7 @@ pub async fn run(args: &ChaosArgs) -> Result<ChaosReport, LoadError> {
             deliveries_received: received.len() as u64,
         },
         duplicates: judged.per_channel,
+        duplicates_after,
         invariants,
         broken,
     })

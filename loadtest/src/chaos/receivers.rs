@@ -19,10 +19,11 @@ use crate::error::LoadError;
 /// Header the notifier's email carries its key in.
 const EMAIL_KEY_HEADER: &str = "x-beacon-idempotency-key";
 
-/// Every delivery received, by idempotency key.
+/// Every delivery received, by idempotency key, and when each repeat came.
 #[derive(Debug, Clone, Default)]
 pub struct Tally {
     keys: Arc<Mutex<HashMap<String, u32>>>,
+    repeats: Arc<Mutex<Vec<(std::time::Instant, String)>>>,
 }
 
 impl Tally {
@@ -32,7 +33,27 @@ impl Tally {
 
     /// Counts one delivery of `key`.
     pub fn count(&self, key: &str) {
-        *self.lock().entry(key.to_owned()).or_default() += 1;
+        let times = {
+            let mut keys = self.lock();
+            let times = keys.entry(key.to_owned()).or_default();
+            *times += 1;
+            *times
+        };
+        if times > 1 {
+            let channel = key.rsplit(':').next().unwrap_or_default().to_owned();
+            self.repeats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((std::time::Instant::now(), channel));
+        }
+    }
+
+    /// When each repeat came, and on which channel.
+    pub fn repeats(&self) -> Vec<(std::time::Instant, String)> {
+        self.repeats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Distinct keys received.

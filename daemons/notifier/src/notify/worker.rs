@@ -54,10 +54,18 @@ use crate::index::{parse_id, Endpoint};
 use crate::records::DeliveryLedger;
 use crate::render::Links;
 
-/// Receipts gathered before they are published and the ledger written.
-const FLUSH_EVERY: usize = 128;
-/// Longest time between flushes while deliveries complete.
-const FLUSH_AFTER: Duration = Duration::from_millis(100);
+/// When a batch's receipts are published and its ledger written: after
+/// this many deliveries, or this long, whichever comes first. A process
+/// killed in between repeats what it delivered since the last write. SMS
+/// writes far more often: a repeated text is a second message on someone's
+/// phone (Twilio has no idempotency key), where a repeated email or webhook
+/// carries the same key for the receiver to drop.
+fn flush_policy(kind: ChannelKind) -> (usize, Duration) {
+    match kind {
+        ChannelKind::Sms => (8, Duration::from_millis(10)),
+        _ => (128, Duration::from_millis(100)),
+    }
+}
 
 /// What became of one delivery, as the ledger writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,6 +346,7 @@ impl Worker {
         let todo: Vec<usize> = (0..states.len()).filter(|i| states[*i].is_open()).collect();
         let mut retry_after: Option<Duration> = None;
         let mut last_flush = Instant::now();
+        let (flush_every, flush_after) = flush_policy(self.kind);
         let template = Arc::new(crate::render::Template::new(
             self.kind,
             &batch.notice,
@@ -427,7 +436,7 @@ impl Worker {
                 receipts.push(self.receipt(&batch, subscriber, key, outcome, attempt, detail));
             }
             if flushes.is_empty()
-                && (receipts.len() >= FLUSH_EVERY || last_flush.elapsed() >= FLUSH_AFTER)
+                && (receipts.len() >= flush_every || last_flush.elapsed() >= flush_after)
             {
                 flushes.push(self.flush(
                     &ledger_key,
