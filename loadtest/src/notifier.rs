@@ -55,6 +55,9 @@ pub const GOAL_RSS_MIB: f64 = 1024.0;
 
 const WEBHOOK_ENV: &str = "BEACON_LOADTEST_WEBHOOK_SECRET";
 const TWILIO_ENV: &str = "BEACON_LOADTEST_TWILIO";
+/// What the loopback Twilio Messages API answers to a message it takes.
+pub const TWILIO_ACCEPTED: &str =
+    "{\"sid\":\"SM0123456789abcdef0123456789abcdef\",\"status\":\"queued\"}";
 const CHANNELS: [&str; 5] = ["email", "webhook", "slack", "teams", "sms"];
 /// How often the receipt counts are read while the fan-out runs.
 const RECEIPT_POLL: Duration = Duration::from_millis(100);
@@ -178,7 +181,7 @@ async fn counting(twilio: bool) -> Result<Counting, LoadError> {
                 (
                     axum::http::StatusCode::CREATED,
                     [("content-type", "application/json")],
-                    "{\"sid\":\"SM0123456789abcdef0123456789abcdef\",\"status\":\"queued\"}",
+                    TWILIO_ACCEPTED,
                 )
             } else {
                 (

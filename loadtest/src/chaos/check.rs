@@ -36,6 +36,11 @@ impl Verdict {
         }
     }
 
+    /// Counts `cases` that held.
+    pub fn held_by(&mut self, cases: u64) {
+        self.checked += cases;
+    }
+
     /// Checks one case; `example` says what broke.
     pub fn case(&mut self, ok: bool, example: impl FnOnce() -> String) {
         self.checked += 1;
@@ -121,15 +126,16 @@ pub fn final_status(expected: &BTreeMap<String, String>, kv: &BTreeMap<String, S
     verdict
 }
 
-/// Everything in `wanted` is in `present`.
+/// Every id of `what` (e.g. `health result`) in `wanted` is in `present`.
 pub fn all_present<'a>(
     name: &'static str,
-    wanted: impl IntoIterator<Item = (&'a str, String)>,
+    what: &str,
+    wanted: impl IntoIterator<Item = &'a str>,
     present: &HashSet<String>,
 ) -> Verdict {
     let mut verdict = Verdict::new(name);
-    for (id, description) in wanted {
-        verdict.case(present.contains(id), || description);
+    for id in wanted {
+        verdict.case(present.contains(id), || format!("{what} {id} has no row"));
     }
     verdict
 }

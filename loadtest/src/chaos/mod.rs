@@ -812,9 +812,7 @@ pub async fn run(args: &ChaosArgs) -> Result<ChaosReport, LoadError> {
     invariants.push(casualties);
     let mut answered = Verdict::new("every operator write is answered");
     let acked = ledger.lock().writes_acked;
-    for _ in 0..acked {
-        answered.case(true, String::new);
-    }
+    answered.held_by(acked);
     for why in &refused {
         answered.case(false, || why.clone());
     }
@@ -912,27 +910,24 @@ pub async fn run(args: &ChaosArgs) -> Result<ChaosReport, LoadError> {
     let health_rows = recorded(&stack, "health_results")?;
     invariants.push(check::all_present(
         "every acknowledged health result is in ClickHouse",
-        health_ids
-            .iter()
-            .map(|id| (id.as_str(), format!("health result {id} has no row"))),
+        "health result",
+        health_ids.iter().map(String::as_str),
         &health_rows,
     ));
     let status_rows = recorded(&stack, "status_changes")?;
     let status_ids: Vec<String> = status_events.iter().map(|e| e.id.to_string()).collect();
     invariants.push(check::all_present(
         "every STATUS event is in ClickHouse",
-        status_ids
-            .iter()
-            .map(|id| (id.as_str(), format!("status change {id} has no row"))),
+        "status change",
+        status_ids.iter().map(String::as_str),
         &status_rows,
     ));
     let incident_rows = recorded(&stack, "incident_events")?;
     let incident_ids: Vec<String> = incident_events.iter().map(|e| e.id.to_string()).collect();
     invariants.push(check::all_present(
         "every INCIDENTS event is in ClickHouse",
-        incident_ids
-            .iter()
-            .map(|id| (id.as_str(), format!("incident event {id} has no row"))),
+        "incident event",
+        incident_ids.iter().map(String::as_str),
         &incident_rows,
     ));
 

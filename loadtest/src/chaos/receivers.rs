@@ -234,7 +234,7 @@ async fn serve_http(listener: TcpListener, tally: Tally) {
                     (
                         axum::http::StatusCode::CREATED,
                         [("content-type", "application/json")],
-                        "{\"sid\":\"SM0123456789abcdef0123456789abcdef\",\"status\":\"queued\"}",
+                        crate::notifier::TWILIO_ACCEPTED,
                     )
                 } else {
                     (

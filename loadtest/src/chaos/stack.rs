@@ -26,8 +26,8 @@ pub struct Stack {
     daemons: BTreeMap<Daemon, DaemonProcess>,
     nats_links: BTreeMap<Daemon, FaultProxy>,
     clickhouse_link: FaultProxy,
-    // Kept for the publisher's whole life.
-    _origin: tempfile::TempDir,
+    /// Where the publisher writes; kept for its whole life.
+    origin: tempfile::TempDir,
 }
 
 fn blocking<T>(what: &str, work: impl FnOnce() -> T) -> Result<T, LoadError> {
@@ -62,7 +62,7 @@ impl Stack {
             daemons: BTreeMap::new(),
             nats_links,
             clickhouse_link,
-            _origin: origin,
+            origin,
         };
         for daemon in Daemon::ALL {
             let mut args = vec![
@@ -78,7 +78,7 @@ impl Stack {
                 ]),
                 Daemon::Publisher => args.extend([
                     "--origin".to_owned(),
-                    stack._origin.path().display().to_string(),
+                    stack.origin.path().display().to_string(),
                 ]),
             }
             let process = blocking("spawning a daemon", || {

@@ -12,7 +12,8 @@ use tempfile::TempDir;
 
 use crate::child::{self, Restartable};
 use crate::logs::append;
-use crate::{bin, http, ports};
+use crate::nats::nats_server_bin;
+use crate::{http, ports};
 
 /// How long a server may take to be healthy (its cluster formed, its
 /// streams current).
@@ -39,24 +40,9 @@ pub struct RegionServer {
 }
 
 impl RegionServer {
-    /// Its region.
-    pub fn region(&self) -> &str {
-        &self.region
-    }
-
     /// The client URL.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Its client port.
-    pub fn client_port(&self) -> u16 {
-        self.port
-    }
-
-    /// Its cluster port, where the other regions' servers connect.
-    pub fn cluster_port(&self) -> u16 {
-        self.cluster_port
     }
 
     /// Its log.
@@ -72,11 +58,6 @@ impl RegionServer {
     /// Starts it again on the same ports and store; waits until healthy.
     pub fn start_again(&mut self) {
         self.start_once_more();
-    }
-
-    /// Whether it runs.
-    pub fn is_running(&mut self) -> bool {
-        self.running()
     }
 
     fn log_path(&self) -> PathBuf {
@@ -104,11 +85,7 @@ impl Restartable for RegionServer {
 
     fn spawn(&self) -> Child {
         let log_path = self.log_path();
-        let program = std::env::var_os("NATS_SERVER_BIN")
-            .map(PathBuf::from)
-            .or_else(|| bin::find_on_path("nats-server"))
-            .expect("nats-server not found: run scripts/test");
-        let mut command = Command::new(program);
+        let mut command = Command::new(nats_server_bin());
         command
             .arg("-c")
             .arg(region_conf())
@@ -216,14 +193,5 @@ impl Regions {
             .iter_mut()
             .find(|s| s.region == region)
             .unwrap_or_else(|| panic!("no region {region}"))
-    }
-
-    /// Every client URL, comma-separated (a client's seed list).
-    pub fn urls(&self) -> String {
-        self.servers
-            .iter()
-            .map(RegionServer::url)
-            .collect::<Vec<_>>()
-            .join(",")
     }
 }

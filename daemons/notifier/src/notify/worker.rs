@@ -160,7 +160,7 @@ impl Drop for UrgentGuard {
 
 /// Keys this process delivered, the newest [`Delivered::CAPACITY`].
 #[derive(Debug, Default)]
-pub struct Delivered {
+struct Delivered {
     keys: std::collections::HashSet<String>,
     order: std::collections::VecDeque<String>,
 }
@@ -168,7 +168,7 @@ pub struct Delivered {
 impl Delivered {
     /// Keys remembered; a fan-out to millions forgets its oldest, which
     /// the ledger has long recorded.
-    pub const CAPACITY: usize = 200_000;
+    const CAPACITY: usize = 200_000;
 
     fn contains(&self, key: &str) -> bool {
         self.keys.contains(key)
@@ -291,8 +291,10 @@ impl Worker {
         // planner replaying a send (after the bus's dedup window) arrives
         // as a first delivery of the same id, and must send only what is
         // still open.
+        let mut seen_before = attempt > 1;
         match self.read_ledger(&ledger_key, states.len()).await {
             Ok(Some(stored)) => {
+                seen_before = true;
                 let done = stored.iter().filter(|s| !s.is_open()).count();
                 self.ctx
                     .metrics
@@ -317,8 +319,10 @@ impl Worker {
         };
         let mut receipts: Vec<Envelope<DeliveryReceipt>> = Vec::new();
         // Delivered by this process already: only the receipt is missing.
+        // Only a batch handled before can hold them: a first delivery
+        // with no ledger skips the look-up (a key per delivery).
         let mut remembered = 0u64;
-        {
+        if seen_before {
             let delivered = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
             for (i, state) in states.iter_mut().enumerate() {
                 let key = batch.notice.key(&batch.subscribers[i], self.kind);
