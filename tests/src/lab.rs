@@ -1,5 +1,6 @@
 //! Three regions on one machine: per region its NATS server (one cluster
-//! stretched over the regions, from `deploy/nats/regions/region.conf`), a
+//! stretched over the regions, from `deploy/nats/regions/region.conf`) and
+//! its leaf server (the region's own JetStream domain, from `leaf.conf`), a
 //! probe, a decider, a publisher with its own origin and an edge, every
 //! daemon under its own least-privilege user from
 //! `deploy/nats/beacon-users.conf`, and every stream and bucket with three
@@ -7,6 +8,8 @@
 //! in it.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use beacon_testkit::regions::Regions;
@@ -135,7 +138,14 @@ impl Lab {
         let ensured = std::process::Command::new(beacon_testkit::daemon::binary("beaconctl"))
             .args(with(
                 bus(&first, "admin"),
-                &["bus", "ensure", "--replicas", "3"],
+                &[
+                    "bus",
+                    "ensure",
+                    "--replicas",
+                    "3",
+                    "--regions",
+                    &regions.join(","),
+                ],
             ))
             .output()
             .expect("run beaconctl bus ensure");
@@ -161,7 +171,7 @@ impl Lab {
                 ),
                 DaemonProcess::spawn_with_admin(
                     "beacon-decider",
-                    with(bus(&url, "decider"), &["--replicas", "3"]),
+                    with(bus(&url, "decider"), &["--replicas", "3", "--region", name]),
                 ),
                 DaemonProcess::spawn_with_admin(
                     "beacon-publisher",
@@ -170,6 +180,8 @@ impl Lab {
                         &[
                             "--replicas",
                             "3",
+                            "--region",
+                            name,
                             "--origin",
                             &origin_path,
                             "--debounce",
@@ -239,12 +251,29 @@ impl Lab {
         for daemon in &mut region.daemons {
             daemon.kill();
         }
-        tokio::task::block_in_place(|| self.nats.server(name).kill());
+        tokio::task::block_in_place(|| {
+            self.nats.leaf(name).kill();
+            self.nats.server(name).kill();
+        });
+    }
+
+    /// Cuts `name` off from the other regions (every route between them
+    /// closed and refused); everything of it keeps running.
+    pub fn partition(&self, name: &str) {
+        self.nats.partition(name);
+    }
+
+    /// Lets `name`'s routes to the others connect again.
+    pub fn heal(&self, name: &str) {
+        self.nats.heal(name);
     }
 
     /// Starts `name`'s server and daemons again; waits until they are ready.
     pub async fn bring_back(&mut self, name: &str) {
-        tokio::task::block_in_place(|| self.nats.server(name).start_again());
+        tokio::task::block_in_place(|| {
+            self.nats.server(name).start_again();
+            self.nats.leaf(name).start_again();
+        });
         let region = self.region_mut(name);
         for daemon in &mut region.daemons {
             daemon.restart();
@@ -285,6 +314,32 @@ impl Lab {
 
 /// How often the availability poller asks each edge.
 pub const POLL: Duration = Duration::from_millis(50);
+
+/// Failed and total requests to the edges at `urls` (their summary), each
+/// asked every [`POLL`] until `stop`.
+pub fn poll_edges(
+    urls: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> (Arc<AtomicU64>, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let failed = Arc::new(AtomicU64::new(0));
+    let total = Arc::new(AtomicU64::new(0));
+    let (f, t) = (failed.clone(), total.clone());
+    let task = tokio::spawn(async move {
+        while !stop.load(Ordering::SeqCst) {
+            for url in &urls {
+                t.fetch_add(1, Ordering::SeqCst);
+                match get(&format!("{url}/api/v2/summary.json")).await {
+                    Some((200, _)) => {}
+                    _ => {
+                        f.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    });
+    (failed, total, task)
+}
 
 #[cfg(test)]
 mod tests {

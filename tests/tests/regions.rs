@@ -3,45 +3,20 @@
 //! take over what the lost region led, take operator writes, and the
 //! region catches up by itself when it comes back.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beacon_contract::api::{ApiReply, CreateIncidentRequest, INCIDENT_CREATE};
 use beacon_contract::messages::{AffectedComponent, ComponentStatus, Impact};
 use beacon_testkit::wait_until;
-use beacon_tests::lab::{Lab, POLL, REGIONS};
+use beacon_tests::lab::{poll_edges, Lab, REGIONS};
 use beacon_tests::{get, HttpTarget};
 
 /// How long a lab may take to settle after a start or a loss: stream
 /// leaders are elected again, the decider lease runs out, probes fail
 /// twice, and a busy 2-core machine runs all of it.
 const SETTLE: Duration = Duration::from_secs(90);
-
-/// Failed and total requests to the edges of `regions`, polled until `stop`.
-fn poll_edges(
-    urls: Vec<String>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> (Arc<AtomicU64>, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
-    let failed = Arc::new(AtomicU64::new(0));
-    let total = Arc::new(AtomicU64::new(0));
-    let (f, t) = (failed.clone(), total.clone());
-    let task = tokio::spawn(async move {
-        while !stop.load(Ordering::SeqCst) {
-            for url in &urls {
-                t.fetch_add(1, Ordering::SeqCst);
-                match get(&format!("{url}/api/v2/summary.json")).await {
-                    Some((200, _)) => {}
-                    _ => {
-                        f.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    });
-    (failed, total, task)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_a_region_keeps_the_others_deciding_serving_and_writing() {

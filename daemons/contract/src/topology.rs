@@ -474,6 +474,122 @@ pub async fn ensure(
     Ok(outcomes)
 }
 
+/// The stream `region` writes to in its own JetStream domain while cut off
+/// from the other regions (one server, the region's leaf: one replica).
+pub fn regional_stream_config(region: &str) -> stream::Config {
+    let mut config = stream::Config {
+        name: regional_stream(region),
+        description: Some(format!(
+            "Writes of region {region} while it is cut off from the others; sourced by the global streams"
+        )),
+        subjects: vec![format!("{SUBJECT_ROOT}.regional.{region}.>")],
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        num_replicas: 1,
+        duplicate_window: DEDUP_WINDOW,
+        ..Default::default()
+    };
+    config
+        .metadata
+        .insert(VERSION_KEY.to_owned(), TOPOLOGY_VERSION.to_string());
+    config
+}
+
+/// How the global stream of `kind` sources `region`'s regional stream:
+/// over the leaf connection (`$JS.{region}.API`), only that kind, with the
+/// regional prefix taken off so the events land on their usual subjects.
+pub fn regional_source(region: &str, kind: &str) -> stream::Source {
+    stream::Source {
+        name: regional_stream(region),
+        external: Some(stream::External {
+            api_prefix: format!("$JS.{region}.API"),
+            delivery_prefix: None,
+        }),
+        subject_transforms: vec![stream::SubjectTransform {
+            source: regional_filter(region, kind),
+            destination: format!("{SUBJECT_ROOT}.{kind}.>"),
+        }],
+        ..Default::default()
+    }
+}
+
+/// Puts the regional write path in place for `regions`: each region's
+/// stream in its own domain (created when missing), and the global
+/// INCIDENTS and MAINTENANCE streams sourcing every one of them. Sources
+/// are only ever added: a region is taken out by an operator, on purpose.
+pub async fn ensure_regions(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    regions: &[String],
+) -> Result<Vec<Outcome<Action>>, EnsureError> {
+    let mut outcomes = Vec::new();
+    for region in regions {
+        let config = regional_stream_config(region);
+        let domain = jetstream::with_domain(client.clone(), region);
+        let part = Part::Stream(config.clone());
+        let action = match recorded_version(&domain, &part).await? {
+            Some(_) => Action::Unchanged,
+            None => {
+                domain
+                    .create_stream(config.clone())
+                    .await
+                    .map_err(|e| EnsureError {
+                        operation: "create or update",
+                        what: "stream",
+                        name: format!("{} (domain {region})", config.name),
+                        reason: e.to_string(),
+                    })?;
+                Action::Created
+            }
+        };
+        outcomes.push(Outcome {
+            what: "stream",
+            name: format!("{} (domain {region})", config.name),
+            result: action,
+        });
+    }
+    for (kind, stream_name) in REGIONAL_KINDS {
+        let failed = |operation: &'static str, reason: String| EnsureError {
+            operation,
+            what: "stream",
+            name: stream_name.to_owned(),
+            reason,
+        };
+        let mut config = js
+            .get_stream(stream_name)
+            .await
+            .map_err(|e| failed("read", e.to_string()))?
+            .info()
+            .await
+            .map_err(|e| failed("read", e.to_string()))?
+            .config
+            .clone();
+        let mut sources = config.sources.clone().unwrap_or_default();
+        let before = sources.len();
+        for region in regions {
+            let wanted = regional_source(region, kind);
+            if !sources.iter().any(|s| s.name == wanted.name) {
+                sources.push(wanted);
+            }
+        }
+        let action = if sources.len() == before {
+            Action::Unchanged
+        } else {
+            config.sources = Some(sources);
+            js.update_stream(config)
+                .await
+                .map_err(|e| failed("add the regional sources to", e.to_string()))?;
+            Action::Updated
+        };
+        outcomes.push(Outcome {
+            what: "stream",
+            name: format!("{stream_name} (regional sources)"),
+            result: action,
+        });
+    }
+    Ok(outcomes)
+}
+
 /// Reads what exists without changing anything: for daemons whose NATS
 /// user may not edit streams, and for `beaconctl bus verify`.
 pub async fn verify(

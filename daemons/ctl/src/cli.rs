@@ -718,6 +718,11 @@ pub enum BusCommand {
         /// Replicas of every stream and bucket (3 in a NATS cluster).
         #[arg(long, default_value_t = 1)]
         replicas: usize,
+        /// Regions with a leaf server of their own (deploy/nats/regions/
+        /// leaf.conf), comma-separated: each gets its regional stream in its
+        /// own JetStream domain, and INCIDENTS and MAINTENANCE source them.
+        #[arg(long, value_delimiter = ',')]
+        regions: Vec<String>,
     },
     /// Check that everything exists at this topology version or newer;
     /// exits 69 naming what is missing or older. Changes nothing.

@@ -43,6 +43,9 @@ pub struct Metrics {
     pub maintenance_steps: IntCounterVec,
     /// Operator API requests, by endpoint and outcome.
     pub api_requests: IntCounterVec,
+    /// Operator writes stored in the region's own domain because the
+    /// cluster was out of reach, by kind (incident, maintenance).
+    pub regional_writes: IntCounterVec,
 }
 
 impl Metrics {
@@ -129,6 +132,11 @@ impl Metrics {
                 "api_requests_total",
                 "Operator API requests, by endpoint and outcome",
                 &["endpoint", "outcome"],
+            )?,
+            regional_writes: registry.counter(
+                "regional_writes_total",
+                "Operator writes stored in the region's own domain while the cluster was out of reach, by kind",
+                &["kind"],
             )?,
         })
     }

@@ -24,8 +24,8 @@ use beacon_contract::messages::{
     ChangelogEntry, IncidentEvent, MaintenanceEvent, StatusRecord, UptimeRollup,
 };
 use beacon_contract::names::{
-    split_component_key, KV_CONFIG, KV_STATUS, KV_UPTIME, OBJECT_PAGES, STREAM_CHANGELOG,
-    STREAM_INCIDENTS, STREAM_MAINTENANCE,
+    regional_stream, split_component_key, KV_CONFIG, KV_STATUS, KV_UPTIME, OBJECT_PAGES,
+    STREAM_CHANGELOG, STREAM_INCIDENTS, STREAM_MAINTENANCE, SUBJECT_ROOT,
 };
 use beacon_page::config::PageConfig;
 use beacon_runtime::buckets::{self, Change};
@@ -176,6 +176,18 @@ impl Follower {
             beacon_contract::names::ALL_CHANGELOG,
             &shutdown,
         );
+        // What the region wrote in its own domain while cut off (never
+        // caught up with: the region's leaf may be away, and the cluster's
+        // streams get all of it when the cut heals).
+        let mut regional = match &self.config.region {
+            Some(region) => history::follow(
+                async_nats::jetstream::with_domain(self.daemon.client.clone(), region),
+                &regional_stream(region),
+                &format!("{SUBJECT_ROOT}.regional.{region}.>"),
+                &shutdown,
+            ),
+            None => tokio::sync::mpsc::channel(1).1,
+        };
         // config, status, uptime, incidents, maintenance, changelog
         let mut caught_up = [false; 6];
         let mut render_at: Option<tokio::time::Instant> = None;
@@ -209,6 +221,7 @@ impl Follower {
                     Some(Event::CaughtUp) => caught_up[4] = true,
                     None => return,
                 },
+                Some(Event::Message(stored)) = regional.recv() => self.on_regional(stored),
                 event = changelog.recv() => match event {
                     Some(Event::Message(stored)) => self.on_changelog(&stored),
                     Some(Event::CaughtUp) => caught_up[5] = true,
@@ -347,6 +360,23 @@ impl Follower {
             data.incidents.insert(id, incident);
         }
         self.mark(&page);
+    }
+
+    /// An event the region wrote in its own domain. It has no sequence in
+    /// the cluster's stream yet (the revision stays what the cluster said);
+    /// when the cluster's stream gets it, it is the same event id and is
+    /// folded once.
+    fn on_regional(&mut self, stored: history::Stored) {
+        let stored = history::Stored {
+            sequence: 0,
+            ..stored
+        };
+        let kind = stored.subject.split('.').nth(3).unwrap_or_default();
+        match kind {
+            "incident" => self.on_incident(&stored),
+            "maintenance" => self.on_maintenance(&stored),
+            _ => tracing::warn!(subject = %stored.subject, "Unknown regional event; ignoring it."),
+        }
     }
 
     fn on_maintenance(&mut self, stored: &history::Stored) {

@@ -43,6 +43,10 @@ pub struct PublisherConfig {
     pub object_store: bool,
     /// Quiet time after a change before rendering, so a burst renders once.
     pub debounce: Duration,
+    /// The region this publisher runs in, if any: it also follows what
+    /// the region's deciders wrote in the region's own domain while cut off
+    /// from the other regions, so the region's page shows it at once.
+    pub region: Option<String>,
 }
 
 impl PublisherConfig {
@@ -54,6 +58,11 @@ impl PublisherConfig {
                 "--origin: at least one origin directory is required when --object-store is false"
                     .to_owned(),
             );
+        }
+        if let Some(region) = &self.region {
+            if let Err(e) = beacon_contract::names::check_token(region) {
+                errors.push(format!("--region: {e}"));
+            }
         }
         for origin in &self.origins {
             if origin.exists() && !origin.is_dir() {

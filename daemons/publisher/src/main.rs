@@ -25,6 +25,11 @@ struct Args {
     /// Quiet time after a change before rendering, e.g. `200ms`; at most 5s.
     #[arg(long, env = "BEACON_DEBOUNCE", default_value = "200ms", value_parser = humantime::parse_duration)]
     debounce: Duration,
+    /// Region this publisher runs in (with its own leaf server, see
+    /// deploy/nats/regions/leaf.conf): its page also shows what the
+    /// region wrote while cut off from the others.
+    #[arg(long, env = "BEACON_REGION")]
+    region: Option<String>,
 }
 
 #[tokio::main]
@@ -34,11 +39,13 @@ async fn main() -> ExitCode {
         origins: args.origins,
         object_store: args.object_store,
         debounce: args.debounce,
+        region: args.region,
     };
     if let Err(errors) = config.validate() {
         return config_exit("publisher", &errors);
     }
-    Daemon::run_main("publisher", "global", &args.common, |daemon| {
+    let origin = config.region.clone().unwrap_or_else(|| "global".to_owned());
+    Daemon::run_main("publisher", &origin, &args.common, |daemon| {
         beacon_publisher::run(daemon, config)
     })
     .await

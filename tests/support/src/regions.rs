@@ -1,8 +1,12 @@
 //! Three regions' NATS servers, one NATS cluster stretched over them, from
-//! the deployment's own file (`deploy/nats/regions/region.conf`) with the
-//! per-region values in the environment, as a deployment sets them. Each
-//! server can be killed and started again on its ports and store, so a
-//! test can lose a region and bring it back.
+//! the deployment's own files (`deploy/nats/regions/region.conf`, and
+//! `leaf.conf` for each region's leaf server with the region's own
+//! JetStream domain) with the per-region values in the environment, as a
+//! deployment sets them. Each server can be killed and started again on its
+//! ports and store, so a test can lose a region and bring it back; every
+//! route between two regions runs through a [`FaultProxy`] of its own, so
+//! a test can cut one region off from the others ([`Regions::partition`])
+//! and heal it.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -13,6 +17,7 @@ use tempfile::TempDir;
 use crate::child::{self, Restartable};
 use crate::logs::append;
 use crate::nats::nats_server_bin;
+use crate::proxy::FaultProxy;
 use crate::{http, ports};
 
 /// How long a server may take to be healthy (its cluster formed, its
@@ -28,6 +33,17 @@ pub fn region_conf() -> PathBuf {
     ))
 }
 
+/// The deployment's leaf file.
+pub fn leaf_conf() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/nats/regions/leaf.conf"
+    ))
+}
+
+/// The password of the `leaf` user in `deploy/nats/beacon-users.conf`.
+const LEAF_PASSWORD: &str = "change-me-leaf";
+
 /// One region's server.
 pub struct RegionServer {
     region: String,
@@ -35,6 +51,7 @@ pub struct RegionServer {
     port: u16,
     monitor_port: u16,
     cluster_port: u16,
+    leaf_port: u16,
     routes: Vec<String>,
     child: Option<Child>,
 }
@@ -100,7 +117,8 @@ impl Restartable for RegionServer {
             .env(
                 "BEACON_NATS_CLUSTER",
                 format!("127.0.0.1:{}", self.cluster_port),
-            );
+            )
+            .env("BEACON_NATS_LEAF", format!("127.0.0.1:{}", self.leaf_port));
         for (i, route) in self.routes.iter().enumerate() {
             command.env(format!("BEACON_NATS_ROUTE_{}", i + 1), route);
         }
@@ -145,25 +163,168 @@ impl Drop for RegionServer {
     }
 }
 
+/// One region's leaf server: the region's own JetStream domain.
+pub struct LeafServer {
+    region: String,
+    dir: TempDir,
+    port: u16,
+    monitor_port: u16,
+    hub_leaf_port: u16,
+    child: Option<Child>,
+}
+
+impl LeafServer {
+    /// Its log.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Kills it (SIGKILL).
+    pub fn kill(&mut self) {
+        self.kill_now();
+    }
+
+    /// Starts it again on the same ports and store; waits until it is
+    /// connected to its region's server.
+    pub fn start_again(&mut self) {
+        self.start_once_more();
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("nats-leaf.log")
+    }
+
+    /// Healthy and connected to its region's server.
+    fn connected(&self) -> bool {
+        let leafz = http::request(
+            self.monitor_port,
+            "GET",
+            "/leafz",
+            "",
+            Duration::from_secs(1),
+        );
+        matches!(leafz, Ok(ref r) if r.status == 200 && r.body.contains("\"leafnodes\": 1"))
+    }
+}
+
+impl Restartable for LeafServer {
+    const PROGRAM: &'static str = "nats-server";
+
+    fn slot(&mut self) -> &mut Option<Child> {
+        &mut self.child
+    }
+
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn spawn(&self) -> Child {
+        let log_path = self.log_path();
+        let mut command = Command::new(nats_server_bin());
+        command
+            .arg("-c")
+            .arg(leaf_conf())
+            .args(["--log", &log_path.display().to_string()])
+            .env("BEACON_REGION", &self.region)
+            .env("BEACON_LEAF_NAME", format!("leaf-{}", self.region))
+            .env("BEACON_LEAF_CLIENT", format!("127.0.0.1:{}", self.port))
+            .env(
+                "BEACON_LEAF_MONITOR",
+                format!("127.0.0.1:{}", self.monitor_port),
+            )
+            .env("BEACON_LEAF_STORE", self.dir.path().join("store"))
+            .env(
+                "BEACON_LEAF_HUB",
+                format!(
+                    "nats-leaf://leaf:{LEAF_PASSWORD}@127.0.0.1:{}",
+                    self.hub_leaf_port
+                ),
+            )
+            .stdin(Stdio::null())
+            .stdout(append(&log_path))
+            .stderr(append(&log_path));
+        command.spawn().expect("spawn the leaf nats-server")
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !self.connected() {
+            if let Some(status) = child::reap_if_exited(&mut self.child) {
+                panic!(
+                    "leaf nats-server of region {} exited with {status}\n{}",
+                    self.region,
+                    self.logs()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "leaf nats-server of region {} not connected after {READY_TIMEOUT:?}\n{}",
+                self.region,
+                self.logs()
+            );
+            std::thread::sleep(READY_POLL);
+        }
+    }
+}
+
+impl Drop for LeafServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "==== leaf nats-server of region {} ====\n{}",
+                self.region,
+                self.logs()
+            );
+        }
+        child::kill(&mut self.child, "nats-server");
+    }
+}
+
+/// A route from one region's server to another's, through its own proxy.
+struct Link {
+    from: String,
+    to: String,
+    proxy: FaultProxy,
+}
+
 /// The three regions' servers.
 pub struct Regions {
     /// In the order given.
     pub servers: Vec<RegionServer>,
+    /// Each region's leaf server, in the same order.
+    pub leaves: Vec<LeafServer>,
+    links: Vec<Link>,
 }
 
 impl Regions {
     /// Starts one server per region (exactly three: the file names three
-    /// routes) and waits until every one is healthy.
+    /// routes), each route through a proxy of its own, and one leaf server
+    /// per region; waits until every one is healthy and every leaf
+    /// connected. Needs a multi-threaded tokio runtime (the proxies run on
+    /// it) and must be called inside `block_in_place`.
     pub fn start(regions: [&str; 3]) -> Regions {
+        let runtime = tokio::runtime::Handle::current();
         let cluster_ports: Vec<u16> = regions.iter().map(|_| ports::free_port()).collect();
-        let routes: Vec<String> = cluster_ports
-            .iter()
-            .map(|p| format!("nats-route://127.0.0.1:{p}"))
-            .collect();
-        let mut servers: Vec<RegionServer> = regions
-            .iter()
-            .zip(&cluster_ports)
-            .map(|(region, cluster_port)| RegionServer {
+        let mut links = Vec::new();
+        let mut servers: Vec<RegionServer> = Vec::new();
+        for (i, region) in regions.iter().enumerate() {
+            // Its own address (ignored by the server) and a proxy to each
+            // of the others.
+            let mut routes = vec![format!("nats-route://127.0.0.1:{}", cluster_ports[i])];
+            for (j, other) in regions.iter().enumerate() {
+                if i == j {
+                    continue;
+                }
+                let target = std::net::SocketAddr::from(([127, 0, 0, 1], cluster_ports[j]));
+                let proxy = runtime.block_on(FaultProxy::start(target));
+                routes.push(format!("nats-route://{}", proxy.address()));
+                links.push(Link {
+                    from: (*region).to_owned(),
+                    to: (*other).to_owned(),
+                    proxy,
+                });
+            }
+            servers.push(RegionServer {
                 region: (*region).to_owned(),
                 dir: tempfile::Builder::new()
                     .prefix(&format!("beacon-nats-{region}-"))
@@ -171,11 +332,12 @@ impl Regions {
                     .expect("a temp dir for nats-server"),
                 port: ports::free_port(),
                 monitor_port: ports::free_port(),
-                cluster_port: *cluster_port,
-                routes: routes.clone(),
+                cluster_port: cluster_ports[i],
+                leaf_port: ports::free_port(),
+                routes,
                 child: None,
-            })
-            .collect();
+            });
+        }
         // All start before any can be healthy: a cluster needs its quorum.
         for server in &mut servers {
             let started = server.spawn();
@@ -184,7 +346,28 @@ impl Regions {
         for server in &mut servers {
             Restartable::wait_ready(server);
         }
-        Regions { servers }
+        let mut leaves: Vec<LeafServer> = servers
+            .iter()
+            .map(|server| LeafServer {
+                region: server.region.clone(),
+                dir: tempfile::Builder::new()
+                    .prefix(&format!("beacon-leaf-{}-", server.region))
+                    .tempdir()
+                    .expect("a temp dir for the leaf nats-server"),
+                port: ports::free_port(),
+                monitor_port: ports::free_port(),
+                hub_leaf_port: server.leaf_port,
+                child: None,
+            })
+            .collect();
+        for leaf in &mut leaves {
+            leaf.start_once_more();
+        }
+        Regions {
+            servers,
+            leaves,
+            links,
+        }
     }
 
     /// The server of `region`.
@@ -193,5 +376,36 @@ impl Regions {
             .iter_mut()
             .find(|s| s.region == region)
             .unwrap_or_else(|| panic!("no region {region}"))
+    }
+
+    /// The leaf server of `region`.
+    pub fn leaf(&mut self, region: &str) -> &mut LeafServer {
+        self.leaves
+            .iter_mut()
+            .find(|s| s.region == region)
+            .unwrap_or_else(|| panic!("no region {region}"))
+    }
+
+    /// Cuts `region` off from the other two: every route between them is
+    /// closed and refused until [`Regions::heal`]. The region's own server,
+    /// leaf and clients keep running.
+    pub fn partition(&self, region: &str) {
+        for link in self.links_of(region) {
+            link.proxy.refuse(true);
+            link.proxy.cut();
+        }
+    }
+
+    /// Lets `region`'s routes connect again.
+    pub fn heal(&self, region: &str) {
+        for link in self.links_of(region) {
+            link.proxy.refuse(false);
+        }
+    }
+
+    fn links_of<'a>(&'a self, region: &'a str) -> impl Iterator<Item = &'a Link> + 'a {
+        self.links
+            .iter()
+            .filter(move |l| l.from == region || l.to == region)
     }
 }

@@ -41,13 +41,21 @@ pub async fn run(
     format: OutputFormat,
     timeout: Duration,
 ) -> Result<(), CtlError> {
-    let replicas = match command {
-        BusCommand::Ensure { replicas } | BusCommand::Verify { replicas } => *replicas,
+    let (replicas, regions) = match command {
+        BusCommand::Ensure { replicas, regions } => (*replicas, regions.as_slice()),
+        BusCommand::Verify { replicas } => (*replicas, &[][..]),
     };
     if replicas == 0 {
         return Err(CtlError::BadArgument {
             flag: "--replicas",
             reason: "must be at least 1".to_owned(),
+        });
+    }
+    let problems = region_problems(regions);
+    if !problems.is_empty() {
+        return Err(CtlError::BadArgument {
+            flag: "--regions",
+            reason: problems.join("; "),
         });
     }
     let topology = Topology {
@@ -57,14 +65,21 @@ pub async fn run(
     let client = connect(nats).await?;
     let js = jetstream::ContextBuilder::new()
         .timeout(timeout)
-        .build(client);
+        .build(client.clone());
     let bus = |e: topology::EnsureError| CtlError::Bus {
         what: "bus topology".to_owned(),
         reason: e.to_string(),
     };
     let (rows, missing) = match command {
         BusCommand::Ensure { .. } => {
-            let outcomes = topology::ensure(&js, &topology).await.map_err(bus)?;
+            let mut outcomes = topology::ensure(&js, &topology).await.map_err(bus)?;
+            if !regions.is_empty() {
+                outcomes.extend(
+                    topology::ensure_regions(&client, &js, regions)
+                        .await
+                        .map_err(bus)?,
+                );
+            }
             (
                 outcomes.iter().map(ensured_row).collect::<Vec<_>>(),
                 Vec::new(),
@@ -114,6 +129,23 @@ pub async fn run(
     }
 }
 
+/// Why `--regions` cannot be applied: every problem, one line each.
+fn region_problems(regions: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for region in regions {
+        if let Err(e) = beacon_contract::names::check_token(region) {
+            problems.push(format!("region {region:?}: {e}"));
+        } else if region == "global" {
+            problems.push("region \"global\" is the name of no region (it is what a daemon without --region writes as)".to_owned());
+        }
+        if !seen.insert(region) {
+            problems.push(format!("region {region:?} is named twice"));
+        }
+    }
+    problems
+}
+
 fn ensured_row(outcome: &Outcome<Action>) -> Row {
     Row {
         what: outcome.what,
@@ -137,5 +169,21 @@ fn verified_row(outcome: &Outcome<Found>) -> Row {
         name: outcome.name.clone(),
         result,
         recorded_version,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::region_problems;
+
+    #[test]
+    fn regions_must_be_distinct_tokens_and_not_global() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(region_problems(&names(&["eu", "us", "ap"])).is_empty());
+        let problems = region_problems(&names(&["eu", "eu", "a b", "global"]));
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("named twice")));
+        assert!(problems.iter().any(|p| p.contains("\"a b\"")));
+        assert!(problems.iter().any(|p| p.contains("global")));
     }
 }

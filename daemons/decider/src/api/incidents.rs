@@ -23,7 +23,7 @@ use beacon_runtime::history;
 use beacon_runtime::lease::fnv1a;
 use beacon_runtime::publish::{publish_expecting, PublishFailure};
 
-use super::{check_text, refuse, Api, MAX_BODY, MAX_TITLE};
+use super::{check_text, refuse, regional, Api, MAX_BODY, MAX_TITLE};
 use crate::configs::Page;
 
 /// Which change a request asks for.
@@ -193,6 +193,20 @@ pub async fn create(api: &Api, request: CreateIncidentRequest) -> ApiReply<Incid
                 Err(e) => ApiReply::failed(e),
             }
         }
+        Err(e) if regional::available(api) => {
+            match regional::write(api, "incident", &request.page, &id, &envelope).await {
+                Ok(_) => {
+                    api.books.apply_incident(envelope.clone(), 0);
+                    match api.books.incident(&request.page, &id) {
+                        Some(incident) => ApiReply::Ok { result: incident },
+                        None => ApiReply::failed("the incident did not fold"),
+                    }
+                }
+                Err(regional) => ApiReply::failed(format!(
+                    "cannot store the incident: {e}; nor in the region's own stream: {regional}"
+                )),
+            }
+        }
         Err(e) => ApiReply::failed(format!("cannot store the incident: {e}")),
     }
 }
@@ -223,16 +237,29 @@ pub async fn change(
     if let Some(reply) = refuse(errors) {
         return reply;
     }
-    let current = match read(api, &request.page, &request.incident).await {
-        Ok(Some(incident)) => incident,
-        Ok(None) => {
-            return ApiReply::invalid(
-                "incident",
-                format!(
-                    "page {} has no incident {:?}",
-                    request.page, request.incident
-                ),
-            )
+    let no_incident = || {
+        ApiReply::invalid(
+            "incident",
+            format!(
+                "page {} has no incident {:?}",
+                request.page, request.incident
+            ),
+        )
+    };
+    // Cut off from the cluster, the region changes what it knows: its
+    // follower's fold of everything up to the cut and its own writes since.
+    let (current, cut_off) = match read(api, &request.page, &request.incident).await {
+        Ok(Some(incident)) => (incident, false),
+        Ok(None) => return no_incident(),
+        Err(e) if regional::available(api) => {
+            match api.books.incident(&request.page, &request.incident) {
+                Some(incident) => {
+                    tracing::warn!(page = %request.page, incident = %request.incident, error = %e,
+                        "Cannot read the incident from the cluster; changing the region's own view of it.");
+                    (incident, true)
+                }
+                None => return no_incident(),
+            }
         }
         Err(e) => return ApiReply::failed(e),
     };
@@ -266,8 +293,13 @@ pub async fn change(
         |seen| api.daemon.clock.after(seen, wall_clock_ms()),
     );
     let envelope = Envelope::with_id(EventId::new(), stamp, &api.daemon.origin, event);
-    match publish_expecting(&api.daemon.js, &subject, &envelope, expected).await {
-        Ok(stored) => {
+    let stored = if cut_off {
+        None
+    } else {
+        Some(publish_expecting(&api.daemon.js, &subject, &envelope, expected).await)
+    };
+    match stored {
+        Some(Ok(stored)) => {
             api.books.apply_incident(envelope.clone(), stored.sequence);
             tracing::info!(page = %request.page, incident = %request.incident,
                 action = envelope.data.action.as_str(), actor = %request.actor, "Incident changed.");
@@ -278,7 +310,7 @@ pub async fn change(
                 ),
             }
         }
-        Err(e) if e.kind() == PublishFailure::WrongLastSequence => {
+        Some(Err(e)) if e.kind() == PublishFailure::WrongLastSequence => {
             let now = read(api, &request.page, &request.incident)
                 .await
                 .ok()
@@ -291,7 +323,27 @@ pub async fn change(
                 current: now,
             }
         }
-        Err(e) => ApiReply::failed(format!("cannot store the change: {e}")),
+        Some(Err(e)) if !regional::available(api) => {
+            ApiReply::failed(format!("cannot store the change: {e}"))
+        }
+        None | Some(Err(_)) => {
+            match regional::write(api, "incident", &request.page, &request.incident, &envelope)
+                .await
+            {
+                Ok(_) => {
+                    api.books.apply_incident(envelope.clone(), 0);
+                    tracing::info!(page = %request.page, incident = %request.incident,
+                        action = envelope.data.action.as_str(), actor = %request.actor, "Incident changed in the region.");
+                    match api.books.incident(&request.page, &request.incident) {
+                        Some(incident) => ApiReply::Ok { result: incident },
+                        None => ApiReply::failed("the incident did not fold"),
+                    }
+                }
+                Err(e) => ApiReply::failed(format!(
+                    "cannot store the change in the cluster nor in the region's own stream: {e}"
+                )),
+            }
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub mod components;
 pub mod config;
 pub mod incidents;
 pub mod maintenance;
+pub mod regional;
 
 use async_nats::jetstream::kv;
 use beacon_contract::api::{

@@ -1,0 +1,298 @@
+//! A region cut off from the other two (every route between them closed
+//! and refused, everything of the region still running): its edge keeps
+//! serving, its operators keep writing and see their writes on their own
+//! page, the other two carry on, and after the heal every region shows
+//! every acknowledged write of both sides.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use beacon_contract::api::{
+    ApiReply, ChangeIncidentRequest, CreateIncidentRequest, Endpoint, INCIDENT_CREATE,
+    INCIDENT_UPDATE,
+};
+use beacon_contract::incident::Incident;
+use beacon_contract::messages::{AffectedComponent, ComponentStatus, Impact, IncidentState};
+use beacon_testkit::wait_until;
+use beacon_tests::get;
+use beacon_tests::lab::{poll_edges, Lab, REGIONS};
+use beacon_tests::HttpTarget;
+
+/// How long a lab may take to settle: stream leaders elected again after a
+/// cut or a heal, the decider lease running out, a busy 2-core machine.
+const SETTLE: Duration = Duration::from_secs(90);
+
+/// One write an operator saw acknowledged: where, when, and the text that
+/// must show in every region after the heal.
+#[derive(Debug, Clone)]
+struct Acked {
+    region: String,
+    incident: String,
+    text: String,
+    at: Instant,
+}
+
+/// Sends `request` to `endpoint` through `client` until the owner answers
+/// Ok (idempotency keys make every retry the same write).
+async fn write<Req: serde::Serialize>(
+    client: &async_nats::Client,
+    endpoint: Endpoint<Req, Incident>,
+    request: &Req,
+    what: &str,
+) -> Incident {
+    let payload = serde_json::to_vec(request).expect("encode");
+    wait_until(what, SETTLE, || {
+        let (client, payload) = (client.clone(), payload.clone());
+        async move {
+            let asked = async_nats::Request::new()
+                .payload(payload.into())
+                .timeout(Some(Duration::from_secs(10)));
+            let reply = client.send_request(endpoint.subject(), asked).await.ok()?;
+            match serde_json::from_slice(&reply.payload).ok()? {
+                ApiReply::<Incident>::Ok { result } => Some(result),
+                other => {
+                    eprintln!("{what}: {other:?}");
+                    None
+                }
+            }
+        }
+    })
+    .await
+}
+
+fn create(title: &str, key: &str) -> CreateIncidentRequest {
+    CreateIncidentRequest {
+        page: "lab".into(),
+        title: title.into(),
+        impact: Impact::Minor,
+        state: None,
+        body: format!("{title}: investigating."),
+        components: vec![AffectedComponent {
+            component: "api".into(),
+            status: ComponentStatus::DegradedPerformance,
+        }],
+        actor: "lab".into(),
+        idempotency_key: Some(key.into()),
+    }
+}
+
+fn update(incident: &str, body: &str, key: &str) -> ChangeIncidentRequest {
+    ChangeIncidentRequest {
+        page: "lab".into(),
+        incident: incident.into(),
+        expected_revision: None,
+        state: Some(IncidentState::Identified),
+        body: body.into(),
+        title: None,
+        impact: None,
+        components: None,
+        actor: "lab".into(),
+        idempotency_key: Some(key.into()),
+    }
+}
+
+/// Whether `region`'s edge shows every write of `acked`.
+async fn shows_all(lab: &Lab, region: &str, acked: &[Acked]) -> bool {
+    let url = format!("{}/api/v2/incidents.json", lab.region(region).edge_url);
+    let Some((200, body)) = get(&url).await else {
+        return false;
+    };
+    acked
+        .iter()
+        .all(|w| body.contains(&w.incident) && body.contains(&w.text))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_region_keeps_serving_and_writing_and_converges_after_the_heal() {
+    let target = HttpTarget::start().await;
+    let regions = REGIONS.map(str::to_owned);
+    let mut lab = Lab::start(regions.clone(), "lab", &target).await;
+    for region in &regions {
+        wait_until(&format!("{region}'s edge to serve api"), SETTLE, || {
+            let lab = &lab;
+            async move {
+                (lab.served_status(region).await.as_deref() == Some("operational")).then_some(())
+            }
+        })
+        .await;
+    }
+    // The region that leads deciding is the one cut off: the others must
+    // also take its lease over.
+    let cut = wait_until("a decider to lead", SETTLE, || {
+        let lab = &lab;
+        async move { lab.leading_region().await }
+    })
+    .await;
+    let majority: Vec<String> = regions.iter().filter(|r| **r != cut).cloned().collect();
+    let cut_ctl = lab.client(&cut, "ctl").await;
+    let majority_ctl = lab.client(&majority[0], "ctl").await;
+
+    // An incident everyone knows before the cut.
+    let mut acked = Vec::new();
+    let before = write(
+        &majority_ctl,
+        INCIDENT_CREATE,
+        &create("Known everywhere", "before"),
+        "the incident before the cut",
+    )
+    .await;
+    acked.push(Acked {
+        region: majority[0].clone(),
+        incident: before.id.clone(),
+        text: "Known everywhere".into(),
+        at: Instant::now(),
+    });
+    for region in &regions {
+        wait_until(
+            &format!("{region} to show the first incident"),
+            SETTLE,
+            || {
+                let (lab, acked) = (&lab, &acked);
+                async move { shows_all(lab, region, acked).await.then_some(()) }
+            },
+        )
+        .await;
+    }
+
+    // The cut. The cut-off edge is polled throughout: it must never fail.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (failed, total, poller) = poll_edges(vec![lab.region(&cut).edge_url.clone()], stop.clone());
+    let cut_at = Instant::now();
+    lab.partition(&cut);
+
+    // Both sides write at once: a new incident each, and an update each to
+    // the incident known before the cut.
+    let cut_side = async {
+        let created = write(
+            &cut_ctl,
+            INCIDENT_CREATE,
+            &create("Written while cut off", "cut-create"),
+            "the cut-off region's incident",
+        )
+        .await;
+        let created_at = Instant::now();
+        write(
+            &cut_ctl,
+            INCIDENT_UPDATE,
+            &update(&before.id, "Update from the cut-off region", "cut-update"),
+            "the cut-off region's update",
+        )
+        .await;
+        (created, created_at, Instant::now())
+    };
+    let majority_side = async {
+        let created = write(
+            &majority_ctl,
+            INCIDENT_CREATE,
+            &create("Written by the majority", "majority-create"),
+            "the majority's incident",
+        )
+        .await;
+        let created_at = Instant::now();
+        write(
+            &majority_ctl,
+            INCIDENT_UPDATE,
+            &update(&before.id, "Update from the majority", "majority-update"),
+            "the majority's update",
+        )
+        .await;
+        (created, created_at, Instant::now())
+    };
+    let (
+        (cut_created, cut_created_at, cut_updated_at),
+        (maj_created, maj_created_at, maj_updated_at),
+    ) = tokio::join!(cut_side, majority_side);
+    let cut_writes = vec![
+        Acked {
+            region: cut.clone(),
+            incident: cut_created.id.clone(),
+            text: "Written while cut off".into(),
+            at: cut_created_at,
+        },
+        Acked {
+            region: cut.clone(),
+            incident: before.id.clone(),
+            text: "Update from the cut-off region".into(),
+            at: cut_updated_at,
+        },
+    ];
+    let majority_writes = vec![
+        Acked {
+            region: majority[0].clone(),
+            incident: maj_created.id.clone(),
+            text: "Written by the majority".into(),
+            at: maj_created_at,
+        },
+        Acked {
+            region: majority[0].clone(),
+            incident: before.id.clone(),
+            text: "Update from the majority".into(),
+            at: maj_updated_at,
+        },
+    ];
+
+    // Each side sees its own writes on its own pages while the cut lasts.
+    wait_until(
+        "the cut-off edge to show its region's writes",
+        SETTLE,
+        || {
+            let (lab, writes, cut) = (&lab, &cut_writes, &cut);
+            async move { shows_all(lab, cut, writes).await.then_some(()) }
+        },
+    )
+    .await;
+    for region in &majority {
+        wait_until(
+            &format!("{region} to show the majority's writes"),
+            SETTLE,
+            || {
+                let (lab, writes) = (&lab, &majority_writes);
+                async move { shows_all(lab, region, writes).await.then_some(()) }
+            },
+        )
+        .await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    poller.await.expect("the poller");
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "requests to the cut-off edge failed, of {}",
+        total.load(Ordering::SeqCst)
+    );
+
+    // The heal: every region converges to every acknowledged write.
+    acked.extend(cut_writes);
+    acked.extend(majority_writes);
+    let healed_at = Instant::now();
+    lab.heal(&cut);
+    for region in &regions {
+        wait_until(
+            &format!("{region} to show every acknowledged write"),
+            SETTLE,
+            || {
+                let (lab, acked) = (&lab, &acked);
+                async move { shows_all(lab, region, acked).await.then_some(()) }
+            },
+        )
+        .await;
+    }
+    let converged = healed_at.elapsed();
+    for write in &acked {
+        eprintln!(
+            "acked in {} at +{:.1} s: {} {:?}",
+            write.region,
+            write.at.saturating_duration_since(cut_at).as_secs_f64(),
+            write.incident,
+            write.text
+        );
+    }
+    eprintln!(
+        "region {cut} cut off for {:.1} s; {} requests to its edge, none failed; every region showed all {} acknowledged writes {:.1} s after the heal",
+        healed_at.duration_since(cut_at).as_secs_f64(),
+        total.load(Ordering::SeqCst),
+        acked.len(),
+        converged.as_secs_f64()
+    );
+}
