@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beacon_contract::api::{
-    ApiReply, ChangeIncidentRequest, CreateIncidentRequest, Endpoint, INCIDENT_CREATE,
-    INCIDENT_UPDATE,
+    ApiReply, ChangeIncidentRequest, CreateIncidentRequest, Endpoint, ScheduleMaintenanceRequest,
+    INCIDENT_CREATE, INCIDENT_UPDATE, MAINTENANCE_SCHEDULE,
 };
 use beacon_contract::incident::Incident;
+use beacon_contract::maintenance::Window;
 use beacon_contract::messages::{AffectedComponent, ComponentStatus, Impact, IncidentState};
 use beacon_testkit::wait_until;
 use beacon_tests::get;
@@ -23,8 +24,8 @@ use beacon_tests::HttpTarget;
 /// cut or a heal, the decider lease running out, a busy 2-core machine.
 const SETTLE: Duration = Duration::from_secs(90);
 
-/// One write an operator saw acknowledged: where, when, and the text that
-/// must show in every region after the heal.
+/// One write an operator saw acknowledged: where, when, the incident or
+/// window, and the text that must show in every region after the heal.
 #[derive(Debug, Clone)]
 struct Acked {
     region: String,
@@ -35,12 +36,12 @@ struct Acked {
 
 /// Sends `request` to `endpoint` through `client` until the owner answers
 /// Ok (idempotency keys make every retry the same write).
-async fn write<Req: serde::Serialize>(
+async fn write<Req: serde::Serialize, Res: serde::de::DeserializeOwned + std::fmt::Debug>(
     client: &async_nats::Client,
-    endpoint: Endpoint<Req, Incident>,
+    endpoint: Endpoint<Req, Res>,
     request: &Req,
     what: &str,
-) -> Incident {
+) -> Res {
     let payload = serde_json::to_vec(request).expect("encode");
     wait_until(what, SETTLE, || {
         let (client, payload) = (client.clone(), payload.clone());
@@ -50,7 +51,7 @@ async fn write<Req: serde::Serialize>(
                 .timeout(Some(Duration::from_secs(10)));
             let reply = client.send_request(endpoint.subject(), asked).await.ok()?;
             match serde_json::from_slice(&reply.payload).ok()? {
-                ApiReply::<Incident>::Ok { result } => Some(result),
+                ApiReply::<Res>::Ok { result } => Some(result),
                 other => {
                     eprintln!("{what}: {other:?}");
                     None
@@ -92,12 +93,34 @@ fn update(incident: &str, body: &str, key: &str) -> ChangeIncidentRequest {
     }
 }
 
-/// Whether `region`'s edge shows every write of `acked`.
+fn maintenance(title: &str, key: &str) -> ScheduleMaintenanceRequest {
+    let now = beacon_contract::hlc::wall_clock_ms();
+    ScheduleMaintenanceRequest {
+        page: "lab".into(),
+        title: title.into(),
+        body: format!("{title}: planned."),
+        starts_at_ms: now + 24 * 3600 * 1000,
+        ends_at_ms: now + 25 * 3600 * 1000,
+        components: vec!["api".into()],
+        recurrence: None,
+        remind_before_ms: None,
+        verify_ms: None,
+        actor: "lab".into(),
+        idempotency_key: Some(key.into()),
+    }
+}
+
+/// Whether `region`'s edge shows every write of `acked` (its incidents and
+/// its scheduled maintenance).
 async fn shows_all(lab: &Lab, region: &str, acked: &[Acked]) -> bool {
-    let url = format!("{}/api/v2/incidents.json", lab.region(region).edge_url);
-    let Some((200, body)) = get(&url).await else {
-        return false;
-    };
+    let edge = &lab.region(region).edge_url;
+    let mut body = String::new();
+    for path in ["incidents.json", "scheduled-maintenances.json"] {
+        let Some((200, text)) = get(&format!("{edge}/api/v2/{path}")).await else {
+            return false;
+        };
+        body.push_str(&text);
+    }
     acked
         .iter()
         .all(|w| body.contains(&w.incident) && body.contains(&w.text))
@@ -179,7 +202,15 @@ async fn a_partitioned_region_keeps_serving_and_writing_and_converges_after_the_
             "the cut-off region's update",
         )
         .await;
-        (created, created_at, Instant::now())
+        let updated_at = Instant::now();
+        let window: Window = write(
+            &cut_ctl,
+            MAINTENANCE_SCHEDULE,
+            &maintenance("Maintenance planned while cut off", "cut-maintenance"),
+            "the cut-off region's maintenance",
+        )
+        .await;
+        (created, created_at, updated_at, window, Instant::now())
     };
     let majority_side = async {
         let created = write(
@@ -200,7 +231,7 @@ async fn a_partitioned_region_keeps_serving_and_writing_and_converges_after_the_
         (created, created_at, Instant::now())
     };
     let (
-        (cut_created, cut_created_at, cut_updated_at),
+        (cut_created, cut_created_at, cut_updated_at, cut_window, cut_window_at),
         (maj_created, maj_created_at, maj_updated_at),
     ) = tokio::join!(cut_side, majority_side);
     let cut_writes = vec![
@@ -215,6 +246,12 @@ async fn a_partitioned_region_keeps_serving_and_writing_and_converges_after_the_
             incident: before.id.clone(),
             text: "Update from the cut-off region".into(),
             at: cut_updated_at,
+        },
+        Acked {
+            region: cut.clone(),
+            incident: cut_window.state.maintenance.clone(),
+            text: "Maintenance planned while cut off".into(),
+            at: cut_window_at,
         },
     ];
     let majority_writes = vec![

@@ -19,7 +19,7 @@ use beacon_page::config::ConfigError;
 use beacon_runtime::history;
 use beacon_runtime::publish::{publish_expecting, PublishFailure};
 
-use super::{check_text, refuse, Api, MAX_BODY, MAX_TITLE};
+use super::{check_text, refuse, regional, Api, MAX_BODY, MAX_TITLE};
 use crate::schedule::Recurrence;
 
 /// Which change a request asks for.
@@ -118,7 +118,7 @@ pub async fn schedule(api: &Api, request: ScheduleMaintenanceRequest) -> ApiRepl
         remind_before_ms: request.remind_before_ms.unwrap_or(DEFAULT_REMIND_MS),
         verify_ms: request.verify_ms.unwrap_or(0),
     };
-    append(api, None, event).await
+    append(api, None, event, false).await
 }
 
 /// Reads one window from its subject.
@@ -144,7 +144,15 @@ async fn read(api: &Api, page: &str, id: &str) -> Result<Option<Window>, String>
 
 /// Appends `event` to its window if the window is still at `base`'s
 /// revision (a new window: if its subject is empty).
-async fn append(api: &Api, base: Option<&Window>, event: MaintenanceEvent) -> ApiReply<Window> {
+/// Cut off from the cluster (`cut_off`, or the write refused or timed
+/// out), the event goes to the region's own stream instead
+/// ([`regional`]).
+async fn append(
+    api: &Api,
+    base: Option<&Window>,
+    event: MaintenanceEvent,
+    cut_off: bool,
+) -> ApiReply<Window> {
     let subject = maintenance_subject(&event.page, &event.maintenance);
     let (page, id) = (event.page.clone(), event.maintenance.clone());
     // After the newest event of the window it changes, however fast the
@@ -155,7 +163,15 @@ async fn append(api: &Api, base: Option<&Window>, event: MaintenanceEvent) -> Ap
     );
     let envelope = Envelope::with_id(EventId::new(), stamp, &api.daemon.origin, event);
     let expected = base.map_or(0, |w| w.revision);
-    match publish_expecting(&api.daemon.js, &subject, &envelope, expected).await {
+    let stored = if cut_off {
+        None
+    } else {
+        Some(publish_expecting(&api.daemon.js, &subject, &envelope, expected).await)
+    };
+    let Some(stored) = stored else {
+        return append_regionally(api, base, &envelope).await;
+    };
+    match stored {
         Ok(stored) => {
             api.books.apply_maintenance(&envelope, stored.sequence);
             tracing::info!(%page, maintenance = %id, action = envelope.data.action.as_str(),
@@ -181,7 +197,31 @@ async fn append(api: &Api, base: Option<&Window>, event: MaintenanceEvent) -> Ap
             ),
             current: read(api, &page, &id).await.ok().flatten(),
         },
+        Err(_) if regional::available(api) => append_regionally(api, base, &envelope).await,
         Err(e) => ApiReply::failed(format!("cannot store the maintenance change: {e}")),
+    }
+}
+
+/// Stores a maintenance event in the region's own stream.
+async fn append_regionally(
+    api: &Api,
+    base: Option<&Window>,
+    envelope: &Envelope<MaintenanceEvent>,
+) -> ApiReply<Window> {
+    let (page, id) = (&envelope.data.page, &envelope.data.maintenance);
+    match regional::write(api, "maintenance", page, id, envelope).await {
+        Ok(_) => {
+            api.books.apply_maintenance(envelope, 0);
+            let mut window = base.cloned();
+            Window::apply(&mut window, envelope, 0);
+            match window {
+                Some(window) => ApiReply::Ok { result: window },
+                None => ApiReply::failed("the window did not fold"),
+            }
+        }
+        Err(e) => ApiReply::failed(format!(
+            "cannot store the maintenance change in the cluster nor in the region's own stream: {e}"
+        )),
     }
 }
 
@@ -203,16 +243,28 @@ pub async fn change(
     if let Some(reply) = refuse(errors) {
         return reply;
     }
-    let window = match read(api, &request.page, &request.maintenance).await {
-        Ok(Some(window)) => window,
-        Ok(None) => {
-            return ApiReply::invalid(
-                "maintenance",
-                format!(
-                    "page {} has no maintenance {:?}",
-                    request.page, request.maintenance
-                ),
-            )
+    let no_window = || {
+        ApiReply::invalid(
+            "maintenance",
+            format!(
+                "page {} has no maintenance {:?}",
+                request.page, request.maintenance
+            ),
+        )
+    };
+    // Cut off from the cluster, the region changes what it knows.
+    let (window, cut_off) = match read(api, &request.page, &request.maintenance).await {
+        Ok(Some(window)) => (window, false),
+        Ok(None) => return no_window(),
+        Err(e) if regional::available(api) => {
+            match api.books.window(&request.page, &request.maintenance) {
+                Some(window) => {
+                    tracing::warn!(page = %request.page, maintenance = %request.maintenance, error = %e,
+                        "Cannot read the window from the cluster; changing the region's own view of it.");
+                    (window, true)
+                }
+                None => return no_window(),
+            }
         }
         Err(e) => return ApiReply::failed(e),
     };
@@ -276,7 +328,7 @@ pub async fn change(
         }
         Change::Cancel => {}
     }
-    let reply = append(api, Some(&window), event).await;
+    let reply = append(api, Some(&window), event, cut_off).await;
     if change == Change::Cancel && series && matches!(reply, ApiReply::Ok { .. }) {
         cancel_occurrences(api, &request).await;
     }
@@ -297,7 +349,7 @@ async fn cancel_occurrences(api: &Api, request: &ChangeMaintenanceRequest) {
         event.actor = request.actor.clone();
         event.at_ms = wall_clock_ms();
         if let ApiReply::Failed { message } | ApiReply::Conflict { message, .. } =
-            append(api, Some(&occurrence), event).await
+            append(api, Some(&occurrence), event, false).await
         {
             tracing::warn!(page = %request.page, maintenance = %occurrence.state.maintenance, %message,
                 "Cannot cancel an occurrence of a cancelled series.");
