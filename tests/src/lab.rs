@@ -1,7 +1,8 @@
 //! Three regions on one machine: per region its NATS server (one cluster
 //! stretched over the regions, from `deploy/nats/regions/region.conf`) and
 //! its leaf server (the region's own JetStream domain, from `leaf.conf`), a
-//! probe, a decider, a publisher with its own origin and an edge, every
+//! probe, a decider, a publisher with its own origin, a notifier (email to
+//! one subscriber, received by a loopback SMTP server) and an edge, every
 //! daemon under its own least-privilege user from
 //! `deploy/nats/beacon-users.conf`, and every stream and bucket with three
 //! replicas. `beacon-lab` runs it; `tests/tests/regions.rs` loses a region
@@ -12,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use beacon_testkit::receivers::smtp::SmtpSink;
 use beacon_testkit::regions::Regions;
 use beacon_testkit::{free_port, DaemonProcess};
 
@@ -19,6 +21,9 @@ use crate::{apply_config, component_status, get, HttpTarget, READY};
 
 /// The lab's regions.
 pub const REGIONS: [&str; 3] = ["eu", "us", "ap"];
+
+/// The page's one subscriber (email, component `api`).
+pub const SUBSCRIBER: &str = "ops@example.com";
 
 /// The default passwords of `deploy/nats/beacon-users.conf`.
 pub const PASSWORDS: &[(&str, &str)] = &[
@@ -72,7 +77,7 @@ pub fn check_regions(names: &[String]) -> Result<[String; 3], Vec<String>> {
 pub struct Region {
     /// Its name.
     pub name: String,
-    /// Probe, decider, publisher, edge.
+    /// Probe, decider, publisher, notifier, edge.
     pub daemons: Vec<DaemonProcess>,
     /// Where its edge serves.
     pub edge_url: String,
@@ -88,6 +93,8 @@ pub struct Lab {
     pub regions: Vec<Region>,
     /// The page's id.
     pub page: String,
+    /// Where every region's notifier sends the page's email.
+    pub mail: SmtpSink,
 }
 
 /// `--nats-url <region's server> --nats-user <user> --nats-password <pw>`.
@@ -107,8 +114,9 @@ fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
     args
 }
 
-/// A page with one component, `api`, checking `target` from every region.
-pub fn lab_page(page: &str, regions: &[String; 3], target: &str) -> String {
+/// A page with one component, `api`, checking `target` from every region,
+/// and an email channel to `smtp` (`host:port`).
+pub fn lab_page(page: &str, regions: &[String; 3], target: &str, smtp: &str) -> String {
     let list = regions
         .iter()
         .map(|r| format!("\"{r}\""))
@@ -119,7 +127,9 @@ pub fn lab_page(page: &str, regions: &[String; 3], target: &str) -> String {
          [defaults]\nregions = [{list}]\ninterval = \"1s\"\ntimeout = \"1s\"\n\
          failure_threshold = 2\nrecovery_threshold = 2\n\
          [[components]]\nid = \"api\"\nname = \"API\"\n\
-         [[components.checks]]\ntype = \"http\"\nurl = \"{target}\"\n"
+         [[components.checks]]\ntype = \"http\"\nurl = \"{target}\"\n\
+         [[channels]]\nid = \"mail\"\ntype = \"email\"\nfrom = \"status@example.com\"\n\
+         endpoint = \"{smtp}\"\ntls = \"none\"\n"
     )
 }
 
@@ -158,6 +168,7 @@ impl Lab {
             regions: Vec::new(),
             nats,
             page: page.to_owned(),
+            mail: SmtpSink::start().await,
         };
         for (server, name) in lab.nats.servers.iter().zip(regions.iter()) {
             let url = server.url();
@@ -190,6 +201,22 @@ impl Lab {
                     ),
                 ),
                 DaemonProcess::spawn_with_admin(
+                    "beacon-notifier",
+                    with(
+                        bus(&url, "notifier"),
+                        &[
+                            "--replicas",
+                            "3",
+                            "--region",
+                            name,
+                            "--public-url",
+                            &format!("http://127.0.0.1:{edge_port}"),
+                            "--signing-secret",
+                            "lab-signing-secret-0123456789abcdefghij",
+                        ],
+                    ),
+                ),
+                DaemonProcess::spawn_with_admin(
                     "beacon-edge",
                     vec![
                         "--origin".into(),
@@ -214,8 +241,51 @@ impl Lab {
             }
         }
         let ctl = lab.client(&regions[0], "ctl").await;
-        apply_config(&ctl, &lab_page(page, &regions, &target.url())).await;
+        let smtp = lab.mail.endpoint();
+        apply_config(&ctl, &lab_page(page, &regions, &target.url(), &smtp)).await;
+        let subscribed = tokio::process::Command::new(beacon_testkit::daemon::binary("beaconctl"))
+            .args(with(
+                bus(&first, "ctl"),
+                &[
+                    "subscriber",
+                    "add",
+                    page,
+                    "--email",
+                    SUBSCRIBER,
+                    "--component",
+                    "api",
+                ],
+            ))
+            .env("BEACON_ACTOR", "lab")
+            .output()
+            .await
+            .expect("run beaconctl subscriber add");
+        assert!(
+            subscribed.status.success(),
+            "beaconctl subscriber add: {}",
+            String::from_utf8_lossy(&subscribed.stderr)
+        );
         lab
+    }
+
+    /// Mails to the subscriber whose text mentions `text`.
+    pub fn mails_about(&self, text: &str) -> usize {
+        self.mail
+            .mails()
+            .iter()
+            .filter(|mail| mail.decoded().contains(text))
+            .count()
+    }
+
+    /// Mails that repeat a notice already received (the same idempotency
+    /// key): the subscriber was told the same thing twice.
+    pub fn repeated_mails(&self) -> usize {
+        let mut keys = BTreeSet::new();
+        self.mail
+            .mails()
+            .iter()
+            .filter(|mail| !keys.insert(mail.header("X-Beacon-Idempotency-Key")))
+            .count()
     }
 
     /// A client of `region`'s server as `user`.

@@ -130,6 +130,12 @@ async fn losing_a_region_keeps_the_others_deciding_serving_and_writing() {
         )
         .await;
     }
+    // The subscriber is told, once, by whichever region plans now.
+    wait_until("the incident's notification", SETTLE, || {
+        let lab = &lab;
+        async move { (lab.mails_about("Regional failure") > 0).then_some(()) }
+    })
+    .await;
     stop.store(true, Ordering::SeqCst);
     poller.await.expect("the poller");
     assert_eq!(
@@ -160,4 +166,8 @@ async fn losing_a_region_keeps_the_others_deciding_serving_and_writing() {
         }
     })
     .await;
+    // Coming back plans nothing again: still one notification, and no
+    // notice delivered twice.
+    assert_eq!(lab.mails_about("Regional failure"), 1, "notifications");
+    assert_eq!(lab.repeated_mails(), 0, "notices delivered twice");
 }
