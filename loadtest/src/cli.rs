@@ -67,6 +67,19 @@ pub enum Scenario {
     /// every invariant is checked. Exits 3 when one is broken, 64 when the
     /// schedule cannot run.
     Chaos(ChaosArgs),
+    /// Three regions on this machine (the lab of `beacon-lab`), round after
+    /// round: lose a region (kill -9, NATS servers included) and cut one
+    /// off, with operators writing on every side; takeover times per
+    /// singleton role, failed page requests, convergence after the heal.
+    Regions(RegionsArgs),
+}
+
+/// Flags of `regions`.
+#[derive(Debug, Clone, Args)]
+pub struct RegionsArgs {
+    /// Rounds; each loses a region and then cuts one off.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
 }
 
 /// Flags of `chaos`. The schedule's flags are taken as written and checked

@@ -31,6 +31,8 @@
 //!   in the same run.
 //! - [`chaos`]: the `chaos` scenario: the whole stack under a seeded
 //!   schedule of faults, and a check of every invariant.
+//! - [`regions`]: the `regions` scenario: three regions on this machine,
+//!   rounds of losing one and cutting one off.
 //! - [`pages`]: the `render`, `edge` (against nginx under wrk) and `sse`
 //!   (10,000 live clients) scenarios.
 //! - [`report`]: pure arithmetic and the JSON shape: rates, medians, ratios.
@@ -48,6 +50,7 @@ pub mod notifier;
 pub mod pages;
 pub mod probe_fleet;
 pub mod recorder;
+pub mod regions;
 pub mod report;
 pub mod server;
 
@@ -113,6 +116,10 @@ pub async fn run(cli: Cli) -> Result<String, LoadError> {
                 });
             }
             Ok(text)
+        }
+        Scenario::Regions(args) => {
+            let report = regions::run(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
         }
         Scenario::Recorder(args) => {
             let report = recorder::run(&args).await?;

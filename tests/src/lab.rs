@@ -22,6 +22,10 @@ use crate::{apply_config, component_status, get, HttpTarget, READY};
 /// The lab's regions.
 pub const REGIONS: [&str; 3] = ["eu", "us", "ap"];
 
+/// Where each region's decider and notifier are in [`Region::daemons`].
+const DECIDER: usize = 1;
+const NOTIFIER: usize = 3;
+
 /// The page's one subscriber (email, component `api`).
 pub const SUBSCRIBER: &str = "ops@example.com";
 
@@ -145,25 +149,37 @@ impl Lab {
         ];
         let nats = tokio::task::block_in_place(|| Regions::start(names));
         let first = nats.servers[0].url();
-        let ensured = std::process::Command::new(beacon_testkit::daemon::binary("beaconctl"))
-            .args(with(
-                bus(&first, "admin"),
-                &[
-                    "bus",
-                    "ensure",
-                    "--replicas",
-                    "3",
-                    "--regions",
-                    &regions.join(","),
-                ],
-            ))
-            .output()
-            .expect("run beaconctl bus ensure");
-        assert!(
-            ensured.status.success(),
-            "beaconctl bus ensure --replicas 3: {}",
-            String::from_utf8_lossy(&ensured.stderr)
-        );
+        // Every server is healthy, but the cluster may not yet count all
+        // three as peers for placing three replicas: ask again until it does.
+        let ensure = || {
+            std::process::Command::new(beacon_testkit::daemon::binary("beaconctl"))
+                .args(with(
+                    bus(&first, "admin"),
+                    &[
+                        "bus",
+                        "ensure",
+                        "--replicas",
+                        "3",
+                        "--regions",
+                        &regions.join(","),
+                    ],
+                ))
+                .output()
+                .expect("run beaconctl bus ensure")
+        };
+        let deadline = std::time::Instant::now() + ENSURE_WITHIN;
+        loop {
+            let ensured = tokio::task::block_in_place(ensure);
+            if ensured.status.success() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "beaconctl bus ensure --replicas 3: {}",
+                String::from_utf8_lossy(&ensured.stderr)
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         let mut lab = Lab {
             regions: Vec::new(),
             nats,
@@ -329,8 +345,8 @@ impl Lab {
 
     /// Cuts `name` off from the other regions (every route between them
     /// closed and refused); everything of it keeps running.
-    pub fn partition(&self, name: &str) {
-        self.nats.partition(name);
+    pub fn partition(&mut self, name: &str) {
+        tokio::task::block_in_place(|| self.nats.partition(name));
     }
 
     /// Lets `name`'s routes to the others connect again.
@@ -355,16 +371,28 @@ impl Lab {
 
     /// The region whose decider holds the (single) decider lease, if any.
     pub async fn leading_region(&self) -> Option<String> {
+        self.holding_region(DECIDER, "beacon_decider_lease_holder{")
+            .await
+    }
+
+    /// The region whose notifier holds the planner's lease, if any.
+    pub async fn planning_region(&self) -> Option<String> {
+        self.holding_region(NOTIFIER, "beacon_notifier_lease_holder{")
+            .await
+    }
+
+    /// The region whose daemon at `index` reports itself holder on the
+    /// metric line starting with `metric`.
+    async fn holding_region(&self, index: usize, metric: &str) -> Option<String> {
         for region in &self.regions {
-            let decider = &region.daemons[1];
-            let url = format!("{}/metrics", decider.admin_url());
+            let url = format!("{}/metrics", region.daemons[index].admin_url());
             let Ok(response) = reqwest::get(&url).await else {
                 continue;
             };
             let text = response.text().await.unwrap_or_default();
             if text
                 .lines()
-                .any(|l| l.starts_with("beacon_decider_lease_holder{") && l.ends_with(" 1"))
+                .any(|l| l.starts_with(metric) && l.ends_with(" 1"))
             {
                 return Some(region.name.clone());
             }
@@ -381,6 +409,10 @@ impl Lab {
             .flatten()
     }
 }
+
+/// How long the cluster may take to accept the topology after its servers
+/// are healthy.
+const ENSURE_WITHIN: Duration = Duration::from_secs(60);
 
 /// How often the availability poller asks each edge.
 pub const POLL: Duration = Duration::from_millis(50);

@@ -81,6 +81,18 @@ impl RegionServer {
         self.dir.path().join("nats-server.log")
     }
 
+    /// Whether it has no route to another server (cut off).
+    fn routeless(&self) -> bool {
+        let routez = http::request(
+            self.monitor_port,
+            "GET",
+            "/routez",
+            "",
+            Duration::from_secs(1),
+        );
+        matches!(routez, Ok(ref r) if r.status == 200 && r.body.contains("\"num_routes\": 0"))
+    }
+
     fn healthy(&self) -> bool {
         matches!(
             http::request(self.monitor_port, "GET", "/healthz", "", Duration::from_secs(1)),
@@ -387,12 +399,22 @@ impl Regions {
     }
 
     /// Cuts `region` off from the other two: every route between them is
-    /// closed and refused until [`Regions::heal`]. The region's own server,
-    /// leaf and clients keep running.
-    pub fn partition(&self, region: &str) {
+    /// closed and refused until [`Regions::heal`]; returns once the
+    /// region's server has no route left. The region's own server, leaf and
+    /// clients keep running.
+    pub fn partition(&mut self, region: &str) {
         for link in self.links_of(region) {
             link.proxy.refuse(true);
             link.proxy.cut();
+        }
+        let server = self.server(region);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !server.routeless() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server of region {region} still has routes {READY_TIMEOUT:?} after the cut"
+            );
+            std::thread::sleep(READY_POLL);
         }
     }
 
