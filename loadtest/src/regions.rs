@@ -4,8 +4,9 @@
 //! with operators writing on every side. Reports, as JSON, how long each
 //! singleton role took to move, how long a surviving region took to show a
 //! new outage, failed page requests on the edges that stayed up (goal 0),
-//! how long every region took to agree after a heal, and acknowledged
-//! writes missing after it (goal 0).
+//! how long every region took to agree after a heal, acknowledged writes
+//! missing after it (goal 0), and holes in the cut-off probe's results in
+//! the cluster's history (goal 0).
 //!
 //! Every round waits for a state the round caused (a new holder, a new
 //! outage, a write visible everywhere); a wait that runs out is counted
@@ -18,9 +19,10 @@ use beacon_contract::api::{
     ApiReply, ChangeIncidentRequest, CreateIncidentRequest, Endpoint, INCIDENT_CREATE,
     INCIDENT_RESOLVE, INCIDENT_UPDATE,
 };
+use beacon_contract::hlc::wall_clock_ms;
 use beacon_contract::incident::Incident;
 use beacon_contract::messages::{AffectedComponent, ComponentStatus, Impact, IncidentState};
-use beacon_tests::lab::{poll_edges, Lab, REGIONS};
+use beacon_tests::lab::{holes, poll_edges, Lab, REGIONS};
 use beacon_tests::{get, HttpTarget};
 use futures::FutureExt;
 use serde::Serialize;
@@ -105,6 +107,12 @@ pub struct PartitionReport {
     pub failed_page_requests: u64,
     /// Requests to the cut-off region's edge during the cuts.
     pub page_requests: u64,
+    /// Stretches of a cut longer than three check intervals without a
+    /// result of the cut-off region's probe in the cluster's history
+    /// after the heal (goal 0: its outbox kept them).
+    pub result_holes: u64,
+    /// Their total length.
+    pub result_hole_ms: u64,
 }
 
 /// The report.
@@ -125,9 +133,11 @@ pub struct RegionsReport {
     pub notices_delivered_twice: usize,
     /// Waits that ran out (goal 0).
     pub timeouts: u32,
-    /// Probe results lost is not measured here: the lab has no recorder.
-    pub results_lost: Option<u64>,
 }
+
+/// The longest stretch without a result that is not a hole: the lab's
+/// probe checks every second with a one-second timeout.
+const RESULT_GAP_MS: u64 = 3000;
 
 /// The lease TTL every daemon of the lab runs with (the default).
 const LEASE_TTL: Duration = Duration::from_secs(3);
@@ -310,10 +320,11 @@ pub async fn run(args: &RegionsArgs) -> Result<RegionsReport, LoadError> {
             acked_writes_missing_after_heal: cut.missing,
             failed_page_requests: cut.failed,
             page_requests: cut.requests,
+            result_holes: cut.holes,
+            result_hole_ms: cut.hole_ms,
         },
         notices_delivered_twice: lab.repeated_mails(),
         timeouts: tally.timeouts,
-        results_lost: None,
     })
 }
 
@@ -337,6 +348,8 @@ struct CutRounds {
     missing: u64,
     failed: u64,
     requests: u64,
+    holes: u64,
+    hole_ms: u64,
 }
 
 /// Waits until every edge shows `api` operational and a decider leads.
@@ -522,6 +535,7 @@ async fn partition_round(
 
     let stop = Arc::new(AtomicBool::new(false));
     let (failed, total, poller) = poll_edges(vec![lab.region(&cut).edge_url.clone()], stop.clone());
+    let cut_at_ms = wall_clock_ms();
     lab.partition(&cut);
     let texts = [
         format!("Written while {cut} was cut off, round {}", round + 1),
@@ -602,6 +616,7 @@ async fn partition_round(
     out.requests += total.load(Ordering::SeqCst);
 
     let healed_at = Instant::now();
+    let healed_at_ms = wall_clock_ms();
     lab.heal(&cut);
     out.acked += acked.len() as u64;
     let converged = time_until(healed_at, || async {
@@ -625,6 +640,25 @@ async fn partition_round(
                 }
             }
         }
+    }
+    // The cut-off probe's results of the cut, from its outbox.
+    let through = &majority[0];
+    let waiting = Instant::now();
+    let left = loop {
+        let starts = lab.result_starts(through, &cut).await;
+        let left = holes(&starts, cut_at_ms, healed_at_ms, RESULT_GAP_MS);
+        if left.is_empty() || waiting.elapsed() > WAIT {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let filled = left.is_empty().then_some(());
+    if tally
+        .note("the cut-off probe's results of the cut", filled)
+        .is_none()
+    {
+        out.holes += left.len() as u64;
+        out.hole_ms += left.iter().map(|(from, to)| to - from).sum::<u64>();
     }
     // The round's incidents end, so the next round starts operational.
     for incident in [Some(shared), cut_created, majority_created]

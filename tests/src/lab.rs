@@ -284,6 +284,31 @@ impl Lab {
         lab
     }
 
+    /// When every result of `region`'s probe for component `api` in the
+    /// cluster's HEALTH stream started (read through `through`'s server
+    /// as the admin user).
+    pub async fn result_starts(&self, through: &str, region: &str) -> Vec<u64> {
+        let client = self.client(through, "admin").await;
+        let js = async_nats::jetstream::new(client);
+        let subject = beacon_contract::names::health_subject(&self.page, "api", region);
+        let Ok(stored) =
+            beacon_runtime::history::read(&js, beacon_contract::names::STREAM_HEALTH, &subject)
+                .await
+        else {
+            return Vec::new();
+        };
+        stored
+            .iter()
+            .filter_map(|m| {
+                beacon_contract::event::Envelope::<beacon_contract::messages::HealthResult>::decode(
+                    &m.payload,
+                )
+                .ok()
+            })
+            .map(|e| e.data.started_at_ms)
+            .collect()
+    }
+
     /// Mails to the subscriber whose text mentions `text`.
     pub fn mails_about(&self, text: &str) -> usize {
         self.mail
@@ -305,8 +330,8 @@ impl Lab {
     }
 
     /// A client of `region`'s server as `user`.
-    pub async fn client(&mut self, region: &str, user: &str) -> async_nats::Client {
-        let url = self.nats.server(region).url();
+    pub async fn client(&self, region: &str, user: &str) -> async_nats::Client {
+        let url = self.nats.url_of(region);
         async_nats::ConnectOptions::with_user_and_password(
             user.to_owned(),
             password(user).to_owned(),
@@ -414,6 +439,27 @@ impl Lab {
 /// are healthy.
 const ENSURE_WITHIN: Duration = Duration::from_secs(60);
 
+/// Where results are missing: every stretch of `[from_ms, to_ms]` longer
+/// than `max_gap_ms` with no result started in it (a probe checking every
+/// second leaves none longer than a few seconds). `starts` in any order.
+pub fn holes(starts: &[u64], from_ms: u64, to_ms: u64, max_gap_ms: u64) -> Vec<(u64, u64)> {
+    let mut inside: Vec<u64> = starts
+        .iter()
+        .copied()
+        .filter(|at| (from_ms..=to_ms).contains(at))
+        .collect();
+    inside.sort_unstable();
+    let mut holes = Vec::new();
+    let mut last = from_ms;
+    for at in inside.into_iter().chain(std::iter::once(to_ms)) {
+        if at.saturating_sub(last) > max_gap_ms {
+            holes.push((last, at));
+        }
+        last = last.max(at);
+    }
+    holes
+}
+
 /// How often the availability poller asks each edge.
 pub const POLL: Duration = Duration::from_millis(50);
 
@@ -449,6 +495,22 @@ mod tests {
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn holes_are_the_stretches_without_results() {
+        // Every second from 1000 to 10000, except 4000..=7000.
+        let starts: Vec<u64> = (1..=10)
+            .map(|s| s * 1000)
+            .filter(|at| !(4000..=7000).contains(at))
+            .collect();
+        assert_eq!(holes(&starts, 1000, 10_000, 2500), vec![(3000, 8000)]);
+        assert!(holes(&starts, 1000, 3500, 2500).is_empty());
+        // Nothing at all in the window, and nothing after its last result.
+        assert_eq!(holes(&[], 0, 5000, 2500), vec![(0, 5000)]);
+        assert_eq!(holes(&[1000], 0, 5000, 2500), vec![(1000, 5000)]);
+        // Order and results outside the window do not matter.
+        assert!(holes(&[3000, 1000, 2000, 99_999], 1000, 3000, 1500).is_empty());
     }
 
     #[test]

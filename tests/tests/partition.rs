@@ -16,12 +16,16 @@ use beacon_contract::maintenance::Window;
 use beacon_contract::messages::{AffectedComponent, ComponentStatus, Impact, IncidentState};
 use beacon_testkit::wait_until;
 use beacon_tests::get;
-use beacon_tests::lab::{poll_edges, Lab, REGIONS};
+use beacon_tests::lab::{holes, poll_edges, Lab, REGIONS};
 use beacon_tests::HttpTarget;
 
 /// How long a lab may take to settle: stream leaders elected again after a
 /// cut or a heal, the decider lease running out, a busy 2-core machine.
 const SETTLE: Duration = Duration::from_secs(90);
+
+/// The longest stretch without a result that is not a hole: the probe
+/// checks every second with a one-second timeout.
+const RESULT_GAP_MS: u64 = 3000;
 
 /// One write an operator saw acknowledged: where, when, the incident or
 /// window, and the text that must show in every region after the heal.
@@ -181,6 +185,7 @@ async fn a_partitioned_region_keeps_serving_and_writing_and_converges_after_the_
     let stop = Arc::new(AtomicBool::new(false));
     let (failed, total, poller) = poll_edges(vec![lab.region(&cut).edge_url.clone()], stop.clone());
     let cut_at = Instant::now();
+    let cut_at_ms = beacon_contract::hlc::wall_clock_ms();
     lab.partition(&cut);
 
     // Both sides write at once: a new incident each, and an update each to
@@ -302,6 +307,7 @@ async fn a_partitioned_region_keeps_serving_and_writing_and_converges_after_the_
     acked.extend(cut_writes);
     acked.extend(majority_writes);
     let healed_at = Instant::now();
+    let healed_at_ms = beacon_contract::hlc::wall_clock_ms();
     lab.heal(&cut);
     for region in &regions {
         wait_until(
@@ -335,6 +341,19 @@ async fn a_partitioned_region_keeps_serving_and_writing_and_converges_after_the_
         .await;
     }
     assert_eq!(lab.repeated_mails(), 0, "notices delivered twice");
+    // The cut-off region's probe kept checking; its results waited in its
+    // outbox and are in the cluster's history now, without a hole.
+    let through = majority[0].clone();
+    let holes = wait_until("the cut-off probe's results of the cut", SETTLE, || {
+        let (lab, through, cut) = (&lab, &through, &cut);
+        async move {
+            let starts = lab.result_starts(through, cut).await;
+            let holes = holes(&starts, cut_at_ms, healed_at_ms, RESULT_GAP_MS);
+            holes.is_empty().then_some(holes)
+        }
+    })
+    .await;
+    assert!(holes.is_empty());
     for write in &acked {
         eprintln!(
             "acked in {} at +{:.1} s: {} {:?}",

@@ -27,7 +27,7 @@ async fn main() -> ExitCode {
     };
     let target = HttpTarget::start().await;
     eprintln!(
-        "beacon-lab: starting {} (NATS cluster, probes, deciders, publishers, edges)",
+        "beacon-lab: starting {} (NATS cluster, leaf servers, probes, deciders, publishers, notifiers, edges)",
         regions.join(", ")
     );
     let lab = Lab::start(regions, "lab", &target).await;

@@ -4,9 +4,10 @@
 //! JetStream domain) with the per-region values in the environment, as a
 //! deployment sets them. Each server can be killed and started again on its
 //! ports and store, so a test can lose a region and bring it back; every
-//! route between two regions runs through a [`FaultProxy`] of its own, so
-//! a test can cut one region off from the others ([`Regions::partition`])
-//! and heal it.
+//! route between two regions is mutual TLS (certificates made for the run
+//! with `openssl`) and runs through a [`FaultProxy`] of its own, so a test
+//! can cut one region off from the others ([`Regions::partition`]) and
+//! heal it.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -53,7 +54,101 @@ pub struct RegionServer {
     cluster_port: u16,
     leaf_port: u16,
     routes: Vec<String>,
+    tls: RouteTls,
     child: Option<Child>,
+}
+
+/// One server's route certificate, key and the regions' CA, as files.
+#[derive(Debug, Clone)]
+struct RouteTls {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+/// Runs `openssl` with `args` in `dir`; panics with its output if it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (scripts/install-deps installs it)");
+    assert!(
+        output.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A CA for the regions and a route certificate per region (EC P-256, two
+/// days, valid for 127.0.0.1 as server and as client), in `dir`.
+fn route_certificates(dir: &std::path::Path, regions: &[&str]) -> Vec<RouteTls> {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=beacon-regions-ca",
+    ]);
+    openssl(dir, &ca);
+    std::fs::write(
+        dir.join("route.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .expect("write the certificate extensions");
+    regions
+        .iter()
+        .map(|region| {
+            let (key, csr, cert) = (
+                format!("{region}.key"),
+                format!("{region}.csr"),
+                format!("{region}.pem"),
+            );
+            let subject = format!("/CN=nats-{region}");
+            let mut request = vec!["req"];
+            request.extend(ec);
+            request.extend(["-keyout", &key, "-out", &csr, "-subj", &subject]);
+            openssl(dir, &request);
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    &cert,
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "route.ext",
+                ],
+            );
+            RouteTls {
+                cert: dir.join(&cert),
+                key: dir.join(&key),
+                ca: dir.join("ca.pem"),
+            }
+        })
+        .collect()
 }
 
 impl RegionServer {
@@ -130,7 +225,10 @@ impl Restartable for RegionServer {
                 "BEACON_NATS_CLUSTER",
                 format!("127.0.0.1:{}", self.cluster_port),
             )
-            .env("BEACON_NATS_LEAF", format!("127.0.0.1:{}", self.leaf_port));
+            .env("BEACON_NATS_LEAF", format!("127.0.0.1:{}", self.leaf_port))
+            .env("BEACON_NATS_ROUTE_CERT", &self.tls.cert)
+            .env("BEACON_NATS_ROUTE_KEY", &self.tls.key)
+            .env("BEACON_NATS_ROUTE_CA", &self.tls.ca);
         for (i, route) in self.routes.iter().enumerate() {
             command.env(format!("BEACON_NATS_ROUTE_{}", i + 1), route);
         }
@@ -306,6 +404,8 @@ pub struct Regions {
     /// Each region's leaf server, in the same order.
     pub leaves: Vec<LeafServer>,
     links: Vec<Link>,
+    // The route certificates.
+    _certificates: TempDir,
 }
 
 impl Regions {
@@ -316,6 +416,11 @@ impl Regions {
     /// it) and must be called inside `block_in_place`.
     pub fn start(regions: [&str; 3]) -> Regions {
         let runtime = tokio::runtime::Handle::current();
+        let certificates = tempfile::Builder::new()
+            .prefix("beacon-route-tls-")
+            .tempdir()
+            .expect("a temp dir for the route certificates");
+        let mut tls = route_certificates(certificates.path(), &regions).into_iter();
         let cluster_ports: Vec<u16> = regions.iter().map(|_| ports::free_port()).collect();
         let mut links = Vec::new();
         let mut servers: Vec<RegionServer> = Vec::new();
@@ -347,6 +452,7 @@ impl Regions {
                 cluster_port: cluster_ports[i],
                 leaf_port: ports::free_port(),
                 routes,
+                tls: tls.next().expect("a certificate per region"),
                 child: None,
             });
         }
@@ -379,6 +485,7 @@ impl Regions {
             servers,
             leaves,
             links,
+            _certificates: certificates,
         }
     }
 
@@ -388,6 +495,15 @@ impl Regions {
             .iter_mut()
             .find(|s| s.region == region)
             .unwrap_or_else(|| panic!("no region {region}"))
+    }
+
+    /// The client URL of `region`'s server.
+    pub fn url_of(&self, region: &str) -> String {
+        self.servers
+            .iter()
+            .find(|s| s.region == region)
+            .unwrap_or_else(|| panic!("no region {region}"))
+            .url()
     }
 
     /// The leaf server of `region`.
