@@ -129,8 +129,14 @@ pub struct RegionsReport {
     pub region_loss: LossReport,
     /// Cutting a region off.
     pub partition: PartitionReport,
-    /// Mails that repeated a notice already received (goal 0).
-    pub notices_delivered_twice: usize,
+    /// New incidents (of a region-loss round, or of either side of a
+    /// partition) whose creation reached the subscriber as more than one
+    /// notice: planned twice, by two regions or two terms (goal 0).
+    pub notices_planned_twice: usize,
+    /// Mails repeating a notice with its own idempotency key: the
+    /// senders' at-least-once, when a delivery's ledger write or ack was
+    /// lost in a loss or a cut (receivers can drop them by the key).
+    pub deliveries_repeated: usize,
     /// Waits that ran out (goal 0).
     pub timeouts: u32,
 }
@@ -283,9 +289,10 @@ pub async fn run(args: &RegionsArgs) -> Result<RegionsReport, LoadError> {
 
     let mut loss = LossRounds::default();
     let mut cut = CutRounds::default();
+    let mut new_incidents = Vec::new();
     for round in 0..args.rounds {
         progress(&format!("round {}: losing a region", round + 1));
-        loss_round(
+        let title = loss_round(
             &mut lab,
             &mut target,
             &regions,
@@ -294,8 +301,10 @@ pub async fn run(args: &RegionsArgs) -> Result<RegionsReport, LoadError> {
             &mut tally,
         )
         .await;
+        new_incidents.extend(title);
         progress(&format!("round {}: cutting a region off", round + 1));
-        partition_round(&mut lab, &regions, round, &mut cut, &mut tally).await;
+        let titles = partition_round(&mut lab, &regions, round, &mut cut, &mut tally).await;
+        new_incidents.extend(titles);
     }
     Ok(RegionsReport {
         scenario: "regions",
@@ -323,7 +332,11 @@ pub async fn run(args: &RegionsArgs) -> Result<RegionsReport, LoadError> {
             result_holes: cut.holes,
             result_hole_ms: cut.hole_ms,
         },
-        notices_delivered_twice: lab.repeated_mails(),
+        notices_planned_twice: new_incidents
+            .iter()
+            .filter(|title| lab.notices_about(&format!("{title}: investigating.")) > 1)
+            .count(),
+        deliveries_repeated: lab.repeated_mails(),
         timeouts: tally.timeouts,
     })
 }
@@ -374,10 +387,8 @@ async fn loss_round(
     round: u32,
     out: &mut LossRounds,
     tally: &mut Tally,
-) {
-    let Some(leader) = steady(lab, regions, tally).await else {
-        return;
-    };
+) -> Option<String> {
+    let leader = steady(lab, regions, tally).await?;
     let planner = lab.planning_region().await;
     // Odd rounds lose the region whose notifier plans, so both singleton
     // roles are taken over across the rounds.
@@ -478,7 +489,7 @@ async fn loss_round(
     let back_at = Instant::now();
     lab.bring_back(&lost).await;
     target.up().await;
-    if let Some(incident) = written {
+    if let Some(incident) = &written {
         let caught_up = time_until(back_at, || async {
             shows(lab, &lost, std::slice::from_ref(&incident.id))
                 .await
@@ -491,6 +502,7 @@ async fn loss_round(
         let resolved = write(&ctl, INCIDENT_RESOLVE, &resolve(&incident.id, "resolve")).await;
         tally.note("the incident to be resolved", resolved);
     }
+    written.map(|_| title)
 }
 
 async fn partition_round(
@@ -499,9 +511,9 @@ async fn partition_round(
     round: u32,
     out: &mut CutRounds,
     tally: &mut Tally,
-) {
+) -> Vec<String> {
     let Some(cut) = steady(lab, regions, tally).await else {
-        return;
+        return Vec::new();
     };
     let majority: Vec<String> = regions.iter().filter(|r| **r != cut).cloned().collect();
     let cut_ctl = lab.client(&cut, "ctl").await;
@@ -515,7 +527,7 @@ async fn partition_round(
     .await
     else {
         tally.note::<()>("the shared incident", None);
-        return;
+        return Vec::new();
     };
     let everywhere = time_until(Instant::now(), || async {
         for region in regions {
@@ -530,7 +542,7 @@ async fn partition_round(
         .note("the shared incident everywhere", everywhere)
         .is_none()
     {
-        return;
+        return Vec::new();
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -583,6 +595,11 @@ async fn partition_round(
     };
     let ((cut_created, cut_writes), (majority_created, majority_writes)) =
         tokio::join!(cut_side, majority_side);
+    let new_titles: Vec<String> = [(&cut_created, &texts[0]), (&majority_created, &texts[2])]
+        .into_iter()
+        .filter(|(created, _)| created.is_some())
+        .map(|(_, title)| title.clone())
+        .collect();
     let mut acked = Vec::new();
     for (i, (ok, ms)) in cut_writes.iter().enumerate() {
         if *ok {
@@ -674,4 +691,5 @@ async fn partition_round(
         .await;
         tally.note("an incident to be resolved", resolved);
     }
+    new_titles
 }

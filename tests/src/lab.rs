@@ -318,15 +318,40 @@ impl Lab {
             .count()
     }
 
-    /// Mails that repeat a notice already received (the same idempotency
-    /// key): the subscriber was told the same thing twice.
-    pub fn repeated_mails(&self) -> usize {
-        let mut keys = BTreeSet::new();
+    /// Distinct notices (idempotency keys) among the mails that mention
+    /// `text`: a notice planned twice, by two regions or two terms, would
+    /// be two.
+    pub fn notices_about(&self, text: &str) -> usize {
         self.mail
             .mails()
             .iter()
-            .filter(|mail| !keys.insert(mail.header("X-Beacon-Idempotency-Key")))
-            .count()
+            .filter(|mail| mail.decoded().contains(text))
+            .map(|mail| mail.header("X-Beacon-Idempotency-Key"))
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+
+    /// Mails that repeat a notice already received (the same idempotency
+    /// key): the subscriber was told the same thing twice.
+    pub fn repeated_mails(&self) -> usize {
+        self.repeats().len()
+    }
+
+    /// The idempotency key of every mail that repeats one received before,
+    /// with when the first and the repeat came.
+    pub fn repeats(&self) -> Vec<(String, std::time::Instant, std::time::Instant)> {
+        let mut first = std::collections::BTreeMap::new();
+        let mut repeats = Vec::new();
+        for mail in self.mail.mails() {
+            let key = mail.header("X-Beacon-Idempotency-Key").unwrap_or_default();
+            match first.get(&key) {
+                Some(at) => repeats.push((key, *at, mail.at)),
+                None => {
+                    first.insert(key, mail.at);
+                }
+            }
+        }
+        repeats
     }
 
     /// A client of `region`'s server as `user`.

@@ -225,6 +225,10 @@ impl Restartable for RegionServer {
                 "BEACON_NATS_CLUSTER",
                 format!("127.0.0.1:{}", self.cluster_port),
             )
+            // Every route runs through a proxy the test can cut, so no
+            // server may learn a direct address of another by gossip: the
+            // one advertised is refused (nothing listens on port 1).
+            .env("BEACON_NATS_CLUSTER_ADVERTISE", "127.0.0.1:1")
             .env("BEACON_NATS_LEAF", format!("127.0.0.1:{}", self.leaf_port))
             .env("BEACON_NATS_ROUTE_CERT", &self.tls.cert)
             .env("BEACON_NATS_ROUTE_KEY", &self.tls.key)
