@@ -21,7 +21,7 @@ use beacon_contract::api::{
 };
 use beacon_contract::hlc::wall_clock_ms;
 use beacon_contract::incident::Incident;
-use beacon_contract::messages::{AffectedComponent, ComponentStatus, Impact, IncidentState};
+use beacon_contract::messages::{Impact, IncidentState};
 use beacon_tests::lab::{holes, poll_edges, Lab, REGIONS};
 use beacon_tests::{get, HttpTarget};
 use futures::FutureExt;
@@ -183,7 +183,10 @@ async fn write<Req: Serialize>(
             let reply = client.send_request(endpoint.subject(), asked).await.ok()?;
             match serde_json::from_slice(&reply.payload).ok()? {
                 ApiReply::<Incident>::Ok { result } => Some(result),
-                _ => None,
+                other => {
+                    progress(&format!("{}: {other:?}", endpoint.subject()));
+                    None
+                }
             }
         }
     })
@@ -191,24 +194,38 @@ async fn write<Req: Serialize>(
     .map(|(incident, _)| incident)
 }
 
+/// What every region shows and who leads, for a wait that ran out.
+async fn describe(lab: &Lab, regions: &[String]) -> String {
+    let mut parts = Vec::new();
+    for region in regions {
+        parts.push(format!(
+            "{region} shows {:?}",
+            lab.served_status(region).await
+        ));
+    }
+    parts.push(format!("decider lease: {:?}", lab.leading_region().await));
+    parts.push(format!("planner lease: {:?}", lab.planning_region().await));
+    parts.join(", ")
+}
+
 fn create(title: &str, key: &str) -> CreateIncidentRequest {
-    // Affecting `api`, which the subscriber follows; every round resolves
-    // its incidents, so the next one starts operational.
+    // No component: an operator's stated status would win over the
+    // evidence, and each round measures what the evidence shows. The
+    // subscriber follows every component, so it is told all the same.
     CreateIncidentRequest {
         page: "lab".into(),
         title: title.into(),
         impact: Impact::Minor,
         state: None,
         body: format!("{title}: investigating."),
-        components: vec![AffectedComponent {
-            component: "api".into(),
-            status: ComponentStatus::DegradedPerformance,
-        }],
+        components: Vec::new(),
         actor: "loadtest".into(),
         idempotency_key: Some(key.into()),
     }
 }
 
+/// Resolving ends the round's incidents, so the next round's lists are
+/// short.
 fn resolve(incident: &str, key: &str) -> ChangeIncidentRequest {
     ChangeIncidentRequest {
         state: None,
@@ -468,8 +485,9 @@ async fn loss_round(
     if let Some(Some((_, ms))) = tally.note("a surviving planner", planner_moved) {
         out.planner_takeover.push(ms);
     }
-    if let Some((_, ms)) = tally.note("the survivors to show the outage", shown) {
-        out.outage_shown.push(ms);
+    match tally.note("the survivors to show the outage", shown) {
+        Some((_, ms)) => out.outage_shown.push(ms),
+        None => progress(&describe(lab, regions).await),
     }
     if let Some((_, ms)) = tally.note("the incident's notification", notified) {
         out.notified.push(ms);

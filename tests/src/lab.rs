@@ -26,7 +26,7 @@ pub const REGIONS: [&str; 3] = ["eu", "us", "ap"];
 const DECIDER: usize = 1;
 const NOTIFIER: usize = 3;
 
-/// The page's one subscriber (email, component `api`).
+/// The page's one subscriber (email, every component).
 pub const SUBSCRIBER: &str = "ops@example.com";
 
 /// The default passwords of `deploy/nats/beacon-users.conf`.
@@ -262,15 +262,7 @@ impl Lab {
         let subscribed = tokio::process::Command::new(beacon_testkit::daemon::binary("beaconctl"))
             .args(with(
                 bus(&first, "ctl"),
-                &[
-                    "subscriber",
-                    "add",
-                    page,
-                    "--email",
-                    SUBSCRIBER,
-                    "--component",
-                    "api",
-                ],
+                &["subscriber", "add", page, "--email", SUBSCRIBER],
             ))
             .env("BEACON_ACTOR", "lab")
             .output()

@@ -4,35 +4,48 @@ use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::sync::Mutex;
 
-/// Ports already handed out in this test process. The kernel may give the
-/// same ephemeral port to two `bind(0)` calls once the first listener is
-/// dropped; remembering them stops two servers in one test binary from
-/// being told to use the same port.
+/// Ports already handed out in this test process; remembering them stops
+/// two servers in one test binary from being told to use the same port.
 static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// Lowest port handed out.
+const LOWEST: u16 = 10_000;
+
+/// Where the kernel's ephemeral ports (the local ports of outgoing
+/// connections) begin: `/proc/sys/net/ipv4/ip_local_port_range`, or
+/// Linux's default.
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .filter(|start| *start > LOWEST + 1_000)
+        .unwrap_or(32_768)
+}
 
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago.
 ///
-/// Binds `127.0.0.1:0`, reads the port the kernel chose and drops the
-/// listener. A port is never returned twice by the same process.
+/// The port lies below the kernel's ephemeral range: a server started a
+/// moment later cannot find it taken by an outgoing connection (a route,
+/// a proxy's upstream) that the kernel gave that port in the meantime.
+/// Each process starts its scan at its own offset, and a port is never
+/// returned twice by the same process.
 pub fn free_port() -> u16 {
     let mut handed_out = HANDED_OUT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    // A handful of tries is plenty: a repeat needs the kernel to pick the
-    // same port out of tens of thousands.
-    for _ in 0..100 {
-        let listener =
-            TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
-        let port = listener
-            .local_addr()
-            .expect("read the local address of the port probe")
-            .port();
-        drop(listener);
-        if handed_out.insert(port) {
+    let span = u32::from(ephemeral_start() - LOWEST);
+    let offset = std::process::id().wrapping_mul(7_919) % span;
+    for step in 0..span {
+        let port = LOWEST + ((offset + step) % span) as u16;
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
             return port;
         }
     }
-    panic!("could not find a free port that was not already handed out");
+    panic!("no free port below the ephemeral range that was not already handed out");
 }
 
 #[cfg(test)]
