@@ -16,8 +16,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use beacon_contract::api::{
-    ApiReply, ChangeIncidentRequest, CreateIncidentRequest, Endpoint, INCIDENT_CREATE,
-    INCIDENT_RESOLVE, INCIDENT_UPDATE,
+    ApiReply, ChangeIncidentRequest, CreateIncidentRequest, Endpoint, ListIncidentsRequest,
+    INCIDENT_CREATE, INCIDENT_LIST, INCIDENT_RESOLVE, INCIDENT_UPDATE,
 };
 use beacon_contract::hlc::wall_clock_ms;
 use beacon_contract::incident::Incident;
@@ -248,6 +248,28 @@ fn update(incident: &str, body: &str, key: &str) -> ChangeIncidentRequest {
     }
 }
 
+/// Whether the decider that answers `client` (its own region's, first)
+/// lists incident `id`.
+async fn knows(client: &async_nats::Client, id: &str) -> bool {
+    let request = ListIncidentsRequest {
+        page: "lab".into(),
+        all: false,
+    };
+    let Ok(payload) = serde_json::to_vec(&request) else {
+        return false;
+    };
+    let Ok(reply) = client
+        .request(INCIDENT_LIST.subject(), payload.into())
+        .await
+    else {
+        return false;
+    };
+    matches!(
+        serde_json::from_slice(&reply.payload),
+        Ok(ApiReply::<Vec<Incident>>::Ok { result }) if result.iter().any(|i| i.id == id)
+    )
+}
+
 /// Whether `region`'s edge shows every text of `texts`.
 async fn shows(lab: &Lab, region: &str, texts: &[String]) -> bool {
     let url = format!("{}/api/v2/incidents.json", lab.region(region).edge_url);
@@ -392,6 +414,9 @@ async fn steady(lab: &Lab, regions: &[String], tally: &mut Tally) -> Option<Stri
         lab.leading_region().await
     })
     .await;
+    if ready.is_none() {
+        progress(&describe(lab, regions).await);
+    }
     tally
         .note("every region operational and led", ready)
         .map(|(l, _)| l)
@@ -547,13 +572,15 @@ async fn partition_round(
         tally.note::<()>("the shared incident", None);
         return Vec::new();
     };
+    // Every page shows it, and the region about to be cut off knows it
+    // (a region changes only what it knows).
     let everywhere = time_until(Instant::now(), || async {
         for region in regions {
             if !shows(lab, region, std::slice::from_ref(&shared.id)).await {
                 return None;
             }
         }
-        Some(())
+        knows(&cut_ctl, &shared.id).await.then_some(())
     })
     .await;
     if tally

@@ -34,8 +34,12 @@ pub struct HttpTarget {
 impl HttpTarget {
     /// Starts the target, up.
     pub async fn start() -> HttpTarget {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
-        let port = listener.local_addr().expect("target addr").port();
+        // A port below the ephemeral range: while the target is down, no
+        // outgoing connection can take it.
+        let port = beacon_testkit::free_port();
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind target");
         HttpTarget {
             port,
             server: Some(tokio::spawn(serve(Arc::new(listener)))),

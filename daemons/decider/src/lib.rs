@@ -246,6 +246,8 @@ pub async fn run(daemon: Daemon, settings: DeciderSettings) -> Result<(), RunErr
             status_store: status_store.clone(),
             overrides_store,
             metrics: metrics.clone(),
+            forwarding: (daemon.origin != api::regional::NO_REGION)
+                .then(|| api::regional::start(daemon.js.clone(), &shutdown)),
         },
         api_up,
     ));

@@ -52,6 +52,9 @@ pub struct Api {
     pub overrides_store: kv::Store,
     /// Metrics.
     pub metrics: Metrics,
+    /// Where writes made while cut off go to be published to the
+    /// cluster's streams (a decider with a region).
+    pub forwarding: Option<regional::Forwarding>,
 }
 
 /// Longest title accepted.
