@@ -250,7 +250,12 @@ pub async fn change(
     // follower's fold of everything up to the cut and its own writes since.
     let (current, cut_off) = match read(api, &request.page, &request.incident).await {
         Ok(Some(incident)) => (incident, false),
-        Ok(None) => return no_incident(),
+        // A server cut off from the others may answer a read from a stale
+        // copy; what this decider has followed is then newer.
+        Ok(None) => match api.books.incident(&request.page, &request.incident) {
+            Some(incident) => (incident, false),
+            None => return no_incident(),
+        },
         Err(e) if regional::available(api) => {
             match api.books.incident(&request.page, &request.incident) {
                 Some(incident) => {
@@ -304,10 +309,17 @@ pub async fn change(
             tracing::info!(page = %request.page, incident = %request.incident,
                 action = envelope.data.action.as_str(), actor = %request.actor, "Incident changed.");
             match read(api, &request.page, &request.incident).await {
-                Ok(Some(incident)) => ApiReply::Ok { result: incident },
-                _ => ApiReply::failed(
-                    "the change is stored but the incident cannot be read back; show it again",
-                ),
+                Ok(Some(incident)) if incident.revision >= stored.sequence => {
+                    ApiReply::Ok { result: incident }
+                }
+                // Stored, but not readable here yet (a cut, a stale copy):
+                // the change is folded into what this decider follows.
+                _ => match api.books.incident(&request.page, &request.incident) {
+                    Some(incident) => ApiReply::Ok { result: incident },
+                    None => ApiReply::failed(
+                        "the change is stored but the incident cannot be read back; show it again",
+                    ),
+                },
             }
         }
         Some(Err(e)) if e.kind() == PublishFailure::WrongLastSequence => {

@@ -255,7 +255,12 @@ pub async fn change(
     // Cut off from the cluster, the region changes what it knows.
     let (window, cut_off) = match read(api, &request.page, &request.maintenance).await {
         Ok(Some(window)) => (window, false),
-        Ok(None) => return no_window(),
+        // A server cut off from the others may answer a read from a stale
+        // copy; what this decider has followed is then newer.
+        Ok(None) => match api.books.window(&request.page, &request.maintenance) {
+            Some(window) => (window, false),
+            None => return no_window(),
+        },
         Err(e) if regional::available(api) => {
             match api.books.window(&request.page, &request.maintenance) {
                 Some(window) => {
