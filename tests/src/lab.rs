@@ -119,7 +119,8 @@ fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
 }
 
 /// A page with one component, `api`, checking `target` from every region,
-/// and an email channel to `smtp` (`host:port`).
+/// and an email channel to `smtp` (`host:port`). The lab takes the target
+/// down and up again round after round, on purpose: that is not flapping.
 pub fn lab_page(page: &str, regions: &[String; 3], target: &str, smtp: &str) -> String {
     let list = regions
         .iter()
@@ -130,6 +131,7 @@ pub fn lab_page(page: &str, regions: &[String; 3], target: &str, smtp: &str) -> 
         "[page]\nid = \"{page}\"\nname = \"Lab\"\n\
          [defaults]\nregions = [{list}]\ninterval = \"1s\"\ntimeout = \"1s\"\n\
          failure_threshold = 2\nrecovery_threshold = 2\n\
+         flap_transitions = 50\n\
          [[components]]\nid = \"api\"\nname = \"API\"\n\
          [[components.checks]]\ntype = \"http\"\nurl = \"{target}\"\n\
          [[channels]]\nid = \"mail\"\ntype = \"email\"\nfrom = \"status@example.com\"\n\
