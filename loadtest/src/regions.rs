@@ -16,13 +16,12 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use beacon_contract::api::{
-    ApiReply, ChangeIncidentRequest, CreateIncidentRequest, Endpoint, ListIncidentsRequest,
-    INCIDENT_CREATE, INCIDENT_LIST, INCIDENT_RESOLVE, INCIDENT_UPDATE,
+    ApiReply, ChangeIncidentRequest, Endpoint, ListIncidentsRequest, INCIDENT_CREATE,
+    INCIDENT_LIST, INCIDENT_RESOLVE, INCIDENT_UPDATE,
 };
 use beacon_contract::hlc::wall_clock_ms;
 use beacon_contract::incident::Incident;
-use beacon_contract::messages::{Impact, IncidentState};
-use beacon_tests::lab::{holes, poll_edges, Lab, REGIONS};
+use beacon_tests::lab::{ask, holes, incident_update, new_incident, poll_edges, Lab, REGIONS};
 use beacon_tests::{get, HttpTarget};
 use futures::FutureExt;
 use serde::Serialize;
@@ -172,26 +171,9 @@ async fn write<Req: Serialize>(
     endpoint: Endpoint<Req, Incident>,
     request: &Req,
 ) -> Option<Incident> {
-    let payload = serde_json::to_vec(request).ok()?;
-    let started = Instant::now();
-    time_until(started, || {
-        let (client, payload) = (client.clone(), payload.clone());
-        async move {
-            let asked = async_nats::Request::new()
-                .payload(payload.into())
-                .timeout(Some(Duration::from_secs(15)));
-            let reply = client.send_request(endpoint.subject(), asked).await.ok()?;
-            match serde_json::from_slice(&reply.payload).ok()? {
-                ApiReply::<Incident>::Ok { result } => Some(result),
-                other => {
-                    progress(&format!("{}: {other:?}", endpoint.subject()));
-                    None
-                }
-            }
-        }
-    })
-    .await
-    .map(|(incident, _)| incident)
+    time_until(Instant::now(), || ask(client, endpoint, request))
+        .await
+        .map(|(incident, _)| incident)
 }
 
 /// What every region shows and who leads, for a wait that ran out.
@@ -208,43 +190,12 @@ async fn describe(lab: &Lab, regions: &[String]) -> String {
     parts.join(", ")
 }
 
-fn create(title: &str, key: &str) -> CreateIncidentRequest {
-    // No component: an operator's stated status would win over the
-    // evidence, and each round measures what the evidence shows. The
-    // subscriber follows every component, so it is told all the same.
-    CreateIncidentRequest {
-        page: "lab".into(),
-        title: title.into(),
-        impact: Impact::Minor,
-        state: None,
-        body: format!("{title}: investigating."),
-        components: Vec::new(),
-        actor: "loadtest".into(),
-        idempotency_key: Some(key.into()),
-    }
-}
-
 /// Resolving ends the round's incidents, so the next round's lists are
 /// short.
 fn resolve(incident: &str, key: &str) -> ChangeIncidentRequest {
     ChangeIncidentRequest {
         state: None,
-        ..update(incident, "Resolved.", key)
-    }
-}
-
-fn update(incident: &str, body: &str, key: &str) -> ChangeIncidentRequest {
-    ChangeIncidentRequest {
-        page: "lab".into(),
-        incident: incident.into(),
-        expected_revision: None,
-        state: Some(IncidentState::Identified),
-        body: body.into(),
-        title: None,
-        impact: None,
-        components: None,
-        actor: "loadtest".into(),
-        idempotency_key: Some(key.into()),
+        ..incident_update(incident, "Resolved.", key)
     }
 }
 
@@ -454,7 +405,7 @@ async fn loss_round(
     target.down();
     let title = format!("Region {lost} lost, round {}", round + 1);
     let writing = {
-        let (ctl, request) = (ctl.clone(), create(&title, &format!("loss-{round}")));
+        let (ctl, request) = (ctl.clone(), new_incident(&title, &format!("loss-{round}")));
         tokio::spawn(async move {
             let written = write(&ctl, INCIDENT_CREATE, &request).await;
             (written, lost_at.elapsed().as_millis() as u64)
@@ -565,7 +516,7 @@ async fn partition_round(
     let Some(shared) = write(
         &majority_ctl,
         INCIDENT_CREATE,
-        &create(&shared_title, &format!("shared-{round}")),
+        &new_incident(&shared_title, &format!("shared-{round}")),
     )
     .await
     else {
@@ -605,7 +556,7 @@ async fn partition_round(
         let created = write(
             &cut_ctl,
             INCIDENT_CREATE,
-            &create(&texts[0], &format!("cut-{round}")),
+            &new_incident(&texts[0], &format!("cut-{round}")),
         )
         .await;
         let created_ms = started.elapsed().as_millis() as u64;
@@ -613,7 +564,7 @@ async fn partition_round(
         let updated = write(
             &cut_ctl,
             INCIDENT_UPDATE,
-            &update(&shared.id, &texts[1], &format!("cut-update-{round}")),
+            &incident_update(&shared.id, &texts[1], &format!("cut-update-{round}")),
         )
         .await;
         let updated_ms = started.elapsed().as_millis() as u64;
@@ -627,13 +578,13 @@ async fn partition_round(
         let created = write(
             &majority_ctl,
             INCIDENT_CREATE,
-            &create(&texts[2], &format!("majority-{round}")),
+            &new_incident(&texts[2], &format!("majority-{round}")),
         )
         .await;
         let updated = write(
             &majority_ctl,
             INCIDENT_UPDATE,
-            &update(&shared.id, &texts[3], &format!("majority-update-{round}")),
+            &incident_update(&shared.id, &texts[3], &format!("majority-update-{round}")),
         )
         .await;
         (created.clone(), [created.is_some(), updated.is_some()])

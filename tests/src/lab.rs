@@ -454,6 +454,65 @@ impl Lab {
     }
 }
 
+/// One request to `endpoint` through `client`, answered within 15 s: the
+/// result when the owner answers Ok, else `None` (a refusal is printed).
+/// Tests and the `regions` scenario retry it with an idempotency key, so
+/// every retry is the same write.
+pub async fn ask<Req: serde::Serialize, Res: serde::de::DeserializeOwned + std::fmt::Debug>(
+    client: &async_nats::Client,
+    endpoint: beacon_contract::api::Endpoint<Req, Res>,
+    request: &Req,
+) -> Option<Res> {
+    let payload = serde_json::to_vec(request).ok()?;
+    let asked = async_nats::Request::new()
+        .payload(payload.into())
+        .timeout(Some(Duration::from_secs(15)));
+    let reply = client.send_request(endpoint.subject(), asked).await.ok()?;
+    match serde_json::from_slice(&reply.payload).ok()? {
+        beacon_contract::api::ApiReply::<Res>::Ok { result } => Some(result),
+        other => {
+            eprintln!("{}: {other:?}", endpoint.subject());
+            None
+        }
+    }
+}
+
+/// A new incident on the lab's page, with no component (so it states no
+/// status: what the page shows stays the evidence's), keyed by `key`; its
+/// first update reads "{title}: investigating.".
+pub fn new_incident(title: &str, key: &str) -> beacon_contract::api::CreateIncidentRequest {
+    beacon_contract::api::CreateIncidentRequest {
+        page: "lab".into(),
+        title: title.into(),
+        impact: beacon_contract::messages::Impact::Minor,
+        state: None,
+        body: format!("{title}: investigating."),
+        components: Vec::new(),
+        actor: "lab".into(),
+        idempotency_key: Some(key.into()),
+    }
+}
+
+/// An update of `incident` to `identified` with `body`, keyed by `key`.
+pub fn incident_update(
+    incident: &str,
+    body: &str,
+    key: &str,
+) -> beacon_contract::api::ChangeIncidentRequest {
+    beacon_contract::api::ChangeIncidentRequest {
+        page: "lab".into(),
+        incident: incident.into(),
+        expected_revision: None,
+        state: Some(beacon_contract::messages::IncidentState::Identified),
+        body: body.into(),
+        title: None,
+        impact: None,
+        components: None,
+        actor: "lab".into(),
+        idempotency_key: Some(key.into()),
+    }
+}
+
 /// How long the cluster may take to accept the topology after its servers
 /// are healthy.
 const ENSURE_WITHIN: Duration = Duration::from_secs(60);

@@ -9,14 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beacon_contract::api::{
-    ApiReply, ChangeIncidentRequest, CreateIncidentRequest, Endpoint, ScheduleMaintenanceRequest,
-    INCIDENT_CREATE, INCIDENT_UPDATE, MAINTENANCE_SCHEDULE,
+    Endpoint, ScheduleMaintenanceRequest, INCIDENT_CREATE, INCIDENT_UPDATE, MAINTENANCE_SCHEDULE,
 };
 use beacon_contract::maintenance::Window;
-use beacon_contract::messages::{AffectedComponent, ComponentStatus, Impact, IncidentState};
 use beacon_testkit::wait_until;
 use beacon_tests::get;
-use beacon_tests::lab::{holes, poll_edges, Lab, REGIONS};
+use beacon_tests::lab::{ask, holes, incident_update, new_incident, poll_edges, Lab, REGIONS};
 use beacon_tests::HttpTarget;
 
 /// How long a lab may take to settle: stream leaders elected again after a
@@ -45,55 +43,7 @@ async fn write<Req: serde::Serialize, Res: serde::de::DeserializeOwned + std::fm
     request: &Req,
     what: &str,
 ) -> Res {
-    let payload = serde_json::to_vec(request).expect("encode");
-    wait_until(what, SETTLE, || {
-        let (client, payload) = (client.clone(), payload.clone());
-        async move {
-            let asked = async_nats::Request::new()
-                .payload(payload.into())
-                .timeout(Some(Duration::from_secs(15)));
-            let reply = client.send_request(endpoint.subject(), asked).await.ok()?;
-            match serde_json::from_slice(&reply.payload).ok()? {
-                ApiReply::<Res>::Ok { result } => Some(result),
-                other => {
-                    eprintln!("{what}: {other:?}");
-                    None
-                }
-            }
-        }
-    })
-    .await
-}
-
-fn create(title: &str, key: &str) -> CreateIncidentRequest {
-    CreateIncidentRequest {
-        page: "lab".into(),
-        title: title.into(),
-        impact: Impact::Minor,
-        state: None,
-        body: format!("{title}: investigating."),
-        components: vec![AffectedComponent {
-            component: "api".into(),
-            status: ComponentStatus::DegradedPerformance,
-        }],
-        actor: "lab".into(),
-        idempotency_key: Some(key.into()),
-    }
-}
-
-fn update(incident: &str, body: &str, key: &str) -> ChangeIncidentRequest {
-    ChangeIncidentRequest {
-        page: "lab".into(),
-        incident: incident.into(),
-        expected_revision: None,
-        state: Some(IncidentState::Identified),
-        body: body.into(),
-        title: None,
-        impact: None,
-        components: None,
-        actor: "lab".into(),
-        idempotency_key: Some(key.into()),
-    }
+    wait_until(what, SETTLE, || ask(client, endpoint, request)).await
 }
 
 fn maintenance(title: &str, key: &str) -> ScheduleMaintenanceRequest {
@@ -159,7 +109,7 @@ async fn a_partitioned_region_keeps_serving_and_writing_and_converges_after_the_
     let before = write(
         &majority_ctl,
         INCIDENT_CREATE,
-        &create("Known everywhere", "before"),
+        &new_incident("Known everywhere", "before"),
         "the incident before the cut",
     )
     .await;
@@ -194,7 +144,7 @@ async fn a_partitioned_region_keeps_serving_and_writing_and_converges_after_the_
         let created = write(
             &cut_ctl,
             INCIDENT_CREATE,
-            &create("Written while cut off", "cut-create"),
+            &new_incident("Written while cut off", "cut-create"),
             "the cut-off region's incident",
         )
         .await;
@@ -202,7 +152,7 @@ async fn a_partitioned_region_keeps_serving_and_writing_and_converges_after_the_
         write(
             &cut_ctl,
             INCIDENT_UPDATE,
-            &update(&before.id, "Update from the cut-off region", "cut-update"),
+            &incident_update(&before.id, "Update from the cut-off region", "cut-update"),
             "the cut-off region's update",
         )
         .await;
@@ -220,7 +170,7 @@ async fn a_partitioned_region_keeps_serving_and_writing_and_converges_after_the_
         let created = write(
             &majority_ctl,
             INCIDENT_CREATE,
-            &create("Written by the majority", "majority-create"),
+            &new_incident("Written by the majority", "majority-create"),
             "the majority's incident",
         )
         .await;
@@ -228,7 +178,7 @@ async fn a_partitioned_region_keeps_serving_and_writing_and_converges_after_the_
         write(
             &majority_ctl,
             INCIDENT_UPDATE,
-            &update(&before.id, "Update from the majority", "majority-update"),
+            &incident_update(&before.id, "Update from the majority", "majority-update"),
             "the majority's update",
         )
         .await;

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use beacon_contract::event::{Envelope, Message};
 use beacon_contract::names::{regional_subject, SUBJECT_ROOT};
-use beacon_runtime::publish::{publish, publish_bytes, PublishError, Stored};
+use beacon_runtime::publish::{publish_bytes, PublishError, Stored};
 use beacon_runtime::shutdown::{Backoff, Shutdown};
 use tokio::sync::mpsc;
 
@@ -116,11 +116,25 @@ pub async fn write<T: Message>(
     envelope: &Envelope<T>,
 ) -> Result<Stored, PublishError> {
     let subject = regional_subject(&api.daemon.origin, kind, page, id);
-    let stored = publish(&api.daemon.js, &subject, envelope).await?;
-    if let (Some(forwarding), Ok(payload)) = (&api.forwarding, envelope.encode()) {
+    // Encoded once: the same bytes go to the region's stream and, later,
+    // to the cluster's.
+    let payload = envelope.encode().map_err(|e| PublishError::Encode {
+        kind: T::KIND,
+        reason: e.to_string(),
+    })?;
+    let event_id = envelope.id.to_string();
+    let stored = publish_bytes(
+        &api.daemon.js,
+        &subject,
+        &event_id,
+        payload.clone().into(),
+        None,
+    )
+    .await?;
+    if let Some(forwarding) = &api.forwarding {
         let _ = forwarding.send(Unforwarded {
             subject: format!("{SUBJECT_ROOT}.{kind}.{page}.{id}"),
-            id: envelope.id.to_string(),
+            id: event_id,
             payload,
         });
     }
