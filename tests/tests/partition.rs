@@ -2,14 +2,16 @@
 //! and refused, everything of the region still running): its edge keeps
 //! serving, its operators keep writing and see their writes on their own
 //! page, the other two carry on, and after the heal every region shows
-//! every acknowledged write of both sides.
+//! every acknowledged write of both sides: incidents, updates, maintenance
+//! and changelog entries.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beacon_contract::api::{
-    Endpoint, ScheduleMaintenanceRequest, INCIDENT_CREATE, INCIDENT_UPDATE, MAINTENANCE_SCHEDULE,
+    ChangelogView, Endpoint, PublishChangelogRequest, ScheduleMaintenanceRequest,
+    CHANGELOG_PUBLISH, INCIDENT_CREATE, INCIDENT_UPDATE, MAINTENANCE_SCHEDULE,
 };
 use beacon_contract::maintenance::Window;
 use beacon_testkit::wait_until;
@@ -63,13 +65,31 @@ fn maintenance(title: &str, key: &str) -> ScheduleMaintenanceRequest {
     }
 }
 
-/// Whether `region`'s edge shows every write of `acked` (its incidents and
-/// its scheduled maintenance).
+fn changelog_entry(title: &str, key: &str) -> PublishChangelogRequest {
+    PublishChangelogRequest {
+        page: "lab".into(),
+        title: title.into(),
+        body_markdown: format!("{title}: shipped."),
+        category: "improvement".into(),
+        components: vec!["api".into()],
+        published_at_ms: None,
+        images: vec![],
+        actor: "lab".into(),
+        idempotency_key: Some(key.into()),
+    }
+}
+
+/// Whether `region`'s edge shows every write of `acked` (its incidents,
+/// its scheduled maintenance and its changelog).
 async fn shows_all(lab: &Lab, region: &str, acked: &[Acked]) -> bool {
     let edge = &lab.region(region).edge_url;
     let mut body = String::new();
-    for path in ["incidents.json", "scheduled-maintenances.json"] {
-        let Some((200, text)) = get(&format!("{edge}/api/v2/{path}")).await else {
+    for path in [
+        "api/v2/incidents.json",
+        "api/v2/scheduled-maintenances.json",
+        "changelog.html",
+    ] {
+        let Some((200, text)) = get(&format!("{edge}/{path}")).await else {
             return false;
         };
         body.push_str(&text);
@@ -164,7 +184,23 @@ async fn a_partitioned_region_keeps_serving_and_writing_and_converges_after_the_
             "the cut-off region's maintenance",
         )
         .await;
-        (created, created_at, updated_at, window, Instant::now())
+        let window_at = Instant::now();
+        let entry: ChangelogView = write(
+            &cut_ctl,
+            CHANGELOG_PUBLISH,
+            &changelog_entry("Shipped while cut off", "cut-changelog"),
+            "the cut-off region's changelog entry",
+        )
+        .await;
+        (
+            created,
+            created_at,
+            updated_at,
+            window,
+            window_at,
+            entry,
+            Instant::now(),
+        )
     };
     let majority_side = async {
         let created = write(
@@ -182,11 +218,27 @@ async fn a_partitioned_region_keeps_serving_and_writing_and_converges_after_the_
             "the majority's update",
         )
         .await;
-        (created, created_at, Instant::now())
+        let updated_at = Instant::now();
+        let entry: ChangelogView = write(
+            &majority_ctl,
+            CHANGELOG_PUBLISH,
+            &changelog_entry("Shipped by the majority", "majority-changelog"),
+            "the majority's changelog entry",
+        )
+        .await;
+        (created, created_at, updated_at, entry, Instant::now())
     };
     let (
-        (cut_created, cut_created_at, cut_updated_at, cut_window, cut_window_at),
-        (maj_created, maj_created_at, maj_updated_at),
+        (
+            cut_created,
+            cut_created_at,
+            cut_updated_at,
+            cut_window,
+            cut_window_at,
+            cut_entry,
+            cut_entry_at,
+        ),
+        (maj_created, maj_created_at, maj_updated_at, maj_entry, maj_entry_at),
     ) = tokio::join!(cut_side, majority_side);
     let cut_writes = vec![
         Acked {
@@ -207,6 +259,12 @@ async fn a_partitioned_region_keeps_serving_and_writing_and_converges_after_the_
             text: "Maintenance planned while cut off".into(),
             at: cut_window_at,
         },
+        Acked {
+            region: cut.clone(),
+            incident: cut_entry.entry.entry.clone(),
+            text: "Shipped while cut off".into(),
+            at: cut_entry_at,
+        },
     ];
     let majority_writes = vec![
         Acked {
@@ -220,6 +278,12 @@ async fn a_partitioned_region_keeps_serving_and_writing_and_converges_after_the_
             incident: before.id.clone(),
             text: "Update from the majority".into(),
             at: maj_updated_at,
+        },
+        Acked {
+            region: majority[0].clone(),
+            incident: maj_entry.entry.entry.clone(),
+            text: "Shipped by the majority".into(),
+            at: maj_entry_at,
         },
     ];
 

@@ -155,19 +155,21 @@ pub fn deadletter_subject(stream: &str, consumer: &str) -> String {
 pub const ALL_HEALTH: &str = "beacon.health.>";
 /// The stream a region writes to in its own JetStream domain while it is
 /// cut off from the others: `REGIONAL_{region}` (see ARCHITECTURE.md,
-/// "Regions"). The global INCIDENTS and MAINTENANCE streams source it.
+/// "Regions"). The global INCIDENTS, MAINTENANCE and CHANGELOG streams
+/// source it.
 pub fn regional_stream(region: &str) -> String {
     format!("REGIONAL_{region}")
 }
 
 /// What a region writes to its regional stream, by kind (`incident`,
-/// `maintenance`): `beacon.regional.{region}.{kind}.>`. Sourced into the
+/// `maintenance`, `changelog`): `beacon.regional.{region}.{kind}.>`. Sourced into the
 /// global stream as `beacon.{kind}.>`.
 pub fn regional_filter(region: &str, kind: &str) -> String {
     format!("{SUBJECT_ROOT}.regional.{region}.{kind}.>")
 }
 
-/// The regional subject of one incident or maintenance window:
+/// The regional subject of one incident, maintenance window or changelog
+/// entry:
 /// `beacon.regional.{region}.{kind}.{page}.{id}`, which becomes
 /// `beacon.{kind}.{page}.{id}` in the global stream.
 pub fn regional_subject(region: &str, kind: &str, page: &str, id: &str) -> String {
@@ -176,9 +178,10 @@ pub fn regional_subject(region: &str, kind: &str, page: &str, id: &str) -> Strin
 
 /// The kinds of event a region may write while cut off, each with its
 /// global stream.
-pub const REGIONAL_KINDS: [(&str, &str); 2] = [
+pub const REGIONAL_KINDS: [(&str, &str); 3] = [
     ("incident", STREAM_INCIDENTS),
     ("maintenance", STREAM_MAINTENANCE),
+    ("changelog", STREAM_CHANGELOG),
 ];
 
 /// Every incident event: `beacon.incident.>`.

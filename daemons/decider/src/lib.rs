@@ -246,8 +246,11 @@ pub async fn run(daemon: Daemon, settings: DeciderSettings) -> Result<(), RunErr
             status_store: status_store.clone(),
             overrides_store,
             metrics: metrics.clone(),
-            forwarding: (daemon.origin != api::regional::NO_REGION)
-                .then(|| api::regional::start(daemon.js.clone(), &shutdown)),
+            regional: beacon_runtime::regional::RegionalWriter::start(
+                daemon.js.clone(),
+                &daemon.origin,
+                &shutdown,
+            ),
         },
         api_up,
     ));

@@ -5,6 +5,13 @@
 //! Writes are conditional on the entry's subject's latest sequence: of two
 //! concurrent edits one wins and the other gets a conflict. Images are
 //! stored in the `pages` object store before the event that names them.
+//!
+//! A publisher that runs in a region answers from what it followed when
+//! the cluster is out of reach (the region is cut off from the other two),
+//! and stores a publish, edit or withdrawal in the region's own stream
+//! ([`beacon_runtime::regional`]); the entry's fold takes the latest event
+//! by HLC, so it merges with what the others wrote when the cut heals.
+//! Images need the cluster's object store and are refused while cut off.
 
 use async_nats::jetstream::kv;
 use async_nats::jetstream::object_store::ObjectStore;
@@ -21,10 +28,12 @@ use beacon_page::config::PageConfig;
 use beacon_runtime::daemon::Daemon;
 use beacon_runtime::history;
 use beacon_runtime::publish::{publish_expecting, PublishFailure};
+use beacon_runtime::regional::RegionalWriter;
 use beacon_runtime::service::{Router, Service};
-use prometheus::IntCounterVec;
+use prometheus::{IntCounter, IntCounterVec};
 
 use crate::changelog::{decode_images, validate, Changelog};
+use crate::followed::Followed;
 
 /// What the handlers need.
 #[derive(Clone)]
@@ -37,6 +46,12 @@ pub struct Api {
     pub objects: ObjectStore,
     /// Requests by endpoint and outcome.
     pub requests: IntCounterVec,
+    /// Page configs and changelogs as followed.
+    pub followed: Followed,
+    /// Writes while cut off from the cluster (a publisher with a region).
+    pub regional: Option<RegionalWriter>,
+    /// Changelog events stored in the region's own stream.
+    pub regional_writes: IntCounter,
 }
 
 /// Every endpoint the publisher serves, each with its handler.
@@ -92,18 +107,24 @@ async fn page_config<T>(api: &Api, page: &str) -> Result<PageConfig, ApiReply<T>
             "page",
             format!("no page {page:?}; apply its config first"),
         )),
-        Err(e) => Err(ApiReply::failed(format!(
-            "cannot read the page config: {e}"
-        ))),
+        Err(e) => match api.regional.as_ref().and(api.followed.page(page)) {
+            Some(config) => Ok(config),
+            None => Err(ApiReply::failed(format!(
+                "cannot read the page config: {e}"
+            ))),
+        },
     }
 }
 
-/// Folds one entry's events from the stream.
+/// Folds one entry's events from the stream; from what was followed when
+/// the stream cannot be read and the region may write on its own.
 async fn read_entry(api: &Api, page: &str, entry: &str) -> Result<Option<ChangelogView>, String> {
     let subject = changelog_subject(page, entry);
-    let stored = history::read(&api.daemon.js, STREAM_CHANGELOG, &subject)
-        .await
-        .map_err(|e| e.to_string())?;
+    let stored = match history::read(&api.daemon.js, STREAM_CHANGELOG, &subject).await {
+        Ok(stored) => stored,
+        Err(_) if api.regional.is_some() => return Ok(api.followed.entry(page, entry)),
+        Err(e) => return Err(e.to_string()),
+    };
     let mut log = Changelog::default();
     for message in &stored {
         if let Ok(envelope) = Envelope::<ChangelogEntry>::decode(&message.payload) {
@@ -150,7 +171,45 @@ async fn write(api: &Api, entry: ChangelogEntry, expected: u64) -> ApiReply<Chan
             message: format!("entry {id} changed while this change was being made; read it again"),
             current: read_entry(api, &page, &id).await.ok().flatten(),
         },
-        Err(e) => ApiReply::failed(format!("cannot store the entry: {e}")),
+        Err(e) => match &api.regional {
+            // In a cut the cluster's stream does not answer: no ack, or
+            // no responders (read as "no stream").
+            Some(writer) if e.kind() != PublishFailure::Encode => {
+                write_regionally(api, writer, &envelope, expected).await
+            }
+            _ => ApiReply::failed(format!("cannot store the entry: {e}")),
+        },
+    }
+}
+
+/// Stores `envelope` in the region's own stream (the cluster is out of
+/// reach) and answers with the entry as followed plus this event. A publish
+/// whose idempotency key names an entry already followed is answered with
+/// it: the retry of a publish made before or during the cut.
+async fn write_regionally(
+    api: &Api,
+    writer: &RegionalWriter,
+    envelope: &Envelope<ChangelogEntry>,
+    expected: u64,
+) -> ApiReply<ChangelogView> {
+    let (page, id) = (&envelope.data.page, &envelope.data.entry);
+    if expected == 0 {
+        if let Some(view) = api.followed.entry(page, id) {
+            return ApiReply::Ok { result: view };
+        }
+    }
+    match writer.write("changelog", page, id, envelope).await {
+        Ok(_) => {
+            api.regional_writes.inc();
+            api.followed.apply_changelog(envelope, 0);
+            match api.followed.entry(page, id) {
+                Some(view) => ApiReply::Ok { result: view },
+                None => ApiReply::failed("the entry is stored but cannot be read back; list it again"),
+            }
+        }
+        Err(e) => ApiReply::failed(format!(
+            "cannot store the entry: the cluster is out of reach, and so is the region's own stream: {e}"
+        )),
     }
 }
 
@@ -324,6 +383,11 @@ pub async fn list(api: &Api, request: ListChangelogRequest) -> ApiReply<Changelo
     let filter = beacon_contract::names::page_changelog_filter(&request.page);
     let stored = match history::read(&api.daemon.js, STREAM_CHANGELOG, &filter).await {
         Ok(stored) => stored,
+        Err(_) if api.regional.is_some() => {
+            return ApiReply::Ok {
+                result: api.followed.list(&request.page, request.all),
+            }
+        }
         Err(e) => return ApiReply::failed(e),
     };
     let mut log = Changelog::default();

@@ -35,6 +35,7 @@ use prometheus::{Histogram, IntCounterVec, IntGauge};
 use tokio::io::AsyncReadExt;
 
 use crate::changelog::Changelog;
+use crate::followed::Followed;
 use crate::objects::ObjectOrigin;
 use crate::render::{site, MaintenanceItem, PageState};
 use crate::site::{host_of, publish_local, Compressor};
@@ -81,6 +82,8 @@ pub struct Follower {
     /// Hears once the changelog API answers; readiness waits for it.
     api_up: tokio::sync::oneshot::Receiver<()>,
     api_is_up: bool,
+    /// What the changelog API answers from while cut off.
+    followed: Followed,
 }
 
 impl Follower {
@@ -88,6 +91,7 @@ impl Follower {
     pub fn new(
         daemon: Daemon,
         config: PublisherConfig,
+        followed: Followed,
         api_up: tokio::sync::oneshot::Receiver<()>,
     ) -> Result<Self, beacon_runtime::telemetry::MetricError> {
         let m = &daemon.process.metrics;
@@ -129,6 +133,7 @@ impl Follower {
             metrics,
             api_up,
             api_is_up: false,
+            followed,
         })
     }
 
@@ -270,6 +275,8 @@ impl Follower {
             kv::Operation::Put => match Envelope::<PageConfig>::decode(&entry.value) {
                 // A re-watch replays every value: only a real change renders.
                 Ok(envelope) if self.pages.get(&entry.key) != Some(&envelope.data) => {
+                    self.followed
+                        .set_page(&entry.key, Some(envelope.data.clone()));
                     self.pages.insert(entry.key.clone(), envelope.data);
                     self.mark(&entry.key.clone());
                 }
@@ -281,6 +288,7 @@ impl Follower {
             // A removed page keeps its last rendered site: the edge goes on
             // serving it; removing it from origins is an operator decision.
             kv::Operation::Delete | kv::Operation::Purge => {
+                self.followed.set_page(&entry.key, None);
                 self.pages.remove(&entry.key);
                 self.dirty.remove(&entry.key);
             }
@@ -375,6 +383,7 @@ impl Follower {
         match kind {
             "incident" => self.on_incident(&stored),
             "maintenance" => self.on_maintenance(&stored),
+            "changelog" => self.on_changelog(&stored),
             _ => tracing::warn!(subject = %stored.subject, "Unknown regional event; ignoring it."),
         }
     }
@@ -422,6 +431,7 @@ impl Follower {
             }
         }
         data.changelog.apply(&envelope, stored.sequence);
+        self.followed.apply_changelog(&envelope, stored.sequence);
         self.mark(&page);
     }
 

@@ -14,11 +14,13 @@
 //!   manifest, and writing it to an origin directory.
 //! - [`objects`]: publishing a version to the `pages` object store.
 //! - [`follow`]: following KV buckets and streams, debounced re-rendering.
+//! - [`followed`]: the page configs and changelogs the API answers from while cut off.
 //! - [`api`]: the changelog's bus API.
 
 pub mod api;
 pub mod changelog;
 pub mod follow;
+pub mod followed;
 pub mod markdown;
 pub mod objects;
 pub mod render;
@@ -115,9 +117,21 @@ pub async fn run(daemon: Daemon, config: PublisherConfig) -> Result<(), RunError
         "Changelog API requests, by endpoint and outcome",
         &["endpoint", "outcome"],
     )?;
+    let regional_writes = daemon.process.metrics.single_counter(
+        "regional_writes_total",
+        "Changelog events stored in the region's own stream while the cluster was out of reach",
+    )?;
+    let regional = config.region.as_deref().and_then(|region| {
+        beacon_runtime::regional::RegionalWriter::start(
+            daemon.js.clone(),
+            region,
+            &daemon.process.shutdown,
+        )
+    });
+    let followed = followed::Followed::default();
     // Ready once the pages are caught up and the changelog API answers.
     let (api_up_tx, api_up_rx) = tokio::sync::oneshot::channel();
-    let follower = follow::Follower::new(daemon.clone(), config, api_up_rx)?;
+    let follower = follow::Follower::new(daemon.clone(), config, followed.clone(), api_up_rx)?;
     daemon.process.shutdown.spawn(follower.run());
     let api_daemon = daemon.clone();
     daemon.process.shutdown.spawn(async move {
@@ -149,6 +163,9 @@ pub async fn run(daemon: Daemon, config: PublisherConfig) -> Result<(), RunError
                 configs,
                 objects,
                 requests,
+                followed,
+                regional,
+                regional_writes,
             },
             api_up_tx,
         )

@@ -11,6 +11,7 @@
 //! - [`lease`]: leader election with fencing for singleton roles, per partition.
 //! - [`buckets`]: opening KV buckets and following their values and changes.
 //! - [`history`]: what a stream holds: a subject's latest message, reading and following a filter.
+//! - [`regional`]: operator writes to the region's own stream while the cluster is out of reach.
 //! - [`retry`]: retryable vs permanent errors, the one retry policy and backoff.
 //! - [`service`]: a daemon's operator API endpoints served as one NATS service.
 //! - [`shutdown`]: cancellation, task tracking, grace period.
@@ -25,6 +26,7 @@ pub mod daemon;
 pub mod history;
 pub mod lease;
 pub mod publish;
+pub mod regional;
 pub mod retry;
 pub mod service;
 pub mod shutdown;

@@ -52,9 +52,9 @@ pub struct Api {
     pub overrides_store: kv::Store,
     /// Metrics.
     pub metrics: Metrics,
-    /// Where writes made while cut off go to be published to the
-    /// cluster's streams (a decider with a region).
-    pub forwarding: Option<regional::Forwarding>,
+    /// Writes made while cut off from the cluster (a decider with a
+    /// region).
+    pub regional: Option<beacon_runtime::regional::RegionalWriter>,
 }
 
 /// Longest title accepted.
