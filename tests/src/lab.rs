@@ -2,11 +2,14 @@
 //! stretched over the regions, from `deploy/nats/regions/region.conf`) and
 //! its leaf server (the region's own JetStream domain, from `leaf.conf`), a
 //! probe, a decider, a publisher with its own origin, a notifier (email to
-//! one subscriber, received by a loopback SMTP server) and an edge, every
-//! daemon under its own least-privilege user from
-//! `deploy/nats/beacon-users.conf`, and every stream and bucket with three
-//! replicas. `beacon-lab` runs it; `tests/tests/regions.rs` loses a region
-//! in it.
+//! one subscriber, received by a loopback SMTP server), an edge, a
+//! recorder and the HTTP API, every daemon under its own least-privilege
+//! user from `deploy/nats/beacon-users.conf`, and every stream and bucket
+//! with three replicas. The recorders share one ClickHouse, which stands
+//! for the deployment's history database outside the regions (a managed
+//! service, or ClickHouse's own replication): losing a region loses none
+//! of it. `beacon-lab` runs it; `tests/tests/regions.rs` loses a region in
+//! it, `tests/tests/partition.rs` cuts one off.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,7 +18,7 @@ use std::time::Duration;
 
 use beacon_testkit::receivers::smtp::SmtpSink;
 use beacon_testkit::regions::Regions;
-use beacon_testkit::{free_port, DaemonProcess};
+use beacon_testkit::{free_port, ClickHouseServer, DaemonProcess};
 
 use crate::{apply_config, component_status, get, HttpTarget, READY};
 
@@ -81,10 +84,12 @@ pub fn check_regions(names: &[String]) -> Result<[String; 3], Vec<String>> {
 pub struct Region {
     /// Its name.
     pub name: String,
-    /// Probe, decider, publisher, notifier, edge.
+    /// Probe, decider, publisher, notifier, edge, recorder, api.
     pub daemons: Vec<DaemonProcess>,
     /// Where its edge serves.
     pub edge_url: String,
+    /// Where its HTTP API serves.
+    pub api_url: String,
     // The publisher writes here and the edge serves it.
     _origin: tempfile::TempDir,
 }
@@ -99,6 +104,8 @@ pub struct Lab {
     pub page: String,
     /// Where every region's notifier sends the page's email.
     pub mail: SmtpSink,
+    /// Where every region's recorder keeps history.
+    pub clickhouse: ClickHouseServer,
 }
 
 /// `--nats-url <region's server> --nats-user <user> --nats-password <pw>`.
@@ -149,7 +156,8 @@ impl Lab {
             regions[1].as_str(),
             regions[2].as_str(),
         ];
-        let nats = tokio::task::block_in_place(|| Regions::start(names));
+        let (nats, clickhouse) =
+            tokio::task::block_in_place(|| (Regions::start(names), ClickHouseServer::start()));
         let first = nats.servers[0].url();
         // Every server is healthy, but the cluster may not yet count all
         // three as peers for placing three replicas: ask again until it does.
@@ -187,12 +195,15 @@ impl Lab {
             nats,
             page: page.to_owned(),
             mail: SmtpSink::start().await,
+            clickhouse,
         };
+        let clickhouse_url = lab.clickhouse.http_url();
         for (server, name) in lab.nats.servers.iter().zip(regions.iter()) {
             let url = server.url();
             let origin = tempfile::tempdir().expect("an origin");
             let origin_path = origin.path().display().to_string();
             let edge_port = free_port();
+            let api_port = free_port();
             let daemons = vec![
                 DaemonProcess::spawn_with_admin(
                     "beacon-probe",
@@ -245,11 +256,26 @@ impl Lab {
                         format!("127.0.0.1:{edge_port}"),
                     ],
                 ),
+                DaemonProcess::spawn_with_admin(
+                    "beacon-recorder",
+                    with(
+                        bus(&url, "recorder"),
+                        &["--replicas", "3", "--clickhouse-url", &clickhouse_url],
+                    ),
+                ),
+                DaemonProcess::spawn_with_admin(
+                    "beacon-api",
+                    with(
+                        bus(&url, "api"),
+                        &["--listen", &format!("127.0.0.1:{api_port}")],
+                    ),
+                ),
             ];
             lab.regions.push(Region {
                 name: name.clone(),
                 daemons,
                 edge_url: format!("http://127.0.0.1:{edge_port}"),
+                api_url: format!("http://127.0.0.1:{api_port}"),
                 _origin: origin,
             });
         }
@@ -301,6 +327,56 @@ impl Lab {
             })
             .map(|e| e.data.started_at_ms)
             .collect()
+    }
+
+    /// When every result of `region`'s probe for component `api` that the
+    /// recorders stored in ClickHouse started (copies included).
+    pub fn history_starts(&self, region: &str) -> Vec<u64> {
+        let sql = format!(
+            "SELECT started_at_ms FROM beacon.health_results \
+             WHERE page = '{}' AND component = 'api' AND region = '{region}' \
+             ORDER BY started_at_ms FORMAT TabSeparated",
+            self.page
+        );
+        match tokio::task::block_in_place(|| self.clickhouse.try_query(&sql)) {
+            Ok(text) => text.lines().filter_map(|l| l.trim().parse().ok()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// A new API key for the page that reads and writes incidents, made
+    /// with `beaconctl apikey create` through `region`'s server: the key.
+    pub async fn api_key(&self, region: &str) -> String {
+        let created = tokio::process::Command::new(beacon_testkit::daemon::binary("beaconctl"))
+            .args(with(
+                bus(&self.nats.url_of(region), "ctl"),
+                &[
+                    "apikey",
+                    "create",
+                    "--page",
+                    &self.page,
+                    "--name",
+                    "lab",
+                    "--scope",
+                    "incidents:read",
+                    "--scope",
+                    "incidents:write",
+                    "--output",
+                    "json",
+                ],
+            ))
+            .env("BEACON_ACTOR", "lab")
+            .output()
+            .await
+            .expect("run beaconctl apikey create");
+        assert!(
+            created.status.success(),
+            "beaconctl apikey create: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let view: serde_json::Value =
+            serde_json::from_slice(&created.stdout).expect("beaconctl prints JSON");
+        view["key"].as_str().expect("the key").to_owned()
     }
 
     /// Mails to the subscriber whose text mentions `text`.

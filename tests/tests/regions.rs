@@ -1,14 +1,12 @@
 //! Losing a region of three: every process of it, its NATS server
 //! included, `kill -9`. The others keep probing, deciding and serving,
-//! take over what the lost region led, take operator writes, and the
-//! region catches up by itself when it comes back.
+//! take over what the lost region led, take operator writes through their
+//! HTTP API, and the region catches up by itself when it comes back.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use beacon_contract::api::{ApiReply, CreateIncidentRequest, INCIDENT_CREATE};
-use beacon_contract::messages::{AffectedComponent, ComponentStatus, Impact};
 use beacon_testkit::wait_until;
 use beacon_tests::lab::{poll_edges, Lab, REGIONS};
 use beacon_tests::{get, HttpTarget};
@@ -45,6 +43,8 @@ async fn losing_a_region_keeps_the_others_deciding_serving_and_writing() {
     })
     .await;
     let survivors: Vec<String> = regions.iter().filter(|r| **r != lost).cloned().collect();
+    // The operator's tool holds a key made before the loss.
+    let key = lab.api_key(&survivors[0]).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (failed, total, poller) = poll_edges(
         survivors
@@ -81,34 +81,36 @@ async fn losing_a_region_keeps_the_others_deciding_serving_and_writing() {
         "no surviving region leads: {leader:?}"
     );
 
-    // An operator in a surviving region opens an incident; every surviving
-    // edge shows it.
-    let admin = lab.client(&survivors[0], "ctl").await;
-    let request = CreateIncidentRequest {
-        page: "lab".into(),
-        title: "Regional failure".into(),
-        impact: Impact::Major,
-        state: None,
-        body: "One region is down; the others carry on.".into(),
-        components: vec![AffectedComponent {
-            component: "api".into(),
-            status: ComponentStatus::MajorOutage,
-        }],
-        actor: "lab".into(),
-        idempotency_key: Some("lab-region-loss".into()),
-    };
-    let payload = serde_json::to_vec(&request).expect("encode");
-    let created = wait_until("the incident to be accepted", SETTLE, || {
-        let (admin, payload) = (admin.clone(), payload.clone());
+    // An operator opens an incident through a surviving region's HTTP API
+    // (retried with one idempotency key); every surviving edge shows it.
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/incidents", lab.region(&survivors[0]).api_url);
+    let body = serde_json::json!({
+        "title": "Regional failure",
+        "impact": "major",
+        "components": ["api"],
+        "message": "One region is down; the others carry on.",
+    });
+    let id = wait_until("the incident to be accepted", SETTLE, || {
+        let (http, url, body, key) = (&http, &url, &body, &key);
         async move {
-            let reply = admin
-                .request(INCIDENT_CREATE.subject(), payload.into())
+            let response = http
+                .post(url)
+                .bearer_auth(key)
+                .header("Idempotency-Key", "lab-region-loss")
+                .header("Content-Type", "application/json")
+                .body(body.to_string())
+                .send()
                 .await
                 .ok()?;
-            match serde_json::from_slice(&reply.payload).ok()? {
-                ApiReply::<beacon_contract::incident::Incident>::Ok { result } => Some(result),
-                _ => None,
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            if !matches!(status, 200 | 201) {
+                eprintln!("POST /api/v1/incidents: {status} {text}");
+                return None;
             }
+            let incident: serde_json::Value = serde_json::from_str(&text).ok()?;
+            incident["id"].as_str().map(str::to_owned)
         }
     })
     .await;
@@ -121,7 +123,7 @@ async fn losing_a_region_keeps_the_others_deciding_serving_and_writing() {
             &format!("{region}'s edge to show the incident"),
             SETTLE,
             || {
-                let (url, id) = (url.clone(), created.id.clone());
+                let (url, id) = (url.clone(), id.clone());
                 async move {
                     let (status, body) = get(&url).await?;
                     (status == 200 && body.contains(&id)).then_some(())
@@ -158,7 +160,7 @@ async fn losing_a_region_keeps_the_others_deciding_serving_and_writing() {
         lab.region(&lost).edge_url
     );
     wait_until(&format!("{lost}'s edge to catch up"), SETTLE, || {
-        let (url, id, lab, lost) = (url.clone(), created.id.clone(), &lab, &lost);
+        let (url, id, lab, lost) = (url.clone(), id.clone(), &lab, &lost);
         async move {
             let (status, body) = get(&url).await?;
             let outage = lab.served_status(lost).await.as_deref() == Some("major_outage");

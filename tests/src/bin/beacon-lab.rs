@@ -27,13 +27,17 @@ async fn main() -> ExitCode {
     };
     let target = HttpTarget::start().await;
     eprintln!(
-        "beacon-lab: starting {} (NATS cluster, leaf servers, probes, deciders, publishers, notifiers, edges)",
+        "beacon-lab: starting {} (NATS cluster, leaf servers, probes, deciders, publishers, notifiers, edges, recorders, HTTP APIs; one ClickHouse)",
         regions.join(", ")
     );
     let lab = Lab::start(regions, "lab", &target).await;
     for region in &lab.regions {
-        println!("{}: {}/", region.name, region.edge_url);
+        println!(
+            "{}: page {}/  api {}/api/v1/",
+            region.name, region.edge_url, region.api_url
+        );
     }
+    println!("history (ClickHouse): {}", lab.clickhouse.http_url());
     println!("target (all regions check it): {}", target.url());
     eprintln!("beacon-lab: running; Ctrl-C stops every region");
     let _ = tokio::signal::ctrl_c().await;

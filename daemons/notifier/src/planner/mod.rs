@@ -306,11 +306,17 @@ impl Engine {
                     return Ok(());
                 };
                 let incident = self
-                    .incident(&envelope.data.page, &envelope.data.incident)
+                    .incident(&envelope)
                     .await
                     .map_err(HandlerError::retry)?;
+                // The event is in the stream (it was delivered), so an
+                // incident that does not fold yet is a read that lags it
+                // (a replica catching up after a cut heals): try again,
+                // never drop the notice.
                 let Some(incident) = incident else {
-                    return Ok(());
+                    return Err(HandlerError::retry(
+                        "the incident's events cannot be read back yet",
+                    ));
                 };
                 let update = envelope.data.update.as_ref().map(|u| u.id.as_str());
                 news::incident(
@@ -354,20 +360,25 @@ impl Engine {
         Ok(())
     }
 
-    /// The incident, folded from every event of its subject.
-    async fn incident(&self, page: &str, incident: &str) -> Result<Option<Incident>, Retry> {
+    /// The incident `event` belongs to, folded from every event of its
+    /// subject and `event` itself (which a read lagging the delivery may
+    /// not return yet).
+    async fn incident(&self, event: &Envelope<IncidentEvent>) -> Result<Option<Incident>, Retry> {
         let stored = history::read(
             &self.ctx.daemon.js,
             STREAM_INCIDENTS,
-            &incident_subject(page, incident),
+            &incident_subject(&event.data.page, &event.data.incident),
         )
         .await
         .map_err(|e| retry("read the incident", e))?;
         let revision = stored.last().map_or(0, |s| s.sequence);
-        let events: Vec<Envelope<IncidentEvent>> = stored
+        let mut events: Vec<Envelope<IncidentEvent>> = stored
             .iter()
             .filter_map(|m| Envelope::decode(&m.payload).ok())
             .collect();
+        if !events.iter().any(|e| e.id == event.id) {
+            events.push(event.clone());
+        }
         Ok(Incident::fold(&events, revision))
     }
 
