@@ -16,8 +16,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use beacon_contract::api::{
-    ApiReply, ChangeIncidentRequest, Endpoint, ListIncidentsRequest, INCIDENT_CREATE,
-    INCIDENT_LIST, INCIDENT_RESOLVE, INCIDENT_UPDATE,
+    ApiReply, ChangeIncidentRequest, Endpoint, ListIncidentsRequest, PublishChangelogRequest,
+    CHANGELOG_PUBLISH, INCIDENT_CREATE, INCIDENT_LIST, INCIDENT_RESOLVE, INCIDENT_UPDATE,
 };
 use beacon_contract::hlc::wall_clock_ms;
 use beacon_contract::incident::Incident;
@@ -221,13 +221,37 @@ async fn knows(client: &async_nats::Client, id: &str) -> bool {
     )
 }
 
-/// Whether `region`'s edge shows every text of `texts`.
+/// Publishes a changelog entry until the publisher answers Ok, within
+/// [`WAIT`].
+async fn publish_entry(client: &async_nats::Client, title: &str, key: &str) -> Option<()> {
+    let request = PublishChangelogRequest {
+        page: "lab".into(),
+        title: title.into(),
+        body_markdown: format!("{title}: shipped."),
+        category: "improvement".into(),
+        components: vec!["api".into()],
+        published_at_ms: None,
+        images: vec![],
+        actor: "lab".into(),
+        idempotency_key: Some(key.into()),
+    };
+    time_until(Instant::now(), || ask(client, CHANGELOG_PUBLISH, &request))
+        .await
+        .map(|_| ())
+}
+
+/// Whether `region`'s edge shows every text of `texts` (in its incidents
+/// or its changelog).
 async fn shows(lab: &Lab, region: &str, texts: &[String]) -> bool {
-    let url = format!("{}/api/v2/incidents.json", lab.region(region).edge_url);
-    match get(&url).await {
-        Some((200, body)) => texts.iter().all(|t| body.contains(t)),
-        _ => false,
+    let edge = &lab.region(region).edge_url;
+    let mut body = String::new();
+    for path in ["api/v2/incidents.json", "changelog.html"] {
+        match get(&format!("{edge}/{path}")).await {
+            Some((200, text)) => body.push_str(&text),
+            _ => return false,
+        }
     }
+    texts.iter().all(|t| body.contains(t))
 }
 
 /// Every region's edge shows `status` for `api`.
@@ -550,6 +574,8 @@ async fn partition_round(
         format!("Update from {cut} while cut off, round {}", round + 1),
         format!("Written by the majority, round {}", round + 1),
         format!("Update from the majority, round {}", round + 1),
+        format!("Shipped while {cut} was cut off, round {}", round + 1),
+        format!("Shipped by the majority, round {}", round + 1),
     ];
     let cut_side = async {
         let started = Instant::now();
@@ -568,9 +594,13 @@ async fn partition_round(
         )
         .await;
         let updated_ms = started.elapsed().as_millis() as u64;
+        let started = Instant::now();
+        let entry = publish_entry(&cut_ctl, &texts[4], &format!("cut-entry-{round}")).await;
+        let entry_ms = started.elapsed().as_millis() as u64;
         let writes = [
-            (created.is_some(), created_ms),
-            (updated.is_some(), updated_ms),
+            (0, created.is_some(), created_ms),
+            (1, updated.is_some(), updated_ms),
+            (4, entry.is_some(), entry_ms),
         ];
         (created, writes)
     };
@@ -587,7 +617,16 @@ async fn partition_round(
             &incident_update(&shared.id, &texts[3], &format!("majority-update-{round}")),
         )
         .await;
-        (created.clone(), [created.is_some(), updated.is_some()])
+        let entry =
+            publish_entry(&majority_ctl, &texts[5], &format!("majority-entry-{round}")).await;
+        (
+            created.clone(),
+            [
+                (2, created.is_some()),
+                (3, updated.is_some()),
+                (5, entry.is_some()),
+            ],
+        )
     };
     let ((cut_created, cut_writes), (majority_created, majority_writes)) =
         tokio::join!(cut_side, majority_side);
@@ -597,17 +636,17 @@ async fn partition_round(
         .map(|(_, title)| title.clone())
         .collect();
     let mut acked = Vec::new();
-    for (i, (ok, ms)) in cut_writes.iter().enumerate() {
-        if *ok {
-            out.cut_off_write.push(*ms);
+    for (i, ok, ms) in cut_writes {
+        if ok {
+            out.cut_off_write.push(ms);
             acked.push(texts[i].clone());
         } else {
             tally.note::<()>("a write in the cut-off region", None);
         }
     }
-    for (i, ok) in majority_writes.iter().enumerate() {
-        if *ok {
-            acked.push(texts[2 + i].clone());
+    for (i, ok) in majority_writes {
+        if ok {
+            acked.push(texts[i].clone());
         } else {
             tally.note::<()>("a write in the majority", None);
         }
@@ -654,12 +693,17 @@ async fn partition_round(
             }
         }
     }
-    // The cut-off probe's results of the cut, from its outbox.
+    // The cut-off probe's results of the cut, from its outbox, in the
+    // cluster's stream and in the recorders' history.
     let through = &majority[0];
     let waiting = Instant::now();
     let left = loop {
         let starts = lab.result_starts(through, &cut).await;
-        let left = holes(&starts, cut_at_ms, healed_at_ms, RESULT_GAP_MS);
+        let mut left = holes(&starts, cut_at_ms, healed_at_ms, RESULT_GAP_MS);
+        if left.is_empty() {
+            let recorded = lab.history_starts(&cut);
+            left = holes(&recorded, cut_at_ms, healed_at_ms, RESULT_GAP_MS);
+        }
         if left.is_empty() || waiting.elapsed() > WAIT {
             break left;
         }
