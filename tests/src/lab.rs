@@ -43,6 +43,7 @@ pub const PASSWORDS: &[(&str, &str)] = &[
     ("edge", "change-me-edge"),
     ("admin", "change-me-admin"),
     ("api", "change-me-api"),
+    ("dns", "change-me-dns"),
 ];
 
 /// The password of `user` in `deploy/nats/beacon-users.conf`.

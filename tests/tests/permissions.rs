@@ -90,6 +90,34 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
     for daemon in &others {
         daemon.wait_ready(READY).await;
     }
+    // The DNS responder follows KV status as `dns`.
+    let dns_dir = tempfile::tempdir().expect("a state directory");
+    let dns_config = dns_dir.path().join("beacon-dns.toml");
+    std::fs::write(
+        &dns_config,
+        format!(
+            "[[edges]]\nname = \"a\"\naddresses = [\"127.0.0.2\"]\ncheck = \"{}\"\n\
+             [[hosts]]\nname = \"status.perm.test\"\npage = \"perm\"\n",
+            target.url()
+        ),
+    )
+    .expect("write the responder's config");
+    let dns = DaemonProcess::spawn_with_admin(
+        "beacon-dns",
+        bus_args(
+            &nats,
+            "dns",
+            &[
+                "--listen",
+                &format!("127.0.0.1:{}", beacon_testkit::free_port()),
+                "--config",
+                &dns_config.display().to_string(),
+                "--state-dir",
+                &dns_dir.path().display().to_string(),
+            ],
+        ),
+    );
+    dns.wait_ready(READY).await;
 
     // Sufficient: the whole pipeline works, each daemon under its own user.
     let ctl = connect_as(&nats, "ctl").await;
@@ -98,6 +126,17 @@ async fn every_daemon_works_under_its_own_user_and_no_more() {
     stack.wait_for_api_status("operational").await;
     target.down();
     stack.wait_for_api_status("major_outage").await;
+
+    // The responder saw the status change through its watch.
+    wait_until("the DNS responder to follow KV status", DECIDE, || {
+        let admin = dns.admin_url();
+        async move {
+            let changes =
+                beacon_tests::rig::metric(&admin, "beacon_dns_status_changes_total").await;
+            (changes >= 2.0).then_some(())
+        }
+    })
+    .await;
 
     // ctl reads the current status from KV.
     let js = async_nats::jetstream::new(ctl.clone());

@@ -1,0 +1,100 @@
+//! Follows KV `status` into the shared [`Statuses`] and keeps them on
+//! disk. Connects in the background and retries for ever: the responder
+//! answers from what it last knew while NATS is away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use beacon_contract::event::Envelope;
+use beacon_contract::hlc::wall_clock_ms;
+use beacon_contract::messages::StatusRecord;
+use beacon_contract::names::{split_component_key, KV_STATUS};
+use beacon_runtime::buckets::{self, Change};
+use beacon_runtime::connect::NatsArgs;
+use beacon_runtime::shutdown::Shutdown;
+use prometheus::{IntCounter, IntGauge};
+
+use crate::status::{StatusFile, StatusView, Statuses};
+
+/// The follower's metrics.
+#[derive(Clone)]
+pub struct FollowMetrics {
+    /// `status_changes_total`: component statuses that changed the answer.
+    pub changes: IntCounter,
+    /// `status_followed`: 1 once the bucket has been read to its end.
+    pub followed: IntGauge,
+    /// `status_save_failures_total`.
+    pub save_failures: IntCounter,
+}
+
+/// Follows KV `status` until shutdown.
+pub async fn run(
+    nats: NatsArgs,
+    view: StatusView,
+    file: StatusFile,
+    metrics: FollowMetrics,
+    shutdown: Shutdown,
+) {
+    let client = match beacon_runtime::connect::connect(&nats, "beacon-dns", &shutdown).await {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot connect to NATS; answering from the statuses on disk only.");
+            return;
+        }
+    };
+    let js = async_nats::jetstream::new(client);
+    let Some(store) = buckets::open(&js, KV_STATUS, &shutdown).await else {
+        return;
+    };
+    let mut changes = buckets::follow(store, &shutdown);
+    let mut statuses: Statuses = (**view.load()).clone();
+    let mut unsaved = false;
+    let mut save = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            change = changes.recv() => match change {
+                Some(Change::Entry(entry)) => {
+                    if fold(&mut statuses, &entry) {
+                        statuses.updated_at_ms = wall_clock_ms();
+                        metrics.changes.inc();
+                        view.store(Arc::new(statuses.clone()));
+                        unsaved = true;
+                    }
+                }
+                Some(Change::CaughtUp) => metrics.followed.set(1),
+                None => break,
+            },
+            _ = save.tick(), if unsaved => {
+                match file.save(&statuses) {
+                    Ok(()) => unsaved = false,
+                    Err(e) => {
+                        metrics.save_failures.inc();
+                        tracing::error!(error = %e, "Cannot store the statuses on disk; they are answered from memory.");
+                    }
+                }
+            }
+        }
+    }
+    if unsaved {
+        let _ = file.save(&statuses);
+    }
+}
+
+/// Folds one KV entry in; true when an answer changed.
+fn fold(statuses: &mut Statuses, entry: &kv::Entry) -> bool {
+    let Some((page, component)) = split_component_key(&entry.key) else {
+        return false;
+    };
+    match entry.operation {
+        kv::Operation::Put => match Envelope::<StatusRecord>::decode(&entry.value) {
+            Ok(envelope) => statuses.set(page, component, envelope.data.status),
+            Err(e) => {
+                tracing::warn!(key = %entry.key, error = %e, "A stored status is unreadable; ignoring it.");
+                false
+            }
+        },
+        kv::Operation::Delete | kv::Operation::Purge => statuses.remove(page, component),
+    }
+}
