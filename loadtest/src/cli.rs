@@ -72,6 +72,35 @@ pub enum Scenario {
     /// off, with operators writing on every side; takeover times per
     /// singleton role, failed page requests, convergence after the heal.
     Regions(RegionsArgs),
+    /// The DNS responder with the shipped check settings and two edges:
+    /// one dies round after round; how long until it is no longer handed
+    /// out, and handed out again after it returns.
+    DnsFailover(DnsFailoverArgs),
+    /// Queries per second answered by the DNS responder against NSD
+    /// serving the same records from a static zone, same load, same run.
+    DnsRate(DnsRateArgs),
+}
+
+/// Flags of `dns-failover`.
+#[derive(Debug, Clone, Args)]
+pub struct DnsFailoverArgs {
+    /// How many times the edge dies.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub kills: u64,
+}
+
+/// Flags of `dns-rate`.
+#[derive(Debug, Clone, Args)]
+pub struct DnsRateArgs {
+    /// Queries in flight at once (one socket each).
+    #[arg(long, default_value_t = 32, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    pub concurrency: usize,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+    /// Runs per server, alternating; the report gives each and the median.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub runs: u64,
 }
 
 /// Flags of `regions`.

@@ -31,6 +31,9 @@
 //!   in the same run.
 //! - [`chaos`]: the `chaos` scenario: the whole stack under a seeded
 //!   schedule of faults, and a check of every invariant.
+//! - [`dns`]: the `dns-failover` scenario (an edge dies, how long until the
+//!   responder stops handing it out) and `dns-rate` (queries per second
+//!   against NSD, same run).
 //! - [`regions`]: the `regions` scenario: three regions on this machine,
 //!   rounds of losing one and cutting one off.
 //! - [`pages`]: the `render`, `edge` (against nginx under wrk) and `sse`
@@ -44,6 +47,7 @@ pub mod chaos;
 pub mod cli;
 pub mod core_bus;
 pub mod decider;
+pub mod dns;
 pub mod error;
 pub mod lease_takeover;
 pub mod notifier;
@@ -119,6 +123,14 @@ pub async fn run(cli: Cli) -> Result<String, LoadError> {
         }
         Scenario::Regions(args) => {
             let report = regions::run(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
+        Scenario::DnsFailover(args) => {
+            let report = dns::failover(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
+        Scenario::DnsRate(args) => {
+            let report = dns::rate(&args).await?;
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
         }
         Scenario::Recorder(args) => {

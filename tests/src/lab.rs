@@ -85,12 +85,16 @@ pub fn check_regions(names: &[String]) -> Result<[String; 3], Vec<String>> {
 pub struct Region {
     /// Its name.
     pub name: String,
-    /// Probe, decider, publisher, notifier, edge, recorder, api.
+    /// Probe, decider, publisher, notifier, edge, recorder, api, dns.
     pub daemons: Vec<DaemonProcess>,
     /// Where its edge serves.
     pub edge_url: String,
     /// Where its HTTP API serves.
     pub api_url: String,
+    /// Where its DNS responder answers (UDP and TCP).
+    pub dns_addr: std::net::SocketAddr,
+    // The responder's config and state.
+    _state: tempfile::TempDir,
     // The publisher writes here and the edge serves it.
     _origin: tempfile::TempDir,
 }
@@ -124,6 +128,36 @@ fn bus(url: &str, user: &str) -> Vec<String> {
 fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
     args.extend(extra.iter().map(|s| s.to_string()));
     args
+}
+
+/// The lab's host name, which every region's DNS responder answers for.
+pub const LAB_HOST: &str = "status.lab.test";
+
+/// The address the DNS responders hand out for region number `i`'s edge
+/// (`127.0.0.2` and on: A records carry no port, so on one machine the
+/// regions' edges are told apart by these).
+pub fn edge_address(i: usize) -> String {
+    format!("127.0.0.{}", i + 2)
+}
+
+/// Every region's DNS responder's config: the three edges, each checked
+/// at its page's `status.json`, and [`LAB_HOST`] for the page.
+pub fn lab_dns_config(regions: &[String; 3], edge_ports: &[u16], page: &str) -> String {
+    let mut config = String::from(
+        "ttl = \"5s\"\ncheck_interval = \"1s\"\ncheck_timeout = \"500ms\"\n\
+         fail_after = 2\nrecover_after = 2\n",
+    );
+    for (i, (region, port)) in regions.iter().zip(edge_ports).enumerate() {
+        config.push_str(&format!(
+            "[[edges]]\nname = \"{region}\"\naddresses = [\"{}\"]\n\
+             check = \"http://127.0.0.1:{port}/api/v2/status.json\"\n",
+            edge_address(i)
+        ));
+    }
+    config.push_str(&format!(
+        "[[hosts]]\nname = \"{LAB_HOST}\"\npage = \"{page}\"\n"
+    ));
+    config
 }
 
 /// A page with one component, `api`, checking `target` from every region,
@@ -199,12 +233,18 @@ impl Lab {
             clickhouse,
         };
         let clickhouse_url = lab.clickhouse.http_url();
-        for (server, name) in lab.nats.servers.iter().zip(regions.iter()) {
+        let edge_ports: Vec<u16> = regions.iter().map(|_| free_port()).collect();
+        let dns_config = lab_dns_config(&regions, &edge_ports, page);
+        for (i, (server, name)) in lab.nats.servers.iter().zip(regions.iter()).enumerate() {
             let url = server.url();
             let origin = tempfile::tempdir().expect("an origin");
             let origin_path = origin.path().display().to_string();
-            let edge_port = free_port();
+            let edge_port = edge_ports[i];
             let api_port = free_port();
+            let dns_port = free_port();
+            let state = tempfile::tempdir().expect("a state directory");
+            let dns_config_path = state.path().join("beacon-dns.toml");
+            std::fs::write(&dns_config_path, &dns_config).expect("write the responder's config");
             let daemons = vec![
                 DaemonProcess::spawn_with_admin(
                     "beacon-probe",
@@ -271,12 +311,28 @@ impl Lab {
                         &["--listen", &format!("127.0.0.1:{api_port}")],
                     ),
                 ),
+                DaemonProcess::spawn_with_admin(
+                    "beacon-dns",
+                    with(
+                        bus(&url, "dns"),
+                        &[
+                            "--listen",
+                            &format!("127.0.0.1:{dns_port}"),
+                            "--config",
+                            &dns_config_path.display().to_string(),
+                            "--state-dir",
+                            &state.path().join("dns").display().to_string(),
+                        ],
+                    ),
+                ),
             ];
             lab.regions.push(Region {
                 name: name.clone(),
                 daemons,
                 edge_url: format!("http://127.0.0.1:{edge_port}"),
                 api_url: format!("http://127.0.0.1:{api_port}"),
+                dns_addr: ([127, 0, 0, 1], dns_port).into(),
+                _state: state,
                 _origin: origin,
             });
         }
@@ -519,6 +575,40 @@ impl Lab {
             }
         }
         None
+    }
+
+    /// The addresses `region`'s DNS responder hands out for [`LAB_HOST`],
+    /// sorted; `None` when it does not answer within a second.
+    pub async fn handed_out(&self, region: &str) -> Option<Vec<String>> {
+        use hickory_proto::op::{Message, Query};
+        use hickory_proto::rr::{Name, RData, RecordType};
+        let mut query = Message::new();
+        query.set_id(1).add_query(Query::query(
+            Name::from_ascii(format!("{LAB_HOST}.")).ok()?,
+            RecordType::A,
+        ));
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.ok()?;
+        socket
+            .send_to(&query.to_vec().ok()?, self.region(region).dns_addr)
+            .await
+            .ok()?;
+        let mut buffer = [0u8; 1500];
+        let (length, _) =
+            tokio::time::timeout(Duration::from_secs(1), socket.recv_from(&mut buffer))
+                .await
+                .ok()?
+                .ok()?;
+        let answer = Message::from_vec(&buffer[..length]).ok()?;
+        let mut found: Vec<String> = answer
+            .answers()
+            .iter()
+            .filter_map(|r| match r.data() {
+                RData::A(a) => Some(a.0.to_string()),
+                _ => None,
+            })
+            .collect();
+        found.sort();
+        Some(found)
     }
 
     /// The status the edge of `region` serves for component `api`.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beacon_testkit::wait_until;
-use beacon_tests::lab::{poll_edges, Lab, REGIONS};
+use beacon_tests::lab::{edge_address, poll_edges, Lab, REGIONS};
 use beacon_tests::{get, HttpTarget};
 
 /// How long a lab may take to settle after a start or a loss: stream
@@ -75,6 +75,23 @@ async fn losing_a_region_keeps_the_others_deciding_serving_and_writing() {
         .await;
     }
     let detected = lost_at.elapsed();
+    // Every surviving DNS responder stops handing out the lost edge.
+    let lost_index = regions.iter().position(|r| *r == lost).expect("lost");
+    let lost_address = edge_address(lost_index);
+    for region in &survivors {
+        wait_until(
+            &format!("{region}'s DNS responder to leave {lost}'s edge out"),
+            SETTLE,
+            || {
+                let (lab, lost_address) = (&lab, &lost_address);
+                async move {
+                    let handed = lab.handed_out(region).await?;
+                    (handed.len() == 2 && !handed.contains(lost_address)).then_some(())
+                }
+            },
+        )
+        .await;
+    }
     let leader = lab.leading_region().await;
     assert!(
         leader.as_ref().is_some_and(|l| survivors.contains(l)),

@@ -4,7 +4,7 @@
 //! `.beacon/demo/`), three demo targets on the ports `examples/demo.toml`
 //! checks, a mail catcher on the port of the demo's email channel, every
 //! Beacon daemon as its own process (two probe regions, the HTTP API behind
-//! the edge's sign-up paths), applies the demo config with `beaconctl`, and
+//! the edge's sign-up paths, the DNS responder), applies the demo config with `beaconctl`, and
 //! prints the page URL. The website target goes down for a while every few
 //! minutes so the page has something to show; mail the notifier sends
 //! (confirmations, incident updates) is printed with its first link.
@@ -24,6 +24,8 @@ use beacon_tests::HttpTarget;
 const API_PORT: u16 = 18081;
 const WEB_PORT: u16 = 18082;
 const DB_PORT: u16 = 18083;
+/// The host name the demo's DNS responder answers for.
+const DEMO_HOST: &str = "status.demo.test";
 /// The mail catcher, where `examples/demo.toml`'s email channel sends.
 const SMTP_ADDRESS: &str = "127.0.0.1:2525";
 
@@ -104,6 +106,22 @@ async fn main() -> std::process::ExitCode {
         base
     };
     let s = |v: &str| v.to_owned();
+    // The DNS responder hands out the one edge (checked at its page) for
+    // status.demo.test, and the page's status in TXT.
+    let dns_port = free_port();
+    let dns_config = state.join("beacon-dns.toml");
+    let written = std::fs::write(
+        &dns_config,
+        format!(
+            "ttl = \"10s\"\n[[edges]]\nname = \"local\"\naddresses = [\"127.0.0.1\"]\n\
+             check = \"{edge_url}/api/v2/status.json\"\n\
+             [[hosts]]\nname = \"{DEMO_HOST}\"\npage = \"demo\"\n"
+        ),
+    );
+    if let Err(e) = written {
+        eprintln!("beacon-demo: cannot write {}: {e}", dns_config.display());
+        return std::process::ExitCode::from(1);
+    }
     eprintln!("Starting Beacon daemons...");
     let mut daemons = vec![
         DaemonProcess::spawn_with_admin("beacon-decider", nats_args()),
@@ -155,6 +173,20 @@ async fn main() -> std::process::ExitCode {
                 format!("http://127.0.0.1:{api_port}"),
             ],
         ),
+        DaemonProcess::spawn_with_admin(
+            "beacon-dns",
+            with(
+                nats_args(),
+                &[
+                    s("--listen"),
+                    format!("127.0.0.1:{dns_port}"),
+                    s("--config"),
+                    dns_config.display().to_string(),
+                    s("--state-dir"),
+                    state.join("dns").display().to_string(),
+                ],
+            ),
+        ),
     ];
     for daemon in &daemons {
         daemon.wait_ready(Duration::from_secs(60)).await;
@@ -179,6 +211,7 @@ async fn main() -> std::process::ExitCode {
     println!("  Summary JSON:  http://127.0.0.1:{edge_port}/api/v2/summary.json");
     println!("  HTTP API:      http://127.0.0.1:{api_port}/api/v1 (keys: beaconctl apikey create)");
     println!("  Mail catcher:  {SMTP_ADDRESS} (mail is printed here)");
+    println!("  DNS:           dig @127.0.0.1 -p {dns_port} _status.{DEMO_HOST} TXT +short");
     println!("  NATS:          {}", nats.url());
     println!("  ClickHouse:    {}", clickhouse.http_url());
     for daemon in &daemons {

@@ -27,14 +27,19 @@ async fn main() -> ExitCode {
     };
     let target = HttpTarget::start().await;
     eprintln!(
-        "beacon-lab: starting {} (NATS cluster, leaf servers, probes, deciders, publishers, notifiers, edges, recorders, HTTP APIs; one ClickHouse)",
+        "beacon-lab: starting {} (NATS cluster, leaf servers, probes, deciders, publishers, notifiers, edges, recorders, HTTP APIs, DNS responders; one ClickHouse)",
         regions.join(", ")
     );
     let lab = Lab::start(regions, "lab", &target).await;
     for region in &lab.regions {
         println!(
-            "{}: page {}/  api {}/api/v1/",
-            region.name, region.edge_url, region.api_url
+            "{}: page {}/  api {}/api/v1/  dns: dig @{} -p {} {} A",
+            region.name,
+            region.edge_url,
+            region.api_url,
+            region.dns_addr.ip(),
+            region.dns_addr.port(),
+            beacon_tests::lab::LAB_HOST
         );
     }
     println!("history (ClickHouse): {}", lab.clickhouse.http_url());
