@@ -3,7 +3,8 @@
 //! out; it returns, it is handed out again), TXT follows a real status
 //! change made by a decider and probes, and keeps answering from disk with
 //! NATS killed, even after a restart. Bad queries get small answers and
-//! never stop it.
+//! never stop it. `beaconctl emergency up --dns-state-dir` puts a notice
+//! in TXT with no daemon but the responder running.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -248,9 +249,10 @@ async fn bad_queries_get_small_answers_and_never_stop_the_responder() {
     let port = free_port();
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
     // No NATS at all: the responder answers anyway.
+    let state = dir.path().join("state").display().to_string();
     let responder = spawn_responder(
         &config_path.display().to_string(),
-        &dir.path().join("state").display().to_string(),
+        &state,
         &format!("nats://127.0.0.1:{}", free_port()),
         port,
     );
@@ -326,4 +328,51 @@ async fn bad_queries_get_small_answers_and_never_stop_the_responder() {
         Some(vec!["127.0.0.2".to_owned(), "127.0.0.3".to_owned()])
     );
     assert!(!dig(server, HOST, "A").is_empty());
+
+    // Level 3, by hand, with no daemon but the responder and no NATS: the
+    // emergency notice goes up in TXT too, first, and comes down again.
+    let origin = tempfile::tempdir().expect("an origin");
+    let emergency = |action: &'static str| {
+        let mut args = vec![
+            "emergency".to_owned(),
+            action.to_owned(),
+            "--page".into(),
+            "acme".into(),
+            "--origin".into(),
+            origin.path().display().to_string(),
+            "--dns-state-dir".into(),
+            state.clone(),
+        ];
+        if action == "up" {
+            args.extend([
+                "--title".into(),
+                "Checkout is down\r\nX-Injected: yes".into(),
+                "-m".into(),
+                "We are on it.".into(),
+            ]);
+        }
+        let output = std::process::Command::new(beacon_testkit::daemon::binary("beaconctl"))
+            .args(&args)
+            .output()
+            .expect("run beaconctl emergency");
+        assert!(
+            output.status.success(),
+            "beaconctl emergency {action}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    emergency("up");
+    let notice = vec![
+        "emergency: Checkout is downX-Injected: yes".to_owned(),
+        "unknown".to_owned(),
+    ];
+    wait_until("TXT to carry the emergency notice", SETTLE, || async {
+        (status_txt(server).await == Some(notice.clone())).then_some(())
+    })
+    .await;
+    emergency("down");
+    wait_until("TXT to drop the emergency notice", SETTLE, || async {
+        (status_txt(server).await == Some(vec!["unknown".to_owned()])).then_some(())
+    })
+    .await;
 }

@@ -678,6 +678,11 @@ pub enum EmergencyCommand {
         /// Text (plain; blank lines separate paragraphs).
         #[arg(long, short = 'm')]
         message: String,
+        /// A DNS responder's state directory on this machine (its
+        /// `--state-dir`): its `TXT _status.<host>` answers the title
+        /// first until `down`; repeat for several.
+        #[arg(long = "dns-state-dir")]
+        dns_state_dirs: Vec<PathBuf>,
     },
     /// Take the notice down; the last published page shows again.
     Down {
@@ -687,6 +692,9 @@ pub enum EmergencyCommand {
         /// An origin directory; repeat for several.
         #[arg(long = "origin", required = true)]
         origins: Vec<PathBuf>,
+        /// A DNS responder's state directory; repeat for several.
+        #[arg(long = "dns-state-dir")]
+        dns_state_dirs: Vec<PathBuf>,
     },
 }
 

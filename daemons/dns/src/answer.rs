@@ -6,7 +6,8 @@
 //! - `<host>` A/AAAA: the addresses of the host's edges that pass their
 //!   checks; when none does, all of them (users may still get through, and
 //!   an empty answer would surely fail them).
-//! - `_status.<host>` TXT: the page's status ([`Statuses::txt`]).
+//! - `_status.<host>` TXT: the page's status ([`Statuses::txt`]), after
+//!   an emergency notice put up by hand if there is one.
 //! - `<host>` SOA: the zone's SOA; any other type at an owned name: no
 //!   data, with the SOA; any other name under a host: NXDOMAIN.
 //! - ANY: one HINFO `RFC8482` record (RFC 8482), never everything.
@@ -18,6 +19,7 @@ use hickory_proto::rr::rdata::{A, AAAA, HINFO, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::config::{DnsConfig, Host};
+use crate::emergency::Emergencies;
 use crate::health::Healthy;
 use crate::status::Statuses;
 
@@ -121,14 +123,24 @@ pub fn handed_out(config: &DnsConfig, healthy: &Healthy, host: &Host, v4: bool) 
         .collect()
 }
 
+/// What the answers are made from.
+#[derive(Debug, Clone, Copy)]
+pub struct Known<'a> {
+    /// Which edges are handed out.
+    pub healthy: &'a Healthy,
+    /// Components' statuses.
+    pub statuses: &'a Statuses,
+    /// Emergency notices by page.
+    pub emergencies: &'a Emergencies,
+}
+
 /// Answers one question.
-pub fn answer(
-    config: &DnsConfig,
-    healthy: &Healthy,
-    statuses: &Statuses,
-    name: &Name,
-    query_type: RecordType,
-) -> Reply {
+pub fn answer(config: &DnsConfig, known: Known, name: &Name, query_type: RecordType) -> Reply {
+    let Known {
+        healthy,
+        statuses,
+        emergencies,
+    } = known;
     let text = plain(name);
     let Some((host, under)) = config.host_of(&text) else {
         return Reply::refused();
@@ -174,11 +186,19 @@ pub fn answer(
         }
         ("", RecordType::SOA) => found(soa(config, host, statuses).into_iter().collect()),
         ("", _) => no_data(ResponseCode::NoError),
-        (STATUS_LABEL, RecordType::TXT) => found(vec![Record::from_rdata(
-            owner,
-            seconds(config.status_ttl),
-            RData::TXT(TXT::new(statuses.txt(&host.page))),
-        )]),
+        (STATUS_LABEL, RecordType::TXT) => {
+            let strings: Vec<String> = emergencies
+                .get(&host.page)
+                .cloned()
+                .into_iter()
+                .chain(statuses.txt(&host.page))
+                .collect();
+            found(vec![Record::from_rdata(
+                owner,
+                seconds(config.status_ttl),
+                RData::TXT(TXT::new(strings)),
+            )])
+        }
         (STATUS_LABEL, _) => no_data(ResponseCode::NoError),
         _ => no_data(ResponseCode::NXDomain),
     }
@@ -208,17 +228,51 @@ page = "acme"
         .expect("valid")
     }
 
-    fn ask(healthy: &[bool], name: &str, query_type: RecordType) -> Reply {
+    fn ask_with(
+        healthy: &[bool],
+        emergencies: &Emergencies,
+        name: &str,
+        query_type: RecordType,
+    ) -> Reply {
         let mut statuses = Statuses::default();
         statuses.set("acme", "api", ComponentStatus::MajorOutage);
         statuses.set("acme", "web", ComponentStatus::Operational);
+        let known = Known {
+            healthy: &Healthy(healthy.to_vec()),
+            statuses: &statuses,
+            emergencies,
+        };
         answer(
             &config(),
-            &Healthy(healthy.to_vec()),
-            &statuses,
+            known,
             &Name::from_ascii(name).expect("name"),
             query_type,
         )
+    }
+
+    fn ask(healthy: &[bool], name: &str, query_type: RecordType) -> Reply {
+        ask_with(healthy, &Emergencies::new(), name, query_type)
+    }
+
+    #[test]
+    fn an_emergency_notice_comes_first_in_txt() {
+        let mut emergencies = Emergencies::new();
+        emergencies.insert("acme".into(), "emergency: Checkout down".into());
+        emergencies.insert("other".into(), "emergency: elsewhere".into());
+        let reply = ask_with(
+            &[true, true],
+            &emergencies,
+            "_status.status.example.com.",
+            RecordType::TXT,
+        );
+        let RData::TXT(txt) = reply.answers[0].data() else {
+            panic!("a TXT record");
+        };
+        let strings: Vec<String> = txt
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        assert_eq!(strings, ["emergency: Checkout down", "major_outage: api"]);
     }
 
     fn data(reply: &Reply) -> Vec<String> {

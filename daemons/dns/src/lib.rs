@@ -15,10 +15,12 @@
 //! - [`health`]: per-edge hysteresis (pure) and the checking task.
 //! - [`status`]: statuses, their TXT strings (pure) and their file.
 //! - [`follow`]: KV `status` into the shared statuses.
+//! - [`emergency`]: notices put up by hand, read from the state directory.
 //! - [`server`]: the `hickory-server` request handler.
 
 pub mod answer;
 pub mod config;
+pub mod emergency;
 pub mod follow;
 pub mod health;
 pub mod server;
@@ -126,6 +128,7 @@ pub async fn run(process: Process, settings: Settings) -> Result<(), RunError> {
     let file = StatusFile::in_dir(&settings.state_dir);
     let statuses = Arc::new(ArcSwap::from_pointee(file.load()));
     let health_view = health::all_healthy(&config);
+    let emergencies = Arc::new(ArcSwap::from_pointee(emergency::read(&settings.state_dir)));
 
     let udp = tokio::net::UdpSocket::bind(settings.listen)
         .await
@@ -146,6 +149,7 @@ pub async fn run(process: Process, settings: Settings) -> Result<(), RunError> {
         config: config.clone(),
         health: health_view.clone(),
         statuses: statuses.clone(),
+        emergencies: emergencies.clone(),
         queries,
     });
     server.register_socket(udp);
@@ -156,6 +160,11 @@ pub async fn run(process: Process, settings: Settings) -> Result<(), RunError> {
         config.clone(),
         health_view,
         health_metrics,
+        shutdown.clone(),
+    ));
+    shutdown.spawn(emergency::run(
+        settings.state_dir.clone(),
+        emergencies,
         shutdown.clone(),
     ));
     shutdown.spawn(follow::run(

@@ -14,8 +14,9 @@ use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use prometheus::IntCounterVec;
 
-use crate::answer::{answer, rcode_label, type_label, Reply};
+use crate::answer::{answer, rcode_label, type_label, Known, Reply};
 use crate::config::DnsConfig;
+use crate::emergency::EmergencyView;
 use crate::health::HealthView;
 use crate::status::StatusView;
 
@@ -27,6 +28,8 @@ pub struct Responder {
     pub health: HealthView,
     /// Statuses for TXT.
     pub statuses: StatusView,
+    /// Emergency notices for TXT.
+    pub emergencies: EmergencyView,
     /// `queries_total{type,rcode}`.
     pub queries: IntCounterVec,
 }
@@ -56,13 +59,17 @@ impl Responder {
             return refused(ResponseCode::Refused);
         }
         let name = Name::from(query.name().clone());
-        let reply = answer(
-            &self.config,
-            &self.health.load(),
-            &self.statuses.load(),
-            &name,
-            query.query_type(),
+        let (healthy, statuses, emergencies) = (
+            self.health.load(),
+            self.statuses.load(),
+            self.emergencies.load(),
         );
+        let known = Known {
+            healthy: &healthy,
+            statuses: &statuses,
+            emergencies: &emergencies,
+        };
+        let reply = answer(&self.config, known, &name, query.query_type());
         (reply, type_label(query.query_type()))
     }
 }

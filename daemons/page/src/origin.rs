@@ -84,6 +84,13 @@ pub struct FileEntry {
 /// The precompressed variants a file may have, as (suffix, encoding).
 pub const ENCODINGS: [(&str, &str); 2] = [(".br", "br"), (".gz", "gzip")];
 
+/// Where `beaconctl emergency up --dns-state-dir` puts a page's notice for
+/// the DNS responder, which answers `TXT _status.<host>` with it:
+/// `<state-dir>/emergency/<page>.txt`, holding the notice's title.
+pub fn dns_emergency_file(state_dir: &Path, page: &str) -> PathBuf {
+    state_dir.join(EMERGENCY).join(format!("{page}.txt"))
+}
+
 /// `<origin>/<page>`.
 pub fn page_dir(origin: &Path, page: &str) -> PathBuf {
     origin.join(page)

@@ -6,6 +6,8 @@
 //! over the page's (the notice replaces `index.html`; the JSON API and
 //! feeds stay as last published). `down` removes the link. The publisher
 //! never touches either, so a running pipeline cannot overwrite a notice.
+//! With `--dns-state-dir` the title also goes where a DNS responder on
+//! this machine reads it, so `TXT _status.<host>` says it first.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -99,15 +101,31 @@ fn check_origins(origins: &[PathBuf]) -> Result<(), CtlError> {
             reason: "name at least one origin directory".into(),
         });
     }
-    for origin in origins {
-        if !origin.is_dir() {
+    check_dirs("--origin", origins)
+}
+
+fn check_dirs(flag: &'static str, dirs: &[PathBuf]) -> Result<(), CtlError> {
+    for dir in dirs {
+        if !dir.is_dir() {
             return Err(CtlError::BadArgument {
-                flag: "--origin",
-                reason: format!("{} is not a directory", origin.display()),
+                flag,
+                reason: format!("{} is not a directory", dir.display()),
             });
         }
     }
     Ok(())
+}
+
+/// Puts `title` where the DNS responder with `state_dir` reads notices
+/// (a temporary file renamed over it, so it never reads half of one).
+fn write_dns_notice(state_dir: &Path, page: &str, title: &str) -> std::io::Result<()> {
+    let file = origin::dns_emergency_file(state_dir, page);
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let temporary = file.with_extension("txt.tmp");
+    std::fs::write(&temporary, title)?;
+    std::fs::rename(&temporary, &file)
 }
 
 /// Runs `emergency …`. Touches only the origin directories.
@@ -118,9 +136,11 @@ pub fn run(command: EmergencyCommand, format: OutputFormat) -> Result<(), CtlErr
             origins,
             title,
             message,
+            dns_state_dirs,
         } => {
             check_id("--page", &page)?;
             check_origins(&origins)?;
+            check_dirs("--dns-state-dir", &dns_state_dirs)?;
             let at_ms = beacon_contract::hlc::wall_clock_ms();
             let html = notice_html(&title, &message, at_ms);
             let mut versions = Vec::new();
@@ -128,6 +148,10 @@ pub fn run(command: EmergencyCommand, format: OutputFormat) -> Result<(), CtlErr
                 let version = write_notice(origin_dir, &page, html.as_bytes(), at_ms)
                     .map_err(|e| origin_error(origin_dir, e))?;
                 versions.push(serde_json::json!({"origin": origin_dir, "version": version}));
+            }
+            for state_dir in &dns_state_dirs {
+                write_dns_notice(state_dir, &page, &title)
+                    .map_err(|e| origin_error(state_dir, e))?;
             }
             let text = match format {
                 OutputFormat::Json => output::json(&serde_json::json!({"page": page, "up": versions}))?,
@@ -138,12 +162,25 @@ pub fn run(command: EmergencyCommand, format: OutputFormat) -> Result<(), CtlErr
             };
             output::print(&text)
         }
-        EmergencyCommand::Down { page, origins } => {
+        EmergencyCommand::Down {
+            page,
+            origins,
+            dns_state_dirs,
+        } => {
             check_id("--page", &page)?;
             check_origins(&origins)?;
+            check_dirs("--dns-state-dir", &dns_state_dirs)?;
             for origin_dir in &origins {
                 origin::remove_link(&origin::page_dir(origin_dir, &page), origin::EMERGENCY)
                     .map_err(|e| origin_error(origin_dir, e))?;
+            }
+            for state_dir in &dns_state_dirs {
+                let file = origin::dns_emergency_file(state_dir, &page);
+                match std::fs::remove_file(&file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(origin_error(&file, e)),
+                }
             }
             let text = match format {
                 OutputFormat::Json => {
