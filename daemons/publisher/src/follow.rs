@@ -37,8 +37,9 @@ use tokio::io::AsyncReadExt;
 use crate::changelog::Changelog;
 use crate::followed::Followed;
 use crate::objects::ObjectOrigin;
+use crate::origins::{Origin, OriginMetrics, Origins, Target};
 use crate::render::{site, MaintenanceItem, PageState};
-use crate::site::{host_of, publish_local, Compressor};
+use crate::site::{host_of, Compressor};
 use crate::strings::EN;
 use crate::PublisherConfig;
 
@@ -62,7 +63,6 @@ struct PageData {
 struct Metrics {
     renders: IntCounterVec,
     render_seconds: Histogram,
-    publish_seconds: prometheus::HistogramVec,
     staleness_seconds: Histogram,
     oldest_pending_ms: IntGauge,
     pages: IntGauge,
@@ -77,7 +77,8 @@ pub struct Follower {
     /// Dirty pages and when each first became dirty.
     dirty: BTreeMap<String, Instant>,
     compressors: HashMap<String, Compressor>,
-    objects: Option<ObjectOrigin>,
+    /// Every origin, each behind its timeout.
+    origins: Origins,
     metrics: Metrics,
     /// Hears once the changelog API answers; readiness waits for it.
     api_up: tokio::sync::oneshot::Receiver<()>,
@@ -104,11 +105,6 @@ impl Follower {
                     &[],
                 )?
                 .with_label_values(&[] as &[&str]),
-            publish_seconds: m.histogram(
-                "publish_seconds",
-                "Time to publish one version to one kind of origin",
-                &["origin"],
-            )?,
             staleness_seconds: m
                 .histogram(
                     "staleness_seconds",
@@ -122,6 +118,37 @@ impl Follower {
             )?,
             pages: m.single_gauge("pages", "Pages the publisher renders")?,
         };
+        let origin_metrics = OriginMetrics {
+            publish_seconds: m.histogram(
+                "publish_seconds",
+                "Time to publish one version to one kind of origin",
+                &["origin"],
+            )?,
+            lag: m.gauge(
+                "origin_version_lag",
+                "Pages whose newest version this origin does not have yet",
+                &["origin"],
+            )?,
+        };
+        let mut list = Vec::new();
+        for (i, dir) in config.origins.iter().enumerate() {
+            list.push(Origin::new(
+                format!("directory-{i}"),
+                Target::Directory(dir.clone()),
+            ));
+        }
+        for settings in &config.s3_origins {
+            match crate::s3::S3Origin::new(settings) {
+                Ok(bucket) => list.push(Origin::new(
+                    format!("s3-{}", settings.bucket),
+                    Target::S3(Box::new(bucket)),
+                )),
+                Err(e) => {
+                    tracing::error!(bucket = %settings.bucket, error = %e, "Cannot use this S3 origin; publishing to the others.")
+                }
+            }
+        }
+        let origins = Origins::new(list, config.origin_timeout, origin_metrics);
         Ok(Self {
             daemon,
             config,
@@ -129,7 +156,7 @@ impl Follower {
             data: HashMap::new(),
             dirty: BTreeMap::new(),
             compressors: HashMap::new(),
-            objects: None,
+            origins,
             metrics,
             api_up,
             api_is_up: false,
@@ -151,11 +178,17 @@ impl Follower {
         let Some(uptime) = buckets::open(&js, KV_UPTIME, &shutdown).await else {
             return;
         };
+        // An origin that cannot be reached now is named in the log and
+        // left behind; the others are published to from the first render.
+        self.origins.check().await;
         let store = if self.config.object_store {
             let Some(store) = open_objects(&js, &shutdown).await else {
                 return;
             };
-            self.objects = Some(ObjectOrigin::new(store.clone()));
+            self.origins.push(Origin::new(
+                "object_store".to_owned(),
+                Target::Objects(Box::new(ObjectOrigin::new(store.clone()))),
+            ));
             Some(store)
         } else {
             None
@@ -232,7 +265,10 @@ impl Follower {
                     Some(Event::CaughtUp) => caught_up[5] = true,
                     None => return,
                 },
-                _ = tick.tick() => self.observe_pending(),
+                _ = tick.tick() => {
+                    self.observe_pending();
+                    self.origins.retry().await;
+                }
                 _ = tokio::time::sleep_until(deadline), if render_at.is_some() => {
                     render_at = None;
                     if let Some(store) = &store {
@@ -503,34 +539,11 @@ impl Follower {
                 .render_seconds
                 .observe(timer.elapsed().as_secs_f64());
 
-            let mut failed = false;
-            for origin in &self.config.origins {
-                let started = Instant::now();
-                if let Err(e) = publish_local(origin, &built) {
-                    tracing::error!(page = %page, origin = %origin.display(), error = %e,
-                        "Cannot publish page; the previous version stays live.");
-                    failed = true;
-                }
-                self.metrics
-                    .publish_seconds
-                    .with_label_values(&["directory"])
-                    .observe(started.elapsed().as_secs_f64());
-            }
-            if let Some(objects) = &mut self.objects {
-                let started = Instant::now();
-                if let Err(e) = objects.publish(&built).await {
-                    tracing::error!(page = %page, error = %e,
-                        "Cannot publish page to the object store; mirrors keep the previous version.");
-                    failed = true;
-                }
-                self.metrics
-                    .publish_seconds
-                    .with_label_values(&["object_store"])
-                    .observe(started.elapsed().as_secs_f64());
-            }
-            if failed {
-                self.metrics.renders.with_label_values(&["failed"]).inc();
-                self.dirty.insert(page, since);
+            let everywhere = self.origins.publish(std::sync::Arc::new(built)).await;
+            if !everywhere {
+                // The origins that did not take it keep it and catch up.
+                self.metrics.renders.with_label_values(&["partial"]).inc();
+                tracing::warn!(page = %page, %version, status = worst, "Page published to some origins; the others catch up when they take versions again.");
             } else {
                 self.metrics.renders.with_label_values(&["published"]).inc();
                 self.metrics

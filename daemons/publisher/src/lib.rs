@@ -13,6 +13,9 @@
 //! - [`site`]: rendered files to a version: hashes, precompression,
 //!   manifest, and writing it to an origin directory.
 //! - [`objects`]: publishing a version to the `pages` object store.
+//! - [`s3`]: publishing a version to an S3-compatible bucket.
+//! - [`origins`]: every origin behind one timeout each, left behind and
+//!   retried with the newest version when one fails.
 //! - [`follow`]: following KV buckets and streams, debounced re-rendering.
 //! - [`followed`]: the page configs and changelogs the API answers from while cut off.
 //! - [`api`]: the changelog's bus API.
@@ -23,7 +26,9 @@ pub mod follow;
 pub mod followed;
 pub mod markdown;
 pub mod objects;
+pub mod origins;
 pub mod render;
+pub mod s3;
 pub mod site;
 pub mod strings;
 
@@ -49,17 +54,35 @@ pub struct PublisherConfig {
     /// the region's deciders wrote in the region's own domain while cut off
     /// from the other regions, so the region's page shows it at once.
     pub region: Option<String>,
+    /// S3-compatible buckets every page is also published to.
+    pub s3_origins: Vec<s3::S3Settings>,
+    /// Longest one origin may take to take one version; a slower or
+    /// failing origin is left behind and retried with the newest version,
+    /// so it never holds the others up longer.
+    pub origin_timeout: Duration,
 }
 
 impl PublisherConfig {
     /// Checks the settings, returning every problem.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
-        if self.origins.is_empty() && !self.object_store {
+        if self.origins.is_empty() && !self.object_store && self.s3_origins.is_empty() {
             errors.push(
-                "--origin: at least one origin directory is required when --object-store is false"
+                "--origin: at least one origin (a directory, --s3-origin or --object-store) is required"
                     .to_owned(),
             );
+        }
+        if self.origin_timeout.is_zero() {
+            errors.push("--origin-timeout: must be more than zero".to_owned());
+        }
+        let mut buckets = std::collections::BTreeSet::new();
+        for settings in &self.s3_origins {
+            if !buckets.insert((settings.endpoint.as_str(), settings.bucket.as_str())) {
+                errors.push(format!(
+                    "--s3-origin: bucket {} at {} is named twice",
+                    settings.bucket, settings.endpoint
+                ));
+            }
         }
         if let Some(region) = &self.region {
             if let Err(e) = beacon_contract::names::check_token(region) {

@@ -4,12 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use beacon_publisher::s3::S3Settings;
 use beacon_publisher::PublisherConfig;
 use beacon_runtime::daemon::{config_exit, CommonArgs, Daemon};
 use clap::Parser;
 
-/// Renders status pages and publishes them atomically to origin directories
-/// and the `pages` object store; serves the changelog API.
+/// Renders status pages and publishes them atomically to origin
+/// directories, the `pages` object store and S3-compatible buckets; serves
+/// the changelog API.
 #[derive(Debug, Parser)]
 #[command(name = "beacon-publisher", version)]
 struct Args {
@@ -30,18 +32,47 @@ struct Args {
     /// region wrote while cut off from the others.
     #[arg(long, env = "BEACON_REGION")]
     region: Option<String>,
+    /// An S3-compatible bucket to publish to as well, path style:
+    /// `https://s3.example.com/<bucket>`; repeat for several. Keys from
+    /// BEACON_S3_ACCESS_KEY and BEACON_S3_SECRET_KEY.
+    #[arg(long = "s3-origin", env = "BEACON_S3_ORIGINS", value_delimiter = ',')]
+    s3_origins: Vec<String>,
+    /// The region S3 requests are signed for.
+    #[arg(long, env = "BEACON_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// Longest one origin may take to take one version before it is left
+    /// behind (and retried with the newest version).
+    #[arg(long, env = "BEACON_ORIGIN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    origin_timeout: Duration,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    let (access_key, secret_key) = (
+        std::env::var("BEACON_S3_ACCESS_KEY").unwrap_or_default(),
+        std::env::var("BEACON_S3_SECRET_KEY").unwrap_or_default(),
+    );
+    let mut errors = Vec::new();
+    let mut s3_origins = Vec::new();
+    for text in &args.s3_origins {
+        match S3Settings::parse(text, &args.s3_region, &access_key, &secret_key) {
+            Ok(settings) => s3_origins.push(settings),
+            Err(e) => errors.push(format!("--s3-origin: {e}")),
+        }
+    }
     let config = PublisherConfig {
         origins: args.origins,
         object_store: args.object_store,
         debounce: args.debounce,
         region: args.region,
+        s3_origins,
+        origin_timeout: args.origin_timeout,
     };
-    if let Err(errors) = config.validate() {
+    if let Err(more) = config.validate() {
+        errors.extend(more);
+    }
+    if !errors.is_empty() {
         return config_exit("publisher", &errors);
     }
     let origin = config.region.clone().unwrap_or_else(|| "global".to_owned());

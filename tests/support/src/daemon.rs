@@ -106,6 +106,9 @@ pub struct DaemonProcess {
     name: String,
     program: PathBuf,
     args: Vec<String>,
+    /// Extra environment variables (secrets a daemon reads only from its
+    /// environment).
+    envs: Vec<(String, String)>,
     dir: TempDir,
     admin_url: Option<String>,
     // A mutex rather than `&mut self` so `wait_ready(&self)` can notice
@@ -126,11 +129,35 @@ impl DaemonProcess {
         Self::spawn_program(name, binary(name), args, Some(ports::free_port()))
     }
 
+    /// Like [`DaemonProcess::spawn_with_admin`], with `envs` added to the
+    /// process's environment (every start).
+    pub fn spawn_with_admin_env(
+        name: &str,
+        args: Vec<String>,
+        envs: &[(&str, &str)],
+    ) -> DaemonProcess {
+        let envs = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::spawn_program_with(name, binary(name), args, Some(ports::free_port()), envs)
+    }
+
     pub(crate) fn spawn_program(
+        name: &str,
+        program: PathBuf,
+        args: Vec<String>,
+        admin_port: Option<u16>,
+    ) -> DaemonProcess {
+        Self::spawn_program_with(name, program, args, admin_port, Vec::new())
+    }
+
+    fn spawn_program_with(
         name: &str,
         program: PathBuf,
         mut args: Vec<String>,
         admin_port: Option<u16>,
+        envs: Vec<(String, String)>,
     ) -> DaemonProcess {
         let dir = tempfile::Builder::new()
             .prefix(&format!("beacon-{name}-"))
@@ -145,6 +172,7 @@ impl DaemonProcess {
             name: name.to_string(),
             program,
             args,
+            envs,
             dir,
             admin_url,
             state: Mutex::new(ProcState {
@@ -167,6 +195,7 @@ impl DaemonProcess {
             // Plain text in the log file: escape codes make it hard to read
             // in a panic message.
             .env("NO_COLOR", "1")
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(append(&log_path))
             .stderr(append(&log_path));

@@ -21,6 +21,7 @@
 //!   cuts between a daemon and a server, on command.
 //! - [`regions`]: three regions' NATS servers, one cluster stretched over
 //!   them, from the deployment's `deploy/nats/regions/region.conf`.
+//! - [`s3`]: a real S3-compatible server (`moto_server` from PyPI).
 //! - [`receivers`]: loopback SMTP and HTTP servers speaking the paid
 //!   providers' protocols (SMTP, webhooks, Twilio, Slack, Teams).
 //! - `bin` (private): finds external programs on `PATH`.
@@ -36,6 +37,7 @@ pub mod ports;
 pub mod proxy;
 pub mod receivers;
 pub mod regions;
+pub mod s3;
 pub mod schemas;
 pub mod wait;
 
@@ -48,4 +50,5 @@ pub use clickhouse::ClickHouseServer;
 pub use daemon::DaemonProcess;
 pub use nats::NatsServer;
 pub use ports::free_port;
+pub use s3::S3Server;
 pub use wait::wait_until;
