@@ -22,18 +22,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use beacon_testkit::{free_port, DaemonProcess};
+use beacon_testkit::{dns, free_port, DaemonProcess};
 use beacon_tests::HttpTarget;
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::RecordType;
 use serde::Serialize;
 use tokio::net::UdpSocket;
 use tokio::process::{Child, Command};
 
 use crate::cli::{DnsFailoverArgs, DnsRateArgs};
 use crate::error::LoadError;
-use crate::lease_takeover::percentile;
 use crate::progress;
+use crate::regions::Spread;
 use crate::report::{median, ratio};
 
 const HOST: &str = "status.example.com";
@@ -52,77 +51,23 @@ fn config(a: &str, b: &str) -> String {
     )
 }
 
-fn query_bytes(id: u16, name: &str, query_type: RecordType) -> Result<Vec<u8>, LoadError> {
-    let name = Name::from_ascii(name).map_err(|e| LoadError::Unexpected(e.to_string()))?;
-    let mut query = Message::new();
-    query
-        .set_id(id)
-        .set_message_type(MessageType::Query)
-        .set_op_code(OpCode::Query)
-        .add_query(Query::query(name, query_type));
-    query
-        .to_vec()
-        .map_err(|e| LoadError::Unexpected(e.to_string()))
-}
-
 /// The A addresses `server` hands out for the host, or `None` on no answer.
-async fn addresses(socket: &UdpSocket, server: SocketAddr) -> Option<Vec<String>> {
-    let bytes = query_bytes(7, &format!("{HOST}."), RecordType::A).ok()?;
-    socket.send_to(&bytes, server).await.ok()?;
-    let mut buffer = [0u8; 1500];
-    let (length, _) =
-        tokio::time::timeout(Duration::from_millis(500), socket.recv_from(&mut buffer))
-            .await
-            .ok()?
-            .ok()?;
-    let answer = Message::from_vec(&buffer[..length]).ok()?;
-    let mut found: Vec<String> = answer
-        .answers()
-        .iter()
-        .filter_map(|r| match r.data() {
-            RData::A(a) => Some(a.0.to_string()),
-            _ => None,
-        })
-        .collect();
-    found.sort();
-    Some(found)
+async fn addresses(server: SocketAddr) -> Option<Vec<String>> {
+    let answer = dns::ask(server, &format!("{HOST}."), RecordType::A).await?;
+    Some(dns::a_records(&answer))
 }
 
 /// Polls every 20 ms until `want` holds for the addresses handed out;
 /// the time it took, or `None` after [`WAIT`].
-async fn until(
-    socket: &UdpSocket,
-    server: SocketAddr,
-    want: impl Fn(&[String]) -> bool,
-) -> Option<Duration> {
+async fn until(server: SocketAddr, want: impl Fn(&[String]) -> bool) -> Option<Duration> {
     let started = Instant::now();
     while started.elapsed() < WAIT {
-        if addresses(socket, server).await.is_some_and(|a| want(&a)) {
+        if addresses(server).await.is_some_and(|a| want(&a)) {
             return Some(started.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     None
-}
-
-/// p50, p99 and max of a set of durations, milliseconds.
-#[derive(Debug, Clone, Serialize)]
-pub struct Spread {
-    count: usize,
-    p50_ms: u64,
-    p99_ms: u64,
-    max_ms: u64,
-}
-
-impl Spread {
-    fn of(values: &[u64]) -> Spread {
-        Spread {
-            count: values.len(),
-            p50_ms: percentile(values, 50.0),
-            p99_ms: percentile(values, 99.0),
-            max_ms: values.iter().copied().max().unwrap_or(0),
-        }
-    }
 }
 
 /// The `dns-failover` report.
@@ -158,12 +103,9 @@ pub async fn failover(args: &DnsFailoverArgs) -> Result<DnsFailoverReport, LoadE
     let server: SocketAddr = ([127, 0, 0, 1], port).into();
     let responder = spawn_responder(&path, dir.path(), port);
     responder.wait_ready(Duration::from_secs(30)).await;
-    let socket = UdpSocket::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| LoadError::Unexpected(e.to_string()))?;
     let both = |a: &[String]| a.len() == 2;
     let only_a = |a: &[String]| a == ["127.0.0.2"];
-    if until(&socket, server, both).await.is_none() {
+    if until(server, both).await.is_none() {
         return Err(LoadError::Unexpected(
             "the responder never handed out both edges".into(),
         ));
@@ -178,12 +120,12 @@ pub async fn failover(args: &DnsFailoverArgs) -> Result<DnsFailoverReport, LoadE
         // Let the kill land anywhere in the check cycle.
         tokio::time::sleep(Duration::from_millis(137 * (round % 15))).await;
         edge_b.down();
-        match until(&socket, server, only_a).await {
+        match until(server, only_a).await {
             Some(took) => left_out.push(took.as_millis() as u64),
             None => timeouts += 1,
         }
         edge_b.up().await;
-        match until(&socket, server, both).await {
+        match until(server, both).await {
             Some(took) => taken_back.push(took.as_millis() as u64),
             None => timeouts += 1,
         }
@@ -265,11 +207,8 @@ async fn start_nsd(dir: &Path, port: u16) -> Result<Nsd, LoadError> {
                 "start nsd: {e}; scripts/install-deps --bench installs it"
             ))
         })?;
-    let socket = UdpSocket::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| LoadError::Unexpected(e.to_string()))?;
     let server: SocketAddr = ([127, 0, 0, 1], port).into();
-    match until(&socket, server, |a| a.len() == 2).await {
+    match until(server, |a| a.len() == 2).await {
         Some(_) => Ok(Nsd { child }),
         None => Err(LoadError::Unexpected(format!(
             "nsd does not answer on {server}; see {}",
@@ -298,7 +237,7 @@ async fn load(server: SocketAddr, concurrency: usize, duration: Duration) -> f64
             let mut id = worker as u16;
             while Instant::now() < deadline {
                 id = id.wrapping_add(1);
-                let Ok(bytes) = query_bytes(id, &format!("{HOST}."), RecordType::A) else {
+                let Some(bytes) = dns::query_bytes(id, &format!("{HOST}."), RecordType::A) else {
                     return;
                 };
                 if socket.send(&bytes).await.is_err() {

@@ -16,12 +16,14 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use beacon_contract::api::{
-    ApiReply, ChangeIncidentRequest, Endpoint, ListIncidentsRequest, PublishChangelogRequest,
-    CHANGELOG_PUBLISH, INCIDENT_CREATE, INCIDENT_LIST, INCIDENT_RESOLVE, INCIDENT_UPDATE,
+    ApiReply, ChangeIncidentRequest, Endpoint, ListIncidentsRequest, CHANGELOG_PUBLISH,
+    INCIDENT_CREATE, INCIDENT_LIST, INCIDENT_RESOLVE, INCIDENT_UPDATE,
 };
 use beacon_contract::hlc::wall_clock_ms;
 use beacon_contract::incident::Incident;
-use beacon_tests::lab::{ask, holes, incident_update, new_incident, poll_edges, Lab, REGIONS};
+use beacon_tests::lab::{
+    ask, changelog_entry, holes, incident_update, new_incident, poll_edges, Lab, REGIONS,
+};
 use beacon_tests::{get, HttpTarget};
 use futures::FutureExt;
 use serde::Serialize;
@@ -52,7 +54,8 @@ pub struct Spread {
 }
 
 impl Spread {
-    fn of(values: &[u64]) -> Spread {
+    /// The spread of `values`.
+    pub fn of(values: &[u64]) -> Spread {
         Spread {
             count: values.len(),
             p50_ms: percentile(values, 50.0),
@@ -224,17 +227,7 @@ async fn knows(client: &async_nats::Client, id: &str) -> bool {
 /// Publishes a changelog entry until the publisher answers Ok, within
 /// [`WAIT`].
 async fn publish_entry(client: &async_nats::Client, title: &str, key: &str) -> Option<()> {
-    let request = PublishChangelogRequest {
-        page: "lab".into(),
-        title: title.into(),
-        body_markdown: format!("{title}: shipped."),
-        category: "improvement".into(),
-        components: vec!["api".into()],
-        published_at_ms: None,
-        images: vec![],
-        actor: "lab".into(),
-        idempotency_key: Some(key.into()),
-    };
+    let request = changelog_entry(title, key);
     time_until(Instant::now(), || ask(client, CHANGELOG_PUBLISH, &request))
         .await
         .map(|_| ())

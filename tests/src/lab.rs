@@ -580,35 +580,13 @@ impl Lab {
     /// The addresses `region`'s DNS responder hands out for [`LAB_HOST`],
     /// sorted; `None` when it does not answer within a second.
     pub async fn handed_out(&self, region: &str) -> Option<Vec<String>> {
-        use hickory_proto::op::{Message, Query};
-        use hickory_proto::rr::{Name, RData, RecordType};
-        let mut query = Message::new();
-        query.set_id(1).add_query(Query::query(
-            Name::from_ascii(format!("{LAB_HOST}.")).ok()?,
-            RecordType::A,
-        ));
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.ok()?;
-        socket
-            .send_to(&query.to_vec().ok()?, self.region(region).dns_addr)
-            .await
-            .ok()?;
-        let mut buffer = [0u8; 1500];
-        let (length, _) =
-            tokio::time::timeout(Duration::from_secs(1), socket.recv_from(&mut buffer))
-                .await
-                .ok()?
-                .ok()?;
-        let answer = Message::from_vec(&buffer[..length]).ok()?;
-        let mut found: Vec<String> = answer
-            .answers()
-            .iter()
-            .filter_map(|r| match r.data() {
-                RData::A(a) => Some(a.0.to_string()),
-                _ => None,
-            })
-            .collect();
-        found.sort();
-        Some(found)
+        let answer = beacon_testkit::dns::ask(
+            self.region(region).dns_addr,
+            &format!("{LAB_HOST}."),
+            hickory_proto::rr::RecordType::A,
+        )
+        .await?;
+        Some(beacon_testkit::dns::a_records(&answer))
     }
 
     /// The status the edge of `region` serves for component `api`.
@@ -618,6 +596,22 @@ impl Lab {
         (status == 200)
             .then(|| component_status(&body, "api"))
             .flatten()
+    }
+}
+
+/// A changelog entry for the lab's page, about `api`, with an idempotency
+/// key.
+pub fn changelog_entry(title: &str, key: &str) -> beacon_contract::api::PublishChangelogRequest {
+    beacon_contract::api::PublishChangelogRequest {
+        page: "lab".into(),
+        title: title.into(),
+        body_markdown: format!("{title}: shipped."),
+        category: "improvement".into(),
+        components: vec!["api".into()],
+        published_at_ms: None,
+        images: vec![],
+        actor: "lab".into(),
+        idempotency_key: Some(key.into()),
     }
 }
 

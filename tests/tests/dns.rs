@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use beacon_contract::messages::ComponentStatus;
+use beacon_testkit::dns::{self, ask};
 use beacon_testkit::{free_port, wait_until, DaemonProcess};
 use beacon_tests::rig::Rig;
 use beacon_tests::{page_config, HttpTarget, READY};
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
-use tokio::net::UdpSocket;
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
 
 const HOST: &str = "status.example.com";
 /// Checks every 200 ms, two failures leave an edge out: well under a
@@ -45,74 +45,21 @@ page = "acme"
     )
 }
 
-/// Asks `server` one question over UDP; the answer, or `None` on timeout.
-async fn ask(server: SocketAddr, name: &str, query_type: RecordType) -> Option<Message> {
-    let mut query = Message::new();
-    query
-        .set_id(rand_id())
-        .set_message_type(MessageType::Query)
-        .set_op_code(OpCode::Query)
-        .set_recursion_desired(true)
-        .add_query(Query::query(Name::from_ascii(name).ok()?, query_type));
-    let bytes = query.to_vec().ok()?;
-    let answer = raw(server, &bytes).await?;
-    Message::from_vec(&answer).ok()
-}
-
 /// Sends `bytes` to `server` and returns what comes back within a second.
 async fn raw(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.ok()?;
-    socket.send_to(bytes, server).await.ok()?;
-    let mut buffer = vec![0u8; 4096];
-    let (length, _) = tokio::time::timeout(Duration::from_secs(1), socket.recv_from(&mut buffer))
-        .await
-        .ok()?
-        .ok()?;
-    buffer.truncate(length);
-    Some(buffer)
-}
-
-fn rand_id() -> u16 {
-    (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(7)
-        & 0xffff) as u16
+    dns::exchange(server, bytes, Duration::from_secs(1)).await
 }
 
 /// The A addresses the responder hands out, sorted.
 async fn addresses(server: SocketAddr) -> Option<Vec<String>> {
     let answer = ask(server, &format!("{HOST}."), RecordType::A).await?;
-    let mut found: Vec<String> = answer
-        .answers()
-        .iter()
-        .filter_map(|r| match r.data() {
-            RData::A(a) => Some(a.0.to_string()),
-            _ => None,
-        })
-        .collect();
-    found.sort();
-    Some(found)
+    Some(dns::a_records(&answer))
 }
 
 /// The TXT strings of `_status.<host>`.
 async fn status_txt(server: SocketAddr) -> Option<Vec<String>> {
     let answer = ask(server, &format!("_status.{HOST}."), RecordType::TXT).await?;
-    Some(
-        answer
-            .answers()
-            .iter()
-            .filter_map(|r| match r.data() {
-                RData::TXT(txt) => Some(
-                    txt.iter()
-                        .map(|s| String::from_utf8_lossy(s).into_owned())
-                        .collect::<Vec<_>>(),
-                ),
-                _ => None,
-            })
-            .flatten()
-            .collect(),
-    )
+    Some(dns::txt_strings(&answer))
 }
 
 /// `dig +short` of `name` and `query_type`.

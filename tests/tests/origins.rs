@@ -37,6 +37,29 @@ fn bucket_version(s3: &S3Server) -> Option<String> {
     manifest["version"].as_str().map(str::to_owned)
 }
 
+/// A publisher writing to `dir` and the bucket at `s3_origin`, with a 1 s
+/// origin timeout.
+async fn start_publisher(rig: &Rig, dir: &Path, s3_origin: String) -> DaemonProcess {
+    let publisher = DaemonProcess::spawn_with_admin_env(
+        "beacon-publisher",
+        vec![
+            "--nats-url".into(),
+            rig.nats.url(),
+            "--origin".into(),
+            dir.display().to_string(),
+            "--s3-origin".into(),
+            s3_origin,
+            "--origin-timeout".into(),
+            "1s".into(),
+            "--debounce".into(),
+            "50ms".into(),
+        ],
+        KEYS,
+    );
+    publisher.wait_ready(READY).await;
+    publisher
+}
+
 /// The version the `pages` object store's manifest names.
 async fn object_store_version(rig: &Rig) -> Option<String> {
     use tokio::io::AsyncReadExt;
@@ -56,23 +79,8 @@ async fn a_down_or_slow_origin_holds_no_other_back_and_catches_up() {
     let s3 = tokio::task::block_in_place(S3Server::start);
     let proxy = FaultProxy::start(([127, 0, 0, 1], s3.port()).into()).await;
     let dir = tempfile::tempdir().expect("an origin directory");
-    let publisher = DaemonProcess::spawn_with_admin_env(
-        "beacon-publisher",
-        vec![
-            "--nats-url".into(),
-            rig.nats.url(),
-            "--origin".into(),
-            dir.path().display().to_string(),
-            "--s3-origin".into(),
-            format!("{}/{BUCKET}", proxy.http_url()),
-            "--origin-timeout".into(),
-            "1s".into(),
-            "--debounce".into(),
-            "50ms".into(),
-        ],
-        KEYS,
-    );
-    publisher.wait_ready(READY).await;
+    let publisher =
+        start_publisher(&rig, dir.path(), format!("{}/{BUCKET}", proxy.http_url())).await;
     let admin = publisher.admin_url();
     let target = "http://127.0.0.1:9/";
 
@@ -172,21 +180,7 @@ async fn an_unreachable_bucket_at_start_is_named_and_the_others_are_served() {
         "http://127.0.0.1:{}/missing-bucket",
         beacon_testkit::free_port()
     );
-    let publisher = DaemonProcess::spawn_with_admin_env(
-        "beacon-publisher",
-        vec![
-            "--nats-url".into(),
-            rig.nats.url(),
-            "--origin".into(),
-            dir.path().display().to_string(),
-            "--s3-origin".into(),
-            nowhere,
-            "--origin-timeout".into(),
-            "1s".into(),
-        ],
-        KEYS,
-    );
-    publisher.wait_ready(READY).await;
+    let publisher = start_publisher(&rig, dir.path(), nowhere).await;
     rig.apply(&page_config(
         "multi",
         "Served anyway",

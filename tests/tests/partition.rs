@@ -10,13 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beacon_contract::api::{
-    ChangelogView, Endpoint, PublishChangelogRequest, ScheduleMaintenanceRequest,
-    CHANGELOG_PUBLISH, INCIDENT_CREATE, INCIDENT_UPDATE, MAINTENANCE_SCHEDULE,
+    ChangelogView, Endpoint, ScheduleMaintenanceRequest, CHANGELOG_PUBLISH, INCIDENT_CREATE,
+    INCIDENT_UPDATE, MAINTENANCE_SCHEDULE,
 };
 use beacon_contract::maintenance::Window;
 use beacon_testkit::wait_until;
 use beacon_tests::get;
-use beacon_tests::lab::{ask, holes, incident_update, new_incident, poll_edges, Lab, REGIONS};
+use beacon_tests::lab::{
+    ask, changelog_entry, holes, incident_update, new_incident, poll_edges, Lab, REGIONS,
+};
 use beacon_tests::HttpTarget;
 
 /// How long a lab may take to settle: stream leaders elected again after a
@@ -60,20 +62,6 @@ fn maintenance(title: &str, key: &str) -> ScheduleMaintenanceRequest {
         recurrence: None,
         remind_before_ms: None,
         verify_ms: None,
-        actor: "lab".into(),
-        idempotency_key: Some(key.into()),
-    }
-}
-
-fn changelog_entry(title: &str, key: &str) -> PublishChangelogRequest {
-    PublishChangelogRequest {
-        page: "lab".into(),
-        title: title.into(),
-        body_markdown: format!("{title}: shipped."),
-        category: "improvement".into(),
-        components: vec!["api".into()],
-        published_at_ms: None,
-        images: vec![],
         actor: "lab".into(),
         idempotency_key: Some(key.into()),
     }

@@ -14,6 +14,7 @@
 //! - [`ctl`]: the one way tests run `beaconctl`.
 //! - [`nats`]: a real `nats-server` with JetStream in a temp dir.
 //! - [`clickhouse`]: a real `clickhouse-server` with a minimal generated config.
+//! - [`dns`]: one DNS question over UDP and the records of its answer.
 //! - [`daemon`]: runs one of the project's binaries as a child process with its log captured.
 //! - [`schemas`]: checked-in JSON Schemas against generated ones, and
 //!   samples validated against them, for every owner's schema test.
@@ -32,6 +33,7 @@
 pub mod clickhouse;
 pub mod ctl;
 pub mod daemon;
+pub mod dns;
 pub mod nats;
 pub mod ports;
 pub mod proxy;
