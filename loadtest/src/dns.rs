@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use beacon_dns::config::DnsConfig;
+use beacon_dns::health::failover_bound;
 use beacon_testkit::{dns, free_port, DaemonProcess};
 use beacon_tests::HttpTarget;
 use hickory_proto::rr::RecordType;
@@ -41,13 +43,25 @@ const DESIGN_BOUND: Duration = Duration::from_secs(30);
 /// How long a wait may take before the round counts as timed out.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The shipped settings, with two edges whose checks are `a` and `b`.
-fn config(a: &str, b: &str) -> String {
+/// The shipped configuration, `deploy/dns/beacon-dns.toml`.
+fn shipped() -> Result<DnsConfig, LoadError> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dns/beacon-dns.toml");
+    DnsConfig::load(Path::new(path)).map_err(|errors| LoadError::Unexpected(errors.join("; ")))
+}
+
+/// The shipped check settings, with two edges whose checks are `a` and `b`.
+fn config(shipped: &DnsConfig, a: &str, b: &str) -> String {
     format!(
-        "ttl = \"10s\"\ncheck_interval = \"2s\"\ncheck_timeout = \"1s\"\nfail_after = 2\nrecover_after = 2\n\
+        "ttl = \"{ttl}ms\"\ncheck_interval = \"{interval}ms\"\ncheck_timeout = \"{timeout}ms\"\n\
+         fail_after = {fail}\nrecover_after = {recover}\n\
          [[edges]]\nname = \"a\"\naddresses = [\"127.0.0.2\"]\ncheck = \"{a}\"\n\
          [[edges]]\nname = \"b\"\naddresses = [\"127.0.0.3\"]\ncheck = \"{b}\"\n\
-         [[hosts]]\nname = \"{HOST}\"\npage = \"acme\"\n"
+         [[hosts]]\nname = \"{HOST}\"\npage = \"acme\"\n",
+        ttl = shipped.ttl.as_millis(),
+        interval = shipped.check_interval.as_millis(),
+        timeout = shipped.check_timeout.as_millis(),
+        fail = shipped.fail_after,
+        recover = shipped.recover_after,
     )
 }
 
@@ -97,7 +111,8 @@ pub async fn failover(args: &DnsFailoverArgs) -> Result<DnsFailoverReport, LoadE
     let mut edge_b = HttpTarget::start().await;
     let dir = tempfile::tempdir().map_err(|e| LoadError::Unexpected(e.to_string()))?;
     let path = dir.path().join("beacon-dns.toml");
-    std::fs::write(&path, config(&edge_a.url(), &edge_b.url()))
+    let shipped = shipped()?;
+    std::fs::write(&path, config(&shipped, &edge_a.url(), &edge_b.url()))
         .map_err(|e| LoadError::Unexpected(e.to_string()))?;
     let port = free_port();
     let server: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -130,14 +145,14 @@ pub async fn failover(args: &DnsFailoverArgs) -> Result<DnsFailoverReport, LoadE
             None => timeouts += 1,
         }
     }
-    let bound = Duration::from_secs(2 * 2 + 1);
+    let bound = failover_bound(&shipped);
     let left = Spread::of(&left_out);
     Ok(DnsFailoverReport {
         scenario: "dns-failover",
-        check_interval_ms: 2000,
-        check_timeout_ms: 1000,
-        fail_after: 2,
-        recover_after: 2,
+        check_interval_ms: shipped.check_interval.as_millis() as u64,
+        check_timeout_ms: shipped.check_timeout.as_millis() as u64,
+        fail_after: shipped.fail_after,
+        recover_after: shipped.recover_after,
         p99_vs_bound: ratio(left.p99_ms as f64, bound.as_millis() as f64),
         p99_vs_design: ratio(left.p99_ms as f64, DESIGN_BOUND.as_millis() as f64),
         left_out: left,
@@ -278,7 +293,7 @@ pub async fn rate(args: &DnsRateArgs) -> Result<DnsRateReport, LoadError> {
     let edge = HttpTarget::start().await;
     let dir = tempfile::tempdir().map_err(|e| LoadError::Unexpected(e.to_string()))?;
     let path = dir.path().join("beacon-dns.toml");
-    std::fs::write(&path, config(&edge.url(), &edge.url()))
+    std::fs::write(&path, config(&shipped()?, &edge.url(), &edge.url()))
         .map_err(|e| LoadError::Unexpected(e.to_string()))?;
     let dns_port = free_port();
     let responder = spawn_responder(&path, dir.path(), dns_port);

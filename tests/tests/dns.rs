@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use beacon_contract::messages::ComponentStatus;
 use beacon_testkit::dns::{self, ask};
 use beacon_testkit::{free_port, wait_until, DaemonProcess};
-use beacon_tests::rig::Rig;
+use beacon_tests::rig::{metric, Rig};
 use beacon_tests::{page_config, HttpTarget, READY};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
@@ -151,10 +151,17 @@ async fn answers_follow_edge_health_and_page_status_and_outlive_nats() {
         (addresses(server).await == Some(both.clone())).then_some(())
     })
     .await;
-    // Every edge fails: all of them rather than none.
+    // Every edge fails: once the responder counts both out, it still
+    // hands out all of them rather than none.
     edge_a.down();
     edge_b.down();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let admin = responder.admin_url();
+    wait_until("both edges to fail their checks", SETTLE, || async {
+        let healthy = metric(&admin, "beacon_dns_edge_healthy{").await;
+        let checked = metric(&admin, "beacon_dns_edge_changes_total{").await;
+        (healthy == 0.0 && checked >= 3.0).then_some(())
+    })
+    .await;
     assert_eq!(addresses(server).await, Some(both.clone()));
     edge_a.up().await;
     edge_b.up().await;

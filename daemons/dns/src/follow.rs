@@ -17,6 +17,9 @@ use prometheus::{IntCounter, IntGauge};
 
 use crate::status::{StatusFile, StatusView, Statuses};
 
+/// How often folded changes reach the answers and the disk.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+
 /// The follower's metrics.
 #[derive(Clone)]
 pub struct FollowMetrics {
@@ -49,8 +52,11 @@ pub async fn run(
     };
     let mut changes = buckets::follow(store, &shutdown);
     let mut statuses: Statuses = (**view.load()).clone();
-    let mut unsaved = false;
-    let mut save = tokio::time::interval(Duration::from_secs(1));
+    // Changes are handed to the answers and the disk in batches: a replay
+    // of the whole bucket is thousands of entries, one copy each would be
+    // quadratic.
+    let mut unpublished = false;
+    let mut publish = tokio::time::interval(PUBLISH_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -59,16 +65,16 @@ pub async fn run(
                     if fold(&mut statuses, &entry) {
                         statuses.updated_at_ms = wall_clock_ms();
                         metrics.changes.inc();
-                        view.store(Arc::new(statuses.clone()));
-                        unsaved = true;
+                        unpublished = true;
                     }
                 }
                 Some(Change::CaughtUp) => metrics.followed.set(1),
                 None => break,
             },
-            _ = save.tick(), if unsaved => {
+            _ = publish.tick(), if unpublished => {
+                view.store(Arc::new(statuses.clone()));
                 match file.save(&statuses) {
-                    Ok(()) => unsaved = false,
+                    Ok(()) => unpublished = false,
                     Err(e) => {
                         metrics.save_failures.inc();
                         tracing::error!(error = %e, "Cannot store the statuses on disk; they are answered from memory.");
@@ -77,7 +83,7 @@ pub async fn run(
             }
         }
     }
-    if unsaved {
+    if unpublished {
         let _ = file.save(&statuses);
     }
 }

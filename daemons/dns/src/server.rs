@@ -36,7 +36,7 @@ pub struct Responder {
 
 impl Responder {
     fn reply_to(&self, request: &Request) -> (Reply, &'static str) {
-        let refused = |rcode| {
+        let bare = |rcode| {
             (
                 Reply {
                     rcode,
@@ -48,15 +48,15 @@ impl Responder {
             )
         };
         if request.message_type() != MessageType::Query || request.op_code() != OpCode::Query {
-            return refused(ResponseCode::NotImp);
+            return bare(ResponseCode::NotImp);
         }
         let Ok(info) = request.request_info() else {
             // Zero or several questions: nobody sends that on purpose.
-            return refused(ResponseCode::FormErr);
+            return bare(ResponseCode::FormErr);
         };
         let query = info.query;
         if query.query_class() != DNSClass::IN {
-            return refused(ResponseCode::Refused);
+            return bare(ResponseCode::Refused);
         }
         let name = Name::from(query.name().clone());
         let (healthy, statuses, emergencies) = (

@@ -6,9 +6,11 @@
 //! of a quiet page arms a timer of `--debounce`, and every page dirty when
 //! it fires is rendered once, so a burst renders once and no change waits
 //! longer than the debounce plus one render (the staleness bound, at most
-//! 5 s by validation). A render that cannot be published (disk full, an
-//! origin gone, the object store away) keeps the page dirty and is retried;
-//! the last good version stays live.
+//! 5 s by validation). An origin that cannot take a version (disk full,
+//! a bucket gone, the object store away) is left behind and catches up
+//! ([`crate::origins`]); the last good version stays live on it. Page
+//! configs and changelogs are kept in [`Followed`], which the changelog API
+//! reads too.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -34,7 +36,6 @@ use beacon_runtime::history::{self, Event};
 use prometheus::{Histogram, IntCounterVec, IntGauge};
 use tokio::io::AsyncReadExt;
 
-use crate::changelog::Changelog;
 use crate::followed::Followed;
 use crate::objects::ObjectOrigin;
 use crate::origins::{Origin, OriginMetrics, Origins, Target};
@@ -52,7 +53,6 @@ struct PageData {
     incidents: BTreeMap<String, Incident>,
     maintenance_events: BTreeMap<String, Vec<(Envelope<MaintenanceEvent>, u64)>>,
     maintenance: BTreeMap<String, MaintenanceItem>,
-    changelog: Changelog,
     assets: BTreeMap<String, Vec<u8>>,
     /// Assets a changelog entry names that could not be fetched yet.
     missing_assets: BTreeSet<String>,
@@ -72,7 +72,6 @@ struct Metrics {
 pub struct Follower {
     daemon: Daemon,
     config: PublisherConfig,
-    pages: HashMap<String, PageConfig>,
     data: HashMap<String, PageData>,
     /// Dirty pages and when each first became dirty.
     dirty: BTreeMap<String, Instant>,
@@ -152,7 +151,6 @@ impl Follower {
         Ok(Self {
             daemon,
             config,
-            pages: HashMap::new(),
             data: HashMap::new(),
             dirty: BTreeMap::new(),
             compressors: HashMap::new(),
@@ -310,10 +308,8 @@ impl Follower {
         match entry.operation {
             kv::Operation::Put => match Envelope::<PageConfig>::decode(&entry.value) {
                 // A re-watch replays every value: only a real change renders.
-                Ok(envelope) if self.pages.get(&entry.key) != Some(&envelope.data) => {
-                    self.followed
-                        .set_page(&entry.key, Some(envelope.data.clone()));
-                    self.pages.insert(entry.key.clone(), envelope.data);
+                Ok(envelope) if self.followed.page(&entry.key).as_ref() != Some(&envelope.data) => {
+                    self.followed.set_page(&entry.key, Some(envelope.data));
                     self.mark(&entry.key.clone());
                 }
                 Ok(_) => {}
@@ -325,11 +321,10 @@ impl Follower {
             // serving it; removing it from origins is an operator decision.
             kv::Operation::Delete | kv::Operation::Purge => {
                 self.followed.set_page(&entry.key, None);
-                self.pages.remove(&entry.key);
                 self.dirty.remove(&entry.key);
             }
         }
-        self.metrics.pages.set(self.pages.len() as i64);
+        self.metrics.pages.set(self.followed.page_count() as i64);
     }
 
     fn on_status(&mut self, entry: &kv::Entry) {
@@ -466,7 +461,6 @@ impl Follower {
                 data.missing_assets.insert(image.clone());
             }
         }
-        data.changelog.apply(&envelope, stored.sequence);
         self.followed.apply_changelog(&envelope, stored.sequence);
         self.mark(&page);
     }
@@ -505,17 +499,17 @@ impl Follower {
         for (page, since) in dirty {
             // Data can arrive before its page's config; the config's
             // arrival marks the page dirty again.
-            let Some(config) = self.pages.get(&page) else {
+            let Some(config) = self.followed.page(&page) else {
                 continue;
             };
             let data = self.data.get(&page).unwrap_or(&empty);
             let timer = Instant::now();
             let incidents: Vec<Incident> = data.incidents.values().cloned().collect();
             let maintenance: Vec<MaintenanceItem> = data.maintenance.values().cloned().collect();
-            let changelog: Vec<ChangelogView> = data.changelog.list(false);
+            let changelog: Vec<ChangelogView> = self.followed.list(&page, false);
             let generated_at_ms = wall_clock_ms();
             let state = PageState {
-                config,
+                config: &config,
                 statuses: &data.statuses,
                 uptime: &data.uptime,
                 incidents: &incidents,

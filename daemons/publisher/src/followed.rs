@@ -1,8 +1,8 @@
-//! What the follower knows that the changelog API answers from while the
-//! region is cut off from the cluster: page configs and changelogs as
-//! followed (the cluster's streams up to the cut, plus what the region
-//! wrote in its own stream since). Shared between the two tasks; cheap to
-//! clone.
+//! Page configs and changelogs as followed (the cluster's streams, plus
+//! what the region wrote in its own stream while cut off): what the
+//! follower renders from, and what the changelog API answers from while
+//! the region is cut off from the cluster. Shared between the two tasks;
+//! cheap to clone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -57,6 +57,11 @@ impl Followed {
     /// A page's config.
     pub fn page(&self, page: &str) -> Option<PageConfig> {
         self.read().pages.get(page).cloned()
+    }
+
+    /// How many pages have a config.
+    pub fn page_count(&self) -> usize {
+        self.read().pages.len()
     }
 
     /// One changelog entry, withdrawn or not.

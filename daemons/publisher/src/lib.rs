@@ -75,12 +75,13 @@ impl PublisherConfig {
         if self.origin_timeout.is_zero() {
             errors.push("--origin-timeout: must be more than zero".to_owned());
         }
+        // A bucket's name names its origin in logs and metrics.
         let mut buckets = std::collections::BTreeSet::new();
         for settings in &self.s3_origins {
-            if !buckets.insert((settings.endpoint.as_str(), settings.bucket.as_str())) {
+            if !buckets.insert(settings.bucket.as_str()) {
                 errors.push(format!(
-                    "--s3-origin: bucket {} at {} is named twice",
-                    settings.bucket, settings.endpoint
+                    "--s3-origin: bucket {} is named twice",
+                    settings.bucket
                 ));
             }
         }

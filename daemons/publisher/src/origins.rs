@@ -184,27 +184,23 @@ impl Origins {
             if origin.retry_at.is_none_or(|at| at > now) {
                 continue;
             }
-            let pages: Vec<String> = origin.behind.keys().cloned().collect();
-            let (mut all, mut caught_up) = (true, 0);
-            for page in pages {
-                let Some(built) = origin.behind.get(&page).cloned() else {
-                    continue;
-                };
-                if try_publish(origin, &built, self.timeout, &self.metrics).await {
-                    origin.behind.remove(&page);
-                    caught_up += 1;
+            let missed: Vec<(String, Arc<Built>)> = origin
+                .behind
+                .iter()
+                .map(|(page, built)| (page.clone(), built.clone()))
+                .collect();
+            let mut all = true;
+            for (page, built) in &missed {
+                if try_publish(origin, built, self.timeout, &self.metrics).await {
+                    origin.behind.remove(page);
                 } else {
                     all = false;
                     break;
                 }
             }
-            if all && caught_up > 0 {
-                tracing::info!(origin = %origin.name, pages = caught_up, "Origin takes versions again; it has the newest of every page.");
-            }
             if all {
-                if origin.behind.is_empty() && origin.retry_at.is_some() {
-                    tracing::info!(origin = %origin.name, "Origin is tried again; the next version goes to it.");
-                }
+                tracing::info!(origin = %origin.name, pages = missed.len(),
+                    "Origin takes versions again; it has the newest of every page it missed.");
                 origin.recovered();
             } else {
                 origin.failed();

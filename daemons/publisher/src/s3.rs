@@ -8,7 +8,7 @@
 //! Old blobs are left in the bucket (space, not correctness; a lifecycle
 //! rule on `*/blobs/` removes them).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
@@ -74,8 +74,9 @@ pub struct S3Origin {
     bucket: Bucket,
     credentials: Credentials,
     http: reqwest::Client,
-    /// Blob names known to be stored.
-    uploaded: HashSet<String>,
+    /// Per page, the blob names of its version the bucket has now: the
+    /// next version uploads only what is not among them.
+    uploaded: HashMap<String, HashSet<String>>,
     /// Whether the bucket is known to exist.
     ensured: bool,
 }
@@ -98,7 +99,7 @@ impl S3Origin {
             bucket,
             credentials: Credentials::new(&settings.access_key, &settings.secret_key),
             http,
-            uploaded: HashSet::new(),
+            uploaded: HashMap::new(),
             ensured: false,
         })
     }
@@ -184,8 +185,11 @@ impl S3Origin {
     /// manifest to it.
     pub async fn publish(&mut self, built: &Built) -> Result<(), String> {
         self.ensure_bucket().await?;
-        for name in referenced_blobs(&built.manifest) {
-            if self.uploaded.contains(&name) {
+        let page = &built.manifest.page;
+        let names = referenced_blobs(&built.manifest);
+        let before = self.uploaded.remove(page).unwrap_or_default();
+        for name in &names {
+            if before.contains(name) {
                 continue;
             }
             let Some(sha) = name.rsplit('/').next() else {
@@ -194,13 +198,14 @@ impl S3Origin {
             let Some(bytes) = built.blobs.get(sha) else {
                 return Err(format!("no bytes for {name}"));
             };
-            self.put(&name, bytes.clone(), "application/octet-stream")
+            self.put(name, bytes.clone(), "application/octet-stream")
                 .await?;
-            self.uploaded.insert(name);
         }
         let manifest = serde_json::to_vec(&built.manifest).map_err(|e| e.to_string())?;
-        let key = beacon_page::origin::manifest_object(&built.manifest.page);
-        self.put(&key, manifest, "application/json").await
+        let key = beacon_page::origin::manifest_object(page);
+        self.put(&key, manifest, "application/json").await?;
+        self.uploaded.insert(page.clone(), names);
+        Ok(())
     }
 }
 
