@@ -59,6 +59,7 @@ impl BenchPage {
             assets: &self.assets,
             generated_at_ms: self.now,
             strings: &EN,
+            degradation: beacon_contract::degradation::Level::Full,
         }
     }
 
@@ -421,6 +422,9 @@ async fn start_edge(origin: &Path, page: &str, threads: usize) -> Result<(Child,
         .arg(origin)
         .args(["--page", page, "--listen", &format!("127.0.0.1:{port}")])
         .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+        // The snapshot is rendered once: it must be served as published
+        // (nginx serves the same bytes), not as a page gone stale mid-run.
+        .args(["--stale-after", "365days"])
         .env("TOKIO_WORKER_THREADS", threads.to_string())
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

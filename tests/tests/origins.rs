@@ -118,6 +118,8 @@ async fn a_down_or_slow_origin_holds_no_other_back_and_catches_up() {
         (lag == 1.0).then_some(())
     })
     .await;
+    let level = metric(&admin, "beacon_publisher_degradation_level").await;
+    assert_eq!(level, 1.0, "an origin behind is level 1");
 
     // The bucket answers again: it catches up with the newest version.
     proxy.refuse(false);
@@ -163,6 +165,8 @@ async fn a_down_or_slow_origin_holds_no_other_back_and_catches_up() {
         (lag == 0.0).then_some(())
     })
     .await;
+    let level = metric(&admin, "beacon_publisher_degradation_level").await;
+    assert_eq!(level, 0.0, "no origin behind is level 0");
     assert_eq!(
         directory_version(dir.path()).map(|(v, _)| v),
         Some(third),

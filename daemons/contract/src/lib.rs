@@ -7,6 +7,7 @@
 //! - [`names`]: every stream, subject, KV bucket and API subject, the id
 //!   rules, and how a page is assigned to a partition.
 //! - [`topology`]: stream/bucket settings and the idempotent [`topology::ensure`].
+//! - [`degradation`]: the levels 0–3 of what still works when parts are gone.
 //! - [`hlc`]: hybrid logical clock timestamps.
 //! - [`event`]: the versioned envelope, event ids and decoding.
 //! - [`messages`]: the body of every message and KV value, one module per
@@ -26,6 +27,7 @@
 //! the decider's replies carry their result.
 
 pub mod api;
+pub mod degradation;
 pub mod event;
 pub mod hlc;
 pub mod incident;

@@ -664,14 +664,26 @@ pub enum ChangelogCommand {
 #[derive(Debug, Subcommand)]
 pub enum EmergencyCommand {
     /// Put a notice up: it replaces the page's `index.html` on every edge
-    /// serving these origin directories until `down`.
+    /// serving or mirroring these origins until `down`.
     Up {
         /// Page id.
         #[arg(long)]
         page: String,
         /// An origin directory the edges serve; repeat for several.
-        #[arg(long = "origin", required = true)]
+        #[arg(long = "origin")]
         origins: Vec<PathBuf>,
+        /// Also the `pages` object store mirroring edges follow (needs
+        /// NATS, no daemon).
+        #[arg(long)]
+        object_store: bool,
+        /// Also an S3-compatible bucket mirroring edges follow
+        /// (`https://s3.example.com/<bucket>`); repeat for several. Keys
+        /// from BEACON_S3_ACCESS_KEY and BEACON_S3_SECRET_KEY.
+        #[arg(long = "s3-origin")]
+        s3_origins: Vec<String>,
+        /// The region S3 requests are signed for.
+        #[arg(long, env = "BEACON_S3_REGION", default_value = "us-east-1")]
+        s3_region: String,
         /// Headline.
         #[arg(long)]
         title: String,
@@ -690,8 +702,17 @@ pub enum EmergencyCommand {
         #[arg(long)]
         page: String,
         /// An origin directory; repeat for several.
-        #[arg(long = "origin", required = true)]
+        #[arg(long = "origin")]
         origins: Vec<PathBuf>,
+        /// Also the `pages` object store.
+        #[arg(long)]
+        object_store: bool,
+        /// Also an S3-compatible bucket; repeat for several.
+        #[arg(long = "s3-origin")]
+        s3_origins: Vec<String>,
+        /// The region S3 requests are signed for.
+        #[arg(long, env = "BEACON_S3_REGION", default_value = "us-east-1")]
+        s3_region: String,
         /// A DNS responder's state directory; repeat for several.
         #[arg(long = "dns-state-dir")]
         dns_state_dirs: Vec<PathBuf>,

@@ -101,6 +101,14 @@ pub enum CtlError {
         /// Why it could not be read.
         reason: String,
     },
+    /// Some origins could not be reached; the others were written.
+    #[error("reached {reached} origin(s) but not: {}", missed.join("; "))]
+    Origins {
+        /// Origins written.
+        reached: usize,
+        /// Each origin missed, with why.
+        missed: Vec<String>,
+    },
     /// A bug in beaconctl (e.g. a request that cannot be serialized).
     #[error("internal error: {0}")]
     Internal(String),
@@ -134,7 +142,9 @@ impl CtlError {
                 ConnectError::Credentials { .. } | ConnectError::HalfUserPassword => EXIT_USAGE,
                 ConnectError::Unreachable { .. } | ConnectError::Cancelled => EXIT_UNAVAILABLE,
             },
-            CtlError::NoAnswer { .. } | CtlError::Bus { .. } => EXIT_UNAVAILABLE,
+            CtlError::NoAnswer { .. } | CtlError::Bus { .. } | CtlError::Origins { .. } => {
+                EXIT_UNAVAILABLE
+            }
             CtlError::ServerFailed { .. }
             | CtlError::BadReply { .. }
             | CtlError::Internal(_)

@@ -69,7 +69,9 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Changelog { command } => {
             commands::changelog::run(&cli.nats, command, format, cli.timeout).await
         }
-        Command::Emergency { command } => commands::emergency::run(command, format),
+        Command::Emergency { command } => {
+            commands::emergency::run(&cli.nats, command, format, cli.timeout).await
+        }
         Command::Sla {
             command: SlaCommand::Report { page, month, year },
         } => {

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use beacon_contract::degradation::Level;
+use beacon_runtime::degradation::Degradation;
 use beacon_runtime::shutdown::Shutdown;
 
 /// Notices by page.
@@ -70,8 +72,14 @@ pub fn read(state_dir: &Path) -> Emergencies {
     found
 }
 
-/// Reads the notices every second into `view` until shutdown.
-pub async fn run(state_dir: PathBuf, view: EmergencyView, shutdown: Shutdown) {
+/// Reads the notices every second into `view` until shutdown; while any is
+/// up the responder is at degradation level 3.
+pub async fn run(
+    state_dir: PathBuf,
+    view: EmergencyView,
+    degradation: Degradation,
+    shutdown: Shutdown,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -79,6 +87,7 @@ pub async fn run(state_dir: PathBuf, view: EmergencyView, shutdown: Shutdown) {
             _ = tick.tick() => {}
         }
         let found = read(&state_dir);
+        degradation.hold("emergency", Level::Emergency, !found.is_empty());
         if **view.load() != found {
             tracing::warn!(pages = ?found.keys().collect::<Vec<_>>(), "Emergency notices changed.");
             view.store(Arc::new(found));

@@ -16,6 +16,8 @@ use beacon_runtime::shutdown::Shutdown;
 use prometheus::{IntCounter, IntGauge};
 
 use crate::status::{StatusFile, StatusView, Statuses};
+use beacon_contract::degradation::Level;
+use beacon_runtime::degradation::Degradation;
 
 /// How often folded changes reach the answers and the disk.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
@@ -37,8 +39,11 @@ pub async fn run(
     view: StatusView,
     file: StatusFile,
     metrics: FollowMetrics,
+    degradation: Degradation,
     shutdown: Shutdown,
 ) {
+    // Until NATS answers, the statuses are the ones on disk: level 2.
+    degradation.hold("bus", Level::ComputeDegraded, true);
     let client = match beacon_runtime::connect::connect(&nats, "beacon-dns", &shutdown).await {
         Ok(client) => client,
         Err(e) => {
@@ -46,7 +51,7 @@ pub async fn run(
             return;
         }
     };
-    let js = async_nats::jetstream::new(client);
+    let js = async_nats::jetstream::new(client.clone());
     let Some(store) = buckets::open(&js, KV_STATUS, &shutdown).await else {
         return;
     };
@@ -57,9 +62,14 @@ pub async fn run(
     // quadratic.
     let mut unpublished = false;
     let mut publish = tokio::time::interval(PUBLISH_EVERY);
+    let mut health = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = health.tick() => {
+                let connected = client.connection_state() == async_nats::connection::State::Connected;
+                degradation.hold("bus", Level::ComputeDegraded, !connected);
+            }
             change = changes.recv() => match change {
                 Some(Change::Entry(entry)) => {
                     if fold(&mut statuses, &entry) {

@@ -165,6 +165,7 @@ pub async fn run(process: Process, settings: Settings) -> Result<(), RunError> {
     shutdown.spawn(emergency::run(
         settings.state_dir.clone(),
         emergencies,
+        process.degradation.clone(),
         shutdown.clone(),
     ));
     shutdown.spawn(follow::run(
@@ -172,6 +173,7 @@ pub async fn run(process: Process, settings: Settings) -> Result<(), RunError> {
         statuses,
         file,
         follow_metrics,
+        process.degradation.clone(),
         shutdown.clone(),
     ));
     process.readiness.set(true);

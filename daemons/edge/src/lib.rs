@@ -17,8 +17,12 @@
 //! - [`forward`]: public sign-up handed to the HTTP API (`--api-url`).
 //! - [`pace`]: the least a client must take of its responses, on both
 //!   paths; a connection that falls behind is closed.
-//! - [`mirror`]: object store to origin directory.
+//! - [`mirror`]: several origins (object store, buckets) to the origin
+//!   directory, failing over between them.
+//! - [`degraded`]: the page's degradation level as the edge sees it, and
+//!   the rewrites that say so on the page and in `summary.json`.
 
+pub mod degraded;
 pub mod direct;
 pub mod files;
 pub mod forward;
@@ -33,7 +37,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use beacon_runtime::connect::NatsArgs;
+use beacon_contract::degradation::Level;
 use beacon_runtime::daemon::Process;
 
 use crate::live::Hub;
@@ -58,8 +62,14 @@ pub struct EdgeConfig {
     pub max_connections: usize,
     /// Most live-update clients at once.
     pub max_sse_clients: usize,
-    /// Mirror the `pages` object store over this connection, if set.
-    pub mirror: Option<NatsArgs>,
+    /// Origins to mirror into `origin`, first one preferred (none: the
+    /// publisher writes `origin` itself).
+    pub mirror: Vec<mirror::Source>,
+    /// How often a bucket origin is read.
+    pub mirror_poll: Duration,
+    /// A page whose newest version is older than this is served as
+    /// stale: live updates paused, degradation level 2.
+    pub stale_after: Duration,
     /// The HTTP API that answers public sign-up (`http://host:port`), if any.
     pub api_url: Option<String>,
     /// How long a client whose socket is full has to take the next
@@ -94,6 +104,14 @@ impl EdgeConfig {
             || self.scan_interval > Duration::from_secs(10)
         {
             errors.push("--scan-interval: must be between 10ms and 10s".to_owned());
+        }
+        if self.mirror_poll < Duration::from_millis(100)
+            || self.mirror_poll > Duration::from_secs(600)
+        {
+            errors.push("--mirror-poll: must be between 100ms and 10m".to_owned());
+        }
+        if self.stale_after < Duration::from_secs(1) {
+            errors.push("--stale-after: must be at least 1s".to_owned());
         }
         if let Some(url) = &self.api_url {
             if let Err(e) = forward::api_authority(url) {
@@ -221,6 +239,27 @@ pub async fn run(process: Process, config: EdgeConfig) -> Result<(), RunError> {
         process.shutdown.clone(),
     ));
 
+    let mirror = if config.mirror.is_empty() {
+        None
+    } else {
+        let metrics = mirror::MirrorMetrics {
+            versions: versions.clone(),
+            up: m.gauge(
+                "origin_up",
+                "1 while the origin answers the mirror, by origin",
+                &["origin"],
+            )?,
+        };
+        Some(mirror::start(
+            config.mirror.clone(),
+            config.origin.clone(),
+            config.mirror_poll,
+            metrics,
+            &process.shutdown,
+        ))
+    };
+    let degradation = process.degradation.clone();
+    let stale_after = config.stale_after;
     let scan_shutdown = process.shutdown.clone();
     let interval = config.scan_interval;
     let loaded = versions.with_label_values(&["loaded"]);
@@ -247,9 +286,15 @@ pub async fn run(process: Process, config: EdgeConfig) -> Result<(), RunError> {
                 loaded.inc();
                 hub.publish(&changed.page, &changed.version);
             }
+            let now = beacon_contract::hlc::wall_clock_ms();
+            let origin_silent = mirror
+                .as_ref()
+                .is_some_and(mirror::MirrorState::any_origin_silent);
+            degradation.hold("origin", Level::OriginDegraded, origin_silent);
+            let worst = loader.degrade(now, stale_after, origin_silent);
+            degradation.set("pages", (worst > Level::Full).then_some(worst));
             let sites = loader.sites.load();
             pages.set(sites.pages.len() as i64);
-            let now = beacon_contract::hlc::wall_clock_ms();
             let oldest = sites
                 .pages
                 .values()
@@ -260,16 +305,8 @@ pub async fn run(process: Process, config: EdgeConfig) -> Result<(), RunError> {
             page_age.set(i64::try_from(oldest).unwrap_or(i64::MAX));
         }
     });
-    if let Some(nats) = config.mirror.clone() {
-        process.shutdown.spawn(mirror::run(
-            nats,
-            config.origin.clone(),
-            versions.clone(),
-            process.shutdown.clone(),
-        ));
-    }
     process.readiness.set(true);
-    tracing::info!(listen = %bound, origin = %config.origin.display(), page = ?config.page, mirror = config.mirror.is_some(), api = ?config.api_url, "Edge serving.");
+    tracing::info!(listen = %bound, origin = %config.origin.display(), page = ?config.page, mirror = ?config.mirror.iter().map(mirror::Source::name).collect::<Vec<_>>(), api = ?config.api_url, "Edge serving.");
     process.shutdown.cancelled().await;
     Ok(())
 }

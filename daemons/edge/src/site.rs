@@ -16,13 +16,16 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use beacon_page::origin::{self, Manifest};
 use bytes::Bytes;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::degraded::{page_level, paused_note, Overlay, OverlayKey};
 use crate::files::{content_type, Encoding};
+use beacon_contract::degradation::Level;
 
 /// Cache policy: browsers and CDNs may reuse a copy briefly, revalidate in
 /// the background for a while, and keep serving it for a day if we fail.
@@ -94,21 +97,26 @@ pub struct Version {
     pub files: HashMap<String, File>,
 }
 
-/// A page as served: its live version, and an emergency notice over it.
-#[derive(Debug, Clone)]
+/// A page as served: its live version, the edge's rewrites of it while
+/// degraded, and an emergency notice over both.
+#[derive(Debug, Clone, Default)]
 pub struct Page {
     /// The publisher's current version.
     pub current: Option<Arc<Version>>,
     /// `beaconctl emergency`'s notice; its files win.
     pub emergency: Option<Arc<Version>>,
+    /// Files of `current` the edge rewrote to say it is degraded.
+    pub overlay: Option<Arc<Overlay>>,
 }
 
 impl Page {
-    /// The file at `path`, emergency first.
+    /// The file at `path`: the notice's, else the edge's rewrite, else
+    /// the version's.
     pub fn file(&self, path: &str) -> Option<&File> {
         self.emergency
             .as_ref()
             .and_then(|v| v.files.get(path))
+            .or_else(|| self.overlay.as_ref().and_then(|o| o.files.get(path)))
             .or_else(|| self.current.as_ref().and_then(|v| v.files.get(path)))
     }
 
@@ -144,7 +152,14 @@ style-src {style_src}; base-uri 'none'; form-action 'none'; frame-ancestors 'non
     )
 }
 
-fn prepared(path: &str, body: Vec<u8>, sha: &str, encoding: Option<&str>, csp: &str) -> Prepared {
+/// One body with every header it is served with.
+pub fn prepared(
+    path: &str,
+    body: Vec<u8>,
+    sha: &str,
+    encoding: Option<&str>,
+    csp: &str,
+) -> Prepared {
     let etag = match encoding {
         // Each representation has its own validator (RFC 9110 8.8.3).
         Some(coding) => format!("\"{}-{coding}\"", &sha[..sha.len().min(20)]),
@@ -330,6 +345,47 @@ impl Loader {
         }
     }
 
+    /// Decides every page's level at `now_ms` and rewrites what the edge
+    /// serves of it where that changed (see [`crate::degraded`]). Returns
+    /// the worst page level, 0 with no page.
+    pub fn degrade(&mut self, now_ms: u64, stale_after: Duration, origin_silent: bool) -> Level {
+        let old = self.sites.load_full();
+        let mut worst = Level::Full;
+        let mut rewritten: Vec<(String, Option<Arc<Overlay>>)> = Vec::new();
+        for (name, page) in &old.pages {
+            let Some(current) = &page.current else {
+                continue;
+            };
+            let age =
+                Duration::from_millis(now_ms.saturating_sub(current.manifest.generated_at_ms));
+            let level = page_level(page.emergency.is_some(), age, stale_after, origin_silent);
+            worst = worst.max(level);
+            let wanted = (level > Level::Full).then(|| OverlayKey {
+                version: current.id.clone(),
+                level,
+                note: (level >= Level::ComputeDegraded).then(|| paused_note(age)),
+            });
+            if page.overlay.as_ref().map(|o| &o.key) == wanted.as_ref() {
+                continue;
+            }
+            let overlay = wanted.map(|key| Arc::new(Overlay::build(current, key)));
+            rewritten.push((name.clone(), overlay));
+        }
+        if !rewritten.is_empty() {
+            let mut pages = old.pages.clone();
+            for (name, overlay) in rewritten {
+                if let Some(page) = pages.get_mut(&name) {
+                    page.overlay = overlay;
+                }
+            }
+            self.sites.store(Arc::new(Sites {
+                pages,
+                hosts: old.hosts.clone(),
+            }));
+        }
+        worst
+    }
+
     /// Looks at every page's links once and loads what changed. Returns
     /// the pages whose current version changed.
     pub fn scan(&mut self) -> Vec<Changed> {
@@ -356,16 +412,15 @@ impl Loader {
             if now == before {
                 continue;
             }
-            let mut page = pages.get(&name).cloned().unwrap_or(Page {
-                current: None,
-                emergency: None,
-            });
+            let mut page = pages.get(&name).cloned().unwrap_or_default();
             let mut seen = before.clone();
             if now.current != before.current {
                 match origin::resolve(&dir, origin::CURRENT).map(|(_, d)| load_version(&d)) {
                     Some(Ok(version)) => {
                         let version = Arc::new(version);
                         page.current = Some(version.clone());
+                        // Rewrites were of the previous version.
+                        page.overlay = None;
                         seen.current = now.current.clone();
                         changed_pages.push(Changed {
                             page: name.clone(),

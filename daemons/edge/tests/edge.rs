@@ -422,9 +422,11 @@ async fn new_versions_arrive_live_and_emergencies_go_up_and_down() {
     let csp = header(&body.0, "content-security-policy").expect("csp");
     assert!(csp.contains("style-src 'sha256-"), "{csp}");
     let (_, _, json) = get(&addr, "/api/v2/summary.json", "");
-    assert!(
-        String::from_utf8_lossy(&json).contains("\"page\":\"demo\""),
-        "the API stays"
+    let summary: serde_json::Value = serde_json::from_slice(&json).expect("summary.json");
+    assert_eq!(summary["page"], "demo", "the API stays");
+    assert_eq!(
+        summary["beacon_degradation"]["level"], 3,
+        "and says the page is at level 3"
     );
     let down = std::process::Command::new(&ctl)
         .args(["emergency", "down", "--page", "demo", "--origin"])

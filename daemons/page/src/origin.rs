@@ -112,6 +112,14 @@ pub fn manifest_object(page: &str) -> String {
     format!("{page}/manifest")
 }
 
+/// Object name of a page's emergency notice (a manifest like
+/// [`manifest_object`]'s, its blobs beside the page's) in the `pages`
+/// object store and in a bucket, while `beaconctl emergency` has one up.
+/// The publisher never writes or deletes it.
+pub fn emergency_object(page: &str) -> String {
+    format!("{page}/{EMERGENCY}")
+}
+
 /// Object name of one file's bytes in the `pages` object store.
 pub fn blob_object(page: &str, sha256: &str) -> String {
     format!("{page}/blobs/{sha256}")

@@ -75,6 +75,9 @@ pub struct Follower {
     data: HashMap<String, PageData>,
     /// Dirty pages and when each first became dirty.
     dirty: BTreeMap<String, Instant>,
+    /// When each page was last rendered, to render it again every
+    /// `--refresh`.
+    rendered: HashMap<String, Instant>,
     compressors: HashMap<String, Compressor>,
     /// Every origin, each behind its timeout.
     origins: Origins,
@@ -118,6 +121,7 @@ impl Follower {
             pages: m.single_gauge("pages", "Pages the publisher renders")?,
         };
         let origin_metrics = OriginMetrics {
+            degradation: daemon.process.degradation.clone(),
             publish_seconds: m.histogram(
                 "publish_seconds",
                 "Time to publish one version to one kind of origin",
@@ -153,6 +157,7 @@ impl Follower {
             config,
             data: HashMap::new(),
             dirty: BTreeMap::new(),
+            rendered: HashMap::new(),
             compressors: HashMap::new(),
             origins,
             metrics,
@@ -264,6 +269,7 @@ impl Follower {
                     None => return,
                 },
                 _ = tick.tick() => {
+                    self.mark_due_for_refresh();
                     self.observe_pending();
                     self.origins.retry().await;
                 }
@@ -284,6 +290,19 @@ impl Follower {
             if !self.dirty.is_empty() && render_at.is_none() {
                 render_at = Some(tokio::time::Instant::now() + self.config.debounce);
             }
+        }
+    }
+
+    /// Marks the pages whose last render is `--refresh` old.
+    fn mark_due_for_refresh(&mut self) {
+        let due: Vec<String> = self
+            .rendered
+            .iter()
+            .filter(|(_, at)| at.elapsed() >= self.config.refresh)
+            .map(|(page, _)| page.clone())
+            .collect();
+        for page in due {
+            self.mark(&page);
         }
     }
 
@@ -518,6 +537,7 @@ impl Follower {
                 assets: &data.assets,
                 generated_at_ms,
                 strings: &EN,
+                degradation: self.daemon.process.degradation.level(),
             };
             let files = site(&state);
             let worst = state.worst().map_or("unknown", |s| s.as_str());
@@ -533,6 +553,7 @@ impl Follower {
                 .render_seconds
                 .observe(timer.elapsed().as_secs_f64());
 
+            self.rendered.insert(page.clone(), Instant::now());
             let everywhere = self.origins.publish(std::sync::Arc::new(built)).await;
             if !everywhere {
                 // The origins that did not take it keep it and catch up.

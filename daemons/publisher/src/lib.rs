@@ -60,6 +60,10 @@ pub struct PublisherConfig {
     /// failing origin is left behind and retried with the newest version,
     /// so it never holds the others up longer.
     pub origin_timeout: Duration,
+    /// Longest a page goes without a render: each is rendered again at
+    /// least this often, so its time shows the pipeline is alive and an
+    /// edge can tell a page that stopped updating (`--stale-after`).
+    pub refresh: Duration,
 }
 
 impl PublisherConfig {
@@ -71,6 +75,9 @@ impl PublisherConfig {
                 "--origin: at least one origin (a directory, --s3-origin or --object-store) is required"
                     .to_owned(),
             );
+        }
+        if self.refresh < Duration::from_millis(500) || self.refresh > Duration::from_secs(3600) {
+            errors.push("--refresh: must be between 500ms and 1h".to_owned());
         }
         if self.origin_timeout.is_zero() {
             errors.push("--origin-timeout: must be more than zero".to_owned());

@@ -44,6 +44,10 @@ struct Args {
     /// behind (and retried with the newest version).
     #[arg(long, env = "BEACON_ORIGIN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     origin_timeout: Duration,
+    /// Render every page again at least this often, so its time shows the
+    /// pipeline is alive; keep it below the edges' --stale-after.
+    #[arg(long, env = "BEACON_REFRESH", default_value = "60s", value_parser = humantime::parse_duration)]
+    refresh: Duration,
 }
 
 #[tokio::main]
@@ -68,6 +72,7 @@ async fn main() -> ExitCode {
         region: args.region,
         s3_origins,
         origin_timeout: args.origin_timeout,
+        refresh: args.refresh,
     };
     if let Err(more) = config.validate() {
         errors.extend(more);

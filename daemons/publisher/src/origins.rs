@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use beacon_contract::degradation::Level;
+use beacon_runtime::degradation::Degradation;
 use prometheus::{HistogramVec, IntGaugeVec};
 
 use crate::objects::ObjectOrigin;
@@ -100,6 +102,8 @@ impl Origin {
 /// The origins' metrics.
 #[derive(Clone)]
 pub struct OriginMetrics {
+    /// The publisher's level: 1 (`origin`) while an origin is behind.
+    pub degradation: Degradation,
     /// `publish_seconds{origin}`, by kind.
     pub publish_seconds: HistogramVec,
     /// `origin_version_lag{origin}`, by name.
@@ -210,6 +214,10 @@ impl Origins {
     }
 
     fn observe(&self) {
+        let behind = self.origins.iter().any(|o| !o.behind.is_empty());
+        self.metrics
+            .degradation
+            .hold("origin", Level::OriginDegraded, behind);
         for origin in &self.origins {
             self.metrics
                 .lag

@@ -101,7 +101,7 @@ pub async fn run_with(
 ) -> Result<(), RunError> {
     let metrics = &daemon.process.metrics;
     let consumer_metrics = ConsumerMetrics::register(metrics)?;
-    let sink_metrics = SinkMetrics::register(metrics)?;
+    let sink_metrics = SinkMetrics::register(metrics, daemon.process.degradation.clone())?;
     let rollup_metrics = RollupMetrics::register(metrics)?;
     let pending = metrics.gauge(
         "pending_messages",

@@ -20,6 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use beacon_contract::degradation::Level;
 use beacon_contract::event::{Envelope, Message};
 use beacon_contract::hlc::wall_clock_ms;
 use beacon_contract::messages::{
@@ -29,6 +30,7 @@ use beacon_contract::names::{
     STREAM_DELIVERIES, STREAM_HEALTH, STREAM_INCIDENTS, STREAM_MAINTENANCE, STREAM_STATUS,
 };
 use beacon_runtime::consume::{BatchSettings, ConsumerSpec, Delivery, Outcome, RetryPolicy};
+use beacon_runtime::degradation::Degradation;
 use beacon_runtime::retry::{Class, Classify};
 use beacon_runtime::telemetry::{MetricError, Metrics};
 use prometheus::{IntCounterVec, IntGaugeVec};
@@ -124,12 +126,16 @@ pub fn deliveries_spec() -> ConsumerSpec {
 pub struct SinkMetrics {
     dead_letters: IntCounterVec,
     lag: IntGaugeVec,
+    /// Level 1 (`clickhouse`) while ClickHouse cannot take rows: history
+    /// is delayed, nothing is lost.
+    degradation: Degradation,
 }
 
 impl SinkMetrics {
     /// Registers the handler metrics.
-    pub fn register(metrics: &Metrics) -> Result<Self, MetricError> {
+    pub fn register(metrics: &Metrics, degradation: Degradation) -> Result<Self, MetricError> {
         Ok(Self {
+            degradation,
             dead_letters: metrics.counter(
                 "dead_letters_total",
                 "Messages handed to the dead-letter stream, by table and reason \
@@ -280,6 +286,7 @@ impl Sink {
         match landed.result {
             Ok(()) => self.note_landed(HEALTH_TABLE, &owners, outcomes),
             Err(e) if e.class() == Class::Retryable && !e.may_be_the_rows() => {
+                self.clickhouse_answers(false);
                 for &owner in &owners {
                     outcomes.set(owner, Outcome::retry(&e));
                 }
@@ -311,6 +318,7 @@ impl Sink {
             match self.store.insert(table, &rows[start..end]).await {
                 Ok(()) => self.note_landed(table, &owners[start..end], outcomes),
                 Err(e) if e.class() == Class::Retryable && !e.may_be_the_rows() => {
+                    self.clickhouse_answers(false);
                     for &owner in &owners[start..end] {
                         outcomes.set(owner, Outcome::retry(&e));
                     }
@@ -338,7 +346,14 @@ impl Sink {
     }
 
     /// Sets the lag gauge from the oldest event of rows just stored.
+    fn clickhouse_answers(&self, answers: bool) {
+        self.metrics
+            .degradation
+            .hold("clickhouse", Level::OriginDegraded, !answers);
+    }
+
     fn note_landed(&self, table: &'static str, owners: &[usize], outcomes: &Outcomes) {
+        self.clickhouse_answers(true);
         let Some(oldest) = owners.iter().map(|&owner| outcomes.stamps[owner]).min() else {
             return;
         };

@@ -17,9 +17,11 @@ use std::time::Duration;
 use async_nats::jetstream;
 
 use crate::connect::{connect, ConnectError, NatsArgs};
+use crate::degradation::Degradation;
 use crate::retry::{until_ok, Class, Classify, RetryPolicy};
 use crate::shutdown::Shutdown;
-use crate::telemetry::{init_tracing, serve_admin, LogFormat, Metrics, Readiness};
+use crate::telemetry::{init_tracing, serve_admin, LogFormat, MetricError, Metrics, Readiness};
+use beacon_contract::degradation::Level;
 use beacon_contract::hlc::HlcClock;
 use beacon_contract::topology::{ensure, not_ready, verify, EnsureError, Topology};
 
@@ -110,6 +112,8 @@ pub struct Process {
     pub metrics: Metrics,
     /// Readiness flag behind `/readyz`.
     pub readiness: Readiness,
+    /// The degradation level this process sees, from its causes.
+    pub degradation: Degradation,
     /// Shutdown path.
     pub shutdown: Shutdown,
     /// Bound admin address.
@@ -145,6 +149,9 @@ pub enum StartError {
     /// NATS could not be set up.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// A metric could not be registered (a bug).
+    #[error(transparent)]
+    Metric(#[from] MetricError),
     /// Shutdown began while the topology was being created.
     #[error("shutdown began before the bus topology was ready")]
     Cancelled,
@@ -172,6 +179,7 @@ impl Process {
         let shutdown = Shutdown::new(args.shutdown_grace);
         shutdown.cancel_on_signals();
         let metrics = Metrics::new(name);
+        let degradation = Degradation::new(&metrics)?;
         let readiness = Readiness::default();
         let admin_addr = serve_admin(
             args.admin_addr,
@@ -189,6 +197,7 @@ impl Process {
             name,
             metrics,
             readiness,
+            degradation,
             shutdown,
             admin_addr,
         })
@@ -249,6 +258,11 @@ impl Daemon {
         if prepared.is_err() {
             return Err(StartError::Cancelled);
         }
+        shutdown.spawn(watch_bus(
+            client.clone(),
+            process.degradation.clone(),
+            shutdown.clone(),
+        ));
         Ok(Daemon {
             process,
             origin: origin.to_owned(),
@@ -287,6 +301,21 @@ impl Daemon {
         };
         let result = run(daemon.clone()).await;
         outcome(name, result, daemon.finish().await)
+    }
+}
+
+/// Holds the process at level 2 while its NATS connection is down: a
+/// daemon cut off from the bus cannot keep the page live.
+async fn watch_bus(client: async_nats::Client, degradation: Degradation, shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        degradation.hold("bus", Level::ComputeDegraded, !connected);
     }
 }
 

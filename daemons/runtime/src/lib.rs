@@ -10,6 +10,7 @@
 //! - [`consume`]: the consumer loop with ack, nak-with-delay and dead letters.
 //! - [`lease`]: leader election with fencing for singleton roles, per partition.
 //! - [`buckets`]: opening KV buckets and following their values and changes.
+//! - [`degradation`]: the degradation level a process sees, from its causes.
 //! - [`history`]: what a stream holds: a subject's latest message, reading and following a filter.
 //! - [`regional`]: operator writes to the region's own stream while the cluster is out of reach.
 //! - [`retry`]: retryable vs permanent errors, the one retry policy and backoff.
@@ -23,6 +24,7 @@ pub mod buckets;
 pub mod connect;
 pub mod consume;
 pub mod daemon;
+pub mod degradation;
 pub mod history;
 pub mod lease;
 pub mod publish;

@@ -1,20 +1,28 @@
 //! `beaconctl emergency up|down`: a static notice written straight into
-//! origin directories, without NATS or any daemon (level 3 of the
-//! degradation ladder: the pipeline itself is broken). The notice is a
+//! the origins, without any daemon (level 3 of the degradation ladder: the
+//! pipeline itself is broken). In an origin directory the notice is a
 //! version of its own under `<origin>/<page>/emergency-versions/`, made
-//! live by the `<origin>/<page>/emergency` link; the edge serves its files
-//! over the page's (the notice replaces `index.html`; the JSON API and
-//! feeds stay as last published). `down` removes the link. The publisher
-//! never touches either, so a running pipeline cannot overwrite a notice.
+//! live by the `<origin>/<page>/emergency` link; in the `pages` object
+//! store (`--object-store`, which needs NATS but no daemon) and in a bucket
+//! (`--s3-origin`) it is the `{page}/emergency` manifest beside the page's,
+//! which mirroring edges follow. The edge serves its files over the page's
+//! (the notice replaces `index.html`; the JSON API and feeds stay as last
+//! published). `down` removes the link or the object. The publisher never
+//! touches either, so a running pipeline cannot overwrite a notice.
 //! With `--dns-state-dir` the title also goes where a DNS responder on
 //! this machine reads it, so `TXT _status.<host>` says it first.
+//!
+//! Every origin named is tried; when some cannot be reached the others
+//! still get the notice and the command fails naming the ones missed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine;
+use beacon_bucket::{Bucket, S3Settings};
 use beacon_page::origin::{self, FileEntry, Manifest};
+use beacon_runtime::connect::{connect_once, NatsArgs};
 use html_escape::encode_text;
 
 use crate::cli::{EmergencyCommand, OutputFormat};
@@ -55,36 +63,39 @@ fn style_hash() -> String {
     )
 }
 
-fn write_notice(origin_dir: &Path, page: &str, html: &[u8], at_ms: u64) -> std::io::Result<String> {
-    let version = beacon_contract::event::EventId::new().to_string();
-    let sha = origin::sha256_hex(html);
+/// The notice as a version of the page: its manifest, whose one file is
+/// `html`.
+fn notice_manifest(page: &str, html: &[u8], at_ms: u64) -> Manifest {
     let mut files = BTreeMap::new();
     files.insert(
         "index.html".to_owned(),
         FileEntry {
-            sha256: sha.clone(),
+            sha256: origin::sha256_hex(html),
             size: html.len() as u64,
             gzip: None,
             br: None,
         },
     );
-    let manifest = Manifest {
+    Manifest {
         page: page.to_owned(),
-        version: version.clone(),
+        version: beacon_contract::event::EventId::new().to_string(),
         generated_at_ms: at_ms,
         hosts: Vec::new(),
         style_hashes: vec![style_hash()],
         files,
-    };
-    let page_dir = origin::page_dir(origin_dir, page);
+    }
+}
+
+fn write_notice(origin_dir: &Path, manifest: &Manifest, html: &[u8]) -> std::io::Result<()> {
+    let sha = origin::sha256_hex(html);
+    let page_dir = origin::page_dir(origin_dir, &manifest.page);
     origin::write_version(
         &page_dir,
         origin::EMERGENCY_VERSIONS,
         origin::EMERGENCY,
-        &manifest,
+        manifest,
         &|wanted| (wanted == sha).then(|| html.to_vec()),
-    )?;
-    Ok(version)
+    )
 }
 
 fn origin_error(path: &Path, source: std::io::Error) -> CtlError {
@@ -92,16 +103,6 @@ fn origin_error(path: &Path, source: std::io::Error) -> CtlError {
         path: path.to_path_buf(),
         source,
     }
-}
-
-fn check_origins(origins: &[PathBuf]) -> Result<(), CtlError> {
-    if origins.is_empty() {
-        return Err(CtlError::BadArgument {
-            flag: "--origin",
-            reason: "name at least one origin directory".into(),
-        });
-    }
-    check_dirs("--origin", origins)
 }
 
 fn check_dirs(flag: &'static str, dirs: &[PathBuf]) -> Result<(), CtlError> {
@@ -116,6 +117,158 @@ fn check_dirs(flag: &'static str, dirs: &[PathBuf]) -> Result<(), CtlError> {
     Ok(())
 }
 
+/// Every origin the command reaches, checked before anything is written.
+struct Targets {
+    dirs: Vec<PathBuf>,
+    object_store: bool,
+    buckets: Vec<Bucket>,
+    dns_state_dirs: Vec<PathBuf>,
+}
+
+impl Targets {
+    fn new(
+        page: &str,
+        origins: OriginArgs,
+        dns_state_dirs: Vec<PathBuf>,
+        timeout: Duration,
+    ) -> Result<Targets, CtlError> {
+        check_id("--page", page)?;
+        if origins.dirs.is_empty() && !origins.object_store && origins.s3.is_empty() {
+            return Err(CtlError::BadArgument {
+                flag: "--origin",
+                reason: "name at least one origin: --origin DIR, --object-store or --s3-origin URL"
+                    .into(),
+            });
+        }
+        check_dirs("--origin", &origins.dirs)?;
+        check_dirs("--dns-state-dir", &dns_state_dirs)?;
+        let (access_key, secret_key) = (
+            std::env::var("BEACON_S3_ACCESS_KEY").unwrap_or_default(),
+            std::env::var("BEACON_S3_SECRET_KEY").unwrap_or_default(),
+        );
+        let mut buckets = Vec::new();
+        for text in &origins.s3 {
+            let bad = |reason: String| CtlError::BadArgument {
+                flag: "--s3-origin",
+                reason,
+            };
+            let settings = S3Settings::parse(text, &origins.s3_region, &access_key, &secret_key)
+                .map_err(bad)?;
+            buckets.push(Bucket::new(&settings, timeout).map_err(|e| bad(e.to_string()))?);
+        }
+        Ok(Targets {
+            dirs: origins.dirs,
+            object_store: origins.object_store,
+            buckets,
+            dns_state_dirs,
+        })
+    }
+
+    fn count(&self) -> usize {
+        self.dirs.len() + usize::from(self.object_store) + self.buckets.len()
+    }
+}
+
+/// The origins the command was given, as parsed from its flags.
+pub struct OriginArgs {
+    /// `--origin` directories.
+    pub dirs: Vec<PathBuf>,
+    /// `--object-store`.
+    pub object_store: bool,
+    /// `--s3-origin` URLs.
+    pub s3: Vec<String>,
+    /// `--s3-region`.
+    pub s3_region: String,
+}
+
+async fn open_store(
+    nats: &NatsArgs,
+    timeout: Duration,
+) -> Result<async_nats::jetstream::object_store::ObjectStore, String> {
+    let open = async {
+        let client = connect_once(nats, "beaconctl")
+            .await
+            .map_err(|e| e.to_string())?;
+        async_nats::jetstream::new(client)
+            .get_object_store(beacon_contract::names::OBJECT_PAGES)
+            .await
+            .map_err(|e| format!("cannot open the object store: {e}"))
+    };
+    tokio::time::timeout(timeout, open)
+        .await
+        .map_err(|_| format!("no answer within {}", humantime::format_duration(timeout)))?
+}
+
+/// Puts the notice in the object store: its blob, then its manifest.
+async fn store_up(
+    nats: &NatsArgs,
+    timeout: Duration,
+    manifest: &Manifest,
+    html: &[u8],
+) -> Result<(), String> {
+    let store = open_store(nats, timeout).await?;
+    let put = async {
+        let blob = origin::blob_object(&manifest.page, &origin::sha256_hex(html));
+        store
+            .put(blob.as_str(), &mut &html[..])
+            .await
+            .map_err(|e| format!("cannot store {blob}: {e}"))?;
+        let name = origin::emergency_object(&manifest.page);
+        let bytes = serde_json::to_vec(manifest).map_err(|e| e.to_string())?;
+        store
+            .put(name.as_str(), &mut bytes.as_slice())
+            .await
+            .map_err(|e| format!("cannot store {name}: {e}"))?;
+        Ok(())
+    };
+    tokio::time::timeout(timeout, put)
+        .await
+        .map_err(|_| format!("no answer within {}", humantime::format_duration(timeout)))?
+}
+
+async fn store_down(nats: &NatsArgs, timeout: Duration, page: &str) -> Result<(), String> {
+    let store = open_store(nats, timeout).await?;
+    let name = origin::emergency_object(page);
+    match tokio::time::timeout(timeout, store.delete(&name)).await {
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(timeout)
+        )),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e))
+            if e.kind() == async_nats::jetstream::object_store::DeleteErrorKind::NotFound =>
+        {
+            Ok(())
+        }
+        Ok(Err(e)) => Err(format!("cannot delete {name}: {e}")),
+    }
+}
+
+/// Puts the notice in a bucket: its blob, its manifest, and the page in
+/// the bucket's index so polling edges look at it.
+async fn bucket_up(bucket: &Bucket, manifest: &Manifest, html: &[u8]) -> Result<(), String> {
+    bucket.ensure().await.map_err(|e| e.to_string())?;
+    let blob = origin::blob_object(&manifest.page, &origin::sha256_hex(html));
+    bucket
+        .put(&blob, html.to_vec(), "application/octet-stream")
+        .await
+        .map_err(|e| e.to_string())?;
+    let bytes = serde_json::to_vec(manifest).map_err(|e| e.to_string())?;
+    bucket
+        .put(
+            &origin::emergency_object(&manifest.page),
+            bytes,
+            "application/json",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    bucket
+        .index_page(&manifest.page)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Puts `title` where the DNS responder with `state_dir` reads notices
 /// (a temporary file renamed over it, so it never reads half of one).
 fn write_dns_notice(state_dir: &Path, page: &str, title: &str) -> std::io::Result<()> {
@@ -128,36 +281,109 @@ fn write_dns_notice(state_dir: &Path, page: &str, title: &str) -> std::io::Resul
     std::fs::rename(&temporary, &file)
 }
 
-/// Runs `emergency …`. Touches only the origin directories.
-pub fn run(command: EmergencyCommand, format: OutputFormat) -> Result<(), CtlError> {
+fn remove_dns_notice(state_dir: &Path, page: &str) -> Result<(), CtlError> {
+    let file = origin::dns_emergency_file(state_dir, page);
+    match std::fs::remove_file(&file) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(origin_error(&file, e)),
+    }
+}
+
+/// Tries `up` or `down` on every target; the ones that failed, named.
+async fn reach_all(
+    targets: &Targets,
+    nats: &NatsArgs,
+    timeout: Duration,
+    page: &str,
+    notice: Option<(&Manifest, &[u8])>,
+) -> Vec<String> {
+    let mut missed = Vec::new();
+    for dir in &targets.dirs {
+        let done = match notice {
+            Some((manifest, html)) => write_notice(dir, manifest, html),
+            None => origin::remove_link(&origin::page_dir(dir, page), origin::EMERGENCY),
+        };
+        if let Err(e) = done {
+            missed.push(format!("{}: {e}", dir.display()));
+        }
+    }
+    if targets.object_store {
+        let done = match notice {
+            Some((manifest, html)) => store_up(nats, timeout, manifest, html).await,
+            None => store_down(nats, timeout, page).await,
+        };
+        if let Err(e) = done {
+            missed.push(format!("object store: {e}"));
+        }
+    }
+    for bucket in &targets.buckets {
+        let done = match notice {
+            Some((manifest, html)) => bucket_up(bucket, manifest, html).await,
+            None => bucket
+                .delete(&origin::emergency_object(page))
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = done {
+            missed.push(e);
+        }
+    }
+    missed
+}
+
+/// Runs `emergency …`. Touches only the origins and the DNS state
+/// directories named; NATS only for `--object-store`.
+pub async fn run(
+    nats: &NatsArgs,
+    command: EmergencyCommand,
+    format: OutputFormat,
+    timeout: Duration,
+) -> Result<(), CtlError> {
     match command {
         EmergencyCommand::Up {
             page,
             origins,
+            object_store,
+            s3_origins,
+            s3_region,
             title,
             message,
             dns_state_dirs,
         } => {
-            check_id("--page", &page)?;
-            check_origins(&origins)?;
-            check_dirs("--dns-state-dir", &dns_state_dirs)?;
+            let origins = OriginArgs {
+                dirs: origins,
+                object_store,
+                s3: s3_origins,
+                s3_region,
+            };
+            let targets = Targets::new(&page, origins, dns_state_dirs, timeout)?;
             let at_ms = beacon_contract::hlc::wall_clock_ms();
             let html = notice_html(&title, &message, at_ms);
-            let mut versions = Vec::new();
-            for origin_dir in &origins {
-                let version = write_notice(origin_dir, &page, html.as_bytes(), at_ms)
-                    .map_err(|e| origin_error(origin_dir, e))?;
-                versions.push(serde_json::json!({"origin": origin_dir, "version": version}));
-            }
-            for state_dir in &dns_state_dirs {
+            let manifest = notice_manifest(&page, html.as_bytes(), at_ms);
+            // The DNS answer first: it needs no origin.
+            for state_dir in &targets.dns_state_dirs {
                 write_dns_notice(state_dir, &page, &title)
                     .map_err(|e| origin_error(state_dir, e))?;
             }
+            let missed = reach_all(
+                &targets,
+                nats,
+                timeout,
+                &page,
+                Some((&manifest, html.as_bytes())),
+            )
+            .await;
+            let reached = targets.count() - missed.len();
+            if !missed.is_empty() {
+                return Err(CtlError::Origins { reached, missed });
+            }
             let text = match format {
-                OutputFormat::Json => output::json(&serde_json::json!({"page": page, "up": versions}))?,
+                OutputFormat::Json => output::json(&serde_json::json!({
+                    "page": page, "version": manifest.version, "origins": reached,
+                }))?,
                 _ => format!(
-                    "emergency notice up on page {page} in {} origin(s); take it down with `beaconctl emergency down`\n",
-                    origins.len()
+                    "emergency notice up on page {page} in {reached} origin(s); take it down with `beaconctl emergency down`\n"
                 ),
             };
             output::print(&text)
@@ -165,28 +391,31 @@ pub fn run(command: EmergencyCommand, format: OutputFormat) -> Result<(), CtlErr
         EmergencyCommand::Down {
             page,
             origins,
+            object_store,
+            s3_origins,
+            s3_region,
             dns_state_dirs,
         } => {
-            check_id("--page", &page)?;
-            check_origins(&origins)?;
-            check_dirs("--dns-state-dir", &dns_state_dirs)?;
-            for origin_dir in &origins {
-                origin::remove_link(&origin::page_dir(origin_dir, &page), origin::EMERGENCY)
-                    .map_err(|e| origin_error(origin_dir, e))?;
+            let origins = OriginArgs {
+                dirs: origins,
+                object_store,
+                s3: s3_origins,
+                s3_region,
+            };
+            let targets = Targets::new(&page, origins, dns_state_dirs, timeout)?;
+            let missed = reach_all(&targets, nats, timeout, &page, None).await;
+            for state_dir in &targets.dns_state_dirs {
+                remove_dns_notice(state_dir, &page)?;
             }
-            for state_dir in &dns_state_dirs {
-                let file = origin::dns_emergency_file(state_dir, &page);
-                match std::fs::remove_file(&file) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(origin_error(&file, e)),
-                }
+            let reached = targets.count() - missed.len();
+            if !missed.is_empty() {
+                return Err(CtlError::Origins { reached, missed });
             }
             let text = match format {
-                OutputFormat::Json => {
-                    output::json(&serde_json::json!({"page": page, "down": origins}))?
-                }
-                _ => format!("emergency notice down on page {page}\n"),
+                OutputFormat::Json => output::json(
+                    &serde_json::json!({"page": page, "down": true, "origins": reached}),
+                )?,
+                _ => format!("emergency notice down on page {page} in {reached} origin(s)\n"),
             };
             output::print(&text)
         }
@@ -203,7 +432,8 @@ mod tests {
         let html = notice_html("We <b>know</b>", "Checkout is down.\n\nUpdates here.", 0);
         assert!(html.contains("We &lt;b&gt;know&lt;/b&gt;"));
         assert!(!html.contains("<script"));
-        write_notice(dir.path(), "demo", html.as_bytes(), 0).expect("up");
+        let manifest = notice_manifest("demo", html.as_bytes(), 0);
+        write_notice(dir.path(), &manifest, html.as_bytes()).expect("up");
         let page = dir.path().join("demo");
         let (_, version_dir) = origin::resolve(&page, origin::EMERGENCY).expect("link");
         let manifest = origin::read_manifest(&version_dir).expect("manifest");

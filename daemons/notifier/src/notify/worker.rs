@@ -214,6 +214,18 @@ enum Done {
 }
 
 impl Worker {
+    /// Holds the notifier at level 1 (this channel's notifications are
+    /// delayed) from a retryable send failure until a send succeeds.
+    fn provider_answers(&self, answers: bool) {
+        self.ctx.daemon.process.degradation.hold(
+            self.kind.as_str(),
+            beacon_contract::degradation::Level::OriginDegraded,
+            !answers,
+        );
+    }
+}
+
+impl Worker {
     /// A worker; `urgent` is shared by the two lanes of one channel.
     pub fn new(
         ctx: Context,
@@ -406,6 +418,7 @@ impl Worker {
                     (State::Skipped, None, String::new())
                 }
                 Done::Sent(Ok(accepted)) => {
+                    self.provider_answers(true);
                     self.delivered
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -417,6 +430,7 @@ impl Worker {
                     )
                 }
                 Done::Sent(Err(SendError::Retryable { detail, after })) => {
+                    self.provider_answers(false);
                     if let Some(after) = after {
                         retry_after = Some(retry_after.map_or(after, |r| r.max(after)));
                     }

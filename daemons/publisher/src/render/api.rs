@@ -4,6 +4,7 @@
 //! `beacon_…` (and `generated_at` at the top level of `summary.json`, which
 //! the page has always carried).
 
+use beacon_contract::degradation::PageDegradation;
 use beacon_contract::incident::Incident;
 use beacon_contract::messages::{
     AffectedComponent, ComponentStatus, IncidentState, MaintenanceAction, MaintenancePhase,
@@ -370,6 +371,9 @@ pub fn summary_json(state: &PageState<'_>) -> Vec<u8> {
         generated_at: String,
         /// Components with no status yet, left out of `components`.
         beacon_undecided: Vec<&'a str>,
+        /// The degradation level as rendered; an edge that sees worse
+        /// serves this file with its own view here.
+        beacon_degradation: PageDegradation,
     }
     let mut scheduled: Vec<&MaintenanceItem> = state.active_maintenance();
     scheduled.extend(state.upcoming_maintenance());
@@ -388,6 +392,7 @@ pub fn summary_json(state: &PageState<'_>) -> Vec<u8> {
             .collect(),
         generated_at: rfc3339(state.generated_at_ms),
         beacon_undecided: state.undecided(),
+        beacon_degradation: PageDegradation::at(state.degradation),
     })
 }
 

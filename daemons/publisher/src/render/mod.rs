@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, UNIX_EPOCH};
 
 use beacon_contract::api::ChangelogView;
+use beacon_contract::degradation::Level;
 use beacon_contract::incident::Incident;
 use beacon_contract::maintenance::Window;
 use beacon_contract::messages::{
@@ -70,6 +71,9 @@ pub struct PageState<'a> {
     pub generated_at_ms: u64,
     /// Words for people.
     pub strings: &'a Strings,
+    /// The degradation level the publisher sees as it renders (an edge
+    /// raises it in what it serves when it sees worse).
+    pub degradation: Level,
 }
 
 /// RFC 3339 UTC with milliseconds, as Statuspage writes times.
@@ -261,22 +265,9 @@ pub fn day_start_ms(date: &str) -> Option<u64> {
     u64::try_from(ms).ok()
 }
 
-/// JSON with `<`, `>` and `&` written as `\u003c`, `\u003e`, `\u0026`: the
-/// same value to every JSON reader, and inert if someone pastes it into
-/// HTML. These bytes only occur inside strings, so replacing them is safe.
+/// JSON safe to paste into HTML: see [`beacon_page::safe_json`].
 pub fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            c => out.push(c),
-        }
-    }
-    out.push('\n');
-    out.into_bytes()
+    beacon_page::safe_json(value)
 }
 
 /// Every file of a page's site: (relative path, bytes).
