@@ -660,62 +660,55 @@ pub enum ChangelogCommand {
     },
 }
 
+/// Where `beaconctl emergency` puts or takes down its notice.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EmergencyTargets {
+    /// Page id.
+    #[arg(long)]
+    pub page: String,
+    /// An origin directory the edges serve; repeat for several.
+    #[arg(long = "origin")]
+    pub origins: Vec<PathBuf>,
+    /// Also the `pages` object store mirroring edges follow (needs NATS,
+    /// no daemon).
+    #[arg(long)]
+    pub object_store: bool,
+    /// Also an S3-compatible bucket mirroring edges follow
+    /// (`https://s3.example.com/<bucket>`); repeat for several. Keys from
+    /// BEACON_S3_ACCESS_KEY and BEACON_S3_SECRET_KEY.
+    #[arg(long = "s3-origin")]
+    pub s3_origins: Vec<String>,
+    /// The region S3 requests are signed for.
+    #[arg(long, env = "BEACON_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// A DNS responder's state directory on this machine (its
+    /// `--state-dir`): its `TXT _status.<host>` answers the title first
+    /// until `down`; repeat for several.
+    #[arg(long = "dns-state-dir")]
+    pub dns_state_dirs: Vec<PathBuf>,
+}
+
 /// `beaconctl emergency …`.
 #[derive(Debug, Subcommand)]
 pub enum EmergencyCommand {
     /// Put a notice up: it replaces the page's `index.html` on every edge
     /// serving or mirroring these origins until `down`.
     Up {
-        /// Page id.
-        #[arg(long)]
-        page: String,
-        /// An origin directory the edges serve; repeat for several.
-        #[arg(long = "origin")]
-        origins: Vec<PathBuf>,
-        /// Also the `pages` object store mirroring edges follow (needs
-        /// NATS, no daemon).
-        #[arg(long)]
-        object_store: bool,
-        /// Also an S3-compatible bucket mirroring edges follow
-        /// (`https://s3.example.com/<bucket>`); repeat for several. Keys
-        /// from BEACON_S3_ACCESS_KEY and BEACON_S3_SECRET_KEY.
-        #[arg(long = "s3-origin")]
-        s3_origins: Vec<String>,
-        /// The region S3 requests are signed for.
-        #[arg(long, env = "BEACON_S3_REGION", default_value = "us-east-1")]
-        s3_region: String,
+        /// Where.
+        #[command(flatten)]
+        targets: EmergencyTargets,
         /// Headline.
         #[arg(long)]
         title: String,
         /// Text (plain; blank lines separate paragraphs).
         #[arg(long, short = 'm')]
         message: String,
-        /// A DNS responder's state directory on this machine (its
-        /// `--state-dir`): its `TXT _status.<host>` answers the title
-        /// first until `down`; repeat for several.
-        #[arg(long = "dns-state-dir")]
-        dns_state_dirs: Vec<PathBuf>,
     },
     /// Take the notice down; the last published page shows again.
     Down {
-        /// Page id.
-        #[arg(long)]
-        page: String,
-        /// An origin directory; repeat for several.
-        #[arg(long = "origin")]
-        origins: Vec<PathBuf>,
-        /// Also the `pages` object store.
-        #[arg(long)]
-        object_store: bool,
-        /// Also an S3-compatible bucket; repeat for several.
-        #[arg(long = "s3-origin")]
-        s3_origins: Vec<String>,
-        /// The region S3 requests are signed for.
-        #[arg(long, env = "BEACON_S3_REGION", default_value = "us-east-1")]
-        s3_region: String,
-        /// A DNS responder's state directory; repeat for several.
-        #[arg(long = "dns-state-dir")]
-        dns_state_dirs: Vec<PathBuf>,
+        /// Where.
+        #[command(flatten)]
+        targets: EmergencyTargets,
     },
 }
 

@@ -25,7 +25,7 @@ use beacon_page::origin::{self, FileEntry, Manifest};
 use beacon_runtime::connect::{connect_once, NatsArgs};
 use html_escape::encode_text;
 
-use crate::cli::{EmergencyCommand, OutputFormat};
+use crate::cli::{EmergencyCommand, EmergencyTargets, OutputFormat};
 use crate::commands::check_id;
 use crate::exit::CtlError;
 use crate::output;
@@ -119,6 +119,7 @@ fn check_dirs(flag: &'static str, dirs: &[PathBuf]) -> Result<(), CtlError> {
 
 /// Every origin the command reaches, checked before anything is written.
 struct Targets {
+    page: String,
     dirs: Vec<PathBuf>,
     object_store: bool,
     buckets: Vec<Bucket>,
@@ -126,59 +127,43 @@ struct Targets {
 }
 
 impl Targets {
-    fn new(
-        page: &str,
-        origins: OriginArgs,
-        dns_state_dirs: Vec<PathBuf>,
-        timeout: Duration,
-    ) -> Result<Targets, CtlError> {
-        check_id("--page", page)?;
-        if origins.dirs.is_empty() && !origins.object_store && origins.s3.is_empty() {
+    fn new(given: EmergencyTargets, timeout: Duration) -> Result<Targets, CtlError> {
+        check_id("--page", &given.page)?;
+        if given.origins.is_empty() && !given.object_store && given.s3_origins.is_empty() {
             return Err(CtlError::BadArgument {
                 flag: "--origin",
                 reason: "name at least one origin: --origin DIR, --object-store or --s3-origin URL"
                     .into(),
             });
         }
-        check_dirs("--origin", &origins.dirs)?;
-        check_dirs("--dns-state-dir", &dns_state_dirs)?;
+        check_dirs("--origin", &given.origins)?;
+        check_dirs("--dns-state-dir", &given.dns_state_dirs)?;
         let (access_key, secret_key) = (
             std::env::var("BEACON_S3_ACCESS_KEY").unwrap_or_default(),
             std::env::var("BEACON_S3_SECRET_KEY").unwrap_or_default(),
         );
         let mut buckets = Vec::new();
-        for text in &origins.s3 {
+        for text in &given.s3_origins {
             let bad = |reason: String| CtlError::BadArgument {
                 flag: "--s3-origin",
                 reason,
             };
-            let settings = S3Settings::parse(text, &origins.s3_region, &access_key, &secret_key)
-                .map_err(bad)?;
+            let settings =
+                S3Settings::parse(text, &given.s3_region, &access_key, &secret_key).map_err(bad)?;
             buckets.push(Bucket::new(&settings, timeout).map_err(|e| bad(e.to_string()))?);
         }
         Ok(Targets {
-            dirs: origins.dirs,
-            object_store: origins.object_store,
+            page: given.page,
+            dirs: given.origins,
+            object_store: given.object_store,
             buckets,
-            dns_state_dirs,
+            dns_state_dirs: given.dns_state_dirs,
         })
     }
 
     fn count(&self) -> usize {
         self.dirs.len() + usize::from(self.object_store) + self.buckets.len()
     }
-}
-
-/// The origins the command was given, as parsed from its flags.
-pub struct OriginArgs {
-    /// `--origin` directories.
-    pub dirs: Vec<PathBuf>,
-    /// `--object-store`.
-    pub object_store: bool,
-    /// `--s3-origin` URLs.
-    pub s3: Vec<String>,
-    /// `--s3-region`.
-    pub s3_region: String,
 }
 
 async fn open_store(
@@ -340,24 +325,18 @@ pub async fn run(
     format: OutputFormat,
     timeout: Duration,
 ) -> Result<(), CtlError> {
-    match command {
+    let (given, notice) = match command {
         EmergencyCommand::Up {
-            page,
-            origins,
-            object_store,
-            s3_origins,
-            s3_region,
+            targets,
             title,
             message,
-            dns_state_dirs,
-        } => {
-            let origins = OriginArgs {
-                dirs: origins,
-                object_store,
-                s3: s3_origins,
-                s3_region,
-            };
-            let targets = Targets::new(&page, origins, dns_state_dirs, timeout)?;
+        } => (targets, Some((title, message))),
+        EmergencyCommand::Down { targets } => (targets, None),
+    };
+    let targets = Targets::new(given, timeout)?;
+    let page = targets.page.clone();
+    let (missed, version) = match notice {
+        Some((title, message)) => {
             let at_ms = beacon_contract::hlc::wall_clock_ms();
             let html = notice_html(&title, &message, at_ms);
             let manifest = notice_manifest(&page, html.as_bytes(), at_ms);
@@ -366,60 +345,35 @@ pub async fn run(
                 write_dns_notice(state_dir, &page, &title)
                     .map_err(|e| origin_error(state_dir, e))?;
             }
-            let missed = reach_all(
-                &targets,
-                nats,
-                timeout,
-                &page,
-                Some((&manifest, html.as_bytes())),
-            )
-            .await;
-            let reached = targets.count() - missed.len();
-            if !missed.is_empty() {
-                return Err(CtlError::Origins { reached, missed });
-            }
-            let text = match format {
-                OutputFormat::Json => output::json(&serde_json::json!({
-                    "page": page, "version": manifest.version, "origins": reached,
-                }))?,
-                _ => format!(
-                    "emergency notice up on page {page} in {reached} origin(s); take it down with `beaconctl emergency down`\n"
-                ),
-            };
-            output::print(&text)
+            let notice = Some((&manifest, html.as_bytes()));
+            let missed = reach_all(&targets, nats, timeout, &page, notice).await;
+            (missed, Some(manifest.version.clone()))
         }
-        EmergencyCommand::Down {
-            page,
-            origins,
-            object_store,
-            s3_origins,
-            s3_region,
-            dns_state_dirs,
-        } => {
-            let origins = OriginArgs {
-                dirs: origins,
-                object_store,
-                s3: s3_origins,
-                s3_region,
-            };
-            let targets = Targets::new(&page, origins, dns_state_dirs, timeout)?;
+        None => {
             let missed = reach_all(&targets, nats, timeout, &page, None).await;
             for state_dir in &targets.dns_state_dirs {
                 remove_dns_notice(state_dir, &page)?;
             }
-            let reached = targets.count() - missed.len();
-            if !missed.is_empty() {
-                return Err(CtlError::Origins { reached, missed });
-            }
-            let text = match format {
-                OutputFormat::Json => output::json(
-                    &serde_json::json!({"page": page, "down": true, "origins": reached}),
-                )?,
-                _ => format!("emergency notice down on page {page} in {reached} origin(s)\n"),
-            };
-            output::print(&text)
+            (missed, None)
         }
+    };
+    let reached = targets.count() - missed.len();
+    if !missed.is_empty() {
+        return Err(CtlError::Origins { reached, missed });
     }
+    let text = match (format, &version) {
+        (OutputFormat::Json, Some(version)) => output::json(&serde_json::json!({
+            "page": page, "version": version, "origins": reached,
+        }))?,
+        (OutputFormat::Json, None) => output::json(
+            &serde_json::json!({"page": page, "down": true, "origins": reached}),
+        )?,
+        (_, Some(_)) => format!(
+            "emergency notice up on page {page} in {reached} origin(s); take it down with `beaconctl emergency down`\n"
+        ),
+        (_, None) => format!("emergency notice down on page {page} in {reached} origin(s)\n"),
+    };
+    output::print(&text)
 }
 
 #[cfg(test)]
@@ -445,5 +399,35 @@ mod tests {
         origin::remove_link(&page, origin::EMERGENCY).expect("down");
         assert!(origin::resolve(&page, origin::EMERGENCY).is_none());
         origin::remove_link(&page, origin::EMERGENCY).expect("down twice is fine");
+    }
+
+    fn given(origins: Vec<PathBuf>, object_store: bool, s3: &[&str]) -> EmergencyTargets {
+        EmergencyTargets {
+            page: "demo".into(),
+            origins,
+            object_store,
+            s3_origins: s3.iter().map(|u| u.to_string()).collect(),
+            s3_region: "us-east-1".into(),
+            dns_state_dirs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn bad_targets_are_refused_before_anything_is_written() {
+        let timeout = Duration::from_secs(1);
+        let refused = |given: EmergencyTargets| match Targets::new(given, timeout) {
+            Err(CtlError::BadArgument { flag, reason }) => format!("{flag}: {reason}"),
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("accepted"),
+        };
+        assert!(refused(given(Vec::new(), false, &[])).contains("at least one origin"));
+        assert!(refused(given(vec!["/nowhere/at/all".into()], false, &[])).starts_with("--origin"));
+        assert!(refused(given(Vec::new(), false, &["ftp://host/b"])).starts_with("--s3-origin"));
+        let mut bad_page = given(Vec::new(), true, &[]);
+        bad_page.page = "Not A Page".into();
+        assert!(refused(bad_page).starts_with("--page"));
+        let targets =
+            Targets::new(given(Vec::new(), true, &[]), timeout).expect("object store only");
+        assert_eq!(targets.count(), 1);
     }
 }
