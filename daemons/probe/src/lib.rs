@@ -155,6 +155,10 @@ pub async fn run(daemon: Daemon, config: ProbeConfig) -> Result<(), RunError> {
             "Page configs applied, by outcome",
             &["outcome"],
         )?,
+        certificates: Arc::new(schedule::Certificates::new(metrics.single_gauge(
+            "certificate_expiry_seconds",
+            "Seconds until the soonest TLS certificate any HTTPS check saw expires (negative: expired)",
+        )?)),
     };
 
     let Some(store) = buckets::open(&daemon.js, KV_CONFIG, &daemon.process.shutdown).await else {

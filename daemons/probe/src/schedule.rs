@@ -77,6 +77,46 @@ pub struct ScheduleMetrics {
     pub in_flight: IntGauge,
     /// Page configs applied, by outcome (`applied`, `unchanged`, `removed`, `unreadable`).
     pub reloads: IntCounterVec,
+    /// The TLS certificates the checks saw, for the soonest expiry.
+    pub certificates: Arc<Certificates>,
+}
+
+/// When each check's TLS certificate expires, as last seen, so one gauge
+/// (`beacon_probe_certificate_expiry_seconds`: the soonest, from now) can
+/// warn of any of them without a label per target. A check not seen for
+/// [`Certificates::FORGET_AFTER_MS`] (removed, or no longer TLS) drops out.
+#[derive(Debug)]
+pub struct Certificates {
+    seen: std::sync::Mutex<HashMap<CheckKey, (u64, u64)>>,
+    soonest: prometheus::IntGauge,
+}
+
+impl Certificates {
+    /// How long an expiry counts without being seen again.
+    pub const FORGET_AFTER_MS: u64 = 3_600_000;
+
+    /// An empty set reporting to `soonest`.
+    pub fn new(soonest: prometheus::IntGauge) -> Certificates {
+        Certificates {
+            seen: std::sync::Mutex::new(HashMap::new()),
+            soonest,
+        }
+    }
+
+    /// Notes that `key`'s certificate expires at `expires_at_ms`, seen at
+    /// `now_ms`, and sets the gauge to the soonest expiry still counted.
+    pub fn saw(&self, key: &CheckKey, expires_at_ms: u64, now_ms: u64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.insert(key.clone(), (expires_at_ms, now_ms));
+        seen.retain(|_, (_, at)| now_ms.saturating_sub(*at) <= Self::FORGET_AFTER_MS);
+        let soonest = seen.values().map(|(expires, _)| *expires).min();
+        drop(seen);
+        if let Some(soonest) = soonest {
+            let left_ms = i128::from(soonest) - i128::from(now_ms);
+            self.soonest
+                .set(i64::try_from(left_ms / 1000).unwrap_or(i64::MAX));
+        }
+    }
 }
 
 /// Everything the schedule loop and the runs need.
@@ -355,6 +395,11 @@ impl Scheduler {
             .latency
             .with_label_values(&[kind.as_str()])
             .observe(output.latency.as_secs_f64());
+        if let Some(expires_at_ms) = output.observed.certificate_expires_at_ms {
+            self.metrics
+                .certificates
+                .saw(key, expires_at_ms, started_at_ms);
+        }
         HealthResult {
             page: key.page.to_string(),
             component: key.component.to_string(),
@@ -426,5 +471,25 @@ mod tests {
             next_due(start, second, start + Duration::from_millis(3_500)),
             (start + second * 4, 3)
         );
+    }
+
+    #[test]
+    fn the_gauge_shows_the_soonest_certificate_still_seen() {
+        let gauge = prometheus::IntGauge::new("soonest", "soonest").expect("gauge");
+        let certificates = Certificates::new(gauge.clone());
+        let day: u64 = 86_400_000;
+        certificates.saw(&key("a"), 30 * day, 0);
+        certificates.saw(&key("b"), 10 * day, 0);
+        assert_eq!(gauge.get(), 10 * 86_400);
+        // b renewed: a is the soonest now.
+        certificates.saw(&key("b"), 90 * day, 1000);
+        assert_eq!(gauge.get(), 30 * 86_400 - 1);
+        // a not seen for over an hour (removed): only b counts.
+        certificates.saw(&key("b"), 90 * day, Certificates::FORGET_AFTER_MS + 2000);
+        let left_ms = 90 * day - Certificates::FORGET_AFTER_MS - 2000;
+        assert_eq!(gauge.get(), i64::try_from(left_ms / 1000).expect("fits"));
+        // Expired: negative.
+        certificates.saw(&key("c"), 0, 2 * Certificates::FORGET_AFTER_MS);
+        assert!(gauge.get() < 0);
     }
 }

@@ -33,7 +33,7 @@ use beacon_page::config::PageConfig;
 use beacon_runtime::buckets::{self, Change};
 use beacon_runtime::daemon::Daemon;
 use beacon_runtime::history::{self, Event};
-use prometheus::{Histogram, IntCounterVec, IntGauge};
+use prometheus::{Gauge, Histogram, IntCounterVec, IntGauge};
 use tokio::io::AsyncReadExt;
 
 use crate::followed::Followed;
@@ -64,7 +64,7 @@ struct Metrics {
     renders: IntCounterVec,
     render_seconds: Histogram,
     staleness_seconds: Histogram,
-    oldest_pending_ms: IntGauge,
+    oldest_pending: Gauge,
     pages: IntGauge,
 }
 
@@ -114,8 +114,8 @@ impl Follower {
                     &[],
                 )?
                 .with_label_values(&[] as &[&str]),
-            oldest_pending_ms: m.single_gauge(
-                "oldest_pending_change_milliseconds",
+            oldest_pending: m.single_float_gauge(
+                "oldest_pending_change_seconds",
                 "Age of the oldest change not yet published (0 when none waits)",
             )?,
             pages: m.single_gauge("pages", "Pages the publisher renders")?,
@@ -317,10 +317,8 @@ impl Follower {
             .dirty
             .values()
             .min()
-            .map_or(0, |since| since.elapsed().as_millis());
-        self.metrics
-            .oldest_pending_ms
-            .set(i64::try_from(oldest).unwrap_or(i64::MAX));
+            .map_or(0.0, |since| since.elapsed().as_secs_f64());
+        self.metrics.oldest_pending.set(oldest);
     }
 
     fn on_config(&mut self, entry: &kv::Entry) {

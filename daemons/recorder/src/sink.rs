@@ -33,7 +33,7 @@ use beacon_runtime::consume::{BatchSettings, ConsumerSpec, Delivery, Outcome, Re
 use beacon_runtime::degradation::Degradation;
 use beacon_runtime::retry::{Class, Classify};
 use beacon_runtime::telemetry::{MetricError, Metrics};
-use prometheus::{IntCounterVec, IntGaugeVec};
+use prometheus::{GaugeVec, IntCounterVec};
 
 use crate::group::GroupInsert;
 use crate::rollup::Dirty;
@@ -125,7 +125,7 @@ pub fn deliveries_spec() -> ConsumerSpec {
 #[derive(Debug, Clone)]
 pub struct SinkMetrics {
     dead_letters: IntCounterVec,
-    lag: IntGaugeVec,
+    lag: GaugeVec,
     /// Level 1 (`clickhouse`) while ClickHouse cannot take rows: history
     /// is delayed, nothing is lost.
     degradation: Degradation,
@@ -142,8 +142,8 @@ impl SinkMetrics {
                  (undecodable, impossible_time, unencodable, rejected)",
                 &["table", "reason"],
             )?,
-            lag: metrics.gauge(
-                "lag_milliseconds",
+            lag: metrics.float_gauge(
+                "lag_seconds",
                 "Age of the oldest event in the latest insert: how far behind its stream the recorder is, by table",
                 &["table"],
             )?,
@@ -361,7 +361,7 @@ impl Sink {
         self.metrics
             .lag
             .with_label_values(&[table])
-            .set(i64::try_from(lag).unwrap_or(i64::MAX));
+            .set(lag as f64 / 1000.0);
     }
 
     /// Handles a batch of `HEALTH` messages.

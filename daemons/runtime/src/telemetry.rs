@@ -1,12 +1,13 @@
 //! Logs, metrics and the admin port every daemon serves.
 //!
-//! The admin port answers `/metrics` (Prometheus text), `/healthz` (the
-//! process is alive) and `/readyz` (connected to the bus and doing its job).
+//! The admin port answers `/metrics` (Prometheus text), `/metrics/catalog`
+//! (every family registered, as JSON), `/healthz` (the process is alive)
+//! and `/readyz` (connected to the bus and doing its job).
 //! Each daemon owns one [`Metrics`] registry; there is no global registry.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -14,8 +15,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::shutdown::Shutdown;
@@ -44,10 +45,14 @@ pub fn init_tracing(format: LogFormat) {
 }
 
 /// A daemon's metrics registry. Every metric is named `beacon_{daemon}_{name}`.
+/// It also keeps a catalog of every family registered (name, type, labels,
+/// help), served at `/metrics/catalog`: a family with labels appears in
+/// `/metrics` only once it has a value, the catalog lists it from the start.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
     prefix: String,
+    catalog: Arc<Mutex<Vec<Family>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -56,6 +61,20 @@ impl std::fmt::Debug for Metrics {
             .field("prefix", &self.prefix)
             .finish()
     }
+}
+
+/// One registered metric family, as the catalog lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Family {
+    /// Full name, `beacon_{daemon}_{name}`.
+    pub name: String,
+    /// `counter`, `gauge` or `histogram`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Label names (their values are bounded: no ids, no URLs).
+    pub labels: Vec<String>,
+    /// What it counts.
+    pub help: String,
 }
 
 /// A metric could not be registered: a name clash, i.e. a bug.
@@ -74,6 +93,7 @@ impl Metrics {
         Self {
             registry: Registry::new(),
             prefix: format!("beacon_{daemon}"),
+            catalog: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -81,17 +101,34 @@ impl Metrics {
         format!("{}_{name}", self.prefix)
     }
 
+    fn error(&self, name: &str, e: impl std::fmt::Display) -> MetricError {
+        MetricError {
+            name: self.full_name(name),
+            reason: e.to_string(),
+        }
+    }
+
     fn register<M: prometheus::core::Collector + Clone + 'static>(
         &self,
         name: &str,
-        metric: M,
+        kind: &str,
+        help: &str,
+        labels: &[&str],
+        metric: Result<M, prometheus::Error>,
     ) -> Result<M, MetricError> {
+        let metric = metric.map_err(|e| self.error(name, e))?;
         self.registry
             .register(Box::new(metric.clone()))
-            .map_err(|e| MetricError {
+            .map_err(|e| self.error(name, e))?;
+        self.catalog
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Family {
                 name: self.full_name(name),
-                reason: e.to_string(),
-            })?;
+                kind: kind.to_owned(),
+                labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+                help: help.to_owned(),
+            });
         Ok(metric)
     }
 
@@ -102,49 +139,48 @@ impl Metrics {
         help: &str,
         labels: &[&str],
     ) -> Result<IntCounterVec, MetricError> {
-        let metric =
-            IntCounterVec::new(Opts::new(self.full_name(name), help), labels).map_err(|e| {
-                MetricError {
-                    name: self.full_name(name),
-                    reason: e.to_string(),
-                }
-            })?;
-        self.register(name, metric)
+        let metric = IntCounterVec::new(Opts::new(self.full_name(name), help), labels);
+        self.register(name, "counter", help, labels, metric)
     }
 
-    /// Registers a gauge family.
+    /// Registers a gauge family of whole numbers.
     pub fn gauge(
         &self,
         name: &str,
         help: &str,
         labels: &[&str],
     ) -> Result<IntGaugeVec, MetricError> {
-        let metric =
-            IntGaugeVec::new(Opts::new(self.full_name(name), help), labels).map_err(|e| {
-                MetricError {
-                    name: self.full_name(name),
-                    reason: e.to_string(),
-                }
-            })?;
-        self.register(name, metric)
+        let metric = IntGaugeVec::new(Opts::new(self.full_name(name), help), labels);
+        self.register(name, "gauge", help, labels, metric)
+    }
+
+    /// Registers a gauge family of fractions (seconds, ratios).
+    pub fn float_gauge(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<GaugeVec, MetricError> {
+        let metric = GaugeVec::new(Opts::new(self.full_name(name), help), labels);
+        self.register(name, "gauge", help, labels, metric)
     }
 
     /// Registers a counter without labels.
     pub fn single_counter(&self, name: &str, help: &str) -> Result<IntCounter, MetricError> {
-        let metric = IntCounter::new(self.full_name(name), help).map_err(|e| MetricError {
-            name: self.full_name(name),
-            reason: e.to_string(),
-        })?;
-        self.register(name, metric)
+        let metric = IntCounter::new(self.full_name(name), help);
+        self.register(name, "counter", help, &[], metric)
     }
 
-    /// Registers a gauge without labels.
+    /// Registers a gauge of whole numbers without labels.
     pub fn single_gauge(&self, name: &str, help: &str) -> Result<IntGauge, MetricError> {
-        let metric = IntGauge::new(self.full_name(name), help).map_err(|e| MetricError {
-            name: self.full_name(name),
-            reason: e.to_string(),
-        })?;
-        self.register(name, metric)
+        let metric = IntGauge::new(self.full_name(name), help);
+        self.register(name, "gauge", help, &[], metric)
+    }
+
+    /// Registers a gauge of fractions without labels.
+    pub fn single_float_gauge(&self, name: &str, help: &str) -> Result<Gauge, MetricError> {
+        let metric = Gauge::new(self.full_name(name), help);
+        self.register(name, "gauge", help, &[], metric)
     }
 
     /// Registers a histogram family with the default latency buckets.
@@ -166,11 +202,8 @@ impl Metrics {
         buckets: Vec<f64>,
     ) -> Result<HistogramVec, MetricError> {
         let opts = HistogramOpts::new(self.full_name(name), help).buckets(buckets);
-        let metric = HistogramVec::new(opts, labels).map_err(|e| MetricError {
-            name: self.full_name(name),
-            reason: e.to_string(),
-        })?;
-        self.register(name, metric)
+        let metric = HistogramVec::new(opts, labels);
+        self.register(name, "histogram", help, labels, metric)
     }
 
     /// The registry in Prometheus text format.
@@ -179,6 +212,17 @@ impl Metrics {
         // Encoding into a Vec cannot fail for well-formed metrics.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
         String::from_utf8_lossy(&buffer).into_owned()
+    }
+
+    /// Every family registered so far, by name.
+    pub fn catalog(&self) -> Vec<Family> {
+        let mut families = self
+            .catalog
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        families.sort_by(|a, b| a.name.cmp(&b.name));
+        families
     }
 }
 
@@ -208,6 +252,7 @@ struct AdminState {
 pub fn admin_router(metrics: Metrics, readiness: Readiness) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
+        .route("/metrics/catalog", get(catalog_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready_handler))
         .with_state(AdminState { metrics, readiness })
@@ -218,6 +263,10 @@ async fn metrics_handler(State(state): State<AdminState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+}
+
+async fn catalog_handler(State(state): State<AdminState>) -> impl IntoResponse {
+    axum::Json(state.metrics.catalog())
 }
 
 async fn ready_handler(State(state): State<AdminState>) -> impl IntoResponse {

@@ -217,7 +217,7 @@ impl Drop for NatsServer {
 
 /// The `nats-server` binary: `NATS_SERVER_BIN` if set, else the first
 /// `nats-server` on `PATH`.
-pub(crate) fn nats_server_bin() -> PathBuf {
+pub fn nats_server_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
         return PathBuf::from(path);
     }
