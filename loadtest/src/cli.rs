@@ -8,6 +8,10 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "beacon-loadtest", version, about)]
 pub struct Cli {
+    /// Also write a plot of the report here (SVG): latency and throughput
+    /// over the run, and the distribution of the key latency.
+    #[arg(long, global = true)]
+    pub plot: Option<std::path::PathBuf>,
     /// The scenario to run.
     #[command(subcommand)]
     pub scenario: Scenario,
@@ -79,6 +83,31 @@ pub enum Scenario {
     /// Queries per second answered by the DNS responder against NSD
     /// serving the same records from a static zone, same load, same run.
     DnsRate(DnsRateArgs),
+    /// The end-to-end detection time: a target taken down and brought back
+    /// each round; from its change to the STATUS event, the edge's JSON, a
+    /// live-update client, the first email and the first webhook, against
+    /// the configured detection bound.
+    Detect(DetectArgs),
+    /// Plots a report written before (`results/*.json`) as SVG, as
+    /// `--plot` does for a run.
+    Plot(PlotArgs),
+}
+
+/// Flags of `plot`.
+#[derive(Debug, Clone, Args)]
+pub struct PlotArgs {
+    /// The report (one scenario's JSON).
+    pub report: std::path::PathBuf,
+    /// Where the SVG goes.
+    pub out: std::path::PathBuf,
+}
+
+/// Flags of `detect`.
+#[derive(Debug, Clone, Args)]
+pub struct DetectArgs {
+    /// Rounds; each takes the target down and brings it back.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rounds: u32,
 }
 
 /// Flags of `dns-failover`.

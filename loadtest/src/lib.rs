@@ -34,10 +34,14 @@
 //! - [`dns`]: the `dns-failover` scenario (an edge dies, how long until the
 //!   responder stops handing it out) and `dns-rate` (queries per second
 //!   against NSD, same run).
+//! - [`detect`]: the `detect` scenario: outage to STATUS event, edge, live
+//!   update, email and webhook, over many rounds, against the detection bound.
 //! - [`regions`]: the `regions` scenario: three regions on this machine,
 //!   rounds of losing one and cutting one off.
 //! - [`pages`]: the `render`, `edge` (against nginx under wrk) and `sse`
 //!   (10,000 live clients) scenarios.
+//! - [`plot`]: any report as an SVG plot (`--plot`): latency and throughput
+//!   over the run, and the key latency's distribution.
 //! - [`report`]: pure arithmetic and the JSON shape: rates, medians, ratios.
 //! - [`error`]: the error enum and its exit codes.
 
@@ -47,11 +51,13 @@ pub mod chaos;
 pub mod cli;
 pub mod core_bus;
 pub mod decider;
+pub mod detect;
 pub mod dns;
 pub mod error;
 pub mod lease_takeover;
 pub mod notifier;
 pub mod pages;
+pub mod plot;
 pub mod probe_fleet;
 pub mod recorder;
 pub mod regions;
@@ -64,9 +70,23 @@ use cli::{Cli, Scenario};
 use error::LoadError;
 
 /// Runs the scenario on the command line and returns its report as one
-/// line of JSON, fields in the order the report types declare them.
+/// line of JSON, fields in the order the report types declare them; with
+/// `--plot`, also writes its plot.
 pub async fn run(cli: Cli) -> Result<String, LoadError> {
-    match cli.scenario {
+    let text = run_scenario(cli.scenario).await?;
+    if let Some(path) = &cli.plot {
+        let title = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["scenario"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "beacon-loadtest".to_owned());
+        plot::write_svg(&text, &format!("beacon-loadtest {title}"), path)?;
+        progress(&format!("Plot written to {}.", path.display()));
+    }
+    Ok(text)
+}
+
+async fn run_scenario(scenario: Scenario) -> Result<String, LoadError> {
+    match scenario {
         Scenario::BusBaseline(args) => {
             let report = baseline::run(&args).await?;
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
@@ -132,6 +152,21 @@ pub async fn run(cli: Cli) -> Result<String, LoadError> {
         Scenario::DnsRate(args) => {
             let report = dns::rate(&args).await?;
             serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
+        Scenario::Detect(args) => {
+            let report = detect::run(&args).await?;
+            serde_json::to_string(&report).map_err(|e| LoadError::Report(e.to_string()))
+        }
+        Scenario::Plot(args) => {
+            let text = std::fs::read_to_string(&args.report).map_err(|e| {
+                LoadError::Usage(format!("cannot read {}: {e}", args.report.display()))
+            })?;
+            let name = args
+                .report
+                .file_stem()
+                .map_or("report".into(), |s| s.to_string_lossy().into_owned());
+            plot::write_svg(&text, &format!("beacon-loadtest {name}"), &args.out)?;
+            Ok(serde_json::json!({"plot": args.out}).to_string())
         }
         Scenario::Recorder(args) => {
             let report = recorder::run(&args).await?;

@@ -9,7 +9,17 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A flag that cannot work is bad input: exit 64 (sysexits' EX_USAGE)
+    // before anything starts, like every other Beacon command; help and
+    // the version are not errors.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 64 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     match beacon_loadtest::run(cli).await {
         Ok(report) => {
             let mut stdout = std::io::stdout().lock();
