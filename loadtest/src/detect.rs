@@ -9,8 +9,8 @@
 //! - (b) the edge serving the new status to a client polling `status.json`
 //!   every 50 ms;
 //! - (c) a live-update (SSE) client receiving it;
-//! - (d) the first subscriber email accepted by the SMTP sink;
-//! - (e) the first webhook received.
+//! - (d) the first subscriber email of the change accepted by the SMTP sink;
+//! - (e) the first webhook of the change received.
 //!
 //! For an outage the sign is the first status that is not operational
 //! (the first region's evidence moves the component; a quorum of regions
@@ -344,6 +344,11 @@ async fn listen_sse(edge: String, seen: Shared) {
     }
 }
 
+/// A random wait of up to one check interval.
+fn anywhere_in_a_check_interval() -> Duration {
+    Duration::from_millis(rand::random::<u64>() % INTERVAL_MS)
+}
+
 fn ms_since(from: Instant, to: Instant) -> u64 {
     u64::try_from(to.saturating_duration_since(from).as_millis()).unwrap_or(u64::MAX)
 }
@@ -394,16 +399,28 @@ async fn measure(
                     .map(|(at, _)| ms_since(since, *at)),
                 edge_poll_ms: first(&seen.edge),
                 sse_ms: first(&seen.sse),
+                // The notice of this change: its subject ends with the
+                // new status ("Web: major outage").
                 email_ms: smtp
                     .mails()
                     .iter()
                     .filter(|m| m.at >= since)
+                    .filter(|m| {
+                        m.header("Subject")
+                            .and_then(|s| s.rsplit(": ").next().map(str::to_owned))
+                            .is_some_and(|s| change.matches(&s.trim().replace(' ', "_")))
+                    })
                     .map(|m| ms_since(since, m.at))
                     .min(),
                 webhook_ms: web
                     .received()
                     .iter()
                     .filter(|r| r.at >= since)
+                    .filter(|r| {
+                        r.json()["component_update"]["new_status"]
+                            .as_str()
+                            .is_some_and(|s| change.matches(s))
+                    })
                     .map(|r| ms_since(since, r.at))
                     .min(),
             }
@@ -502,9 +519,13 @@ pub async fn run(args: &DetectArgs) -> Result<DetectReport, LoadError> {
 
     let mut samples = Vec::new();
     for round in 1..=args.rounds {
+        // The change falls anywhere in the probes' check cycle, as a real
+        // outage does; rounds of a fixed length would all hit one phase.
+        tokio::time::sleep(anywhere_in_a_check_interval()).await;
         let down_at = Instant::now();
         target.down();
         let outage = measure(down_at, Change::Outage, &seen, &smtp, &web).await;
+        tokio::time::sleep(anywhere_in_a_check_interval()).await;
         let up_at = Instant::now();
         target.up().await;
         let recovery = measure(up_at, Change::Recovery, &seen, &smtp, &web).await;
