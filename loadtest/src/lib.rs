@@ -85,7 +85,43 @@ pub async fn run(cli: Cli) -> Result<String, LoadError> {
     Ok(text)
 }
 
+/// The peer programs a scenario measures against or drives, with where
+/// they come from, that are not installed: checked before anything starts.
+pub fn missing_peers(scenario: &Scenario) -> Vec<String> {
+    let peers: Vec<(String, &str)> = match scenario {
+        Scenario::Edge(args) => vec![
+            (args.nginx.clone(), "Debian package nginx"),
+            (args.wrk.clone(), "Debian package wrk"),
+        ],
+        Scenario::ProbeFleet(args) => vec![(
+            args.blackbox.clone(),
+            "Debian package prometheus-blackbox-exporter",
+        )],
+        Scenario::Notifier(args) => vec![(
+            args.smtp_sink.display().to_string(),
+            "Debian package postfix",
+        )],
+        Scenario::DnsRate(_) => vec![("nsd".to_owned(), "Debian package nsd")],
+        Scenario::Recorder(_) => vec![(
+            "clickhouse-client".to_owned(),
+            "Debian package clickhouse-client",
+        )],
+        _ => Vec::new(),
+    };
+    peers
+        .into_iter()
+        .filter(|(program, _)| probe_fleet::find_program(program).is_none())
+        .map(|(program, from)| {
+            format!("{program} is not installed ({from}; scripts/install-deps --bench)")
+        })
+        .collect()
+}
+
 async fn run_scenario(scenario: Scenario) -> Result<String, LoadError> {
+    let missing = missing_peers(&scenario);
+    if !missing.is_empty() {
+        return Err(LoadError::Usage(missing.join("; ")));
+    }
     match scenario {
         Scenario::BusBaseline(args) => {
             let report = baseline::run(&args).await?;
@@ -179,4 +215,29 @@ async fn run_scenario(scenario: Scenario) -> Result<String, LoadError> {
 /// a courtesy, and stdout carries the result.
 pub fn progress(message: &str) {
     let _ = writeln!(std::io::stderr().lock(), "beacon-loadtest: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn every_missing_peer_is_named_before_anything_starts() {
+        let cli = Cli::try_parse_from([
+            "beacon-loadtest",
+            "edge",
+            "--nginx",
+            "/nowhere/nginx",
+            "--wrk",
+            "no-such-wrk",
+        ])
+        .expect("flags parse");
+        let missing = missing_peers(&cli.scenario);
+        assert_eq!(missing.len(), 2, "{missing:?}");
+        assert!(missing[0].contains("/nowhere/nginx") && missing[1].contains("no-such-wrk"));
+        let detect = Cli::try_parse_from(["beacon-loadtest", "detect"]).expect("flags parse");
+        assert!(missing_peers(&detect.scenario).is_empty());
+        assert!(Cli::try_parse_from(["beacon-loadtest", "detect", "--rounds", "0"]).is_err());
+    }
 }

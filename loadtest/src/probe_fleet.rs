@@ -814,7 +814,8 @@ async fn drive(
     (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed))
 }
 
-fn find_program(name: &str) -> Option<PathBuf> {
+/// `name` as given when it is a path, else the first on `PATH`.
+pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = PathBuf::from(name);
     if path.components().count() > 1 {
         return path.is_file().then_some(path);
