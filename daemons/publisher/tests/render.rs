@@ -671,6 +671,15 @@ fn injection_in_operator_text_is_inert_everywhere() {
         changelog.contains("<img src=\"assets/chart.png\""),
         "own images kept"
     );
+    // Each page advertises its own feeds to feed readers.
+    let alternate = |html: &str, feed: &str| {
+        html.contains(&format!(
+            "<link rel=\"alternate\" type=\"application/atom+xml\" title=\"Atom\" href=\"{feed}.atom\">"
+        )) && html.contains(&format!("type=\"application/rss+xml\" title=\"RSS\" href=\"{feed}.rss\">"))
+    };
+    assert!(alternate(&changelog, "changelog"), "the changelog's feeds");
+    let index = String::from_utf8_lossy(&rendered["index.html"]);
+    assert!(alternate(&index, "history"), "the incident history's feeds");
 }
 
 #[test]

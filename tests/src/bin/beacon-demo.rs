@@ -20,6 +20,9 @@ use beacon_testkit::receivers::smtp::{Mail, SmtpSink};
 use beacon_testkit::{free_port, ClickHouseServer, DaemonProcess, NatsServer};
 use beacon_tests::HttpTarget;
 
+/// The demo's webhook signing key (a real deployment keeps its own in the
+/// notifier's environment).
+const DEMO_WEBHOOK_SECRET: &str = "demo-webhook-signing-key-0123456789";
 /// Ports of the demo targets, as in `examples/demo.toml`.
 const API_PORT: u16 = 18081;
 const WEB_PORT: u16 = 18082;
@@ -137,7 +140,10 @@ async fn main() -> std::process::ExitCode {
             "beacon-recorder",
             with(nats_args(), &[s("--clickhouse-url"), clickhouse.http_url()]),
         ),
-        DaemonProcess::spawn_with_admin(
+        // The demo page's webhook channel signs with the key its
+        // `secret_env` names (examples/demo.toml); without it every
+        // webhook delivery would fail.
+        DaemonProcess::spawn_with_admin_env(
             "beacon-notifier",
             with(
                 nats_args(),
@@ -148,6 +154,7 @@ async fn main() -> std::process::ExitCode {
                     link_secret(),
                 ],
             ),
+            &[("BEACON_WEBHOOK_SECRET", DEMO_WEBHOOK_SECRET)],
         ),
         DaemonProcess::spawn_with_admin(
             "beacon-api",

@@ -80,13 +80,16 @@ fn paragraphs(body: &str) -> String {
 }
 
 /// Opens a page: `root` is the relative path to the page root (`""` or
-/// `"../"`), `live` whether the live-update script runs on it.
+/// `"../"`), `feed` the feeds it advertises (`history` for incidents,
+/// `changelog` for the changelog), `live` whether the live-update script
+/// runs on it.
 /// `day_style` is the status page's second style block (see [`day_style`]).
 fn open(
     state: &PageState<'_>,
     html: &mut String,
     title: &str,
     root: &str,
+    feed: &str,
     live: bool,
     day_style: Option<&str>,
 ) {
@@ -96,8 +99,8 @@ fn open(
         "<!doctype html>\n<html lang=\"{lang}\"{digest}><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
 <title>{title}</title>\
-<link rel=\"alternate\" type=\"application/atom+xml\" title=\"{atom}\" href=\"{root}history.atom\">\
-<link rel=\"alternate\" type=\"application/rss+xml\" title=\"{rss}\" href=\"{root}history.rss\">\
+<link rel=\"alternate\" type=\"application/atom+xml\" title=\"{atom}\" href=\"{root}{feed}.atom\">\
+<link rel=\"alternate\" type=\"application/rss+xml\" title=\"{rss}\" href=\"{root}{feed}.rss\">\
 <style>{STYLE}</style>",
         lang = s.lang,
         digest = if live {
@@ -354,6 +357,7 @@ pub fn index(state: &PageState<'_>) -> Vec<u8> {
         &mut html,
         &format!("{} {}", config.name, s.title_suffix),
         "",
+        "history",
         true,
         Some(&day_style(state, &dates)),
     );
@@ -452,7 +456,15 @@ pub fn index(state: &PageState<'_>) -> Vec<u8> {
 pub fn incident_page(state: &PageState<'_>, incident: &Incident) -> Vec<u8> {
     let s = state.strings;
     let mut html = String::with_capacity(8 * 1024);
-    open(state, &mut html, &incident.title, "../", false, None);
+    open(
+        state,
+        &mut html,
+        &incident.title,
+        "../",
+        "history",
+        false,
+        None,
+    );
     let _ = write!(
         html,
         "<p><a href=\"../index.html\">{}</a></p><h1>{}</h1><p class=\"muted\">{}: {}",
@@ -503,6 +515,7 @@ pub fn history(state: &PageState<'_>) -> Vec<u8> {
         &mut html,
         &format!("{} · {}", state.config.name, s.incident_history),
         "",
+        "history",
         false,
         None,
     );
@@ -598,6 +611,7 @@ pub fn changelog_pages(state: &PageState<'_>) -> Vec<(String, Vec<u8>)> {
             &mut html,
             &format!("{} · {}", state.config.name, s.changelog),
             "",
+            "changelog",
             false,
             None,
         );

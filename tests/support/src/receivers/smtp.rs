@@ -26,14 +26,16 @@ pub struct Mail {
 }
 
 impl Mail {
-    /// The value of the first header `name` (case-insensitive), unfolded.
+    /// The value of the first header `name` (case-insensitive), unfolded
+    /// as RFC 5322 (2.2.3) says: the line break goes, the whitespace after
+    /// it stays (it separates the words, and RFC 2047 encoded words).
     pub fn header(&self, name: &str) -> Option<String> {
         let head = self.data.split("\r\n\r\n").next()?;
         let mut value: Option<String> = None;
         for line in head.split("\r\n") {
             if let Some(current) = value.as_mut() {
                 if line.starts_with([' ', '\t']) {
-                    current.push_str(line.trim_start());
+                    current.push_str(line);
                     continue;
                 }
                 return value;
@@ -338,4 +340,38 @@ fn address_of(text: &str) -> String {
         .and_then(|t| t.split_once('>').map(|(a, _)| a))
         .unwrap_or(text);
     inner.split_whitespace().next().unwrap_or("").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mail;
+
+    #[test]
+    fn a_long_non_ascii_subject_survives_folding_and_a_standard_parser() {
+        let subject = "Störung: Zahlungsabwicklung und Anmeldung teilweise nicht erreichbar — \
+                       wir arbeiten daran, 東京リージョン";
+        let message = lettre::Message::builder()
+            .from("status@example.com".parse().expect("from"))
+            .to("reader@example.com".parse().expect("to"))
+            .subject(subject)
+            .body(String::from("x"))
+            .expect("message");
+        let data = String::from_utf8(message.formatted()).expect("ascii");
+        assert!(
+            data.contains("\r\n "),
+            "the subject is long enough to be folded: {data}"
+        );
+        let mail = Mail {
+            from: String::new(),
+            to: Vec::new(),
+            data,
+            at: std::time::Instant::now(),
+        };
+        let unfolded = mail.header("Subject").expect("a subject");
+        let reparsed = format!("Subject: {unfolded}\r\n\r\n");
+        let parsed = mail_parser::MessageParser::default()
+            .parse(reparsed.as_bytes())
+            .expect("parses");
+        assert_eq!(parsed.subject(), Some(subject));
+    }
 }
