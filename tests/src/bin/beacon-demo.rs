@@ -78,6 +78,9 @@ async fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(1);
     }
 
+    // Ctrl-C reaches this process only; it then stops the daemons before
+    // NATS and ClickHouse, so no daemon loses its bus with work in flight.
+    beacon_testkit::own_process_groups();
     eprintln!("Starting nats-server and clickhouse-server...");
     let nats = NatsServer::start();
     let clickhouse = ClickHouseServer::start();

@@ -2,7 +2,28 @@
 //! (`None` while stopped), and the one stop / start-again / restart that
 //! `nats-server` and `clickhouse-server` share ([`Restartable`]).
 
-use std::process::{Child, ExitStatus};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether children start in process groups of their own.
+static OWN_GROUPS: AtomicBool = AtomicBool::new(false);
+
+/// From now on, every server and daemon starts in a process group of its
+/// own, so a Ctrl-C at the terminal reaches only this process, which then
+/// stops them in order (daemons first, NATS last). For the demo; tests
+/// leave it off, so an interrupted test run takes its children with it.
+pub fn own_process_groups() {
+    OWN_GROUPS.store(true, Ordering::SeqCst);
+}
+
+/// Applies [`own_process_groups`] to a command about to be spawned.
+pub(crate) fn prepare(command: &mut Command) -> &mut Command {
+    if OWN_GROUPS.load(Ordering::SeqCst) {
+        command.process_group(0);
+    }
+    command
+}
 
 /// A server the tests can kill and start again on the same ports and data.
 pub(crate) trait Restartable {

@@ -279,7 +279,8 @@ impl Restartable for ClickHouseServer {
     fn spawn(&self) -> Child {
         let (program, leading_args) = clickhouse_server_command();
         let console = self.console_path();
-        Command::new(program)
+        let mut command = Command::new(program);
+        child::prepare(&mut command)
             .args(leading_args)
             .arg(format!("--config-file={}", self.config_path().display()))
             // Run from the temp dir: some versions resolve relative paths

@@ -202,7 +202,7 @@ impl DaemonProcess {
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info");
         }
-        command
+        child::prepare(&mut command)
             .spawn()
             .unwrap_or_else(|err| panic!("spawn {} ({}): {err}", self.name, self.program.display()))
     }

@@ -45,6 +45,7 @@ pub mod wait;
 
 mod bin;
 mod child;
+pub use child::own_process_groups;
 mod http;
 mod logs;
 

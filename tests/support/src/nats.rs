@@ -194,7 +194,9 @@ impl Restartable for NatsServer {
             .stdin(Stdio::null())
             .stdout(append(&log_path))
             .stderr(append(&log_path));
-        command.spawn().expect("spawn nats-server")
+        child::prepare(&mut command)
+            .spawn()
+            .expect("spawn nats-server")
     }
 
     fn wait_ready(&mut self) {

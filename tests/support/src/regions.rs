@@ -240,7 +240,9 @@ impl Restartable for RegionServer {
             .stdin(Stdio::null())
             .stdout(append(&log_path))
             .stderr(append(&log_path));
-        command.spawn().expect("spawn nats-server")
+        child::prepare(&mut command)
+            .spawn()
+            .expect("spawn nats-server")
     }
 
     fn wait_ready(&mut self) {
@@ -357,7 +359,9 @@ impl Restartable for LeafServer {
             .stdin(Stdio::null())
             .stdout(append(&log_path))
             .stderr(append(&log_path));
-        command.spawn().expect("spawn the leaf nats-server")
+        child::prepare(&mut command)
+            .spawn()
+            .expect("spawn the leaf nats-server")
     }
 
     fn wait_ready(&mut self) {
