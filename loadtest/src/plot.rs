@@ -54,7 +54,14 @@ pub fn kind_of(name: &str) -> Kind {
     }
 }
 
-fn flatten(value: &serde_json::Value, path: String, into: &mut BTreeMap<String, f64>) {
+/// Every number under `value` by its path (`a.b`, tuples and short
+/// arrays as `a/0` when `short_arrays` is set; other arrays are left out).
+fn flatten(
+    value: &serde_json::Value,
+    path: String,
+    short_arrays: bool,
+    into: &mut BTreeMap<String, f64>,
+) {
     match value {
         serde_json::Value::Number(n) => {
             if let Some(n) = n.as_f64() {
@@ -68,12 +75,12 @@ fn flatten(value: &serde_json::Value, path: String, into: &mut BTreeMap<String, 
                 } else {
                     format!("{path}.{key}")
                 };
-                flatten(value, path, into);
+                flatten(value, path, short_arrays, into);
             }
         }
-        serde_json::Value::Array(items) if items.len() <= 8 => {
+        serde_json::Value::Array(items) if short_arrays && items.len() <= 8 => {
             for (i, value) in items.iter().enumerate() {
-                flatten(value, format!("{path}/{i}"), into);
+                flatten(value, format!("{path}/{i}"), short_arrays, into);
             }
         }
         _ => {}
@@ -110,7 +117,7 @@ fn walk(value: &serde_json::Value, path: &str, found: &mut Vec<Series>) {
             let mut fields: BTreeMap<String, Vec<f64>> = BTreeMap::new();
             for item in items {
                 let mut leaves = BTreeMap::new();
-                flatten(item, String::new(), &mut leaves);
+                flatten(item, String::new(), true, &mut leaves);
                 for (leaf, number) in leaves {
                     fields.entry(leaf).or_default().push(number);
                 }
@@ -139,29 +146,8 @@ fn scaled(name: String, values: Vec<f64>) -> Series {
 /// Every scalar number of the report by its path, for the summary bars.
 pub fn scalars(report: &serde_json::Value) -> Vec<(String, f64)> {
     let mut leaves = BTreeMap::new();
-    flatten_all(report, String::new(), &mut leaves);
+    flatten(report, String::new(), false, &mut leaves);
     leaves.into_iter().collect()
-}
-
-fn flatten_all(value: &serde_json::Value, path: String, into: &mut BTreeMap<String, f64>) {
-    match value {
-        serde_json::Value::Number(n) => {
-            if let Some(n) = n.as_f64() {
-                into.insert(path, n);
-            }
-        }
-        serde_json::Value::Object(map) => {
-            for (key, value) in map {
-                let path = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                flatten_all(value, path, into);
-            }
-        }
-        _ => {}
-    }
 }
 
 /// The quantile summaries among `scalars`: `p50_ms`, `p95_ms`, `p99_ms`,
