@@ -38,8 +38,8 @@ use serde::Serialize;
 
 use crate::cli::DetectArgs;
 use crate::error::LoadError;
-use crate::lease_takeover::percentile;
 use crate::progress;
+use crate::regions::Spread;
 
 const PAGE: &str = "detect";
 const COMPONENT: &str = "web";
@@ -50,34 +50,6 @@ const THRESHOLD: u64 = 2;
 /// How long one side of a round may take before it counts as missed.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(30);
 const READY: Duration = Duration::from_secs(60);
-
-/// The p50, p95, p99 and slowest of one measure, in milliseconds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Quantiles {
-    /// Rounds measured.
-    pub count: usize,
-    /// Median.
-    pub p50_ms: u64,
-    /// 95th percentile (nearest rank).
-    pub p95_ms: u64,
-    /// 99th percentile (nearest rank).
-    pub p99_ms: u64,
-    /// Slowest.
-    pub max_ms: u64,
-}
-
-impl Quantiles {
-    /// The quantiles of `values`.
-    pub fn of(values: &[u64]) -> Quantiles {
-        Quantiles {
-            count: values.len(),
-            p50_ms: percentile(values, 50.0),
-            p95_ms: percentile(values, 95.0),
-            p99_ms: percentile(values, 99.0),
-            max_ms: values.iter().copied().max().unwrap_or(0),
-        }
-    }
-}
 
 /// One side (outage or recovery) of one round: milliseconds from the
 /// target's change to each sign, `None` where it never came.
@@ -99,18 +71,18 @@ pub struct Timings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Side {
     /// (a).
-    pub status_event: Quantiles,
+    pub status_event: Spread,
     /// (b).
-    pub edge_poll: Quantiles,
+    pub edge_poll: Spread,
     /// (c).
-    pub sse: Quantiles,
+    pub sse: Spread,
     /// (d).
-    pub email: Quantiles,
+    pub email: Spread,
     /// (e).
-    pub webhook: Quantiles,
+    pub webhook: Spread,
     /// (d) − (a) per round: how long the first subscriber waits after
     /// the decision.
-    pub email_after_status: Quantiles,
+    pub email_after_status: Spread,
     /// Rounds where some sign never came within the round's timeout.
     pub missed: usize,
 }
@@ -125,12 +97,12 @@ impl Side {
             .filter_map(|t| Some(t.email_ms?.saturating_sub(t.status_event_ms?)))
             .collect();
         Side {
-            status_event: Quantiles::of(&pick(|t| t.status_event_ms)),
-            edge_poll: Quantiles::of(&pick(|t| t.edge_poll_ms)),
-            sse: Quantiles::of(&pick(|t| t.sse_ms)),
-            email: Quantiles::of(&pick(|t| t.email_ms)),
-            webhook: Quantiles::of(&pick(|t| t.webhook_ms)),
-            email_after_status: Quantiles::of(&after),
+            status_event: Spread::of(&pick(|t| t.status_event_ms)),
+            edge_poll: Spread::of(&pick(|t| t.edge_poll_ms)),
+            sse: Spread::of(&pick(|t| t.sse_ms)),
+            email: Spread::of(&pick(|t| t.email_ms)),
+            webhook: Spread::of(&pick(|t| t.webhook_ms)),
+            email_after_status: Spread::of(&after),
             missed: rounds
                 .iter()
                 .filter(|t| {

@@ -40,13 +40,15 @@ use crate::progress;
 const WAIT: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(100);
 
-/// p50, p99 and the slowest of a set of durations, in milliseconds.
-#[derive(Debug, Serialize)]
+/// p50, p95, p99 and the slowest of a set of durations, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Spread {
     /// How many were measured.
     pub count: usize,
     /// Median.
     pub p50_ms: u64,
+    /// 95th percentile (nearest rank).
+    pub p95_ms: u64,
     /// 99th percentile (nearest rank).
     pub p99_ms: u64,
     /// Slowest.
@@ -59,6 +61,7 @@ impl Spread {
         Spread {
             count: values.len(),
             p50_ms: percentile(values, 50.0),
+            p95_ms: percentile(values, 95.0),
             p99_ms: percentile(values, 99.0),
             max_ms: values.iter().copied().max().unwrap_or(0),
         }

@@ -51,7 +51,12 @@ pub async fn run(
             return;
         }
     };
-    let js = async_nats::jetstream::new(client.clone());
+    shutdown.spawn(beacon_runtime::degradation::watch_bus(
+        client.clone(),
+        degradation,
+        shutdown.clone(),
+    ));
+    let js = async_nats::jetstream::new(client);
     let Some(store) = buckets::open(&js, KV_STATUS, &shutdown).await else {
         return;
     };
@@ -62,14 +67,9 @@ pub async fn run(
     // quadratic.
     let mut unpublished = false;
     let mut publish = tokio::time::interval(PUBLISH_EVERY);
-    let mut health = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = health.tick() => {
-                let connected = client.connection_state() == async_nats::connection::State::Connected;
-                degradation.hold("bus", Level::ComputeDegraded, !connected);
-            }
             change = changes.recv() => match change {
                 Some(Change::Entry(entry)) => {
                     if fold(&mut statuses, &entry) {

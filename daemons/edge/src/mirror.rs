@@ -441,6 +441,10 @@ async fn write(
     versions: IntCounterVec,
     shutdown: Shutdown,
 ) {
+    // Per page and link (`true`: the notice), the version this writer made
+    // live (`None`: none): only a choice that differs from it is copied out
+    // of the lock and looked at on disk.
+    let mut live: HashMap<(String, bool), Option<String>> = HashMap::new();
     // Per page and link, the version whose write last failed: logged once.
     let mut failing: HashMap<(String, bool), String> = HashMap::new();
     loop {
@@ -449,63 +453,99 @@ async fn write(
             _ = shared.changed.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        let heard = shared
-            .heard
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let changed = changed_choices(&shared, &live);
+        if changed.is_empty() {
+            continue;
+        }
         let readers = shared
             .readers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let pages: BTreeSet<&String> = heard.iter().flat_map(|h| h.pages.keys()).collect();
-        for page in pages {
-            let Some(choice) = choose(&heard, page) else {
-                continue;
+        for Wanted {
+            page,
+            emergency,
+            wanted,
+        } in changed
+        {
+            let page_dir = origin::page_dir(&origin_dir, &page);
+            let (kind, link) = if emergency {
+                (origin::EMERGENCY_VERSIONS, origin::EMERGENCY)
+            } else {
+                (origin::VERSIONS, origin::CURRENT)
             };
-            let page_dir = origin::page_dir(&origin_dir, page);
-            for (emergency, wanted) in [(false, choice.manifest), (true, choice.emergency)] {
-                let (kind, link) = if emergency {
-                    (origin::EMERGENCY_VERSIONS, origin::EMERGENCY)
-                } else {
-                    (origin::VERSIONS, origin::CURRENT)
-                };
-                let here = origin::resolve(&page_dir, link).map(|(v, _)| v);
-                let outcome = match wanted {
-                    Some((_, manifest)) if here.as_deref() == Some(manifest.version.as_str()) => {
-                        continue
-                    }
-                    None if here.is_none() || !emergency => continue,
-                    // Every origin that has the page says the notice is down.
-                    None => origin::remove_link(&page_dir, link)
-                        .map(|()| String::new())
-                        .map_err(|e| e.to_string()),
-                    Some((from, manifest)) => {
-                        fetch_and_write(&readers, from, &page_dir, kind, link, manifest)
-                            .await
-                            .map(|()| manifest.version.clone())
-                    }
-                };
-                let key = (page.clone(), emergency);
-                match outcome {
-                    Ok(version) => {
-                        failing.remove(&key);
-                        versions.with_label_values(&["mirrored"]).inc();
-                        tracing::info!(page = %page, link, version = %version, "Mirrored.");
-                    }
-                    Err(e) => {
-                        versions.with_label_values(&["failed"]).inc();
-                        let version = wanted.map(|(_, m)| m.version.clone()).unwrap_or_default();
-                        if failing.get(&key) != Some(&version) {
-                            tracing::warn!(page = %page, link, error = %e, "Cannot mirror a version; keeping the previous one.");
-                            failing.insert(key, version);
-                        }
+            let here = origin::resolve(&page_dir, link).map(|(v, _)| v);
+            let key = (page.clone(), emergency);
+            let outcome = match &wanted {
+                Some((_, manifest)) if here.as_deref() == Some(manifest.version.as_str()) => {
+                    live.insert(key, here);
+                    continue;
+                }
+                None if here.is_none() || !emergency => {
+                    live.insert(key, None);
+                    continue;
+                }
+                // Every origin that has the page says the notice is down.
+                None => origin::remove_link(&page_dir, link)
+                    .map(|()| None)
+                    .map_err(|e| e.to_string()),
+                Some((from, manifest)) => {
+                    fetch_and_write(&readers, *from, &page_dir, kind, link, manifest)
+                        .await
+                        .map(|()| Some(manifest.version.clone()))
+                }
+            };
+            match outcome {
+                Ok(version) => {
+                    failing.remove(&key);
+                    versions.with_label_values(&["mirrored"]).inc();
+                    tracing::info!(page = %page, link, version = ?version, "Mirrored.");
+                    live.insert(key, version);
+                }
+                Err(e) => {
+                    versions.with_label_values(&["failed"]).inc();
+                    let version = wanted.map(|(_, m)| m.version).unwrap_or_default();
+                    if failing.get(&key) != Some(&version) {
+                        tracing::warn!(page = %page, link, error = %e, "Cannot mirror a version; keeping the previous one.");
+                        failing.insert(key, version);
                     }
                 }
             }
         }
     }
+}
+
+/// One page's link whose chosen version differs from the one live.
+struct Wanted {
+    page: String,
+    emergency: bool,
+    /// The origin to fetch from first, and the manifest; `None`: no notice.
+    wanted: Option<(usize, Manifest)>,
+}
+
+/// The choices (see [`choose`]) that differ from `live`, copied out of the
+/// lock; the rest stays where it is.
+fn changed_choices(shared: &Shared, live: &HashMap<(String, bool), Option<String>>) -> Vec<Wanted> {
+    let heard = shared.heard.lock().unwrap_or_else(PoisonError::into_inner);
+    let pages: BTreeSet<&String> = heard.iter().flat_map(|h| h.pages.keys()).collect();
+    let mut changed = Vec::new();
+    for page in pages {
+        let Some(choice) = choose(&heard, page) else {
+            continue;
+        };
+        for (emergency, wanted) in [(false, choice.manifest), (true, choice.emergency)] {
+            let version = wanted.map(|(_, m)| m.version.clone());
+            if live.get(&(page.clone(), emergency)) == Some(&version) {
+                continue;
+            }
+            changed.push(Wanted {
+                page: page.clone(),
+                emergency,
+                wanted: wanted.map(|(from, m)| (from, m.clone())),
+            });
+        }
+    }
+    changed
 }
 
 /// Fetches `manifest`'s blobs, from origin `from` first and then any

@@ -85,20 +85,34 @@ pub struct ScheduleMetrics {
 /// (`beacon_probe_certificate_expiry_seconds`: the soonest, from now) can
 /// warn of any of them without a label per target. A check not seen for
 /// [`Certificates::FORGET_AFTER_MS`] (removed, or no longer TLS) drops out.
+/// Noting a result is O(1): the whole set is only looked at again when the
+/// soonest certificate was renewed, and once a minute to forget.
 #[derive(Debug)]
 pub struct Certificates {
-    seen: std::sync::Mutex<HashMap<CheckKey, (u64, u64)>>,
+    seen: std::sync::Mutex<CertificateSet>,
     soonest: prometheus::IntGauge,
+}
+
+#[derive(Debug, Default)]
+struct CertificateSet {
+    /// Per check: (expires at, seen at), Unix milliseconds.
+    by_check: HashMap<CheckKey, (u64, u64)>,
+    /// The soonest expiry among them.
+    soonest: Option<u64>,
+    /// When the set was last swept of checks not seen for long.
+    swept_at_ms: u64,
 }
 
 impl Certificates {
     /// How long an expiry counts without being seen again.
     pub const FORGET_AFTER_MS: u64 = 3_600_000;
+    /// How often checks not seen for long are forgotten.
+    const SWEEP_EVERY_MS: u64 = 60_000;
 
     /// An empty set reporting to `soonest`.
     pub fn new(soonest: prometheus::IntGauge) -> Certificates {
         Certificates {
-            seen: std::sync::Mutex::new(HashMap::new()),
+            seen: std::sync::Mutex::new(CertificateSet::default()),
             soonest,
         }
     }
@@ -106,11 +120,20 @@ impl Certificates {
     /// Notes that `key`'s certificate expires at `expires_at_ms`, seen at
     /// `now_ms`, and sets the gauge to the soonest expiry still counted.
     pub fn saw(&self, key: &CheckKey, expires_at_ms: u64, now_ms: u64) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.insert(key.clone(), (expires_at_ms, now_ms));
-        seen.retain(|_, (_, at)| now_ms.saturating_sub(*at) <= Self::FORGET_AFTER_MS);
-        let soonest = seen.values().map(|(expires, _)| *expires).min();
-        drop(seen);
+        let mut set = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let before = set.by_check.insert(key.clone(), (expires_at_ms, now_ms));
+        let renewed_soonest =
+            before.is_some_and(|(was, _)| Some(was) == set.soonest && expires_at_ms > was);
+        if renewed_soonest || now_ms.saturating_sub(set.swept_at_ms) >= Self::SWEEP_EVERY_MS {
+            set.by_check
+                .retain(|_, (_, at)| now_ms.saturating_sub(*at) <= Self::FORGET_AFTER_MS);
+            set.soonest = set.by_check.values().map(|(expires, _)| *expires).min();
+            set.swept_at_ms = now_ms;
+        } else {
+            set.soonest = Some(set.soonest.map_or(expires_at_ms, |s| s.min(expires_at_ms)));
+        }
+        let soonest = set.soonest;
+        drop(set);
         if let Some(soonest) = soonest {
             let left_ms = i128::from(soonest) - i128::from(now_ms);
             self.soonest

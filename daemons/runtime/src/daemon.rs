@@ -21,7 +21,6 @@ use crate::degradation::Degradation;
 use crate::retry::{until_ok, Class, Classify, RetryPolicy};
 use crate::shutdown::Shutdown;
 use crate::telemetry::{init_tracing, serve_admin, LogFormat, MetricError, Metrics, Readiness};
-use beacon_contract::degradation::Level;
 use beacon_contract::hlc::HlcClock;
 use beacon_contract::topology::{ensure, not_ready, verify, EnsureError, Topology};
 
@@ -258,7 +257,7 @@ impl Daemon {
         if prepared.is_err() {
             return Err(StartError::Cancelled);
         }
-        shutdown.spawn(watch_bus(
+        shutdown.spawn(crate::degradation::watch_bus(
             client.clone(),
             process.degradation.clone(),
             shutdown.clone(),
@@ -301,21 +300,6 @@ impl Daemon {
         };
         let result = run(daemon.clone()).await;
         outcome(name, result, daemon.finish().await)
-    }
-}
-
-/// Holds the process at level 2 while its NATS connection is down: a
-/// daemon cut off from the bus cannot keep the page live.
-async fn watch_bus(client: async_nats::Client, degradation: Degradation, shutdown: Shutdown) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let connected = client.connection_state() == async_nats::connection::State::Connected;
-        degradation.hold("bus", Level::ComputeDegraded, !connected);
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use beacon_contract::degradation::Level;
 use prometheus::{IntGauge, IntGaugeVec};
 
+use crate::shutdown::Shutdown;
 use crate::telemetry::{MetricError, Metrics};
 
 /// The causes a process holds and the level they make.
@@ -90,6 +91,23 @@ impl Degradation {
             .max()
             .copied()
             .unwrap_or(Level::Full)
+    }
+}
+
+/// Holds `degradation` at level 2 (cause `bus`) while `client`'s
+/// connection is down, until shutdown: a process cut off from the bus
+/// cannot keep the page live. Every daemon runs it from the start; a
+/// process that connects later (the DNS responder) runs it itself.
+pub async fn watch_bus(client: async_nats::Client, degradation: Degradation, shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        degradation.hold("bus", Level::ComputeDegraded, !connected);
     }
 }
 
